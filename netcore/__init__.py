@@ -1,0 +1,1 @@
+"""netcore: user-defined bridge networks, veth endpoints, IPAM and their store."""

@@ -1,0 +1,117 @@
+"""netcore's side of dnsd: start it when the first DNS network appears, sync it after every change, stop it after the last.
+
+dnsd serves a control socket in the state dir. ``sync`` returns only once dnsd
+has swapped in a snapshot built from the store as committed, which is what
+makes `netcore run --name x && netcore exec y -- getent hosts x` work with no sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from .errors import NetcoreError
+
+SOCKET_NAME = "dnsd.sock"
+PID_NAME = "dnsd.pid"
+LOG_NAME = "dnsd.log"
+START_TIMEOUT = 10.0
+REPLY_TIMEOUT = 10.0
+
+
+class DnsdControl:
+    def __init__(self, state_dir: str, namespace: str | None):
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self.socket_path = os.path.join(state_dir, SOCKET_NAME)
+
+    def _request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
+        """One line in, one line out; None when no dnsd answers on the socket."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(self.socket_path)
+                sock.sendall(command.encode() + b"\n")
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return reply.decode().strip() or None
+        except (FileNotFoundError, ConnectionRefusedError, socket.timeout, OSError):
+            return None
+
+    def status(self) -> tuple[int, str] | None:
+        """(pid, 'managed' or 'foreground') of the dnsd serving this state dir, or None."""
+        reply = self._request("ping", timeout=2.0)
+        if reply and reply.startswith("pong "):
+            _, pid, mode = reply.split()
+            return int(pid), mode
+        return None
+
+    def start(self) -> int:
+        log_path = os.path.join(self.state_dir, LOG_NAME)
+        argv = [sys.executable, "-m", "dnsd", "--state-dir", self.state_dir, "--managed"]
+        if self.namespace:
+            argv += ["--netns", self.namespace]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise NetcoreError(f"dnsd exited at start (status {proc.returncode}): {self._last_log_line(log_path)}")
+            found = self.status()
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        proc.kill()
+        raise NetcoreError(f"dnsd did not come up within {START_TIMEOUT:.0f}s: see {log_path}")
+
+    @staticmethod
+    def _last_log_line(path: str) -> str:
+        try:
+            with open(path, errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+            return lines[-1] if lines else "no output"
+        except OSError:
+            return "no log"
+
+    def sync(self) -> None:
+        """Make sure dnsd runs and serves what the store holds now; start it if it is not running."""
+        reply = self._request("sync")
+        if reply is None:
+            self.start()
+            reply = self._request("sync")
+        if not reply or not reply.startswith("ok"):
+            raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): see {os.path.join(self.state_dir, LOG_NAME)}")
+
+    def stop(self, only_managed: bool = True) -> None:
+        """Stop the dnsd netcore started (a foreground one under a supervisor is left alone)."""
+        found = self.status()
+        if not found or (only_managed and found[1] != "managed"):
+            return
+        pid = found[0]
+        self._request("stop")
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.02)
+        if _alive(pid):
+            os.kill(pid, 9)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is not alive for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,545 @@
+"""One call per user action: plan it (IPAM, names), record it, build it in the kernel, confirm it.
+
+Every mutating action runs under an exclusive lock on the state dir, in three
+steps: (1) a transaction records the new objects in state ``creating`` (or
+marks old ones ``removing``), (2) netlink builds or tears down the kernel
+objects, (3) a transaction marks them ``running`` (or deletes the rows), and
+dnsd is synced. A process killed between the steps leaves rows in a
+transitional state; since the lock is released only when its holder dies, the
+next action that takes the lock knows they are orphans and reconciles them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from . import ipam, netlink, sandbox
+from .dnsd_control import DnsdControl
+from .errors import Conflict, NetcoreError
+from .model import (DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
+                    MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU,
+                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network)
+from .store import Store
+
+IFNAMSIZ = 15
+RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)
+_ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+               "nifty", "proud", "quirky", "serene", "tender", "vibrant", "wizardly", "zealous")
+_NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "knuth", "lamport",
+          "lovelace", "noether", "pike", "ritchie", "shannon", "thompson", "turing", "wozniak")
+
+
+def validate_name(name: str, what: str) -> str:
+    if not name or len(name) > NAME_MAX or not NAME_RE.match(name):
+        raise NetcoreError(f"invalid {what} name {name!r}: use up to {NAME_MAX} of [a-zA-Z0-9_.-], "
+                           "starting with a letter or digit")
+    return name
+
+
+def parse_server(text: str) -> str:
+    """A DNS server as IP or IP:PORT ([v6]:PORT for IPv6 with a port); returned normalized."""
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    address = ipam.parse_address(host, "DNS server")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        raise NetcoreError(f"invalid DNS server {text!r}: the port must be 1-65535")
+    if port is None:
+        return str(address)
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _is_plain_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _prefixlen(cidr: str | None) -> int | None:
+    return ipaddress.ip_network(cidr).prefixlen if cidr else None
+
+
+class Engine:
+    def __init__(self, state_dir: str, namespace: str | None = None):
+        if os.geteuid() != 0:
+            raise NetcoreError("netcore must run as root: it creates namespaces and links (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+        if namespace is not None:
+            validate_name(namespace, "gateway namespace")
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self.gateway = netlink.Gateway(namespace)
+        self.ns_prefix = f"{namespace or 'netcore'}-"
+        self.store = Store.open(state_dir)
+        self.dnsd = DnsdControl(state_dir, namespace)
+        self.notes: list[str] = []  # what reconciliation did, for the user to read
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the frame of every action --------------------------------------------
+
+    @contextmanager
+    def action(self) -> Iterator[None]:
+        """Exclusive across processes; reconciles leftovers first and syncs dnsd last."""
+        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.gateway.ensure()
+            self.reconcile()
+            self._ensure_default_bridge()
+            yield
+            self.sync_dns()
+        finally:
+            os.close(fd)
+
+    def revive_dnsd(self) -> None:
+        """Restart a dnsd that died (kill -9) so the next lookup is answered."""
+        if self.dnsd.status() is None and any(n.dns_enabled for n in self.store.networks()):
+            with self.action():
+                pass  # action() ends by syncing, which starts dnsd
+
+    def sync_dns(self) -> None:
+        if any(n.dns_enabled for n in self.store.networks()):
+            self.dnsd.sync()
+        else:
+            self.dnsd.stop()
+
+    # -- networks -------------------------------------------------------------
+
+    def create_network(self, name: str, subnets: list[str] = (), ip_range: str | None = None,
+                       gateway: str | None = None, internal: bool = False, ipv6: bool = False,
+                       dns: list[str] = (), options: dict | None = None, labels: dict | None = None,
+                       driver: str = "bridge") -> Network:
+        validate_name(name, "network")
+        if driver != "bridge":
+            raise NetcoreError(f"unsupported driver {driver!r}: only 'bridge' is available")
+        if name in RESERVED_NETWORKS:
+            raise Conflict(f"network name {name!r} is reserved for the {name} network mode")
+        options = self._check_options(dict(options or {}))
+        servers = tuple(parse_server(s) for s in dns)
+        parsed = [ipam.parse_subnet(s) for s in subnets]
+        v4 = [s for s in parsed if s.version == 4]
+        v6 = [s for s in parsed if s.version == 6]
+        if len(v4) > 1 or len(v6) > 1:
+            raise NetcoreError("give at most one IPv4 and one IPv6 --subnet")
+        if v6 and not ipv6:
+            raise NetcoreError(f"subnet {v6[0]} is IPv6: add --ipv6 to enable IPv6 on this network")
+        if ip_range and ":" in ip_range:
+            raise NetcoreError("--ip-range is supported for the IPv4 subnet only")
+        gateway4 = gateway if gateway and ":" not in gateway else None
+        gateway6 = gateway if gateway and ":" in gateway else None
+        if (ip_range or gateway4) and not v4:
+            raise NetcoreError("--ip-range and --gateway need the --subnet they belong to")
+        if gateway6 and not v6:
+            raise NetcoreError("an IPv6 --gateway needs the IPv6 --subnet it belongs to")
+        network_id = secrets.token_hex(32)
+        bridge = options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}"
+        if len(bridge) > IFNAMSIZ or not NAME_RE.match(bridge):
+            raise NetcoreError(f"invalid bridge name {bridge!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
+        with self.action():
+            with self.store.transaction():
+                if self.store.find_network(name):
+                    raise Conflict(f"network with name {name} already exists")
+                if any(n.bridge == bridge for n in self.store.networks()):
+                    raise Conflict(f"bridge name {bridge} is already used by another network")
+                taken = self._taken_subnets()
+                if v4:
+                    ipam.check_no_overlap(v4[0], taken)
+                    subnet = v4[0]
+                else:
+                    subnet = ipam.choose_subnet(taken.values())
+                gw = ipam.plan_gateway(subnet, gateway4)
+                rng = ipam.plan_ip_range(subnet, ip_range)
+                subnet6 = gw6 = None
+                if ipv6:
+                    subnet6 = v6[0] if v6 else ipam.ula_subnet(network_id)
+                    ipam.check_no_overlap(subnet6, taken)
+                    gw6 = ipam.plan_gateway(subnet6, gateway6)
+                network = Network(
+                    id=network_id, name=name, bridge=bridge, subnet=str(subnet), gateway=str(gw),
+                    ip_range=str(rng) if rng else None, subnet6=str(subnet6) if subnet6 else None,
+                    gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
+                    labels=dict(labels or {}), state=STATE_CREATING, created=_now())
+                self.store.insert(network)
+            self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
+            return replace(network, state=STATE_RUNNING)
+
+    @staticmethod
+    def _check_options(options: dict) -> dict:
+        for key in options:
+            if key not in KNOWN_OPTIONS:
+                raise NetcoreError(f"unsupported option {key!r}: supported are {', '.join(KNOWN_OPTIONS)}")
+        if OPT_MTU in options:
+            mtu = str(options[OPT_MTU])
+            if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:
+                raise NetcoreError(f"invalid {OPT_MTU} {mtu!r}: a number from 68 to 65535")
+        if OPT_ICC in options and str(options[OPT_ICC]).lower() not in ("true", "false", "1", "0"):
+            raise NetcoreError(f"invalid {OPT_ICC} {options[OPT_ICC]!r}: true or false")
+        return {k: str(v) for k, v in options.items()}
+
+    def _taken_subnets(self) -> dict[str, ipam.IPNetwork]:
+        """Subnets a new network must not overlap: other networks' and the gateway namespace's routes."""
+        taken: dict[str, ipam.IPNetwork] = {}
+        for n in self.store.networks():
+            taken[f"network {n.name}"] = ipaddress.ip_network(n.subnet)
+            if n.subnet6:
+                taken[f"network {n.name} (IPv6)"] = ipaddress.ip_network(n.subnet6)
+        bridges = {ipaddress.ip_network(n.subnet) for n in self.store.networks()}
+        for route in self.gateway.routes():
+            if route not in bridges and not route.is_link_local:
+                taken[f"route {route} in the gateway namespace"] = route
+        return taken
+
+    def _build_bridge(self, network: Network) -> None:
+        mac = "02:" + ":".join(network.id[i:i + 2] for i in range(0, 10, 2))
+        self.gateway.create_bridge(network.bridge, mac, network.mtu, network.gateway, _prefixlen(network.subnet),
+                                   network.gateway6, _prefixlen(network.subnet6))
+
+    def _drop_network(self, network: Network) -> None:
+        self.gateway.delete_link(network.bridge)
+        with self.store.transaction():
+            self.store.delete(network)
+
+    def remove_network(self, ref: str) -> Network:
+        with self.action():
+            network = self.store.network(ref)
+            if network.name == DEFAULT_BRIDGE:
+                raise Conflict(f"{DEFAULT_BRIDGE} is a pre-defined network and cannot be removed")
+            attached = self.store.endpoints_on_network(network.id)
+            if attached:
+                names = sorted(self.store.container(e.container_id).name for e in attached)
+                raise Conflict(f"network {network.name} has active endpoints: {', '.join(names)}")
+            with self.store.transaction():
+                self.store.set_state(network, STATE_REMOVING)
+            self._drop_network(network)
+            return network
+
+    def _ensure_default_bridge(self) -> None:
+        if self.store.find_network(DEFAULT_BRIDGE):
+            return
+        taken = self._taken_subnets()
+        preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
+        subnet = preferred if not any(preferred.overlaps(t) for t in taken.values()) else ipam.choose_subnet(taken.values())
+        network = Network(id=secrets.token_hex(32), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
+                          subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
+                          options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING, created=_now())
+        with self.store.transaction():
+            self.store.insert(network)
+        self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
+
+    # -- containers -----------------------------------------------------------
+
+    def run(self, name: str | None = None, net: str | None = None, aliases: list[str] = (),
+            ip: str | None = None, hostname: str | None = None, dns: list[str] = ()) -> Container:
+        if name is not None:
+            validate_name(name, "container")
+        for alias in aliases:
+            validate_name(alias, "alias")
+        if hostname is not None:
+            validate_name(hostname, "hostname")
+        servers = tuple(parse_server(s) for s in dns)
+        container_id = secrets.token_hex(32)
+        mode, peer_ref = self._network_mode(net)
+        if mode != MODE_BRIDGE and (aliases or ip):
+            raise NetcoreError(f"--net-alias and --ip need a bridge network, not --net {net}")
+        with self.action():
+            with self.store.transaction():
+                name = name or self._generate_name()
+                if self.store.find_container(name):
+                    raise Conflict(f"the container name {name!r} is already in use")
+                namespace, peer = f"{self.ns_prefix}{container_id[:12]}", None
+                if mode == MODE_HOST:
+                    namespace = self.namespace or ""
+                elif mode == MODE_CONTAINER:
+                    target = self.store.container(peer_ref)
+                    if target.mode == MODE_CONTAINER:
+                        target = self.store.container(target.peer)
+                    namespace, peer = target.netns, target.id
+                container = Container(id=container_id, name=name, hostname=hostname or container_id[:12],
+                                      netns=namespace, mode=mode, peer=peer, dns=servers, state=STATE_CREATING,
+                                      created=_now())
+                self.store.insert(container)
+                endpoints = []
+                if mode == MODE_BRIDGE:
+                    network = self.store.network(net or DEFAULT_BRIDGE)
+                    endpoints.append(self._plan_endpoint(container, network, aliases, ip))
+            self._build(container, lambda: self._build_container(container, endpoints),
+                        lambda: self._drop_container(container))
+            return replace(container, state=STATE_RUNNING)
+
+    @staticmethod
+    def _network_mode(net: str | None) -> tuple[str, str | None]:
+        if net in (MODE_HOST, MODE_NONE):
+            return net, None
+        if net and net.startswith("container:"):
+            ref = net.partition(":")[2]
+            if not ref:
+                raise NetcoreError("--net container:NAME needs the name or ID of a container")
+            return MODE_CONTAINER, ref
+        return MODE_BRIDGE, None
+
+    def _generate_name(self) -> str:
+        while True:
+            name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NAMES)}"
+            if not self.store.find_container(name):
+                return name
+
+    def _plan_endpoint(self, container: Container, network: Network, aliases, ip: str | None) -> Endpoint:
+        """Allocate an interface name, a veth name, addresses and a MAC; record the endpoint as creating."""
+        if network.state != STATE_RUNNING:
+            raise NetcoreError(f"network {network.name} is not ready")
+        if not network.dns_enabled and aliases:
+            raise NetcoreError("network-scoped aliases are supported only for user-defined networks")
+        if not network.dns_enabled and ip:
+            raise NetcoreError("user specified IP address is supported on user defined networks only")
+        used_ifnames = {e.ifname for e in self.store.endpoints_of_container(container.id)}
+        ifname = next(f"eth{i}" for i in range(len(used_ifnames) + 1) if f"eth{i}" not in used_ifnames)
+        subnet = ipaddress.ip_network(network.subnet)
+        taken = self.store.addresses_on_network(network.id)
+        address = ipam.allocate_address(subnet, ipaddress.ip_address(network.gateway), taken,
+                                        ipaddress.ip_network(network.ip_range) if network.ip_range else None, ip)
+        address6 = None
+        if network.subnet6:
+            address6 = ipam.allocate_address(ipaddress.ip_network(network.subnet6),
+                                             ipaddress.ip_address(network.gateway6), taken)
+        endpoint = Endpoint(id=secrets.token_hex(32), container_id=container.id, network_id=network.id,
+                            ifname=ifname, host_ifname=f"veth{secrets.token_hex(4)[:7]}", mac=ipam.mac_for(address),
+                            ipv4=str(address), ipv6=str(address6) if address6 else None,
+                            aliases=tuple(dict.fromkeys(aliases)), state=STATE_CREATING)
+        self.store.insert(endpoint)
+        return endpoint
+
+    def _build(self, record, build, undo) -> None:
+        """Run the kernel step; on failure undo it (rows included) and re-raise; on success mark running."""
+        try:
+            build()
+        except BaseException:
+            undo()
+            raise
+        with self.store.transaction():
+            self.store.set_state(record, STATE_RUNNING)
+            if isinstance(record, Container):
+                for endpoint in self.store.endpoints_of_container(record.id):
+                    self.store.set_state(endpoint, STATE_RUNNING)
+
+    def _build_container(self, container: Container, endpoints: list[Endpoint]) -> None:
+        if container.mode in (MODE_BRIDGE, MODE_NONE):
+            netlink.create_namespace(container.netns)
+        for endpoint in endpoints:
+            self._build_endpoint(container, endpoint)
+        self._write_etc(container)
+
+    def _build_endpoint(self, container: Container, endpoint: Endpoint) -> None:
+        network = self.store.network(endpoint.network_id)
+        self.gateway.attach_endpoint(container.netns, endpoint.host_ifname, endpoint.ifname, network.bridge,
+                                     network.mtu, endpoint.mac, isolated=not network.icc)
+        self._configure_interface(container, endpoint, network)
+
+    @staticmethod
+    def _configure_interface(container: Container, endpoint: Endpoint, network: Network) -> None:
+        netlink.configure_container_interface(
+            container.netns, endpoint.ifname, endpoint.ipv4, _prefixlen(network.subnet),
+            None if network.internal else network.gateway, endpoint.ipv6, _prefixlen(network.subnet6),
+            None if network.internal else network.gateway6)
+
+    def _write_etc(self, container: Container) -> None:
+        """resolv.conf names the embedded DNS of each DNS network joined (else the container's own --dns)."""
+        if container.mode not in (MODE_BRIDGE, MODE_NONE):
+            return  # host and container: modes use the namespace's owner's files
+        endpoints = self.store.endpoints_of_container(container.id)
+        networks = [self.store.network(e.network_id) for e in endpoints]
+        nameservers = [n.gateway for n in networks if n.dns_enabled]
+        if not nameservers:
+            nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
+        addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
+        sandbox.write_etc(container.netns, sandbox.resolv_conf(nameservers),
+                          sandbox.hosts_file(container.hostname, addresses))
+
+    def _drop_container(self, container: Container) -> None:
+        """Tear down whatever exists of the container in the kernel, then its rows."""
+        endpoints = self.store.endpoints_of_container(container.id)
+        for endpoint in endpoints:
+            self.gateway.delete_link(endpoint.host_ifname)
+        if container.mode in (MODE_BRIDGE, MODE_NONE):
+            netlink.delete_namespace(container.netns)
+            sandbox.remove_etc(container.netns)
+        with self.store.transaction():
+            for endpoint in endpoints:
+                self.store.delete(endpoint)
+            self.store.delete(container)
+
+    def remove_containers(self, refs: list[str], force: bool = False) -> list[Container]:
+        removed = []
+        with self.action():
+            for ref in refs:
+                container = self.store.container(ref)
+                dependents = self.store.dependents(container.id)
+                if dependents and not force:
+                    names = ", ".join(sorted(d.name for d in dependents))
+                    raise Conflict(f"container {container.name} shares its namespace with {names}: "
+                                   "remove them first, or use -f to remove them too")
+                for victim in [*dependents, container]:
+                    self._mark_removing(victim)
+                    self._drop_container(victim)
+                    removed.append(victim)
+        return removed
+
+    def _mark_removing(self, container: Container) -> None:
+        with self.store.transaction():
+            self.store.set_state(container, STATE_REMOVING)
+            for endpoint in self.store.endpoints_of_container(container.id):
+                self.store.set_state(endpoint, STATE_REMOVING)
+
+    # -- connect / disconnect -------------------------------------------------
+
+    def connect(self, net_ref: str, container_ref: str, aliases: list[str] = (), ip: str | None = None) -> Endpoint:
+        for alias in aliases:
+            validate_name(alias, "alias")
+        with self.action():
+            with self.store.transaction():
+                network = self.store.network(net_ref)
+                container = self.store.container(container_ref)
+                self._check_connectable(container)
+                if any(e.network_id == network.id for e in self.store.endpoints_of_container(container.id)):
+                    raise Conflict(f"container {container.name} is already connected to network {network.name}")
+                endpoint = self._plan_endpoint(container, network, aliases, ip)
+
+            def build():
+                self._build_endpoint(container, endpoint)
+                self._write_etc(container)
+
+            def undo():
+                self.gateway.delete_link(endpoint.host_ifname)
+                with self.store.transaction():
+                    self.store.delete(endpoint)
+            self._build(endpoint, build, undo)
+            return replace(endpoint, state=STATE_RUNNING)
+
+    @staticmethod
+    def _check_connectable(container: Container) -> None:
+        if container.mode != MODE_BRIDGE:
+            how = {MODE_HOST: "the host network", MODE_NONE: "no network",
+                   MODE_CONTAINER: "another container's network namespace"}[container.mode]
+            raise Conflict(f"container {container.name} uses {how} (--net {container.mode}): "
+                           "it cannot be connected to or disconnected from networks")
+
+    def disconnect(self, net_ref: str, container_ref: str) -> Endpoint:
+        with self.action():
+            network = self.store.network(net_ref)
+            container = self.store.container(container_ref)
+            self._check_connectable(container)
+            endpoint = next((e for e in self.store.endpoints_of_container(container.id)
+                             if e.network_id == network.id), None)
+            if endpoint is None:
+                raise Conflict(f"container {container.name} is not connected to network {network.name}")
+            with self.store.transaction():
+                self.store.set_state(endpoint, STATE_REMOVING)
+            self.gateway.delete_link(endpoint.host_ifname)
+            with self.store.transaction():
+                self.store.delete(endpoint)
+            for remaining in self.store.endpoints_of_container(container.id):  # a default route may have gone
+                self._configure_interface(container, remaining, self.store.network(remaining.network_id))
+            self._write_etc(container)
+            return endpoint
+
+    # -- reconciliation -------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Bring the kernel back in line with the store after a crash; say what was done."""
+        notes = []
+        for network in self.store.networks():
+            if network.state != STATE_RUNNING:
+                self._drop_network(network)
+                notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
+                             f"network {network.name} (bridge {network.bridge})")
+        for container in self.store.containers():
+            if container.state != STATE_RUNNING:
+                self._drop_container(container)
+                notes.append(f"removed half-{'created' if container.state == STATE_CREATING else 'removed'} "
+                             f"container {container.name} (namespace {container.netns})")
+        for endpoint in self.store.endpoints():
+            if endpoint.state != STATE_RUNNING:
+                self.gateway.delete_link(endpoint.host_ifname)
+                with self.store.transaction():
+                    self.store.delete(endpoint)
+                notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
+                             f"endpoint {endpoint.host_ifname}")
+        notes += self._reconcile_kernel()
+        self.notes += notes
+        return notes
+
+    def _reconcile_kernel(self) -> list[str]:
+        notes = []
+        containers = self.store.containers()
+        owned = {c.netns for c in containers}
+        for namespace in netlink.list_namespaces():
+            if namespace.startswith(self.ns_prefix) and namespace not in owned:
+                netlink.delete_namespace(namespace)
+                sandbox.remove_etc(namespace)
+                notes.append(f"removed leftover namespace {namespace}")
+        networks = self.store.networks()
+        links = self.gateway.links()
+        for network in networks:
+            if network.bridge not in links:
+                self._build_bridge(network)
+                notes.append(f"recreated missing bridge {network.bridge} of network {network.name}")
+        bridges = {n.bridge for n in networks}
+        known_veths = {e.host_ifname for e in self.store.endpoints()}
+        for name, link in links.items():
+            if link["master"] in bridges and name not in known_veths:
+                self.gateway.delete_link(name)
+                notes.append(f"removed leftover veth {name}")
+        existing = set(netlink.list_namespaces())
+        for container in containers:
+            if container.mode in (MODE_BRIDGE, MODE_NONE) and container.netns not in existing:
+                netlink.create_namespace(container.netns)
+                for endpoint in self.store.endpoints_of_container(container.id):
+                    self._build_endpoint(container, endpoint)
+                self._write_etc(container)
+                notes.append(f"rebuilt missing namespace of container {container.name}")
+        return notes
+
+    def purge(self) -> None:
+        """Remove every container and network, stop dnsd, and in sandbox mode delete the gateway namespace."""
+        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.dnsd.stop()
+            for container in self.store.containers():
+                self._drop_container(container)
+            for network in self.store.networks():
+                self._drop_network(network)
+            for namespace in netlink.list_namespaces():
+                if namespace.startswith(self.ns_prefix):
+                    netlink.delete_namespace(namespace)
+                    sandbox.remove_etc(namespace)
+            if self.namespace:
+                netlink.delete_namespace(self.namespace)
+        finally:
+            os.close(fd)
+
+    # -- reads ------------------------------------------------------------------
+
+    def exec_in(self, ref: str, argv: list[str]) -> int:
+        container = self.store.container(ref)
+        if container.state != STATE_RUNNING:
+            raise NetcoreError(f"container {container.name} is not running")
+        self.revive_dnsd()
+        return sandbox.run_in(container.netns or None, argv)

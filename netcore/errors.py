@@ -1,0 +1,23 @@
+"""The one exception type users see: a message a person can act on."""
+
+
+class NetcoreError(Exception):
+    """A user error (bad input, unknown name, exhausted pool, missing privilege).
+
+    The CLI prints ``str(err)`` as one line on stderr and exits with ``exit_code``.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class NotFound(NetcoreError):
+    """An unknown network or container name/ID."""
+
+
+class Conflict(NetcoreError):
+    """A duplicate name, an address in use, a network still in use."""

@@ -1,0 +1,104 @@
+"""The domain model: networks, containers and endpoints, as stored.
+
+These frozen records are the contract between netcore (which writes them) and
+dnsd (which builds its answering snapshot from them). They hold facts only;
+everything else (bridge MTU, whether a network has DNS) is derived here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_BRIDGE = "bridge"  # Docker's default network: no name resolution
+DEFAULT_BRIDGE_DEVICE = "netcore0"
+DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"
+DEFAULT_MTU = 1500
+
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC)
+
+# Docker's rule for container and network names, with a bound on the length so
+# a name always fits a DNS label, a path component and a netns name.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_MAX = 63
+
+MODE_BRIDGE = "bridge"  # attached to one or more bridge networks through veths
+MODE_HOST = "host"  # shares the gateway namespace
+MODE_NONE = "none"  # loopback only
+MODE_CONTAINER = "container"  # shares another container's namespace
+
+STATE_CREATING = "creating"  # rows written, kernel work not yet finished
+STATE_RUNNING = "running"
+STATE_REMOVING = "removing"  # kernel teardown in progress
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str  # 64 hex
+    name: str
+    bridge: str  # device name in the gateway namespace
+    subnet: str  # IPv4 CIDR
+    gateway: str  # IPv4 address on the bridge; dnsd listens here
+    ip_range: str | None = None
+    subnet6: str | None = None
+    gateway6: str | None = None
+    ip_range6: str | None = None
+    internal: bool = False
+    dns: tuple[str, ...] = ()  # upstream servers "IP" or "IP:PORT", in order
+    options: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    driver: str = "bridge"
+    state: str = STATE_RUNNING
+    created: str = ""
+
+    @property
+    def dns_enabled(self) -> bool:
+        """User-defined bridges get dnsd; the default bridge, as in Docker, does not."""
+        return self.name != DEFAULT_BRIDGE
+
+    @property
+    def enable_ipv6(self) -> bool:
+        return self.subnet6 is not None
+
+    @property
+    def mtu(self) -> int:
+        return int(self.options.get(OPT_MTU, DEFAULT_MTU))
+
+    @property
+    def icc(self) -> bool:
+        """Inter-container communication on this bridge (Docker's enable_icc)."""
+        return str(self.options.get(OPT_ICC, "true")).lower() not in ("false", "0", "no")
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str  # 64 hex
+    name: str
+    hostname: str
+    netns: str  # named network namespace its processes run in
+    mode: str = MODE_BRIDGE
+    peer: str | None = None  # container id whose namespace is shared (MODE_CONTAINER)
+    dns: tuple[str, ...] = ()  # the container's own --dns servers, "IP" or "IP:PORT"
+    state: str = STATE_RUNNING
+    created: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str  # 64 hex
+    container_id: str
+    network_id: str
+    ifname: str  # inside the container: eth0, eth1, ...
+    host_ifname: str  # veth end on the bridge: "veth" + 7 hex
+    mac: str
+    ipv4: str | None
+    ipv6: str | None = None
+    aliases: tuple[str, ...] = ()  # network-scoped --net-alias names
+    state: str = STATE_RUNNING

@@ -1,0 +1,188 @@
+"""The kernel side, through pyroute2: namespaces, bridges, veths, addresses, routes.
+
+This is the only module that touches the kernel's network state. It decides
+nothing: the engine tells it what to build from the store's records. Every
+call is idempotent where it can be (deleting what is gone is not an error),
+because reconciliation after a crash calls it on half-built objects.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .errors import NetcoreError
+
+NETNS_DIR = "/run/netns"
+MAIN_TABLE = 254
+IFA_F_NODAD = 0x02
+
+
+class KernelError(NetcoreError):
+    """A netlink request the kernel refused."""
+
+
+def _kernel_error(action: str, err: Exception) -> KernelError:
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    if code in (errno.EPERM, errno.EACCES):
+        return KernelError(f"{action}: permission denied (netcore needs root: CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+    return KernelError(f"{action}: {err}")
+
+
+@contextmanager
+def _rtnl(namespace: str | None, action: str) -> Iterator[IPRoute]:
+    """An rtnetlink socket in ``namespace`` (None: this process's own)."""
+    try:
+        with IPRoute(netns=namespace) if namespace else IPRoute() as ipr:
+            yield ipr
+    except NetcoreError:
+        raise
+    except (NetlinkError, OSError) as err:
+        raise _kernel_error(action, err) from None
+
+
+def namespace_exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def list_namespaces() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def create_namespace(name: str) -> None:
+    """A named namespace (as `ip netns add` makes it) with loopback up and no other route."""
+    if not namespace_exists(name):
+        try:
+            netns.create(name)
+        except (OSError, NetlinkError) as err:
+            raise _kernel_error(f"cannot create network namespace {name}", err) from None
+        if not namespace_exists(name):
+            raise KernelError(f"cannot create network namespace {name}: permission denied (run as root)")
+    with _rtnl(name, f"cannot bring up loopback in {name}") as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+
+
+def delete_namespace(name: str) -> None:
+    if namespace_exists(name):
+        try:
+            netns.remove(name)
+        except OSError as err:
+            if err.errno != errno.ENOENT:
+                raise _kernel_error(f"cannot delete network namespace {name}", err) from None
+
+
+class Gateway:
+    """The gateway namespace, where every bridge and every host-side veth lives."""
+
+    def __init__(self, namespace: str | None):
+        self.namespace = namespace  # None: the host's own namespace
+
+    def _rtnl(self, action: str):
+        return _rtnl(self.namespace, action)
+
+    def ensure(self) -> None:
+        if self.namespace:
+            create_namespace(self.namespace)
+
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Destinations of the main routing table (the default route excluded)."""
+        found = []
+        with self._rtnl("cannot read routes") as ipr:
+            for family in (2, 10):
+                for route in ipr.route("dump", family=family, table=MAIN_TABLE):
+                    dst = route.get("dst")
+                    if dst and route["dst_len"] > 0:
+                        found.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+        return found
+
+    def links(self) -> dict[str, dict]:
+        """Every link by name: its kind and the name of its master bridge, if any."""
+        with self._rtnl("cannot list links") as ipr:
+            raw = list(ipr.link("dump"))
+        by_index = {link["index"]: link.get("ifname") for link in raw}
+        result = {}
+        for link in raw:
+            info = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
+            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master"))}
+        return result
+
+    def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
+                      gateway6: str | None = None, prefixlen6: int | None = None) -> None:
+        """The bridge with its gateway address(es); its MAC is pinned so veths coming and going never change it."""
+        with self._rtnl(f"cannot create bridge {name}") as ipr:
+            if not ipr.link_lookup(ifname=name):
+                ipr.link("add", ifname=name, kind="bridge")
+            index = ipr.link_lookup(ifname=name)[0]
+            ipr.link("set", index=index, address=mac, mtu=mtu)
+            _add_address(ipr, index, gateway, prefixlen)
+            if gateway6:
+                _add_address(ipr, index, gateway6, prefixlen6)
+            ipr.link("set", index=index, state="up")
+
+    def delete_link(self, name: str) -> None:
+        """Delete a bridge or a veth (deleting one end of a veth deletes its peer)."""
+        with self._rtnl(f"cannot delete {name}") as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if found:
+                try:
+                    ipr.link("del", index=found[0])
+                except NetlinkError as err:
+                    if err.code != errno.ENODEV:
+                        raise
+
+    def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
+                        mac: str, isolated: bool) -> None:
+        """A veth pair made in one call, its peer born inside the container's namespace."""
+        with self._rtnl(f"cannot create veth {host_ifname}") as ipr:
+            if ipr.link_lookup(ifname=host_ifname):
+                ipr.link("del", index=ipr.link_lookup(ifname=host_ifname)[0])
+            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
+                     peer={"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu})
+            index = ipr.link_lookup(ifname=host_ifname)[0]
+            ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0], state="up")
+            if isolated:
+                ipr.brport("set", index=index, isolated=1)
+
+
+def configure_container_interface(container_ns: str, ifname: str, address: str | None, prefixlen: int,
+                                  gateway: str | None, address6: str | None = None, prefixlen6: int | None = None,
+                                  gateway6: str | None = None) -> None:
+    """Addresses, link up and (unless the network is internal) a default route via the gateway."""
+    with _rtnl(container_ns, f"cannot configure {ifname} in {container_ns}") as ipr:
+        index = ipr.link_lookup(ifname=ifname)[0]
+        if address:
+            _add_address(ipr, index, address, prefixlen)
+        if address6:
+            _add_address(ipr, index, address6, prefixlen6)
+        ipr.link("set", index=index, state="up")
+        if gateway and not _has_default_route(ipr, 2):
+            ipr.route("add", dst="default", gateway=gateway)
+        if gateway6 and not _has_default_route(ipr, 10):
+            ipr.route("add", dst="default", gateway=gateway6, family=10)
+
+
+def container_links(container_ns: str) -> list[str]:
+    with _rtnl(container_ns, f"cannot list links in {container_ns}") as ipr:
+        return [link.get("ifname") for link in ipr.link("dump")]
+
+
+def _has_default_route(ipr: IPRoute, family: int) -> bool:
+    return any(r["dst_len"] == 0 for r in ipr.route("dump", family=family, table=MAIN_TABLE))
+
+
+def _add_address(ipr: IPRoute, index: int, address: str, prefixlen: int) -> None:
+    flags = IFA_F_NODAD if ":" in address else 0
+    try:
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen, flags=flags)
+    except NetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise

@@ -1,0 +1,220 @@
+"""The one home of networks, containers and endpoints: SQLite in the state dir.
+
+Every write happens in a transaction (``BEGIN IMMEDIATE``) that also bumps a
+generation counter, so readers such as dnsd can tell cheaply that something
+changed. The journal is a WAL with ``synchronous=FULL``: a process killed (or a
+machine losing power) between writes leaves the last committed state intact.
+Uniqueness that must never break (names, an address on a network, a subnet's
+bridge) is enforced by the schema itself, not only by the code that checks first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import Conflict, NetcoreError, NotFound
+from .model import STATE_RUNNING, Container, Endpoint, Network
+
+DB_NAME = "netcore.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, bridge TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL UNIQUE, gateway TEXT NOT NULL, ip_range TEXT,
+    subnet6 TEXT UNIQUE, gateway6 TEXT, ip_range6 TEXT,
+    internal INTEGER NOT NULL, dns TEXT NOT NULL, options TEXT NOT NULL, labels TEXT NOT NULL,
+    driver TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, hostname TEXT NOT NULL, netns TEXT NOT NULL,
+    mode TEXT NOT NULL, peer TEXT REFERENCES containers(id), dns TEXT NOT NULL,
+    state TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    container_id TEXT NOT NULL REFERENCES containers(id),
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    ifname TEXT NOT NULL, host_ifname TEXT NOT NULL UNIQUE, mac TEXT NOT NULL,
+    ipv4 TEXT, ipv6 TEXT, aliases TEXT NOT NULL, state TEXT NOT NULL,
+    UNIQUE (container_id, network_id), UNIQUE (container_id, ifname),
+    UNIQUE (network_id, ipv4), UNIQUE (network_id, ipv6)
+);
+CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
+"""
+
+Record = TypeVar("Record", Network, Container, Endpoint)
+TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints"}
+
+
+def _to_row(record) -> dict:
+    row = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, (tuple, dict)):
+            value = json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
+        elif isinstance(value, bool):
+            value = int(value)
+        row[f.name] = value
+    return row
+
+
+def _from_row(kind: type[Record], row: sqlite3.Row) -> Record:
+    values = {}
+    for f in dataclasses.fields(kind):
+        value = row[f.name]
+        if f.type.startswith("tuple"):
+            value = tuple(json.loads(value))
+        elif f.type == "dict":
+            value = json.loads(value)
+        elif f.type == "bool":
+            value = bool(value)
+        values[f.name] = value
+    return kind(**values)
+
+
+class Store:
+    def __init__(self, path: str, readonly: bool = False):
+        self.path = path
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                           check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except sqlite3.OperationalError as err:
+            raise NetcoreError(f"cannot open the store {path}: {err}") from None
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.executescript(SCHEMA)
+
+    @classmethod
+    def open(cls, state_dir: str) -> Store:
+        """The store of a state dir, created root-only (0700 dir, 0600 files) if missing."""
+        old_umask = os.umask(0o077)
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+            return cls(os.path.join(state_dir, DB_NAME))
+        except PermissionError:
+            raise NetcoreError(f"permission denied on state dir {state_dir}: run as root") from None
+        finally:
+            os.umask(old_umask)
+
+    @classmethod
+    def open_readonly(cls, state_dir: str) -> Store:
+        return cls(os.path.join(state_dir, DB_NAME), readonly=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write; bumps the generation so readers see that something changed."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def generation(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writes (call inside transaction()) ----------------------------------
+
+    def insert(self, record: Network | Container | Endpoint) -> None:
+        row = _to_row(record)
+        columns = ", ".join(row)
+        marks = ", ".join(f":{k}" for k in row)
+        try:
+            self._db.execute(f"INSERT INTO {TABLES[type(record)]} ({columns}) VALUES ({marks})", row)
+        except sqlite3.IntegrityError as err:
+            raise Conflict(f"{type(record).__name__.lower()} conflicts with one already stored ({err})") from None
+
+    def set_state(self, record: Network | Container | Endpoint, state: str) -> None:
+        self._db.execute(f"UPDATE {TABLES[type(record)]} SET state = ? WHERE id = ?", (state, record.id))
+
+    def delete(self, record: Network | Container | Endpoint) -> None:
+        self._db.execute(f"DELETE FROM {TABLES[type(record)]} WHERE id = ?", (record.id,))
+
+    # -- reads ---------------------------------------------------------------
+
+    def _select(self, kind: type[Record], where: str = "", args: tuple = ()) -> list[Record]:
+        sql = f"SELECT * FROM {TABLES[kind]} {where}"
+        return [_from_row(kind, row) for row in self._db.execute(sql, args)]
+
+    def networks(self) -> list[Network]:
+        return self._select(Network, "ORDER BY created, name")
+
+    def containers(self) -> list[Container]:
+        return self._select(Container, "ORDER BY created, name")
+
+    def endpoints(self) -> list[Endpoint]:
+        return self._select(Endpoint, "ORDER BY container_id, ifname")
+
+    def endpoints_of_container(self, container_id: str) -> list[Endpoint]:
+        return self._select(Endpoint, "WHERE container_id = ? ORDER BY ifname", (container_id,))
+
+    def endpoints_on_network(self, network_id: str) -> list[Endpoint]:
+        return self._select(Endpoint, "WHERE network_id = ?", (network_id,))
+
+    def addresses_on_network(self, network_id: str) -> list[str]:
+        rows = self._db.execute("SELECT ipv4, ipv6 FROM endpoints WHERE network_id = ?", (network_id,))
+        return [a for row in rows for a in row if a]
+
+    def dependents(self, container_id: str) -> list[Container]:
+        """Containers that share this one's namespace (--net container:NAME)."""
+        return self._select(Container, "WHERE peer = ?", (container_id,))
+
+    def network(self, ref: str) -> Network:
+        """A network by exact name, full ID, or unique ID prefix (as Docker resolves them)."""
+        return self._resolve(Network, ref, "network")
+
+    def container(self, ref: str) -> Container:
+        return self._resolve(Container, ref, "container")
+
+    def _resolve(self, kind: type[Record], ref: str, what: str) -> Record:
+        found = self._select(kind, "WHERE name = ? OR id = ?", (ref, ref))
+        if not found and ref and all(c in "0123456789abcdef" for c in ref):
+            found = self._select(kind, "WHERE id LIKE ?", (ref + "%",))
+            if len(found) > 1:
+                raise Conflict(f"{what} ID prefix {ref!r} is ambiguous: it matches {len(found)} {what}s")
+        if not found:
+            raise NotFound(f"no such {what}: {ref}")
+        return found[0]
+
+    def find_network(self, ref: str) -> Network | None:
+        try:
+            return self.network(ref)
+        except NotFound:
+            return None
+
+    def find_container(self, ref: str) -> Container | None:
+        try:
+            return self.container(ref)
+        except NotFound:
+            return None
+
+    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
+        """What dnsd serves: every running network, container and endpoint, read in one snapshot."""
+        self._db.execute("BEGIN")
+        try:
+            running = ("WHERE state = ?", (STATE_RUNNING,))
+            return (self._select(Network, *running), self._select(Container, *running),
+                    self._select(Endpoint, *running))
+        finally:
+            self._db.execute("COMMIT")

@@ -1,0 +1,151 @@
+"""YAML topologies: `netcore up -f FILE` creates what a file declares, `down` removes it.
+
+    networks:
+      app: {subnet: 172.30.0.0/24, ip_range: 172.30.0.128/25, gateway: 172.30.0.254}
+    containers:
+      web:
+        networks:
+          app: {aliases: [www], ip: 172.30.0.130}
+      db:
+        networks: [app, bridge]
+
+`up` is idempotent: what exists already is left as it is, missing networks and
+connections are added. Parsing and checking are pure; only up/down call the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import NetcoreError
+
+NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
+CONTAINER_KEYS = {"networks", "net", "hostname", "dns"}
+ATTACHMENT_KEYS = {"aliases", "ip"}
+
+
+@dataclass
+class Attachment:
+    network: str
+    aliases: list[str] = field(default_factory=list)
+    ip: str | None = None
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    attachments: list[Attachment]
+    mode: str | None = None  # host, none or container:NAME instead of networks
+    hostname: str | None = None
+    dns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Topology:
+    networks: dict[str, dict]
+    containers: list[ContainerSpec]
+
+
+def _mapping(value, where: str, allowed: set[str]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise NetcoreError(f"{where}: expected a mapping, got {type(value).__name__}")
+    unknown = sorted(set(map(str, value)) - allowed)
+    if unknown:
+        raise NetcoreError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _strings(value, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise NetcoreError(f"{where}: expected a list of strings")
+    return [str(v) for v in value]
+
+
+def parse(document, source: str) -> Topology:
+    top = _mapping(document, source, {"networks", "containers"})
+    networks = {}
+    for name, spec in (_mapping(top.get("networks"), f"{source}: networks", set(map(str, top.get("networks") or {})))).items():
+        spec = _mapping(spec, f"{source}: networks.{name}", NETWORK_KEYS)
+        networks[str(name)] = spec
+    containers = []
+    raw_containers = top.get("containers") or {}
+    for name, spec in _mapping(raw_containers, f"{source}: containers", set(map(str, raw_containers))).items():
+        where = f"{source}: containers.{name}"
+        spec = _mapping(spec, where, CONTAINER_KEYS)
+        raw_nets = spec.get("networks")
+        if isinstance(raw_nets, list):
+            raw_nets = {str(n): None for n in raw_nets}
+        attachments = []
+        for net, att in _mapping(raw_nets, f"{where}.networks", set(map(str, raw_nets or {}))).items():
+            att = _mapping(att, f"{where}.networks.{net}", ATTACHMENT_KEYS)
+            attachments.append(Attachment(str(net), _strings(att.get("aliases"), f"{where}.networks.{net}.aliases"),
+                                          str(att["ip"]) if att.get("ip") else None))
+        if spec.get("net") and attachments:
+            raise NetcoreError(f"{where}: give either 'net' (host, none, container:NAME) or 'networks', not both")
+        containers.append(ContainerSpec(str(name), attachments, spec.get("net"), spec.get("hostname"),
+                                        _strings(spec.get("dns"), f"{where}.dns")))
+    return Topology(networks, containers)
+
+
+def load(path: str) -> Topology:
+    try:
+        with open(path) as f:
+            document = yaml.safe_load(f)
+    except OSError as err:
+        raise NetcoreError(f"cannot read topology {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise NetcoreError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse(document, path)
+
+
+def up(engine, topology: Topology) -> list[str]:
+    done = []
+    store = engine.store
+    for name, spec in topology.networks.items():
+        if store.find_network(name):
+            done.append(f"network {name}: exists")
+            continue
+        subnets = [s for s in (spec.get("subnet"), spec.get("subnet6")) if s]
+        engine.create_network(name, subnets, spec.get("ip_range"), spec.get("gateway"), bool(spec.get("internal")),
+                              bool(spec.get("ipv6") or spec.get("subnet6")), _strings(spec.get("dns"), name),
+                              {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
+                              {str(k): str(v) for k, v in (spec.get("labels") or {}).items()})
+        done.append(f"network {name}: created")
+    for spec in topology.containers:
+        container = store.find_container(spec.name)
+        pending = list(spec.attachments)
+        if container is None:
+            first = pending.pop(0) if pending else None
+            engine.run(spec.name, spec.mode or (first.network if first else None),
+                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns)
+            done.append(f"container {spec.name}: created")
+            container = store.container(spec.name)
+        else:
+            done.append(f"container {spec.name}: exists")
+        connected = {e.network_id for e in store.endpoints_of_container(container.id)}
+        for attachment in pending:
+            if store.network(attachment.network).id not in connected:
+                engine.connect(attachment.network, spec.name, attachment.aliases, attachment.ip)
+                done.append(f"container {spec.name}: connected to {attachment.network}")
+    return done
+
+
+def down(engine, topology: Topology) -> list[str]:
+    done = []
+    names = [c.name for c in topology.containers if engine.store.find_container(c.name)]
+    if names:
+        engine.remove_containers(names, force=True)
+        done += [f"container {n}: removed" for n in names]
+    for name in topology.networks:
+        if engine.store.find_network(name):
+            engine.remove_network(name)
+            done.append(f"network {name}: removed")
+    return done

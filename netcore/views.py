@@ -1,0 +1,94 @@
+"""What users read: Docker-shaped inspect documents and tables. Pure functions of the stored records."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network
+
+
+def _prefixlen(cidr: str | None) -> int:
+    return ipaddress.ip_network(cidr).prefixlen if cidr else 0
+
+
+def network_document(network: Network, attached: list[tuple[Container, Endpoint]]) -> dict:
+    config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
+    if network.ip_range:
+        config[0]["IPRange"] = network.ip_range
+    if network.subnet6:
+        config.append({"Subnet": network.subnet6, "Gateway": network.gateway6})
+    containers = {}
+    for container, endpoint in attached:
+        containers[container.id] = {
+            "Name": container.name,
+            "EndpointID": endpoint.id,
+            "MacAddress": endpoint.mac,
+            "IPv4Address": f"{endpoint.ipv4}/{_prefixlen(network.subnet)}" if endpoint.ipv4 else "",
+            "IPv6Address": f"{endpoint.ipv6}/{_prefixlen(network.subnet6)}" if endpoint.ipv6 else "",
+        }
+    return {
+        "Name": network.name,
+        "Id": network.id,
+        "Created": network.created,
+        "Scope": "local",
+        "Driver": network.driver,
+        "EnableIPv6": network.enable_ipv6,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": config},
+        "Internal": network.internal,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigOnly": False,
+        "Containers": containers,
+        "Options": dict(network.options),
+        "Labels": dict(network.labels),
+        "DNS": {"Enabled": network.dns_enabled, "Servers": list(network.dns)},
+    }
+
+
+def container_document(container: Container, attached: list[tuple[Network, Endpoint]],
+                       peer: Container | None = None) -> dict:
+    networks = {}
+    for network, endpoint in attached:
+        networks[network.name] = {
+            "Aliases": list(endpoint.aliases),
+            "NetworkID": network.id,
+            "EndpointID": endpoint.id,
+            "Gateway": network.gateway,
+            "IPAddress": endpoint.ipv4 or "",
+            "IPPrefixLen": _prefixlen(network.subnet),
+            "IPv6Gateway": network.gateway6 or "",
+            "GlobalIPv6Address": endpoint.ipv6 or "",
+            "GlobalIPv6PrefixLen": _prefixlen(network.subnet6) if endpoint.ipv6 else 0,
+            "MacAddress": endpoint.mac,
+            "DNSNames": dns_names(container, endpoint) if network.dns_enabled else [],
+        }
+    if container.mode == MODE_CONTAINER:
+        network_mode = f"container:{peer.name if peer else container.peer}"
+    elif container.mode == MODE_BRIDGE:
+        network_mode = attached[0][0].name if attached else "bridge"
+    else:
+        network_mode = container.mode
+    return {
+        "Id": container.id,
+        "Created": container.created,
+        "Name": f"/{container.name}",
+        "State": {"Status": container.state},
+        "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
+        "HostConfig": {"NetworkMode": network_mode},
+        "NetworkSettings": {
+            "SandboxKey": f"/run/netns/{container.netns}" if container.netns else "",
+            "Networks": networks,
+        },
+    }
+
+
+def dns_names(container: Container, endpoint: Endpoint) -> list[str]:
+    """The names dnsd answers for this endpoint on its network (as Docker's DNSNames shows)."""
+    names = [container.name, *endpoint.aliases, container.short_id, container.hostname]
+    return list(dict.fromkeys(names))
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
