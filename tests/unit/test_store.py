@@ -1,0 +1,130 @@
+import multiprocessing
+import os
+
+import pytest
+
+from netcore.errors import Conflict, NotFound
+from netcore.model import STATE_CREATING, STATE_RUNNING, Container, Endpoint, Network
+from netcore.store import Store
+
+
+def network(name="app", subnet="10.1.0.0/24", **kw):
+    return Network(id=(name * 64)[:64].encode().hex()[:64], name=name, bridge=f"br-{name}", subnet=subnet,
+                   gateway=subnet.replace("0/24", "1"), **kw)
+
+
+def container(name, **kw):
+    return Container(id=name.encode().hex().ljust(64, "0"), name=name, hostname=name, netns=f"ns-{name}", **kw)
+
+
+def endpoint(c, n, ip, **kw):
+    return Endpoint(id=(c.id[:32] + n.id[:32]), container_id=c.id, network_id=n.id, ifname="eth0",
+                    host_ifname=f"veth{c.name}", mac="02:42:00:00:00:00", ipv4=ip, **kw)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(str(tmp_path / "state"))
+    yield s
+    s.close()
+
+
+def test_round_trip_and_lookup_by_name_id_and_prefix(store):
+    n = network(dns=("10.0.0.53", "10.0.0.54:5353"), options={"com.docker.network.driver.mtu": "1400"})
+    c = container("web", dns=("1.1.1.1",))
+    e = endpoint(c, n, "10.1.0.2", aliases=("www", "site"))
+    with store.transaction():
+        store.insert(n)
+        store.insert(c)
+        store.insert(e)
+    assert store.network("app") == n
+    assert store.network(n.id) == n
+    assert store.container(c.id[:6]) == c
+    assert store.endpoints_of_container(c.id) == [e]
+    assert store.addresses_on_network(n.id) == ["10.1.0.2"]
+    assert n.mtu == 1400
+
+
+def test_unknown_names_raise_not_found(store):
+    with pytest.raises(NotFound, match="no such network: nope"):
+        store.network("nope")
+    with pytest.raises(NotFound, match="no such container: nope"):
+        store.container("nope")
+
+
+def test_schema_refuses_duplicate_names_and_addresses(store):
+    n = network()
+    a, b = container("a"), container("b")
+    with store.transaction():
+        store.insert(n)
+        store.insert(a)
+        store.insert(b)
+        store.insert(endpoint(a, n, "10.1.0.2"))
+    with pytest.raises(Conflict):
+        with store.transaction():
+            store.insert(endpoint(b, n, "10.1.0.2"))
+    with pytest.raises(Conflict):
+        with store.transaction():
+            store.insert(container("a"))
+    # the failed transactions left nothing behind
+    assert [c.name for c in store.containers()] == ["a", "b"]
+    assert store.addresses_on_network(n.id) == ["10.1.0.2"]
+
+
+def test_generation_counts_commits_not_rollbacks(store):
+    start = store.generation()
+    with store.transaction():
+        store.insert(network())
+    assert store.generation() == start + 1
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.insert(container("x"))
+            raise RuntimeError("boom")
+    assert store.generation() == start + 1
+    assert store.containers() == []
+
+
+def test_dns_records_hold_only_running_rows(store, tmp_path):
+    n = network()
+    done, half = container("done"), container("half", state=STATE_CREATING)
+    with store.transaction():
+        store.insert(n)
+        store.insert(done)
+        store.insert(half)
+        store.insert(endpoint(done, n, "10.1.0.2"))
+        store.insert(endpoint(half, n, "10.1.0.3", state=STATE_CREATING))
+    reader = Store.open_readonly(str(tmp_path / "state"))
+    networks, containers, endpoints = reader.dns_records()
+    assert [c.name for c in containers] == ["done"]
+    assert [e.ipv4 for e in endpoints] == ["10.1.0.2"]
+    assert reader.generation() == store.generation()
+    reader.close()
+
+
+def test_state_dir_is_root_only(tmp_path):
+    Store.open(str(tmp_path / "s")).close()
+    assert os.stat(tmp_path / "s").st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / "s" / "netcore.db").st_mode & 0o077 == 0
+
+
+def _insert_in_child(path, name):
+    s = Store.open(path)
+    try:
+        with s.transaction():
+            if s.find_container(name) is None:
+                s.insert(container(name))
+                return "inserted"
+            return "exists"
+    except Conflict:
+        return "conflict"
+
+
+def test_concurrent_writers_never_both_win(tmp_path):
+    path = str(tmp_path / "state")
+    Store.open(path).close()
+    with multiprocessing.Pool(8) as pool:
+        results = pool.starmap(_insert_in_child, [(path, "same")] * 16)
+    assert results.count("inserted") == 1
+    s = Store.open(path)
+    assert [c.name for c in s.containers()] == ["same"]
+    assert s.containers()[0].state == STATE_RUNNING

@@ -1,0 +1,57 @@
+import pytest
+import yaml
+
+from netcore import topology
+from netcore.errors import NetcoreError
+
+EXAMPLE = """
+networks:
+  app: {subnet: 172.30.0.0/24, ip_range: 172.30.0.128/25, gateway: 172.30.0.254}
+containers:
+  web:
+    networks:
+      app: {aliases: [www], ip: 172.30.0.130}
+  db:
+    networks: [app, bridge]
+  tool:
+    net: host
+"""
+
+
+def test_parse_example():
+    t = topology.parse(yaml.safe_load(EXAMPLE), "t.yaml")
+    assert t.networks["app"]["ip_range"] == "172.30.0.128/25"
+    web, db, tool = t.containers
+    assert (web.name, web.attachments[0].network, web.attachments[0].aliases, web.attachments[0].ip) \
+        == ("web", "app", ["www"], "172.30.0.130")
+    assert [a.network for a in db.attachments] == ["app", "bridge"]
+    assert tool.mode == "host" and tool.attachments == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("networks: [a, b]", "networks: expected a mapping"),
+    ("networks: {app: {subnett: 10.0.0.0/24}}", "unknown key 'subnett'"),
+    ("containers: {web: {networks: {app: {alias: [x]}}}}", "unknown key 'alias'"),
+    ("containers: {web: {net: host, networks: [app]}}", "not both"),
+    ("services: {}", "unknown key 'services'"),
+])
+def test_bad_topologies_name_the_place(text, message):
+    with pytest.raises(NetcoreError, match=message):
+        topology.parse(yaml.safe_load(text), "t.yaml")
+
+
+def test_load_reports_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(NetcoreError, match="cannot read topology"):
+        topology.load(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("networks: {app: [\n")
+    with pytest.raises(NetcoreError, match="not valid YAML"):
+        topology.load(str(bad))
+
+
+def test_examples_parse():
+    import glob
+    files = glob.glob("examples/*.yaml")
+    assert files
+    for path in files:
+        topology.load(path)
