@@ -89,24 +89,35 @@ class Engine:
         self.store = Store.open(state_dir)
         self.dnsd = DnsdControl(state_dir, namespace)
         self.notes: list[str] = []  # what reconciliation did, for the user to read
+        self._in_action = False
 
     def close(self) -> None:
+        self.gateway.close()
         self.store.close()
 
     # -- the frame of every action --------------------------------------------
 
     @contextmanager
     def action(self) -> Iterator[None]:
-        """Exclusive across processes; reconciles leftovers first and syncs dnsd last."""
+        """Exclusive across processes; reconciles leftovers first and syncs dnsd last.
+
+        Re-entrant: actions nested in one (a topology's `up`) share its lock, its
+        reconciliation and its final dnsd sync.
+        """
+        if self._in_action:
+            yield
+            return
         fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._in_action = True
             self.gateway.ensure()
             self.reconcile()
             self._ensure_default_bridge()
             yield
             self.sync_dns()
         finally:
+            self._in_action = False
             os.close(fd)
 
     def revive_dnsd(self) -> None:
@@ -531,6 +542,7 @@ class Engine:
                     netlink.delete_namespace(namespace)
                     sandbox.remove_etc(namespace)
             if self.namespace:
+                self.gateway.close()
                 netlink.delete_namespace(self.namespace)
         finally:
             os.close(fd)

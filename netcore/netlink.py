@@ -85,12 +85,26 @@ class Gateway:
 
     def __init__(self, namespace: str | None):
         self.namespace = namespace  # None: the host's own namespace
+        self._socket: IPRoute | None = None  # opened once per command: each open costs ~10 ms
 
-    def _rtnl(self, action: str):
-        return _rtnl(self.namespace, action)
+    @contextmanager
+    def _rtnl(self, action: str) -> Iterator[IPRoute]:
+        try:
+            if self._socket is None:
+                self._socket = IPRoute(netns=self.namespace) if self.namespace else IPRoute()
+            yield self._socket
+        except NetcoreError:
+            raise
+        except (NetlinkError, OSError) as err:
+            raise _kernel_error(action, err) from None
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def ensure(self) -> None:
-        if self.namespace:
+        if self.namespace and not namespace_exists(self.namespace):
             create_namespace(self.namespace)
 
     def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

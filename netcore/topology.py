@@ -107,6 +107,11 @@ def load(path: str) -> Topology:
 
 
 def up(engine, topology: Topology) -> list[str]:
+    with engine.action():  # one lock, one reconciliation, one dnsd sync for the whole file
+        return _up(engine, topology)
+
+
+def _up(engine, topology: Topology) -> list[str]:
     done = []
     store = engine.store
     for name, spec in topology.networks.items():
@@ -139,6 +144,11 @@ def up(engine, topology: Topology) -> list[str]:
 
 
 def down(engine, topology: Topology) -> list[str]:
+    with engine.action():
+        return _down(engine, topology)
+
+
+def _down(engine, topology: Topology) -> list[str]:
     done = []
     names = [c.name for c in topology.containers if engine.store.find_container(c.name)]
     if names:

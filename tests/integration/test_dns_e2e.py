@@ -1,0 +1,205 @@
+"""dnsd end to end, in sandbox mode, with clients no one here wrote: dig, glibc's getent, ping."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROBE = os.path.join(HERE, "dns_probe.py")
+FAKE_UPSTREAM = os.path.join(HERE, "fake_upstream.py")
+
+
+def dig(sandbox, container: str, *args: str) -> tuple[str, list[str], str]:
+    """(status, answer rdata list, header flags) of one dig run inside a container."""
+    out = sandbox.exec(container, "dig", "+time=2", "+tries=1", *args, check=False).stdout
+    status = re.search(r"status: (\w+)", out)
+    flags = re.search(r";; flags: ([a-z ]+);", out)
+    answers = []
+    section = False
+    for line in out.splitlines():
+        if line.startswith(";; ANSWER SECTION"):
+            section = True
+        elif section and not line.strip():
+            section = False
+        elif section:
+            answers.append(line.split()[-1])
+    return (status.group(1) if status else "NO-REPLY"), answers, (flags.group(1) if flags else "")
+
+
+def container_ip(sandbox, name: str, network: str) -> str:
+    return json.loads(sandbox.nc("inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def container_ns(sandbox, name: str) -> str:
+    return json.loads(sandbox.nc("inspect", name).stdout)[0]["NetworkSettings"]["SandboxKey"].rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def app(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.61.0.0/24", "app")
+    sandbox.nc("run", "--name", "web", "--net", "app", "--hostname", "webhost")
+    sandbox.nc("run", "--name", "client", "--net", "app")
+    return sandbox
+
+
+def test_two_containers_resolve_each_other_with_glibc_ping_and_dig(app):
+    assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
+    assert app.exec("web", "getent", "ahosts", "client").stdout.split()[0] == "10.61.0.3"
+    ping = app.exec("client", "ping", "-c1", "-W2", "web")
+    assert ping.returncode == 0 and "10.61.0.2" in ping.stdout
+    assert dig(app, "client", "web") == ("NOERROR", ["10.61.0.2"], "qr rd ra")  # RA set, AA not
+    assert dig(app, "client", "+tcp", "web")[:2] == ("NOERROR", ["10.61.0.2"])
+    web_id = json.loads(app.nc("inspect", "web").stdout)[0]["Id"]
+    for name in ("webhost", web_id[:12], "web.app", "WEB.App.", "web."):
+        assert dig(app, "client", name)[:2] == ("NOERROR", ["10.61.0.2"]), name
+    out = app.exec("client", "dig", "+noall", "+answer", "wEb").stdout
+    assert out.split()[0] == "wEb."  # the answer echoes the question as asked
+
+
+def test_names_are_answered_the_moment_run_returns_and_gone_when_rm_returns(app):
+    for i in range(4):
+        app.nc("run", "--name", f"fresh{i}", "--net", "app")
+        assert app.exec("client", "getent", "hosts", f"fresh{i}").returncode == 0
+        app.nc("rm", f"fresh{i}")
+        assert app.exec("client", "getent", "hosts", f"fresh{i}", check=False).returncode == 2
+
+
+def test_nodata_ptr_and_unknown_names(app):
+    assert dig(app, "client", "web", "AAAA")[:2] == ("NOERROR", [])
+    assert dig(app, "client", "web", "MX")[:2] == ("NOERROR", [])
+    assert dig(app, "client", "web", "TXT")[:2] == ("NOERROR", [])
+    assert dig(app, "client", "-x", "10.61.0.2")[:2] == ("NOERROR", ["web.app."])
+    # not local and no upstream configured in sandbox mode: SERVFAIL, never a made-up answer
+    assert dig(app, "client", "nowhere.example")[:2] == ("SERVFAIL", [])
+
+
+def test_second_network_names_come_with_connect_and_go_with_disconnect(app):
+    app.nc("network", "create", "--subnet", "10.62.0.0/24", "data")
+    app.nc("run", "--name", "db", "--net", "data", "--net-alias", "database")
+    assert dig(app, "client", "db")[1] == []
+    app.nc("network", "connect", "data", "client")
+    assert dig(app, "client", "db")[:2] == ("NOERROR", ["10.62.0.2"])
+    assert dig(app, "client", "database")[:2] == ("NOERROR", ["10.62.0.2"])
+    assert dig(app, "client", "web")[:2] == ("NOERROR", ["10.61.0.2"])  # still sees its first network
+    assert "nameserver 10.62.0.1" in app.exec("client", "cat", "/etc/resolv.conf").stdout
+    app.nc("network", "disconnect", "data", "client")
+    assert dig(app, "client", "db")[1] == []
+    assert app.exec("client", "getent", "hosts", "db", check=False).returncode == 2
+
+
+def test_alias_answers_hold_every_holder_and_rotate_evenly(app):
+    for i in (1, 2, 3):
+        app.nc("run", "--name", f"svc{i}", "--net", "app", "--net-alias", "svc")
+    expected = {container_ip(app, f"svc{i}", "app") for i in (1, 2, 3)}
+    status, answers, _ = dig(app, "client", "svc")
+    assert status == "NOERROR" and set(answers) == expected and len(answers) == 3
+    proc = app.exec("client", sys.executable, PROBE, "first", "10.61.0.1", "svc", "3000")
+    tally = json.loads(proc.stdout)
+    assert set(tally) == expected
+    for address, count in tally.items():
+        assert abs(count - 1000) <= 50, tally  # each first a third of the time, within 5%
+    assert app.exec("client", "ping", "-c1", "-W2", "svc").returncode == 0
+
+
+def test_networks_are_isolated_whichever_gateway_is_asked(app):
+    app.nc("network", "create", "--subnet", "10.63.0.0/24", "secret")
+    app.nc("run", "--name", "vault", "--net", "secret", "--net-alias", "hidden")
+    vault_ip = container_ip(app, "vault", "secret")
+    for server in ("@10.61.0.1", "@10.63.0.1"):
+        for args in (("vault",), ("vault", "AAAA"), ("hidden",), ("vault.secret",), ("-x", vault_ip)):
+            status, answers, _ = dig(app, "client", server, *args)
+            assert answers == [] and status != "NOERROR", (server, args, status)
+    # and the secret network's own members do see it
+    assert dig(app, "vault", "hidden")[:2] == ("NOERROR", [vault_ip])
+    assert dig(app, "vault", "web")[1] == []
+
+
+def test_default_bridge_has_no_names(app):
+    app.nc("run", "--name", "plain1")
+    app.nc("run", "--name", "plain2")
+    assert app.exec("plain1", "getent", "hosts", "plain2", check=False).returncode == 2
+    assert dig(app, "client", "plain1")[1] == []
+
+
+def _start_upstream(sandbox, container: str) -> subprocess.Popen:
+    namespace = container_ns(sandbox, container)
+    proc = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, FAKE_UPSTREAM],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sandbox.started.append(proc)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_forwarding_to_the_containers_and_the_networks_upstream(app):
+    app.nc("run", "--name", "upstream", "--net", "app")
+    upstream_ip = container_ip(app, "upstream", "app")
+    proc = _start_upstream(app, "upstream")
+    app.nc("run", "--name", "asker", "--net", "app", "--dns", upstream_ip)
+    assert dig(app, "asker", "www.upstream.test")[:2] == ("NOERROR", ["192.0.2.1"])
+    assert dig(app, "asker", "+tcp", "www.upstream.test")[:2] == ("NOERROR", ["192.0.2.1"])
+    assert dig(app, "asker", "nx.upstream.test")[:2] == ("NXDOMAIN", [])
+    status, answers, flags = dig(app, "asker", "+ignore", "+noedns", "big.upstream.test")
+    assert "tc" in flags.split()  # truncated upstream reply passed on with TC...
+    status, answers, _ = dig(app, "asker", "big.upstream.test")  # ...so dig retries over TCP
+    assert status == "NOERROR" and len(answers) == 40
+    assert dig(app, "asker", "web")[:2] == ("NOERROR", ["10.61.0.2"])  # local names never go upstream
+    # the network's --dns serves containers that name none of their own
+    app.nc("network", "create", "--subnet", "10.64.0.0/24", "--dns", upstream_ip, "fwd")
+    app.nc("run", "--name", "fwdclient", "--net", "fwd")
+    assert dig(app, "fwdclient", "www.upstream.test")[:2] == ("NOERROR", ["192.0.2.1"])
+    proc.kill()
+    proc.wait()
+    assert dig(app, "asker", "www.upstream.test")[:2] == ("SERVFAIL", [])
+
+
+def test_queries_from_outside_every_served_subnet_are_refused(app):
+    outside = f"{app.prefix}-outside"
+    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
+    run("ip", "netns", "add", outside)
+    run("ip", "-n", app.prefix, "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", outside)
+    run("ip", "-n", app.prefix, "addr", "add", "10.250.0.1/30", "dev", "out0")
+    run("ip", "-n", app.prefix, "link", "set", "out0", "up")
+    run("ip", "-n", outside, "addr", "add", "10.250.0.2/30", "dev", "eth0")
+    run("ip", "-n", outside, "link", "set", "eth0", "up")
+    run("ip", "-n", outside, "route", "add", "default", "via", "10.250.0.1")
+    out = subprocess.run(["ip", "netns", "exec", outside, "dig", "+time=2", "+tries=1", "@10.61.0.1", "web"],
+                         capture_output=True, text=True).stdout
+    assert "status: REFUSED" in out and "10.61.0.2" not in out
+
+
+def test_garbage_burst_does_not_stop_or_slow_the_server(app):
+    pid = app.dnsd_pid()
+    replies = app.exec("client", sys.executable, PROBE, "garbage", "10.61.0.1", "2000").stdout
+    assert 0 <= int(replies) <= 2000
+    assert app.dnsd_pid() == pid and os.path.exists(f"/proc/{pid}")
+    assert dig(app, "client", "web")[:2] == ("NOERROR", ["10.61.0.2"])
+    assert dig(app, "client", "+tcp", "web")[:2] == ("NOERROR", ["10.61.0.2"])
+
+
+def test_listeners_follow_networks_and_dnsd_follows_the_last_one(app):
+    pid = app.dnsd_pid()
+    app.nc("network", "create", "--subnet", "10.65.0.0/24", "extra")
+    assert dig(app, "client", "@10.65.0.1", "web")[:2] == ("NOERROR", ["10.61.0.2"])
+    app.nc("network", "rm", "extra")
+    assert dig(app, "client", "@10.65.0.1", "web")[0] == "NO-REPLY"
+    assert app.dnsd_pid() == pid  # the other listeners were never restarted
+    app.nc("rm", "web", "client")
+    app.nc("network", "rm", "app")
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"))  # the last DNS network took dnsd with it
+
+
+def test_dnsd_killed_is_restarted_by_the_next_command(app):
+    pid = app.dnsd_pid()
+    os.kill(pid, signal.SIGKILL)  # the dnsd netcore started for this sandbox
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+    assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
+    assert app.dnsd_pid() not in (None, pid)
