@@ -42,14 +42,15 @@ def garbage(server: str, count: int) -> int:
     ]
     replies = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.05)
         for i in range(count):
             sock.sendto(shapes[i % len(shapes)](), (server, 53))
-            try:
+        sock.settimeout(0.5)
+        try:
+            while True:
                 sock.recv(4096)
                 replies += 1
-            except socket.timeout:
-                pass
+        except socket.timeout:
+            pass
     return replies
 
 

@@ -179,7 +179,7 @@ def test_queries_from_outside_every_served_subnet_are_refused(app):
 def test_garbage_burst_does_not_stop_or_slow_the_server(app):
     pid = app.dnsd_pid()
     replies = app.exec("client", sys.executable, PROBE, "garbage", "10.61.0.1", "2000").stdout
-    assert 0 <= int(replies) <= 2000
+    assert 2000 // 8 <= int(replies) <= 2000  # at least every opcode-UPDATE packet got NOTIMP
     assert app.dnsd_pid() == pid and os.path.exists(f"/proc/{pid}")
     assert dig(app, "client", "web")[:2] == ("NOERROR", ["10.61.0.2"])
     assert dig(app, "client", "+tcp", "web")[:2] == ("NOERROR", ["10.61.0.2"])
