@@ -160,7 +160,7 @@ def _dispatch(engine: Engine, args: argparse.Namespace, out) -> int:
         for ref in args.names:
             container = store.container(ref)
             attached = [(store.network(e.network_id), e) for e in store.endpoints_of_container(container.id)]
-            peer = store.find_container(container.peer) if container.peer else None
+            peer = store.container(container.peer) if container.peer else None
             documents.append(views.container_document(container, attached, peer))
         print(json.dumps(documents, indent=4), file=out)
     elif args.command in ("up", "down"):

@@ -197,17 +197,15 @@ class Store:
             raise NotFound(f"no such {what}: {ref}")
         return found[0]
 
-    def find_network(self, ref: str) -> Network | None:
-        try:
-            return self.network(ref)
-        except NotFound:
-            return None
+    def find_network(self, name: str) -> Network | None:
+        """The network called exactly ``name`` (no ID-prefix matching: this is for uniqueness checks)."""
+        found = self._select(Network, "WHERE name = ?", (name,))
+        return found[0] if found else None
 
-    def find_container(self, ref: str) -> Container | None:
-        try:
-            return self.container(ref)
-        except NotFound:
-            return None
+    def find_container(self, name: str) -> Container | None:
+        """The container called exactly ``name``."""
+        found = self._select(Container, "WHERE name = ?", (name,))
+        return found[0] if found else None
 
     def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
         """What dnsd serves: every running network, container and endpoint, read in one snapshot."""

@@ -45,6 +45,15 @@ def test_round_trip_and_lookup_by_name_id_and_prefix(store):
     assert n.mtu == 1400
 
 
+def test_exact_name_checks_ignore_id_prefixes(store):
+    a = Container(id="b" * 64, name="a", hostname="a", netns="ns-a")
+    with store.transaction():
+        store.insert(a)
+    assert store.container("bbbb") == a  # a user's ID prefix finds it...
+    assert store.find_container("b") is None  # ...but the name "b" is still free
+    assert store.find_container("a") == a
+
+
 def test_unknown_names_raise_not_found(store):
     with pytest.raises(NotFound, match="no such network: nope"):
         store.network("nope")
