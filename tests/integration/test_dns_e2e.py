@@ -203,3 +203,16 @@ def test_dnsd_killed_is_restarted_by_the_next_command(app):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
     assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
     assert app.dnsd_pid() not in (None, pid)
+
+
+def test_ipv6_network_answers_aaaa_and_ptr(sandbox):
+    sandbox.nc("network", "create", "--ipv6", "--subnet", "10.70.0.0/24", "--subnet", "fd00:70::/64", "six")
+    sandbox.nc("run", "--name", "a", "--net", "six")
+    sandbox.nc("run", "--name", "b", "--net", "six")
+    assert dig(sandbox, "a", "b", "AAAA")[:2] == ("NOERROR", ["fd00:70::3"])
+    assert dig(sandbox, "a", "b", "A")[:2] == ("NOERROR", ["10.70.0.3"])
+    assert dig(sandbox, "a", "-x", "fd00:70::3")[:2] == ("NOERROR", ["b.six."])
+    assert sandbox.exec("a", "ping", "-6", "-c1", "-W2", "b").returncode == 0
+    inspect = json.loads(sandbox.nc("network", "inspect", "six").stdout)[0]
+    assert inspect["EnableIPv6"] is True
+    assert inspect["IPAM"]["Config"][1] == {"Subnet": "fd00:70::/64", "Gateway": "fd00:70::1"}
