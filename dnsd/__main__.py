@@ -1,0 +1,199 @@
+"""``python -m dnsd``: serve the names of a netcore state dir until stopped.
+
+With ``--netns NAME`` (sandbox mode) dnsd first enters that existing named
+network namespace, the gateway namespace, and has no default upstream. Without
+it (host mode) it runs where it is started and forwards, by default, to the
+host's resolv.conf nameservers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+from netcore.errors import NetcoreError
+from netcore.store import Store
+
+from .server import DnsdError, DnsServer, ServerConfig
+from .snapshot import Upstream, parse_upstream
+
+PID_NAME = "dnsd.pid"
+SOCKET_NAME = "dnsd.sock"
+NETNS_DIR = "/run/netns"
+RESOLV_CONF = "/etc/resolv.conf"
+CLONE_NEWNET = 0x40000000
+MAX_UPSTREAMS = 3
+
+log = logging.getLogger("dnsd")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"dnsd: {message}\n")
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _ttl(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**31:
+        raise ValueError
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError
+    return value
+
+
+def _upstream(text: str) -> Upstream:
+    try:
+        return parse_upstream(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
+    parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR"),
+                        help="netcore's state dir (default: $NETCORE_STATE_DIR)")
+    parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
+                        help="named network namespace to serve from (default: $NETCORE_NETNS; none: host mode)")
+    parser.add_argument("--upstream", action="append", type=_upstream, default=[], metavar="IP[:PORT]",
+                        help="default upstream server, repeatable, at most 3 (host mode default: resolv.conf's)")
+    parser.add_argument("--ttl", type=_ttl, default=0, help="TTL of local answers in seconds (default 0)")
+    parser.add_argument("--max-inflight", type=_positive(int), default=1024,
+                        help="forwarded queries at once; past that REFUSED (default 1024)")
+    parser.add_argument("--forward-timeout", type=_positive(float), default=3.0,
+                        help="seconds for all upstream servers of a query together (default 3)")
+    parser.add_argument("--tcp-idle", type=_positive(float), default=3.0,
+                        help="seconds before an idle TCP connection is closed (default 3)")
+    parser.add_argument("--tcp-max", type=_positive(int), default=512, help="open TCP connections (default 512)")
+    parser.add_argument("--port", type=_port, default=53, help="port to serve on (default 53)")
+    parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
+    args = parser.parse_args(argv)
+    if not args.state_dir:
+        parser.error("no state dir: pass --state-dir or set NETCORE_STATE_DIR")
+    if len(args.upstream) > MAX_UPSTREAMS:
+        parser.error(f"at most {MAX_UPSTREAMS} --upstream servers")
+    return args
+
+
+def enter_netns(name: str) -> None:
+    """Move this process into an existing named network namespace (never creates one)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise DnsdError(f"bad network namespace name {name!r}")
+    path = os.path.join(NETNS_DIR, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DnsdError(f"network namespace {name!r} does not exist (no {path})") from None
+    except PermissionError:
+        raise DnsdError(f"cannot open {path}: permission denied (run as root)") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
+    """The first nameservers of the host's resolv.conf that parse, at most 3."""
+    servers = []
+    try:
+        with open(path) as resolv_conf:
+            for line in resolv_conf:
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == "nameserver":
+                    with contextlib.suppress(ValueError):
+                        servers.append(parse_upstream(fields[1]))
+    except OSError:
+        return ()
+    return tuple(servers[:MAX_UPSTREAMS])
+
+
+async def serve(state_dir: str, config: ServerConfig) -> None:
+    """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do."""
+    store = Store.open_readonly(state_dir)
+    server = DnsServer(config, store.dns_records, store.generation)
+    pid_path = os.path.join(state_dir, PID_NAME)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_stop)
+    try:
+        await server.start()
+        with open(pid_path, "w") as pid_file:
+            pid_file.write(f"{os.getpid()}\n")
+        log.info("serving %s (%s mode), generation %s", state_dir,
+                                       "managed" if config.managed else "foreground", server.generation)
+        await server.wait_stopped()
+        log.info("stopping")
+    finally:
+        await server.close()
+        store.close()
+        _remove_own_pid_file(pid_path)
+
+
+def _remove_own_pid_file(path: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        with open(path) as pid_file:
+            if int(pid_file.read().strip()) != os.getpid():
+                return  # a newer dnsd wrote it
+        os.unlink(path)
+
+
+def _run(coroutine) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
+    try:
+        if not os.path.isdir(args.state_dir):
+            raise DnsdError(f"state dir {args.state_dir} does not exist")
+        if args.netns:
+            enter_netns(args.netns)
+            upstreams = tuple(args.upstream)
+        else:
+            upstreams = tuple(args.upstream) or host_nameservers()
+        config = ServerConfig(port=args.port, ttl=args.ttl, upstreams=upstreams,
+                              forward_timeout=args.forward_timeout, max_inflight=args.max_inflight,
+                              tcp_idle=args.tcp_idle, tcp_max=args.tcp_max,
+                              control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed)
+        _run(serve(args.state_dir, config))
+    except NetcoreError as err:
+        print(f"dnsd: {err}", file=sys.stderr)
+        return err.exit_code
+    except OSError as err:
+        print(f"dnsd: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The answering core, sans I/O: query bytes in, reply bytes or a decision to forward out.
+
+The fast path reads the 12-byte header and the one question by hand (plus a
+single OPT record), looks the lower-cased name up in the snapshot and joins
+header, question as asked and ready-made answer records. Anything unusual goes
+to dnslib, which either finds a query worth answering after all or tells us
+to reply FORMERR. ``handle`` never raises on any input.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import dnslib
+
+from .snapshot import MAX_LABEL, MAX_NAME, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream
+
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16  # extended rcode: upper 8 bits in the OPT record, lower 4 in the header
+
+HEADER_SIZE = 12
+MAX_UPSTREAMS = 3
+UDP_PAYLOAD_PLAIN = 512  # without EDNS a UDP reply must fit 512 bytes
+EDNS_PAYLOAD = 1232  # what dnsd advertises in its OPT record (DNS flag day 2020)
+TCP_MESSAGE_MAX = 65535
+
+_PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT=1 ANCOUNT=0 NSCOUNT=0
+_OPT_START = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # root name, then type OPT
+_OPT_FIXED = struct.Struct("!BHHBBHH")  # root name, type, payload size, extended rcode, version, flags, rdata length
+
+
+def _opt_record(extended_rcode: int = 0) -> bytes:
+    return _OPT_START + EDNS_PAYLOAD.to_bytes(2, "big") + bytes((extended_rcode, 0, 0, 0)) + b"\x00\x00"
+
+
+_OPT = _opt_record()
+
+
+def _response_flags(query: bytes, rcode: int, truncated: bool = False) -> bytes:
+    """QR and RA set, opcode, RD and CD copied; never AA: dnsd is no authority."""
+    return bytes((0x80 | (query[2] & 0x79) | (0x02 if truncated else 0), 0x80 | (query[3] & 0x10) | (rcode & 0x0F)))
+
+
+# NOERROR flags of a plain query, indexed by its RD bit | CD bit
+_NOERROR_FLAGS = {bits: _response_flags(bytes((0, 0, bits & 0x01, bits & 0x10)), NOERROR) for bits in (0, 1, 16, 17)}
+
+
+def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: bool, truncated: bool = False) -> bytes:
+    """A reply to ``query`` echoing its question (none if ``question_end`` is the header's end)."""
+    question_count = b"\x00\x01" if question_end > HEADER_SIZE else b"\x00\x00"
+    opt = _opt_record(rcode >> 4) if edns else b""
+    return b"".join((query[:2], _response_flags(query, rcode, truncated), question_count, b"\x00\x00\x00\x00",
+                     b"\x00\x01" if edns else b"\x00\x00", query[HEADER_SIZE:question_end], opt))
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The name is not local: ask these upstream servers in order and relay the reply."""
+
+    query: bytes  # as the client sent it, its ID included
+    question: bytes  # the question section as asked: a reply must carry the same
+    upstreams: tuple[Upstream, ...]
+    edns: bool
+
+    def error_reply(self, rcode: int) -> bytes:
+        """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
+        return reply_without_answers(self.query, HEADER_SIZE + len(self.question), rcode, self.edns)
+
+
+def question_name_end(data: bytes) -> int | None:
+    """Offset just past the question's name, if it is a plain (uncompressed) name of at most 255 bytes."""
+    limit = min(len(data), HEADER_SIZE + MAX_NAME)  # the root label of the longest name sits just before it
+    offset = HEADER_SIZE
+    while offset < limit:
+        length = data[offset]
+        if length == 0:
+            return offset + 1
+        if length > MAX_LABEL:  # a compression pointer or a reserved label type
+            return None
+        offset += length + 1
+    return None
+
+
+def _lone_edns0_payload(data: bytes, question_end: int) -> int | None:
+    """The UDP payload size of an EDNS version 0 OPT record that fills the message after the question."""
+    if len(data) < question_end + _OPT_FIXED.size:
+        return None
+    root, rtype, payload, _, version, _, rdata_length = _OPT_FIXED.unpack_from(data, question_end)
+    if root == 0 and rtype == TYPE_OPT and version == 0 and len(data) == question_end + _OPT_FIXED.size + rdata_length:
+        return payload
+    return None
+
+
+class Answerer:
+    """Holds the current snapshot and the rotation turns; turns queries into replies.
+
+    Assign ``answerer.snapshot = new`` to swap in a new snapshot: rotation turns of
+    record sets present in both carry over.
+    """
+
+    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[Upstream, ...] = ()):
+        self.default_upstreams = default_upstreams
+        self._snapshot = snapshot
+        self._turns = [0] * len(snapshot.rotation_keys)
+        self.bad_input_count = 0
+        self.last_bad_input: tuple[str, str] = ("", "")  # (what was wrong, source address)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, new: Snapshot) -> None:
+        turns = dict(zip(self._snapshot.rotation_keys, self._turns))
+        self._turns = [turns.get(key, 0) for key in new.rotation_keys]
+        self._snapshot = new
+
+    def handle(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """The reply to send, a Forward to carry out, or None to drop the message."""
+        size = len(data)
+        if size < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
+            return self._handle_unusual(data, client_ip, listener_ip, tcp)  # not QR=0 QUERY with 1 question
+        name_end = question_name_end(data)
+        if name_end is None:
+            return self._handle_unusual(data, client_ip, listener_ip, tcp)
+        question_end = name_end + 4
+        additional = data[10:12]
+        if additional == b"\x00\x00" and question_end == size:
+            return self._answer(data, name_end, None, client_ip, listener_ip, tcp)
+        if additional == b"\x00\x01":
+            payload = _lone_edns0_payload(data, question_end)
+            if payload is not None:
+                return self._answer(data, name_end, payload, client_ip, listener_ip, tcp)
+        return self._handle_unusual(data, client_ip, listener_ip, tcp)
+
+    def _answer(self, data: bytes, name_end: int, edns_payload: int | None, client_ip: str, listener_ip: str,
+                tcp: bool) -> bytes | Forward:
+        snapshot = self._snapshot
+        question_end = name_end + 4
+        scope = snapshot.clients.get(client_ip)
+        if scope is None:
+            scope = snapshot.scope_of(client_ip, listener_ip)
+            if scope is None:
+                return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
+        name = data[HEADER_SIZE:name_end].lower()
+        entry = scope.names.get(name)
+        if entry is None:
+            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip)
+        records = entry.get(data[name_end:question_end])
+        if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
+            return reply_without_answers(data, question_end, NOERROR, edns_payload is not None)
+        answers = records.wire if records.rotation_slot < 0 else self._rotated(records)
+        if edns_payload is None:
+            opt = b""
+            additional_count = b"\x00\x00"
+            limit = TCP_MESSAGE_MAX if tcp else UDP_PAYLOAD_PLAIN
+        else:
+            opt = _OPT
+            additional_count = b"\x00\x01"
+            limit = TCP_MESSAGE_MAX if tcp else max(edns_payload, UDP_PAYLOAD_PLAIN)
+        if question_end + len(answers) + len(opt) > limit:
+            return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, truncated=True)
+        return b"".join((data[:2], _NOERROR_FLAGS[(data[2] & 0x01) | (data[3] & 0x10)], records.header_counts,
+                         additional_count, data[HEADER_SIZE:question_end], answers, opt))
+
+    def _rotated(self, records: RecordSet) -> bytes:
+        """The records starting one further on each time: every holder comes first in turn."""
+        slot = records.rotation_slot
+        turn = self._turns[slot]
+        self._turns[slot] = (turn + 1) % records.count
+        start = turn * records.record_size
+        return records.doubled[start:start + len(records.wire)]
+
+    def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
+                   edns_payload: int | None, listener_ip: str) -> bytes | Forward:
+        edns = edns_payload is not None
+        if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
+            return reply_without_answers(data, question_end, NXDOMAIN, edns)
+        if not scope.may_forward:
+            return reply_without_answers(data, question_end, REFUSED, edns)
+        upstreams = snapshot.upstreams_for(scope, listener_ip) or self.default_upstreams
+        if not upstreams:
+            return reply_without_answers(data, question_end, SERVFAIL, edns)
+        return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns)
+
+    def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """Everything the fast path does not take: validate fully, then answer, reply an error or drop."""
+        if len(data) < HEADER_SIZE:
+            return self._bad_input("message shorter than a header", client_ip)
+        if data[2] & 0x80:
+            return self._bad_input("a response where a query belongs", client_ip)
+        if data[2] & 0x78:
+            self._bad_input("opcode other than QUERY", client_ip)
+            return reply_without_answers(data, HEADER_SIZE, NOTIMP, False)
+        if data[4:6] != b"\x00\x01":
+            self._bad_input("not exactly one question", client_ip)
+            return reply_without_answers(data, HEADER_SIZE, FORMERR, False)
+        name_end = question_name_end(data)
+        if name_end is None or name_end + 4 > len(data):
+            self._bad_input("malformed question", client_ip)
+            return reply_without_answers(data, HEADER_SIZE, FORMERR, False)
+        question_end = name_end + 4
+        try:
+            message = dnslib.DNSRecord.parse(data)
+        except Exception:  # dnslib raises many kinds of errors on garbage, RecursionError among them
+            self._bad_input("malformed records after the question", client_ip)
+            return reply_without_answers(data, question_end, FORMERR, False)
+        options = [record for record in message.ar if record.rtype == TYPE_OPT]
+        misplaced = any(record.rtype == TYPE_OPT for record in message.rr + message.auth)
+        if misplaced or len(options) > 1 or (options and options[0].rname.label != ()):
+            self._bad_input("malformed EDNS", client_ip)
+            return reply_without_answers(data, question_end, FORMERR, False)
+        if not options:
+            return self._answer(data, name_end, None, client_ip, listener_ip, tcp)
+        if (options[0].ttl >> 16) & 0xFF:  # an EDNS version other than 0
+            return reply_without_answers(data, question_end, BADVERS, True)
+        return self._answer(data, name_end, options[0].rclass, client_ip, listener_ip, tcp)
+
+    def _bad_input(self, reason: str, client_ip: str) -> None:
+        self.bad_input_count += 1
+        self.last_bad_input = (reason, client_ip)

@@ -1,0 +1,115 @@
+"""Asking upstream servers for the names dnsd does not hold.
+
+Each forwarded query gets a fresh socket (so a random source port) and a fresh
+random ID; the servers are tried in order and share one time budget; a reply
+counts only if its source, ID and question match what was sent, anything else
+is dropped while the wait goes on. The client's ID is restored in the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+from .answer import HEADER_SIZE, REFUSED, SERVFAIL, Forward
+from .snapshot import Upstream
+
+DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
+DEFAULT_MAX_INFLIGHT = 1024
+_TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
+
+
+class Forwarder:
+    """Relays queries upstream over the protocol they came in on, at most ``max_inflight`` at once."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT):
+        self.timeout = timeout
+        self.max_inflight = max_inflight
+        self.inflight = 0
+
+    async def resolve(self, forward: Forward, tcp: bool) -> bytes:
+        """The reply for the client: an upstream's, with the client's ID, or SERVFAIL or REFUSED of our own."""
+        if self.inflight >= self.max_inflight:
+            return forward.error_reply(REFUSED)
+        self.inflight += 1
+        try:
+            reply = await self._ask_in_turn(forward, tcp)
+        finally:
+            self.inflight -= 1
+        if reply is None:
+            return forward.error_reply(SERVFAIL)
+        return forward.query[:2] + reply[2:]
+
+    async def _ask_in_turn(self, forward: Forward, tcp: bool) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        ask = _ask_over_tcp if tcp else _ask_over_udp
+        servers = forward.upstreams
+        for index, upstream in enumerate(servers):
+            share = (deadline - loop.time()) / (len(servers) - index)  # what is left, split among the rest
+            query_id = os.urandom(2)
+            try:
+                async with asyncio.timeout(share):
+                    reply = await ask(query_id + forward.query[2:], forward.question, upstream)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                continue
+            if reply[3] & 0x0F not in _TRY_NEXT_SERVER:
+                return reply
+        return None
+
+
+def is_reply_to(reply: bytes, query_id: bytes, question: bytes) -> bool:
+    """Whether ``reply`` answers the query with this ID and this question section (names compared case-blind)."""
+    question_end = HEADER_SIZE + len(question)
+    return (len(reply) >= question_end and reply[:2] == query_id and reply[2] & 0x80 != 0
+            and reply[4:6] == b"\x00\x01" and reply[HEADER_SIZE:question_end].lower() == question.lower())
+
+
+class _ReplyCollector(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.datagrams: asyncio.Queue[tuple[bytes, tuple] | OSError] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, source: tuple) -> None:
+        self.datagrams.put_nowait((data, source))
+
+    def error_received(self, exc: OSError) -> None:  # e.g. ICMP port unreachable
+        self.datagrams.put_nowait(exc)
+
+
+async def _ask_over_udp(query: bytes, question: bytes, upstream: Upstream) -> bytes:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in upstream[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(upstream)  # a connected socket: the kernel drops datagrams from anyone else
+    except OSError:
+        sock.close()
+        raise
+    transport, collector = await loop.create_datagram_endpoint(_ReplyCollector, sock=sock)
+    try:
+        transport.sendto(query)
+        while True:
+            received = await collector.datagrams.get()
+            if isinstance(received, OSError):
+                raise received
+            data, source = received
+            if source[:2] == upstream and is_reply_to(data, query[:2], question):
+                return data
+    finally:
+        transport.close()
+
+
+async def _ask_over_tcp(query: bytes, question: bytes, upstream: Upstream) -> bytes:
+    reader, writer = await asyncio.open_connection(*upstream)
+    try:
+        writer.write(len(query).to_bytes(2, "big") + query)
+        await writer.drain()
+        while True:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+            data = await reader.readexactly(length)
+            if is_reply_to(data, query[:2], question):
+                return data
+    finally:
+        writer.close()

@@ -1,0 +1,385 @@
+"""The asyncio shell: sockets on every gateway address, the control socket, reloads.
+
+The shell decides nothing about names. It reads datagrams and TCP messages,
+hands them to the Answerer and sends what comes back, hands Forward decisions
+to the Forwarder, and swaps in a new Snapshot whenever the store changes.
+Listeners are kept in a registry keyed by address and diffed on every reload,
+so one network's listener comes or goes without touching the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from netcore.errors import NetcoreError
+from netcore.model import Container, Endpoint, Network
+
+from .answer import Answerer, Forward
+from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, Forwarder
+from .snapshot import Snapshot, Upstream
+
+log = logging.getLogger("dnsd")
+
+RecordLoader = Callable[[], tuple[list[Network], list[Container], list[Endpoint]]]
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits without loss
+UDP_BATCH = 64  # datagrams read per wake-up before giving other work a turn
+MAX_MESSAGE = 65535
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind before the bridge has its address
+IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # past net.core.rmem_max, as root
+CONTROL_IDLE = 30.0  # seconds a control connection may stay silent
+
+
+class DnsdError(NetcoreError):
+    """A problem the operator can act on: another dnsd running, a namespace missing, a bad argument."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    port: int = 53
+    ttl: int = 0
+    upstreams: tuple[Upstream, ...] = ()  # when neither the container nor the network names any
+    forward_timeout: float = DEFAULT_TIMEOUT
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+    tcp_idle: float = 3.0  # seconds before a silent TCP connection is closed; also the write timeout
+    tcp_max: int = 512  # open TCP connections, all listeners together
+    control_path: str | None = None  # the Unix socket netcore talks to
+    managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
+    poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
+
+
+class DnsServer:
+    """Serves the records ``load_records`` returns, reloading when ``read_generation`` changes.
+
+    Both callables run in one worker thread, so a reload never stalls the queries.
+    """
+
+    def __init__(self, config: ServerConfig, load_records: RecordLoader, read_generation: Callable[[], int]):
+        self.config = config
+        self.answerer = Answerer(Snapshot.empty(), config.upstreams)
+        self.forwarder = Forwarder(config.forward_timeout, config.max_inflight)
+        self._load_records = load_records
+        self._read_generation = read_generation
+        self._generation: int | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reload_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
+        self._listeners: dict[str, _Listener] = {}
+        self._bind_errors: dict[str, str] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._tcp_connections: dict[asyncio.Task, asyncio.StreamWriter] = {}
+        self._control: asyncio.Server | None = None
+        self._stopped = asyncio.Event()
+        self._receive_buffer = memoryview(bytearray(MAX_MESSAGE))  # one for all UDP reads: no allocation per datagram
+        self._internal_errors = 0
+        self._last_internal_error = ""
+
+    @property
+    def listen_addresses(self) -> frozenset[str]:
+        return frozenset(self._listeners)
+
+    @property
+    def generation(self) -> int | None:
+        return self._generation
+
+    async def start(self) -> None:
+        """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs."""
+        if self.config.control_path:  # first, so a second dnsd for the same state dir stops before binding
+            self._control = await _open_control_socket(self.config.control_path, self._serve_control)
+        await self.sync()
+        for background in (self._poll_generation(), self._report_bad_input()):
+            self._spawn(background)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.control_path)
+        for address in list(self._listeners):
+            self._listeners.pop(address).close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._tcp_connections.values():  # each connection's task sees its end and finishes
+            writer.close()
+        if self._tcp_connections:
+            await asyncio.wait(list(self._tcp_connections), timeout=self.config.tcp_idle)
+        self._reload_thread.shutdown(wait=False, cancel_futures=True)
+
+    async def sync(self) -> int:
+        """Reload if the store changed and reconcile the listeners; returns once the new snapshot is live."""
+        async with self._reload_lock:
+            loop = asyncio.get_running_loop()
+            generation, snapshot = await loop.run_in_executor(self._reload_thread, self._load_if_changed,
+                                                              self._generation)
+            if snapshot is not None:
+                self.answerer.snapshot = snapshot
+                self._generation = generation
+            await self._reconcile_listeners()
+            return self._generation
+
+    def _load_if_changed(self, known: int | None) -> tuple[int, Snapshot | None]:
+        """In the reload thread: the generation, and a new snapshot if it is not the one already loaded."""
+        generation = self._read_generation()
+        if generation == known:
+            return generation, None
+        networks, containers, endpoints = self._load_records()
+        return generation, Snapshot.build(networks, containers, endpoints, ttl=self.config.ttl)
+
+    async def _reconcile_listeners(self) -> None:
+        wanted = self.answerer.snapshot.listen_addresses
+        for address in sorted(wanted - self._listeners.keys()):
+            try:
+                self._listeners[address] = await _Listener.open(self, address)
+            except OSError as err:
+                if self._bind_errors.get(address) != str(err):
+                    log.error("cannot listen on %s port %d: %s", address, self.config.port, err)
+                    self._bind_errors[address] = str(err)
+                continue
+            self._bind_errors.pop(address, None)
+            log.info("listening on %s port %d", address, self.config.port)
+        for address in sorted(self._listeners.keys() - wanted):
+            self._listeners.pop(address).close()
+            log.info("stopped listening on %s", address)
+        for address in list(self._bind_errors.keys() - wanted):
+            del self._bind_errors[address]
+
+    async def _poll_generation(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                await self.sync()
+            except Exception as err:  # the store may be busy or gone for a moment; the next poll retries
+                log.warning("reload failed: %s", err)
+
+    async def _report_bad_input(self) -> None:
+        """At most one log line per second about malformed messages and internal errors."""
+        reported_bad, reported_errors = 0, 0
+        while True:
+            await asyncio.sleep(1.0)
+            bad, errors = self.answerer.bad_input_count, self._internal_errors
+            if bad != reported_bad:
+                reason, source = self.answerer.last_bad_input
+                log.warning("%d malformed messages in the last second, the latest from %s: %s",
+                            bad - reported_bad, source, reason)
+            if errors != reported_errors:
+                log.error("%d messages failed with an internal error, the latest: %s",
+                          errors - reported_errors, self._last_internal_error)
+            reported_bad, reported_errors = bad, errors
+
+    def _answer(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        try:
+            return self.answerer.handle(data, client_ip, listener_ip, tcp)
+        except Exception as err:  # a bug; the message is dropped and the server goes on
+            self._internal_errors += 1
+            self._last_internal_error = repr(err)
+            return None
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- UDP -----------------------------------------------------------------
+
+    def _read_datagrams(self, listener: _Listener) -> None:
+        """Called when a UDP socket is readable: answer up to UDP_BATCH datagrams."""
+        sock, address, buffer = listener.udp, listener.address, self._receive_buffer
+        for _ in range(UDP_BATCH):
+            try:
+                size, source = sock.recvfrom_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            result = self._answer(bytes(buffer[:size]), source[0], address, False)
+            if result is None:
+                continue
+            if type(result) is bytes:
+                _send_datagram(sock, result, source)
+            else:
+                self._spawn(self._forward_datagram(result, sock, source))
+
+    async def _forward_datagram(self, forward: Forward, sock: socket.socket, source: tuple) -> None:
+        _send_datagram(sock, await self.forwarder.resolve(forward, tcp=False), source)
+
+    # -- TCP -----------------------------------------------------------------
+
+    async def _serve_tcp(self, listener_ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One task per connection: several length-prefixed queries, closed when idle, slow or garbled."""
+        if len(self._tcp_connections) >= self.config.tcp_max:
+            writer.close()
+            return
+        connection = asyncio.current_task()
+        self._tcp_connections[connection] = writer
+        client_ip = writer.get_extra_info("peername")[0]
+        forwarding: set[asyncio.Task] = set()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.config.tcp_idle):
+                        length = int.from_bytes(await reader.readexactly(2), "big")
+                        message = await reader.readexactly(length)
+                except TimeoutError:
+                    if forwarding:  # not idle: answers are on their way
+                        await asyncio.wait(forwarding)
+                    break
+                result = self._answer(message, client_ip, listener_ip, True)
+                if result is None:
+                    break
+                if type(result) is bytes:
+                    await self._write_message(writer, result)
+                else:
+                    task = self._spawn(self._forward_message(result, writer))
+                    forwarding.add(task)
+                    task.add_done_callback(forwarding.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            del self._tcp_connections[connection]
+            for task in forwarding:
+                task.cancel()
+            writer.close()
+
+    async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter) -> None:
+        reply = await self.forwarder.resolve(forward, tcp=True)
+        try:
+            await self._write_message(writer, reply)
+        except (ConnectionError, TimeoutError):
+            writer.close()
+
+    async def _write_message(self, writer: asyncio.StreamWriter, message: bytes) -> None:
+        """Write one length-prefixed message; a client that does not read it in time loses the connection."""
+        writer.write(len(message).to_bytes(2, "big") + message)
+        async with asyncio.timeout(self.config.tcp_idle):
+            await writer.drain()
+
+    # -- control socket ------------------------------------------------------
+
+    async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Line protocol: ``ping`` -> ``pong PID MODE``, ``sync`` -> ``ok GENERATION``, ``stop`` -> ``ok``."""
+        try:
+            while True:
+                async with asyncio.timeout(CONTROL_IDLE):
+                    line = await reader.readline()
+                if not line:
+                    break
+                command = line.decode(errors="replace").strip()
+                reply = await self._control_reply(command)
+                writer.write(reply.encode() + b"\n")
+                await writer.drain()
+                if command == "stop":
+                    self.request_stop()
+                    break
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    async def _control_reply(self, command: str) -> str:
+        if command == "ping":
+            return f"pong {os.getpid()} {'managed' if self.config.managed else 'foreground'}"
+        if command == "sync":
+            try:
+                return f"ok {await self.sync()}"
+            except Exception as err:  # reported to the caller, who retries or gives up
+                log.warning("sync failed: %s", err)
+                return f"error {err}".replace("\n", " ")
+        if command == "stop":
+            return "ok"
+        return f"error unknown command {command[:40]!r}"
+
+
+class _Listener:
+    """A UDP socket and a TCP server on one gateway address."""
+
+    def __init__(self, address: str, udp: socket.socket, tcp: asyncio.Server):
+        self.address = address
+        self.udp = udp
+        self.tcp = tcp
+
+    @classmethod
+    async def open(cls, server: DnsServer, address: str) -> _Listener:
+        port = server.config.port
+        udp = _bound_socket(address, port, socket.SOCK_DGRAM)
+        try:
+            tcp_socket = _bound_socket(address, port, socket.SOCK_STREAM)
+            tcp = await asyncio.start_server(functools.partial(server._serve_tcp, address), sock=tcp_socket)
+        except OSError:
+            udp.close()
+            raise
+        listener = cls(address, udp, tcp)
+        asyncio.get_running_loop().add_reader(udp.fileno(), server._read_datagrams, listener)
+        return listener
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.udp.fileno())
+        self.udp.close()
+        self.tcp.close()
+
+
+def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A non-blocking socket bound to exactly this address (never a wildcard), even before the address exists."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            with contextlib.suppress(OSError):  # kernels before 4.15
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        if kind == socket.SOCK_DGRAM:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
+            except PermissionError:  # not root: as much as net.core.rmem_max allows
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TCP only: UDP must not share the port
+        sock.setblocking(False)
+        sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _send_datagram(sock: socket.socket, reply: bytes, destination: tuple) -> None:
+    try:
+        sock.sendto(reply, destination)
+    except OSError:  # a full send buffer or a closed listener: UDP clients retry
+        pass
+
+
+async def _open_control_socket(path: str, serve: Callable) -> asyncio.Server:
+    """The control socket, mode 0600; refuses to take over from a dnsd still answering on it."""
+    if os.path.exists(path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                os.unlink(path)  # left behind by a dnsd that died
+            else:
+                raise DnsdError(f"another dnsd already serves {os.path.dirname(path) or '.'} (socket {path})")
+    old_umask = os.umask(0o177)
+    try:
+        return await asyncio.start_unix_server(serve, path=path)
+    finally:
+        os.umask(old_umask)

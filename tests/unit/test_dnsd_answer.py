@@ -1,0 +1,404 @@
+"""The answering core, bytes in and bytes out, against snapshots built from model records."""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import struct
+
+import dnslib
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
+from dnsd.snapshot import Snapshot
+
+GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
+
+
+@pytest.fixture
+def lan(world):
+    """netA (dual stack) with a1..a3 sharing the alias web, netB with b1, ab on both, d1 on the default bridge."""
+    net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A, subnet6="fd00:89:1::/64", gateway6=GATEWAY_A6)
+    net_b = world.network("netb", "10.89.2.0/24", GATEWAY_B)
+    bridge = world.network("bridge", "172.17.0.0/16", "172.17.0.1")
+    world.container("a1", net_a, "10.89.1.2", aliases=("web",), hostname="a1host")
+    world.container("a2", net_a, "10.89.1.3", aliases=("web",))
+    world.container("a3", net_a, "10.89.1.4", aliases=("web",))
+    world.container("six", net_a, "10.89.1.6", ipv6="fd00:89:1::6")
+    world.container("b1", net_b, "10.89.2.2")
+    ab = world.container("ab", net_a, "10.89.1.5")
+    world.attach(ab, net_b, "10.89.2.5")
+    world.container("d1", bridge, "172.17.0.2")
+    return world
+
+
+def answerer_for(world, ttl: int = 0, default_upstreams: tuple = ()) -> Answerer:
+    return Answerer(Snapshot.build(*world.records(), ttl=ttl), default_upstreams)
+
+
+def ask(answerer, dns, name, qtype="A", client="10.89.1.2", listener=GATEWAY_A, tcp=False, **query_options):
+    return answerer.handle(dns.query(name, qtype, **query_options), client, listener, tcp)
+
+
+def rcode(reply: bytes) -> int:
+    return reply[3] & 0x0F
+
+
+# -- names -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a2", "a2.", "a2.neta", "a1host", "a1host.neta"])
+def test_container_names_answer_a(lan, dns, name):
+    reply = ask(answerer_for(lan), dns, name, client="10.89.1.5")
+    assert rcode(reply) == NOERROR
+    expected = "10.89.1.2" if name.startswith("a1") else "10.89.1.3"
+    assert dns.rdata(reply) == [expected]
+
+
+def test_short_id_and_its_network_qualified_form_answer(lan, dns):
+    a2 = next(c for c in lan.containers if c.name == "a2")
+    answerer = answerer_for(lan)
+    for name in (a2.short_id, f"{a2.short_id}.neta", a2.short_id.upper()):
+        assert dns.rdata(ask(answerer, dns, name)) == ["10.89.1.3"]
+
+
+def test_reply_header_copies_id_and_rd_sets_ra_never_aa(lan, dns):
+    answerer = answerer_for(lan)
+    for recursion_desired in (True, False):
+        reply = dns.parse(ask(answerer, dns, "a2", query_id=0xBEEF, recursion_desired=recursion_desired))
+        assert reply.header.id == 0xBEEF
+        assert reply.header.qr == 1 and reply.header.ra == 1 and reply.header.aa == 0
+        assert reply.header.rd == int(recursion_desired)
+        assert reply.header.tc == 0
+
+
+def test_matching_is_case_blind_and_the_question_is_echoed_as_asked(lan, dns):
+    query = dns.query("A2.NetA")
+    reply = answerer_for(lan).handle(query, "10.89.1.2", GATEWAY_A, False)
+    assert reply[12:12 + len(query) - 12] == query[12:]  # the question, byte for byte
+    parsed = dns.parse(reply)
+    assert str(parsed.q.qname) == "A2.NetA."
+    assert [str(record.rname) for record in parsed.rr] == ["A2.NetA."]
+    assert dns.rdata(reply) == ["10.89.1.3"]
+
+
+def test_ttl_defaults_to_zero_and_is_configurable(lan, dns):
+    assert [r.ttl for r in dns.parse(ask(answerer_for(lan), dns, "a2")).rr] == [0]
+    assert [r.ttl for r in dns.parse(ask(answerer_for(lan, ttl=30), dns, "a2")).rr] == [30]
+
+
+def test_aaaa_answers_for_a_dual_stack_container(lan, dns):
+    reply = ask(answerer_for(lan), dns, "six", "AAAA")
+    assert rcode(reply) == NOERROR
+    assert dns.rdata(reply) == ["fd00:89:1::6"]
+
+
+@pytest.mark.parametrize("qtype", ["AAAA", "MX", "TXT", "SRV"])
+def test_known_name_without_that_type_is_nodata_never_nxdomain(lan, dns, qtype):
+    reply = ask(answerer_for(lan), dns, "a2", qtype)
+    assert rcode(reply) == NOERROR
+    assert dns.parse(reply).rr == []
+
+
+def test_any_is_not_expanded_it_answers_the_addresses(lan, dns):
+    reply = ask(answerer_for(lan), dns, "six", "ANY")
+    assert rcode(reply) == NOERROR
+    assert dns.rdata(reply) == ["10.89.1.6"]
+
+
+@pytest.mark.parametrize("address, target", [("10.89.1.3", "a2.neta."), ("fd00:89:1::6", "six.neta.")])
+def test_ptr_answers_name_dot_network(lan, dns, address, target):
+    reply = ask(answerer_for(lan), dns, ipaddress.ip_address(address).reverse_pointer, "PTR")
+    assert rcode(reply) == NOERROR
+    assert dns.rdata(reply) == [target]
+
+
+# -- aliases -----------------------------------------------------------------------------------------
+
+
+def test_alias_answers_every_holder(lan, dns):
+    reply = ask(answerer_for(lan), dns, "web")
+    assert sorted(dns.rdata(reply)) == ["10.89.1.2", "10.89.1.3", "10.89.1.4"]
+    assert sorted(dns.rdata(ask(answerer_for(lan), dns, "WEB.neta"))) == ["10.89.1.2", "10.89.1.3", "10.89.1.4"]
+
+
+def test_alias_rotation_puts_each_holder_first_a_third_of_the_time(lan, dns):
+    answerer = answerer_for(lan)
+    firsts = collections.Counter()
+    for query_id in range(3000):
+        addresses = dns.rdata(ask(answerer, dns, "web", query_id=query_id))
+        assert sorted(addresses) == ["10.89.1.2", "10.89.1.3", "10.89.1.4"]
+        firsts[addresses[0]] += 1
+    assert set(firsts) == {"10.89.1.2", "10.89.1.3", "10.89.1.4"}
+    for count in firsts.values():
+        assert abs(count - 1000) <= 50
+
+
+def test_rotation_carries_over_a_snapshot_swap(lan, dns):
+    answerer = answerer_for(lan)
+    first = dns.rdata(ask(answerer, dns, "web"))[0]
+    answerer.snapshot = Snapshot.build(*lan.records())
+    assert dns.rdata(ask(answerer, dns, "web"))[0] != first
+
+
+def test_a_name_on_two_of_the_clients_networks_answers_the_union(world, dns):
+    net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    net_b = world.network("netb", "10.89.2.0/24", GATEWAY_B)
+    world.container("x1", net_a, "10.89.1.2", aliases=("svc",))
+    world.container("x2", net_b, "10.89.2.2", aliases=("svc",))
+    both = world.container("both", net_a, "10.89.1.9")
+    world.attach(both, net_b, "10.89.2.9", aliases=("svc",))
+    answerer = answerer_for(world)
+    # svc is x1 on A, and x2 and both on B (an alias belongs to one network's endpoint)
+    assert sorted(dns.rdata(ask(answerer, dns, "svc", client="10.89.1.9"))) == ["10.89.1.2", "10.89.2.2",
+                                                                                "10.89.2.9"]
+    assert sorted(dns.rdata(ask(answerer, dns, "svc", client="10.89.1.2"))) == ["10.89.1.2"]
+    # a container's own name, on both of the client's networks, deduplicated
+    assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.1.9"))) == ["10.89.1.9", "10.89.2.9"]
+    assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.2.2"))) == ["10.89.2.9"]
+
+
+# -- isolation ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("client, listener, name, seen", [
+    ("10.89.1.2", GATEWAY_A, "b1", False),  # a container on A alone, whichever gateway it asks
+    ("10.89.1.2", GATEWAY_B, "b1", False),
+    ("10.89.1.2", GATEWAY_B, "a2", True),
+    ("fd00:89:1::6", GATEWAY_A6, "a2", True),  # a container's IPv6 address is the same client
+    ("10.89.1.5", GATEWAY_A, "b1", True),  # a container on A and B sees both, from either gateway
+    ("10.89.1.5", GATEWAY_B, "a2", True),
+    ("10.89.1.200", GATEWAY_A, "a2", True),  # no container: the asked gateway's network only
+    ("10.89.1.200", GATEWAY_A, "b1", False),
+    ("10.89.1.200", GATEWAY_B, "b1", True),
+    ("10.89.1.200", GATEWAY_B, "a2", False),
+    ("10.89.2.2", GATEWAY_A, "d1", False),  # the default bridge has no names
+])
+def test_isolation_matrix(lan, dns, client, listener, name, seen):
+    answerer = answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),))
+    reply = ask(answerer, dns, name, client=client, listener=listener)
+    if seen:
+        assert rcode(reply) == NOERROR and dns.rdata(reply)
+    else:  # not answered here: it goes upstream like any name dnsd does not hold
+        assert isinstance(reply, Forward)
+
+
+@pytest.mark.parametrize("client", ["192.168.7.7", "172.17.0.2", "127.0.0.1"])
+def test_sources_outside_every_served_subnet_are_refused(lan, dns, client):
+    reply = ask(answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),)), dns, "a2", client=client)
+    assert rcode(reply) == REFUSED
+    assert dns.parse(reply).rr == []
+
+
+def test_ptr_of_an_address_on_a_network_the_client_cannot_see_is_nxdomain(lan, dns):
+    answerer = answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),))
+    reply = ask(answerer, dns, "2.2.89.10.in-addr.arpa", "PTR", client="10.89.1.2")
+    assert rcode(reply) == NXDOMAIN
+    assert dns.rdata(ask(answerer, dns, "2.2.89.10.in-addr.arpa", "PTR", client="10.89.1.5")) == ["b1.netb."]
+
+
+def test_default_bridge_gets_no_listener(lan):
+    assert Snapshot.build(*lan.records()).listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_A6}
+
+
+# -- size, truncation and EDNS -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def crowd(world):
+    """40 containers sharing the alias crowd: 640 bytes of answers, more than 512."""
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    for index in range(40):
+        world.container(f"c{index}", net, f"10.89.1.{index + 10}", aliases=("crowd",))
+    return world
+
+
+def test_udp_answer_over_512_bytes_is_truncated_without_answers(crowd, dns):
+    reply = ask(answerer_for(crowd), dns, "crowd", client="10.89.1.10")
+    parsed = dns.parse(reply)
+    assert parsed.header.tc == 1 and parsed.rr == [] and rcode(reply) == NOERROR
+    assert len(reply) <= 512
+
+
+def test_the_same_answer_is_whole_over_tcp(crowd, dns):
+    reply = ask(answerer_for(crowd), dns, "crowd", client="10.89.1.10", tcp=True)
+    parsed = dns.parse(reply)
+    assert parsed.header.tc == 0 and len(parsed.rr) == 40
+
+
+def test_edns_payload_size_lifts_the_limit_and_the_reply_carries_opt(crowd, dns):
+    answerer = answerer_for(crowd)
+    parsed = dns.parse(ask(answerer, dns, "crowd", client="10.89.1.10", edns_payload=4096))
+    assert parsed.header.tc == 0 and len(parsed.rr) == 40
+    assert [record.rtype for record in parsed.ar] == [dnslib.QTYPE.OPT]
+    small = dns.parse(ask(answerer, dns, "crowd", client="10.89.1.10", edns_payload=600))
+    assert small.header.tc == 1 and [record.rtype for record in small.ar] == [dnslib.QTYPE.OPT]
+
+
+def test_reply_has_opt_only_when_the_query_had_one(lan, dns):
+    answerer = answerer_for(lan)
+    assert dns.parse(ask(answerer, dns, "a2")).ar == []
+    with_edns = dns.parse(ask(answerer, dns, "a2", edns_payload=1232))
+    assert [record.rtype for record in with_edns.ar] == [dnslib.QTYPE.OPT]
+    assert dns.rdata(ask(answerer, dns, "a2", edns_payload=1232)) == ["10.89.1.3"]
+
+
+def test_edns_with_options_such_as_a_cookie_is_understood(lan, dns):
+    query = dnslib.DNSRecord.question("a2")
+    query.add_ar(dnslib.EDNS0(udp_len=1232, opts=[dnslib.EDNSOption(10, b"\x01" * 8)]))
+    reply = answerer_for(lan).handle(bytes(query.pack()), "10.89.1.2", GATEWAY_A, False)
+    assert dns.rdata(reply) == ["10.89.1.3"]
+
+
+def test_unknown_edns_version_gets_badvers(lan, dns):
+    query = dnslib.DNSRecord.question("a2")
+    query.add_ar(dnslib.EDNS0(udp_len=1232, version=1))
+    reply = answerer_for(lan).handle(bytes(query.pack()), "10.89.1.2", GATEWAY_A, False)
+    parsed = dns.parse(reply)
+    assert parsed.rr == []
+    opt = parsed.ar[0]
+    assert ((opt.ttl >> 24) << 4) | parsed.header.rcode == BADVERS
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+def _header(query_id=0x4242, flags=0x0100, qd=1, an=0, ns=0, ar=0) -> bytes:
+    return struct.pack("!HHHHHH", query_id, flags, qd, an, ns, ar)
+
+
+QUESTION_A2 = b"\x02a2\x00\x00\x01\x00\x01"
+
+
+@pytest.mark.parametrize("message", [
+    b"",
+    b"\x12\x34\x01",
+    _header()[:11],
+    _header(flags=0x8180) + QUESTION_A2,  # a response, not a query
+], ids=["empty", "short", "header-short", "response"])
+def test_messages_no_reply_can_be_made_to_are_dropped(lan, message):
+    answerer = answerer_for(lan)
+    assert answerer.handle(message, "10.89.1.2", GATEWAY_A, False) is None
+    assert answerer.bad_input_count == 1
+
+
+@pytest.mark.parametrize("message, expected", [
+    (_header(flags=0x2100) + QUESTION_A2, NOTIMP),  # opcode UPDATE
+    (_header(flags=0x1100) + QUESTION_A2, NOTIMP),  # opcode STATUS
+    (_header(qd=0), FORMERR),
+    (_header(qd=2) + QUESTION_A2 + QUESTION_A2, FORMERR),
+    (_header() + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01", FORMERR),  # a label of 64 bytes
+    (_header() + b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63 + b"\x3f" + b"d" * 63
+     + b"\x00\x00\x01\x00\x01", FORMERR),  # a name of 257 bytes
+    (_header() + b"\xc0\x0c\x00\x01\x00\x01", FORMERR),  # a compression pointer in the question
+    (_header() + b"\x02a2\x00\x00\x01", FORMERR),  # the question cut short
+    (_header() + b"\x02a2", FORMERR),
+    (_header(ar=1) + QUESTION_A2 + b"\xc0\x20\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x01\x02\x03\x04",
+     FORMERR),  # a record whose name points forward
+    (_header(ar=1) + QUESTION_A2 + b"\x01x\xc0\x1b\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\x01\x02\x03\x04",
+     FORMERR),  # a record whose name points at itself: a loop
+    (_header(ar=2) + QUESTION_A2 + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00" * 2, FORMERR),  # two OPT
+    (_header(an=1) + QUESTION_A2 + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00", FORMERR),  # OPT as answer
+    (_header(ar=1) + QUESTION_A2 + b"\x00\x00\x29\x04\xd0\x00\x00", FORMERR),  # OPT cut short
+], ids=["update", "status", "no-question", "two-questions", "long-label", "long-name", "pointer-in-question",
+        "question-short", "no-type", "forward-pointer", "pointer-loop", "two-opt", "opt-in-answer", "opt-short"])
+def test_malformed_queries_get_formerr_or_notimp(lan, message, expected):
+    answerer = answerer_for(lan)
+    reply = answerer.handle(message, "10.89.1.2", GATEWAY_A, False)
+    assert reply[:2] == b"\x42\x42"
+    assert reply[2] & 0x80 and rcode(reply) == expected
+    assert answerer.bad_input_count == 1
+
+
+def test_unusual_but_valid_query_is_answered_through_the_full_parser(lan, dns):
+    query = dns.query("a2") + b"\x00"  # a stray byte after the question
+    assert dns.rdata(answerer_for(lan).handle(query, "10.89.1.2", GATEWAY_A, False)) == ["10.89.1.3"]
+
+
+FUZZ_SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ_SETTINGS
+@given(data=st.binary(max_size=600), tcp=st.booleans())
+def test_handle_never_raises_on_random_bytes(lan, data, tcp):
+    answerer = answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),))
+    result = answerer.handle(data, "10.89.1.2", GATEWAY_A, tcp)
+    assert result is None or isinstance(result, (bytes, Forward))
+
+
+@FUZZ_SETTINGS
+@given(tail=st.binary(max_size=300), flags=st.integers(0, 0xFFFF), counts=st.tuples(*[st.integers(0, 3)] * 4),
+       client=st.sampled_from(["10.89.1.2", "10.89.1.200", "192.168.1.1", "fd00:89:1::6"]))
+def test_handle_never_raises_on_a_plausible_header_with_random_tail(lan, tail, flags, counts, client):
+    answerer = answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),))
+    data = struct.pack("!HHHHHH", 7, flags, *counts) + tail
+    result = answerer.handle(data, client, GATEWAY_A, False)
+    assert result is None or isinstance(result, (bytes, Forward))
+
+
+@FUZZ_SETTINGS
+@given(position=st.integers(0, 40), value=st.integers(0, 255), name=st.sampled_from(["a2", "web", "example.com"]))
+def test_handle_never_raises_on_a_query_with_one_byte_changed(lan, dns, position, value, name):
+    answerer = answerer_for(lan, default_upstreams=(("127.0.0.1", 5353),))
+    query = bytearray(dns.query(name, edns_payload=1232))
+    query[position % len(query)] = value
+    result = answerer.handle(bytes(query), "10.89.1.2", GATEWAY_A, False)
+    assert result is None or isinstance(result, (bytes, Forward))
+
+
+# -- forwarding decisions ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream_world(world):
+    net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("10.0.0.1", "10.0.0.2:5353"))
+    net_b = world.network("netb", "10.89.2.0/24", GATEWAY_B, dns=("10.0.0.3",))
+    net_c = world.network("netc", "10.89.3.0/24", "10.89.3.1")
+    world.container("own", net_a, "10.89.1.2", dns=("10.0.0.9", "10.0.0.8", "10.0.0.7", "10.0.0.6"))
+    world.container("plain", net_a, "10.89.1.3")
+    ba = world.container("ba", net_b, "10.89.2.4")
+    world.attach(ba, net_a, "10.89.1.4")
+    world.container("c1", net_c, "10.89.3.2")
+    return world
+
+
+@pytest.mark.parametrize("client, listener, expected", [
+    ("10.89.1.2", GATEWAY_A, [("10.0.0.9", 53), ("10.0.0.8", 53), ("10.0.0.7", 53)]),  # its own --dns, at most 3
+    ("10.89.1.3", GATEWAY_A, [("10.0.0.1", 53), ("10.0.0.2", 5353)]),  # its network's --dns
+    ("10.89.2.4", GATEWAY_A, [("10.0.0.1", 53), ("10.0.0.2", 5353)]),  # the asked network, it is on it
+    ("10.89.2.4", "10.89.3.1", [("10.0.0.3", 53)]),  # asked a network it is not on: its first network
+    ("10.89.1.200", GATEWAY_B, [("10.0.0.3", 53)]),  # no container: the asked network's
+    ("10.89.3.2", "10.89.3.1", [("127.0.0.1", 5354)]),  # nothing configured: dnsd's --upstream
+])
+def test_upstream_choice(upstream_world, dns, client, listener, expected):
+    answerer = answerer_for(upstream_world, default_upstreams=(("127.0.0.1", 5354),))
+    query = dns.query("example.com", edns_payload=1232)
+    forward = answerer.handle(query, client, listener, False)
+    assert isinstance(forward, Forward)
+    assert list(forward.upstreams) == expected
+    assert forward.query == query and forward.edns
+    assert forward.question == query[12:12 + len(b"\x07example\x03com\x00") + 4]
+
+
+def test_nothing_to_forward_to_is_servfail(upstream_world, dns):
+    reply = ask(answerer_for(upstream_world), dns, "example.com", client="10.89.3.2", listener="10.89.3.1")
+    assert rcode(reply) == SERVFAIL
+
+
+def test_forward_error_reply_keeps_id_question_and_edns(upstream_world, dns):
+    forward = ask(answerer_for(upstream_world), dns, "Example.COM", query_id=77, edns_payload=1232)
+    parsed = dns.parse(forward.error_reply(SERVFAIL))
+    assert parsed.header.id == 77 and parsed.header.rcode == SERVFAIL
+    assert str(parsed.q.qname) == "Example.COM."
+    assert [record.rtype for record in parsed.ar] == [dnslib.QTYPE.OPT]
+
+
+def test_internal_networks_are_not_forwarded_for(world, dns):
+    net = world.network("private", "10.89.5.0/24", "10.89.5.1", internal=True, dns=("10.0.0.1",))
+    world.container("p1", net, "10.89.5.2")
+    world.container("p2", net, "10.89.5.3")
+    answerer = answerer_for(world, default_upstreams=(("127.0.0.1", 5354),))
+    assert rcode(ask(answerer, dns, "example.com", client="10.89.5.2", listener="10.89.5.1")) == REFUSED
+    assert dns.rdata(ask(answerer, dns, "p2", client="10.89.5.2", listener="10.89.5.1")) == ["10.89.5.3"]

@@ -1,0 +1,240 @@
+"""The asyncio shell on 127.0.0.0/8 high ports: listeners, TCP, reloads and the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import stat
+
+import pytest
+
+from dnsd.answer import REFUSED, SERVFAIL
+from dnsd.server import DnsdError, DnsServer, ServerConfig
+
+GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
+A1, B1 = "127.0.1.2", "127.0.2.2"
+SAFETY = 5.0  # seconds: only so that a broken server fails the test instead of hanging it
+UPSTREAM = "127.0.0.153"
+
+
+@pytest.fixture
+def lan(world):
+    world.net_a = world.network("neta", "127.0.1.0/24", GATEWAY_A)
+    world.net_b = world.network("netb", "127.0.2.0/24", GATEWAY_B)
+    world.container("a1", world.net_a, A1)
+    world.container("a2", world.net_a, "127.0.1.3", aliases=("web",))
+    world.container("b1", world.net_b, B1)
+    return world
+
+
+@pytest.fixture
+async def start_server(lan, free_port, tmp_path):
+    servers = []
+
+    async def start(**options) -> DnsServer:
+        config = ServerConfig(**{"port": free_port, "control_path": str(tmp_path / "dnsd.sock"), "tcp_idle": 1.0,
+                                 "poll_interval": 60.0, **options})
+        server = DnsServer(config, lan.records, lan.read_generation)
+        servers.append(server)
+        await server.start()
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def server(start_server) -> DnsServer:
+    return await start_server()
+
+
+async def udp_ask(query: bytes, gateway: str, port: int, source: str = A1) -> bytes:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.bind((source, 0))
+        sock.connect((gateway, port))
+        await loop.sock_sendall(sock, query)
+        async with asyncio.timeout(SAFETY):
+            return await loop.sock_recv(sock, 65535)
+
+
+async def tcp_ask(queries: list[bytes], gateway: str, port: int, source: str = A1) -> list[bytes]:
+    async with asyncio.timeout(SAFETY):
+        reader, writer = await asyncio.open_connection(gateway, port, local_addr=(source, 0))
+        try:
+            writer.write(b"".join(len(query).to_bytes(2, "big") + query for query in queries))
+            replies = []
+            for _ in queries:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                replies.append(await reader.readexactly(length))
+            return replies
+        finally:
+            writer.close()
+
+
+async def control(path: str, *commands: str) -> list[str]:
+    async with asyncio.timeout(SAFETY):
+        reader, writer = await asyncio.open_unix_connection(path)
+        try:
+            replies = []
+            for command in commands:
+                writer.write(command.encode() + b"\n")
+                replies.append((await reader.readline()).decode().strip())
+            return replies
+        finally:
+            writer.close()
+
+
+async def test_answers_over_udp_and_tcp(server, dns):
+    port = server.config.port
+    assert dns.rdata(await udp_ask(dns.query("a2"), GATEWAY_A, port)) == ["127.0.1.3"]
+    replies = await tcp_ask([dns.query("a2", query_id=1), dns.query("web", query_id=2)], GATEWAY_A, port)
+    assert [dns.parse(reply).header.id for reply in replies] == [1, 2]
+    assert [dns.rdata(reply) for reply in replies] == [["127.0.1.3"], ["127.0.1.3"]]
+
+
+async def test_listens_on_each_gateway_never_a_wildcard(server):
+    assert server.listen_addresses == {GATEWAY_A, GATEWAY_B}
+
+
+async def test_isolation_and_refusal_end_to_end(server, dns):
+    port = server.config.port
+    assert dns.rdata(await udp_ask(dns.query("b1"), GATEWAY_B, port, source=B1)) == ["127.0.2.2"]
+    not_seen = dns.parse(await udp_ask(dns.query("b1"), GATEWAY_B, port, source=A1))
+    assert not_seen.rr == [] and not_seen.header.rcode == SERVFAIL  # not local, no upstream configured
+    refused = dns.parse(await udp_ask(dns.query("a2"), GATEWAY_A, port, source="127.0.0.1"))
+    assert refused.header.rcode == REFUSED
+
+
+async def test_a_network_listener_comes_and_goes_without_disturbing_the_others(server, lan, dns):
+    port = server.config.port
+    answered = []
+
+    async def keep_asking():
+        for query_id in range(60):
+            answered.append(dns.rdata(await udp_ask(dns.query("a2", query_id=query_id), GATEWAY_A, port)))
+
+    asking = asyncio.create_task(keep_asking())
+    net_c = lan.network("netc", "127.0.3.0/24", GATEWAY_C)
+    lan.container("c1", net_c, "127.0.3.2")
+    await server.sync()
+    assert server.listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_C}
+    assert dns.rdata(await udp_ask(dns.query("c1"), GATEWAY_C, port, source="127.0.3.2")) == ["127.0.3.2"]
+
+    lan.remove_network(lan.net_b)
+    await server.sync()
+    assert server.listen_addresses == {GATEWAY_A, GATEWAY_C}
+    with pytest.raises(ConnectionRefusedError):
+        await udp_ask(dns.query("b1"), GATEWAY_B, port, source="127.0.2.2")
+    with pytest.raises(ConnectionRefusedError):
+        await tcp_ask([dns.query("b1")], GATEWAY_B, port, source="127.0.2.2")
+
+    await asking
+    assert answered == [["127.0.1.3"]] * 60
+
+
+async def test_a_silent_or_slow_tcp_client_does_not_delay_others(server, dns):
+    port = server.config.port
+    stalled_reader, stalled = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
+    stalled.write(b"\x00")  # half a length prefix, then nothing
+    _, never_reads = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
+    never_reads.write((len(dns.query("web")).to_bytes(2, "big") + dns.query("web")) * 5000)  # and never reads
+
+    assert dns.rdata(await udp_ask(dns.query("a2"), GATEWAY_A, port)) == ["127.0.1.3"]
+    assert dns.rdata((await tcp_ask([dns.query("a2")], GATEWAY_A, port))[0]) == ["127.0.1.3"]
+
+    async with asyncio.timeout(SAFETY):  # the server gives up on the stalled connection after tcp_idle
+        assert await stalled_reader.read() == b""
+    stalled.close()
+    never_reads.close()
+
+
+async def test_tcp_connections_past_the_cap_are_closed(start_server, dns):
+    server = await start_server(tcp_max=1)
+    port = server.config.port
+    first_reader, first = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
+    first.write(len(dns.query("a2")).to_bytes(2, "big") + dns.query("a2"))
+    async with asyncio.timeout(SAFETY):
+        await first_reader.readexactly(2)  # the first connection is being served
+        second_reader, second = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
+        assert await second_reader.read() == b""
+    first.close()
+    second.close()
+
+
+async def test_a_burst_of_garbage_then_it_still_answers(server, dns):
+    port = server.config.port
+    generator = random.Random(4)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((A1, 0))
+        valid = dns.query("a2")
+        for index in range(1000):
+            garbage = bytes(generator.randrange(256) for _ in range(generator.randrange(40)))
+            if index % 3 == 0:  # keep a valid-looking header so that the deeper checks run too
+                garbage = valid[:generator.randrange(len(valid))] + garbage
+            sock.sendto(garbage, (GATEWAY_A, port))
+    assert dns.rdata(await udp_ask(dns.query("a2"), GATEWAY_A, port)) == ["127.0.1.3"]
+    assert server.answerer.bad_input_count > 0
+
+
+async def test_control_socket_ping_sync_and_stop(server, lan, dns):
+    path = server.config.control_path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert await control(path, "ping") == [f"pong {os.getpid()} foreground"]
+
+    lan.container("fresh", lan.net_a, "127.0.1.9")
+    assert await control(path, "sync") == [f"ok {lan.generation}"]
+    # read-your-writes: answered the moment sync returns, with no sleep
+    assert dns.rdata(await udp_ask(dns.query("fresh"), GATEWAY_A, server.config.port)) == ["127.0.1.9"]
+
+    lan.remove_container(next(c for c in lan.containers if c.name == "fresh"))
+    await control(path, "sync")
+    gone = dns.parse(await udp_ask(dns.query("fresh"), GATEWAY_A, server.config.port))
+    assert gone.rr == []
+
+    assert (await control(path, "bogus"))[0].startswith("error")
+    assert await control(path, "stop") == ["ok"]
+    async with asyncio.timeout(SAFETY):
+        await server.wait_stopped()
+
+
+async def test_ping_reports_managed_mode(start_server):
+    server = await start_server(managed=True)
+    assert await control(server.config.control_path, "ping") == [f"pong {os.getpid()} managed"]
+
+
+async def test_a_second_server_on_the_same_control_socket_is_refused(server, start_server):
+    with pytest.raises(DnsdError, match="another dnsd"):
+        await start_server()
+    assert server.listen_addresses == {GATEWAY_A, GATEWAY_B}
+
+
+async def test_generation_poll_is_a_backstop(start_server, lan, dns):
+    server = await start_server(poll_interval=0.05)
+    lan.container("polled", lan.net_a, "127.0.1.10")
+    async with asyncio.timeout(SAFETY):
+        while server.generation != lan.generation:
+            await asyncio.sleep(0.05)
+    assert dns.rdata(await udp_ask(dns.query("polled"), GATEWAY_A, server.config.port)) == ["127.0.1.10"]
+
+
+async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_port, tmp_path, dns, fake_upstream):
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2)
+    server = DnsServer(config, world.records, world.read_generation)
+    await server.start()
+    try:
+        respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731
+        async with fake_upstream(UPSTREAM, free_port, respond) as upstream:
+            udp_reply = await udp_ask(dns.query("example.com", query_id=9), GATEWAY_A, free_port)
+            tcp_reply = (await tcp_ask([dns.query("example.com", query_id=10)], GATEWAY_A, free_port))[0]
+    finally:
+        await server.close()
+    assert dns.parse(udp_reply).header.id == 9 and dns.rdata(udp_reply) == ["192.0.2.10"]
+    assert dns.parse(tcp_reply).header.id == 10 and dns.rdata(tcp_reply) == ["192.0.2.10"]
+    assert [protocol for protocol, _ in upstream.queries] == ["udp", "tcp"]
