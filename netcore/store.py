@@ -47,10 +47,15 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (network_id, ipv4), UNIQUE (network_id, ipv6)
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints(network_id);
+-- the change feed readers follow: which container each generation touched ('' for a network)
+CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, container_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_by_generation ON changes(generation);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
 """
 
 Record = TypeVar("Record", Network, Container, Endpoint)
+CHANGES_KEPT = 10_000  # generations of change feed kept; a reader further behind reloads everything
+NETWORK_CHANGE = ""
 TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints"}
 
 
@@ -120,11 +125,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic write; bumps the generation so readers see that something changed."""
+        """One atomic write; bumps the generation and records what it touched in the change feed."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._touched: set[str] = set()
             yield
-            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            if not self._touched:  # nothing written: readers have nothing to catch up on
+                self._db.execute("COMMIT")
+                return
+            generation = self.generation() + 1
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+            self._db.executemany("INSERT INTO changes (generation, container_id) VALUES (?, ?)",
+                                 [(generation, touched) for touched in self._touched])
+            if generation % 1000 == 0:
+                self._db.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -136,6 +150,10 @@ class Store:
 
     # -- writes (call inside transaction()) ----------------------------------
 
+    def _touch(self, record: Network | Container | Endpoint) -> None:
+        self._touched.add(record.id if isinstance(record, Container) else
+                          record.container_id if isinstance(record, Endpoint) else NETWORK_CHANGE)
+
     def insert(self, record: Network | Container | Endpoint) -> None:
         row = _to_row(record)
         columns = ", ".join(row)
@@ -144,12 +162,15 @@ class Store:
             self._db.execute(f"INSERT INTO {TABLES[type(record)]} ({columns}) VALUES ({marks})", row)
         except sqlite3.IntegrityError as err:
             raise Conflict(f"{type(record).__name__.lower()} conflicts with one already stored ({err})") from None
+        self._touch(record)
 
     def set_state(self, record: Network | Container | Endpoint, state: str) -> None:
         self._db.execute(f"UPDATE {TABLES[type(record)]} SET state = ? WHERE id = ?", (state, record.id))
+        self._touch(record)
 
     def delete(self, record: Network | Container | Endpoint) -> None:
         self._db.execute(f"DELETE FROM {TABLES[type(record)]} WHERE id = ?", (record.id,))
+        self._touch(record)
 
     # -- reads ---------------------------------------------------------------
 
@@ -206,6 +227,43 @@ class Store:
         """The container called exactly ``name``."""
         found = self._select(Container, "WHERE name = ?", (name,))
         return found[0] if found else None
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """The current generation and the IDs of the containers changed after ``generation``.
+
+        None instead of the IDs means the reader must reload everything: a network
+        changed, or the feed no longer reaches back that far.
+        """
+        self._db.execute("BEGIN")
+        try:
+            current = self.generation()
+            if current == generation:
+                return current, set()
+            rows = self._db.execute("SELECT generation, container_id FROM changes WHERE generation > ?",
+                                    (generation,)).fetchall()
+        finally:
+            self._db.execute("COMMIT")
+        if generation > current or len({g for g, _ in rows}) != current - generation:
+            return current, None  # pruned (or a store that was recreated): no complete history
+        changed = {container_id for _, container_id in rows}
+        return current, None if NETWORK_CHANGE in changed else changed
+
+    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
+        """The running rows of these containers and their running endpoints (what dnsd patches in)."""
+        containers: list[Container] = []
+        endpoints: list[Endpoint] = []
+        ordered = sorted(ids)
+        self._db.execute("BEGIN")
+        try:
+            for start in range(0, len(ordered), 500):  # SQLite bounds the number of parameters
+                chunk = ordered[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                containers += self._select(Container, f"WHERE state = ? AND id IN ({marks})", (STATE_RUNNING, *chunk))
+                endpoints += self._select(Endpoint, f"WHERE state = ? AND container_id IN ({marks})",
+                                          (STATE_RUNNING, *chunk))
+        finally:
+            self._db.execute("COMMIT")
+        return containers, endpoints
 
     def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
         """What dnsd serves: every running network, container and endpoint, read in one snapshot."""

@@ -93,6 +93,36 @@ def test_generation_counts_commits_not_rollbacks(store):
     assert store.containers() == []
 
 
+def test_change_feed_names_the_containers_each_generation_touched(store):
+    n = network()
+    a, b = container("a"), container("b")
+    with store.transaction():
+        store.insert(n)
+    start = store.generation()
+    assert store.changes_since(start) == (start, set())
+    with store.transaction():
+        store.insert(a)
+        store.insert(endpoint(a, n, "10.1.0.2"))
+    with store.transaction():
+        store.insert(b)
+    with store.transaction():
+        pass  # writes nothing: no new generation
+    assert store.changes_since(start) == (start + 2, {a.id, b.id})
+    assert store.changes_since(start + 1) == (start + 2, {b.id})
+    assert store.changes_since(start - 1) == (start + 2, None)  # a network changed: reload everything
+    containers, endpoints = store.container_records({a.id, b.id, "f" * 64})
+    assert sorted(c.name for c in containers) == ["a", "b"] and [e.ipv4 for e in endpoints] == ["10.1.0.2"]
+
+
+def test_change_feed_without_history_asks_for_a_full_reload(store):
+    with store.transaction():
+        store.insert(container("a"))
+    current = store.generation()
+    assert store.changes_since(current + 5) == (current, None)  # the store was recreated behind the reader
+    store._db.execute("DELETE FROM changes")
+    assert store.changes_since(current - 1) == (current, None)  # pruned
+
+
 def test_dns_records_hold_only_running_rows(store, tmp_path):
     n = network()
     done, half = container("done"), container("half", state=STATE_CREATING)
