@@ -2,12 +2,22 @@
 
     dns_probe.py first SERVER NAME COUNT   -> JSON {address: times it came first}
     dns_probe.py garbage SERVER COUNT      -> sends COUNT malformed datagrams, prints how many got a reply
+    dns_probe.py churn SERVER STOPFILE NAME...  -> queries the names in turn until STOPFILE exists;
+                                                  JSON lines [name, sent, received, rcode, [addresses]]
+                                                  with CLOCK_MONOTONIC times (shared by all processes)
+    dns_probe.py tcp-abuse SERVER COUNT    -> opens COUNT idle connections, COUNT/4 that send half a
+                                              length prefix and COUNT/4 that send queries but never
+                                              read; prints "ready", holds them until stdin closes,
+                                              then prints how many the server had closed
 """
 
 import json
+import os
 import random
+import select
 import socket
 import sys
+import time
 
 from dnslib import QTYPE, DNSRecord
 
@@ -54,8 +64,72 @@ def garbage(server: str, count: int) -> int:
     return replies
 
 
+def churn(server: str, stopfile: str, names: list[str]) -> None:
+    out = sys.stdout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+        sock.connect((server, 53))
+        i = 0
+        while not os.path.exists(stopfile):
+            name = names[i % len(names)]
+            i += 1
+            query = DNSRecord.question(name, "A")
+            sent = time.monotonic()
+            sock.send(query.pack())
+            try:
+                while True:
+                    reply = DNSRecord.parse(sock.recv(4096))
+                    if reply.header.id == query.header.id:
+                        break
+                received = time.monotonic()
+                addresses = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
+                out.write(json.dumps([name, sent, received, reply.header.rcode, addresses]) + "\n")
+            except socket.timeout:
+                out.write(json.dumps([name, sent, None, None, []]) + "\n")
+    out.flush()
+
+
+def tcp_abuse(server: str, count: int) -> None:
+    query = DNSRecord.question("web", "A").pack()
+    held = []
+    for i in range(count):
+        sock = socket.create_connection((server, 53), timeout=5)
+        if i % 4 == 1:
+            sock.send(b"\x00")  # half a length prefix, then silence
+        elif i % 4 == 2:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            try:  # pipeline queries and never read the answers
+                for _ in range(2000):
+                    sock.send(len(query).to_bytes(2, "big") + query)
+            except BlockingIOError:
+                pass
+        held.append(sock)
+    print("ready", flush=True)
+    sys.stdin.read()
+    closed = 0
+    for sock in held:
+        sock.setblocking(False)
+        try:
+            while True:
+                ready, _, _ = select.select([sock], [], [], 0)
+                if not ready:
+                    break
+                if sock.recv(65536) == b"":
+                    closed += 1
+                    break
+        except (ConnectionResetError, BrokenPipeError):
+            closed += 1
+    print(closed, flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "first":
+    mode = sys.argv[1]
+    if mode == "first":
         print(json.dumps(first_answers(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
-    else:
+    elif mode == "garbage":
         print(garbage(sys.argv[2], int(sys.argv[3])))
+    elif mode == "churn":
+        churn(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif mode == "tcp-abuse":
+        tcp_abuse(sys.argv[2], int(sys.argv[3]))

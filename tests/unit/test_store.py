@@ -1,5 +1,7 @@
 import multiprocessing
 import os
+import signal
+import time
 
 import pytest
 
@@ -167,3 +169,43 @@ def test_concurrent_writers_never_both_win(tmp_path):
     s = Store.open(path)
     assert [c.name for c in s.containers()] == ["same"]
     assert s.containers()[0].state == STATE_RUNNING
+
+
+def _write_until_killed(path, ready):
+    """Insert containers one transaction after another, and inside each, several rows; never stops."""
+    s = Store.open(path)
+    n = s.find_network("app") or network()
+    if s.find_network("app") is None:
+        with s.transaction():
+            s.insert(n)
+    i = 0
+    while True:
+        with s.transaction():
+            c = container(f"c{i}")
+            s.insert(c)
+            s.insert(endpoint(c, n, f"10.1.{i // 250}.{i % 250 + 2}"))
+        i += 1
+        if i == 20:
+            ready.set()
+
+
+def test_a_writer_killed_between_writes_leaves_whole_transactions_only(tmp_path):
+    """Power-loss stand-in: SIGKILL the writer at arbitrary moments; every container it stored has its endpoint."""
+    path = str(tmp_path / "state")
+    for attempt in range(5):
+        ready = multiprocessing.Event()
+        proc = multiprocessing.Process(target=_write_until_killed, args=(path, ready))
+        proc.start()
+        assert ready.wait(30)
+        time.sleep(0.01 * attempt)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        s = Store.open(path)
+        assert s._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        containers = s.containers()
+        endpoints = s.endpoints()
+        assert len(containers) >= 20
+        assert {e.container_id for e in endpoints} == {c.id for c in containers}
+        s._db.execute("DELETE FROM endpoints")
+        s._db.execute("DELETE FROM containers")
+        s.close()
