@@ -89,6 +89,29 @@ def churn(server: str, stopfile: str, names: list[str]) -> None:
     out.flush()
 
 
+def check_churn(answers: list, visible: dict) -> tuple[list, list, int]:
+    """Judge churn answers against when each name held each address.
+
+    ``answers``: [name, sent, received, rcode, addresses] lines from `churn`.
+    ``visible``: name -> [[address, appearing, appeared, disappearing, disappeared], ...]
+    (CLOCK_MONOTONIC times around the commands that made the name appear and disappear).
+    Returns (wrong answers, names missing while they surely existed, queries never answered).
+    """
+    wrong, missing, unanswered = [], [], 0
+    for name, sent, received, rcode, addresses in answers:
+        if received is None:
+            unanswered += 1
+            continue
+        for address in addresses:  # valid if the name held this address at some moment of the query
+            if not any(ip == address and appearing <= received and disappeared >= sent
+                       for ip, appearing, _, _, disappeared in visible[name]):
+                wrong.append((name, address, sent, received))
+        if not addresses and any(appeared <= sent and received <= disappearing
+                                 for _, _, appeared, disappearing, _ in visible[name]):
+            missing.append((name, sent, rcode))
+    return wrong, missing, unanswered
+
+
 def tcp_abuse(server: str, count: int) -> None:
     query = DNSRecord.question("web", "A").pack()
     held = []

@@ -6,7 +6,6 @@ counts the queries it saw in --log.
 """
 
 import argparse
-import socket
 import socketserver
 import threading
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import wait_for
+from sandbox import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "dns_probe.py")
@@ -131,10 +131,8 @@ def test_default_bridge_has_no_names(app):
 
 
 def _start_upstream(sandbox, container: str) -> subprocess.Popen:
-    namespace = container_ns(sandbox, container)
-    proc = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, FAKE_UPSTREAM],
+    proc = sandbox.spawn_in(container_ns(sandbox, container), sys.executable, FAKE_UPSTREAM,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sandbox.started.append(proc)
     assert proc.stdout.readline().strip() == "ready"
     return proc
 

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 
-from conftest import wait_for
+from sandbox import wait_for
 from pyroute2 import IPRoute
+from dns_probe import check_churn
 from test_dns_e2e import PROBE, container_ns, dig
 
 
@@ -57,9 +58,8 @@ def test_churn_under_load_never_gives_a_wrong_or_missing_answer(sandbox, tmp_pat
     names = [f"ch{i}" for i in range(4)]
     stopfile = str(tmp_path / "stop")
     log = open(tmp_path / "answers.jsonl", "w")
-    probe = subprocess.Popen(["ip", "netns", "exec", container_ns(sandbox, "client"), sys.executable, PROBE,
-                              "churn", "10.80.0.1", stopfile, *names], stdout=log)
-    sandbox.started.append(probe)
+    probe = sandbox.spawn_in(container_ns(sandbox, "client"), sys.executable, PROBE,
+                             "churn", "10.80.0.1", stopfile, *names, stdout=log)
     visible: dict[str, list[tuple[str, float, float, float, float]]] = {n: [] for n in names}
     operations = 0
     for cycle in range(3):
@@ -92,18 +92,7 @@ def test_churn_under_load_never_gives_a_wrong_or_missing_answer(sandbox, tmp_pat
     assert probe.wait(timeout=10) == 0
     log.close()
     answers = [json.loads(line) for line in open(tmp_path / "answers.jsonl")]
-    wrong, unanswered, missing = [], 0, []
-    for name, sent, received, rcode, addresses in answers:
-        if received is None:
-            unanswered += 1
-            continue
-        for address in addresses:
-            # valid if this name held this address at some moment between send and receive
-            if not any(ip == address and start <= received and end >= sent
-                       for ip, start, _, _, end in visible[name]):
-                wrong.append((name, address, sent, received))
-        if not addresses and any(created <= sent and received <= removing for _, _, created, removing, _ in visible[name]):
-            missing.append((name, sent, rcode))
+    wrong, missing, unanswered = check_churn(answers, visible)
     print(f"churn: {operations} operations, {len(answers)} queries, {len(answers) - unanswered} answered, "
           f"{len(wrong)} wrong, {len(missing)} missing")
     assert operations >= 30 and len(answers) > 500
@@ -186,10 +175,8 @@ def test_tcp_abuse_does_not_starve_well_behaved_clients(sandbox):
     sandbox.nc("run", "--name", "web", "--net", "app")
     sandbox.nc("run", "--name", "abuser", "--net", "app")
     sandbox.nc("run", "--name", "client", "--net", "app")
-    abuser = subprocess.Popen(["ip", "netns", "exec", container_ns(sandbox, "abuser"), sys.executable, PROBE,
-                               "tcp-abuse", "10.86.0.1", "600"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    sandbox.started.append(abuser)
+    abuser = sandbox.spawn_in(container_ns(sandbox, "abuser"), sys.executable, PROBE, "tcp-abuse", "10.86.0.1",
+                              "600", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert abuser.stdout.readline().strip() == "ready"
     for _ in range(3):
         assert dig(sandbox, "client", "web")[:2] == ("NOERROR", ["10.86.0.2"])

@@ -1,0 +1,111 @@
+"""A sandbox for root-only tests, demos and soaks: its own gateway namespace, state dir and prefix.
+
+Everything it makes carries the prefix; `cleanup` runs `netcore purge` and then
+deletes, as a safety net, anything left with that prefix: namespaces,
+/etc/netns entries, the dnsd netcore started for this state dir, and the
+processes the sandbox itself started (by PID).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class Sandbox:
+    prefix: str
+    state_dir: str
+    started: list = field(default_factory=list)
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ, NETCORE_NETNS=self.prefix, NETCORE_STATE_DIR=self.state_dir)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        return env
+
+    def nc(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the netcore CLI as a user would."""
+        proc = subprocess.run([sys.executable, "-m", "netcore", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"netcore {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "netcore", *args], env=self.env, **kw)
+        self.started.append(proc)
+        return proc
+
+    def exec(self, container: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return self.nc("exec", container, "--", *argv, check=check, timeout=timeout)
+
+    def spawn_in(self, namespace: str, *argv: str, **kw) -> subprocess.Popen:
+        """A helper process (fake upstream, load generator) inside one of the sandbox's namespaces."""
+        proc = subprocess.Popen(["ip", "netns", "exec", namespace, *argv], **kw)
+        self.started.append(proc)
+        return proc
+
+    def dnsd_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.state_dir, "dnsd.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def namespaces(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir("/run/netns") if n.startswith(self.prefix))
+        except FileNotFoundError:
+            return []
+
+
+def cleanup(box: Sandbox) -> None:
+    for proc in box.started:  # only the processes this test started, by PID
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    pid = box.dnsd_pid()
+    subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
+    if pid and os.path.exists(f"/proc/{pid}") and _is_dnsd(pid, box.state_dir):
+        os.kill(pid, signal.SIGKILL)
+    for name in box.namespaces():
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    if os.path.isdir("/etc/netns"):
+        for name in os.listdir("/etc/netns"):
+            if name.startswith(box.prefix):
+                shutil.rmtree(os.path.join("/etc/netns", name), ignore_errors=True)
+    shutil.rmtree(box.state_dir, ignore_errors=True)
+
+
+def _is_dnsd(pid: int, state_dir: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        return b"dnsd" in cmdline and state_dir.encode() in cmdline
+    except OSError:
+        return False
+
+
+def new_sandbox(prefix: str = "nct", state_dir: str | None = None) -> Sandbox:
+    return Sandbox(prefix=f"{prefix}{secrets.token_hex(3)}", state_dir=state_dir or tempfile.mkdtemp(prefix="netcore-"))
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):
+    """Poll for an external process to be ready (never used to wait for dnsd to catch up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
