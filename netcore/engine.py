@@ -64,6 +64,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
 def _is_plain_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -111,8 +116,7 @@ class Engine:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._in_action = True
-            self.gateway.ensure()
-            self.reconcile()
+            self.reconcile(gateway_created=self.gateway.ensure())
             self._ensure_default_bridge()
             yield
             self.sync_dns()
@@ -472,27 +476,37 @@ class Engine:
 
     # -- reconciliation -------------------------------------------------------
 
-    def reconcile(self) -> list[str]:
-        """Bring the kernel back in line with the store after a crash; say what was done."""
+    def reconcile(self, gateway_created: bool = False) -> list[str]:
+        """Bring the kernel back in line with the store after a crash or a reboot; say what was done.
+
+        netcore records before it builds and tears down before it deletes rows, so
+        kernel leftovers exist only where the store holds rows in a transitional
+        state. The full sweep of the kernel (O(containers)) runs only then, after a
+        reboot, or when the gateway namespace had to be made anew.
+        """
         notes = []
-        for network in self.store.networks():
-            if network.state != STATE_RUNNING:
-                self._drop_network(network)
-                notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
-                             f"network {network.name} (bridge {network.bridge})")
-        for container in self.store.containers():
-            if container.state != STATE_RUNNING:
-                self._drop_container(container)
-                notes.append(f"removed half-{'created' if container.state == STATE_CREATING else 'removed'} "
-                             f"container {container.name} (namespace {container.netns})")
-        for endpoint in self.store.endpoints():
-            if endpoint.state != STATE_RUNNING:
-                self.gateway.delete_link(endpoint.host_ifname)
-                with self.store.transaction():
-                    self.store.delete(endpoint)
-                notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
-                             f"endpoint {endpoint.host_ifname}")
-        notes += self._reconcile_kernel()
+        networks, containers, endpoints = self.store.unsettled()
+        for network in networks:
+            self._drop_network(network)
+            notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
+                         f"network {network.name} (bridge {network.bridge})")
+        for container in containers:
+            self._drop_container(container)
+            notes.append(f"removed half-{'created' if container.state == STATE_CREATING else 'removed'} "
+                         f"container {container.name} (namespace {container.netns})")
+        for endpoint in endpoints:
+            if self.store.find_container_by_id(endpoint.container_id) is None:
+                continue  # went with its container above
+            self.gateway.delete_link(endpoint.host_ifname)
+            with self.store.transaction():
+                self.store.delete(endpoint)
+            notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
+                         f"endpoint {endpoint.host_ifname}")
+        boot = _boot_id()
+        if notes or gateway_created or self.store.meta("boot_id") != boot:
+            notes += self._reconcile_kernel()
+            with self.store.transaction():
+                self.store.set_meta("boot_id", boot)
         self.notes += notes
         return notes
 

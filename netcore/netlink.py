@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from . import linux
 from .errors import NetcoreError
 
 NETNS_DIR = "/run/netns"
@@ -35,11 +36,18 @@ def _kernel_error(action: str, err: Exception) -> KernelError:
     return KernelError(f"{action}: {err}")
 
 
+def _open_rtnl(namespace: str | None) -> IPRoute:
+    """An rtnetlink socket bound to ``namespace`` (None: this process's own), opened without a fork."""
+    if namespace is None:
+        return IPRoute()
+    with linux.entered_netns(os.path.join(NETNS_DIR, namespace)):
+        return IPRoute()
+
+
 @contextmanager
 def _rtnl(namespace: str | None, action: str) -> Iterator[IPRoute]:
-    """An rtnetlink socket in ``namespace`` (None: this process's own)."""
     try:
-        with IPRoute(netns=namespace) if namespace else IPRoute() as ipr:
+        with _open_rtnl(namespace) as ipr:
             yield ipr
     except NetcoreError:
         raise
@@ -58,15 +66,39 @@ def list_namespaces() -> list[str]:
         return []
 
 
+_netns_dir_shared = False
+
+
+def _share_netns_dir() -> None:
+    """Make /run/netns a shared mount point, as iproute2 does, so deletions reach every mount namespace."""
+    global _netns_dir_shared
+    if _netns_dir_shared:
+        return
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    try:
+        linux.mount(None, NETNS_DIR, linux.MS_SHARED | linux.MS_REC)
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # EINVAL: not a mount point yet
+            raise
+        linux.mount(NETNS_DIR, NETNS_DIR, linux.MS_BIND | linux.MS_REC)
+        linux.mount(None, NETNS_DIR, linux.MS_SHARED | linux.MS_REC)
+    _netns_dir_shared = True
+
+
 def create_namespace(name: str) -> None:
     """A named namespace (as `ip netns add` makes it) with loopback up and no other route."""
+    path = os.path.join(NETNS_DIR, name)
     if not namespace_exists(name):
         try:
-            netns.create(name)
-        except (OSError, NetlinkError) as err:
+            _share_netns_dir()
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+            try:
+                linux.new_netns_at(path)
+            except OSError:
+                os.unlink(path)
+                raise
+        except OSError as err:
             raise _kernel_error(f"cannot create network namespace {name}", err) from None
-        if not namespace_exists(name):
-            raise KernelError(f"cannot create network namespace {name}: permission denied (run as root)")
     with _rtnl(name, f"cannot bring up loopback in {name}") as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
@@ -91,7 +123,7 @@ class Gateway:
     def _rtnl(self, action: str) -> Iterator[IPRoute]:
         try:
             if self._socket is None:
-                self._socket = IPRoute(netns=self.namespace) if self.namespace else IPRoute()
+                self._socket = _open_rtnl(self.namespace)
             yield self._socket
         except NetcoreError:
             raise
@@ -103,9 +135,12 @@ class Gateway:
             self._socket.close()
             self._socket = None
 
-    def ensure(self) -> None:
+    def ensure(self) -> bool:
+        """Create the gateway namespace if it is missing; True if it had to be created."""
         if self.namespace and not namespace_exists(self.namespace):
             create_namespace(self.namespace)
+            return True
+        return False
 
     def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """Destinations of the main routing table (the default route excluded)."""

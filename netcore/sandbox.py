@@ -1,25 +1,20 @@
 """A container's files and processes: /etc/netns/<ns>/{resolv.conf,hosts}, and running commands inside.
 
 `ip netns exec` bind-mounts the files of /etc/netns/<ns>/ over /etc in a private
-mount namespace; `run_in` does the same with setns(2), unshare(2) and mount(2)
-through libc, so the command sees the container's resolv.conf and hosts.
+mount namespace; `run_in` does the same with setns(2), unshare(2) and mount(2),
+so the command sees the container's resolv.conf and hosts.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
 
+from . import linux
 from .errors import NetcoreError
 
 ETC_NETNS = "/etc/netns"
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_REC = 0x4000
-MS_SLAVE = 1 << 19
-MS_BIND = 0x1000
 
 
 def etc_dir(namespace: str) -> str:
@@ -55,29 +50,22 @@ def remove_etc(namespace: str) -> None:
     shutil.rmtree(etc_dir(namespace), ignore_errors=True)
 
 
-def _libc_call(libc, name: str, *args) -> None:
-    if getattr(libc, name)(*args) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{name}: {os.strerror(err)}")
-
-
 def _enter(namespace: str | None) -> None:
     """In the child, before exec: join the network namespace and see its /etc files."""
-    libc = ctypes.CDLL(None, use_errno=True)
     if namespace is None:
         return
     fd = os.open(os.path.join("/run/netns", namespace), os.O_RDONLY)
-    _libc_call(libc, "setns", fd, CLONE_NEWNET)
+    linux.setns(fd, linux.CLONE_NEWNET)
     os.close(fd)
     directory = etc_dir(namespace)
     if not os.path.isdir(directory):
         return
-    _libc_call(libc, "unshare", CLONE_NEWNS)
-    _libc_call(libc, "mount", b"none", b"/", None, MS_REC | MS_SLAVE, None)
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", linux.MS_REC | linux.MS_SLAVE)
     for name in os.listdir(directory):
         target = os.path.join("/etc", name)
         if os.path.exists(target):
-            _libc_call(libc, "mount", os.path.join(directory, name).encode(), target.encode(), None, MS_BIND, None)
+            linux.mount(os.path.join(directory, name), target, linux.MS_BIND)
 
 
 def run_in(namespace: str | None, argv: list[str]) -> int:

@@ -144,6 +144,14 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
 
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Bookkeeping of netcore's own (not a change readers follow); call inside transaction()."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def generation(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
@@ -217,6 +225,15 @@ class Store:
         if not found:
             raise NotFound(f"no such {what}: {ref}")
         return found[0]
+
+    def unsettled(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
+        """Rows left in a transitional state (creating, removing): the traces of an interrupted action."""
+        where = ("WHERE state != ?", (STATE_RUNNING,))
+        return self._select(Network, *where), self._select(Container, *where), self._select(Endpoint, *where)
+
+    def find_container_by_id(self, container_id: str) -> Container | None:
+        found = self._select(Container, "WHERE id = ?", (container_id,))
+        return found[0] if found else None
 
     def find_network(self, name: str) -> Network | None:
         """The network called exactly ``name`` (no ID-prefix matching: this is for uniqueness checks)."""
