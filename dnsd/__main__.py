@@ -132,7 +132,7 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
 async def serve(state_dir: str, config: ServerConfig) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do."""
     store = Store.open_readonly(state_dir)
-    server = DnsServer(config, store.dns_records, store.generation)
+    server = DnsServer(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -47,8 +47,8 @@ def _response_flags(query: bytes, rcode: int, truncated: bool = False) -> bytes:
     return bytes((0x80 | (query[2] & 0x79) | (0x02 if truncated else 0), 0x80 | (query[3] & 0x10) | (rcode & 0x0F)))
 
 
-# NOERROR flags of a plain query, indexed by its RD bit | CD bit
-_NOERROR_FLAGS = {bits: _response_flags(bytes((0, 0, bits & 0x01, bits & 0x10)), NOERROR) for bits in (0, 1, 16, 17)}
+# NOERROR flags of a plain query, indexed by its RD bit | CD bit (a tuple: indexing it beats a dict lookup)
+_NOERROR_FLAGS = tuple(_response_flags(bytes((0, 0, bits & 0x01, bits & 0x10)), NOERROR) for bits in range(0x12))
 
 
 def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: bool, truncated: bool = False) -> bytes:
@@ -100,14 +100,15 @@ def _lone_edns0_payload(data: bytes, question_end: int) -> int | None:
 class Answerer:
     """Holds the current snapshot and the rotation turns; turns queries into replies.
 
-    Assign ``answerer.snapshot = new`` to swap in a new snapshot: rotation turns of
-    record sets present in both carry over.
+    Assign ``answerer.snapshot = new`` to swap in a new snapshot: turns are kept
+    per rotation slot, and a record set keeps its slot across the snapshots of
+    one builder, so its turn carries over.
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[Upstream, ...] = ()):
         self.default_upstreams = default_upstreams
         self._snapshot = snapshot
-        self._turns = [0] * len(snapshot.rotation_keys)
+        self._turns = [0] * snapshot.rotation_slots
         self.bad_input_count = 0
         self.last_bad_input: tuple[str, str] = ("", "")  # (what was wrong, source address)
 
@@ -117,8 +118,8 @@ class Answerer:
 
     @snapshot.setter
     def snapshot(self, new: Snapshot) -> None:
-        turns = dict(zip(self._snapshot.rotation_keys, self._turns))
-        self._turns = [turns.get(key, 0) for key in new.rotation_keys]
+        if new.rotation_slots > len(self._turns):
+            self._turns += [0] * (new.rotation_slots - len(self._turns))
         self._snapshot = new
 
     def handle(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
@@ -143,9 +144,11 @@ class Answerer:
                 tcp: bool) -> bytes | Forward:
         snapshot = self._snapshot
         question_end = name_end + 4
-        scope = snapshot.clients.get(client_ip)
-        if scope is None:
-            scope = snapshot.scope_of(client_ip, listener_ip)
+        scope_slot = snapshot.clients.get(client_ip)
+        if scope_slot is not None:
+            scope = snapshot.scopes[scope_slot]
+        else:
+            scope = snapshot.stranger_scope(client_ip, listener_ip)
             if scope is None:
                 return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
         name = data[HEADER_SIZE:name_end].lower()
@@ -172,8 +175,8 @@ class Answerer:
     def _rotated(self, records: RecordSet) -> bytes:
         """The records starting one further on each time: every holder comes first in turn."""
         slot = records.rotation_slot
-        turn = self._turns[slot]
-        self._turns[slot] = (turn + 1) % records.count
+        turn = self._turns[slot] % records.count  # a slot given to a new set may hold a larger turn
+        self._turns[slot] = turn + 1
         start = turn * records.record_size
         return records.doubled[start:start + len(records.wire)]
 

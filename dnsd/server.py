@@ -2,9 +2,11 @@
 
 The shell decides nothing about names. It reads datagrams and TCP messages,
 hands them to the Answerer and sends what comes back, hands Forward decisions
-to the Forwarder, and swaps in a new Snapshot whenever the store changes.
-Listeners are kept in a registry keyed by address and diffed on every reload,
-so one network's listener comes or goes without touching the others.
+to the Forwarder, and swaps in a new Snapshot whenever the store changes: a
+patch of the last one when the store's change feed names a few containers, a
+full build otherwise. Listeners are kept in a registry keyed by address and
+diffed on every reload, so one network's listener comes or goes without
+touching the others.
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from netcore.errors import NetcoreError
 from netcore.model import Container, Endpoint, Network
 
 from .answer import Answerer, Forward
+from .builder import SnapshotBuilder
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, Forwarder
 from .snapshot import Snapshot, Upstream
 
 log = logging.getLogger("dnsd")
-
-RecordLoader = Callable[[], tuple[list[Network], list[Container], list[Endpoint]]]
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits without loss
 UDP_BATCH = 64  # datagrams read per wake-up before giving other work a turn
@@ -57,18 +59,35 @@ class ServerConfig:
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
 
 
-class DnsServer:
-    """Serves the records ``load_records`` returns, reloading when ``read_generation`` changes.
+class RecordSource(Protocol):
+    """Where the records come from: netcore's ``Store`` (opened read-only) is one."""
 
-    Both callables run in one worker thread, so a reload never stalls the queries.
+    def generation(self) -> int:
+        """A counter that every change of the records bumps."""
+
+    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
+        """Every running network, container and endpoint."""
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """The current generation, and the IDs of the containers changed since ``generation`` (None: reload all)."""
+
+    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
+        """The running rows of these containers and their running endpoints."""
+
+
+class DnsServer:
+    """Serves the records of ``records``, following its generation.
+
+    Every call to ``records`` runs in one worker thread, which also owns the
+    snapshot builder, so a reload never stalls the queries.
     """
 
-    def __init__(self, config: ServerConfig, load_records: RecordLoader, read_generation: Callable[[], int]):
+    def __init__(self, config: ServerConfig, records: RecordSource):
         self.config = config
         self.answerer = Answerer(Snapshot.empty(), config.upstreams)
         self.forwarder = Forwarder(config.forward_timeout, config.max_inflight)
-        self._load_records = load_records
-        self._read_generation = read_generation
+        self._records = records
+        self._builder = SnapshotBuilder(config.ttl)
         self._generation: int | None = None
         self._reload_lock = asyncio.Lock()
         self._reload_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
@@ -133,12 +152,21 @@ class DnsServer:
             return self._generation
 
     def _load_if_changed(self, known: int | None) -> tuple[int, Snapshot | None]:
-        """In the reload thread: the generation, and a new snapshot if it is not the one already loaded."""
-        generation = self._read_generation()
-        if generation == known:
-            return generation, None
-        networks, containers, endpoints = self._load_records()
-        return generation, Snapshot.build(networks, containers, endpoints, ttl=self.config.ttl)
+        """In the reload thread: the generation, and a new snapshot if it is not the one already loaded.
+
+        A few changed containers are patched into the last snapshot; a network
+        change, a gap in the change feed or a large change rebuilds it whole.
+        """
+        if known is not None:
+            generation, changed = self._records.changes_since(known)
+            if generation == known:
+                return generation, None
+            if changed is not None and self._builder.can_patch(len(changed)):
+                containers, endpoints = self._records.container_records(changed)
+                return generation, self._builder.patch(changed, containers, endpoints)
+        generation = self._records.generation()
+        networks, containers, endpoints = self._records.dns_records()
+        return generation, self._builder.build(networks, containers, endpoints)
 
     async def _reconcile_listeners(self) -> None:
         wanted = self.answerer.snapshot.listen_addresses

@@ -1,14 +1,15 @@
-"""An immutable picture of the names dnsd serves, built once per store change.
+"""An immutable picture of the names dnsd serves, swapped in whole on every store change.
 
-Everything a query needs is computed here, ahead of time, so that answering is
-a dictionary lookup and a byte join:
+Everything a query needs is computed ahead of time (by ``dnsd.builder``), so
+that answering is a dictionary lookup and a byte join:
 
 * a *scope* per source: the names of the networks that source may see, keyed
   by the lower-cased wire form of the name, then by the 4-byte type and class
   of the question, giving a ``RecordSet`` of ready-made answer records;
 * which scope a client address gets (a container sees all its DNS-enabled
-  networks) and which one an address that is no container gets (the network of
-  the gateway it asked), and the subnets outside of which dnsd refuses to serve;
+  networks: its address maps to the slot of its scope in ``scopes``) and which
+  one an address that is no container gets (the network of the gateway it
+  asked), and the subnets outside of which dnsd refuses to serve;
 * the upstream servers configured on containers and networks.
 
 Answer records start with the compression pointer 0xC00C, which points at the
@@ -38,6 +39,7 @@ SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembere
 _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
 Upstream = tuple[str, int]  # (IP address, port)
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 DNS_PORT = 53
 
 
@@ -110,7 +112,8 @@ class RecordSet:
 
     A and AAAA sets of two or more records rotate: ``rotation_slot`` indexes the
     answerer's turn counters and ``doubled`` holds the records twice, so each
-    rotation is one slice.
+    rotation is one slice. A set keeps its slot for as long as it lives, across
+    snapshots; a slot freed by a set that is gone may be given to a new one.
     """
 
     __slots__ = ("wire", "doubled", "count", "record_size", "header_counts", "rotation_slot")
@@ -141,16 +144,17 @@ class Scope:
 
 
 class Snapshot:
-    """Built whole by ``build`` and never changed after; swap in a new one on every change."""
+    """Never changed once made; swap in a new one on every change (``dnsd.builder`` makes them)."""
 
-    def __init__(self, clients: dict[str, Scope], listeners: dict[str, Scope],
-                 served_subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
-                 network_upstreams: dict[str, tuple[Upstream, ...]], rotation_keys: tuple[tuple[bytes, ...], ...]):
-        self.clients = clients  # container address -> its scope
+    def __init__(self, clients: dict[str, int], scopes: tuple[Scope | None, ...], listeners: dict[str, Scope],
+                 served_subnets: tuple[Subnet, ...], network_upstreams: dict[str, tuple[Upstream, ...]],
+                 rotation_slots: int):
+        self.clients = clients  # container address -> the slot of its scope in ``scopes``
+        self.scopes = scopes  # per slot: a scope shared by containers on the same networks with the same --dns
         self.listeners = listeners  # gateway address -> the scope of that gateway's network
         self.served_subnets = served_subnets
         self.network_upstreams = network_upstreams  # network id -> its --dns servers
-        self.rotation_keys = rotation_keys  # per rotation slot: its records, stable across snapshots
+        self.rotation_slots = rotation_slots  # every record set's rotation_slot is below this
         # whether a source that is no container lies in a served subnet; a plain function, so no reference cycle
         # keeps an old snapshot alive after the swap
         self.serves_source = functools.lru_cache(maxsize=SERVED_SOURCES_CACHE)(
@@ -158,12 +162,15 @@ class Snapshot:
 
     @classmethod
     def empty(cls) -> Snapshot:
-        return cls({}, {}, (), {}, ())
+        return cls({}, (), {}, (), {}, 0)
 
     @classmethod
     def build(cls, networks: Iterable[Network], containers: Iterable[Container],
               endpoints: Iterable[Endpoint], ttl: int = 0) -> Snapshot:
-        return _SnapshotBuilder(ttl).build(list(networks), list(containers), list(endpoints))
+        """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead)."""
+        from .builder import SnapshotBuilder  # the builder makes Snapshots: imported here, not at the top
+
+        return SnapshotBuilder(ttl).build(networks, containers, endpoints)
 
     @property
     def listen_addresses(self) -> frozenset[str]:
@@ -171,11 +178,16 @@ class Snapshot:
 
     def scope_of(self, client_ip: str, listener_ip: str) -> Scope | None:
         """The scope a query gets: its container's, else the asked network's; None means REFUSED."""
-        scope = self.clients.get(client_ip)
-        if scope is None:
-            scope = self.listeners.get(listener_ip)
-            if scope is not None and not self.serves_source(client_ip):
-                return None
+        slot = self.clients.get(client_ip)
+        if slot is not None:
+            return self.scopes[slot]
+        return self.stranger_scope(client_ip, listener_ip)
+
+    def stranger_scope(self, client_ip: str, listener_ip: str) -> Scope | None:
+        """The scope of a source that is no container: the asked network's, if the source lies in a served subnet."""
+        scope = self.listeners.get(listener_ip)
+        if scope is not None and not self.serves_source(client_ip):
+            return None
         return scope
 
     def upstreams_for(self, scope: Scope, listener_ip: str) -> tuple[Upstream, ...]:
@@ -194,7 +206,7 @@ class Snapshot:
         return address is not None and any(address in subnet for subnet in self.served_subnets)
 
 
-def _in_subnets(subnets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], address: str) -> bool:
+def _in_subnets(subnets: tuple[Subnet, ...], address: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
@@ -216,194 +228,3 @@ def _address_of_reverse_name(name: bytes) -> ipaddress.IPv4Address | ipaddress.I
     except ValueError:
         pass
     return None
-
-
-def _interface_order(endpoint: Endpoint) -> tuple[int, str]:
-    return len(endpoint.ifname), endpoint.ifname  # eth2 before eth10
-
-
-def _packed_address(text: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
-
-
-def _reverse_name(packed: bytes) -> bytes:
-    if len(packed) == 4:
-        labels = [str(octet).encode() for octet in reversed(packed)] + [b"in-addr", b"arpa"]
-    else:
-        labels = [nibble.encode() for nibble in reversed(packed.hex())] + [b"ip6", b"arpa"]
-    return b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\x00"
-
-
-class _Holder:
-    """One endpoint as the holder of names: its address records, and its entry when it holds a name alone."""
-
-    __slots__ = ("a", "aaaa", "entry")
-
-    def __init__(self, a: bytes | None, aaaa: bytes | None, entry: Entry):
-        self.a = a
-        self.aaaa = aaaa
-        self.entry = entry
-
-
-class _NetworkRecords:
-    """The names of one network before they are frozen into entries."""
-
-    __slots__ = ("holders", "pointers")
-
-    def __init__(self):
-        self.holders: dict[bytes, list[_Holder]] = {}  # lower-cased wire name -> endpoints holding it
-        self.pointers: dict[bytes, list[bytes]] = {}  # reverse name -> PTR records
-
-
-class _SnapshotBuilder:
-    """Builds one Snapshot; equal record sets and entries are shared, so memory grows with containers, not names."""
-
-    def __init__(self, ttl: int):
-        self.ttl = ttl.to_bytes(4, "big")
-        self.record_sets: dict[frozenset[bytes], RecordSet] = {}
-        self.entries: dict[tuple[RecordSet | None, ...], Entry] = {}
-        self.rotation_keys: list[tuple[bytes, ...]] = []
-
-    def build(self, networks: list[Network], containers: list[Container], endpoints: list[Endpoint]) -> Snapshot:
-        served = {network.id: network for network in networks if network.dns_enabled}
-        containers_by_id = {container.id: container for container in containers}
-        endpoints_by_container: dict[str, list[Endpoint]] = {}
-        for endpoint in sorted(endpoints, key=_interface_order):
-            if endpoint.container_id in containers_by_id:
-                endpoints_by_container.setdefault(endpoint.container_id, []).append(endpoint)
-
-        records_by_network = {network_id: _NetworkRecords() for network_id in served}
-        for container_id, attached in endpoints_by_container.items():
-            for endpoint in attached:
-                if endpoint.network_id in served:
-                    self._add_endpoint(records_by_network[endpoint.network_id], served[endpoint.network_id],
-                                       containers_by_id[container_id], endpoint)
-
-        names_by_view: dict[frozenset[str], Names] = {}
-
-        def names_of(network_ids: frozenset[str]) -> Names:
-            if network_ids not in names_by_view:
-                names_by_view[network_ids] = self._freeze([records_by_network[i] for i in sorted(network_ids)])
-            return names_by_view[network_ids]
-
-        listeners = {}
-        for network in served.values():
-            scope = Scope(names_of(frozenset([network.id])), (network,))
-            for gateway in (network.gateway, network.gateway6):
-                if gateway:
-                    listeners[normalize_address(gateway)] = scope
-
-        clients = {}
-        scopes: dict[tuple[tuple[str, ...], tuple[str, ...]], Scope] = {}
-        for container_id, attached in endpoints_by_container.items():
-            own_network_ids = dict.fromkeys(e.network_id for e in attached if e.network_id in served)
-            if not own_network_ids:
-                continue  # on the default bridge only: no names, and dnsd does not serve it
-            scope_key = (tuple(own_network_ids), containers_by_id[container_id].dns)
-            scope = scopes.get(scope_key)
-            if scope is None:  # containers on the same networks with the same --dns share one
-                scope = scopes[scope_key] = Scope(names_of(frozenset(own_network_ids)),
-                                                  tuple(served[network_id] for network_id in own_network_ids),
-                                                  _upstreams(scope_key[1]))
-            for endpoint in attached:
-                for address in (endpoint.ipv4, endpoint.ipv6):
-                    if address:
-                        clients[normalize_address(address)] = scope
-
-        subnets = tuple(ipaddress.ip_network(subnet, strict=False) for network in served.values()
-                        for subnet in (network.subnet, network.subnet6) if subnet)
-        network_upstreams = {network.id: _upstreams(network.dns) for network in served.values()}
-        return Snapshot(clients, listeners, subnets, network_upstreams, tuple(self.rotation_keys))
-
-    def _add_endpoint(self, records: _NetworkRecords, network: Network, container: Container,
-                      endpoint: Endpoint) -> None:
-        """Add an endpoint's names, each also as NAME.NETWORK, and its reverse names to its network's records."""
-        packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
-        a = next((self._record(A_IN, p) for p in packed if len(p) == 4), None)
-        aaaa = next((self._record(AAAA_IN, p) for p in packed if len(p) == 16), None)
-        holder = _Holder(a, aaaa, self._address_entry(a, aaaa))
-        network_name = encode_name(network.name)
-        short_names = dict.fromkeys(name.lower() for name in
-                                    (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
-        names = set()
-        for short_name in short_names:
-            wire = encode_name(short_name)
-            if wire is not None:
-                names.add(wire)
-                if network_name is not None and len(wire) + len(network_name) - 1 <= MAX_NAME:
-                    names.add(wire[:-1] + network_name)
-        for name in names:
-            records.holders.setdefault(name, []).append(holder)
-
-        target = encode_name(f"{container.name}.{network.name}.")
-        if target is not None:
-            pointer = self._record(PTR_IN, target)
-            for address in packed:
-                records.pointers.setdefault(_reverse_name(address), []).append(pointer)
-
-    def _record(self, type_class: bytes, rdata: bytes) -> bytes:
-        return b"\xc0\x0c" + type_class + self.ttl + len(rdata).to_bytes(2, "big") + rdata
-
-    def _freeze(self, networks: list[_NetworkRecords]) -> Names:
-        """The names of a view over these networks: a name on several of them gets the union of their addresses."""
-        holders: dict[bytes, list[_Holder]] = {}
-        pointers: dict[bytes, list[bytes]] = {}
-        for records in networks:
-            for merged, found in ((holders, records.holders), (pointers, records.pointers)):
-                for name, items in found.items():
-                    merged[name] = merged[name] + items if name in merged else items
-        names: Names = {}
-        for name, found in holders.items():
-            if len(found) == 1:
-                names[name] = found[0].entry
-            else:
-                names[name] = self._address_entry(self._union(A_IN, [h.a for h in found if h.a]),
-                                                  self._union(AAAA_IN, [h.aaaa for h in found if h.aaaa]))
-        for name, found in pointers.items():
-            pointer_set = self._record_set(PTR_IN, frozenset(found))
-            names[name] = {**names.get(name, {}), PTR_IN: pointer_set, ANY_IN: pointer_set}
-        return names
-
-    @staticmethod
-    def _union(type_class: bytes, records: list[bytes]) -> frozenset[bytes]:
-        return frozenset(records)
-
-    def _address_entry(self, a: bytes | frozenset[bytes] | None, aaaa: bytes | frozenset[bytes] | None) -> Entry:
-        """The entry of a name with these A and AAAA records; ANY gets one RRset, not an expansion (RFC 8482)."""
-        a_set = self._record_set(A_IN, frozenset([a]) if isinstance(a, bytes) else a) if a else None
-        aaaa_set = self._record_set(AAAA_IN, frozenset([aaaa]) if isinstance(aaaa, bytes) else aaaa) if aaaa else None
-        key = (a_set, aaaa_set)
-        entry = self.entries.get(key)
-        if entry is None:
-            entry = {}
-            if a_set is not None:
-                entry[A_IN] = a_set
-            if aaaa_set is not None:
-                entry[AAAA_IN] = aaaa_set
-            any_set = a_set or aaaa_set
-            if any_set is not None:
-                entry[ANY_IN] = any_set
-            self.entries[key] = entry
-        return entry
-
-    def _record_set(self, type_class: bytes, found: frozenset[bytes]) -> RecordSet:
-        record_set = self.record_sets.get(found)
-        if record_set is None:
-            records = tuple(sorted(found))
-            rotation_slot = -1
-            if len(records) > 1 and type_class in (A_IN, AAAA_IN):
-                rotation_slot = len(self.rotation_keys)
-                self.rotation_keys.append(records)
-            record_set = self.record_sets[found] = RecordSet(records, rotation_slot)
-        return record_set
-
-
-def _upstreams(servers: Iterable[str]) -> tuple[Upstream, ...]:
-    """Parse stored --dns servers; netcore validated them, so one that does not parse is skipped."""
-    parsed = []
-    for server in servers:
-        try:
-            parsed.append(parse_upstream(server))
-        except ValueError:
-            continue
-    return tuple(parsed)

@@ -18,20 +18,29 @@ def _hex_id(kind: str, name: str) -> str:
 
 
 class DnsWorld:
-    """Networks, containers and endpoints as netcore's store would hold them, plus a generation counter."""
+    """Networks, containers and endpoints as netcore's store would hold them, with its generation and change feed.
+
+    A ``dnsd.server.RecordSource``: every method that changes the world is one
+    generation, and the feed records which container it touched (None: a network).
+    """
 
     def __init__(self):
         self.networks: list[Network] = []
         self.containers: list[Container] = []
         self.endpoints: list[Endpoint] = []
-        self.generation = 1
+        self.current_generation = 1
+        self.changes: list[tuple[int, str | None]] = []  # (generation, container id, or None for a network)
+
+    def _changed(self, container_id: str | None) -> None:
+        self.current_generation += 1
+        self.changes.append((self.current_generation, container_id))
 
     def network(self, name: str, subnet: str, gateway: str, *, subnet6: str | None = None,
                 gateway6: str | None = None, internal: bool = False, dns: tuple[str, ...] = ()) -> Network:
         network = Network(id=_hex_id("network", name), name=name, bridge=f"br-{name}"[:15], subnet=subnet,
                           gateway=gateway, subnet6=subnet6, gateway6=gateway6, internal=internal, dns=dns)
         self.networks.append(network)
-        self.generation += 1
+        self._changed(None)
         return network
 
     def container(self, name: str, network: Network | None = None, ipv4: str | None = None, *,
@@ -40,36 +49,56 @@ class DnsWorld:
         container = Container(id=_hex_id("container", name), name=name, hostname=hostname or name,
                               netns=f"ns-{name}", dns=dns)
         self.containers.append(container)
+        self._changed(container.id)
         if network is not None:
             self.attach(container, network, ipv4, ipv6=ipv6, aliases=aliases)
-        self.generation += 1
         return container
 
     def attach(self, container: Container, network: Network, ipv4: str | None, *, ipv6: str | None = None,
                aliases: tuple[str, ...] = ()) -> Endpoint:
-        index = sum(1 for e in self.endpoints if e.container_id == container.id)
+        taken = {e.ifname for e in self.endpoints if e.container_id == container.id}
+        index = next(index for index in range(len(taken) + 1) if f"eth{index}" not in taken)
         endpoint = Endpoint(id=_hex_id("endpoint", f"{container.name}/{network.name}"), container_id=container.id,
                             network_id=network.id, ifname=f"eth{index}", host_ifname=f"veth{container.id[:7]}{index}",
                             mac="02:42:00:00:00:00", ipv4=ipv4, ipv6=ipv6, aliases=aliases)
         self.endpoints.append(endpoint)
-        self.generation += 1
+        self._changed(container.id)
         return endpoint
+
+    def detach(self, container: Container, network: Network) -> None:
+        self.endpoints = [e for e in self.endpoints if (e.container_id, e.network_id) != (container.id, network.id)]
+        self._changed(container.id)
 
     def remove_container(self, container: Container) -> None:
         self.containers.remove(container)
         self.endpoints = [e for e in self.endpoints if e.container_id != container.id]
-        self.generation += 1
+        self._changed(container.id)
 
     def remove_network(self, network: Network) -> None:
         self.networks.remove(network)
         self.endpoints = [e for e in self.endpoints if e.network_id != network.id]
-        self.generation += 1
+        self._changed(None)
 
     def records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
         return list(self.networks), list(self.containers), list(self.endpoints)
 
-    def read_generation(self) -> int:
-        return self.generation
+    # -- the RecordSource a DnsServer reads ------------------------------------
+
+    def generation(self) -> int:
+        return self.current_generation
+
+    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
+        return self.records()
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        if generation > self.current_generation:
+            return self.current_generation, None
+        touched = {container_id for changed_at, container_id in self.changes if changed_at > generation}
+        return self.current_generation, None if None in touched else touched
+
+    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
+        return ([c for c in self.containers if c.id in ids],
+                [e for e in self.endpoints if e.container_id in ids])
 
 
 class DnsMessages:
@@ -166,6 +195,12 @@ class FakeUpstream:
 @pytest.fixture
 def world() -> DnsWorld:
     return DnsWorld()
+
+
+@pytest.fixture
+def new_world() -> type[DnsWorld]:
+    """For tests that need a fresh world per example (hypothesis)."""
+    return DnsWorld
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ async def start_server(lan, free_port, tmp_path):
     async def start(**options) -> DnsServer:
         config = ServerConfig(**{"port": free_port, "control_path": str(tmp_path / "dnsd.sock"), "tcp_idle": 1.0,
                                  "poll_interval": 60.0, **options})
-        server = DnsServer(config, lan.records, lan.read_generation)
+        server = DnsServer(config, lan)
         servers.append(server)
         await server.start()
         return server
@@ -187,7 +187,7 @@ async def test_control_socket_ping_sync_and_stop(server, lan, dns):
     assert await control(path, "ping") == [f"pong {os.getpid()} foreground"]
 
     lan.container("fresh", lan.net_a, "127.0.1.9")
-    assert await control(path, "sync") == [f"ok {lan.generation}"]
+    assert await control(path, "sync") == [f"ok {lan.generation()}"]
     # read-your-writes: answered the moment sync returns, with no sleep
     assert dns.rdata(await udp_ask(dns.query("fresh"), GATEWAY_A, server.config.port)) == ["127.0.1.9"]
 
@@ -200,6 +200,21 @@ async def test_control_socket_ping_sync_and_stop(server, lan, dns):
     assert await control(path, "stop") == ["ok"]
     async with asyncio.timeout(SAFETY):
         await server.wait_stopped()
+
+
+async def test_a_container_change_is_patched_in_a_network_change_rebuilds(server, lan, dns, monkeypatch):
+    full_reads = []
+    read_all = lan.dns_records
+    monkeypatch.setattr(lan, "dns_records", lambda: full_reads.append(lan.generation()) or read_all())
+    lan.container("patched", lan.net_a, "127.0.1.11", aliases=("web",))
+    await server.sync()
+    assert full_reads == [] and server.generation == lan.generation()
+    assert sorted(dns.rdata(await udp_ask(dns.query("web"), GATEWAY_A, server.config.port))) == ["127.0.1.11",
+                                                                                                 "127.0.1.3"]
+    net_c = lan.network("netc", "127.0.3.0/24", GATEWAY_C)
+    lan.container("c1", net_c, "127.0.3.2")
+    await server.sync()
+    assert full_reads == [lan.generation()] and server.listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_C}
 
 
 async def test_ping_reports_managed_mode(start_server):
@@ -217,7 +232,7 @@ async def test_generation_poll_is_a_backstop(start_server, lan, dns):
     server = await start_server(poll_interval=0.05)
     lan.container("polled", lan.net_a, "127.0.1.10")
     async with asyncio.timeout(SAFETY):
-        while server.generation != lan.generation:
+        while server.generation != lan.generation():
             await asyncio.sleep(0.05)
     assert dns.rdata(await udp_ask(dns.query("polled"), GATEWAY_A, server.config.port)) == ["127.0.1.10"]
 
@@ -226,7 +241,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
     config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2)
-    server = DnsServer(config, world.records, world.read_generation)
+    server = DnsServer(config, world)
     await server.start()
     try:
         respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731

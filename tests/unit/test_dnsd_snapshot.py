@@ -55,8 +55,8 @@ def test_clients_are_the_addresses_of_containers_on_dns_networks(world):
     world.container("legacy", bridge, "172.17.0.2")
     snapshot = Snapshot.build(*world.records())
     assert set(snapshot.clients) == {"10.89.1.2", "fd00:89:1::2", "172.17.0.3"}
-    assert snapshot.clients["172.17.0.3"] is snapshot.clients["10.89.1.2"]
-    assert [network.name for network in snapshot.clients["10.89.1.2"].networks] == ["neta"]
+    assert snapshot.scope_of("172.17.0.3", "") is snapshot.scope_of("10.89.1.2", "")
+    assert [network.name for network in snapshot.scope_of("10.89.1.2", "").networks] == ["neta"]
     assert snapshot.listen_addresses == {"10.89.1.1", "fd00:89:1::1"}
 
 

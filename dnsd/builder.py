@@ -1,0 +1,589 @@
+"""Makes Snapshots, and patches the last one when a few containers change.
+
+A full build turns every record into names. A patch takes just the containers
+the store's change feed names, withdraws what each one contributed before (its
+names, reverse names and client addresses), adds what it contributes now, and
+derives the next Snapshot from the previous one, copying only the dicts that
+change: the names of each view that holds a changed name, the client map,
+the scope table. Its Python-level work follows the size of the change; only
+those C-level copies grow with the number of containers (about 0.4 ms for the
+50,000 names of 10,000 containers).
+
+What the builder keeps from one snapshot to the next:
+
+* per served network, its own names, the very dict its listeners answer from.
+  A name that one endpoint contributes to maps straight to that contribution,
+  so those names are their own index; the few names that several endpoints
+  contribute to (an alias shared by containers, a container name that is also
+  a reverse name) are listed with all their contributions in ``crowded``;
+* a *view* per set of networks some container sees: the union of their names,
+  a dict that every scope over those networks shares;
+* the scopes, by (networks in interface order, --dns), each in a stable slot of
+  the snapshot's scope table, so a view's names change without re-pointing
+  the addresses of its containers;
+* what each container contributed, so it can be withdrawn;
+* the entries of names with several contributions, shared by content and
+  counted, so a record set keeps its rotation slot while it lives and the
+  slot is freed with the last use.
+
+Not thread-safe: one reload thread owns a builder. The snapshots it returns
+never change and may be read from any thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+from netcore.model import Container, Endpoint, Network
+
+from .snapshot import (
+    A_IN,
+    AAAA_IN,
+    ANY_IN,
+    MAX_NAME,
+    PTR_IN,
+    Entry,
+    Names,
+    RecordSet,
+    Scope,
+    Snapshot,
+    Upstream,
+    encode_name,
+    normalize_address,
+    parse_upstream,
+)
+
+# Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
+# about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and
+# leaves compact dicts behind.
+PATCH_LIMIT_FLOOR = 100  # changed containers a patch always takes
+PATCH_LIMIT_SHARE = 4  # past that, patch while at most 1/PATCH_LIMIT_SHARE of the containers changed
+
+ScopeKey = tuple[tuple[str, ...], tuple[str, ...]]  # (served network ids in interface order, the container's --dns)
+
+
+class SnapshotBuilder:
+    """Builds snapshots from records, and patches the last one it made from the records of changed containers."""
+
+    def __init__(self, ttl: int = 0):
+        self._ttl = ttl.to_bytes(4, "big")
+        self._shared: dict[tuple[bytes, ...], _SharedEntry] = {}  # records -> the entry of names holding them all
+        self._retired: dict[tuple[bytes, ...], _SharedEntry] = {}  # during a full build: the previous ones
+        self._rotation_slot_count = 0
+        self._free_rotation_slots: list[int] = []
+        self._finished = False  # the last build or patch ran to its end, so the state matches its snapshot
+        self._start_over(())
+
+    def can_patch(self, changed_count: int) -> bool:
+        """Whether ``patch`` may take that many changed containers, and is the cheaper way to take them."""
+        limit = max(PATCH_LIMIT_FLOOR, len(self._containers) // PATCH_LIMIT_SHARE)
+        return self._finished and changed_count <= limit
+
+    def build(self, networks: Iterable[Network], containers: Iterable[Container],
+              endpoints: Iterable[Endpoint]) -> Snapshot:
+        """A snapshot of these records (running ones, as ``Store.dns_records`` gives), made from scratch."""
+        self._finished = False
+        self._start_over(networks)
+        self._retired.update(self._shared)  # reused if still there, so their rotation turns carry over
+        self._shared = {}
+        containers = list(containers)
+        change = _Change(writable_views=(network.view for network in self._networks.values()))
+        snapshot = self._apply(change, {container.id for container in containers}, containers, endpoints)
+        for shared in self._retired.values():
+            self._free_rotation_slots_of(shared.entry)
+        self._retired = {}
+        return snapshot
+
+    def patch(self, changed_ids: Iterable[str], containers: Iterable[Container],
+              endpoints: Iterable[Endpoint]) -> Snapshot:
+        """The last snapshot with these containers as the records say now; the records hold only running ones.
+
+        ``containers`` and ``endpoints`` are the running rows of the changed
+        containers (``Store.container_records``): a changed container that is
+        not among them is gone. Call only when ``can_patch`` says so.
+        """
+        changed = set(changed_ids)
+        if not self.can_patch(len(changed)):
+            raise RuntimeError("patch without a finished snapshot to patch, or too large a change")
+        self._finished = False
+        return self._apply(_Change(), changed, containers, endpoints)
+
+    # -- one build or patch --------------------------------------------------
+
+    def _start_over(self, networks: Iterable[Network]) -> None:
+        served = [network for network in networks if network.dns_enabled]
+        self._networks = {network.id: _NetworkNames(network) for network in served}
+        self._views = {frozenset([network_id]): names.view for network_id, names in self._networks.items()}
+        self._scopes: dict[ScopeKey, _ScopeUse] = {}
+        self._scope_table: list[Scope | None] = []
+        self._free_scope_slots: list[int] = []
+        self._containers: dict[str, _ContainerNames] = {}
+        self._clients: dict[str, int] = {}
+        self._listeners: dict[str, Scope] = {}
+        self._served_subnets = tuple(ipaddress.ip_network(subnet, strict=False) for network in served
+                                     for subnet in (network.subnet, network.subnet6) if subnet)
+        self._network_upstreams = {network.id: _upstreams(network.dns) for network in served}
+
+    def _apply(self, change: _Change, changed: set[str], containers: Iterable[Container],
+               endpoints: Iterable[Endpoint]) -> Snapshot:
+        """Replace the contributions of the changed containers, then derive the snapshot; the order matters."""
+        leaving, arriving = self._replace_contributions(change, changed, containers, endpoints)
+        for network, names in change.affected.items():  # the networks' own names are final from here on
+            for name in names:
+                if name in network.crowded or name in network.view.merged:
+                    self._refresh_name(network.view, name, change)
+        for container_id, new, scope_key in arriving:  # take new scopes first: a view old and new ones use stays
+            new.scope = self._take_scope(scope_key, change)
+            self._containers[container_id] = new
+        for old in leaving:
+            self._drop_scope(old.scope)
+        for network, names in change.affected.items():
+            for view in network.views:
+                if len(view.networks) > 1 and view not in change.fresh_views:
+                    for name in names:
+                        self._refresh_name(view, name, change)
+        self._move_clients(change, leaving, [new for _, new, _ in arriving])
+        self._refresh_scopes(change)
+        self._finished = True
+        return Snapshot(self._clients, tuple(self._scope_table), self._listeners, self._served_subnets,
+                        self._network_upstreams, self._rotation_slot_count)
+
+    def _replace_contributions(self, change: _Change, changed: set[str], containers: Iterable[Container],
+                               endpoints: Iterable[Endpoint]) -> tuple[list[_ContainerNames], list[tuple]]:
+        """Withdraw what the changed containers contributed to their networks' names, and add what they do now.
+
+        Returns what left, and (container id, contribution, scope key) for
+        what arrived. An endpoint that contributes exactly what it did before
+        is kept as it is, so a connect or disconnect leaves the names of the
+        container's other networks alone.
+        """
+        leaving = {container_id: self._containers.pop(container_id)
+                   for container_id in changed if container_id in self._containers}
+        arriving = []
+        for container, attached in _attached_endpoints(changed, containers, endpoints):
+            contribution = self._contribution(container, attached, leaving.get(container.id))
+            if contribution is not None:  # on the default bridge only: no names, and dnsd does not serve it
+                arriving.append((container.id, *contribution))
+        kept = {id(endpoint) for _, new, _ in arriving for endpoint in new.endpoints}
+        for old in leaving.values():
+            for endpoint in old.endpoints:
+                if id(endpoint) not in kept:
+                    self._withdraw(endpoint, change)
+        left = {id(endpoint) for old in leaving.values() for endpoint in old.endpoints}
+        for _, new, _ in arriving:
+            for endpoint in new.endpoints:
+                if id(endpoint) not in left:
+                    self._contribute(endpoint, change)
+        return list(leaving.values()), arriving
+
+    def _move_clients(self, change: _Change, leaving: list[_ContainerNames], arriving: list[_ContainerNames]) -> None:
+        """Point the addresses of the changed containers at their scopes; all removals first, as addresses move."""
+        if not arriving and not any(old.addresses for old in leaving):
+            return
+        if not change.built_from_scratch:  # the last snapshot holds the client map: change a copy
+            self._clients = self._clients.copy()
+        for old in leaving:
+            for address in old.addresses:
+                del self._clients[address]
+        for new in arriving:
+            for address in new.addresses:
+                self._clients[address] = new.scope.slot
+
+    def _refresh_scopes(self, change: _Change) -> None:
+        """New Scope objects for the scopes and listeners whose view got a new names dict."""
+        listeners_copied = change.built_from_scratch
+        for view in change.rewritten:
+            for use in view.scopes:
+                self._scope_table[use.slot] = Scope(view.names, use.networks, use.dns)
+            if len(view.networks) == 1:
+                network = view.networks[0]
+                if not listeners_copied:
+                    self._listeners, listeners_copied = self._listeners.copy(), True
+                scope = Scope(view.names, (network.network,))
+                for gateway in network.gateways:
+                    self._listeners[gateway] = scope
+
+    # -- contributions: what one container adds to its networks' names -------
+
+    def _contribution(self, container: Container, attached: list[Endpoint],
+                      before: _ContainerNames | None) -> tuple[_ContainerNames, ScopeKey] | None:
+        """What a container contributes, and the key of its scope; None if it is on no served network.
+
+        Of its endpoints, those that contribute what they did ``before`` are the old objects.
+        """
+        unchanged = {endpoint.key: endpoint for endpoint in before.endpoints} if before is not None else {}
+        endpoints = []
+        for endpoint in attached:
+            if endpoint.network_id in self._networks:
+                names = self._endpoint_names(self._networks[endpoint.network_id], container, endpoint)
+                endpoints.append(unchanged.get(names.key, names))
+        if not endpoints:
+            return None
+        addresses = tuple(normalize_address(address) for endpoint in attached
+                          for address in (endpoint.ipv4, endpoint.ipv6) if address)
+        network_ids = tuple(endpoint.network.network.id for endpoint in endpoints)
+        return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns)
+
+    def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
+        """An endpoint's names, each also as NAME.NETWORK, and its reverse names, with their entries."""
+        packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
+        a = next((self._record(A_IN, p) for p in packed if len(p) == 4), None)
+        aaaa = next((self._record(AAAA_IN, p) for p in packed if len(p) == 16), None)
+        short_names = dict.fromkeys(name.lower() for name in
+                                    (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
+        names: dict[bytes, None] = {}  # a set that keeps its order: equal contributions get equal tuples
+        for short_name in short_names:
+            wire = encode_name(short_name)
+            if wire is not None:
+                names[wire] = None
+                if network.wire_name is not None and len(wire) + len(network.wire_name) - 1 <= MAX_NAME:
+                    names[wire[:-1] + network.wire_name] = None
+
+        address_entry = _address_entry(a, aaaa)
+        target = encode_name(f"{container.name}.{network.network.name}.")
+        if target is None or not packed:
+            return _EndpointNames(network, tuple(names), address_entry, (), None)
+        pointer = RecordSet((self._record(PTR_IN, target),), -1)
+        return _EndpointNames(network, tuple(names), address_entry, tuple(_reverse_name(address) for address in packed),
+                              {PTR_IN: pointer, ANY_IN: pointer})
+
+    def _record(self, type_class: bytes, rdata: bytes) -> bytes:
+        return b"\xc0\x0c" + type_class + self._ttl + len(rdata).to_bytes(2, "big") + rdata
+
+    def _contribute(self, endpoint: _EndpointNames, change: _Change) -> None:
+        """Add an endpoint's contributions to its network's names; crowded names get merged in ``_refresh_name``."""
+        network = endpoint.network
+        names, crowded = change.writable(network.view), network.crowded
+        for name in endpoint.names:
+            _add_contribution(names, crowded, name, endpoint.address_entry)
+        for name in endpoint.reverse_names:
+            _add_contribution(names, crowded, name, endpoint.pointer_entry)
+        change.names_touched(network).update(endpoint.names, endpoint.reverse_names)
+
+    def _withdraw(self, endpoint: _EndpointNames, change: _Change) -> None:
+        network = endpoint.network
+        names, crowded = change.writable(network.view), network.crowded
+        for name in endpoint.names:
+            _remove_contribution(names, crowded, name, endpoint.address_entry)
+        for name in endpoint.reverse_names:
+            _remove_contribution(names, crowded, name, endpoint.pointer_entry)
+        change.names_touched(network).update(endpoint.names, endpoint.reverse_names)
+
+    # -- views: the names of a set of networks -------------------------------
+
+    def _refresh_name(self, view: _View, name: bytes, change: _Change) -> None:
+        """Set a name of a view from its networks' contributions: one is used as is, several are merged."""
+        contributions: list[Entry] = []
+        for network in view.networks:
+            crowd = network.crowded.get(name)
+            if crowd is not None:
+                contributions += crowd
+            elif name in network.view.names:
+                contributions.append(network.view.names[name])
+        old_shared = view.merged.get(name)
+        shared = self._shared_entry(contributions) if len(contributions) > 1 else None
+        entry = shared.entry if shared is not None else contributions[0] if contributions else None
+        if view.names.get(name) is not entry:
+            names = change.writable(view)
+            if entry is None:
+                del names[name]
+            else:
+                names[name] = entry
+        if shared is not old_shared:
+            if shared is None:
+                del view.merged[name]
+            else:
+                shared.uses += 1
+                view.merged[name] = shared
+            if old_shared is not None:
+                self._release(old_shared)
+
+    def _view_of(self, network_ids: frozenset[str], change: _Change) -> _View:
+        """The view over these networks; a new one starts as a copy of the largest network's names."""
+        view = self._views.get(network_ids)
+        if view is None:
+            members = tuple(self._networks[network_id] for network_id in sorted(network_ids))
+            largest = max(members, key=lambda member: len(member.view.names))
+            view = _View(members, largest.view.names.copy())
+            for name, shared in largest.view.merged.items():
+                shared.uses += 1
+                view.merged[name] = shared
+            change.rewritten.add(view)
+            change.fresh_views.add(view)
+            for member in members:
+                if member is not largest:
+                    for name in member.view.names:
+                        self._refresh_name(view, name, change)
+            self._views[network_ids] = view
+            for member in members:
+                member.views.add(view)
+        return view
+
+    def _drop_view(self, view: _View) -> None:
+        del self._views[frozenset(member.network.id for member in view.networks)]
+        for member in view.networks:
+            member.views.discard(view)
+        for shared in view.merged.values():
+            self._release(shared)
+
+    # -- scopes ----------------------------------------------------------------
+
+    def _take_scope(self, key: ScopeKey, change: _Change) -> _ScopeUse:
+        use = self._scopes.get(key)
+        if use is None:
+            network_ids, dns = key
+            view = self._view_of(frozenset(network_ids), change)
+            if self._free_scope_slots:
+                slot = self._free_scope_slots.pop()
+            else:
+                slot = len(self._scope_table)
+                self._scope_table.append(None)
+            use = self._scopes[key] = _ScopeUse(key, slot, view, tuple(self._networks[i].network for i in network_ids),
+                                                _upstreams(dns))
+            view.scopes.add(use)
+            self._scope_table[slot] = Scope(view.names, use.networks, use.dns)
+        use.users += 1
+        return use
+
+    def _drop_scope(self, use: _ScopeUse) -> None:
+        use.users -= 1
+        if use.users == 0:
+            del self._scopes[use.key]
+            self._scope_table[use.slot] = None
+            self._free_scope_slots.append(use.slot)
+            use.view.scopes.discard(use)
+            if not use.view.scopes and len(use.view.networks) > 1:
+                self._drop_view(use.view)
+
+    # -- entries shared by names with several contributions ------------------
+
+    def _shared_entry(self, contributions: list[Entry]) -> _SharedEntry:
+        """The entry with all the records of these contributions, made once per distinct set of records."""
+        records = tuple(sorted({record_set.wire for entry in contributions for record_set in entry.values()}))
+        shared = self._shared.get(records)
+        if shared is None:
+            shared = self._retired.pop(records, None)
+            if shared is None:
+                shared = _SharedEntry(records, self._merged_entry(records))
+            else:
+                shared.uses = 0
+            self._shared[records] = shared
+        return shared
+
+    def _merged_entry(self, records: tuple[bytes, ...]) -> Entry:
+        """The entry of a name with these sorted records; ANY gets one RRset, PTR first (RFC 8482)."""
+        by_type: dict[bytes, list[bytes]] = {}
+        for record in records:
+            by_type.setdefault(record[2:6], []).append(record)
+        entry: Entry = {}
+        for type_class, found in by_type.items():
+            rotates = len(found) > 1 and type_class in (A_IN, AAAA_IN)
+            entry[type_class] = RecordSet(tuple(found), self._take_rotation_slot() if rotates else -1)
+        any_set = entry.get(PTR_IN) or entry.get(A_IN) or entry.get(AAAA_IN)
+        if any_set is not None:
+            entry[ANY_IN] = any_set
+        return entry
+
+    def _release(self, shared: _SharedEntry) -> None:
+        shared.uses -= 1
+        if shared.uses == 0:
+            del self._shared[shared.records]
+            self._free_rotation_slots_of(shared.entry)
+
+    def _take_rotation_slot(self) -> int:
+        if self._free_rotation_slots:
+            return self._free_rotation_slots.pop()
+        self._rotation_slot_count += 1
+        return self._rotation_slot_count - 1
+
+    def _free_rotation_slots_of(self, entry: Entry) -> None:
+        for type_class in (A_IN, AAAA_IN):
+            record_set = entry.get(type_class)
+            if record_set is not None and record_set.rotation_slot >= 0:
+                self._free_rotation_slots.append(record_set.rotation_slot)
+
+
+class _Change:
+    """What one build or patch has touched so far."""
+
+    __slots__ = ("affected", "rewritten", "fresh_views", "built_from_scratch")
+
+    def __init__(self, writable_views: Iterable[_View] | None = None):
+        self.affected: dict[_NetworkNames, set[bytes]] = {}  # network -> its names whose contributions changed
+        self.built_from_scratch = writable_views is not None  # no earlier snapshot shares the dicts
+        self.rewritten: set[_View] = set(writable_views or ())  # views whose names dict is new, so writable
+        self.fresh_views: set[_View] = set()  # views made in this change, from their networks' final names
+
+    def names_touched(self, network: _NetworkNames) -> set[bytes]:
+        touched = self.affected.get(network)
+        if touched is None:
+            touched = self.affected[network] = set()
+        return touched
+
+    def writable(self, view: _View) -> Names:
+        """The view's names, copied first if a snapshot already holds them."""
+        if view not in self.rewritten:
+            view.names = view.names.copy()
+            self.rewritten.add(view)
+        return view.names
+
+
+class _NetworkNames:
+    """A served network: its own names, and the contributions of its names that several endpoints hold."""
+
+    __slots__ = ("network", "wire_name", "gateways", "crowded", "view", "views")
+
+    def __init__(self, network: Network):
+        self.network = network
+        self.wire_name = encode_name(network.name)
+        self.gateways = tuple(normalize_address(gateway) for gateway in (network.gateway, network.gateway6) if gateway)
+        self.crowded: dict[bytes, list[Entry]] = {}  # name -> its contributions, for names with two or more
+        self.view = _View((self,), {})  # this network alone: what its listeners answer
+        self.views = {self.view}  # every view this network is part of
+
+
+class _View:
+    """The names a set of networks shows together; a name on several of them gets the union of their records."""
+
+    __slots__ = ("networks", "names", "merged", "scopes")
+
+    def __init__(self, networks: tuple[_NetworkNames, ...], names: Names):
+        self.networks = networks
+        self.names = names  # shared with the snapshots: replaced by a copy before a change, never changed in place
+        self.merged: dict[bytes, _SharedEntry] = {}  # names whose entry is a shared one (several contributions)
+        self.scopes: set[_ScopeUse] = set()
+
+
+class _ScopeUse:
+    """A scope in its slot of the scope table, and how many containers have it."""
+
+    __slots__ = ("key", "slot", "view", "networks", "dns", "users")
+
+    def __init__(self, key: ScopeKey, slot: int, view: _View, networks: tuple[Network, ...],
+                 dns: tuple[Upstream, ...]):
+        self.key = key
+        self.slot = slot
+        self.view = view
+        self.networks = networks
+        self.dns = dns
+        self.users = 0
+
+
+class _SharedEntry:
+    """The entry of names with several contributions, counted by the view names that hold it."""
+
+    __slots__ = ("records", "entry", "uses")
+
+    def __init__(self, records: tuple[bytes, ...], entry: Entry):
+        self.records = records
+        self.entry = entry
+        self.uses = 0
+
+
+class _EndpointNames:
+    """What one endpoint contributes to its network: an entry for its names, another for its reverse names."""
+
+    __slots__ = ("network", "names", "address_entry", "reverse_names", "pointer_entry")
+
+    def __init__(self, network: _NetworkNames, names: tuple[bytes, ...], address_entry: Entry,
+                 reverse_names: tuple[bytes, ...], pointer_entry: Entry | None):
+        self.network = network
+        self.names = names
+        self.address_entry = address_entry  # its own dict: a contribution is told apart by identity
+        self.reverse_names = reverse_names
+        self.pointer_entry = pointer_entry
+
+    @property
+    def key(self) -> tuple:
+        """Equal for two endpoints that contribute the same names with the same records."""
+        return (self.network, self.names, self.reverse_names, _records_of(self.address_entry),
+                _records_of(self.pointer_entry))
+
+
+class _ContainerNames:
+    """What one container on served networks contributes: names per endpoint, and its addresses as a client."""
+
+    __slots__ = ("addresses", "endpoints", "scope")
+
+    def __init__(self, addresses: tuple[str, ...], endpoints: tuple[_EndpointNames, ...]):
+        self.addresses = addresses  # of all its endpoints, the default bridge's too
+        self.endpoints = endpoints
+        self.scope: _ScopeUse | None = None
+
+
+def _add_contribution(names: Names, crowded: dict[bytes, list[Entry]], name: bytes, contribution: Entry) -> None:
+    crowd = crowded.get(name)
+    if crowd is not None:
+        crowd.append(contribution)
+    elif name in names:  # held by one contribution so far: the entry there is it
+        crowded[name] = [names[name], contribution]
+    else:
+        names[name] = contribution
+
+
+def _remove_contribution(names: Names, crowded: dict[bytes, list[Entry]], name: bytes, contribution: Entry) -> None:
+    crowd = crowded.get(name)
+    if crowd is None:
+        del names[name]
+    else:
+        crowd.remove(contribution)
+        if len(crowd) == 1:  # one left: the name maps straight to it again
+            names[name] = crowd[0]
+            del crowded[name]
+
+
+def _attached_endpoints(changed: set[str], containers: Iterable[Container],
+                        endpoints: Iterable[Endpoint]) -> list[tuple[Container, list[Endpoint]]]:
+    """The changed containers among these records, each with its endpoints in interface order."""
+    attached: dict[str, tuple[Container, list[Endpoint]]] = {
+        container.id: (container, []) for container in containers if container.id in changed}
+    for endpoint in sorted(endpoints, key=_interface_order):
+        if endpoint.container_id in attached:
+            attached[endpoint.container_id][1].append(endpoint)
+    return list(attached.values())
+
+
+def _records_of(entry: Entry | None) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((type_class, record_set.wire) for type_class, record_set in entry.items()) if entry else ()
+
+
+def _address_entry(a: bytes | None, aaaa: bytes | None) -> Entry:
+    """The entry of an endpoint's names: its A and AAAA record; ANY gets one RRset, not an expansion (RFC 8482)."""
+    entry: Entry = {}
+    if a is not None:
+        entry[A_IN] = RecordSet((a,), -1)
+    if aaaa is not None:
+        entry[AAAA_IN] = RecordSet((aaaa,), -1)
+    any_set = entry.get(A_IN) or entry.get(AAAA_IN)
+    if any_set is not None:
+        entry[ANY_IN] = any_set
+    return entry
+
+
+def _interface_order(endpoint: Endpoint) -> tuple[int, str]:
+    return len(endpoint.ifname), endpoint.ifname  # eth2 before eth10
+
+
+def _packed_address(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
+def _reverse_name(packed: bytes) -> bytes:
+    if len(packed) == 4:
+        labels = [str(octet).encode() for octet in reversed(packed)] + [b"in-addr", b"arpa"]
+    else:
+        labels = [nibble.encode() for nibble in reversed(packed.hex())] + [b"ip6", b"arpa"]
+    return b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\x00"
+
+
+def _upstreams(servers: Iterable[str]) -> tuple[Upstream, ...]:
+    """Parse stored --dns servers; netcore validated them, so one that does not parse is skipped."""
+    parsed = []
+    for server in servers:
+        try:
+            parsed.append(parse_upstream(server))
+        except ValueError:
+            continue
+    return tuple(parsed)
