@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import socket
+import struct
+import termios
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +36,6 @@ from .snapshot import Snapshot, Upstream
 log = logging.getLogger("dnsd")
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits without loss
-UDP_BATCH = 64  # datagrams read per wake-up before giving other work a turn
 MAX_MESSAGE = 65535
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind before the bridge has its address
 IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
@@ -97,7 +99,6 @@ class DnsServer:
         self._tcp_connections: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self._control: asyncio.Server | None = None
         self._stopped = asyncio.Event()
-        self._receive_buffer = memoryview(bytearray(MAX_MESSAGE))  # one for all UDP reads: no allocation per datagram
         self._internal_errors = 0
         self._last_internal_error = ""
 
@@ -129,7 +130,7 @@ class DnsServer:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.control_path)
         for address in list(self._listeners):
-            self._listeners.pop(address).close()
+            await self._listeners.pop(address).close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -181,7 +182,7 @@ class DnsServer:
             self._bind_errors.pop(address, None)
             log.info("listening on %s port %d", address, self.config.port)
         for address in sorted(self._listeners.keys() - wanted):
-            self._listeners.pop(address).close()
+            await self._listeners.pop(address).close()
             log.info("stopped listening on %s", address)
         for address in list(self._bind_errors.keys() - wanted):
             del self._bind_errors[address]
@@ -225,34 +226,21 @@ class DnsServer:
 
     # -- UDP -----------------------------------------------------------------
 
-    def _read_datagrams(self, listener: _Listener) -> None:
-        """Called when a UDP socket is readable: answer up to UDP_BATCH datagrams."""
-        sock, address, buffer = listener.udp, listener.address, self._receive_buffer
-        for _ in range(UDP_BATCH):
-            try:
-                size, source = sock.recvfrom_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            result = self._answer(bytes(buffer[:size]), source[0], address, False)
-            if result is None:
-                continue
-            if type(result) is bytes:
-                _send_datagram(sock, result, source)
-            else:
-                self._spawn(self._forward_datagram(result, sock, source))
+    def _forward_in_background(self, forward: Forward, transport: asyncio.DatagramTransport, source: tuple) -> None:
+        self._spawn(self._forward_datagram(forward, transport, source))
 
-    async def _forward_datagram(self, forward: Forward, sock: socket.socket, source: tuple) -> None:
-        _send_datagram(sock, await self.forwarder.resolve(forward, tcp=False), source)
+    async def _forward_datagram(self, forward: Forward, transport: asyncio.DatagramTransport, source: tuple) -> None:
+        reply = await self.forwarder.resolve(forward, tcp=False)
+        if not transport.is_closing():
+            transport.sendto(reply, source)
 
     # -- TCP -----------------------------------------------------------------
 
     async def _serve_tcp(self, listener_ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One task per connection: several length-prefixed queries, closed when idle, slow or garbled."""
         if len(self._tcp_connections) >= self.config.tcp_max:
-            writer.close()
-            return
+            # the longest-open connection makes room: abusers holding every slot never lock newcomers out
+            _close_now(next(iter(self._tcp_connections.values())))
         connection = asyncio.current_task()
         self._tcp_connections[connection] = writer
         client_ip = writer.get_extra_info("peername")[0]
@@ -282,14 +270,14 @@ class DnsServer:
             del self._tcp_connections[connection]
             for task in forwarding:
                 task.cancel()
-            writer.close()
+            _close_now(writer)
 
     async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter) -> None:
         reply = await self.forwarder.resolve(forward, tcp=True)
         try:
             await self._write_message(writer, reply)
         except (ConnectionError, TimeoutError):
-            writer.close()
+            _close_now(writer)
 
     async def _write_message(self, writer: asyncio.StreamWriter, message: bytes) -> None:
         """Write one length-prefixed message; a client that does not read it in time loses the connection."""
@@ -333,32 +321,68 @@ class DnsServer:
         return f"error unknown command {command[:40]!r}"
 
 
-class _Listener:
-    """A UDP socket and a TCP server on one gateway address."""
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """The event loop reads the datagrams (uvloop: in C, several per wake-up) and hands each one here."""
 
-    def __init__(self, address: str, udp: socket.socket, tcp: asyncio.Server):
+    def __init__(self, server: DnsServer, address: str):
+        self.answer = server._answer
+        self.forward = server._forward_in_background
+        self.address = address
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def datagram_received(self, data: bytes, source: tuple) -> None:
+        result = self.answer(data, source[0], self.address, False)
+        if result is None:
+            return
+        if type(result) is bytes:
+            self.transport.sendto(result, source)
+        else:
+            self.forward(result, self.transport, source)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for an earlier reply: UDP clients retry
+
+
+class _Listener:
+    """A UDP endpoint and a TCP server on one gateway address."""
+
+    def __init__(self, address: str, udp: asyncio.DatagramTransport, protocol: _UdpProtocol, tcp: asyncio.Server):
         self.address = address
         self.udp = udp
+        self.protocol = protocol
         self.tcp = tcp
 
     @classmethod
     async def open(cls, server: DnsServer, address: str) -> _Listener:
         port = server.config.port
-        udp = _bound_socket(address, port, socket.SOCK_DGRAM)
+        loop = asyncio.get_running_loop()
+        udp_socket = _bound_socket(address, port, socket.SOCK_DGRAM)
+        try:
+            udp, protocol = await loop.create_datagram_endpoint(lambda: _UdpProtocol(server, address), sock=udp_socket)
+        except OSError:
+            udp_socket.close()
+            raise
         try:
             tcp_socket = _bound_socket(address, port, socket.SOCK_STREAM)
             tcp = await asyncio.start_server(functools.partial(server._serve_tcp, address), sock=tcp_socket)
         except OSError:
             udp.close()
             raise
-        listener = cls(address, udp, tcp)
-        asyncio.get_running_loop().add_reader(udp.fileno(), server._read_datagrams, listener)
-        return listener
+        return cls(address, udp, protocol, tcp)
 
-    def close(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.udp.fileno())
+    async def close(self) -> None:
+        """Returns once both sockets are closed: a removed network's address is free again."""
         self.udp.close()
         self.tcp.close()
+        await self.protocol.closed
 
 
 def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:
@@ -389,11 +413,25 @@ def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.so
     return sock
 
 
-def _send_datagram(sock: socket.socket, reply: bytes, destination: tuple) -> None:
+def _close_now(writer: asyncio.StreamWriter) -> None:
+    """Close a TCP connection without waiting on its client: unsent data is dropped (RST), not flushed.
+
+    Unsent data may sit in the transport or in the kernel's send queue; either way a
+    client that stopped reading must not keep buffers and an orphaned socket alive.
+    """
+    if writer.transport.get_write_buffer_size() or _kernel_send_queue(writer):
+        writer.transport.abort()
+    else:
+        writer.close()
+
+
+def _kernel_send_queue(writer: asyncio.StreamWriter) -> int:
+    """Bytes the kernel still holds unsent (or unacknowledged) for this connection."""
+    sock = writer.get_extra_info("socket")
     try:
-        sock.sendto(reply, destination)
-    except OSError:  # a full send buffer or a closed listener: UDP clients retry
-        pass
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 async def _open_control_socket(path: str, serve: Callable) -> asyncio.Server:
