@@ -153,17 +153,19 @@ async def test_a_silent_or_slow_tcp_client_does_not_delay_others(server, dns):
     never_reads.close()
 
 
-async def test_tcp_connections_past_the_cap_are_closed(start_server, dns):
+async def test_at_the_cap_the_longest_open_connection_makes_room(start_server, dns):
     server = await start_server(tcp_max=1)
     port = server.config.port
     first_reader, first = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
     first.write(len(dns.query("a2")).to_bytes(2, "big") + dns.query("a2"))
     async with asyncio.timeout(SAFETY):
-        await first_reader.readexactly(2)  # the first connection is being served
-        second_reader, second = await asyncio.open_connection(GATEWAY_A, port, local_addr=(A1, 0))
-        assert await second_reader.read() == b""
+        length = int.from_bytes(await first_reader.readexactly(2), "big")
+        await first_reader.readexactly(length)  # the first connection is being served
+        # a newcomer while the only slot is taken: it is served, the old connection is closed
+        replies = await tcp_ask([dns.query("a2")], GATEWAY_A, port)
+        assert dns.rdata(replies[0]) == ["127.0.1.3"]
+        assert await first_reader.read() == b""
     first.close()
-    second.close()
 
 
 async def test_a_burst_of_garbage_then_it_still_answers(server, dns):
