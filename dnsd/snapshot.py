@@ -25,6 +25,7 @@ import socket
 from collections.abc import Iterable
 
 from netcore.model import Container, Endpoint, Network
+from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
 
 TYPE_A = 1
 TYPE_PTR = 12
@@ -40,7 +41,6 @@ _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
 Upstream = tuple[str, int]  # (IP address, port)
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
-DNS_PORT = 53
 
 
 def type_and_class(rtype: int, rclass: int = CLASS_IN) -> bytes:
@@ -73,26 +73,6 @@ def encode_name(name: str) -> bytes | None:
         wire += label
     wire.append(0)
     return bytes(wire) if len(wire) <= MAX_NAME else None
-
-
-def parse_upstream(text: str) -> Upstream:
-    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` as (address, port); ValueError if it is none of them."""
-    host, port = text.strip(), str(DNS_PORT)
-    if host.startswith("["):
-        host, bracket, rest = host[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            host = ""
-        port = rest[1:] or port
-    elif host.count(":") == 1:
-        host, port = host.split(":")
-    try:
-        address = ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"bad DNS server {text!r}: expected IP, IP:PORT or [IPv6]:PORT") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"bad DNS server {text!r}: port out of range")
-    return str(address), number
 
 
 def normalize_address(text: str) -> str:

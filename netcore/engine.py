@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 from . import ipam, netlink, sandbox
 from .dnsd_control import DnsdControl
 from .errors import Conflict, NetcoreError
-from .model import (DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
+from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
                     MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU,
-                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network)
+                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server)
 from .store import Store
 
 IFNAMSIZ = 15
@@ -45,19 +45,14 @@ def validate_name(name: str, what: str) -> str:
 
 
 def parse_server(text: str) -> str:
-    """A DNS server as IP or IP:PORT ([v6]:PORT for IPv6 with a port); returned normalized."""
-    host, port = text, None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    address = ipam.parse_address(host, "DNS server")
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-        raise NetcoreError(f"invalid DNS server {text!r}: the port must be 1-65535")
-    if port is None:
-        return str(address)
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    """A DNS server as IP or IP:PORT ([v6]:PORT for IPv6 with a port), normalized for the store."""
+    try:
+        address, port = parse_dns_server(text)
+    except ValueError as err:
+        raise NetcoreError(f"invalid {str(err).removeprefix('bad ')}") from None
+    if port == DNS_PORT:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def _now() -> str:

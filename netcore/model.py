@@ -7,6 +7,7 @@ everything else (bridge MTU, whether a network has DNS) is derived here, once.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC)
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 NAME_MAX = 63
 
+DNS_PORT = 53
+
 MODE_BRIDGE = "bridge"  # attached to one or more bridge networks through veths
 MODE_HOST = "host"  # shares the gateway namespace
 MODE_NONE = "none"  # loopback only
@@ -33,6 +36,29 @@ MODE_CONTAINER = "container"  # shares another container's namespace
 STATE_CREATING = "creating"  # rows written, kernel work not yet finished
 STATE_RUNNING = "running"
 STATE_REMOVING = "removing"  # kernel teardown in progress
+
+
+def parse_dns_server(text: str) -> tuple[str, int]:
+    """A DNS server as users write it and the store keeps it: ``IP``, ``IP:PORT`` or ``[IPv6]:PORT``.
+
+    Returns (address, port); ValueError if it is none of them.
+    """
+    host, port = text.strip(), str(DNS_PORT)
+    if host.startswith("["):
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            host = ""
+        port = rest[1:] or port
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"bad DNS server {text!r}: expected IP, IP:PORT or [IPv6]:PORT") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"bad DNS server {text!r}: port out of range")
+    return str(address), number
 
 
 @dataclass(frozen=True)
