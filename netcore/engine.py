@@ -59,6 +59,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
+
+
+def _missing_capabilities() -> list[str]:
+    """The capabilities netcore needs that this process lacks, checked before anything is written."""
+    with open("/proc/self/status") as f:
+        effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
+
+
 def _boot_id() -> str:
     with open("/proc/sys/kernel/random/boot_id") as f:
         return f.read().strip()
@@ -78,8 +88,10 @@ def _prefixlen(cidr: str | None) -> int | None:
 
 class Engine:
     def __init__(self, state_dir: str, namespace: str | None = None):
-        if os.geteuid() != 0:
-            raise NetcoreError("netcore must run as root: it creates namespaces and links (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+        missing = _missing_capabilities()
+        if missing:
+            raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
+                               "it creates namespaces and links (permission denied)")
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.state_dir = state_dir

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from pyroute2 import IPRoute
@@ -258,3 +259,32 @@ def test_killed_commands_are_reconciled(sandbox):
     assert sorted(sandbox.namespaces()) == sorted([sandbox.prefix] + [f"{sandbox.prefix}-{d['Id'][:12]}" for d in ids])
     veths = [n for n, l in links(sandbox.prefix).items() if n.startswith("veth")]
     assert len(veths) == len(ids)
+
+
+def test_icc_false_isolates_containers_but_not_the_gateway(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.66.0.0/24", "-o", "com.docker.network.bridge.enable_icc=false",
+               "quiet")
+    sandbox.nc("run", "--name", "a", "--net", "quiet")
+    sandbox.nc("run", "--name", "b", "--net", "quiet")
+    assert sandbox.exec("a", "ping", "-c1", "-W1", "10.66.0.3", check=False).returncode != 0
+    assert sandbox.exec("a", "ping", "-c1", "-W1", "10.66.0.1").returncode == 0
+
+
+def test_run_with_a_command_runs_it_inside_and_returns_its_status(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.67.0.0/24", "app")
+    proc = sandbox.nc("run", "--name", "once", "--net", "app", "--", "sh", "-c", "ip -o -4 addr show eth0; exit 3",
+                      check=False)
+    assert proc.returncode == 3 and "10.67.0.2/24" in proc.stdout
+    assert "once" in sandbox.nc("ps").stdout  # like docker run without --rm, the container stays
+
+
+def test_without_privileges_a_command_says_so_in_one_line_and_changes_nothing(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.68.0.0/24", "app")
+    before = (sandbox.nc("network", "ls").stdout, sandbox.namespaces())
+    # root without a single capability: what a container or a locked-down service account gets
+    proc = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-m", "netcore",
+                           "run", "--name", "x", "--net", "app"], env=sandbox.env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "permission denied" in proc.stderr and "CAP_NET_ADMIN" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (sandbox.nc("network", "ls").stdout, sandbox.namespaces()) == before
+    assert "x" not in sandbox.nc("ps").stdout
