@@ -47,8 +47,8 @@ def namespace_of(box, name: str) -> str:
 def soak(box, seconds: float, count: int, rng: random.Random) -> dict:
     box.nc("network", "create", "--subnet", "10.90.0.0/16", "soak")
     box.nc("network", "create", "--subnet", "10.91.0.0/16", "side")
-    box.nc("run", "--name", "client", "--net", "soak", "--dns", "10.90.255.254")  # a silent upstream
-    box.nc("run", "--name", "abuser", "--net", "soak")
+    box.nc("run", "--name", "client", "--net", "soak")  # no upstream: a name that is gone is SERVFAIL at once
+    box.nc("run", "--name", "abuser", "--net", "soak", "--dns", "10.90.255.254")  # a silent upstream
     names = [f"s{i}" for i in range(count)]
     workdir = tempfile.mkdtemp(prefix="soak-")
     stopfile = os.path.join(workdir, "stop")
@@ -99,7 +99,7 @@ def soak(box, seconds: float, count: int, rng: random.Random) -> dict:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             abuser.stdout.readline()
             figures["abusive tcp"] += 200
-            out = box.exec("client", "dig", "+time=5", "+tries=1", "example.invalid", check=False).stdout
+            out = box.exec("abuser", "dig", "+time=5", "+tries=1", "example.invalid", check=False).stdout
             figures["forwarded servfail"] += "status: SERVFAIL" in out
             abuser.stdin.close()
             abuser.wait()
