@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# DNS benchmark: dnsd side by side with aardvark-dns and dnsmasq, same records, same run (issue 4).
+#
+#   sudo bench/dns.sh [--records N] [--seconds S] [--runs R] [--mode qps|cpu] [--staleness PAIRS]
+#
+# Everything happens inside network namespaces named <prefix>* (prefix ncb + 6 random hex
+# digits) that this script creates and removes on exit, also on failure or Ctrl-C:
+#
+#   <prefix>gw       netcore's gateway namespace (NETCORE_NETNS). Bridge <prefix>br, subnet 10.201.0.0/16.
+#                    dnsd (started by netcore)  on 10.201.0.1:53, the network's gateway address;
+#                    aardvark-dns               on 10.201.255.2:53 } extra /32 addresses on the same bridge,
+#                    dnsmasq                    on 10.201.255.3:53 } so all three run side by side
+#   <prefix>gw-<id>  one namespace per container c0..cN-1 (made by `netcore up`)
+#   <prefix>cli      the "stranger" client: a veth on the bridge, 10.201.255.100, no container's address
+#
+# The servers run pinned to CPU 0, dnsperf to CPU 1. dnsperf runs inside c0's namespace
+# (an address every server knows as a container) and inside <prefix>cli.
+# The table goes to stdout and bench/results/dns-<timestamp>.txt.
+set -Eeuo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$BENCH_DIR")
+
+# ---- options ------------------------------------------------------------------
+RECORDS=100
+DURATION=10          # seconds per dnsperf run
+RUNS=3
+MODE=qps             # qps: as fast as each server goes; cpu: CPU per query at a fixed offered rate
+FIXED_QPS=20000      # the offered rate of --mode cpu
+STALENESS=200        # netcore run + lookup pairs after the benchmark (0: skip)
+NAME_PREFIX=c        # containers are ${NAME_PREFIX}0..${NAME_PREFIX}N-1
+KEEP=0               # --keep: leave everything up for a look around; Enter tears it down
+
+usage() {
+    sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+  --records N       names on the network (default 100). Up to 1000 each is a container; past
+                    that, 1000 containers carry the remaining names as aliases (a Linux bridge
+                    takes at most 1023 ports, see dns_setup.py)
+  --seconds S       length of each dnsperf run (default 10)
+  --runs R          runs per case; the table shows medians (default 3)
+  --mode qps|cpu    qps: in-flight 200 and 1000, unlimited rate; cpu: -Q $FIXED_QPS (default qps)
+  --staleness N     netcore run/rm + lookup pairs against dnsd afterwards (default 200, 0: skip)
+  --name-prefix P   container names P0..PN-1 (default c)
+  --keep            wait for Enter before tearing down
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --records) RECORDS=$2; shift 2 ;;
+        --seconds) DURATION=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --mode) MODE=$2; shift 2 ;;
+        --staleness) STALENESS=$2; shift 2 ;;
+        --name-prefix) NAME_PREFIX=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "dns.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+for value in "$RECORDS" "$DURATION" "$RUNS" "$STALENESS"; do
+    [[ $value =~ ^[0-9]+$ ]] || { echo "dns.sh: not a number: $value" >&2; exit 2; }
+done
+if [ "$RECORDS" -lt 3 ] || [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ]; then
+    echo "dns.sh: need --records >= 3, --runs >= 1, --seconds >= 1" >&2; exit 2
+fi
+case $MODE in qps|cpu) ;; *) echo "dns.sh: --mode is qps or cpu" >&2; exit 2 ;; esac
+[ "$(id -u)" -eq 0 ] || { echo "dns.sh: run as root (it creates network namespaces)" >&2; exit 1; }
+
+# ---- the sandbox's names and addresses ------------------------------------------
+PREFIX=ncb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+GWNS=${PREFIX}gw
+CLIENTNS=${PREFIX}cli
+BRIDGE=${PREFIX}br
+STRANGER_VETH=${PREFIX}s0
+NETWORK=benchnet
+SUBNET=10.201.0.0/16
+IP_RANGE=10.201.0.0/17     # containers get addresses here only, so 10.201.255.x stays free for us
+GATEWAY=10.201.0.1         # dnsd listens here (netcore's choice: the network's gateway)
+AARDVARK_IP=10.201.255.2
+DNSMASQ_IP=10.201.255.3
+STRANGER_IP=10.201.255.100
+SERVER_CPU=0
+LOAD_CPU=1
+# dnsperf's socket buffers (-b, KiB): at 1000 in flight the answers to its opening burst
+# overflow the default 208 KiB and dnsperf itself drops them; 4 MiB (the host's
+# net.core.rmem_max here, which caps it) leaves the losses to the servers.
+DNSPERF_BUFFER_KB=4096
+
+ETC_NETNS_EXISTED=0; [ -d /etc/netns ] && ETC_NETNS_EXISTED=1
+WORK=$(mktemp -d "/tmp/${PREFIX}.XXXXXX")
+chmod 755 "$WORK"          # dnsmasq reads its hosts file after dropping to nobody
+STATE=$WORK/state          # NETCORE_STATE_DIR
+STARTED_PIDS=()            # every process this script started that outlives a command
+
+log() { printf '%s dns.sh: %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---- teardown: by PID and by our prefix only ------------------------------------
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    set +e
+    trap - EXIT ERR
+    # A second Ctrl-C must not cut the teardown short; ignored signals stay ignored in
+    # the children too, so `netcore purge` finishes.
+    trap '' INT TERM
+    log "tearing down $PREFIX*"
+    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
+    # netcore stops its dnsd and removes containers, networks and the gateway namespace.
+    [ -d "$STATE" ] && timeout 300 env NETCORE_NETNS="$GWNS" NETCORE_STATE_DIR="$STATE" \
+        PYTHONPATH="$REPO" python3 -m netcore purge >/dev/null 2>&1
+    # Safety net if purge could not: the dnsd of our state dir, by the PID it wrote.
+    local dnsd_pid
+    dnsd_pid=$(cat "$STATE/dnsd.pid" 2>/dev/null) || dnsd_pid=
+    if [ -n "$dnsd_pid" ] && tr '\0' ' ' <"/proc/$dnsd_pid/cmdline" 2>/dev/null | grep -qF -- "$STATE"; then
+        stop_pid "$dnsd_pid"
+    fi
+    local ns
+    for ns in $(ip netns list | awk '{print $1}'); do
+        case $ns in "$PREFIX"*) ip netns delete "$ns" ;; esac
+    done
+    rm -rf "/etc/netns/$GWNS" "/etc/netns/$CLIENTNS" "/etc/netns/$GWNS-"*
+    [ "$ETC_NETNS_EXISTED" -eq 1 ] || rmdir /etc/netns 2>/dev/null
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- tools ------------------------------------------------------------------------
+find_aardvark() {
+    local path
+    for path in /usr/libexec/podman/aardvark-dns /usr/lib/podman/aardvark-dns; do
+        [ -x "$path" ] && { echo "$path"; return 0; }
+    done
+    command -v aardvark-dns || true
+}
+
+# dnsmasq-base is the binary alone: no service, so nothing starts listening on the host.
+ensure_packages() {
+    local missing=()
+    [ -n "$(find_aardvark)" ] || missing+=(aardvark-dns)
+    command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+    command -v dnsperf >/dev/null || missing+=(dnsperf)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    AARDVARK=$(find_aardvark)
+    [ -n "$AARDVARK" ] || { echo "dns.sh: aardvark-dns not found after installing it" >&2; exit 1; }
+}
+
+netcore() {
+    NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
+        python3 -m netcore "$@"
+}
+
+setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
+
+# dnsd is being finished in parallel; until it can run, measure the peers only.
+dnsd_available() { [ -f "$REPO/dnsd/__main__.py" ] && [ -f "$REPO/dnsd/server.py" ]; }
+
+now() { date +%s.%N; }
+
+# utime+stime of a process (all its threads), in clock ticks: fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    local -a fields
+    read -ra fields <<<"$stat"
+    echo $((fields[11] + fields[12]))
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# Busy clock ticks of one CPU from /proc/stat (all but idle and iowait), to show how
+# loaded the server's core and the load generator's core were, softirq work included.
+cpu_busy_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6 }' /proc/stat
+}
+
+# Datagrams a namespace dropped because a socket's receive buffer was full (RcvbufErrors
+# of /proc/net/snmp, which is per network namespace): in the gateway namespace those are
+# the server's losses, in the client's namespace dnsperf's own.
+udp_rcvbuf_errors() {
+    # shellcheck disable=SC2016  # an awk program, not a shell expansion
+    ip netns exec "$1" awk '/^Udp:/ { if (!n++) { for (i = 2; i <= NF; i++) col[$i] = i } else print $col["RcvbufErrors"] }' \
+        /proc/net/snmp
+}
+
+# How busy the machine is without us (both CPUs over SECONDS, default 1): other work on
+# a 2-core machine skews every number, so each run waits for a quiet moment first.
+machine_busy_percent() {
+    local before after
+    before=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
+    sleep "${1:-1}"
+    after=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
+    awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " ");
+        print (y[2] > x[2]) ? int(100 * (y[1] - x[1]) / (y[2] - x[2])) : 0 }'
+}
+
+QUIET_PERCENT=10     # a run starts once the machine is at most this busy...
+QUIET_WAIT=120       # ...or after this many seconds of waiting; the table shows how busy it was
+wait_quiet() {
+    local waited=0 busy
+    busy=$(machine_busy_percent 1)
+    while [ "$busy" -gt "$QUIET_PERCENT" ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+        [ "$waited" -eq 0 ] && log "machine ${busy}% busy without us: waiting up to ${QUIET_WAIT}s for quiet"
+        sleep 4
+        waited=$((waited + 5))
+        busy=$(machine_busy_percent 1)
+    done
+    echo "$busy"
+}
+
+# ---- building the sandbox ---------------------------------------------------------
+create_containers() {
+    setup_py topology --records "$RECORDS" --name-prefix "$NAME_PREFIX" --network "$NETWORK" \
+        --subnet "$SUBNET" --ip-range "$IP_RANGE" --gateway "$GATEWAY" --bridge "$BRIDGE" \
+        --out "$WORK/topology.yaml" >"$WORK/topology.txt"
+    CONTAINERS=$(( RECORDS < 1000 ? RECORDS : 1000 ))
+    log "netcore up: $(cat "$WORK/topology.txt")"
+    local start status=0
+    start=$(now)
+    netcore up -f "$WORK/topology.yaml" >"$WORK/up.log" 2>&1 || status=$?
+    UP_SECONDS=$(awk -v a="$(now)" -v b="$start" 'BEGIN {printf "%.1f", a - b}')
+    if [ "$status" -ne 0 ]; then
+        # Without dnsd the final sync of `up` fails although every container is built.
+        if [ "$DNSD" -eq 0 ] && grep -q "dnsd" "$WORK/up.log"; then
+            log "netcore up: dnsd could not start (expected while dnsd is unfinished): $(tail -1 "$WORK/up.log")"
+        else
+            echo "dns.sh: netcore up failed ($status): $(tail -3 "$WORK/up.log")" >&2
+            exit 1
+        fi
+    fi
+    log "netcore up: $CONTAINERS containers in $UP_SECONDS s"
+    local names=()
+    mapfile -t names < <(seq -f "${NAME_PREFIX}%.0f" 0 $((CONTAINERS - 1)))
+    if ! netcore inspect "${names[@]}" >"$WORK/inspect.json" 2>"$WORK/inspect.err"; then
+        echo "dns.sh: netcore inspect failed: $(cat "$WORK/inspect.err")" >&2
+        exit 1
+    fi
+    C0NS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["NetworkSettings"]["SandboxKey"].rsplit("/",1)[1])' \
+        "$WORK/inspect.json")
+}
+
+# The same records for the peers, read back from netcore (what dnsd serves), and the query file.
+write_peer_configs() {
+    mkdir -p "$WORK/aardvark"
+    setup_py peers --records "$RECORDS" --name-prefix "$NAME_PREFIX" --network "$NETWORK" \
+        --inspect "$WORK/inspect.json" --aardvark-file "$WORK/aardvark/$NETWORK" \
+        --aardvark-listen "$AARDVARK_IP" --hosts-file "$WORK/dnsmasq.hosts" --queries "$WORK/queries.txt" >/dev/null
+    chmod 644 "$WORK/dnsmasq.hosts"
+}
+
+# Extra /32 addresses on the bridge in the gateway namespace: each peer gets its own
+# address on the same bridge as dnsd's, so all three run side by side on the same path
+# (no need to stop dnsd, which netcore would restart on its next action anyway).
+add_peer_addresses() {
+    ip -n "$GWNS" addr add "$AARDVARK_IP/32" dev "$BRIDGE"
+    ip -n "$GWNS" addr add "$DNSMASQ_IP/32" dev "$BRIDGE"
+    # aardvark-dns reads /etc/resolv.conf for names it does not know; `ip netns exec`
+    # shows it this file instead of the host's. Every query is a known name anyway.
+    mkdir -p "/etc/netns/$GWNS"
+    echo "nameserver 127.0.0.1" >"/etc/netns/$GWNS/resolv.conf"
+}
+
+# The stranger client: a veth on the bridge whose address belongs to no container.
+# Idempotent, because netcore's reconciliation deletes any unknown veth on its bridge
+# at the start of every action.
+ensure_stranger() {
+    [ -e "/run/netns/$CLIENTNS" ] || { ip netns add "$CLIENTNS"; ip -n "$CLIENTNS" link set lo up; }
+    ip -n "$GWNS" link show "$STRANGER_VETH" >/dev/null 2>&1 && return 0
+    ip -n "$CLIENTNS" link del eth0 2>/dev/null || true
+    ip -n "$GWNS" link add "$STRANGER_VETH" type veth peer name eth0 netns "$CLIENTNS"
+    ip -n "$GWNS" link set "$STRANGER_VETH" master "$BRIDGE" up
+    ip -n "$CLIENTNS" addr add "$STRANGER_IP/16" dev eth0
+    ip -n "$CLIENTNS" link set eth0 up
+}
+
+wait_answering() {  # server-ip name-space
+    ip netns exec "$2" python3 "$BENCH_DIR/dns_setup.py" probe --server "$1" --name "${NAME_PREFIX}0" --timeout 15
+}
+
+start_aardvark() {
+    # `run` forks: the parent returns once the child wrote aardvark.pid; the child serves.
+    ip netns exec "$GWNS" taskset -c "$SERVER_CPU" "$AARDVARK" --config "$WORK/aardvark" -p 53 run
+    AARDVARK_PID=$(cat "$WORK/aardvark/aardvark.pid")
+    STARTED_PIDS+=("$AARDVARK_PID")
+    wait_answering "$AARDVARK_IP" "$C0NS"
+}
+
+start_dnsmasq() {
+    # No upstream (--no-resolv, no --server), no /etc/hosts, only our file; bound to its
+    # own address; -k keeps it in the foreground so $! is its PID (ip netns exec and
+    # taskset exec in place).
+    ip netns exec "$GWNS" taskset -c "$SERVER_CPU" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts \
+        --addn-hosts="$WORK/dnsmasq.hosts" --listen-address="$DNSMASQ_IP" --bind-interfaces --port=53 \
+        --pid-file= --log-facility="$WORK/dnsmasq.log" &
+    DNSMASQ_PID=$!
+    STARTED_PIDS+=("$DNSMASQ_PID")
+    wait_answering "$DNSMASQ_IP" "$C0NS"
+}
+
+find_dnsd() {
+    DNSD_PID=$(cat "$STATE/dnsd.pid")
+    taskset -a -p -c "$SERVER_CPU" "$DNSD_PID" >/dev/null   # every thread, started by netcore
+    wait_answering "$GATEWAY" "$C0NS"
+    DNSD_RSS_IDLE=$(rss_kb "$DNSD_PID")
+}
+
+# ---- measuring --------------------------------------------------------------------
+server_pid() { case $1 in dnsd) echo "$DNSD_PID" ;; aardvark-dns) echo "$AARDVARK_PID" ;; dnsmasq) echo "$DNSMASQ_PID" ;; esac; }
+server_ip() { case $1 in dnsd) echo "$GATEWAY" ;; aardvark-dns) echo "$AARDVARK_IP" ;; dnsmasq) echo "$DNSMASQ_IP" ;; esac; }
+
+measure() {  # run server client inflight
+    local run=$1 server=$2 client=$3 inflight=$4 ns pid before after out rate=() server_drops client_drops server_core load_core background
+    pid=$(server_pid "$server")
+    if [ "$client" = stranger ]; then ensure_stranger; ns=$CLIENTNS; else ns=$C0NS; fi
+    if [ "$MODE" = cpu ]; then rate=(-Q "$FIXED_QPS"); fi
+    out=$WORK/out/$run-$server-$client-$inflight.txt
+    kill -0 "$pid" 2>/dev/null || { echo "dns.sh: $server (PID $pid) is not running" >&2; exit 1; }
+    background=$(wait_quiet)
+    before=$(cpu_ticks "$pid")
+    server_drops=$(udp_rcvbuf_errors "$GWNS")
+    client_drops=$(udp_rcvbuf_errors "$ns")
+    server_core=$(cpu_busy_ticks "$SERVER_CPU")
+    load_core=$(cpu_busy_ticks "$LOAD_CPU")
+    timeout $((DURATION + 60)) ip netns exec "$ns" taskset -c "$LOAD_CPU" \
+        dnsperf -s "$(server_ip "$server")" -d "$WORK/queries.txt" -l "$DURATION" -q "$inflight" -b "$DNSPERF_BUFFER_KB" "${rate[@]}" \
+        >"$out" 2>&1 || { echo "dns.sh: dnsperf failed against $server: $(tail -3 "$out")" >&2; exit 1; }
+    after=$(cpu_ticks "$pid")
+    server_core=$(( $(cpu_busy_ticks "$SERVER_CPU") - server_core ))
+    load_core=$(( $(cpu_busy_ticks "$LOAD_CPU") - load_core ))
+    server_drops=$(( $(udp_rcvbuf_errors "$GWNS") - server_drops ))
+    client_drops=$(( $(udp_rcvbuf_errors "$ns") - client_drops ))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
+        $((after - before)) "$(getconf CLK_TCK)" "$(rss_kb "$pid")" "$server_drops" "$client_drops" \
+        "$server_core" "$load_core" "$background" "$out" >>"$WORK/cases.tsv"
+    log "run $run/$RUNS $server $client q=$inflight: $(awk '/Queries per second/ {print $4}' "$out") QPS," \
+        "lost $(awk '/Queries lost/ {print $3}' "$out") (rcvbuf drops: server side $server_drops, dnsperf side $client_drops)"
+}
+
+run_matrix() {
+    local servers=() cases=() run i case client inflight
+    if [ "$DNSD" -eq 1 ]; then servers+=(dnsd); fi
+    servers+=(aardvark-dns dnsmasq)
+    if [ "$MODE" = qps ]; then cases=("container 200" "container 1000" "stranger 200")
+    else cases=("container 200" "stranger 200"); fi
+    mkdir -p "$WORK/out"
+    : >"$WORK/cases.tsv"
+    log "measuring: ${#servers[@]} servers x ${#cases[@]} cases x $RUNS runs x ${DURATION}s" \
+        "(~$(( ${#servers[@]} * ${#cases[@]} * RUNS * (DURATION + 1) / 60 + 1)) min)"
+    for run in $(seq "$RUNS"); do
+        for case in "${cases[@]}"; do
+            # rotate which server goes first, so none always runs right after another's load
+            read -r client inflight <<<"$case"
+            for i in $(seq 0 $((${#servers[@]} - 1))); do
+                measure "$run" "${servers[(i + run) % ${#servers[@]}]}" "$client" "$inflight"
+            done
+        done
+    done
+}
+
+report() {
+    local stamp title out
+    stamp=$(date +%Y%m%d-%H%M%S)
+    mkdir -p "$BENCH_DIR/results"
+    out=$BENCH_DIR/results/dns-$stamp.txt
+    title="DNS benchmark $stamp, mode $MODE"
+    if [ "$MODE" = cpu ]; then title+=" (offered rate dnsperf -Q $FIXED_QPS)"; fi
+    title+=", $RECORDS records ($CONTAINERS containers"
+    if [ "$RECORDS" -gt "$CONTAINERS" ]; then title+=", $((RECORDS - CONTAINERS)) more names as their aliases"; fi
+    title+="), ${DURATION}s per run, medians of $RUNS runs"
+    title+=$'\n'"$(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r);"
+    title+=" servers pinned to CPU $SERVER_CPU, dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}') to CPU $LOAD_CPU"
+    title+=$'\n'"aardvark-dns $("$AARDVARK" version 2>/dev/null | awk -F'"' '/"version"/ {print $4}')"
+    title+=", dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}')"
+    title+=$'\n'"code: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [ -n "$(git -C "$REPO" status --porcelain -- netcore dnsd 2>/dev/null || true)" ]; then
+        title+=" + uncommitted changes in netcore/ or dnsd/"
+    fi
+    title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
+    if [ "$DNSD" -eq 1 ]; then
+        title+="; dnsd RSS after up, before any query: $((DNSD_RSS_IDLE / 1024)) MB"
+    else
+        title+=$'\n'"dnsd NOT measured (dnsd/__main__.py or dnsd/server.py missing)"
+    fi
+    python3 "$BENCH_DIR/dns_report.py" "$WORK/cases.tsv" --title "$title" --out "$out"
+    RESULT_FILE=$out
+}
+
+staleness() {
+    [ "$DNSD" -eq 1 ] && [ "$STALENESS" -gt 0 ] || return 0
+    log "staleness: $STALENESS netcore run + lookup pairs against dnsd"
+    NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
+        python3 "$BENCH_DIR/dns_staleness.py" --pairs "$STALENESS" --network "$NETWORK" --server "$GATEWAY" \
+        --client-netns "$C0NS" --dnsd-pid "$DNSD_PID" --containers "$CONTAINERS" | tee -a "$RESULT_FILE"
+}
+
+# ---- main ---------------------------------------------------------------------------
+main() {
+    ensure_packages
+    [ "$(nproc)" -ge 2 ] || { SERVER_CPU=0; LOAD_CPU=0; log "one CPU only: server and load generator share it"; }
+    DNSD=0
+    if dnsd_available; then DNSD=1; else log "dnsd is not there yet: measuring aardvark-dns and dnsmasq only"; fi
+    log "sandbox $PREFIX*, work dir $WORK"
+    create_containers
+    write_peer_configs
+    add_peer_addresses
+    start_aardvark
+    start_dnsmasq
+    if [ "$DNSD" -eq 1 ]; then find_dnsd; fi
+    run_matrix
+    report
+    staleness
+    log "table written to ${RESULT_FILE#"$REPO"/}"
+    if [ "$KEEP" -eq 1 ]; then
+        log "--keep: sandbox $PREFIX* stays up (NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE); Enter tears it down"
+        read -r _
+    fi
+}
+
+main
