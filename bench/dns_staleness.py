@@ -17,7 +17,6 @@ actions. And the round trip of a `sync` on its control socket when nothing chang
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import socket
@@ -27,7 +26,9 @@ import subprocess
 import sys
 import time
 
-CLONE_NEWNET = 0x40000000
+from netcore.dnsd_control import DnsdControl
+from netcore.linux import entered_netns
+
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix
 
 
@@ -39,19 +40,8 @@ def ticks(pid: int) -> int:
 
 def socket_in_netns(namespace: str) -> socket.socket:
     """A UDP socket that lives in `namespace`, while this process stays where it is."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {namespace}")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        if libc.setns(home, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns back home")
-        return sock
-    finally:
-        os.close(home)
-        os.close(target)
+    with entered_netns(f"/run/netns/{namespace}"):
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
 class Resolver:
@@ -110,21 +100,13 @@ def netcore(*args: str) -> subprocess.CompletedProcess:
 
 def control_sync_ms(state_dir: str, count: int) -> list[float]:
     """Round trips of `sync` when nothing changed: the floor of what netcore waits for."""
+    control = DnsdControl(state_dir, None)
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
-            sock.connect(os.path.join(state_dir, "dnsd.sock"))
-            sock.sendall(b"sync\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                reply += chunk
+        reply = control.request("sync")
         times.append((time.perf_counter() - start) * 1e3)
-        if not reply.startswith(b"ok"):
+        if not reply or not reply.startswith("ok"):
             sys.exit(f"dns_staleness: dnsd answered sync with {reply!r}")
     return times
 

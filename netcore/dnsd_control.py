@@ -28,7 +28,7 @@ class DnsdControl:
         self.namespace = namespace
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
 
-    def _request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
+    def request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
         """One line in, one line out; None when no dnsd answers on the socket."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -47,7 +47,7 @@ class DnsdControl:
 
     def status(self) -> tuple[int, str] | None:
         """(pid, 'managed' or 'foreground') of the dnsd serving this state dir, or None."""
-        reply = self._request("ping", timeout=2.0)
+        reply = self.request("ping", timeout=2.0)
         if reply and reply.startswith("pong "):
             _, pid, mode = reply.split()
             return int(pid), mode
@@ -83,10 +83,10 @@ class DnsdControl:
 
     def sync(self) -> None:
         """Make sure dnsd runs and serves what the store holds now; start it if it is not running."""
-        reply = self._request("sync")
+        reply = self.request("sync")
         if reply is None:
             self.start()
-            reply = self._request("sync")
+            reply = self.request("sync")
         if not reply or not reply.startswith("ok"):
             raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): see {os.path.join(self.state_dir, LOG_NAME)}")
 
@@ -96,7 +96,7 @@ class DnsdControl:
         if not found or (only_managed and found[1] != "managed"):
             return
         pid = found[0]
-        self._request("stop")
+        self.request("stop")
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.02)
