@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ttl", type=_ttl, default=0, help="TTL of local answers in seconds (default 0)")
     parser.add_argument("--max-inflight", type=_positive(int), default=1024,
                         help="forwarded queries at once; past that REFUSED (default 1024)")
+    parser.add_argument("--max-inflight-per-client", type=_positive(int), default=None,
+                        help="forwarded queries at once from one client address (default: max-inflight / 8, at least 16)")
     parser.add_argument("--forward-timeout", type=_positive(float), default=3.0,
                         help="seconds for all upstream servers of a query together (default 3)")
     parser.add_argument("--tcp-idle", type=_positive(float), default=3.0,
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             upstreams = tuple(args.upstream) or host_nameservers()
         config = ServerConfig(port=args.port, ttl=args.ttl, upstreams=upstreams,
                               forward_timeout=args.forward_timeout, max_inflight=args.max_inflight,
+                              max_inflight_per_client=args.max_inflight_per_client,
                               tcp_idle=args.tcp_idle, tcp_max=args.tcp_max,
                               control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed)
         _run(serve(args.state_dir, config))

@@ -21,22 +21,37 @@ _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another 
 
 
 class Forwarder:
-    """Relays queries upstream over the protocol they came in on, at most ``max_inflight`` at once."""
+    """Relays queries upstream over the protocol they came in on.
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT):
+    At most ``max_inflight`` at once, and at most ``max_per_client`` of them for one
+    client address, so that one client flooding a silent upstream cannot take
+    every slot and have everyone else's questions refused.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT,
+                 max_per_client: int | None = None):
         self.timeout = timeout
         self.max_inflight = max_inflight
+        self.max_per_client = max_per_client or max_inflight
         self.inflight = 0
+        self._inflight_by_client: dict[str, int] = {}
 
-    async def resolve(self, forward: Forward, tcp: bool) -> bytes:
+    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
         """The reply for the client: an upstream's, with the client's ID, or SERVFAIL or REFUSED of our own."""
-        if self.inflight >= self.max_inflight:
+        held = self._inflight_by_client.get(client, 0)
+        if self.inflight >= self.max_inflight or held >= self.max_per_client:
             return forward.error_reply(REFUSED)
         self.inflight += 1
+        self._inflight_by_client[client] = held + 1
         try:
             reply = await self._ask_in_turn(forward, tcp)
         finally:
             self.inflight -= 1
+            remaining = self._inflight_by_client[client] - 1
+            if remaining:
+                self._inflight_by_client[client] = remaining
+            else:
+                del self._inflight_by_client[client]
         if reply is None:
             return forward.error_reply(SERVFAIL)
         return forward.query[:2] + reply[2:]

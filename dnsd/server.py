@@ -54,6 +54,12 @@ class ServerConfig:
     upstreams: tuple[Upstream, ...] = ()  # when neither the container nor the network names any
     forward_timeout: float = DEFAULT_TIMEOUT
     max_inflight: int = DEFAULT_MAX_INFLIGHT
+    max_inflight_per_client: int | None = None  # default: an eighth of max_inflight, at least 16
+
+    @property
+    def client_share(self) -> int:
+        """How many forwarded queries one client address may have in flight."""
+        return self.max_inflight_per_client or min(self.max_inflight, max(16, self.max_inflight // 8))
     tcp_idle: float = 3.0  # seconds before a silent TCP connection is closed; also the write timeout
     tcp_max: int = 512  # open TCP connections, all listeners together
     control_path: str | None = None  # the Unix socket netcore talks to
@@ -87,7 +93,7 @@ class DnsServer:
     def __init__(self, config: ServerConfig, records: RecordSource):
         self.config = config
         self.answerer = Answerer(Snapshot.empty(), config.upstreams)
-        self.forwarder = Forwarder(config.forward_timeout, config.max_inflight)
+        self.forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share)
         self._records = records
         self._builder = SnapshotBuilder(config.ttl)
         self._generation: int | None = None
@@ -230,7 +236,7 @@ class DnsServer:
         self._spawn(self._forward_datagram(forward, transport, source))
 
     async def _forward_datagram(self, forward: Forward, transport: asyncio.DatagramTransport, source: tuple) -> None:
-        reply = await self.forwarder.resolve(forward, tcp=False)
+        reply = await self.forwarder.resolve(forward, tcp=False, client=source[0])
         if not transport.is_closing():
             transport.sendto(reply, source)
 
@@ -261,7 +267,7 @@ class DnsServer:
                 if type(result) is bytes:
                     await self._write_message(writer, result)
                 else:
-                    task = self._spawn(self._forward_message(result, writer))
+                    task = self._spawn(self._forward_message(result, writer, client_ip))
                     forwarding.add(task)
                     task.add_done_callback(forwarding.discard)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
@@ -272,8 +278,8 @@ class DnsServer:
                 task.cancel()
             _close_now(writer)
 
-    async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter) -> None:
-        reply = await self.forwarder.resolve(forward, tcp=True)
+    async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter, client_ip: str) -> None:
+        reply = await self.forwarder.resolve(forward, tcp=True, client=client_ip)
         try:
             await self._write_message(writer, reply)
         except (ConnectionError, TimeoutError):

@@ -133,7 +133,8 @@ async def test_faulty_upstream_gives_servfail_in_budget_while_local_names_keep_a
     world.container("a1", net, A1)
     world.container("a2", net, EXPECTED)
     budget = 0.5
-    server = DnsServer(ServerConfig(port=free_port, forward_timeout=budget, max_inflight=64), world)
+    server = DnsServer(ServerConfig(port=free_port, forward_timeout=budget, max_inflight=64,
+                                    max_inflight_per_client=64), world)
     await server.start()
 
     def respond(query: bytes) -> list[bytes]:
@@ -172,7 +173,8 @@ async def test_faulty_upstream_gives_servfail_in_budget_while_local_names_keep_a
 async def test_inflight_cap_holds_against_a_silent_upstream(world, free_port, dns, fake_upstream):
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
-    server = DnsServer(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=10), world)
+    server = DnsServer(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=10,
+                                    max_inflight_per_client=10), world)
     await server.start()
     try:
         async with fake_upstream(UPSTREAM, free_port, lambda query: []):
@@ -180,6 +182,27 @@ async def test_inflight_cap_holds_against_a_silent_upstream(world, free_port, dn
                                              for i in range(30)])
         codes = [dns.parse(r).header.rcode for r in replies]
         assert codes.count(REFUSED) == 20 and codes.count(SERVFAIL) == 10
+        assert server.forwarder.inflight == 0
+    finally:
+        await server.close()
+
+
+async def test_one_flooding_client_cannot_take_every_forwarding_slot(world, free_port, dns, fake_upstream):
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    world.container("a2", net, EXPECTED)
+    server = DnsServer(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=40,
+                                    max_inflight_per_client=10), world)
+    await server.start()
+    try:
+        async with fake_upstream(UPSTREAM, free_port, lambda query: []):  # silent: every slot stays taken
+            flood = [asyncio.ensure_future(udp_ask(dns.query(f"f{i}.example", query_id=i), GATEWAY_A, free_port))
+                     for i in range(30)]
+            await asyncio.sleep(0.2)
+            other = await udp_ask(dns.query("o.example", query_id=99), GATEWAY_A, free_port, source=EXPECTED)
+            flood_codes = [dns.parse(r).header.rcode for r in await asyncio.gather(*flood)]
+        assert flood_codes.count(REFUSED) == 20 and flood_codes.count(SERVFAIL) == 10
+        assert dns.parse(other).header.rcode == SERVFAIL  # forwarded and timed out, not refused
         assert server.forwarder.inflight == 0
     finally:
         await server.close()
