@@ -30,6 +30,7 @@ FIXED_QPS=20000      # the offered rate of --mode cpu
 STALENESS=200        # netcore run + lookup pairs after the benchmark (0: skip)
 NAME_PREFIX=c        # containers are ${NAME_PREFIX}0..${NAME_PREFIX}N-1
 KEEP=0               # --keep: leave everything up for a look around; Enter tears it down
+SERVERS=dnsd,aardvark-dns,dnsmasq
 
 usage() {
     sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -42,6 +43,7 @@ usage() {
   --mode qps|cpu    qps: in-flight 200 and 1000, unlimited rate; cpu: -Q $FIXED_QPS (default qps)
   --staleness N     netcore run/rm + lookup pairs against dnsd afterwards (default 200, 0: skip)
   --name-prefix P   container names P0..PN-1 (default c)
+  --servers LIST    comma-separated subset of dnsd,aardvark-dns,dnsmasq (default all three)
   --keep            wait for Enter before tearing down
 EOF
 }
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --mode) MODE=$2; shift 2 ;;
         --staleness) STALENESS=$2; shift 2 ;;
         --name-prefix) NAME_PREFIX=$2; shift 2 ;;
+        --servers) SERVERS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "dns.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -66,6 +69,10 @@ if [ "$RECORDS" -lt 3 ] || [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ]; then
     echo "dns.sh: need --records >= 3, --runs >= 1, --seconds >= 1" >&2; exit 2
 fi
 case $MODE in qps|cpu) ;; *) echo "dns.sh: --mode is qps or cpu" >&2; exit 2 ;; esac
+for server in ${SERVERS//,/ }; do
+    case $server in dnsd|aardvark-dns|dnsmasq) ;; *) echo "dns.sh: unknown server $server in --servers" >&2; exit 2 ;; esac
+done
+wanted() { [[ ,$SERVERS, == *,$1,* ]]; }
 [ "$(id -u)" -eq 0 ] || { echo "dns.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 
 # ---- the sandbox's names and addresses ------------------------------------------
@@ -356,8 +363,10 @@ measure() {  # run server client inflight
 
 run_matrix() {
     local servers=() cases=() run i case client inflight
-    if [ "$DNSD" -eq 1 ]; then servers+=(dnsd); fi
-    servers+=(aardvark-dns dnsmasq)
+    if [ "$DNSD" -eq 1 ] && wanted dnsd; then servers+=(dnsd); fi
+    if wanted aardvark-dns; then servers+=(aardvark-dns); fi
+    if wanted dnsmasq; then servers+=(dnsmasq); fi
+    [ ${#servers[@]} -gt 0 ] || { echo "dns.sh: no server left to measure (is dnsd there?)" >&2; exit 1; }
     if [ "$MODE" = qps ]; then cases=("container 200" "container 1000" "stranger 200")
     else cases=("container 200" "stranger 200"); fi
     mkdir -p "$WORK/out"
@@ -421,8 +430,8 @@ main() {
     create_containers
     write_peer_configs
     add_peer_addresses
-    start_aardvark
-    start_dnsmasq
+    if wanted aardvark-dns; then start_aardvark; fi
+    if wanted dnsmasq; then start_dnsmasq; fi
     if [ "$DNSD" -eq 1 ]; then find_dnsd; fi
     run_matrix
     report
