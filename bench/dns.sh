@@ -103,6 +103,10 @@ STARTED_PIDS=()            # every process this script started that outlives a c
 
 log() { printf '%s dns.sh: %s\n' "$(date +%T)" "$*" >&2; }
 
+# The teardown may start while a command's output is redirected to a file (Ctrl-C during
+# `netcore up >up.log`); it goes back to the script's own stdout and stderr first.
+exec {STDOUT_FD}>&1 {STDERR_FD}>&2
+
 # ---- teardown: by PID and by our prefix only ------------------------------------
 stop_pid() {
     local pid=$1
@@ -113,6 +117,7 @@ stop_pid() {
 
 cleanup() {
     local status=$?
+    exec 1>&"$STDOUT_FD" 2>&"$STDERR_FD"
     set +e
     trap - EXIT ERR
     # A second Ctrl-C must not cut the teardown short; ignored signals stay ignored in
@@ -304,7 +309,8 @@ wait_answering() {  # server-ip name-space
 
 start_aardvark() {
     # `run` forks: the parent returns once the child wrote aardvark.pid; the child serves.
-    ip netns exec "$GWNS" taskset -c "$SERVER_CPU" "$AARDVARK" --config "$WORK/aardvark" -p 53 run
+    ip netns exec "$GWNS" taskset -c "$SERVER_CPU" "$AARDVARK" --config "$WORK/aardvark" -p 53 run \
+        2>"$WORK/aardvark.log"   # only "failed to connect to syslog": it logs to syslog
     AARDVARK_PID=$(cat "$WORK/aardvark/aardvark.pid")
     STARTED_PIDS+=("$AARDVARK_PID")
     wait_answering "$AARDVARK_IP" "$C0NS"
