@@ -423,7 +423,7 @@ staleness() {
     log "staleness: $STALENESS netcore run + lookup pairs against dnsd"
     NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
         python3 "$BENCH_DIR/dns_staleness.py" --pairs "$STALENESS" --network "$NETWORK" --server "$GATEWAY" \
-        --client-netns "$C0NS" --dnsd-pid "$DNSD_PID" --containers "$CONTAINERS" | tee -a "$RESULT_FILE"
+        --client-netns "$C0NS" --dnsd-pid "$DNSD_PID" --containers "$CONTAINERS" --records "$RECORDS" | tee -a "$RESULT_FILE"
 }
 
 # ---- main ---------------------------------------------------------------------------
