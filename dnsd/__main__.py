@@ -22,6 +22,7 @@ from netcore.store import Store
 
 from .server import DnsdError, DnsServer, ServerConfig
 from .snapshot import Upstream, parse_upstream
+from .udp import DEFAULT_WINDOW
 
 PID_NAME = "dnsd.pid"
 SOCKET_NAME = "dnsd.sock"
@@ -29,6 +30,7 @@ NETNS_DIR = "/run/netns"
 RESOLV_CONF = "/etc/resolv.conf"
 CLONE_NEWNET = 0x40000000
 MAX_UPSTREAMS = 3
+MAX_WINDOW_MS = 10.0
 
 log = logging.getLogger("dnsd")
 
@@ -62,6 +64,19 @@ def _port(text: str) -> int:
     return value
 
 
+def _window(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= MAX_WINDOW_MS:
+        raise ValueError
+    return value
+
+
+# argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
+_ttl.__name__ = "TTL (0 to 2147483647 seconds)"
+_port.__name__ = "port (1 to 65535)"
+_window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
+
+
 def _upstream(text: str) -> Upstream:
     try:
         return parse_upstream(text)
@@ -87,6 +102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tcp-idle", type=_positive(float), default=3.0,
                         help="seconds before an idle TCP connection is closed (default 3)")
     parser.add_argument("--tcp-max", type=_positive(int), default=512, help="open TCP connections (default 512)")
+    parser.add_argument("--udp-window", type=_window, default=DEFAULT_WINDOW * 1000, metavar="MS",
+                        help="milliseconds a busy UDP listener lets queries gather before it reads them, "
+                             f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULT_WINDOW * 1000:g})")
     parser.add_argument("--port", type=_port, default=53, help="port to serve on (default 53)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
@@ -184,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ServerConfig(port=args.port, ttl=args.ttl, upstreams=upstreams,
                               forward_timeout=args.forward_timeout, max_inflight=args.max_inflight,
                               max_inflight_per_client=args.max_inflight_per_client,
-                              tcp_idle=args.tcp_idle, tcp_max=args.tcp_max,
+                              tcp_idle=args.tcp_idle, tcp_max=args.tcp_max, udp_window=args.udp_window / 1000,
                               control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed)
         _run(serve(args.state_dir, config))
     except NetcoreError as err:

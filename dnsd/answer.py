@@ -29,6 +29,7 @@ MAX_UPSTREAMS = 3
 UDP_PAYLOAD_PLAIN = 512  # without EDNS a UDP reply must fit 512 bytes
 EDNS_PAYLOAD = 1232  # what dnsd advertises in its OPT record (DNS flag day 2020)
 TCP_MESSAGE_MAX = 65535
+REPLY_MEMO_SIZE = 16384  # remembered replies, all scopes together (a few MB at most)
 
 _PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT=1 ANCOUNT=0 NSCOUNT=0
 _OPT_START = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # root name, then type OPT
@@ -103,27 +104,45 @@ class Answerer:
     Assign ``answerer.snapshot = new`` to swap in a new snapshot: turns are kept
     per rotation slot, and a record set keeps its slot across the snapshots of
     one builder, so its turn carries over.
+
+    Replies that only the snapshot and the query decide (a plain UDP query
+    without EDNS for a name of ours whose records do not rotate) are remembered
+    per scope, keyed by the query after its ID: a query asked before is answered
+    with one lookup and its ID in front. The memo lives and dies with its
+    snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[Upstream, ...] = ()):
         self.default_upstreams = default_upstreams
-        self._snapshot = snapshot
+        self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
+        self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
         self.bad_input_count = 0
         self.last_bad_input: tuple[str, str] = ("", "")  # (what was wrong, source address)
 
     @property
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        return self._current[0]
 
     @snapshot.setter
     def snapshot(self, new: Snapshot) -> None:
         if new.rotation_slots > len(self._turns):
             self._turns += [0] * (new.rotation_slots - len(self._turns))
-        self._snapshot = new
+        self._current = (new, {})
+        self._memo_size = 0
 
     def handle(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """The reply to send, a Forward to carry out, or None to drop the message."""
+        snapshot, memo = self._current
+        scope_slot = snapshot.clients.get(client_ip)
+        scope = snapshot.scopes[scope_slot] if scope_slot is not None else snapshot.stranger_scope(client_ip,
+                                                                                                     listener_ip)
+        if not tcp and scope is not None:
+            replies = memo.get(scope)
+            if replies is not None:
+                tail = replies.get(data[2:])
+                if tail is not None:
+                    return data[:2] + tail
         size = len(data)
         if size < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
             return self._handle_unusual(data, client_ip, listener_ip, tcp)  # not QR=0 QUERY with 1 question
@@ -133,24 +152,40 @@ class Answerer:
         question_end = name_end + 4
         additional = data[10:12]
         if additional == b"\x00\x00" and question_end == size:
-            return self._answer(data, name_end, None, client_ip, listener_ip, tcp)
+            reply = self._answer(data, name_end, None, client_ip, listener_ip, tcp, snapshot, scope)
+            if not tcp and type(reply) is bytes and scope is not None:
+                self._remember(memo, scope, data, reply)
+            return reply
         if additional == b"\x00\x01":
             payload = _lone_edns0_payload(data, question_end)
             if payload is not None:
-                return self._answer(data, name_end, payload, client_ip, listener_ip, tcp)
+                return self._answer(data, name_end, payload, client_ip, listener_ip, tcp, snapshot, scope)
         return self._handle_unusual(data, client_ip, listener_ip, tcp)
 
+    def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
+        """Keep a reply that the next identical query may have as is (see the class docstring)."""
+        name_end = len(query) - 4
+        records = scope.names.get(query[HEADER_SIZE:name_end].lower(), {}).get(query[name_end:])
+        if records is None or records.rotation_slot >= 0:
+            return  # forwarded, an error, NODATA or a rotating set: not remembered
+        if self._memo_size >= REPLY_MEMO_SIZE:
+            memo.clear()
+            self._memo_size = 0
+        replies = memo.get(scope)
+        if replies is None:
+            replies = memo[scope] = {}
+        replies[query[2:]] = reply[2:]
+        self._memo_size += 1
+
     def _answer(self, data: bytes, name_end: int, edns_payload: int | None, client_ip: str, listener_ip: str,
-                tcp: bool) -> bytes | Forward:
-        snapshot = self._snapshot
+                tcp: bool, snapshot: Snapshot | None = None, scope: Scope | None = None) -> bytes | Forward:
+        """The reply from ``snapshot`` (default: the current one) to a query found well-formed up to ``name_end``."""
+        if snapshot is None:
+            snapshot = self._current[0]
+            scope = snapshot.scope_of(client_ip, listener_ip)
         question_end = name_end + 4
-        scope_slot = snapshot.clients.get(client_ip)
-        if scope_slot is not None:
-            scope = snapshot.scopes[scope_slot]
-        else:
-            scope = snapshot.stranger_scope(client_ip, listener_ip)
-            if scope is None:
-                return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
+        if scope is None:
+            return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
         name = data[HEADER_SIZE:name_end].lower()
         entry = scope.names.get(name)
         if entry is None:

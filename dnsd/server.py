@@ -7,6 +7,10 @@ patch of the last one when the store's change feed names a few containers, a
 full build otherwise. Listeners are kept in a registry keyed by address and
 diffed on every reload, so one network's listener comes or goes without
 touching the others.
+
+Each listener's UDP socket has a thread of its own that reads and answers
+datagrams in batches (``dnsd.udp``); TCP, forwarding, the control socket and
+reloads run on the event loop, and snapshots are built in a reload thread.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import socket
 import struct
 import termios
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from .answer import Answerer, Forward
 from .builder import SnapshotBuilder
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, Forwarder
 from .snapshot import Snapshot, Upstream
+from .udp import DEFAULT_WINDOW, DatagramBatch, serve as serve_datagrams
 
 log = logging.getLogger("dnsd")
 
@@ -65,6 +71,7 @@ class ServerConfig:
     control_path: str | None = None  # the Unix socket netcore talks to
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
+    udp_window: float = DEFAULT_WINDOW  # seconds a busy UDP listener lets queries gather (see dnsd.udp)
 
 
 class RecordSource(Protocol):
@@ -107,6 +114,7 @@ class DnsServer:
         self._stopped = asyncio.Event()
         self._internal_errors = 0
         self._last_internal_error = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def listen_addresses(self) -> frozenset[str]:
@@ -118,6 +126,7 @@ class DnsServer:
 
     async def start(self) -> None:
         """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs."""
+        self._loop = asyncio.get_running_loop()
         if self.config.control_path:  # first, so a second dnsd for the same state dir stops before binding
             self._control = await _open_control_socket(self.config.control_path, self._serve_control)
         await self.sync()
@@ -177,6 +186,8 @@ class DnsServer:
 
     async def _reconcile_listeners(self) -> None:
         wanted = self.answerer.snapshot.listen_addresses
+        for address in [address for address, listener in self._listeners.items() if not listener.alive]:
+            await self._listeners.pop(address).close()  # its UDP thread failed (logged): open it afresh
         for address in sorted(wanted - self._listeners.keys()):
             try:
                 self._listeners[address] = await _Listener.open(self, address)
@@ -232,13 +243,17 @@ class DnsServer:
 
     # -- UDP -----------------------------------------------------------------
 
-    def _forward_in_background(self, forward: Forward, transport: asyncio.DatagramTransport, source: tuple) -> None:
-        self._spawn(self._forward_datagram(forward, transport, source))
+    def _forward_datagram_later(self, listener: _Listener, forward: Forward, client: tuple) -> None:
+        """Called from a listener's UDP thread: the forwarding itself runs on the event loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: dnsd is stopping, the query goes unanswered
+            self._loop.call_soon_threadsafe(self._forward_datagram_now, listener, forward, client)
 
-    async def _forward_datagram(self, forward: Forward, transport: asyncio.DatagramTransport, source: tuple) -> None:
-        reply = await self.forwarder.resolve(forward, tcp=False, client=source[0])
-        if not transport.is_closing():
-            transport.sendto(reply, source)
+    def _forward_datagram_now(self, listener: _Listener, forward: Forward, client: tuple) -> None:
+        self._spawn(self._forward_datagram(listener, forward, client))
+
+    async def _forward_datagram(self, listener: _Listener, forward: Forward, client: tuple) -> None:
+        reply = await self.forwarder.resolve(forward, tcp=False, client=client[0])
+        listener.send_datagram(reply, client)
 
     # -- TCP -----------------------------------------------------------------
 
@@ -327,68 +342,63 @@ class DnsServer:
         return f"error unknown command {command[:40]!r}"
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    """The event loop reads the datagrams (uvloop: in C, several per wake-up) and hands each one here."""
-
-    def __init__(self, server: DnsServer, address: str):
-        self.answer = server._answer
-        self.forward = server._forward_in_background
-        self.address = address
-        self.transport: asyncio.DatagramTransport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def datagram_received(self, data: bytes, source: tuple) -> None:
-        result = self.answer(data, source[0], self.address, False)
-        if result is None:
-            return
-        if type(result) is bytes:
-            self.transport.sendto(result, source)
-        else:
-            self.forward(result, self.transport, source)
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # an ICMP error for an earlier reply: UDP clients retry
-
-
 class _Listener:
-    """A UDP endpoint and a TCP server on one gateway address."""
+    """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.udp``) and a TCP server."""
 
-    def __init__(self, address: str, udp: asyncio.DatagramTransport, protocol: _UdpProtocol, tcp: asyncio.Server):
+    def __init__(self, server: DnsServer, address: str, udp_socket: socket.socket, tcp: asyncio.Server):
         self.address = address
-        self.udp = udp
-        self.protocol = protocol
+        self.udp_socket = udp_socket
         self.tcp = tcp
+        self._stopping = threading.Event()
+        self._udp_done = asyncio.get_running_loop().create_future()
+        self._thread = threading.Thread(target=self._serve_udp, args=(server, asyncio.get_running_loop()),
+                                        name=f"dnsd-udp-{address}", daemon=True)
+        self._thread.start()
 
     @classmethod
     async def open(cls, server: DnsServer, address: str) -> _Listener:
         port = server.config.port
-        loop = asyncio.get_running_loop()
         udp_socket = _bound_socket(address, port, socket.SOCK_DGRAM)
-        try:
-            udp, protocol = await loop.create_datagram_endpoint(lambda: _UdpProtocol(server, address), sock=udp_socket)
-        except OSError:
-            udp_socket.close()
-            raise
         try:
             tcp_socket = _bound_socket(address, port, socket.SOCK_STREAM)
             tcp = await asyncio.start_server(functools.partial(server._serve_tcp, address), sock=tcp_socket)
         except OSError:
-            udp.close()
+            udp_socket.close()
             raise
-        return cls(address, udp, protocol, tcp)
+        return cls(server, address, udp_socket, tcp)
+
+    @property
+    def alive(self) -> bool:
+        return not self._udp_done.done()
+
+    def _serve_udp(self, server: DnsServer, loop: asyncio.AbstractEventLoop) -> None:
+        """The UDP thread: answers through ``server._answer`` (the GIL keeps the snapshot swap atomic)."""
+        address, answer = self.address, server._answer
+        try:
+            serve_datagrams(DatagramBatch(self.udp_socket), lambda data, client: answer(data, client, address, False),
+                            lambda forward, client: server._forward_datagram_later(self, forward, client),
+                            self._stopping, server.config.udp_window)
+        except Exception as err:  # noqa: BLE001 - a thread must not die silently
+            log.error("UDP listener on %s failed: %s", address, err)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._udp_done.set_result, None)
+
+    def send_datagram(self, data: bytes, client: tuple) -> None:
+        """Send one reply from the event loop (a forwarded answer); dropped if it cannot go at once."""
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(OSError):
+            self.udp_socket.sendto(data, socket.MSG_DONTWAIT, client)
 
     async def close(self) -> None:
         """Returns once both sockets are closed: a removed network's address is free again."""
-        self.udp.close()
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # ENOTCONN, but it wakes the thread blocked in recvmmsg
+            self.udp_socket.shutdown(socket.SHUT_RDWR)
         self.tcp.close()
-        await self.protocol.closed
+        await self._udp_done
+        self.udp_socket.close()
 
 
 def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:
@@ -409,7 +419,7 @@ def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.so
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TCP only: UDP must not share the port
-        sock.setblocking(False)
+        sock.setblocking(kind == socket.SOCK_DGRAM)  # UDP: its thread blocks in recvmmsg; TCP: the event loop
         sock.bind((address, port))
         if kind == socket.SOCK_STREAM:
             sock.listen(socket.SOMAXCONN)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
+from dnsd.builder import SnapshotBuilder
 from dnsd.snapshot import Snapshot
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
@@ -158,6 +159,66 @@ def test_a_name_on_two_of_the_clients_networks_answers_the_union(world, dns):
     # a container's own name, on both of the client's networks, deduplicated
     assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.1.9"))) == ["10.89.1.9", "10.89.2.9"]
     assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.2.2"))) == ["10.89.2.9"]
+
+
+# -- remembered replies ------------------------------------------------------------------------------
+
+
+def test_a_repeated_query_gets_the_same_reply_with_its_own_id(lan, dns):
+    answerer = answerer_for(lan)
+    first = ask(answerer, dns, "a2", query_id=1)
+    again = ask(answerer, dns, "a2", query_id=2)
+    fresh = ask(answerer_for(lan), dns, "a2", query_id=2)
+    assert again == fresh  # remembered or not, byte for byte what a fresh answerer says
+    assert first[:2] == b"\x00\x01" and again[:2] == b"\x00\x02" and first[2:] == again[2:]
+
+
+def test_remembered_replies_keep_each_spelling_and_flags_of_the_question(lan, dns):
+    answerer = answerer_for(lan)
+    for _ in range(2):
+        for name in ("a2", "A2", "a2.NETA"):
+            for recursion_desired in (True, False):
+                reply = dns.parse(ask(answerer, dns, name, recursion_desired=recursion_desired))
+                assert str(reply.q.qname) == f"{name}."
+                assert reply.header.rd == int(recursion_desired)
+                assert [str(r.rdata) for r in reply.rr] == ["10.89.1.3"]
+
+
+def test_rotating_sets_are_never_remembered(lan, dns):
+    answerer = answerer_for(lan)
+    firsts = {dns.rdata(ask(answerer, dns, "web", query_id=1))[0] for _ in range(6)}  # the same query each time
+    assert len(firsts) == 3
+
+
+def test_after_a_swap_a_changed_name_gets_its_new_answer_not_a_remembered_one(lan, dns):
+    builder = SnapshotBuilder()  # as the server does: patches keep the scopes of unchanged containers
+    answerer = Answerer(builder.build(*lan.records()))
+    assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)) == ["10.89.2.2"]
+    b1 = next(c for c in lan.containers if c.name == "b1")
+    lan.remove_container(b1)
+    new_b1 = lan.container("b1", lan.networks[1], "10.89.2.9")
+    containers, endpoints = lan.container_records({b1.id, new_b1.id})
+    answerer.snapshot = builder.patch({b1.id, new_b1.id}, containers, endpoints)
+    assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)) == ["10.89.2.9"]
+
+
+def test_remembered_replies_stay_within_their_scope(lan, dns):
+    answerer = answerer_for(lan)
+    assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)) == ["10.89.2.2"]
+    assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.200", listener=GATEWAY_B)) == ["10.89.2.2"]
+    # a container of netA only, and a source outside every served subnet, never get netB's answer
+    assert rcode(ask(answerer, dns, "b1", client="10.89.1.2", listener=GATEWAY_B)) != NOERROR
+    assert rcode(ask(answerer, dns, "b1", client="192.168.7.7", listener=GATEWAY_B)) == REFUSED
+
+
+def test_the_memo_is_bounded(lan, dns, monkeypatch):
+    monkeypatch.setattr("dnsd.answer.REPLY_MEMO_SIZE", 3)
+    answerer = answerer_for(lan)
+    names = ["a1", "a2", "a3", "six", "ab", "a1host"]
+    for _ in range(3):
+        for name in names:
+            assert rcode(ask(answerer, dns, name)) == NOERROR
+            assert sum(len(replies) for replies in answerer._current[1].values()) <= 3
 
 
 # -- isolation ---------------------------------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""Batched UDP (recvmmsg/sendmmsg through ctypes) on real loopback sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from dnsd import udp
+
+
+@pytest.fixture
+def server_socket():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+def client_socket(family=socket.AF_INET, address="127.0.0.1"):
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((address, 0))
+    sock.settimeout(5)
+    return sock
+
+
+def receive_all(batch: udp.DatagramBatch, expected: int, answer=None, forward=None) -> list[int]:
+    """Receive (and answer, given ``answer``) until ``expected`` datagrams came; the counts per call."""
+    counts = []
+    while sum(counts) < expected:
+        counts.append(batch.receive())
+        if answer is not None:
+            batch.answer_all(answer, forward)
+    return counts
+
+
+def test_replies_go_to_each_sender_in_order(server_socket):
+    batch = udp.DatagramBatch(server_socket)
+    clients = [client_socket() for _ in range(3)]
+    try:
+        for round_ in range(5):
+            for number, client in enumerate(clients):
+                client.sendto(f"{number}:{round_}".encode(), server_socket.getsockname())
+        seen = []
+
+        def answer(data, ip):
+            seen.append(ip)
+            return data.upper() + b"!"
+
+        receive_all(batch, 15, answer, lambda *_: pytest.fail("nothing is forwarded"))
+        assert seen == ["127.0.0.1"] * 15
+        for number, client in enumerate(clients):
+            replies = [client.recv(100) for _ in range(5)]
+            assert replies == [f"{number}:{round_}!".upper().encode() for round_ in range(5)]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_more_datagrams_than_a_batch_take_several_calls(server_socket):
+    batch = udp.DatagramBatch(server_socket, size=8)
+    with client_socket() as client:
+        for number in range(20):
+            client.sendto(b"%d" % number, server_socket.getsockname())
+        counts = receive_all(batch, 20)
+        assert counts[0] == 8 and max(counts) <= 8 and sum(counts) == 20
+
+
+def test_dropped_and_forwarded_messages_get_no_reply_here(server_socket):
+    batch = udp.DatagramBatch(server_socket)
+    forwarded = []
+    with client_socket() as client:
+        for message in (b"drop", b"forward", b"answer"):
+            client.sendto(message, server_socket.getsockname())
+        results = {b"drop": None, b"forward": ("a decision",), b"answer": b"the answer"}
+        receive_all(batch, 3, lambda data, ip: results[data], lambda result, source: forwarded.append((result, source)))
+        assert client.recv(100) == b"the answer"
+        assert forwarded == [(("a decision",), client.getsockname())]
+        client.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            client.recv(100)
+
+
+def test_large_datagrams_pass_whole(server_socket):
+    batch = udp.DatagramBatch(server_socket)
+    with client_socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        payload = bytes(range(256)) * 240  # 61,440 bytes
+        client.sendto(payload, server_socket.getsockname())
+        receive_all(batch, 1, lambda data, ip: data[::-1], lambda *_: None)
+        assert client.recv(65536) == payload[::-1]
+
+
+def test_ipv6_senders_are_spelled_and_answered():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = client_socket(socket.AF_INET6, "::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with server, client_socket(socket.AF_INET6, "::1") as client:
+        batch = udp.DatagramBatch(server)
+        client.sendto(b"hello", server.getsockname())
+        seen = []
+        receive_all(batch, 1, lambda data, ip: seen.append(ip) or b"six", lambda *_: None)
+        assert seen == ["::1"]
+        assert client.recv(100) == b"six"
+
+
+def test_serve_answers_until_stopped_and_shut_down(server_socket):
+    stopping = threading.Event()
+    batch = udp.DatagramBatch(server_socket)
+    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: b"re:" + data, lambda *_: None,
+                                                       stopping, 0.005))
+    thread.start()
+    try:
+        with client_socket() as client:
+            for number in range(50):
+                client.sendto(b"%d" % number, server_socket.getsockname())
+            assert sorted(client.recv(100) for _ in range(50)) == sorted(b"re:%d" % n for n in range(50))
+    finally:
+        stopping.set()
+        with pytest.raises(OSError):  # ENOTCONN, yet it wakes the thread blocked in recvmmsg
+            server_socket.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
+    """Queries that come within one window after a wake-up are read and answered in one batch."""
+    stopping = threading.Event()
+    batches = []
+    batch = udp.DatagramBatch(server_socket)
+    answer_all = batch.answer_all
+
+    def counting(answer, forward):
+        batches.append(batch.count)
+        answer_all(answer, forward)
+
+    batch.answer_all = counting
+    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: data, lambda *_: None,
+                                                       stopping, 0.5))
+    thread.start()
+    try:
+        with client_socket() as client:
+            for _ in range(2):  # two quick wake-ups: the second one starts the waiting
+                client.sendto(b"wake", server_socket.getsockname())
+                assert client.recv(100) == b"wake"
+            for number in range(20):  # all sent within the half second the listener now waits
+                client.sendto(b"%d" % number, server_socket.getsockname())
+            assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
+    finally:
+        stopping.set()
+        with pytest.raises(OSError):
+            server_socket.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
+    assert batches[:2] == [1, 1]
+    assert len(batches) <= 4  # 20 queries in at most two batches (22 answered without the window: 22 batches)
