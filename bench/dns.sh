@@ -410,7 +410,7 @@ report() {
     fi
     title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
     if [ "$DNSD" -eq 1 ]; then
-        title+="; dnsd RSS after up, before any query: $((DNSD_RSS_IDLE / 1024)) MB"
+        title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
     else
         title+=$'\n'"dnsd NOT measured (dnsd/__main__.py or dnsd/server.py missing)"
     fi

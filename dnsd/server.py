@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import functools
 import logging
@@ -182,7 +183,10 @@ class DnsServer:
                 return generation, self._builder.patch(changed, containers, endpoints)
         generation = self._records.generation()
         networks, containers, endpoints = self._records.dns_records()
-        return generation, self._builder.build(networks, containers, endpoints)
+        snapshot = self._builder.build(networks, containers, endpoints)
+        del networks, containers, endpoints
+        _release_free_memory()  # a full build leaves the rows it read and the previous snapshot behind
+        return generation, snapshot
 
     async def _reconcile_listeners(self) -> None:
         wanted = self.answerer.snapshot.listen_addresses
@@ -399,6 +403,16 @@ class _Listener:
         self.tcp.close()
         await self._udp_done
         self.udp_socket.close()
+
+
+def _release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+_LIBC = ctypes.CDLL(None)
 
 
 def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:

@@ -58,7 +58,8 @@ class DnsdControl:
         argv = [sys.executable, "-m", "dnsd", "--state-dir", self.state_dir, "--managed"]
         if self.namespace:
             argv += ["--netns", self.namespace]
-        with open(log_path, "ab") as log:
+        # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
