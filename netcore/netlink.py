@@ -22,6 +22,7 @@ from .errors import NetcoreError
 
 NETNS_DIR = "/run/netns"
 MAIN_TABLE = 254
+BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
 
 
@@ -33,6 +34,9 @@ def _kernel_error(action: str, err: Exception) -> KernelError:
     code = getattr(err, "code", None) or getattr(err, "errno", None)
     if code in (errno.EPERM, errno.EACCES):
         return KernelError(f"{action}: permission denied (netcore needs root: CAP_NET_ADMIN and CAP_SYS_ADMIN)")
+    if code == errno.EXFULL:  # the bridge has no port number left
+        return KernelError(f"{action}: the network is full (a Linux bridge takes at most {BRIDGE_MAX_PORTS} "
+                           "interfaces); use another network")
     return KernelError(f"{action}: {err}")
 
 
