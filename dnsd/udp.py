@@ -125,7 +125,6 @@ class DatagramBatch:
         self._ip_names: dict[int, str] = {}
         self.count = 0
         self.queued = 0
-        self.send_errors = 0
 
     def receive(self, flags: int = MSG_WAITFORONE) -> int:
         """Wait for at least one datagram, take up to ``size``; 0 if the socket was shut down. Raises OSError."""
@@ -199,7 +198,7 @@ class DatagramBatch:
         return ip
 
     def send(self) -> None:
-        """Send the queued replies; one that cannot go at once is dropped (and counted), as UDP may."""
+        """Send the queued replies; one that cannot go at once is dropped, as UDP may."""
         queued, sent = self.queued, 0
         self.queued = 0
         while sent < queued:
@@ -209,7 +208,6 @@ class DatagramBatch:
                 if ctypes.get_errno() == errno.EINTR:
                     continue
                 count = 1  # the first unsent reply cannot go (no route to its client, buffer full): skip it
-                self.send_errors += 1
             sent += count
 
 
