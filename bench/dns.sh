@@ -180,8 +180,6 @@ netcore() {
 
 setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
 
-# dnsd is being finished in parallel; until it can run, measure the peers only.
-dnsd_available() { [ -f "$REPO/dnsd/__main__.py" ] && [ -f "$REPO/dnsd/server.py" ]; }
 
 now() { date +%s.%N; }
 
@@ -250,13 +248,8 @@ create_containers() {
     netcore up -f "$WORK/topology.yaml" >"$WORK/up.log" 2>&1 || status=$?
     UP_SECONDS=$(awk -v a="$(now)" -v b="$start" 'BEGIN {printf "%.1f", a - b}')
     if [ "$status" -ne 0 ]; then
-        # Without dnsd the final sync of `up` fails although every container is built.
-        if [ "$DNSD" -eq 0 ] && grep -q "dnsd" "$WORK/up.log"; then
-            log "netcore up: dnsd could not start (expected while dnsd is unfinished): $(tail -1 "$WORK/up.log")"
-        else
-            echo "dns.sh: netcore up failed ($status): $(tail -3 "$WORK/up.log")" >&2
-            exit 1
-        fi
+        echo "dns.sh: netcore up failed ($status): $(tail -3 "$WORK/up.log")" >&2
+        exit 1
     fi
     log "netcore up: $CONTAINERS containers in $UP_SECONDS s"
     local names=()
@@ -369,7 +362,7 @@ measure() {  # run server client inflight
 
 run_matrix() {
     local servers=() cases=() run i case client inflight
-    if [ "$DNSD" -eq 1 ] && wanted dnsd; then servers+=(dnsd); fi
+    if wanted dnsd; then servers+=(dnsd); fi
     if wanted aardvark-dns; then servers+=(aardvark-dns); fi
     if wanted dnsmasq; then servers+=(dnsmasq); fi
     [ ${#servers[@]} -gt 0 ] || { echo "dns.sh: no server left to measure (is dnsd there?)" >&2; exit 1; }
@@ -409,17 +402,13 @@ report() {
         title+=" + uncommitted changes in netcore/ or dnsd/"
     fi
     title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
-    if [ "$DNSD" -eq 1 ]; then
-        title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
-    else
-        title+=$'\n'"dnsd NOT measured (dnsd/__main__.py or dnsd/server.py missing)"
-    fi
+    title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
     python3 "$BENCH_DIR/dns_report.py" "$WORK/cases.tsv" --title "$title" --out "$out"
     RESULT_FILE=$out
 }
 
 staleness() {
-    [ "$DNSD" -eq 1 ] && [ "$STALENESS" -gt 0 ] || return 0
+    [ "$STALENESS" -gt 0 ] || return 0
     log "staleness: $STALENESS netcore run + lookup pairs against dnsd"
     NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
         python3 "$BENCH_DIR/dns_staleness.py" --pairs "$STALENESS" --network "$NETWORK" --server "$GATEWAY" \
@@ -430,15 +419,13 @@ staleness() {
 main() {
     ensure_packages
     [ "$(nproc)" -ge 2 ] || { SERVER_CPU=0; LOAD_CPU=0; log "one CPU only: server and load generator share it"; }
-    DNSD=0
-    if dnsd_available; then DNSD=1; else log "dnsd is not there yet: measuring aardvark-dns and dnsmasq only"; fi
     log "sandbox $PREFIX*, work dir $WORK"
     create_containers
     write_peer_configs
     add_peer_addresses
     if wanted aardvark-dns; then start_aardvark; fi
     if wanted dnsmasq; then start_dnsmasq; fi
-    if [ "$DNSD" -eq 1 ]; then find_dnsd; fi
+    find_dnsd  # started by netcore up
     run_matrix
     report
     staleness
