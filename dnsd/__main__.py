@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import sys
 
+from netcore import linux
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
@@ -28,7 +28,6 @@ PID_NAME = "dnsd.pid"
 SOCKET_NAME = "dnsd.sock"
 NETNS_DIR = "/run/netns"
 RESOLV_CONF = "/etc/resolv.conf"
-CLONE_NEWNET = 0x40000000
 MAX_UPSTREAMS = 3
 MAX_WINDOW_MS = 10.0
 
@@ -127,9 +126,9 @@ def enter_netns(name: str) -> None:
     except PermissionError:
         raise DnsdError(f"cannot open {path}: permission denied (run as root)") from None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(ctypes.get_errno())}")
+        linux.setns(fd, linux.CLONE_NEWNET)
+    except OSError as err:
+        raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
     finally:
         os.close(fd)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import functools
 import logging
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netcore.errors import NetcoreError
+from netcore.linux import release_free_memory
 from netcore.model import Container, Endpoint, Network
 
 from .answer import Answerer, Forward
@@ -185,7 +185,7 @@ class DnsServer:
         networks, containers, endpoints = self._records.dns_records()
         snapshot = self._builder.build(networks, containers, endpoints)
         del networks, containers, endpoints
-        _release_free_memory()  # a full build leaves the rows it read and the previous snapshot behind
+        release_free_memory()  # a full build leaves the rows it read and the previous snapshot behind
         return generation, snapshot
 
     async def _reconcile_listeners(self) -> None:
@@ -403,16 +403,6 @@ class _Listener:
         self.tcp.close()
         await self._udp_done
         self.udp_socket.close()
-
-
-def _release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-_LIBC = ctypes.CDLL(None)
 
 
 def _bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:

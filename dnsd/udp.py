@@ -18,7 +18,6 @@ network cards, applied to a socket).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import mmap
 import socket
@@ -26,15 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from netcore.linux import LIBC
+
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
 DEFAULT_WINDOW = 0.001  # seconds; see the module's docstring
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
 
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
@@ -50,10 +48,10 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("hdr", _MsgHdr), ("length", ctypes.c_uint)]
 
 
-_recvmmsg = _libc.recvmmsg
+_recvmmsg = LIBC.recvmmsg
 _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
 _recvmmsg.restype = ctypes.c_int
-_sendmmsg = _libc.sendmmsg
+_sendmmsg = LIBC.sendmmsg
 _sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
 _sendmmsg.restype = ctypes.c_int
 

@@ -1,4 +1,6 @@
-"""The few Linux calls Python 3.11 lacks: setns(2), unshare(2), mount(2), through libc.
+"""The few Linux calls Python 3.11 lacks, through libc: setns(2), unshare(2), mount(2), malloc_trim(3).
+
+``LIBC`` is the project's one handle on libc (dnsd.udp takes recvmmsg and sendmmsg from it).
 
 Namespaces are per thread for networking, so switching the calling thread in
 and out of a namespace is how netcore creates namespaces and opens netlink
@@ -21,7 +23,7 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 THREAD_NETNS = "/proc/thread-self/ns/net"
 
-_libc = ctypes.CDLL(None, use_errno=True)
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, call: str) -> None:
@@ -31,15 +33,22 @@ def _check(result: int, call: str) -> None:
 
 
 def setns(fd: int, nstype: int) -> None:
-    _check(_libc.setns(fd, nstype), "setns")
+    _check(LIBC.setns(fd, nstype), "setns")
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    trim = getattr(LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(flags), "unshare")
+    _check(LIBC.unshare(flags), "unshare")
 
 
 def mount(source: str | None, target: str, flags: int) -> None:
-    _check(_libc.mount(source.encode() if source else b"none", target.encode(), None, flags, None), f"mount {target}")
+    _check(LIBC.mount(source.encode() if source else b"none", target.encode(), None, flags, None), f"mount {target}")
 
 
 @contextmanager
