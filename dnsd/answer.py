@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import dnslib
 
-from .snapshot import MAX_LABEL, MAX_NAME, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream
+from .snapshot import MAX_LABEL, MAX_NAME, ONE_ANSWER, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream, lookup
 
 NOERROR = 0
 FORMERR = 1
@@ -165,8 +165,9 @@ class Answerer:
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""
         name_end = len(query) - 4
-        records = scope.names.get(query[HEADER_SIZE:name_end].lower(), {}).get(query[name_end:])
-        if records is None or records.rotation_slot >= 0:
+        entry = scope.names.get(query[HEADER_SIZE:name_end].lower())
+        records = lookup(entry, query[name_end:]) if entry is not None else None
+        if records is None or (records.__class__ is RecordSet and records.rotation_slot >= 0):
             return  # forwarded, an error, NODATA or a rotating set: not remembered
         if self._memo_size >= REPLY_MEMO_SIZE:
             memo.clear()
@@ -190,10 +191,14 @@ class Answerer:
         entry = scope.names.get(name)
         if entry is None:
             return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip)
-        records = entry.get(data[name_end:question_end])
+        records = lookup(entry, data[name_end:question_end])
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None)
-        answers = records.wire if records.rotation_slot < 0 else self._rotated(records)
+        if records.__class__ is bytes:  # a lone record
+            answers, header_counts = records, ONE_ANSWER
+        else:
+            answers = records.wire if records.rotation_slot < 0 else self._rotated(records)
+            header_counts = records.header_counts
         if edns_payload is None:
             opt = b""
             additional_count = b"\x00\x00"
@@ -204,7 +209,7 @@ class Answerer:
             limit = TCP_MESSAGE_MAX if tcp else max(edns_payload, UDP_PAYLOAD_PLAIN)
         if question_end + len(answers) + len(opt) > limit:
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, truncated=True)
-        return b"".join((data[:2], _NOERROR_FLAGS[(data[2] & 0x01) | (data[3] & 0x10)], records.header_counts,
+        return b"".join((data[:2], _NOERROR_FLAGS[(data[2] & 0x01) | (data[3] & 0x10)], header_counts,
                          additional_count, data[HEADER_SIZE:question_end], answers, opt))
 
     def _rotated(self, records: RecordSet) -> bytes:

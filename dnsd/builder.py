@@ -41,7 +41,6 @@ from netcore.model import Container, Endpoint, Network
 from .snapshot import (
     A_IN,
     AAAA_IN,
-    ANY_IN,
     MAX_NAME,
     PTR_IN,
     Entry,
@@ -51,8 +50,10 @@ from .snapshot import (
     Snapshot,
     Upstream,
     encode_name,
+    entry_of,
     normalize_address,
     parse_upstream,
+    records_in,
 )
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
@@ -229,8 +230,6 @@ class SnapshotBuilder:
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
         """An endpoint's names, each also as NAME.NETWORK, and its reverse names, with their entries."""
         packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
-        a = next((self._record(A_IN, p) for p in packed if len(p) == 4), None)
-        aaaa = next((self._record(AAAA_IN, p) for p in packed if len(p) == 16), None)
         short_names = dict.fromkeys(name.lower() for name in
                                     (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
         names: dict[bytes, None] = {}  # a set that keeps its order: equal contributions get equal tuples
@@ -241,13 +240,13 @@ class SnapshotBuilder:
                 if network.wire_name is not None and len(wire) + len(network.wire_name) - 1 <= MAX_NAME:
                     names[wire[:-1] + network.wire_name] = None
 
-        address_entry = _address_entry(a, aaaa)
+        address_entry = entry_of({A_IN if len(p) == 4 else AAAA_IN: self._record(A_IN if len(p) == 4 else AAAA_IN, p)
+                                  for p in packed})
         target = encode_name(f"{container.name}.{network.network.name}.")
         if target is None or not packed:
             return _EndpointNames(network, tuple(names), address_entry, (), None)
-        pointer = RecordSet((self._record(PTR_IN, target),), -1)
         return _EndpointNames(network, tuple(names), address_entry, tuple(_reverse_name(address) for address in packed),
-                              {PTR_IN: pointer, ANY_IN: pointer})
+                              self._record(PTR_IN, target))
 
     def _record(self, type_class: bytes, rdata: bytes) -> bytes:
         return b"\xc0\x0c" + type_class + self._ttl + len(rdata).to_bytes(2, "big") + rdata
@@ -361,7 +360,7 @@ class SnapshotBuilder:
 
     def _shared_entry(self, contributions: list[Entry]) -> _SharedEntry:
         """The entry with all the records of these contributions, made once per distinct set of records."""
-        records = tuple(sorted({record_set.wire for entry in contributions for record_set in entry.values()}))
+        records = tuple(sorted({record for entry in contributions for record in records_in(entry)}))
         shared = self._shared.get(records)
         if shared is None:
             shared = self._retired.pop(records, None)
@@ -373,18 +372,13 @@ class SnapshotBuilder:
         return shared
 
     def _merged_entry(self, records: tuple[bytes, ...]) -> Entry:
-        """The entry of a name with these sorted records; ANY gets one RRset, PTR first (RFC 8482)."""
+        """The entry of a name with these sorted records; several A or AAAA records rotate."""
         by_type: dict[bytes, list[bytes]] = {}
         for record in records:
             by_type.setdefault(record[2:6], []).append(record)
-        entry: Entry = {}
-        for type_class, found in by_type.items():
-            rotates = len(found) > 1 and type_class in (A_IN, AAAA_IN)
-            entry[type_class] = RecordSet(tuple(found), self._take_rotation_slot() if rotates else -1)
-        any_set = entry.get(PTR_IN) or entry.get(A_IN) or entry.get(AAAA_IN)
-        if any_set is not None:
-            entry[ANY_IN] = any_set
-        return entry
+        return entry_of({type_class: found[0] if len(found) == 1 else
+                         RecordSet(tuple(found), self._take_rotation_slot() if type_class in (A_IN, AAAA_IN) else -1)
+                         for type_class, found in by_type.items()})
 
     def _release(self, shared: _SharedEntry) -> None:
         shared.uses -= 1
@@ -399,10 +393,9 @@ class SnapshotBuilder:
         return self._rotation_slot_count - 1
 
     def _free_rotation_slots_of(self, entry: Entry) -> None:
-        for type_class in (A_IN, AAAA_IN):
-            record_set = entry.get(type_class)
-            if record_set is not None and record_set.rotation_slot >= 0:
-                self._free_rotation_slots.append(record_set.rotation_slot)
+        for records in records_in(entry):
+            if records.__class__ is RecordSet and records.rotation_slot >= 0:
+                self._free_rotation_slots.append(records.rotation_slot)
 
 
 class _Change:
@@ -491,15 +484,14 @@ class _EndpointNames:
                  reverse_names: tuple[bytes, ...], pointer_entry: Entry | None):
         self.network = network
         self.names = names
-        self.address_entry = address_entry  # its own dict: a contribution is told apart by identity
+        self.address_entry = address_entry  # no other endpoint of its network has these records: its addresses
         self.reverse_names = reverse_names
         self.pointer_entry = pointer_entry
 
     @property
     def key(self) -> tuple:
         """Equal for two endpoints that contribute the same names with the same records."""
-        return (self.network, self.names, self.reverse_names, _records_of(self.address_entry),
-                _records_of(self.pointer_entry))
+        return (self.network, self.names, self.reverse_names, records_in(self.address_entry), self.pointer_entry)
 
 
 class _ContainerNames:
@@ -543,23 +535,6 @@ def _attached_endpoints(changed: set[str], containers: Iterable[Container],
         if endpoint.container_id in attached:
             attached[endpoint.container_id][1].append(endpoint)
     return list(attached.values())
-
-
-def _records_of(entry: Entry | None) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((type_class, record_set.wire) for type_class, record_set in entry.items()) if entry else ()
-
-
-def _address_entry(a: bytes | None, aaaa: bytes | None) -> Entry:
-    """The entry of an endpoint's names: its A and AAAA record; ANY gets one RRset, not an expansion (RFC 8482)."""
-    entry: Entry = {}
-    if a is not None:
-        entry[A_IN] = RecordSet((a,), -1)
-    if aaaa is not None:
-        entry[AAAA_IN] = RecordSet((aaaa,), -1)
-    any_set = entry.get(A_IN) or entry.get(AAAA_IN)
-    if any_set is not None:
-        entry[ANY_IN] = any_set
-    return entry
 
 
 def _interface_order(endpoint: Endpoint) -> tuple[int, str]:

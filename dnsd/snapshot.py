@@ -4,8 +4,8 @@ Everything a query needs is computed ahead of time (by ``dnsd.builder``), so
 that answering is a dictionary lookup and a byte join:
 
 * a *scope* per source: the names of the networks that source may see, keyed
-  by the lower-cased wire form of the name, then by the 4-byte type and class
-  of the question, giving a ``RecordSet`` of ready-made answer records;
+  by the lower-cased wire form of the name, each with an *entry* of ready-made
+  answer records (see ``Entry``; ``lookup`` picks the records of a question);
 * which scope a client address gets (a container sees all its DNS-enabled
   networks: its address maps to the slot of its scope in ``scopes``) and which
   one an address that is no container gets (the network of the gateway it
@@ -53,7 +53,12 @@ AAAA_IN = type_and_class(TYPE_AAAA)
 PTR_IN = type_and_class(TYPE_PTR)
 ANY_IN = type_and_class(TYPE_ANY)
 
-Entry = dict[bytes, "RecordSet"]  # type and class of the question -> its answer records
+# The answer records of one type: a lone record as its bytes, two or more as a RecordSet. Most names have one
+# record of one type, so their entry is that record itself: tens of bytes a name rather than two dicts and a set.
+Records = "bytes | RecordSet"
+# A name's records: one type's records as they are (answering that type, and ANY), or several types in a dict
+# keyed by the type and class of the question, ANY_IN included.
+Entry = "bytes | RecordSet | dict[bytes, bytes | RecordSet]"
 Names = dict[bytes, Entry]  # lower-cased wire name -> entry
 
 
@@ -87,24 +92,56 @@ def _header_counts(answer_count: int) -> bytes:
     return b"\x00\x01" + answer_count.to_bytes(2, "big") + b"\x00\x00"
 
 
-class RecordSet:
-    """The answer records of one type for one name, as wire bytes that follow the question.
+ONE_ANSWER = _header_counts(1)
 
-    A and AAAA sets of two or more records rotate: ``rotation_slot`` indexes the
-    answerer's turn counters and ``doubled`` holds the records twice, so each
-    rotation is one slice. A set keeps its slot for as long as it lives, across
-    snapshots; a slot freed by a set that is gone may be given to a new one.
+
+class RecordSet:
+    """Two or more answer records of one type for one name, as wire bytes that follow the question.
+
+    A and AAAA sets rotate: ``rotation_slot`` indexes the answerer's turn
+    counters and ``doubled`` holds the records twice, so each rotation is one
+    slice. A set keeps its slot for as long as it lives, across snapshots; a
+    slot freed by a set that is gone may be given to a new one. Sets of other
+    types have the slot -1 and never rotate.
     """
 
-    __slots__ = ("wire", "doubled", "count", "record_size", "header_counts", "rotation_slot")
+    __slots__ = ("wire", "doubled", "count", "record_size", "header_counts", "rotation_slot", "type_class")
 
     def __init__(self, records: tuple[bytes, ...], rotation_slot: int):
+        self.type_class = records[0][2:6]
         self.wire = b"".join(records)
         self.count = len(records)
         self.record_size = len(records[0])
         self.header_counts = _header_counts(self.count)
         self.rotation_slot = rotation_slot
         self.doubled = self.wire * 2 if rotation_slot >= 0 else b""
+
+
+def lookup(entry: Entry, question_type: bytes) -> Records | None:
+    """The records of a name's entry that answer a question of this type and class; None means NODATA."""
+    if entry.__class__ is dict:
+        return entry.get(question_type)
+    own_type = entry[2:6] if entry.__class__ is bytes else entry.type_class
+    return entry if own_type == question_type or question_type == ANY_IN else None
+
+
+def records_in(entry: Entry) -> tuple[Records, ...]:
+    """Each type's records of an entry once (ANY's are one of them)."""
+    if entry.__class__ is dict:
+        return tuple(records for type_class, records in entry.items() if type_class != ANY_IN)
+    return (entry,)
+
+
+def entry_of(records_by_type: dict[bytes, Records]) -> Entry:
+    """The entry of a name with these records per type; ANY gets one RRset, not an expansion (RFC 8482):
+    PTR's, else A's, else AAAA's."""
+    if len(records_by_type) == 1:
+        return next(iter(records_by_type.values()))
+    entry = dict(records_by_type)
+    any_records = entry.get(PTR_IN) or entry.get(A_IN) or entry.get(AAAA_IN)
+    if any_records is not None:
+        entry[ANY_IN] = any_records
+    return entry
 
 
 class Scope:
