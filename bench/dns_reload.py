@@ -32,7 +32,7 @@ import dnslib
 from dnsd.answer import Answerer
 from dnsd.builder import SnapshotBuilder
 from dnsd.snapshot import Snapshot
-from netcore.model import Container, Endpoint, Network
+from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 from netcore.store import Store
 
 
@@ -73,10 +73,18 @@ class World:
         self.endpoints.append(endpoint)
         return endpoint
 
-    def records_of(self, container_id: str) -> tuple[list[Container], list[Endpoint]]:
+    def records_of(self, container_id: str) -> list[Attached]:
         """What Store.container_records gives for one container (found by scanning: not part of the timing)."""
-        return ([c for c in self.containers if c.id == container_id],
-                [e for e in self.endpoints if e.container_id == container_id])
+        return group_by_container([c for c in self.containers if c.id == container_id], self.endpoints)
+
+    def attached(self) -> list[Attached]:
+        return group_by_container(self.containers, self.endpoints)
+
+
+def _read_all(reader: Store) -> None:
+    with reader.dns_records() as (_, containers):
+        for _ in containers:
+            pass
 
 
 def _timed(action) -> float:
@@ -89,13 +97,13 @@ def measure_patches(world: World, repeat: int) -> dict[str, list[float]]:
     """ms per patch of each operation, each round undone by a second patch (not counted)."""
     big, other = world.networks
     builder = SnapshotBuilder()
-    builder.build(world.networks, world.containers, world.endpoints)
+    builder.build(world.networks, world.attached())
     times: dict[str, list[float]] = {"run (add a container)": [], "rm (remove a container)": [],
                                      "connect (second network)": [], "disconnect": []}
 
     def patch(container_id: str) -> float:
-        containers, endpoints = world.records_of(container_id)  # what the store gives, measured apart
-        return _timed(lambda: builder.patch({container_id}, containers, endpoints))
+        attached = world.records_of(container_id)  # what the store gives, measured apart
+        return _timed(lambda: builder.patch({container_id}, attached))
 
     for round_ in range(repeat):
         fresh = world.run(f"fresh{round_}", big, f"10.90.250.{round_ % 250 + 1}")
@@ -136,7 +144,7 @@ def measure_store(world: World, repeat: int) -> dict[str, list[float]]:
             reader.container_records(changed)
             times["store: changes_since + container_records"].append((time.perf_counter() - start) * 1e3)
         for _ in range(max(3, repeat // 10)):
-            times["store: dns_records (all)"].append(_timed(reader.dns_records))
+            times["store: dns_records (all)"].append(_timed(lambda: _read_all(reader)))
         reader.close()
         store.close()
     return times
@@ -150,7 +158,7 @@ def measure_memory(count: int) -> tuple[float, float]:
         gc.collect()
         tracemalloc.start()
         builder = SnapshotBuilder()
-        snapshot = builder.build(world.networks, world.containers, world.endpoints)
+        snapshot = builder.build(world.networks, world.attached())
         if not keep_builder:
             del builder
         gc.collect()
@@ -188,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
 
     world = World.make(args.containers)
-    full = [_timed(lambda: SnapshotBuilder().build(world.networks, world.containers, world.endpoints))
+    full = [_timed(lambda: SnapshotBuilder().build(world.networks, world.attached()))
             for _ in range(3)]
     patches = measure_patches(world, args.repeat)
     store_reads = measure_store(world, args.repeat)

@@ -36,7 +36,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Container, Endpoint, Network
+from netcore.model import Attached, Container, Endpoint, Network
 
 from .snapshot import (
     A_IN,
@@ -82,34 +82,35 @@ class SnapshotBuilder:
         limit = max(PATCH_LIMIT_FLOOR, len(self._containers) // PATCH_LIMIT_SHARE)
         return self._finished and changed_count <= limit
 
-    def build(self, networks: Iterable[Network], containers: Iterable[Container],
-              endpoints: Iterable[Endpoint]) -> Snapshot:
-        """A snapshot of these records (running ones, as ``Store.dns_records`` gives), made from scratch."""
+    def build(self, networks: Iterable[Network], containers: Iterable[Attached]) -> Snapshot:
+        """A snapshot of these records (running ones, as ``Store.dns_records`` gives), made from scratch.
+
+        Each container is taken in turn and its rows let go of: read lazily,
+        the rows of all containers never need to be in memory at once.
+        """
         self._finished = False
         self._start_over(networks)
         self._retired.update(self._shared)  # reused if still there, so their rotation turns carry over
         self._shared = {}
-        containers = list(containers)
         change = _Change(writable_views=(network.view for network in self._networks.values()))
-        snapshot = self._apply(change, {container.id for container in containers}, containers, endpoints)
+        snapshot = self._apply(change, set(), containers)
         for shared in self._retired.values():
             self._free_rotation_slots_of(shared.entry)
         self._retired = {}
         return snapshot
 
-    def patch(self, changed_ids: Iterable[str], containers: Iterable[Container],
-              endpoints: Iterable[Endpoint]) -> Snapshot:
+    def patch(self, changed_ids: Iterable[str], containers: Iterable[Attached]) -> Snapshot:
         """The last snapshot with these containers as the records say now; the records hold only running ones.
 
-        ``containers`` and ``endpoints`` are the running rows of the changed
-        containers (``Store.container_records``): a changed container that is
-        not among them is gone. Call only when ``can_patch`` says so.
+        ``containers`` are the running rows of the changed containers
+        (``Store.container_records``): a changed container that is not among
+        them is gone. Call only when ``can_patch`` says so.
         """
         changed = set(changed_ids)
         if not self.can_patch(len(changed)):
             raise RuntimeError("patch without a finished snapshot to patch, or too large a change")
         self._finished = False
-        return self._apply(_Change(), changed, containers, endpoints)
+        return self._apply(_Change(), changed, (pair for pair in containers if pair[0].id in changed))
 
     # -- one build or patch --------------------------------------------------
 
@@ -127,10 +128,9 @@ class SnapshotBuilder:
                                      for subnet in (network.subnet, network.subnet6) if subnet)
         self._network_upstreams = {network.id: _upstreams(network.dns) for network in served}
 
-    def _apply(self, change: _Change, changed: set[str], containers: Iterable[Container],
-               endpoints: Iterable[Endpoint]) -> Snapshot:
+    def _apply(self, change: _Change, changed: set[str], containers: Iterable[Attached]) -> Snapshot:
         """Replace the contributions of the changed containers, then derive the snapshot; the order matters."""
-        leaving, arriving = self._replace_contributions(change, changed, containers, endpoints)
+        leaving, arriving = self._replace_contributions(change, changed, containers)
         for network, names in change.affected.items():  # the networks' own names are final from here on
             for name in names:
                 if name in network.crowded or name in network.view.merged:
@@ -151,8 +151,8 @@ class SnapshotBuilder:
         return Snapshot(self._clients, tuple(self._scope_table), self._listeners, self._served_subnets,
                         self._network_upstreams, self._rotation_slot_count)
 
-    def _replace_contributions(self, change: _Change, changed: set[str], containers: Iterable[Container],
-                               endpoints: Iterable[Endpoint]) -> tuple[list[_ContainerNames], list[tuple]]:
+    def _replace_contributions(self, change: _Change, changed: set[str],
+                               containers: Iterable[Attached]) -> tuple[list[_ContainerNames], list[tuple]]:
         """Withdraw what the changed containers contributed to their networks' names, and add what they do now.
 
         Returns what left, and (container id, contribution, scope key) for
@@ -163,10 +163,13 @@ class SnapshotBuilder:
         leaving = {container_id: self._containers.pop(container_id)
                    for container_id in changed if container_id in self._containers}
         arriving = []
-        for container, attached in _attached_endpoints(changed, containers, endpoints):
-            contribution = self._contribution(container, attached, leaving.get(container.id))
+        scope_keys: dict[ScopeKey, ScopeKey] = {}  # one key object per scope, not one per container
+        for container, attached in containers:
+            contribution = self._contribution(container, sorted(attached, key=_interface_order),
+                                              leaving.get(container.id))
             if contribution is not None:  # on the default bridge only: no names, and dnsd does not serve it
-                arriving.append((container.id, *contribution))
+                new, scope_key = contribution
+                arriving.append((container.id, new, scope_keys.setdefault(scope_key, scope_key)))
         kept = {id(endpoint) for _, new, _ in arriving for endpoint in new.endpoints}
         for old in leaving.values():
             for endpoint in old.endpoints:
@@ -524,17 +527,6 @@ def _remove_contribution(names: Names, crowded: dict[bytes, list[Entry]], name: 
         if len(crowd) == 1:  # one left: the name maps straight to it again
             names[name] = crowd[0]
             del crowded[name]
-
-
-def _attached_endpoints(changed: set[str], containers: Iterable[Container],
-                        endpoints: Iterable[Endpoint]) -> list[tuple[Container, list[Endpoint]]]:
-    """The changed containers among these records, each with its endpoints in interface order."""
-    attached: dict[str, tuple[Container, list[Endpoint]]] = {
-        container.id: (container, []) for container in containers if container.id in changed}
-    for endpoint in sorted(endpoints, key=_interface_order):
-        if endpoint.container_id in attached:
-            attached[endpoint.container_id][1].append(endpoint)
-    return list(attached.values())
 
 
 def _interface_order(endpoint: Endpoint) -> tuple[int, str]:

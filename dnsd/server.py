@@ -25,14 +25,15 @@ import socket
 import struct
 import termios
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from netcore.errors import NetcoreError
 from netcore.linux import release_free_memory
-from netcore.model import Container, Endpoint, Network
+from netcore.model import Attached, Network
 
 from .answer import Answerer, Forward
 from .builder import SnapshotBuilder
@@ -81,14 +82,14 @@ class RecordSource(Protocol):
     def generation(self) -> int:
         """A counter that every change of the records bumps."""
 
-    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
-        """Every running network, container and endpoint."""
+    def dns_records(self) -> AbstractContextManager[tuple[list[Network], Iterator[Attached]]]:
+        """In one read: every running network, and every running container with its running endpoints."""
 
     def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
         """The current generation, and the IDs of the containers changed since ``generation`` (None: reload all)."""
 
-    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
-        """The running rows of these containers and their running endpoints."""
+    def container_records(self, ids: set[str]) -> list[Attached]:
+        """The running ones of these containers, each with its running endpoints."""
 
 
 class DnsServer:
@@ -179,13 +180,11 @@ class DnsServer:
             if generation == known:
                 return generation, None
             if changed is not None and self._builder.can_patch(len(changed)):
-                containers, endpoints = self._records.container_records(changed)
-                return generation, self._builder.patch(changed, containers, endpoints)
+                return generation, self._builder.patch(changed, self._records.container_records(changed))
         generation = self._records.generation()
-        networks, containers, endpoints = self._records.dns_records()
-        snapshot = self._builder.build(networks, containers, endpoints)
-        del networks, containers, endpoints
-        release_free_memory()  # a full build leaves the rows it read and the previous snapshot behind
+        with self._records.dns_records() as (networks, containers):
+            snapshot = self._builder.build(networks, containers)
+        release_free_memory()  # a full build leaves the previous snapshot behind
         return generation, snapshot
 
     async def _reconcile_listeners(self) -> None:

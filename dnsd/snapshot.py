@@ -24,7 +24,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Container, Endpoint, Network
+from netcore.model import Container, Endpoint, Network, group_by_container
 from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
 
 TYPE_A = 1
@@ -187,7 +187,7 @@ class Snapshot:
         """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead)."""
         from .builder import SnapshotBuilder  # the builder makes Snapshots: imported here, not at the top
 
-        return SnapshotBuilder(ttl).build(networks, containers, endpoints)
+        return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
 
     @property
     def listen_addresses(self) -> frozenset[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 DEFAULT_BRIDGE = "bridge"  # Docker's default network: no name resolution
@@ -128,3 +129,15 @@ class Endpoint:
     ipv6: str | None = None
     aliases: tuple[str, ...] = ()  # network-scoped --net-alias names
     state: str = STATE_RUNNING
+
+
+Attached = tuple[Container, list[Endpoint]]  # a container and its endpoints, in no particular order
+
+
+def group_by_container(containers: Iterable[Container], endpoints: Iterable[Endpoint]) -> list[Attached]:
+    """Each container with its endpoints; endpoints of containers not among them are left out."""
+    attached: dict[str, Attached] = {container.id: (container, []) for container in containers}
+    for endpoint in endpoints:
+        if endpoint.container_id in attached:
+            attached[endpoint.container_id][1].append(endpoint)
+    return list(attached.values())

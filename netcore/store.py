@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from .errors import Conflict, NetcoreError, NotFound
-from .model import STATE_RUNNING, Container, Endpoint, Network
+from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, group_by_container
 
 DB_NAME = "netcore.db"
 
@@ -270,8 +270,8 @@ class Store:
         changed = {container_id for _, container_id in rows}
         return current, None if NETWORK_CHANGE in changed else changed
 
-    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
-        """The running rows of these containers and their running endpoints (what dnsd patches in)."""
+    def container_records(self, ids: set[str]) -> list[Attached]:
+        """The running ones of these containers, each with its running endpoints (what dnsd patches in)."""
         containers: list[Container] = []
         endpoints: list[Endpoint] = []
         ordered = sorted(ids)
@@ -285,14 +285,29 @@ class Store:
                                           (STATE_RUNNING, *chunk))
         finally:
             self._db.execute("COMMIT")
-        return containers, endpoints
+        return group_by_container(containers, endpoints)
 
-    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
-        """What dnsd serves: every running network, container and endpoint, read in one snapshot."""
+    @contextmanager
+    def dns_records(self) -> Iterator[tuple[list[Network], Iterator[Attached]]]:
+        """What dnsd serves, read in one transaction: the running networks, and each running container with
+        its running endpoints, read as the iterator is advanced (so all rows never need to be in memory)."""
         self._db.execute("BEGIN")
         try:
-            running = ("WHERE state = ?", (STATE_RUNNING,))
-            return (self._select(Network, *running), self._select(Container, *running),
-                    self._select(Endpoint, *running))
+            yield self._select(Network, "WHERE state = ?", (STATE_RUNNING,)), self._running_containers()
         finally:
             self._db.execute("COMMIT")
+
+    def _running_containers(self) -> Iterator[Attached]:
+        """A merge of two cursors ordered by container id (both served by an index)."""
+        containers = self._db.execute("SELECT * FROM containers WHERE state = ? ORDER BY id", (STATE_RUNNING,))
+        endpoints = self._db.execute("SELECT * FROM endpoints WHERE state = ? ORDER BY container_id",
+                                     (STATE_RUNNING,))
+        pending = next(endpoints, None)
+        for row in containers:
+            container = _from_row(Container, row)
+            attached = []
+            while pending is not None and pending["container_id"] <= container.id:
+                if pending["container_id"] == container.id:
+                    attached.append(_from_row(Endpoint, pending))
+                pending = next(endpoints, None)
+            yield container, attached

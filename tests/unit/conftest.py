@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import dnslib
 import pytest
 
-from netcore.model import Container, Endpoint, Network
+from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 
 
 def _hex_id(kind: str, name: str) -> str:
@@ -87,8 +88,9 @@ class DnsWorld:
     def generation(self) -> int:
         return self.current_generation
 
-    def dns_records(self) -> tuple[list[Network], list[Container], list[Endpoint]]:
-        return self.records()
+    @contextmanager
+    def dns_records(self) -> Iterator[tuple[list[Network], Iterator[Attached]]]:
+        yield list(self.networks), iter(group_by_container(self.containers, self.endpoints))
 
     def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
         if generation > self.current_generation:
@@ -96,9 +98,8 @@ class DnsWorld:
         touched = {container_id for changed_at, container_id in self.changes if changed_at > generation}
         return self.current_generation, None if None in touched else touched
 
-    def container_records(self, ids: set[str]) -> tuple[list[Container], list[Endpoint]]:
-        return ([c for c in self.containers if c.id in ids],
-                [e for e in self.endpoints if e.container_id in ids])
+    def container_records(self, ids: set[str]) -> list[Attached]:
+        return group_by_container([c for c in self.containers if c.id in ids], self.endpoints)
 
 
 class DnsMessages:

@@ -192,13 +192,13 @@ def test_rotating_sets_are_never_remembered(lan, dns):
 
 def test_after_a_swap_a_changed_name_gets_its_new_answer_not_a_remembered_one(lan, dns):
     builder = SnapshotBuilder()  # as the server does: patches keep the scopes of unchanged containers
-    answerer = Answerer(builder.build(*lan.records()))
+    with lan.dns_records() as (networks, containers):
+        answerer = Answerer(builder.build(networks, containers))
     assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)) == ["10.89.2.2"]
     b1 = next(c for c in lan.containers if c.name == "b1")
     lan.remove_container(b1)
     new_b1 = lan.container("b1", lan.networks[1], "10.89.2.9")
-    containers, endpoints = lan.container_records({b1.id, new_b1.id})
-    answerer.snapshot = builder.patch({b1.id, new_b1.id}, containers, endpoints)
+    answerer.snapshot = builder.patch({b1.id, new_b1.id}, lan.container_records({b1.id, new_b1.id}))
     assert dns.rdata(ask(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)) == ["10.89.2.9"]
 
 

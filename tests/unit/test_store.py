@@ -1,3 +1,4 @@
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -112,8 +113,8 @@ def test_change_feed_names_the_containers_each_generation_touched(store):
     assert store.changes_since(start) == (start + 2, {a.id, b.id})
     assert store.changes_since(start + 1) == (start + 2, {b.id})
     assert store.changes_since(start - 1) == (start + 2, None)  # a network changed: reload everything
-    containers, endpoints = store.container_records({a.id, b.id, "f" * 64})
-    assert sorted(c.name for c in containers) == ["a", "b"] and [e.ipv4 for e in endpoints] == ["10.1.0.2"]
+    attached = {c.name: [e.ipv4 for e in endpoints] for c, endpoints in store.container_records({a.id, b.id, "f" * 64})}
+    assert attached == {"a": ["10.1.0.2"], "b": []}
 
 
 def test_change_feed_without_history_asks_for_a_full_reload(store):
@@ -135,10 +136,36 @@ def test_dns_records_hold_only_running_rows(store, tmp_path):
         store.insert(endpoint(done, n, "10.1.0.2"))
         store.insert(endpoint(half, n, "10.1.0.3", state=STATE_CREATING))
     reader = Store.open_readonly(str(tmp_path / "state"))
-    networks, containers, endpoints = reader.dns_records()
-    assert [c.name for c in containers] == ["done"]
-    assert [e.ipv4 for e in endpoints] == ["10.1.0.2"]
+    with reader.dns_records() as (networks, containers):
+        assert [(c.name, [e.ipv4 for e in endpoints]) for c, endpoints in containers] == [("done", ["10.1.0.2"])]
     assert reader.generation() == store.generation()
+    reader.close()
+
+
+def test_dns_records_pair_each_running_container_with_exactly_its_endpoints(store, tmp_path):
+    nets = [network("app"), network("db", subnet="10.2.0.0/24")]
+    # ids sort as the names do: a container without endpoints and a stopped one sit between the others
+    rows = {"a": (STATE_RUNNING, [0, 1]), "b": (STATE_RUNNING, []), "c": (STATE_CREATING, [0]),
+            "d": (STATE_RUNNING, [1]), "e": (STATE_RUNNING, [0, 1])}
+    expected = []
+    with store.transaction():
+        for n in nets:
+            store.insert(n)
+        for index, (name, (state, on)) in enumerate(rows.items()):
+            c = container(name, state=state)
+            store.insert(c)
+            eps = [dataclasses.replace(endpoint(c, nets[i], f"10.{i + 1}.0.{index + 2}", state=state),
+                                       ifname=f"eth{i}", host_ifname=f"veth{name}{i}") for i in on]
+            for e in eps:
+                store.insert(e)
+            if state == STATE_RUNNING:
+                expected.append((name, sorted(e.ipv4 for e in eps)))
+    reader = Store.open_readonly(str(tmp_path / "state"))
+    with reader.dns_records() as (networks, containers):
+        assert [n.name for n in networks] == ["app", "db"]
+        assert [(c.name, sorted(e.ipv4 for e in endpoints)) for c, endpoints in containers] == expected
+    with store.transaction():  # the read transaction ended with the block: a writer goes on
+        store.delete(store.container("b"))
     reader.close()
 
 
