@@ -165,7 +165,7 @@ class Answerer:
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""
         name_end = len(query) - 4
-        entry = scope.names.get(query[HEADER_SIZE:name_end].lower())
+        entry = scope.entry(query[HEADER_SIZE:name_end].lower())
         records = lookup(entry, query[name_end:]) if entry is not None else None
         if records is None or (records.__class__ is RecordSet and records.rotation_slot >= 0):
             return  # forwarded, an error, NODATA or a rotating set: not remembered
@@ -189,6 +189,8 @@ class Answerer:
             return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
         name = data[HEADER_SIZE:name_end].lower()
         entry = scope.names.get(name)
+        if entry is None and scope.qualified:
+            entry = scope.entry(name)
         if entry is None:
             return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip)
         records = lookup(entry, data[name_end:question_end])

@@ -41,7 +41,6 @@ from netcore.model import Attached, Container, Endpoint, Network
 from .snapshot import (
     A_IN,
     AAAA_IN,
-    MAX_NAME,
     PTR_IN,
     Entry,
     Names,
@@ -196,16 +195,20 @@ class SnapshotBuilder:
                 self._clients[address] = new.scope.slot
 
     def _refresh_scopes(self, change: _Change) -> None:
-        """New Scope objects for the scopes and listeners whose view got a new names dict."""
+        """New Scope objects for the scopes and listeners whose view, or a network's own names, got a new dict."""
         listeners_copied = change.built_from_scratch
+        stale = set(change.rewritten)  # a scope also holds the own names of each of its networks (NAME.NETWORK)
         for view in change.rewritten:
-            for use in view.scopes:
-                self._scope_table[use.slot] = Scope(view.names, use.networks, use.dns)
             if len(view.networks) == 1:
+                stale.update(view.networks[0].views)
+        for view in stale:
+            for use in view.scopes:
+                self._scope_table[use.slot] = view.scope(use.networks, use.dns)
+            if len(view.networks) == 1 and view in change.rewritten:
                 network = view.networks[0]
                 if not listeners_copied:
                     self._listeners, listeners_copied = self._listeners.copy(), True
-                scope = Scope(view.names, (network.network,))
+                scope = view.scope((network.network,))
                 for gateway in network.gateways:
                     self._listeners[gateway] = scope
 
@@ -231,7 +234,7 @@ class SnapshotBuilder:
         return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns)
 
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
-        """An endpoint's names, each also as NAME.NETWORK, and its reverse names, with their entries."""
+        """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope)."""
         packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
         short_names = dict.fromkeys(name.lower() for name in
                                     (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
@@ -240,8 +243,6 @@ class SnapshotBuilder:
             wire = encode_name(short_name)
             if wire is not None:
                 names[wire] = None
-                if network.wire_name is not None and len(wire) + len(network.wire_name) - 1 <= MAX_NAME:
-                    names[wire[:-1] + network.wire_name] = None
 
         address_entry = entry_of({A_IN if len(p) == 4 else AAAA_IN: self._record(A_IN if len(p) == 4 else AAAA_IN, p)
                                   for p in packed})
@@ -345,7 +346,7 @@ class SnapshotBuilder:
             use = self._scopes[key] = _ScopeUse(key, slot, view, tuple(self._networks[i].network for i in network_ids),
                                                 _upstreams(dns))
             view.scopes.add(use)
-            self._scope_table[slot] = Scope(view.names, use.networks, use.dns)
+            self._scope_table[slot] = view.scope(use.networks, use.dns)
         use.users += 1
         return use
 
@@ -450,6 +451,11 @@ class _View:
         self.names = names  # shared with the snapshots: replaced by a copy before a change, never changed in place
         self.merged: dict[bytes, _SharedEntry] = {}  # names whose entry is a shared one (several contributions)
         self.scopes: set[_ScopeUse] = set()
+
+    def scope(self, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = ()) -> Scope:
+        """A Scope of these names as they are now, for sources on ``networks`` (the view's, in their order)."""
+        qualified = {member.wire_name: member.view.names for member in self.networks if member.wire_name is not None}
+        return Scope(self.names, networks, dns, qualified)
 
 
 class _ScopeUse:

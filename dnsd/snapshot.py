@@ -145,14 +145,37 @@ def entry_of(records_by_type: dict[bytes, Records]) -> Entry:
 
 
 class Scope:
-    """What one source sees: the names of its networks, and where its other questions go."""
+    """What one source sees: the names of its networks, and where its other questions go.
 
-    __slots__ = ("names", "networks", "dns")
+    A name NAME.NETWORK is NAME as that network alone has it. Those are not
+    keys of ``names`` (that would double the names of every container): they
+    are looked up in ``qualified``, NETWORK's own names, when the name as a
+    whole is not found.
+    """
 
-    def __init__(self, names: Names, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = ()):
+    __slots__ = ("names", "networks", "dns", "qualified")
+
+    def __init__(self, names: Names, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = (),
+                 qualified: dict[bytes, Names] | None = None):
         self.names = names
         self.networks = networks  # DNS-enabled, in the order of the container's interfaces
         self.dns = dns  # the container's own --dns servers
+        self.qualified = qualified or {}  # wire name of each of its networks -> that network's own names
+
+    def entry(self, name: bytes) -> Entry | None:
+        """The entry of a lower-cased wire name: the name itself, else NAME.NETWORK (longest NETWORK first)."""
+        entry = self.names.get(name)
+        if entry is not None or not self.qualified or len(name) == 1:  # found, no network names, or the root
+            return entry
+        offset = name[0] + 1
+        while name[offset]:
+            own = self.qualified.get(name[offset:])
+            if own is not None:
+                entry = own.get(name[:offset] + b"\x00")
+                if entry is not None:
+                    return entry
+            offset += name[offset] + 1
+        return None
 
     @property
     def may_forward(self) -> bool:

@@ -51,10 +51,14 @@ def content(snapshot: Snapshot) -> dict:
     """Everything a snapshot answers from; of rotation slots only whether a set rotates (numbers may differ)."""
     converted: dict[int, dict] = {}
 
+    def names_content(names):
+        if id(names) not in converted:
+            converted[id(names)] = _names_content(names)
+        return converted[id(names)]
+
     def scope_content(scope):
-        if id(scope.names) not in converted:
-            converted[id(scope.names)] = _names_content(scope.names)
-        return [network.id for network in scope.networks], scope.dns, converted[id(scope.names)]
+        qualified = {suffix: names_content(names) for suffix, names in scope.qualified.items()}
+        return [network.id for network in scope.networks], scope.dns, names_content(scope.names), qualified
 
     return {"clients": {address: scope_content(snapshot.scopes[slot]) for address, slot in snapshot.clients.items()},
             "listeners": {address: scope_content(scope) for address, scope in snapshot.listeners.items()},

@@ -63,10 +63,12 @@ def test_clients_are_the_addresses_of_containers_on_dns_networks(world):
 def test_names_of_one_container_share_one_entry(world):
     net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
     web = world.container("web", net, "10.89.1.2", hostname="www", aliases=("front",))
-    names = Snapshot.build(*world.records()).listeners["10.89.1.1"].names
+    scope = Snapshot.build(*world.records()).listeners["10.89.1.1"]
     keys = [encode_name(name) for name in ("web", "www", "front", web.short_id, "web.neta", "front.neta")]
-    assert len({id(names[key]) for key in keys}) == 1
-    assert lookup(names[keys[0]], ANY_IN) is lookup(names[keys[0]], A_IN) is names[keys[0]]  # a lone A record
+    assert len({id(scope.entry(key)) for key in keys}) == 1
+    entry = scope.entry(keys[0])
+    assert lookup(entry, ANY_IN) is lookup(entry, A_IN) is entry  # a lone A record
+    assert encode_name("web.neta") not in scope.names  # found through the network's own names, not stored twice
 
 
 def test_names_that_cannot_be_encoded_are_skipped(world):
