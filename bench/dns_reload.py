@@ -8,7 +8,10 @@ connect to), and the store part fills a SQLite store in a temporary dir in
 one transaction. Times are medians (and maxima) over ``--repeat`` rounds of
 each operation; each round undoes itself, so every round patches the same
 world. Memory is what tracemalloc sees after a build: the snapshot alone,
-and the snapshot with the builder state a server keeps to patch it.
+and the snapshot with the builder state a server keeps to patch it; and
+what it costs in RSS, measured in fresh child processes that do what dnsd
+does (read the store in a reload thread, build or patch, give free memory
+back), at 100 containers and more: the growth per 1,000 containers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import ipaddress
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +64,8 @@ class World:
         return world
 
     def run(self, name: str, network: Network, ipv4: str, aliases: tuple[str, ...] = ()) -> Container:
-        container = Container(id=_hex_id(f"container/{name}"), name=name, hostname=name, netns=f"ns-{name}")
+        container_id = _hex_id(f"container/{name}")  # the hostname is the short ID, as netcore makes it
+        container = Container(id=container_id, name=name, hostname=container_id[:12], netns=f"ns-{name}")
         self.containers.append(container)
         self.connect(container, network, ipv4, aliases)
         return container
@@ -169,6 +174,67 @@ def measure_memory(count: int) -> tuple[float, float]:
     return results[0], results[1]
 
 
+RSS_BASE = 100  # containers: RSS growth is measured from here, so the cost of the first names does not count
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def rss_child(state_dir: str, mode: str) -> None:
+    """In a fresh process: KiB of RSS one full build (mode 'build') or one patch per container ('patch') adds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dnsd.server  # noqa: F401  (everything dnsd imports is loaded before the first reading)
+    from netcore.linux import release_free_memory
+
+    reader = Store.open_readonly(state_dir)
+    reload_thread = ThreadPoolExecutor(max_workers=1)
+    builder = SnapshotBuilder()
+
+    def build() -> Snapshot:
+        with reader.dns_records() as (networks, containers):
+            if mode == "build":
+                snapshot = builder.build(networks, containers)
+            else:
+                snapshot = builder.build(networks, [])
+                for container, endpoints in containers:
+                    snapshot = builder.patch({container.id}, [(container, endpoints)])
+        release_free_memory()
+        return snapshot
+
+    reload_thread.submit(reader.generation).result()
+    gc.collect()
+    release_free_memory()
+    before = _rss_kib()
+    answerer = Answerer(reload_thread.submit(build).result())
+    gc.collect()
+    print(_rss_kib() - before, len(answerer.snapshot.clients))
+
+
+def measure_rss(counts: list[int], runs: int = 3) -> dict[str, dict[int, float]]:
+    """MB of RSS a full build and one patch per container add, per count of containers (medians of ``runs``)."""
+    results: dict[str, dict[int, float]] = {"build": {}, "patch": {}}
+    for count in counts:
+        world = World.make(count)
+        with tempfile.TemporaryDirectory() as state_dir:
+            store = Store.open(state_dir)
+            with store.transaction():
+                for record in world.networks + world.containers + world.endpoints:
+                    store.insert(record)
+            store.close()
+            for mode in results:
+                grown = []
+                for _ in range(runs):
+                    output = subprocess.run([sys.executable, __file__, "--rss-child", state_dir, mode],
+                                            check=True, capture_output=True, text=True).stdout.split()
+                    assert int(output[1]) == count, output  # every container was read
+                    grown.append(int(output[0]) / 1024)
+                results[mode][count] = statistics.median(grown)
+    return results
+
+
 def measure_queries(world: World) -> dict[str, float]:
     """µs per Answerer.handle, best of 5 rounds of 50,000."""
     answerer = Answerer(Snapshot.build(world.networks, world.containers, world.endpoints))
@@ -193,7 +259,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--rss-child", nargs=2, metavar=("STATE_DIR", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
 
     world = World.make(args.containers)
     full = [_timed(lambda: SnapshotBuilder().build(world.networks, world.attached()))
@@ -216,6 +286,17 @@ def main() -> None:
     for count in sorted({1_000, args.containers}):
         alone, with_builder = measure_memory(count)
         print(f"{count:>10,}  {alone:16.2f}  {with_builder:17.2f}")
+    print()
+    counts = sorted({RSS_BASE, 1_000, args.containers})
+    rss = measure_rss(counts)
+    print(f"dnsd RSS growth (fresh processes, medians of 3): MB added, and MB per 1,000 containers past {RSS_BASE}")
+    print(f"{'how the containers came':36}" + "".join(f"  {f'{count:,} ctrs':>10}" for count in counts)
+          + "".join(f"  {f'/1000 @{count:,}':>12}" for count in counts if count > RSS_BASE))
+    labels = {"build": "full build (dnsd start, netcore up)", "patch": "one patch each (netcore run)"}
+    for mode, grown in rss.items():
+        print(f"{labels[mode]:36}" + "".join(f"  {grown[count]:10.2f}" for count in counts)
+              + "".join(f"  {(grown[count] - grown[RSS_BASE]) / (count - RSS_BASE) * 1000:12.2f}"
+                        for count in counts if count > RSS_BASE))
     print()
     print(f"{'query (Answerer.handle)':32}  {'us':>6}")
     for label, micros in measure_queries(world).items():
