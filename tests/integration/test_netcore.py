@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -92,6 +93,24 @@ def test_containers_get_veths_addresses_routes_and_reach_each_other(sandbox):
     assert sandbox.exec("web", "ping", "-c1", "-W2", "10.50.0.99").returncode == 0
     resolv = sandbox.exec("web", "cat", "/etc/resolv.conf").stdout
     assert "nameserver 10.50.0.1" in resolv
+
+
+def test_container_interfaces_take_no_router_advertisements_and_ipv6_only_where_the_network_has_it(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.54.0.0/24", "four")
+    sandbox.nc("network", "create", "--ipv6", "--subnet", "10.55.0.0/24", "--subnet", "fd00:55::/64", "six")
+    cid = sandbox.nc("run", "--name", "x", "--net", "four").stdout.strip()
+    sandbox.nc("network", "connect", "six", "x")  # eth1, configured at runtime
+
+    def setting(ifname: str, key: str) -> str:
+        return sandbox.exec("x", "cat", f"/proc/sys/net/ipv6/conf/{ifname}/{key}").stdout.strip()
+
+    assert (setting("eth0", "disable_ipv6"), setting("eth1", "disable_ipv6")) == ("1", "0")
+    assert (setting("eth0", "accept_ra"), setting("eth1", "accept_ra")) == ("0", "0")
+    with IPRoute(netns=f"{sandbox.prefix}-{cid[:12]}") as ipr:
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        assert not [a for a in ipr.addr("dump", family=socket.AF_INET6) if a["index"] == eth0]  # not even fe80::
+    assert links(f"{sandbox.prefix}-{cid[:12]}")["eth1"]["addresses"] == ["10.55.0.2/24", "fd00:55::2/64"]
+    assert sandbox.exec("x", "ping", "-6", "-c1", "-W2", "fd00:55::1").returncode == 0
 
 
 def test_containers_on_different_bridges_cannot_reach_each_other(sandbox):
