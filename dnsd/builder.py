@@ -244,8 +244,11 @@ class SnapshotBuilder:
             if wire is not None:
                 names[wire] = None
 
-        address_entry = entry_of({A_IN if len(p) == 4 else AAAA_IN: self._record(A_IN if len(p) == 4 else AAAA_IN, p)
-                                  for p in packed})
+        records = {}
+        for address in packed:
+            type_class = A_IN if len(address) == 4 else AAAA_IN
+            records[type_class] = self._record(type_class, address)
+        address_entry = entry_of(records)
         target = encode_name(f"{container.name}.{network.network.name}.")
         if target is None or not packed:
             return _EndpointNames(network, tuple(names), address_entry, (), None)
