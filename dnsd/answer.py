@@ -189,8 +189,8 @@ class Answerer:
             return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
         name = data[HEADER_SIZE:name_end].lower()
         entry = scope.names.get(name)
-        if entry is None and scope.qualified:
-            entry = scope.entry(name)
+        if entry is None:
+            entry = scope.qualified_entry(name)
         if entry is None:
             return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip)
         records = lookup(entry, data[name_end:question_end])

@@ -165,8 +165,12 @@ class Scope:
     def entry(self, name: bytes) -> Entry | None:
         """The entry of a lower-cased wire name: the name itself, else NAME.NETWORK (longest NETWORK first)."""
         entry = self.names.get(name)
-        if entry is not None or not self.qualified or len(name) == 1:  # found, no network names, or the root
-            return entry
+        return entry if entry is not None else self.qualified_entry(name)
+
+    def qualified_entry(self, name: bytes) -> Entry | None:
+        """The entry of NAME.NETWORK: NAME in NETWORK's own names, if NETWORK is one of this scope's."""
+        if not self.qualified or len(name) == 1:  # no network names, or the root
+            return None
         offset = name[0] + 1
         while name[offset]:
             own = self.qualified.get(name[offset:])
