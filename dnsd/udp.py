@@ -8,11 +8,13 @@ ctypes (Python has no binding for them).
 
 ``serve`` is the loop of a listener's own thread: block until at least one
 datagram came, answer every one that is there, send all the replies with one
-call. When queries arrive faster than one per ``window``, it waits out the rest
-of the window before reading again, so a busy listener wakes at most 1/window
-times a second and each wake-up answers many queries; a query waits at most one
-window for that, and a quiet listener never waits (the interrupt moderation of
-network cards, applied to a socket).
+call. While queries keep coming it lets the next ones gather before reading
+again: as long as half a batch takes to arrive at the rate just seen, at most
+one ``window``. So a listener at a few thousand queries a second wakes about
+1/window times a second and answers many queries per wake-up, a saturated one
+(a full batch, or half a batch in less time than answering took) reads on at
+once and adds no wait, and a quiet listener never waits (the interrupt
+moderation of network cards, applied to a socket).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from netcore.linux import LIBC
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
-DEFAULT_WINDOW = 0.001  # seconds; see the module's docstring
+DEFAULT_WINDOW = 0.001  # seconds, the longest a listener lets queries gather; see the module's docstring
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
+_MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
+
 
 class _IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
@@ -232,9 +236,22 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
             continue
         woke = monotonic()
         batch.answer_all(answer, forward)
-        if count < batch.size and woke - last_wake < window:
-            # queries come faster than one per window: let the next ones gather before reading on
-            rest = window - (monotonic() - woke)
+        pause = gather_pause(count, batch.size, woke - last_wake, window)
+        last_wake = woke
+        if pause:
+            rest = pause - (monotonic() - woke)
             if rest > 0:
                 time.sleep(rest)
-        last_wake = woke
+
+
+def gather_pause(count: int, size: int, interval: float, window: float) -> float:
+    """How long after a wake-up to let queries gather before reading again (0: read on at once).
+
+    ``count`` queries came in the ``interval`` since the wake-up before. A full
+    batch means more are waiting: read on. Below the rate of ``_MIN_PER_WINDOW``
+    queries a window there is nothing to gather: read on. Otherwise wait until
+    half a batch has come at the rate just seen, never longer than ``window``.
+    """
+    if count >= size or interval <= 0 or count * window < _MIN_PER_WINDOW * interval:
+        return 0.0
+    return min(window, interval * (size // 2) / count)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -144,9 +145,10 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
     thread.start()
     try:
         with client_socket() as client:
-            for _ in range(2):  # two quick wake-ups: the second one starts the waiting
+            for _ in range(2):  # two wake-ups 20 ms apart: the second one starts the waiting
                 client.sendto(b"wake", server_socket.getsockname())
                 assert client.recv(100) == b"wake"
+                time.sleep(0.02)  # one query per 20 ms: half a batch takes longer than the window
             for number in range(20):  # all sent within the half second the listener now waits
                 client.sendto(b"%d" % number, server_socket.getsockname())
             assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
@@ -157,3 +159,19 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
         thread.join(5)
     assert batches[:2] == [1, 1]
     assert len(batches) <= 4  # 20 queries in at most two batches (22 answered without the window: 22 batches)
+
+
+def test_a_listener_gathers_for_half_a_batch_at_the_rate_it_just_saw():
+    # 20 queries in the last millisecond: 32 more take 1.6 ms, capped at the 1 ms window
+    assert udp.gather_pause(20, 64, 0.001, 0.001) == 0.001
+    # 40 queries in the last 0.4 ms (100 a ms): half a batch takes 0.32 ms
+    assert udp.gather_pause(40, 64, 0.0004, 0.001) == pytest.approx(0.00032)
+    # a window of 0 never waits
+    assert udp.gather_pause(20, 64, 0.001, 0.0) == 0.0
+
+
+def test_a_saturated_or_quiet_listener_reads_on_at_once():
+    assert udp.gather_pause(64, 64, 0.0001, 0.001) == 0.0  # a full batch: more are waiting
+    assert udp.gather_pause(1, 64, 0.0006, 0.001) == 0.0  # under two queries a window: nothing to gather
+    assert udp.gather_pause(1, 64, 10.0, 0.001) == 0.0  # the first query after a quiet spell
+    assert udp.gather_pause(3, 64, 0.0, 0.001) == 0.0  # no time between wake-ups measured
