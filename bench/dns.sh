@@ -30,6 +30,7 @@ FIXED_QPS=20000      # the offered rate of --mode cpu
 STALENESS=200        # netcore run + lookup pairs after the benchmark (0: skip)
 NAME_PREFIX=c        # containers are ${NAME_PREFIX}0..${NAME_PREFIX}N-1
 KEEP=0               # --keep: leave everything up for a look around; Enter tears it down
+SERVE_ONLY=0         # --serve-only: build and start, print where, measure nothing (for bench/dns_scale.sh)
 SERVERS=dnsd,aardvark-dns,dnsmasq
 
 usage() {
@@ -45,6 +46,9 @@ usage() {
   --name-prefix P   container names P0..PN-1 (default c)
   --servers LIST    comma-separated subset of dnsd,aardvark-dns,dnsmasq (default all three)
   --keep            wait for Enter before tearing down
+  --serve-only      build the sandbox and start the servers, print one line 'ready KEY=VALUE...'
+                    (c0ns, clientns, server, dnsd_pid, work, records) on stdout, measure nothing, and
+                    tear down on Enter or end of input (bench/dns_scale.sh drives two of these)
 EOF
 }
 
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
         --name-prefix) NAME_PREFIX=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --serve-only) SERVE_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "dns.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -101,7 +106,8 @@ chmod 755 "$WORK"          # dnsmasq reads its hosts file after dropping to nobo
 STATE=$WORK/state          # NETCORE_STATE_DIR
 STARTED_PIDS=()            # every process this script started that outlives a command
 
-log() { printf '%s dns.sh: %s\n' "$(date +%T)" "$*" >&2; }
+# shellcheck source=bench/measure.sh
+source "$BENCH_DIR/measure.sh"  # log, now, cpu_ticks, rss_kb, wait_quiet, ...
 
 # The teardown may start while a command's output is redirected to a file (Ctrl-C during
 # `netcore up >up.log`); it goes back to the script's own stdout and stderr first.
@@ -180,61 +186,6 @@ netcore() {
 
 setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
 
-
-now() { date +%s.%N; }
-
-# utime+stime of a process (all its threads), in clock ticks: fields 14 and 15 of
-# /proc/PID/stat, counted after the ")" that ends the command name.
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    local -a fields
-    read -ra fields <<<"$stat"
-    echo $((fields[11] + fields[12]))
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# Busy clock ticks of one CPU from /proc/stat (all but idle and iowait), to show how
-# loaded the server's core and the load generator's core were, softirq work included.
-cpu_busy_ticks() {
-    awk -v cpu="cpu$1" '$1 == cpu { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6 }' /proc/stat
-}
-
-# Datagrams a namespace dropped because a socket's receive buffer was full (RcvbufErrors
-# of /proc/net/snmp, which is per network namespace): in the gateway namespace those are
-# the server's losses, in the client's namespace dnsperf's own.
-udp_rcvbuf_errors() {
-    # shellcheck disable=SC2016  # an awk program, not a shell expansion
-    ip netns exec "$1" awk '/^Udp:/ { if (!n++) { for (i = 2; i <= NF; i++) col[$i] = i } else print $col["RcvbufErrors"] }' \
-        /proc/net/snmp
-}
-
-# How busy the machine is without us (both CPUs over SECONDS, default 1): other work on
-# a 2-core machine skews every number, so each run waits for a quiet moment first.
-machine_busy_percent() {
-    local before after
-    before=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
-    sleep "${1:-1}"
-    after=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
-    awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " ");
-        print (y[2] > x[2]) ? int(100 * (y[1] - x[1]) / (y[2] - x[2])) : 0 }'
-}
-
-QUIET_PERCENT=10     # a run starts once the machine is at most this busy...
-QUIET_WAIT=120       # ...or after this many seconds of waiting; the table shows how busy it was
-wait_quiet() {
-    local waited=0 busy
-    busy=$(machine_busy_percent 1)
-    while [ "$busy" -gt "$QUIET_PERCENT" ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
-        [ "$waited" -eq 0 ] && log "machine ${busy}% busy without us: waiting up to ${QUIET_WAIT}s for quiet"
-        sleep 4
-        waited=$((waited + 5))
-        busy=$(machine_busy_percent 1)
-    done
-    echo "$busy"
-}
 
 # ---- building the sandbox ---------------------------------------------------------
 create_containers() {
@@ -393,14 +344,11 @@ report() {
     title+=", $RECORDS records ($CONTAINERS containers"
     if [ "$RECORDS" -gt "$CONTAINERS" ]; then title+=", $((RECORDS - CONTAINERS)) more names as their aliases"; fi
     title+="), ${DURATION}s per run, medians of $RUNS runs"
-    title+=$'\n'"$(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r);"
+    title+=$'\n'"$(machine_description);"
     title+=" servers pinned to CPU $SERVER_CPU, dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}') to CPU $LOAD_CPU"
     title+=$'\n'"aardvark-dns $("$AARDVARK" version 2>/dev/null | awk -F'"' '/"version"/ {print $4}')"
     title+=", dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}')"
-    title+=$'\n'"code: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    if [ -n "$(git -C "$REPO" status --porcelain -- netcore dnsd 2>/dev/null || true)" ]; then
-        title+=" + uncommitted changes in netcore/ or dnsd/"
-    fi
+    title+=$'\n'"$(code_description "$REPO")"
     title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
     title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
     python3 "$BENCH_DIR/dns_report.py" "$WORK/cases.tsv" --title "$title" --out "$out"
@@ -426,13 +374,19 @@ main() {
     if wanted aardvark-dns; then start_aardvark; fi
     if wanted dnsmasq; then start_dnsmasq; fi
     find_dnsd  # started by netcore up
+    if [ "$SERVE_ONLY" -eq 1 ]; then
+        ensure_stranger
+        echo "ready c0ns=$C0NS clientns=$CLIENTNS server=$GATEWAY dnsd_pid=$DNSD_PID work=$WORK records=$RECORDS"
+        read -r _ || true  # Enter, or the end of input
+        return 0
+    fi
     run_matrix
     report
     staleness
     log "table written to ${RESULT_FILE#"$REPO"/}"
     if [ "$KEEP" -eq 1 ]; then
         log "--keep: sandbox $PREFIX* stays up (NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE); Enter tears it down"
-        read -r _
+        read -r _ || true
     fi
 }
 

@@ -101,16 +101,16 @@ def load(path: str) -> list[Measurement]:
     return found
 
 
-def _median(values) -> float:
+def median(values) -> float:
     values = [v for v in values if v == v]  # drop NaN
     return statistics.median(values) if values else float("nan")
 
 
-def _fmt(value: float, digits: int) -> str:
+def fmt(value: float, digits: int) -> str:
     return "-" if value != value else f"{value:,.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]], left: int = 3) -> str:
+def text_table(header: list[str], rows: list[list[str]], left: int = 3) -> str:
     """Text columns (the first `left`) flush left, numbers flush right."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
@@ -131,17 +131,17 @@ def render(measurements: list[Measurement], title: str) -> str:
     for key in order:
         ms = groups[key]
         client, inflight, server = key
-        rows.append([server, client, str(inflight), _fmt(_median(m.qps for m in ms), 0),
-                     _fmt(_median(m.avg_ms for m in ms), 3), _fmt(_median(m.max_ms for m in ms), 2),
-                     _fmt(_median(m.lost for m in ms), 0), _fmt(_median(m.server_drops for m in ms), 0),
-                     _fmt(_median(m.client_drops for m in ms), 0), _fmt(_median(m.noerror_percent for m in ms), 1),
-                     _fmt(_median(m.rss_mb for m in ms), 1), _fmt(_median(m.cpu_us_per_query for m in ms), 1),
-                     _fmt(_median(m.cpu_percent for m in ms), 0), _fmt(_median(m.busy_percent(m.server_core_s) for m in ms), 0),
-                     _fmt(_median(m.busy_percent(m.load_core_s) for m in ms), 0),
-                     _fmt(max(m.background for m in ms), 0), str(len(ms))])
+        rows.append([server, client, str(inflight), fmt(median(m.qps for m in ms), 0),
+                     fmt(median(m.avg_ms for m in ms), 3), fmt(median(m.max_ms for m in ms), 2),
+                     fmt(median(m.lost for m in ms), 0), fmt(median(m.server_drops for m in ms), 0),
+                     fmt(median(m.client_drops for m in ms), 0), fmt(median(m.noerror_percent for m in ms), 1),
+                     fmt(median(m.rss_mb for m in ms), 1), fmt(median(m.cpu_us_per_query for m in ms), 1),
+                     fmt(median(m.cpu_percent for m in ms), 0), fmt(median(m.busy_percent(m.server_core_s) for m in ms), 0),
+                     fmt(median(m.busy_percent(m.load_core_s) for m in ms), 0),
+                     fmt(max(m.background for m in ms), 0), str(len(ms))])
     header = ["server", "client", "in-flight", "QPS", "avg ms", "max ms", "lost", "srv drop", "cli drop", "NOERROR%", "RSS MB",
               "CPU us/q", "CPU%", "core S%", "core G%", "bg%", "runs"]
-    out = [title, "", _table(header, rows), ""]
+    out = [title, "", text_table(header, rows), ""]
 
     # Ratios from the same run, then the median of those ratios over runs.
     by_run = {(m.run, m.client, m.inflight, m.server): m for m in measurements}
@@ -158,11 +158,11 @@ def render(measurements: list[Measurement], title: str) -> str:
                         qps.append(ours.qps / theirs.qps)
                     if theirs.cpu_us_per_query and theirs.cpu_us_per_query == theirs.cpu_us_per_query:
                         cpu.append(ours.cpu_us_per_query / theirs.cpu_us_per_query)
-            cells += [_fmt(_median(qps), 2), _fmt(_median(cpu), 2)]
+            cells += [fmt(median(qps), 2), fmt(median(cpu), 2)]
         ratio_rows.append(cells)
     if any(r[2:] != ["-"] * 4 for r in ratio_rows):
         out += ["dnsd / peer, median over runs of same-run ratios (QPS: higher is better; CPU per query: lower is better)",
-                "", _table(["client", "in-flight", "QPS vs aardvark", "CPU/q vs aardvark", "QPS vs dnsmasq",
+                "", text_table(["client", "in-flight", "QPS vs aardvark", "CPU/q vs aardvark", "QPS vs dnsmasq",
                             "CPU/q vs dnsmasq"], ratio_rows, left=2), ""]
     out += ["client 'container': dnsperf inside c0's namespace (an address every server knows as a container);",
             "client 'stranger': a veth address in the subnet that belongs to no container.",

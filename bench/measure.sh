@@ -1,0 +1,72 @@
+# Shell helpers for measuring a server, sourced by bench/dns.sh and bench/dns_scale.sh.
+# shellcheck shell=bash
+
+log() { printf '%s %s: %s\n' "$(date +%T)" "${0##*/}" "$*" >&2; }
+
+now() { date +%s.%N; }
+
+# utime+stime of a process (all its threads), in clock ticks: fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    local -a fields
+    read -ra fields <<<"$stat"
+    echo $((fields[11] + fields[12]))
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# Busy clock ticks of one CPU from /proc/stat (all but idle and iowait), to show how
+# loaded the server's core and the load generator's core were, softirq work included.
+cpu_busy_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6 }' /proc/stat
+}
+
+# Datagrams a namespace dropped because a socket's receive buffer was full (RcvbufErrors
+# of /proc/net/snmp, which is per network namespace): in the gateway namespace those are
+# the server's losses, in the client's namespace dnsperf's own.
+udp_rcvbuf_errors() {
+    # shellcheck disable=SC2016  # an awk program, not a shell expansion
+    ip netns exec "$1" awk '/^Udp:/ { if (!n++) { for (i = 2; i <= NF; i++) col[$i] = i } else print $col["RcvbufErrors"] }' \
+        /proc/net/snmp
+}
+
+# How busy the machine is without us (both CPUs over SECONDS, default 1): other work on
+# a 2-core machine skews every number, so each run waits for a quiet moment first.
+machine_busy_percent() {
+    local before after
+    before=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
+    sleep "${1:-1}"
+    after=$(awk '$1 == "cpu" { busy = 0; for (i = 2; i <= 9; i++) busy += $i; print busy - $5 - $6, busy }' /proc/stat)
+    awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " ");
+        print (y[2] > x[2]) ? int(100 * (y[1] - x[1]) / (y[2] - x[2])) : 0 }'
+}
+
+QUIET_PERCENT=10     # a run starts once the machine is at most this busy...
+QUIET_WAIT=120       # ...or after this many seconds of waiting; the table shows how busy it was
+wait_quiet() {
+    local waited=0 busy
+    busy=$(machine_busy_percent 1)
+    while [ "$busy" -gt "$QUIET_PERCENT" ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+        [ "$waited" -eq 0 ] && log "machine ${busy}% busy without us: waiting up to ${QUIET_WAIT}s for quiet"
+        sleep 4
+        waited=$((waited + 5))
+        busy=$(machine_busy_percent 1)
+    done
+    echo "$busy"
+}
+
+# For a table's title: the machine, and the code measured.
+machine_description() {
+    echo "$(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
+}
+code_description() {  # repo
+    local text
+    text="code: $(git -C "$1" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [ -n "$(git -C "$1" status --porcelain -- netcore dnsd 2>/dev/null || true)" ]; then
+        text+=" + uncommitted changes in netcore/ or dnsd/"
+    fi
+    echo "$text"
+}
