@@ -176,17 +176,21 @@ def render(measurements: list[Measurement], title: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def emit(text: str, out: str | None) -> None:
+    """Print a table, and write it to ``out`` too if given."""
+    sys.stdout.write(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dns_report.py")
     parser.add_argument("cases", help="TSV written by dns.sh")
     parser.add_argument("--title", default="DNS benchmark")
     parser.add_argument("--out", help="also write the table here")
     args = parser.parse_args(argv)
-    text = render(load(args.cases), args.title)
-    sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(render(load(args.cases), args.title), args.out)
     return 0
 
 

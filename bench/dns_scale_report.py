@@ -16,7 +16,7 @@ import csv
 import sys
 from collections import defaultdict
 
-from dns_report import fmt, median, parse_dnsperf, text_table
+from dns_report import emit, fmt, median, parse_dnsperf, text_table
 
 
 def load(path: str) -> list[dict]:
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="dnsd scale")
     parser.add_argument("--out", help="also write the table here")
     args = parser.parse_args(argv)
-    text = render(load(args.cases), args.small, args.large, args.title)
-    sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(render(load(args.cases), args.small, args.large, args.title), args.out)
     return 0
 
 
