@@ -95,10 +95,6 @@ DNSMASQ_IP=10.201.255.3
 STRANGER_IP=10.201.255.100
 SERVER_CPU=0
 LOAD_CPU=1
-# dnsperf's socket buffers (-b, KiB): at 1000 in flight the answers to its opening burst
-# overflow the default 208 KiB and dnsperf itself drops them; 4 MiB (the host's
-# net.core.rmem_max here, which caps it) leaves the losses to the servers.
-DNSPERF_BUFFER_KB=4096
 
 ETC_NETNS_EXISTED=0; [ -d /etc/netns ] && ETC_NETNS_EXISTED=1
 WORK=$(mktemp -d "/tmp/${PREFIX}.XXXXXX")
@@ -107,7 +103,7 @@ STATE=$WORK/state          # NETCORE_STATE_DIR
 STARTED_PIDS=()            # every process this script started that outlives a command
 
 # shellcheck source=bench/measure.sh
-source "$BENCH_DIR/measure.sh"  # log, now, cpu_ticks, rss_kb, wait_quiet, ...
+source "$BENCH_DIR/measure.sh"  # log, now, DNSPERF_BUFFER_KB, cpu_ticks, rss_kb, wait_quiet, ...
 
 # The teardown may start while a command's output is redirected to a file (Ctrl-C during
 # `netcore up >up.log`); it goes back to the script's own stdout and stderr first.

@@ -24,7 +24,6 @@ DURATION=10
 RUNS=3
 INFLIGHT=200
 LOAD_CPU=1
-DNSPERF_BUFFER_KB=4096   # as in dns.sh
 
 usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
