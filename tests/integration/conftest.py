@@ -20,3 +20,11 @@ def sandbox(tmp_path_factory):
     finally:
         cleanup(box)
         assert box.namespaces() == [], "teardown leaked namespaces"
+
+
+@pytest.fixture(scope="session")
+def musl_resolve(tmp_path_factory):
+    """The static musl getaddrinfo client (see musl.py): `netcore exec C -- <path> NAME [4|6|any]`."""
+    from musl import build_resolve
+
+    return build_resolve(str(tmp_path_factory.mktemp("musl")))
