@@ -135,8 +135,12 @@ class Answerer:
         """The reply to send, a Forward to carry out, or None to drop the message."""
         snapshot, memo = self._current
         scope_slot = snapshot.clients.get(client_ip)
-        scope = snapshot.scopes[scope_slot] if scope_slot is not None else snapshot.stranger_scope(client_ip,
-                                                                                                     listener_ip)
+        if scope_slot is not None:
+            scope = snapshot.scopes[scope_slot]
+            if scope.by_listener is not None:  # on several networks: the asked network's names first
+                scope = scope.by_listener.get(listener_ip, scope)
+        else:
+            scope = snapshot.stranger_scope(client_ip, listener_ip)
         if not tcp and scope is not None:
             replies = memo.get(scope)
             if replies is not None:

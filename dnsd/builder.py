@@ -44,6 +44,7 @@ from .snapshot import (
     PTR_IN,
     Entry,
     Names,
+    PreferringScope,
     RecordSet,
     Scope,
     Snapshot,
@@ -280,14 +281,23 @@ class SnapshotBuilder:
     # -- views: the names of a set of networks -------------------------------
 
     def _refresh_name(self, view: _View, name: bytes, change: _Change) -> None:
-        """Set a name of a view from its networks' contributions: one is used as is, several are merged."""
+        """Set a name of a view from its networks' contributions: one is used as is, several are merged.
+
+        A container on a network with ``enable_icc=false`` cannot reach its neighbours there, so in a
+        view over several networks the contributions of such networks count only when no other network
+        of the view has the name (moby/moby#46162).
+        """
         contributions: list[Entry] = []
+        isolated: list[Entry] = []  # from networks without inter-container communication
         for network in view.networks:
+            found = contributions if network.network.icc else isolated
             crowd = network.crowded.get(name)
             if crowd is not None:
-                contributions += crowd
+                found += crowd
             elif name in network.view.names:
-                contributions.append(network.view.names[name])
+                found.append(network.view.names[name])
+        if not contributions:  # an address on such a network is offered only when no other network has the name
+            contributions = isolated
         old_shared = view.merged.get(name)
         shared = self._shared_entry(contributions) if len(contributions) > 1 else None
         entry = shared.entry if shared is not None else contributions[0] if contributions else None
@@ -437,7 +447,7 @@ class _NetworkNames:
 
     def __init__(self, network: Network):
         self.network = network
-        self.wire_name = encode_name(network.name)
+        self.wire_name = encode_name(network.name.lower())  # keys are folded as questions are (moby/moby#28689)
         self.gateways = tuple(normalize_address(gateway) for gateway in (network.gateway, network.gateway6) if gateway)
         self.crowded: dict[bytes, list[Entry]] = {}  # name -> its contributions, for names with two or more
         self.view = _View((self,), {})  # this network alone: what its listeners answer
@@ -456,9 +466,21 @@ class _View:
         self.scopes: set[_ScopeUse] = set()
 
     def scope(self, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = ()) -> Scope:
-        """A Scope of these names as they are now, for sources on ``networks`` (the view's, in their order)."""
+        """A Scope of these names as they are now, for sources on ``networks`` (the view's, in their order).
+
+        Over several networks, the scope prefers, per gateway it is asked through, the names of that
+        gateway's network when it has inter-container communication (see ``Scope.by_listener``).
+        """
         qualified = {member.wire_name: member.view.names for member in self.networks if member.wire_name is not None}
-        return Scope(self.names, networks, dns, qualified)
+        if len(self.networks) == 1:
+            return Scope(self.names, networks, dns, qualified)
+        by_listener = {}
+        for member in self.networks:
+            if member.network.icc:
+                preferring = PreferringScope(member.view.names, self.names, networks, dns, qualified)
+                for gateway in member.gateways:
+                    by_listener[gateway] = preferring
+        return Scope(self.names, networks, dns, qualified, by_listener or None)
 
 
 class _ScopeUse:

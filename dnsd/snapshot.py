@@ -149,25 +149,39 @@ class Scope:
 
     A name NAME.NETWORK is NAME as that network alone has it. Those are not
     keys of ``names`` (that would double the names of every container): they
-    are looked up in ``qualified``, NETWORK's own names, when the name as a
-    whole is not found.
+    are looked up in ``qualified``, NETWORK's own names (keyed by the
+    lower-cased wire form of NETWORK), when the name as a whole is not found.
+
+    A source on several networks asks through the gateways of each. ``by_listener``
+    maps the gateway address of each of those networks that has inter-container
+    communication on (Docker's ``enable_icc``) to a ``PreferringScope``: a name
+    that network has is answered from that network alone, so the address given
+    is one on the network the query arrived on (moby/moby#46162). None for
+    sources on one network.
     """
 
-    __slots__ = ("names", "networks", "dns", "qualified")
+    __slots__ = ("names", "networks", "dns", "qualified", "by_listener")
 
     def __init__(self, names: Names, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = (),
-                 qualified: dict[bytes, Names] | None = None):
+                 qualified: dict[bytes, Names] | None = None, by_listener: dict[str, Scope] | None = None):
         self.names = names
         self.networks = networks  # DNS-enabled, in the order of the container's interfaces
         self.dns = dns  # the container's own --dns servers
-        self.qualified = qualified or {}  # wire name of each of its networks -> that network's own names
+        self.qualified = qualified or {}  # lower-cased wire name of each of its networks -> that network's own names
+        self.by_listener = by_listener
+
+    def for_listener(self, listener_ip: str) -> Scope:
+        """The scope a query that arrived at ``listener_ip`` gets (see the class docstring)."""
+        if self.by_listener is None:
+            return self
+        return self.by_listener.get(listener_ip, self)
 
     def entry(self, name: bytes) -> Entry | None:
         """The entry of a lower-cased wire name: the name itself, else NAME.NETWORK (longest NETWORK first)."""
         entry = self.names.get(name)
         return entry if entry is not None else self.qualified_entry(name)
 
-    def qualified_entry(self, name: bytes) -> Entry | None:
+    def _qualified_entry(self, name: bytes) -> Entry | None:
         """The entry of NAME.NETWORK: NAME in NETWORK's own names, if NETWORK is one of this scope's."""
         if not self.qualified or len(name) == 1:  # no network names, or the root
             return None
@@ -181,10 +195,35 @@ class Scope:
             offset += name[offset] + 1
         return None
 
+    qualified_entry = _qualified_entry  # what a name not found in ``names`` is looked up as
+
     @property
     def may_forward(self) -> bool:
         """Sources on internal networks only get no forwarding: they have no way out either."""
         return any(not network.internal for network in self.networks)
+
+
+class PreferringScope(Scope):
+    """The scope of a multi-network source asking through one network's gateway.
+
+    ``names`` are that network's own names; a name it lacks is looked up in
+    ``everywhere``, the union of all the source's networks (where, as the
+    builder makes it, a name that a network with inter-container communication
+    has never carries the addresses it has on networks without), then as
+    NAME.NETWORK. So a name leads to an address the source can reach.
+    """
+
+    __slots__ = ("everywhere",)
+
+    def __init__(self, names: Names, everywhere: Names, networks: tuple[Network, ...],
+                 dns: tuple[Upstream, ...] = (), qualified: dict[bytes, Names] | None = None):
+        super().__init__(names, networks, dns, qualified)
+        self.everywhere = everywhere
+
+    def qualified_entry(self, name: bytes) -> Entry | None:
+        """The entry of a name the asked network lacks: from all the source's networks, else NAME.NETWORK."""
+        entry = self.everywhere.get(name)
+        return entry if entry is not None else self._qualified_entry(name)
 
 
 class Snapshot:
@@ -224,7 +263,7 @@ class Snapshot:
         """The scope a query gets: its container's, else the asked network's; None means REFUSED."""
         slot = self.clients.get(client_ip)
         if slot is not None:
-            return self.scopes[slot]
+            return self.scopes[slot].for_listener(listener_ip)
         return self.stranger_scope(client_ip, listener_ip)
 
     def stranger_scope(self, client_ip: str, listener_ip: str) -> Scope | None:

@@ -37,9 +37,11 @@ class DnsWorld:
         self.changes.append((self.current_generation, container_id))
 
     def network(self, name: str, subnet: str, gateway: str, *, subnet6: str | None = None,
-                gateway6: str | None = None, internal: bool = False, dns: tuple[str, ...] = ()) -> Network:
+                gateway6: str | None = None, internal: bool = False, dns: tuple[str, ...] = (),
+                options: dict | None = None) -> Network:
         network = Network(id=_hex_id("network", name), name=name, bridge=f"br-{name}"[:15], subnet=subnet,
-                          gateway=gateway, subnet6=subnet6, gateway6=gateway6, internal=internal, dns=dns)
+                          gateway=gateway, subnet6=subnet6, gateway6=gateway6, internal=internal, dns=dns,
+                          options=dict(options or {}))
         self.networks.append(network)
         self._changed(None)
         return network

@@ -144,21 +144,52 @@ def test_rotation_carries_over_a_snapshot_swap(lan, dns):
     assert dns.rdata(ask(answerer, dns, "web"))[0] != first
 
 
-def test_a_name_on_two_of_the_clients_networks_answers_the_union(world, dns):
+def test_a_client_on_two_networks_gets_the_names_of_the_network_it_asked_through(world, dns):
     net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A)
     net_b = world.network("netb", "10.89.2.0/24", GATEWAY_B)
     world.container("x1", net_a, "10.89.1.2", aliases=("svc",))
     world.container("x2", net_b, "10.89.2.2", aliases=("svc",))
+    world.container("only_b", net_b, "10.89.2.3")
     both = world.container("both", net_a, "10.89.1.9")
     world.attach(both, net_b, "10.89.2.9", aliases=("svc",))
     answerer = answerer_for(world)
     # svc is x1 on A, and x2 and both on B (an alias belongs to one network's endpoint)
-    assert sorted(dns.rdata(ask(answerer, dns, "svc", client="10.89.1.9"))) == ["10.89.1.2", "10.89.2.2",
-                                                                                "10.89.2.9"]
-    assert sorted(dns.rdata(ask(answerer, dns, "svc", client="10.89.1.2"))) == ["10.89.1.2"]
-    # a container's own name, on both of the client's networks, deduplicated
-    assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.1.9"))) == ["10.89.1.9", "10.89.2.9"]
-    assert sorted(dns.rdata(ask(answerer, dns, "both", client="10.89.2.2"))) == ["10.89.2.9"]
+    assert dns.rdata(ask(answerer, dns, "svc", client="10.89.1.9", listener=GATEWAY_A)) == ["10.89.1.2"]
+    assert sorted(dns.rdata(ask(answerer, dns, "svc", client="10.89.1.9", listener=GATEWAY_B))) == [
+        "10.89.2.2", "10.89.2.9"]
+    assert dns.rdata(ask(answerer, dns, "svc", client="10.89.1.2")) == ["10.89.1.2"]
+    # a container's own name, on both of the client's networks: the address on the network asked
+    assert dns.rdata(ask(answerer, dns, "both", client="10.89.1.9", listener=GATEWAY_A)) == ["10.89.1.9"]
+    assert dns.rdata(ask(answerer, dns, "both", client="10.89.1.9", listener=GATEWAY_B)) == ["10.89.2.9"]
+    assert dns.rdata(ask(answerer, dns, "both", client="10.89.2.2", listener=GATEWAY_B)) == ["10.89.2.9"]
+    # a name the asked network lacks comes from the client's other networks, whichever gateway it asked
+    for listener in (GATEWAY_A, GATEWAY_B):
+        assert dns.rdata(ask(answerer, dns, "only_b", client="10.89.1.9", listener=listener)) == ["10.89.2.3"]
+        assert dns.rdata(ask(answerer, dns, "x1", client="10.89.1.9", listener=listener)) == ["10.89.1.2"]
+    # the remembered reply of one gateway is not given to a question through the other
+    for _ in range(2):
+        assert dns.rdata(ask(answerer, dns, "both", client="10.89.1.9", listener=GATEWAY_A)) == ["10.89.1.9"]
+        assert dns.rdata(ask(answerer, dns, "both", client="10.89.1.9", listener=GATEWAY_B)) == ["10.89.2.9"]
+
+
+def test_an_address_on_a_network_without_icc_is_offered_only_when_no_other_network_has_the_name(world, dns):
+    """moby/moby#46162: pinga and pingb on uplink (enable_icc=false) and interconnect."""
+    uplink = world.network("uplink", "10.89.1.0/24", GATEWAY_A, options={"com.docker.network.bridge.enable_icc": "false"})
+    interconnect = world.network("interconnect", "10.89.2.0/24", GATEWAY_B)
+    pinga = world.container("pinga", uplink, "10.89.1.2")
+    world.attach(pinga, interconnect, "10.89.2.2")
+    pingb = world.container("pingb", uplink, "10.89.1.3")
+    world.attach(pingb, interconnect, "10.89.2.3")
+    world.container("lonely", uplink, "10.89.1.4")
+    answerer = answerer_for(world)
+    for listener in (GATEWAY_A, GATEWAY_B):
+        for _ in range(3):  # never the unreachable address, however the answers rotate
+            assert dns.rdata(ask(answerer, dns, "pingb", client="10.89.1.2", listener=listener)) == ["10.89.2.3"]
+        # a name only the isolated network has is still answered: there is nothing better
+        assert dns.rdata(ask(answerer, dns, "lonely", client="10.89.1.2", listener=listener)) == ["10.89.1.4"]
+    # NAME.NETWORK still names the address on that network, and a source on uplink alone still sees uplink's
+    assert dns.rdata(ask(answerer, dns, "pingb.uplink", client="10.89.1.2")) == ["10.89.1.3"]
+    assert dns.rdata(ask(answerer, dns, "pingb", client="10.89.1.4", listener=GATEWAY_A)) == ["10.89.1.3"]
 
 
 # -- remembered replies ------------------------------------------------------------------------------
@@ -463,3 +494,53 @@ def test_internal_networks_are_not_forwarded_for(world, dns):
     answerer = answerer_for(world, default_upstreams=(("127.0.0.1", 5354),))
     assert rcode(ask(answerer, dns, "example.com", client="10.89.5.2", listener="10.89.5.1")) == REFUSED
     assert dns.rdata(ask(answerer, dns, "p2", client="10.89.5.2", listener="10.89.5.1")) == ["10.89.5.3"]
+
+
+# -- case: every key is folded as the question is ------------------------------------------------------------
+
+
+def test_name_network_is_case_blind_and_the_ptr_target_resolves_back(world, dns):
+    """moby/moby#28689: `network create Net1`, `run --name WebApp --net Net1`."""
+    net = world.network("Net1", "10.89.1.0/24", GATEWAY_A)
+    web = world.container("WebApp", net, "10.89.1.2", aliases=("Api",), hostname="WebHost")
+    world.container("client", net, "10.89.1.3")
+    answerer = answerer_for(world)
+    for name in ("webapp", "WEBAPP", "WebApp.Net1", "webapp.net1", "WEBAPP.NET1", "api.NET1", "WEBHOST.net1",
+                 f"{web.id[:12].upper()}.Net1", "WebApp.Net1."):
+        assert dns.rdata(ask(answerer, dns, name, client="10.89.1.3")) == ["10.89.1.2"], name
+    [target] = dns.rdata(ask(answerer, dns, "2.1.89.10.in-addr.arpa", "PTR", client="10.89.1.3"))
+    assert dns.rdata(ask(answerer, dns, target, client="10.89.1.3")) == ["10.89.1.2"]
+
+
+_label = st.text("abcXYZ019_-", min_size=1, max_size=8).filter(lambda text: text[0].isalnum())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(networks=st.lists(_label, min_size=1, max_size=3, unique_by=str.lower),
+       containers=st.lists(st.tuples(_label, st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True),
+                                     st.lists(_label, max_size=2), _label),
+                           min_size=1, max_size=6, unique_by=lambda c: c[0]),
+       fold=st.sampled_from([str.lower, str.upper, str.swapcase, lambda text: text]))
+def test_every_key_answers_in_any_case_and_every_ptr_target_resolves_back(new_world, dns, networks, containers, fold):
+    """For random mixed-case names: each name a container answers to, plain and as NAME.NETWORK, in any
+    case, includes its address; and each PTR target, asked in any case, leads back to the address."""
+    world = new_world()
+    nets = [world.network(name, f"10.89.{index}.0/24", f"10.89.{index}.1") for index, name in enumerate(networks)]
+    placed = []
+    for number, (name, on, aliases, hostname) in enumerate(containers):
+        container = world.container(name, hostname=hostname)
+        for index in sorted({i % len(nets) for i in on}):
+            address = f"10.89.{index}.{number + 10}"
+            world.attach(container, nets[index], address, aliases=tuple(aliases))
+            placed.append((container, nets[index], address, aliases))
+    answerer = answerer_for(world)
+    for container, network, address, aliases in placed:
+        for key in (container.name, container.hostname, container.id[:12], *aliases):
+            qualified = fold(f"{key}.{network.name}")
+            assert address in dns.rdata(ask(answerer, dns, qualified, client=address)), qualified
+            assert dns.rdata(ask(answerer, dns, fold(key), client=address)), key
+        reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+        targets = dns.rdata(ask(answerer, dns, fold(reverse), "PTR", client=address))
+        assert targets, reverse
+        for target in targets:
+            assert address in dns.rdata(ask(answerer, dns, fold(target), client=address)), target

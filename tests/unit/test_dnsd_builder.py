@@ -58,7 +58,10 @@ def content(snapshot: Snapshot) -> dict:
 
     def scope_content(scope):
         qualified = {suffix: names_content(names) for suffix, names in scope.qualified.items()}
-        return [network.id for network in scope.networks], scope.dns, names_content(scope.names), qualified
+        preferred = {listener: (names_content(preferring.names), names_content(preferring.everywhere))
+                     for listener, preferring in (scope.by_listener or {}).items()}
+        return ([network.id for network in scope.networks], scope.dns, names_content(scope.names), qualified,
+                preferred)
 
     return {"clients": {address: scope_content(snapshot.scopes[slot]) for address, slot in snapshot.clients.items()},
             "listeners": {address: scope_content(scope) for address, scope in snapshot.listeners.items()},
@@ -132,7 +135,8 @@ def free_address(world, network, family: int = 4) -> str:
 def small_lan(world):
     world.neta = world.network("neta", "10.89.1.0/24", GATEWAY_A, subnet6="fd00:89:1::/64", gateway6="fd00:89:1::1")
     world.netb = world.network("netb", "10.89.2.0/24", GATEWAY_B)
-    world.netc = world.network("netc", "10.89.3.0/24", "10.89.3.1", dns=("10.0.0.3",))
+    world.netc = world.network("NetC", "10.89.3.0/24", "10.89.3.1", dns=("10.0.0.3",))  # names fold: NetC is netc
+    world.netd = world.network("netd", "10.89.4.0/24", "10.89.4.1", options={"com.docker.network.bridge.enable_icc": "false"})
     world.bridge = world.network("bridge", "172.17.0.0/16", "172.17.0.1")
     return world
 
@@ -147,7 +151,7 @@ aliases_strategy = st.lists(st.sampled_from(ALIASES), max_size=2, unique=True).m
 
 def change_the_world(data, world) -> None:
     """One random change: run, rm, connect or disconnect (names are never renamed, as in netcore)."""
-    networks = [world.neta, world.netb, world.netc, world.bridge]
+    networks = [world.neta, world.netb, world.netc, world.netd, world.bridge]
     running = list(world.containers)
     free_names = [name for name in CONTAINER_NAMES if name not in {c.name for c in running}]
     kinds = (["run"] if free_names else []) + (["rm", "connect", "disconnect"] if running else [])
@@ -244,10 +248,10 @@ def test_connect_and_disconnect_change_what_a_container_sees(follower):
     assert encode_name("b1") not in names_seen(follower.sync(), a0_address)
     attach(world, a0, world.netb, (), ipv6=False)
     assert encode_name("b1") in names_seen(follower.sync(), a0_address)
-    assert len(follower.builder._views) == 4  # neta, netb, netc and the view over neta and netb
+    assert len(follower.builder._views) == 5  # neta, netb, netc, netd and the view over neta and netb
     world.detach(a0, world.netb)
     assert encode_name("b1") not in names_seen(follower.sync(), a0_address)
-    assert len(follower.builder._views) == 3  # the view nobody sees any more is gone
+    assert len(follower.builder._views) == 4  # the view nobody sees any more is gone
 
 
 def test_a_patch_copies_only_what_changes(follower):
