@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import dnslib
 
-from .snapshot import MAX_LABEL, MAX_NAME, ONE_ANSWER, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream, lookup
+from .snapshot import (MAX_LABEL, MAX_NAME, ONE_ANSWER, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream, _header_counts,
+                       lookup)
 
 NOERROR = 0
 FORMERR = 1
@@ -36,11 +37,21 @@ _OPT_START = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # root name, then type OPT
 _OPT_FIXED = struct.Struct("!BHHBBHH")  # root name, type, payload size, extended rcode, version, flags, rdata length
 
 
-def _opt_record(extended_rcode: int = 0) -> bytes:
-    return _OPT_START + EDNS_PAYLOAD.to_bytes(2, "big") + bytes((extended_rcode, 0, 0, 0)) + b"\x00\x00"
+DNSSEC_OK = 0x8000  # the DO bit of the OPT record's flags (RFC 3225)
+
+
+def _opt_record(extended_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
+    """dnsd's OPT record (RFC 6891 section 6.1.2): its payload size, EDNS version 0, no options.
+
+    The DO bit is copied from the query (RFC 3225 section 3): dnsd signs nothing, but says it was asked.
+    """
+    flags = DNSSEC_OK if dnssec_ok else 0
+    return (_OPT_START + EDNS_PAYLOAD.to_bytes(2, "big") + bytes((extended_rcode, 0)) + flags.to_bytes(2, "big")
+            + b"\x00\x00")
 
 
 _OPT = _opt_record()
+_OPT_DO = _opt_record(dnssec_ok=True)
 
 
 def _response_flags(query: bytes, rcode: int, truncated: bool = False) -> bytes:
@@ -52,10 +63,14 @@ def _response_flags(query: bytes, rcode: int, truncated: bool = False) -> bytes:
 _NOERROR_FLAGS = tuple(_response_flags(bytes((0, 0, bits & 0x01, bits & 0x10)), NOERROR) for bits in range(0x12))
 
 
-def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: bool, truncated: bool = False) -> bytes:
-    """A reply to ``query`` echoing its question (none if ``question_end`` is the header's end)."""
+def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: bool, truncated: bool = False,
+                          dnssec_ok: bool = False) -> bytes:
+    """A reply to ``query`` echoing its question (none if ``question_end`` is the header's end).
+
+    ``edns``: the query had an OPT record, so the reply has one (RFC 6891 section 7), with DO as asked.
+    """
     question_count = b"\x00\x01" if question_end > HEADER_SIZE else b"\x00\x00"
-    opt = _opt_record(rcode >> 4) if edns else b""
+    opt = _opt_record(rcode >> 4, dnssec_ok) if edns else b""
     return b"".join((query[:2], _response_flags(query, rcode, truncated), question_count, b"\x00\x00\x00\x00",
                      b"\x00\x01" if edns else b"\x00\x00", query[HEADER_SIZE:question_end], opt))
 
@@ -68,10 +83,12 @@ class Forward:
     question: bytes  # the question section as asked: a reply must carry the same
     upstreams: tuple[Upstream, ...]
     edns: bool
+    dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
 
     def error_reply(self, rcode: int) -> bytes:
         """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
-        return reply_without_answers(self.query, HEADER_SIZE + len(self.question), rcode, self.edns)
+        return reply_without_answers(self.query, HEADER_SIZE + len(self.question), rcode, self.edns,
+                                     dnssec_ok=self.dnssec_ok)
 
 
 def question_name_end(data: bytes) -> int | None:
@@ -88,14 +105,40 @@ def question_name_end(data: bytes) -> int | None:
     return None
 
 
-def _lone_edns0_payload(data: bytes, question_end: int) -> int | None:
-    """The UDP payload size of an EDNS version 0 OPT record that fills the message after the question."""
+def _lone_edns0(data: bytes, question_end: int) -> tuple[int, bool] | None:
+    """(UDP payload size, DO bit) of an EDNS version 0 OPT record that fills the message after the question.
+
+    Its options, whatever they are, are skipped: unknown options are ignored (RFC 6891 section 6.1.2).
+    """
     if len(data) < question_end + _OPT_FIXED.size:
         return None
-    root, rtype, payload, _, version, _, rdata_length = _OPT_FIXED.unpack_from(data, question_end)
+    root, rtype, payload, _, version, flags, rdata_length = _OPT_FIXED.unpack_from(data, question_end)
     if root == 0 and rtype == TYPE_OPT and version == 0 and len(data) == question_end + _OPT_FIXED.size + rdata_length:
-        return payload
+        return payload, bool(flags & DNSSEC_OK)
     return None
+
+
+def _udp_limit(edns_payload: int | None) -> int:
+    """How large a UDP reply may be: 512 without EDNS; else the requester's size, at least 512 (RFC 6891
+    section 6.2.5) and at most what dnsd advertises itself, so no reply needs IP fragments (DNS flag day 2020)."""
+    if edns_payload is None:
+        return UDP_PAYLOAD_PLAIN
+    return min(max(edns_payload, UDP_PAYLOAD_PLAIN), EDNS_PAYLOAD)
+
+
+def fit_records(records: bytes, room: int) -> tuple[bytes, int]:
+    """The leading whole records of ``records`` (answer records in wire form, names compressed to 2 bytes)
+    that fit ``room`` bytes, and their count. A truncated UDP reply carries these with TC set, as Docker's
+    embedded DNS does, so a client that never retries over TCP (musl before 1.2.4, busybox) still gets
+    addresses (RFC 2181 section 9 allows it; RFC 1035 section 4.2.1 defines TC)."""
+    end = count = 0
+    while end + 12 <= len(records):
+        size = 12 + int.from_bytes(records[end + 10:end + 12], "big")  # name pointer, type, class, TTL, length
+        if end + size > room:
+            break
+        end += size
+        count += 1
+    return records[:end], count
 
 
 class Answerer:
@@ -161,9 +204,9 @@ class Answerer:
                 self._remember(memo, scope, data, reply)
             return reply
         if additional == b"\x00\x01":
-            payload = _lone_edns0_payload(data, question_end)
-            if payload is not None:
-                return self._answer(data, name_end, payload, client_ip, listener_ip, tcp, snapshot, scope)
+            edns = _lone_edns0(data, question_end)
+            if edns is not None:
+                return self._answer(data, name_end, edns[0], client_ip, listener_ip, tcp, snapshot, scope, edns[1])
         return self._handle_unusual(data, client_ip, listener_ip, tcp)
 
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
@@ -183,23 +226,27 @@ class Answerer:
         self._memo_size += 1
 
     def _answer(self, data: bytes, name_end: int, edns_payload: int | None, client_ip: str, listener_ip: str,
-                tcp: bool, snapshot: Snapshot | None = None, scope: Scope | None = None) -> bytes | Forward:
-        """The reply from ``snapshot`` (default: the current one) to a query found well-formed up to ``name_end``."""
+                tcp: bool, snapshot: Snapshot | None = None, scope: Scope | None = None,
+                dnssec_ok: bool = False) -> bytes | Forward:
+        """The reply from ``snapshot`` (default: the current one) to a query found well-formed up to ``name_end``.
+
+        ``edns_payload`` is the requester's UDP payload size, None for a query without EDNS.
+        """
         if snapshot is None:
             snapshot = self._current[0]
             scope = snapshot.scope_of(client_ip, listener_ip)
         question_end = name_end + 4
         if scope is None:
-            return reply_without_answers(data, question_end, REFUSED, edns_payload is not None)
+            return reply_without_answers(data, question_end, REFUSED, edns_payload is not None, dnssec_ok=dnssec_ok)
         name = data[HEADER_SIZE:name_end].lower()
         entry = scope.names.get(name)
         if entry is None:
             entry = scope.qualified_entry(name)
         if entry is None:
-            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip)
+            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip, dnssec_ok)
         records = lookup(entry, data[name_end:question_end])
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
-            return reply_without_answers(data, question_end, NOERROR, edns_payload is not None)
+            return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, dnssec_ok=dnssec_ok)
         if records.__class__ is bytes:  # a lone record
             answers, header_counts = records, ONE_ANSWER
         else:
@@ -210,13 +257,17 @@ class Answerer:
             additional_count = b"\x00\x00"
             limit = TCP_MESSAGE_MAX if tcp else UDP_PAYLOAD_PLAIN
         else:
-            opt = _OPT
+            opt = _OPT_DO if dnssec_ok else _OPT
             additional_count = b"\x00\x01"
-            limit = TCP_MESSAGE_MAX if tcp else max(edns_payload, UDP_PAYLOAD_PLAIN)
-        if question_end + len(answers) + len(opt) > limit:
-            return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, truncated=True)
-        return b"".join((data[:2], _NOERROR_FLAGS[(data[2] & 0x01) | (data[3] & 0x10)], header_counts,
-                         additional_count, data[HEADER_SIZE:question_end], answers, opt))
+            limit = TCP_MESSAGE_MAX if tcp else _udp_limit(edns_payload)
+        flags = _NOERROR_FLAGS[(data[2] & 0x01) | (data[3] & 0x10)]
+        room = limit - question_end - len(opt)
+        if len(answers) > room:  # the records that fit, TC set: a client that never retries over TCP gets those
+            answers, count = fit_records(answers, room)
+            header_counts = _header_counts(count)
+            flags = _response_flags(data, NOERROR, truncated=True)
+        return b"".join((data[:2], flags, header_counts, additional_count, data[HEADER_SIZE:question_end],
+                         answers, opt))
 
     def _rotated(self, records: RecordSet) -> bytes:
         """The records starting one further on each time: every holder comes first in turn."""
@@ -227,29 +278,35 @@ class Answerer:
         return records.doubled[start:start + len(records.wire)]
 
     def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
-                   edns_payload: int | None, listener_ip: str) -> bytes | Forward:
+                   edns_payload: int | None, listener_ip: str, dnssec_ok: bool = False) -> bytes | Forward:
         edns = edns_payload is not None
         if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
-            return reply_without_answers(data, question_end, NXDOMAIN, edns)
+            return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         if not scope.may_forward:
-            return reply_without_answers(data, question_end, REFUSED, edns)
+            return reply_without_answers(data, question_end, REFUSED, edns, dnssec_ok=dnssec_ok)
         upstreams = snapshot.upstreams_for(scope, listener_ip) or self.default_upstreams
         if not upstreams:
-            return reply_without_answers(data, question_end, SERVFAIL, edns)
-        return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns)
+            return reply_without_answers(data, question_end, SERVFAIL, edns, dnssec_ok=dnssec_ok)
+        return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns, dnssec_ok)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
-        """Everything the fast path does not take: validate fully, then answer, reply an error or drop."""
+        """Everything the fast path does not take: validate fully, then answer, reply an error or drop.
+
+        An error reply to a query with one well-formed OPT record carries an OPT record too, DO copied
+        (RFC 6891 section 7, RFC 3225 section 3); one to a query with a malformed OPT does not.
+        """
         if len(data) < HEADER_SIZE:
             return self._bad_input("message shorter than a header", client_ip)
         if data[2] & 0x80:
             return self._bad_input("a response where a query belongs", client_ip)
         if data[2] & 0x78:
             self._bad_input("opcode other than QUERY", client_ip)
-            return reply_without_answers(data, HEADER_SIZE, NOTIMP, False)
+            edns, dnssec_ok = _edns_of(data)
+            return reply_without_answers(data, HEADER_SIZE, NOTIMP, edns, dnssec_ok=dnssec_ok)
         if data[4:6] != b"\x00\x01":
             self._bad_input("not exactly one question", client_ip)
-            return reply_without_answers(data, HEADER_SIZE, FORMERR, False)
+            edns, dnssec_ok = _edns_of(data)
+            return reply_without_answers(data, HEADER_SIZE, FORMERR, edns, dnssec_ok=dnssec_ok)
         name_end = question_name_end(data)
         if name_end is None or name_end + 4 > len(data):
             self._bad_input("malformed question", client_ip)
@@ -260,17 +317,38 @@ class Answerer:
         except Exception:  # dnslib raises many kinds of errors on garbage, RecursionError among them
             self._bad_input("malformed records after the question", client_ip)
             return reply_without_answers(data, question_end, FORMERR, False)
-        options = [record for record in message.ar if record.rtype == TYPE_OPT]
-        misplaced = any(record.rtype == TYPE_OPT for record in message.rr + message.auth)
-        if misplaced or len(options) > 1 or (options and options[0].rname.label != ()):
+        option = _lone_option(message)
+        if option is False:
             self._bad_input("malformed EDNS", client_ip)
             return reply_without_answers(data, question_end, FORMERR, False)
-        if not options:
+        if option is None:
             return self._answer(data, name_end, None, client_ip, listener_ip, tcp)
-        if (options[0].ttl >> 16) & 0xFF:  # an EDNS version other than 0
-            return reply_without_answers(data, question_end, BADVERS, True)
-        return self._answer(data, name_end, options[0].rclass, client_ip, listener_ip, tcp)
+        dnssec_ok = bool(option.ttl & DNSSEC_OK)
+        if (option.ttl >> 16) & 0xFF:  # an EDNS version other than 0 (RFC 6891 section 6.1.3)
+            return reply_without_answers(data, question_end, BADVERS, True, dnssec_ok=dnssec_ok)
+        return self._answer(data, name_end, option.rclass, client_ip, listener_ip, tcp, dnssec_ok=dnssec_ok)
 
     def _bad_input(self, reason: str, client_ip: str) -> None:
         self.bad_input_count += 1
         self.last_bad_input = (reason, client_ip)
+
+
+def _lone_option(message: dnslib.DNSRecord) -> dnslib.RR | None | bool:
+    """The message's OPT record; None if it has none; False if OPT is malformed (several, misplaced, or not
+    owned by the root), which RFC 6891 section 6.1.1 answers with FORMERR."""
+    options = [record for record in message.ar if record.rtype == TYPE_OPT]
+    misplaced = any(record.rtype == TYPE_OPT for record in message.rr + message.auth)
+    if misplaced or len(options) > 1 or (options and options[0].rname.label != ()):
+        return False
+    return options[0] if options else None
+
+
+def _edns_of(data: bytes) -> tuple[bool, bool]:
+    """(has one well-formed OPT record, its DO bit) of a message the fast path did not take."""
+    try:
+        option = _lone_option(dnslib.DNSRecord.parse(data))
+    except Exception:  # garbage: no EDNS we can vouch for
+        return False, False
+    if not option:
+        return False, False
+    return True, bool(option.ttl & DNSSEC_OK)

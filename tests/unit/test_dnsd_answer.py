@@ -307,11 +307,42 @@ def crowd(world):
     return world
 
 
-def test_udp_answer_over_512_bytes_is_truncated_without_answers(crowd, dns):
-    reply = ask(answerer_for(crowd), dns, "crowd", client="10.89.1.10")
+def test_udp_answer_over_512_bytes_carries_the_records_that_fit_with_tc(crowd, dns):
+    """alpinelinux/docker-alpine#326: musl before 1.2.4 and busybox never retry over TCP; an empty
+    truncated reply left them with nothing."""
+    answerer = answerer_for(crowd)
+    firsts = []
+    for _ in range(40):
+        reply = ask(answerer, dns, "crowd", client="10.89.1.10")
+        parsed = dns.parse(reply)
+        assert parsed.header.tc == 1 and rcode(reply) == NOERROR and len(reply) <= 512
+        # 512 - 12 (header) - 9 (question) leaves room for 30 records of 16 bytes
+        assert len(parsed.rr) == 30 == parsed.header.a and len(set(dns.rdata(reply))) == 30
+        firsts.append(dns.rdata(reply)[0])
+    assert len(set(firsts)) == 40  # the rotation still applies: every holder comes first in turn
+
+
+def test_a_truncated_reply_never_ends_in_part_of_a_record(world, dns):
+    """PTR records differ in size: only whole ones go in."""
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    world.container("c", net, "10.89.1.9")
+    for index in range(30):  # thirty names of different lengths hold one address: one PTR record each
+        world.container(f"n{'x' * index}", net, "10.89.1.10")
+    reply = ask(answerer_for(world), dns, "10.1.89.10.in-addr.arpa", "PTR", client="10.89.1.9")
     parsed = dns.parse(reply)
-    assert parsed.header.tc == 1 and parsed.rr == [] and rcode(reply) == NOERROR
-    assert len(reply) <= 512
+    assert parsed.header.tc == 1 and 0 < len(parsed.rr) < 30 and len(reply) <= 512
+    assert parsed.header.a == len(parsed.rr)
+
+
+def test_udp_replies_are_capped_at_the_size_dnsd_advertises(world, dns):
+    """RFC 6891 section 6.2.5 and DNS flag day 2020: never more than 1,232 bytes over UDP, whatever is asked."""
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    for index in range(100):  # 1,600 bytes of answers
+        world.container(f"c{index}", net, f"10.89.1.{index + 10}", aliases=("many",))
+    answerer = answerer_for(world)
+    reply = ask(answerer, dns, "many", client="10.89.1.10", edns_payload=4096)
+    assert len(reply) <= 1232 and dns.parse(reply).header.tc == 1
+    assert len(dns.parse(ask(answerer, dns, "many", client="10.89.1.10", tcp=True, edns_payload=4096)).rr) == 100
 
 
 def test_the_same_answer_is_whole_over_tcp(crowd, dns):
@@ -544,3 +575,64 @@ def test_every_key_answers_in_any_case_and_every_ptr_target_resolves_back(new_wo
         assert targets, reverse
         for target in targets:
             assert address in dns.rdata(ask(answerer, dns, fold(target), client=address)), target
+
+
+# -- EDNS (RFC 6891) and the DO bit (RFC 3225) -------------------------------------------------------------------
+
+
+def _edns_query(name: str, qtype: str = "A", *, dnssec_ok: bool, opcode: int = 0, questions: int = 1,
+                version: int = 0) -> bytes:
+    query = dnslib.DNSRecord(dnslib.DNSHeader(id=7, rd=1, opcode=opcode),
+                             questions=[dnslib.DNSQuestion(name, getattr(dnslib.QTYPE, qtype))] * questions)
+    query.add_ar(dnslib.EDNS0(udp_len=1232, flags="do" if dnssec_ok else "", version=version))
+    return bytes(query.pack())
+
+
+def _opt_of(reply: bytes) -> dnslib.RR | None:
+    options = [record for record in dnslib.DNSRecord.parse(reply).ar if record.rtype == dnslib.QTYPE.OPT]
+    assert len(options) <= 1
+    return options[0] if options else None
+
+
+@pytest.mark.parametrize("dnssec_ok", [True, False])
+@pytest.mark.parametrize("tcp", [True, False])
+@pytest.mark.parametrize("case", ["answer", "nodata", "unknown", "reverse", "refused", "notimp", "formerr",
+                                  "badvers", "truncated"])
+def test_every_reply_to_an_edns_query_has_an_opt_with_do_as_asked(crowd, dns, dnssec_ok, tcp, case):
+    answerer = Answerer(Snapshot.build(*crowd.records()))
+    client = "192.0.2.1" if case == "refused" else "10.89.1.10"
+    query = {"answer": lambda: _edns_query("c1", dnssec_ok=dnssec_ok),
+             "nodata": lambda: _edns_query("c1", "MX", dnssec_ok=dnssec_ok),
+             "unknown": lambda: _edns_query("nowhere.example", dnssec_ok=dnssec_ok),
+             "reverse": lambda: _edns_query("99.1.89.10.in-addr.arpa", "PTR", dnssec_ok=dnssec_ok),
+             "refused": lambda: _edns_query("c1", dnssec_ok=dnssec_ok),
+             "notimp": lambda: _edns_query("c1", dnssec_ok=dnssec_ok, opcode=2),
+             "formerr": lambda: _edns_query("c1", dnssec_ok=dnssec_ok, questions=2),
+             "badvers": lambda: _edns_query("c1", dnssec_ok=dnssec_ok, version=1),
+             "truncated": lambda: _edns_query("crowd", dnssec_ok=dnssec_ok)}[case]()
+    if case == "truncated":  # 640 bytes of answers do not fit a 600-byte payload
+        query = query[:-8] + (600).to_bytes(2, "big") + query[-6:]
+    reply = answerer.handle(query, client, GATEWAY_A, tcp)
+    assert type(reply) is bytes, reply
+    option = _opt_of(reply)
+    assert option is not None, case
+    assert bool(option.ttl & 0x8000) == dnssec_ok  # RFC 3225 section 3: DO copied into the reply
+    assert (option.ttl >> 16) & 0xFF == 0  # the version dnsd speaks
+    assert option.rclass == 1232
+
+
+def test_a_forwarding_error_reply_copies_do(world, dns):
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("10.0.0.3",))
+    world.container("c", net, "10.89.1.2")
+    forward = Answerer(Snapshot.build(*world.records())).handle(_edns_query("example.com", dnssec_ok=True),
+                                                                 "10.89.1.2", GATEWAY_A, False)
+    assert isinstance(forward, Forward)
+    assert _opt_of(forward.error_reply(SERVFAIL)).ttl & 0x8000
+
+
+def test_a_malformed_opt_gets_formerr_without_opt(lan, dns):
+    query = dnslib.DNSRecord.question("a2")
+    query.add_ar(dnslib.EDNS0(udp_len=1232))
+    query.add_ar(dnslib.EDNS0(udp_len=1232))
+    reply = answerer_for(lan).handle(bytes(query.pack()), "10.89.1.2", GATEWAY_A, False)
+    assert rcode(reply) == FORMERR and _opt_of(reply) is None
