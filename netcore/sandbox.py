@@ -62,10 +62,13 @@ def rewrite_in_place(path: str, data: bytes) -> bool:
     then ftruncate(2) to ``len(data)``: a reader sees the old content, the new
     content followed by blank lines (harmless in resolv.conf and hosts, and all
     a crash between the two calls leaves), or the new content, never a
-    truncated or empty file. For a file within one page the write is one page
-    copy. Unchanged content is not written. The mtime always moves on a
-    change, even within one tick of a coarse clock: glibc reloads resolv.conf
-    only when its (inode, size, mtime, ctime) differ from what it last read.
+    truncated or empty file. (A read that races the write's own copy into the
+    page cache could mix old and new bytes, as with any in-place write; glibc
+    then sees the stat change during its load and reads the file again on its
+    next lookup.) Unchanged content is not written. The mtime always moves on
+    a change, even within one tick of a coarse clock: glibc reloads
+    resolv.conf only when its (inode, size, mtime, ctime) differ from what it
+    last read. Raises OSError if the file cannot be written.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
