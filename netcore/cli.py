@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except NetcoreError as err:
         print(f"netcore: {err}", file=sys.stderr)
         return err.exit_code
-    except sqlite3.Error as err:
-        print(f"netcore: store error in {args.state_dir}: {err}", file=sys.stderr)
+    except sqlite3.Error as err:  # a read, or a write outside Store.transaction(): never half a change either
+        print(f"netcore: {args.command}: the store in {args.state_dir} failed: {err}; nothing was half-written "
+              "(every change is one transaction, rolled back on error)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("netcore: interrupted", file=sys.stderr)

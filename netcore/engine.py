@@ -26,7 +26,8 @@ from .dnsd_control import DnsdControl
 from .errors import Conflict, NetcoreError
 from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
                     MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU,
-                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server)
+                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server,
+                    removal_order)
 from .store import Store
 
 IFNAMSIZ = 15
@@ -394,8 +395,17 @@ class Engine:
         sandbox.write_etc(container.netns, sandbox.resolv_conf(nameservers),
                           sandbox.hosts_file(container.hostname, addresses))
 
-    def _drop_container(self, container: Container) -> None:
-        """Tear down whatever exists of the container in the kernel, then its rows."""
+    def _drop_container(self, container: Container) -> list[Container]:
+        """Tear down whatever exists of the container in the kernel, then its rows; return what was dropped.
+
+        Containers sharing its namespace go first, whatever their state: their rows
+        refer to this one's (containers.peer), and they cannot outlive the
+        namespace. So no row is ever left pointing at a deleted one. Returns the
+        dropped containers, dependents first, this one last.
+        """
+        dropped = []
+        for dependent in removal_order(self.store.dependents(container.id)):
+            dropped += self._drop_container(dependent)
         endpoints = self.store.endpoints_of_container(container.id)
         for endpoint in endpoints:
             self.gateway.delete_link(endpoint.host_ifname)
@@ -406,28 +416,54 @@ class Engine:
             for endpoint in endpoints:
                 self.store.delete(endpoint)
             self.store.delete(container)
+        return [*dropped, container]
+
+    def sharing(self, container: Container) -> list[Container]:
+        """Every container in ``container``'s namespace through --net container: (dependents of dependents too)."""
+        found, pending = [], [container]
+        while pending:
+            for dependent in self.store.dependents(pending.pop().id):
+                if dependent.id != container.id and all(dependent.id != f.id for f in found):
+                    found.append(dependent)
+                    pending.append(dependent)
+        return found
 
     def remove_containers(self, refs: list[str], force: bool = False) -> list[Container]:
-        removed = []
+        """Remove the containers named by ``refs`` (any order), dependents before the namespace they share.
+
+        Every ref is resolved first: an unknown one (NotFound) changes nothing. A
+        container others share (--net container:NAME) is refused (Conflict) unless
+        they are named too, or ``force`` removes them as well (Docker's rm -f).
+        All victims are recorded as removing in one transaction, then torn down in
+        ``removal_order``; a process killed in between leaves them for reconcile().
+        Returns the removed containers in the order they went.
+        """
         with self.action():
+            victims: dict[str, Container] = {}
             for ref in refs:
                 container = self.store.container(ref)
-                dependents = self.store.dependents(container.id)
-                if dependents and not force:
-                    names = ", ".join(sorted(d.name for d in dependents))
+                victims.setdefault(container.id, container)
+            for container in list(victims.values()):
+                others = [d for d in self.sharing(container) if d.id not in victims]
+                if others and not force:
+                    names = ", ".join(sorted(d.name for d in others))
                     raise Conflict(f"container {container.name} shares its namespace with {names}: "
                                    "remove them first, or use -f to remove them too")
-                for victim in [*dependents, container]:
-                    self._mark_removing(victim)
-                    self._drop_container(victim)
-                    removed.append(victim)
+                victims.update((d.id, d) for d in others)
+            ordered = removal_order(victims.values())
+            self._mark_removing(ordered)
+            removed: list[Container] = []
+            for victim in ordered:
+                if all(victim.id != r.id for r in removed):  # else it went with the namespace it shared
+                    removed += self._drop_container(victim)
         return removed
 
-    def _mark_removing(self, container: Container) -> None:
+    def _mark_removing(self, containers: list[Container]) -> None:
         with self.store.transaction():
-            self.store.set_state(container, STATE_REMOVING)
-            for endpoint in self.store.endpoints_of_container(container.id):
-                self.store.set_state(endpoint, STATE_REMOVING)
+            for container in containers:
+                self.store.set_state(container, STATE_REMOVING)
+                for endpoint in self.store.endpoints_of_container(container.id):
+                    self.store.set_state(endpoint, STATE_REMOVING)
 
     # -- connect / disconnect -------------------------------------------------
 
@@ -493,14 +529,19 @@ class Engine:
         """
         notes = []
         networks, containers, endpoints = self.store.unsettled()
-        for network in networks:
-            self._drop_network(network)
-            notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
-                         f"network {network.name} (bridge {network.bridge})")
-        for container in containers:
-            self._drop_container(container)
-            notes.append(f"removed half-{'created' if container.state == STATE_CREATING else 'removed'} "
-                         f"container {container.name} (namespace {container.netns})")
+        unsettled = {c.id for c in containers}
+        gone: set[str] = set()
+        for container in removal_order(containers):  # containers before networks: endpoints refer to both
+            if container.id in gone:
+                continue
+            for dropped in self._drop_container(container):
+                gone.add(dropped.id)
+                if dropped.id in unsettled:
+                    notes.append(f"removed half-{'created' if dropped.state == STATE_CREATING else 'removed'} "
+                                 f"container {dropped.name} (namespace {dropped.netns})")
+                else:
+                    notes.append(f"removed container {dropped.name}: it shared the namespace of "
+                                 f"half-removed container {container.name}")
         for endpoint in endpoints:
             if self.store.find_container_by_id(endpoint.container_id) is None:
                 continue  # went with its container above
@@ -509,6 +550,10 @@ class Engine:
                 self.store.delete(endpoint)
             notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
                          f"endpoint {endpoint.host_ifname}")
+        for network in networks:
+            self._drop_network(network)
+            notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
+                         f"network {network.name} (bridge {network.bridge})")
         boot = _boot_id()
         if notes or gateway_created or self.store.meta("boot_id") != boot:
             notes += self._reconcile_kernel()
@@ -549,24 +594,52 @@ class Engine:
         return notes
 
     def purge(self) -> None:
-        """Remove every container and network, stop dnsd, and in sandbox mode delete the gateway namespace."""
+        """Remove every container and network, stop dnsd, and in sandbox mode delete the gateway namespace.
+
+        Keeps going past a failure (a kernel refusal, a store error), so every
+        namespace it can delete goes, the gateway namespace last; then raises one
+        NetcoreError naming what could not be removed. Containers go dependents
+        first (``removal_order``); everything is recorded as removing first, so a
+        purge killed midway is finished by the next command's reconciliation.
+        """
+        failures: list[str] = []
+
+        def attempt(what: str, step) -> None:
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001  (purge reports every failure at the end)
+                failures.append(f"{what}: {err}")
+
         fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self.dnsd.stop()
-            for container in self.store.containers():
-                self._drop_container(container)
-            for network in self.store.networks():
-                self._drop_network(network)
+            attempt("stop dnsd", self.dnsd.stop)
+            containers = removal_order(self.store.containers())
+            networks = self.store.networks()
+
+            def mark() -> None:
+                with self.store.transaction():
+                    for record in (*containers, *networks, *self.store.endpoints()):
+                        self.store.set_state(record, STATE_REMOVING)
+            attempt("record the removal", mark)
+            gone: set[str] = set()
+            for container in containers:
+                if container.id not in gone:
+                    attempt(f"container {container.name}",
+                            lambda c=container: gone.update(d.id for d in self._drop_container(c)))
+            for network in networks:
+                attempt(f"network {network.name}", lambda n=network: self._drop_network(n))
             for namespace in netlink.list_namespaces():
                 if namespace.startswith(self.ns_prefix):
-                    netlink.delete_namespace(namespace)
-                    sandbox.remove_etc(namespace)
+                    attempt(f"namespace {namespace}", lambda ns=namespace: (netlink.delete_namespace(ns),
+                                                                             sandbox.remove_etc(ns)))
             if self.namespace:
                 self.gateway.close()
-                netlink.delete_namespace(self.namespace)
+                attempt(f"gateway namespace {self.namespace}", lambda: netlink.delete_namespace(self.namespace))
         finally:
             os.close(fd)
+        if failures:
+            raise NetcoreError(f"purge removed what it could; not removed: {'; '.join(failures)}")
 
     # -- reads ------------------------------------------------------------------
 

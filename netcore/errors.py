@@ -21,3 +21,7 @@ class NotFound(NetcoreError):
 
 class Conflict(NetcoreError):
     """A duplicate name, an address in use, a network still in use."""
+
+
+class StoreError(NetcoreError):
+    """The store refused or failed a write: the message says which, and that its transaction was rolled back."""

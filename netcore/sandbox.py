@@ -7,9 +7,12 @@ so the command sees the container's resolv.conf and hosts.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import subprocess
+import time
 
 from . import linux
 from .errors import NetcoreError
@@ -35,15 +38,77 @@ def hosts_file(hostname: str, addresses: list[str]) -> str:
 
 
 def write_etc(namespace: str, resolv: str, hosts: str) -> None:
-    """Write both files atomically (a reader never sees half a file)."""
+    """Write /etc/netns/<namespace>/{resolv.conf,hosts}, changing existing files in place.
+
+    Processes already running in the container see these files through bind
+    mounts (`exec`, `ip netns exec`), and a bind mount pins an inode: a file
+    replaced by rename would leave them reading the old one forever
+    (podman#11042). So an existing file keeps its inode (see ``rewrite_in_place``),
+    and only a missing one is created, atomically, by rename. Raises OSError if
+    the directory cannot be written.
+    """
     directory = etc_dir(namespace)
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    for name, text in (("resolv.conf", resolv), ("hosts", hosts)):
-        tmp = os.path.join(directory, f".{name}.tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(directory, name))
+    for name, text in (("hosts", hosts), ("resolv.conf", resolv)):  # the servers last: the names are there first
+        path = os.path.join(directory, name)
+        if not rewrite_in_place(path, text.encode()):
+            _create_atomically(path, text.encode())
+
+
+def rewrite_in_place(path: str, data: bytes) -> bool:
+    """Give the regular file at ``path`` the content ``data`` without changing its inode; False if there is none.
+
+    One pwrite(2) of ``data`` padded with newlines to at least the old length,
+    then ftruncate(2) to ``len(data)``: a reader sees the old content, the new
+    content followed by blank lines (harmless in resolv.conf and hosts, and all
+    a crash between the two calls leaves), or the new content, never a
+    truncated or empty file. (A read that races the write's own copy into the
+    page cache could mix old and new bytes, as with any in-place write; glibc
+    then sees the stat change during its load and reads the file again on its
+    next lookup.) Unchanged content is not written. The mtime always moves on
+    a change, even within one tick of a coarse clock: glibc reloads
+    resolv.conf only when its (inode, size, mtime, ctime) differ from what it
+    last read. Raises OSError if the file cannot be written.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a symlink: not ours to write through; replace it
+            return False
+        raise
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            return False
+        if before.st_size == len(data) and os.pread(fd, before.st_size + 1, 0) == data:
+            return True
+        padded = data + b"\n" * max(0, before.st_size - len(data))
+        if os.pwrite(fd, padded, 0) != len(padded):
+            raise OSError(errno.EIO, f"short write to {path}")
+        os.ftruncate(fd, len(data))
+        after = os.fstat(fd)
+        if after.st_mtime_ns == before.st_mtime_ns:
+            os.utime(fd, ns=(after.st_atime_ns, max(time.time_ns(), before.st_mtime_ns + 1_000)))
+        if stat.S_IMODE(before.st_mode) != 0o644:
+            os.fchmod(fd, 0o644)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _create_atomically(path: str, data: bytes) -> None:
+    """A new file (mode 0644) appears whole or not at all: written aside, then renamed into place."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.EIO, f"short write to {tmp}")
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def remove_etc(namespace: str) -> None:

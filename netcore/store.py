@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .errors import Conflict, NetcoreError, NotFound
+from .errors import Conflict, NetcoreError, NotFound, StoreError
 from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, group_by_container
 
 DB_NAME = "netcore.db"
@@ -57,6 +57,7 @@ Record = TypeVar("Record", Network, Container, Endpoint)
 CHANGES_KEPT = 10_000  # generations of change feed kept; a reader further behind reloads everything
 NETWORK_CHANGE = ""
 TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints"}
+ROLLED_BACK = "the transaction was rolled back: nothing was half-written"
 
 
 def _to_row(record) -> dict:
@@ -130,8 +131,17 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic write; bumps the generation and records what it touched in the change feed."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One atomic write; bumps the generation and records what it touched in the change feed.
+
+        Anything raised inside rolls the whole transaction back. A failure of
+        SQLite itself (a refused constraint, a full disk, a lock held too long)
+        reaches the caller as one StoreError line that says what failed and
+        that nothing was half-written; other exceptions pass through unchanged.
+        """
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot start a write in the store {self.path}: {err}; nothing was written") from None
         try:
             self._touched: set[str] = set()
             yield
@@ -145,9 +155,19 @@ class Store:
             if generation % 1000 == 0:
                 self._db.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
             self._db.execute("COMMIT")
+        except StoreError as err:
+            self._rollback()
+            raise StoreError(f"{err}; {ROLLED_BACK}") from None
+        except sqlite3.Error as err:
+            self._rollback()
+            raise StoreError(f"a write to the store {self.path} failed: {err}; {ROLLED_BACK}") from None
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite ends the transaction itself after some errors (a full disk)
+            self._db.execute("ROLLBACK")
 
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -182,7 +202,14 @@ class Store:
         self._touch(record)
 
     def delete(self, record: Network | Container | Endpoint) -> None:
-        self._db.execute(f"DELETE FROM {TABLES[type(record)]} WHERE id = ?", (record.id,))
+        """Delete the record's row; StoreError if rows still refer to it (a container others share, a network
+        with endpoints): the schema's foreign keys refuse, and transaction() rolls everything back."""
+        try:
+            self._db.execute(f"DELETE FROM {TABLES[type(record)]} WHERE id = ?", (record.id,))
+        except sqlite3.IntegrityError as err:
+            kind = type(record).__name__.lower()
+            name = record.host_ifname if isinstance(record, Endpoint) else record.name
+            raise StoreError(f"cannot delete {kind} {name}: other records still refer to it ({err})") from None
         self._touch(record)
 
     # -- reads ---------------------------------------------------------------

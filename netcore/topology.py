@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import NetcoreError
+from .errors import Conflict, NetcoreError
 
 NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
 CONTAINER_KEYS = {"networks", "net", "hostname", "dns"}
@@ -144,16 +144,32 @@ def _up(engine, topology: Topology) -> list[str]:
 
 
 def down(engine, topology: Topology) -> list[str]:
+    """Remove what the topology declares and exists; return one line per removal, in the order done.
+
+    Containers go first, in any order the file lists them: one sharing another's
+    namespace (``net: container:NAME``) before its owner. A container the file
+    does not declare but that shares the namespace of one it does is never
+    removed with it: down refuses (Conflict) and changes nothing.
+    """
     with engine.action():
         return _down(engine, topology)
 
 
 def _down(engine, topology: Topology) -> list[str]:
     done = []
-    names = [c.name for c in topology.containers if engine.store.find_container(c.name)]
-    if names:
-        engine.remove_containers(names, force=True)
-        done += [f"container {n}: removed" for n in names]
+    store = engine.store
+    declared = {c.name for c in topology.containers}
+    present = [store.find_container(c.name) for c in topology.containers]
+    present = [c for c in present if c is not None]
+    for container in present:
+        undeclared = sorted(d.name for d in engine.sharing(container) if d.name not in declared)
+        if undeclared:
+            raise Conflict(f"container {container.name} shares its namespace with {', '.join(undeclared)}, "
+                           "which the topology does not declare: remove it first (netcore rm NAME), "
+                           "or declare it; nothing was removed")
+    if present:
+        removed = engine.remove_containers([c.id for c in present])
+        done += [f"container {c.name}: removed" for c in removed]
     for name in topology.networks:
         if engine.store.find_network(name):
             engine.remove_network(name)
