@@ -7,6 +7,7 @@ makes `netcore run --name x && netcore exec y -- getent hosts x` work with no sl
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,27 @@ PID_NAME = "dnsd.pid"
 LOG_NAME = "dnsd.log"
 START_TIMEOUT = 10.0
 REPLY_TIMEOUT = 10.0
+
+
+def format_sync_reply(generation: int | None, down: dict[str, str]) -> str:
+    """dnsd's reply to ``sync`` and ``status``: ``ok GENERATION``, followed, when some listener is down,
+    by a JSON object on the same line mapping each gateway address dnsd cannot listen on to why
+    (``ok 17 {"10.89.0.1": "cannot listen on 10.89.0.1 port 53: ..."}``)."""
+    reply = f"ok {generation if generation is not None else 0}"
+    if down:
+        reply += " " + json.dumps(dict(sorted(down.items())), separators=(",", ":"))
+    return reply
+
+
+def parse_sync_reply(reply: str) -> tuple[int, dict[str, str]]:
+    """(generation, {address: why it is down}) of a ``format_sync_reply`` line; ValueError if it is none."""
+    fields = reply.split(" ", 2)
+    if len(fields) < 2 or fields[0] != "ok" or not fields[1].isdigit():
+        raise ValueError(f"not a sync reply: {reply[:80]!r}")
+    down = json.loads(fields[2]) if len(fields) == 3 else {}
+    if not isinstance(down, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in down.items()):
+        raise ValueError(f"bad listener report in sync reply: {reply[:80]!r}")
+    return int(fields[1]), down
 
 
 class DnsdControl:
