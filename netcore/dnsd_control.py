@@ -104,14 +104,29 @@ class DnsdControl:
         except OSError:
             return "no log"
 
-    def sync(self) -> None:
-        """Make sure dnsd runs and serves what the store holds now; start it if it is not running."""
+    def sync(self) -> dict[str, str]:
+        """Make sure dnsd runs and serves what the store holds now; start it if it is not running.
+
+        Returns {gateway address: why dnsd cannot listen there} (empty when every listener is up);
+        NetcoreError when dnsd cannot be started or does not confirm the change.
+        """
         reply = self.request("sync")
         if reply is None:
             self.start()
             reply = self.request("sync")
-        if not reply or not reply.startswith("ok"):
-            raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): see {os.path.join(self.state_dir, LOG_NAME)}")
+        try:
+            return parse_sync_reply(reply or "")[1]
+        except ValueError:
+            raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): "
+                               f"see {os.path.join(self.state_dir, LOG_NAME)}") from None
+
+    def listeners_down(self) -> dict[str, str] | None:
+        """{gateway address: why dnsd cannot listen there} as the running dnsd reports it; None if none answers."""
+        reply = self.request("status", timeout=2.0)
+        try:
+            return parse_sync_reply(reply)[1] if reply else None
+        except ValueError:
+            return None
 
     def stop(self, only_managed: bool = True) -> None:
         """Stop the dnsd netcore started (a foreground one under a supervisor is left alone)."""

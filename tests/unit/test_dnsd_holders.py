@@ -90,3 +90,17 @@ def test_sync_reply_round_trips_and_carries_the_listeners_that_are_down():
     for bad in ("", "ok", "ok x", "error boom", "ok 3 [1]", 'ok 3 {"a": 1}', "ok 3 {"):
         with pytest.raises(ValueError):
             parse_sync_reply(bad)
+
+
+def test_inspect_says_whether_dnsd_listens_on_a_networks_gateways_and_why_not():
+    from netcore.model import Network
+    from netcore.views import dns_state
+    app = Network(id="a" * 64, name="app", bridge="br-app", subnet="10.89.0.0/24", gateway="10.89.0.1",
+                  subnet6="fd00::/64", gateway6="fd00::1", dns=("9.9.9.9",))
+    bridge = Network(id="b" * 64, name="bridge", bridge="netcore0", subnet="172.17.0.0/16", gateway="172.17.0.1")
+    assert dns_state(app, {}) == {"Enabled": True, "Servers": ["9.9.9.9"], "Listening": True}
+    assert dns_state(app, {"10.90.0.1": "cannot listen on 10.90.0.1 port 53: x"})["Listening"] is True
+    down = dns_state(app, {"fd00::1": "cannot listen on fd00::1 port 53: y"})
+    assert down["Listening"] is False and down["Error"] == "dnsd cannot listen on fd00::1 port 53: y"
+    assert dns_state(app, None)["Error"] == "dnsd is not running"
+    assert dns_state(bridge, None) == {"Enabled": False, "Servers": []}  # no names, so nothing to listen for
