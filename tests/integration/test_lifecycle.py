@@ -13,7 +13,7 @@ import sys
 import time
 
 from sandbox import wait_for
-from test_dns_e2e import dig
+from test_dns_e2e import container_ns, dig
 from test_reliability import assert_consistent, gateway_links
 
 SQUATTER = r"""
@@ -118,3 +118,33 @@ def test_run_and_connect_fail_and_undo_while_a_listener_is_down_and_inspect_says
     sandbox.nc("run", "--name", "late", "--net", "app")
     assert dig(sandbox, "late", "web")[:2] == ("NOERROR", ["10.89.0.2"])
     assert_consistent(sandbox)
+
+
+def alive(pid: int | None) -> bool:
+    """A process that runs (a zombie waiting for init to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (OSError, TypeError):
+        return False
+
+
+def test_dnsd_killed_answers_again_within_two_seconds_with_no_command(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.92.0.0/24", "app")
+    for name in ("a", "b", "c"):
+        sandbox.nc("run", "--name", name, "--net", "app", "--net-alias", "shared")
+    ns = container_ns(sandbox, "a")  # read before the kill: no netcore command from here on
+    supervisor, pid = sandbox.supervisor_pid(), sandbox.dnsd_pid()
+    assert alive(supervisor) and alive(pid)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    answers = []
+    while time.monotonic() - killed < 2.0 and sorted(answers) != ["10.92.0.2", "10.92.0.3", "10.92.0.4"]:
+        answers = subprocess.run(["ip", "netns", "exec", ns, "dig", "+time=1", "+tries=1", "+short", "shared"],
+                                 capture_output=True, text=True, timeout=10).stdout.split()
+    assert sorted(answers) == ["10.92.0.2", "10.92.0.3", "10.92.0.4"], "no answer within 2 s of the kill"
+    assert sandbox.dnsd_pid() not in (None, pid) and sandbox.supervisor_pid() == supervisor
+    # and purge leaves neither behind
+    new_pid = sandbox.dnsd_pid()
+    sandbox.nc("purge")
+    assert not alive(supervisor) and not alive(new_pid)
