@@ -125,6 +125,7 @@ class Engine:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._in_action = True
             self.reconcile(gateway_created=self.gateway.ensure())
+            self._replace_stale_dnsd()
             self._ensure_default_bridge()
             yield
             self._warn_dns_down(self.sync_dns())
@@ -133,10 +134,38 @@ class Engine:
             os.close(fd)
 
     def revive_dnsd(self) -> None:
-        """Restart a dnsd that died (kill -9) so the next lookup is answered."""
-        if self.dnsd.status() is None and any(n.dns_enabled for n in self.store.networks()):
+        """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
+        under it) so the next lookup is answered; a dnsd killed is restarted by its supervisor."""
+        if not any(n.dns_enabled for n in self.store.networks()):
+            return
+        found = self.dnsd.status()
+        gone = self.namespace is not None and not netlink.namespace_exists(self.namespace)
+        if found is None or gone or self._dnsd_is_stale(found[0]):
             with self.action():
-                pass  # action() ends by syncing, which starts dnsd
+                pass  # action() rebuilds the gateway namespace, replaces a stale dnsd and syncs (starting dnsd)
+
+    def _dnsd_is_stale(self, pid: int) -> bool:
+        """Whether dnsd ``pid`` runs in another network namespace than the live gateway namespace
+        (issue 11, item 7: the gateway namespace was deleted and made anew under it)."""
+        if self.namespace is None:
+            return False
+        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
+        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
+        return live is not None and theirs is not None and live != theirs
+
+    def _replace_stale_dnsd(self) -> None:
+        """Stop a managed dnsd left in a gateway namespace that is no longer the live one; the sync that
+        ends the action starts one in the live namespace. A foreground dnsd is only reported."""
+        found = self.dnsd.status()
+        if found is None or not self._dnsd_is_stale(found[0]):
+            return
+        pid, mode = found
+        if mode != "managed":
+            self.warnings.append(f"dnsd (pid {pid}, started by hand) serves a deleted gateway namespace: "
+                                 f"restart it in {self.namespace}")
+            return
+        self.dnsd.stop()
+        self.notes.append(f"replaced dnsd (pid {pid}), which served a deleted gateway namespace")
 
     def sync_dns(self) -> dict[str, str]:
         """Sync dnsd (started if needed) or stop it when no network needs it.
@@ -596,6 +625,14 @@ class Engine:
                     self._build_endpoint(container, endpoint)
                 self._write_etc(container)
                 notes.append(f"rebuilt missing namespace of container {container.name}")
+            elif container.mode == MODE_BRIDGE:
+                # a veth whose gateway end is gone (the gateway namespace was deleted and made anew): its
+                # container end may still hang on the old namespace's bridge, kept alive by a process there
+                for endpoint in self.store.endpoints_of_container(container.id):
+                    if endpoint.host_ifname not in links:
+                        netlink.delete_container_link(container.netns, endpoint.ifname)
+                        self._build_endpoint(container, endpoint)
+                        notes.append(f"rebuilt missing interface {endpoint.ifname} of container {container.name}")
         return notes
 
     def purge(self) -> None:

@@ -148,3 +148,20 @@ def test_dnsd_killed_answers_again_within_two_seconds_with_no_command(sandbox):
     new_pid = sandbox.dnsd_pid()
     sandbox.nc("purge")
     assert not alive(supervisor) and not alive(new_pid)
+
+
+def test_gateway_namespace_deleted_under_dnsd_is_rebuilt_with_dnsd_in_it(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.93.0.0/24", "app")
+    sandbox.nc("run", "--name", "web", "--net", "app")
+    sandbox.nc("run", "--name", "client", "--net", "app")
+    old_pid = sandbox.dnsd_pid()
+    subprocess.run(["ip", "netns", "delete", sandbox.prefix], check=True)  # from outside netcore
+    late = sandbox.nc("run", "--name", "late", "--net", "app")  # rebuilds the gateway namespace
+    assert "reconciled: replaced dnsd" in late.stderr, late.stderr
+    live = os.stat(f"/run/netns/{sandbox.prefix}")
+    theirs = os.stat(f"/proc/{sandbox.dnsd_pid()}/ns/net")
+    assert (theirs.st_dev, theirs.st_ino) == (live.st_dev, live.st_ino) and not alive(old_pid)
+    assert dig(sandbox, "late", "web")[:2] == ("NOERROR", ["10.93.0.2"])  # a new container, the new bridge
+    assert dig(sandbox, "client", "late")[:2] == ("NOERROR", ["10.93.0.4"])  # an old one, moved onto it
+    assert sandbox.exec("client", "ping", "-c1", "-W2", "web").returncode == 0
+    assert_consistent(sandbox)
