@@ -34,7 +34,7 @@ from netcore import linux
 from netcore.dnsd_control import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
 
 RESTART_DELAY = 0.1  # seconds before restarting a dnsd that had come up
-MAX_FAILURES = 5  # restarts in a row that never came up: 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s, then give up
+MAX_FAILURES = 5  # restarts in a row that never came up (0.1, 0.2, 0.4, 0.8, 1.6 s apart), then give up
 POLL = 0.05  # seconds between looks at the child until it has come up
 
 log = logging.getLogger("dnsd.supervise")
