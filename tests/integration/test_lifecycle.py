@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from netcore.dnsd_control import SOCKET_NAME
 from sandbox import wait_for
 from test_dns_e2e import container_ns, dig
 from test_reliability import assert_consistent, gateway_links
@@ -50,7 +51,7 @@ def stop(proc: subprocess.Popen) -> None:
 def control(sandbox, command: str) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
-        sock.connect(os.path.join(sandbox.state_dir, "dnsd.sock"))
+        sock.connect(os.path.join(sandbox.state_dir, SOCKET_NAME))
         sock.sendall(command.encode() + b"\n")
         return sock.makefile().readline().strip()
 
