@@ -17,6 +17,7 @@ import signal
 import sys
 
 from netcore import linux
+from netcore.dnsd_control import PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
@@ -24,8 +25,6 @@ from .server import DnsdError, DnsServer, ServerConfig
 from .snapshot import Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
 
-PID_NAME = "dnsd.pid"
-SOCKET_NAME = "dnsd.sock"
 NETNS_DIR = "/run/netns"
 RESOLV_CONF = "/etc/resolv.conf"
 MAX_UPSTREAMS = 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -31,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from netcore.dnsd_control import format_sync_reply
 from netcore.errors import NetcoreError
 from netcore.linux import release_free_memory
 from netcore.model import Attached, Network
@@ -38,6 +40,7 @@ from netcore.model import Attached, Network
 from .answer import Answerer, Forward
 from .builder import SnapshotBuilder
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT, Forwarder
+from .holders import describe_holders
 from .snapshot import Snapshot, Upstream
 from .udp import DEFAULT_WINDOW, DatagramBatch, serve as serve_datagrams
 
@@ -126,6 +129,11 @@ class DnsServer:
     def generation(self) -> int | None:
         return self._generation
 
+    @property
+    def down_listeners(self) -> dict[str, str]:
+        """Gateway address -> why dnsd cannot listen there (one line), for every wanted address not served."""
+        return {address: reason for address, reason in self._bind_errors.items() if address not in self._listeners}
+
     async def start(self) -> None:
         """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs."""
         self._loop = asyncio.get_running_loop()
@@ -195,9 +203,10 @@ class DnsServer:
             try:
                 self._listeners[address] = await _Listener.open(self, address)
             except OSError as err:
-                if self._bind_errors.get(address) != str(err):
-                    log.error("cannot listen on %s port %d: %s", address, self.config.port, err)
-                    self._bind_errors[address] = str(err)
+                reason = await self._bind_failure(address, err)
+                if self._bind_errors.get(address) != reason:
+                    log.error("%s", reason)
+                    self._bind_errors[address] = reason
                 continue
             self._bind_errors.pop(address, None)
             log.info("listening on %s port %d", address, self.config.port)
@@ -206,6 +215,18 @@ class DnsServer:
             log.info("stopped listening on %s", address)
         for address in list(self._bind_errors.keys() - wanted):
             del self._bind_errors[address]
+
+    async def _bind_failure(self, address: str, err: OSError) -> str:
+        """One line on why ``address`` cannot be served; for EADDRINUSE it names the holder (see dnsd.holders)."""
+        where = f"cannot listen on {address} port {self.config.port}"
+        if err.errno != errno.EADDRINUSE:
+            return f"{where}: {os.strerror(err.errno) if err.errno else err}"
+        try:
+            holders = await asyncio.get_running_loop().run_in_executor(None, describe_holders, address,
+                                                                       self.config.port)
+        except OSError as lookup_error:  # /proc unreadable: still say what failed
+            holders = f"holder not found ({lookup_error})"
+        return f"{where}: address already in use, {holders}"
 
     async def _poll_generation(self) -> None:
         while True:
@@ -312,7 +333,8 @@ class DnsServer:
     # -- control socket ------------------------------------------------------
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Line protocol: ``ping`` -> ``pong PID MODE``, ``sync`` -> ``ok GENERATION``, ``stop`` -> ``ok``."""
+        """Line protocol: ``ping`` -> ``pong PID MODE``, ``sync`` (reload, then report) and ``status`` (report) ->
+        ``ok GENERATION [{ADDRESS: WHY, ...}]`` (see netcore.dnsd_control.format_sync_reply), ``stop`` -> ``ok``."""
         try:
             while True:
                 async with asyncio.timeout(CONTROL_IDLE):
@@ -336,10 +358,12 @@ class DnsServer:
             return f"pong {os.getpid()} {'managed' if self.config.managed else 'foreground'}"
         if command == "sync":
             try:
-                return f"ok {await self.sync()}"
+                return format_sync_reply(await self.sync(), self.down_listeners)
             except Exception as err:  # reported to the caller, who retries or gives up
                 log.warning("sync failed: %s", err)
                 return f"error {err}".replace("\n", " ")
+        if command == "status":
+            return format_sync_reply(self._generation, self.down_listeners)
         if command == "stop":
             return "ok"
         return f"error unknown command {command[:40]!r}"

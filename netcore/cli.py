@@ -100,6 +100,8 @@ def run_command(args: argparse.Namespace, out) -> int:
     finally:
         for note in engine.notes:
             print(f"netcore: reconciled: {note}", file=sys.stderr)
+        for warning in engine.warnings:
+            print(f"netcore: warning: {warning}", file=sys.stderr)
         engine.close()
 
 
@@ -116,10 +118,11 @@ def _dispatch(engine: Engine, args: argparse.Namespace, out) -> int:
             print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
         elif sub == "inspect":
             documents = []
-            for ref in args.names:
-                network = store.network(ref)
+            networks = [store.network(ref) for ref in args.names]
+            down = engine.dnsd.listeners_down() if any(n.dns_enabled for n in networks) else {}
+            for network in networks:
                 attached = [(store.container(e.container_id), e) for e in store.endpoints_on_network(network.id)]
-                documents.append(views.network_document(network, attached))
+                documents.append(views.network_document(network, attached, down))
             print(json.dumps(documents, indent=4), file=out)
         elif sub == "rm":
             for ref in args.names:

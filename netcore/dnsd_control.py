@@ -7,7 +7,10 @@ makes `netcore run --name x && netcore exec y -- getent hosts x` work with no sl
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,11 +18,36 @@ import time
 
 from .errors import NetcoreError
 
+# the one home of these names: dnsd, its supervisor and the test sandbox import them from here
 SOCKET_NAME = "dnsd.sock"
-PID_NAME = "dnsd.pid"
+PID_NAME = "dnsd.pid"  # the serving dnsd's pid, while it serves
+SUPERVISOR_PID_NAME = "dnsd-supervisor.pid"  # dnsd.supervise's pid, locked while it runs
 LOG_NAME = "dnsd.log"
+EXIT_ALREADY_SUPERVISED = 75  # dnsd.supervise: another supervisor serves this state dir
+STOP_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 REPLY_TIMEOUT = 10.0
+
+
+def format_sync_reply(generation: int | None, down: dict[str, str]) -> str:
+    """dnsd's reply to ``sync`` and ``status``: ``ok GENERATION``, followed, when some listener is down,
+    by a JSON object on the same line mapping each gateway address dnsd cannot listen on to why
+    (``ok 17 {"10.89.0.1": "cannot listen on 10.89.0.1 port 53: ..."}``)."""
+    reply = f"ok {generation if generation is not None else 0}"
+    if down:
+        reply += " " + json.dumps(dict(sorted(down.items())), separators=(",", ":"))
+    return reply
+
+
+def parse_sync_reply(reply: str) -> tuple[int, dict[str, str]]:
+    """(generation, {address: why it is down}) of a ``format_sync_reply`` line; ValueError if it is none."""
+    fields = reply.split(" ", 2)
+    if len(fields) < 2 or fields[0] != "ok" or not fields[1].isdigit():
+        raise ValueError(f"not a sync reply: {reply[:80]!r}")
+    down = json.loads(fields[2]) if len(fields) == 3 else {}
+    if not isinstance(down, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in down.items()):
+        raise ValueError(f"bad listener report in sync reply: {reply[:80]!r}")
+    return int(fields[1]), down
 
 
 class DnsdControl:
@@ -54,8 +82,14 @@ class DnsdControl:
         return None
 
     def start(self) -> int:
+        """Start dnsd under its supervisor (dnsd.supervise) and return the serving dnsd's pid once it answers.
+
+        NetcoreError, with dnsd's last log line, when it exits at start or does not come up within
+        START_TIMEOUT. If another supervisor already serves the state dir (it is restarting its dnsd),
+        this waits for that one's dnsd instead.
+        """
         log_path = os.path.join(self.state_dir, LOG_NAME)
-        argv = [sys.executable, "-m", "dnsd", "--state-dir", self.state_dir, "--managed"]
+        argv = [sys.executable, "-m", "dnsd.supervise", "--state-dir", self.state_dir, "--managed"]
         if self.namespace:
             argv += ["--netns", self.namespace]
         # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
@@ -64,13 +98,15 @@ class DnsdControl:
                                     start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise NetcoreError(f"dnsd exited at start (status {proc.returncode}): {self._last_log_line(log_path)}")
             found = self.status()
             if found:
                 return found[0]
+            if proc.poll() not in (None, EXIT_ALREADY_SUPERVISED):
+                raise NetcoreError(f"dnsd exited at start (status {proc.returncode}): {self._last_log_line(log_path)}")
             time.sleep(0.02)
-        proc.kill()
+        if proc.poll() is None:
+            proc.kill()  # the child dies with it
+            proc.wait()
         raise NetcoreError(f"dnsd did not come up within {START_TIMEOUT:.0f}s: see {log_path}")
 
     @staticmethod
@@ -82,27 +118,77 @@ class DnsdControl:
         except OSError:
             return "no log"
 
-    def sync(self) -> None:
-        """Make sure dnsd runs and serves what the store holds now; start it if it is not running."""
+    def sync(self) -> dict[str, str]:
+        """Make sure dnsd runs and serves what the store holds now; start it if it is not running.
+
+        Returns {gateway address: why dnsd cannot listen there} (empty when every listener is up);
+        NetcoreError when dnsd cannot be started or does not confirm the change.
+        """
         reply = self.request("sync")
         if reply is None:
             self.start()
             reply = self.request("sync")
-        if not reply or not reply.startswith("ok"):
-            raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): see {os.path.join(self.state_dir, LOG_NAME)}")
+        try:
+            return parse_sync_reply(reply or "")[1]
+        except ValueError:
+            raise NetcoreError(f"dnsd did not confirm the change (reply {reply!r}): "
+                               f"see {os.path.join(self.state_dir, LOG_NAME)}") from None
+
+    def listeners_down(self) -> dict[str, str] | None:
+        """{gateway address: why dnsd cannot listen there} as the running dnsd reports it; None if none answers."""
+        reply = self.request("status", timeout=2.0)
+        try:
+            return parse_sync_reply(reply)[1] if reply else None
+        except ValueError:
+            return None
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of the dnsd supervisor serving this state dir, if one runs (checked against its command line)."""
+        try:
+            with open(os.path.join(self.state_dir, SUPERVISOR_PID_NAME)) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) and is_dnsd_process(pid, self.state_dir, supervisor=True) else None
 
     def stop(self, only_managed: bool = True) -> None:
-        """Stop the dnsd netcore started (a foreground one under a supervisor is left alone)."""
+        """Stop the dnsd netcore started and its supervisor, and return once neither runs
+        (a foreground dnsd, one netcore did not start, is left alone)."""
         found = self.status()
-        if not found or (only_managed and found[1] != "managed"):
+        if found and only_managed and found[1] != "managed":
             return
-        pid = found[0]
-        self.request("stop")
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.02)
-        if _alive(pid):
-            os.kill(pid, 9)
+        supervisor = self.supervisor_pid()
+        if found:
+            self.request("stop")  # exits 0: its supervisor exits too
+            _wait_gone(found[0], STOP_TIMEOUT)
+        if supervisor:  # also the one waiting to restart a dnsd that died
+            if _alive(supervisor):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(supervisor, signal.SIGTERM)
+            _wait_gone(supervisor, STOP_TIMEOUT)
+        if found and _alive(found[0]):
+            os.kill(found[0], signal.SIGKILL)
+
+
+def is_dnsd_process(pid: int, state_dir: str, supervisor: bool = False) -> bool:
+    """Whether ``pid`` is a dnsd (or, with ``supervisor``, a dnsd supervisor) of this state dir, by its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    module = b"dnsd.supervise" if supervisor else b"dnsd"
+    return module in argv and state_dir.encode() in argv
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait for ``pid`` to end; SIGKILL it when it has not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.02)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -102,6 +102,7 @@ class Engine:
         self.store = Store.open(state_dir)
         self.dnsd = DnsdControl(state_dir, namespace)
         self.notes: list[str] = []  # what reconciliation did, for the user to read
+        self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self._in_action = False
 
     def close(self) -> None:
@@ -125,24 +126,86 @@ class Engine:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._in_action = True
             self.reconcile(gateway_created=self.gateway.ensure())
+            self._replace_stale_dnsd()
             self._ensure_default_bridge()
             yield
-            self.sync_dns()
+            self._warn_dns_down(self.sync_dns())
         finally:
             self._in_action = False
             os.close(fd)
 
     def revive_dnsd(self) -> None:
-        """Restart a dnsd that died (kill -9) so the next lookup is answered."""
-        if self.dnsd.status() is None and any(n.dns_enabled for n in self.store.networks()):
+        """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
+        under it) so the next lookup is answered; a dnsd killed is restarted by its supervisor."""
+        if not any(n.dns_enabled for n in self.store.networks()):
+            return
+        found = self.dnsd.status()
+        gone = self.namespace is not None and not netlink.namespace_exists(self.namespace)
+        if found is None or gone or self._dnsd_is_stale(found[0]):
             with self.action():
-                pass  # action() ends by syncing, which starts dnsd
+                pass  # action() rebuilds the gateway namespace, replaces a stale dnsd and syncs (starting dnsd)
 
-    def sync_dns(self) -> None:
+    def _dnsd_is_stale(self, pid: int) -> bool:
+        """Whether dnsd ``pid`` runs in another network namespace than the live gateway namespace
+        (issue 11, item 7: the gateway namespace was deleted and made anew under it)."""
+        if self.namespace is None:
+            return False
+        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
+        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
+        return live is not None and theirs is not None and live != theirs
+
+    def _replace_stale_dnsd(self) -> None:
+        """Stop a managed dnsd left in a gateway namespace that is no longer the live one; the sync that
+        ends the action starts one in the live namespace. A foreground dnsd is only reported."""
+        found = self.dnsd.status()
+        if found is None or not self._dnsd_is_stale(found[0]):
+            return
+        pid, mode = found
+        if mode != "managed":
+            self.warnings.append(f"dnsd (pid {pid}, started by hand) serves a deleted gateway namespace: "
+                                 f"restart it in {self.namespace}")
+            return
+        self.dnsd.stop()
+        self.notes.append(f"replaced dnsd (pid {pid}), which served a deleted gateway namespace")
+
+    def sync_dns(self) -> dict[str, str]:
+        """Sync dnsd (started if needed) or stop it when no network needs it.
+
+        Returns {gateway address: why dnsd cannot listen there}, empty when every listener is up.
+        """
         if any(n.dns_enabled for n in self.store.networks()):
-            self.dnsd.sync()
-        else:
-            self.dnsd.stop()
+            return self.dnsd.sync()
+        self.dnsd.stop()
+        return {}
+
+    def _require_dns(self, network: Network, undo, failure: str) -> None:
+        """Issue 11, item 4: an action that needs ``network``'s DNS listener fails if dnsd cannot open it.
+
+        Syncs dnsd now; if it reports the network's gateway address(es) down, runs ``undo``
+        (which takes back what the action built, store rows included), syncs again and raises
+        NetcoreError ``FAILURE: dnsd cannot listen on ADDRESS port 53: ..., held by NAME (pid PID, ...)``.
+        """
+        if not network.dns_enabled:
+            return
+        down = self.sync_dns()
+        reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+        if not reasons:
+            return
+        undo()
+        try:
+            self.sync_dns()
+        except NetcoreError:
+            pass  # the failure below is the one to report
+        raise NetcoreError(f"{failure}: dnsd {'; '.join(reasons)}")
+
+    def _warn_dns_down(self, down: dict[str, str]) -> None:
+        """Say, after any action, which networks dnsd cannot serve (it retries every second by itself)."""
+        if not down:
+            return
+        for network in self.store.networks():
+            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            if reasons:
+                self.warnings.append(f"network {network.name} has no DNS: dnsd {'; '.join(reasons)}")
 
     # -- networks -------------------------------------------------------------
 
@@ -202,7 +265,14 @@ class Engine:
                     labels=dict(labels or {}), state=STATE_CREATING, created=_now())
                 self.store.insert(network)
             self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
-            return replace(network, state=STATE_RUNNING)
+            network = replace(network, state=STATE_RUNNING)
+
+            def undo():
+                with self.store.transaction():
+                    self.store.set_state(network, STATE_REMOVING)
+                self._drop_network(network)
+            self._require_dns(network, undo, f"network {name} not created")
+            return network
 
     @staticmethod
     def _check_options(options: dict) -> dict:
@@ -305,7 +375,14 @@ class Engine:
                     endpoints.append(self._plan_endpoint(container, network, aliases, ip))
             self._build(container, lambda: self._build_container(container, endpoints),
                         lambda: self._drop_container(container))
-            return replace(container, state=STATE_RUNNING)
+            container = replace(container, state=STATE_RUNNING)
+
+            def undo():
+                self._mark_removing(container)
+                self._drop_container(container)
+            for endpoint in endpoints:
+                self._require_dns(self.store.network(endpoint.network_id), undo, f"container {name} not created")
+            return container
 
     @staticmethod
     def _network_mode(net: str | None) -> tuple[str, str | None]:
@@ -488,6 +565,8 @@ class Engine:
                 with self.store.transaction():
                     self.store.delete(endpoint)
             self._build(endpoint, build, undo)
+            self._require_dns(network, lambda: self.disconnect(network.id, container.id),
+                              f"container {container.name} not connected to network {network.name}")
             return replace(endpoint, state=STATE_RUNNING)
 
     @staticmethod
@@ -591,6 +670,14 @@ class Engine:
                     self._build_endpoint(container, endpoint)
                 self._write_etc(container)
                 notes.append(f"rebuilt missing namespace of container {container.name}")
+            elif container.mode == MODE_BRIDGE:
+                # a veth whose gateway end is gone (the gateway namespace was deleted and made anew): its
+                # container end may still hang on the old namespace's bridge, kept alive by a process there
+                for endpoint in self.store.endpoints_of_container(container.id):
+                    if endpoint.host_ifname not in links:
+                        netlink.delete_container_link(container.netns, endpoint.ifname)
+                        self._build_endpoint(container, endpoint)
+                        notes.append(f"rebuilt missing interface {endpoint.ifname} of container {container.name}")
         return notes
 
     def purge(self) -> None:

@@ -1,4 +1,4 @@
-"""The few Linux calls Python 3.11 lacks, through libc: setns(2), unshare(2), mount(2), malloc_trim(3).
+"""The few Linux calls Python 3.11 lacks, through libc: setns(2), unshare(2), mount(2), prctl(2), malloc_trim(3).
 
 ``LIBC`` is the project's one handle on libc (dnsd.udp takes recvmmsg and sendmmsg from it).
 
@@ -34,6 +34,14 @@ def _check(result: int, call: str) -> None:
 
 def setns(fd: int, nstype: int) -> None:
     _check(LIBC.setns(fd, nstype), "setns")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when the thread that forked it exits (prctl(2))."""
+    _check(LIBC.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl")
 
 
 def release_free_memory() -> None:

@@ -243,6 +243,28 @@ def _quiet_ipv6(ifname: str, ipv6_network: bool) -> None:
             setting.write(f"{value}\n")
 
 
+def delete_container_link(container_ns: str, ifname: str) -> None:
+    """Delete ``ifname`` inside a container's namespace if it is there (a veth's peer goes with it)."""
+    with _rtnl(container_ns, f"cannot delete {ifname} in {container_ns}") as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if found:
+            try:
+                ipr.link("del", index=found[0])
+            except NetlinkError as err:
+                if err.code != errno.ENODEV:
+                    raise
+
+
+def namespace_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the network namespace at ``path`` (/run/netns/NAME or /proc/PID/ns/net):
+    equal for two paths exactly when they are the same namespace; None if it cannot be read."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def container_links(container_ns: str) -> list[str]:
     with _rtnl(container_ns, f"cannot list links in {container_ns}") as ipr:
         return [link.get("ifname") for link in ipr.link("dump")]

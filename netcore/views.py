@@ -11,7 +11,24 @@ def _prefixlen(cidr: str | None) -> int:
     return ipaddress.ip_network(cidr).prefixlen if cidr else 0
 
 
-def network_document(network: Network, attached: list[tuple[Container, Endpoint]]) -> dict:
+def dns_state(network: Network, down: dict[str, str] | None) -> dict:
+    """The ``DNS`` field of ``network inspect``: Enabled, Servers, and for a network with names whether
+    dnsd listens on its gateway address(es) (``Listening``) and, when not, why (``Error``).
+    ``down`` is dnsd's report {address: why it is down}; None when no dnsd answers."""
+    state = {"Enabled": network.dns_enabled, "Servers": list(network.dns)}
+    if not network.dns_enabled:
+        return state
+    if down is None:
+        return {**state, "Listening": False, "Error": "dnsd is not running"}
+    reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+    if reasons:
+        return {**state, "Listening": False, "Error": "dnsd " + "; ".join(reasons)}
+    return {**state, "Listening": True}
+
+
+def network_document(network: Network, attached: list[tuple[Container, Endpoint]],
+                     dns_down: dict[str, str] | None = None) -> dict:
+    """Docker's network inspect document; ``dns_down`` is dnsd's report of its down listeners (see dns_state)."""
     config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
     if network.ip_range:
         config[0]["IPRange"] = network.ip_range
@@ -41,7 +58,7 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
         "Containers": containers,
         "Options": dict(network.options),
         "Labels": dict(network.labels),
-        "DNS": {"Enabled": network.dns_enabled, "Servers": list(network.dns)},
+        "DNS": dns_state(network, dns_down),
     }
 
 

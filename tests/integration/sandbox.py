@@ -2,8 +2,8 @@
 
 Everything it makes carries the prefix; `cleanup` runs `netcore purge` and then
 deletes, as a safety net, anything left with that prefix: namespaces,
-/etc/netns entries, the dnsd netcore started for this state dir, and the
-processes the sandbox itself started (by PID).
+/etc/netns entries, the dnsd netcore started for this state dir and its
+supervisor, and the processes the sandbox itself started (by PID).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get through PYTHONPATH
+    sys.path.insert(0, ROOT)
+
+from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
 
 
 @dataclass
@@ -56,8 +60,16 @@ class Sandbox:
         return proc
 
     def dnsd_pid(self) -> int | None:
+        """The serving dnsd's pid, from its pid file (what `ping` on the control socket reports)."""
+        return self._read_pid(PID_NAME)
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of dnsd's supervisor, from its pid file."""
+        return self._read_pid(SUPERVISOR_PID_NAME)
+
+    def _read_pid(self, name: str) -> int | None:
         try:
-            with open(os.path.join(self.state_dir, "dnsd.pid")) as f:
+            with open(os.path.join(self.state_dir, name)) as f:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return None
@@ -74,9 +86,12 @@ def cleanup(box: Sandbox) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    pid = box.dnsd_pid()
+    supervisor, pid = box.supervisor_pid(), box.dnsd_pid()
     subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
-    if pid and os.path.exists(f"/proc/{pid}") and _is_dnsd(pid, box.state_dir):
+    # the supervisor first, or it would start the dnsd killed next anew
+    if supervisor and is_dnsd_process(supervisor, box.state_dir, supervisor=True):
+        os.kill(supervisor, signal.SIGKILL)
+    if pid and is_dnsd_process(pid, box.state_dir):
         os.kill(pid, signal.SIGKILL)
     for name in box.namespaces():
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
@@ -85,15 +100,6 @@ def cleanup(box: Sandbox) -> None:
             if name.startswith(box.prefix):
                 shutil.rmtree(os.path.join("/etc/netns", name), ignore_errors=True)
     shutil.rmtree(box.state_dir, ignore_errors=True)
-
-
-def _is_dnsd(pid: int, state_dir: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-        return b"dnsd" in cmdline and state_dir.encode() in cmdline
-    except OSError:
-        return False
 
 
 def new_sandbox(prefix: str = "nct", state_dir: str | None = None) -> Sandbox:

@@ -255,3 +255,24 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
     assert dns.parse(udp_reply).header.id == 9 and dns.rdata(udp_reply) == ["192.0.2.10"]
     assert dns.parse(tcp_reply).header.id == 10 and dns.rdata(tcp_reply) == ["192.0.2.10"]
     assert [protocol for protocol, _ in upstream.queries] == ["udp", "tcp"]
+
+
+async def test_a_taken_address_is_reported_with_its_holder_and_served_once_free(start_server, dns, free_port):
+    """Issue 11, item 4: a listener dnsd cannot open is named, with what holds it, in the sync reply."""
+    from netcore.dnsd_control import parse_sync_reply
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((GATEWAY_B, free_port))
+    try:
+        server = await start_server()
+        path = server.config.control_path
+        assert server.listen_addresses == {GATEWAY_A}
+        generation, down = parse_sync_reply((await control(path, "sync"))[0])
+        assert list(down) == [GATEWAY_B]
+        assert f"cannot listen on {GATEWAY_B} port {free_port}: address already in use" in down[GATEWAY_B]
+        assert f"(pid {os.getpid()}, udp {GATEWAY_B}:{free_port})" in down[GATEWAY_B]
+        assert parse_sync_reply((await control(path, "status"))[0]) == (generation, down)
+    finally:
+        squatter.close()
+    assert await control(path, "sync") == [f"ok {generation}"]
+    assert server.listen_addresses == {GATEWAY_A, GATEWAY_B} and server.down_listeners == {}
+    assert dns.rdata(await udp_ask(dns.query("b1"), GATEWAY_B, free_port, source=B1)) == [B1]

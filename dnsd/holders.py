@@ -1,0 +1,146 @@
+"""Who holds a port: the sockets of this network namespace bound to an address and port, and their processes.
+
+When dnsd cannot bind a gateway address (EADDRINUSE), the operator needs to
+know what took it: another resolver started in the gateway namespace, or
+something bound to the wildcard address (containers/aardvark-dns#13,
+podman#23226). ``/proc/net/{udp,tcp}{,6}`` list the sockets of the network
+namespace of the process reading them (dnsd runs inside the gateway namespace,
+so it reads its own), each with its inode; ``/proc/PID/fd`` links name the
+inode of each socket a process holds (``socket:[INODE]``), in any namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+PROC_NET = "/proc/net"
+TABLES = ("udp", "udp6", "tcp", "tcp6")
+TCP_LISTEN = 0x0A
+TCP_TIME_WAIT = 0x06
+
+
+@dataclass(frozen=True)
+class BoundSocket:
+    """One row of /proc/net/{udp,tcp}{,6}: protocol ('udp' or 'tcp'), local address and port, state, inode."""
+
+    protocol: str
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int
+    state: int
+    inode: int
+
+
+def parse_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """``0100000A:0035`` -> (10.0.0.1, 53): the kernel prints each 32-bit word of the address in host order
+    (little-endian here) and the port in hex. 8 hex digits: IPv4; 32: IPv6. ValueError on anything else."""
+    address_hex, _, port_hex = text.partition(":")
+    if len(address_hex) not in (8, 32) or not port_hex:
+        raise ValueError(f"bad /proc/net address {text!r}")
+    raw = bytes.fromhex(address_hex)
+    packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(packed)
+    return address, int(port_hex, 16)
+
+
+def parse_table(protocol: str, text: str) -> list[BoundSocket]:
+    """Every socket row of one /proc/net table's text (the header and unreadable rows are skipped)."""
+    sockets = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        try:
+            address, port = parse_address(fields[1])
+            sockets.append(BoundSocket(protocol, address, port, int(fields[3], 16), int(fields[9])))
+        except ValueError:
+            continue
+    return sockets
+
+
+def conflicting(sockets: list[BoundSocket], address: str, port: int) -> list[BoundSocket]:
+    """The sockets that keep a bind of ``address``:``port`` from succeeding, exact address first.
+
+    A socket on the same port conflicts when it is bound to that address, to its family's
+    wildcard, or (for IPv4) to ``::`` without IPV6_V6ONLY, which /proc cannot tell, so it is
+    listed too; an IPv4-mapped IPv6 address counts as its IPv4 address. TCP sockets in
+    TIME_WAIT or without an inode (no process holds them) are left out.
+    """
+    wanted = ipaddress.ip_address(address)
+    exact, wildcard = [], []
+    for sock in sockets:
+        if sock.port != port or sock.inode == 0 or (sock.protocol == "tcp" and sock.state == TCP_TIME_WAIT):
+            continue
+        bound = sock.address
+        if bound.version == 6 and bound.ipv4_mapped is not None:
+            bound = bound.ipv4_mapped
+        if bound == wanted:
+            exact.append(sock)
+        elif bound.is_unspecified and (bound.version == wanted.version or bound.version == 6):
+            wildcard.append(sock)
+    return exact + wildcard
+
+
+def read_sockets(proc_net: str = PROC_NET) -> list[BoundSocket]:
+    """Every socket of this process's network namespace (tables that cannot be read are skipped)."""
+    sockets = []
+    for table in TABLES:
+        try:
+            with open(os.path.join(proc_net, table)) as f:
+                sockets += parse_table(table.rstrip("6"), f.read())
+        except OSError:
+            continue
+    return sockets
+
+
+def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[tuple[str, int]]]:
+    """inode -> [(process name, pid)] of the processes holding these sockets, found through /proc/PID/fd."""
+    wanted = {f"socket:[{inode}]": inode for inode in inodes}
+    owners: dict[int, list[tuple[str, int]]] = {}
+    if not wanted:
+        return owners
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        fd_dir = os.path.join(proc, entry, "fd")
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                inode = wanted.get(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:
+                continue
+            if inode is not None:
+                owners.setdefault(inode, []).append((_process_name(proc, entry), int(entry)))
+                break
+    return owners
+
+
+def _process_name(proc: str, pid: str) -> str:
+    try:
+        with open(os.path.join(proc, pid, "comm")) as f:
+            return f.read().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def describe_holders(address: str, port: int) -> str:
+    """What holds ``address``:``port`` in this network namespace, for an error line:
+    ``held by python3 (pid 4242, udp 10.89.0.1:53)``; several holders are joined with ``;``,
+    and when no socket is found (it closed meanwhile, or another namespace) ``holder not found``."""
+    found = conflicting(read_sockets(), address, port)
+    if not found:
+        return "holder not found"
+    owners = socket_owners({sock.inode for sock in found})
+    parts = []
+    for sock in found:
+        bound = f"[{sock.address}]" if sock.address.version == 6 else str(sock.address)
+        where = f"{sock.protocol} {bound}:{sock.port}"
+        for name, pid in owners.get(sock.inode, [("an unknown process", 0)]):
+            part = f"{name} (pid {pid}, {where})" if pid else f"{name} ({where})"
+            if part not in parts:
+                parts.append(part)
+    return "held by " + "; ".join(parts)
