@@ -224,14 +224,22 @@ class Answerer:
 
     def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
                    edns_payload: int | None, listener_ip: str) -> bytes | Forward:
+        """A name dnsd does not hold: NXDOMAIN where there is no way out, else a Forward.
+
+        No upstream for this source (its networks are all internal, or none is
+        configured anywhere) is NXDOMAIN, as aardvark-dns answers for internal
+        networks: every libc gives up at once, where musl ignores REFUSED and
+        retries SERVFAIL until its 5 s timeout. SERVFAIL is kept for upstreams
+        that were asked and failed (``dnsd.forward``).
+        """
         edns = edns_payload is not None
         if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
             return reply_without_answers(data, question_end, NXDOMAIN, edns)
         if not scope.may_forward:
-            return reply_without_answers(data, question_end, REFUSED, edns)
+            return reply_without_answers(data, question_end, NXDOMAIN, edns)
         upstreams = snapshot.upstreams_for(scope, listener_ip) or self.default_upstreams
         if not upstreams:
-            return reply_without_answers(data, question_end, SERVFAIL, edns)
+            return reply_without_answers(data, question_end, NXDOMAIN, edns)
         return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
