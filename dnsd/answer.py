@@ -62,11 +62,16 @@ def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: boo
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """The name is not local: ask these upstream servers in order and relay the reply."""
+    """The name is not local: ask these upstream servers in order and relay the reply.
+
+    ``upstream_groups`` are the client's lists of servers (its own --dns, else
+    one list per network: ``Snapshot.upstreams_for``), each asked in order;
+    an NXDOMAIN from one list falls through to the next (``dnsd.forward``).
+    """
 
     query: bytes  # as the client sent it, its ID included
     question: bytes  # the question section as asked: a reply must carry the same
-    upstreams: tuple[Upstream, ...]
+    upstream_groups: tuple[tuple[Upstream, ...], ...]
     edns: bool
 
     def error_reply(self, rcode: int) -> bytes:
@@ -235,12 +240,10 @@ class Answerer:
         edns = edns_payload is not None
         if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
             return reply_without_answers(data, question_end, NXDOMAIN, edns)
-        if not scope.may_forward:
+        groups = snapshot.upstreams_for(scope, self.default_upstreams, MAX_UPSTREAMS)  # whichever gateway was asked
+        if not groups:
             return reply_without_answers(data, question_end, NXDOMAIN, edns)
-        upstreams = snapshot.upstreams_for(scope, listener_ip) or self.default_upstreams
-        if not upstreams:
-            return reply_without_answers(data, question_end, NXDOMAIN, edns)
-        return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns)
+        return Forward(data, data[HEADER_SIZE:question_end], groups, edns)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop."""

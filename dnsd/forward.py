@@ -4,6 +4,14 @@ Each forwarded query gets a fresh socket (so a random source port) and a fresh
 random ID; the servers are tried in order and share one time budget; a reply
 counts only if its source, ID and question match what was sent, anything else
 is dropped while the wait goes on. The client's ID is restored in the reply.
+
+The servers come as lists, one per network of the client (see
+``Snapshot.upstreams_for``). Within a list, SERVFAIL, REFUSED, a timeout or an
+unreachable server tries the next one, and any other reply is final, NXDOMAIN
+included, as a stub resolver does. An NXDOMAIN ends only its own list: the next
+list is asked, and only when none of them knows better does the first NXDOMAIN
+go to the client. So a name that one network's upstream knows resolves
+whichever gateway the client asked (containers/netavark#1348).
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import asyncio
 import os
 import socket
 
-from .answer import HEADER_SIZE, REFUSED, SERVFAIL, Forward
+from .answer import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, Forward
 from .snapshot import Upstream
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
@@ -57,21 +65,32 @@ class Forwarder:
         return forward.query[:2] + reply[2:]
 
     async def _ask_in_turn(self, forward: Forward, tcp: bool) -> bytes | None:
+        """The first final reply, else the first NXDOMAIN, else None (no server answered usefully)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         ask = _ask_over_tcp if tcp else _ask_over_udp
-        servers = forward.upstreams
-        for index, upstream in enumerate(servers):
-            share = (deadline - loop.time()) / (len(servers) - index)  # what is left, split among the rest
-            query_id = os.urandom(2)
-            try:
-                async with asyncio.timeout(share):
-                    reply = await ask(query_id + forward.query[2:], forward.question, upstream)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError):
-                continue
-            if reply[3] & 0x0F not in _TRY_NEXT_SERVER:
-                return reply
-        return None
+        left = sum(len(servers) for servers in forward.upstream_groups)  # servers not yet asked or skipped
+        negative = None
+        for servers in forward.upstream_groups:
+            for position, upstream in enumerate(servers):
+                share = (deadline - loop.time()) / left  # what is left, split among the rest
+                left -= 1
+                query_id = os.urandom(2)
+                try:
+                    async with asyncio.timeout(share):
+                        reply = await ask(query_id + forward.query[2:], forward.question, upstream)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                    continue
+                rcode = reply[3] & 0x0F
+                if rcode in _TRY_NEXT_SERVER:
+                    continue
+                if rcode != NXDOMAIN:
+                    return reply
+                if negative is None:
+                    negative = reply
+                left -= len(servers) - position - 1  # final for this list: its other servers get no share
+                break
+        return negative
 
 
 def is_reply_to(reply: bytes, query_id: bytes, question: bytes) -> bool:

@@ -234,15 +234,36 @@ class Snapshot:
             return None
         return scope
 
-    def upstreams_for(self, scope: Scope, listener_ip: str) -> tuple[Upstream, ...]:
-        """The container's --dns, else its network's --dns: the asked one if it is on it, else its first."""
+    def upstreams_for(self, scope: Scope, default: tuple[Upstream, ...],
+                      limit: int) -> tuple[tuple[Upstream, ...], ...]:
+        """A source's upstream servers as lists to ask one after the other; the gateway it asked plays no part.
+
+        One order per client, so that its answer cannot depend on which of its
+        name servers it asked (musl asks them all at once and keeps the first
+        reply: containers/netavark#1348). A container's own --dns is its one
+        list. Else each of its networks that is not internal, in interface
+        order, gives its --dns, or ``default`` (dnsd's --upstream) if it names
+        none. Each list holds at most ``limit`` servers (resolv.conf's MAXNS);
+        a server already in an earlier list is left out of a later one, and a
+        list left empty is dropped. Empty: no way out (internal networks only,
+        or nothing configured). ``dnsd.forward`` falls through to the next list
+        on NXDOMAIN.
+        """
+        if not scope.may_forward:
+            return ()
         if scope.dns:
-            return scope.dns
-        asked = self.listeners.get(listener_ip)
-        network = scope.networks[0]
-        if asked is not None and any(own.id == asked.networks[0].id for own in scope.networks):
-            network = asked.networks[0]
-        return self.network_upstreams[network.id]
+            return (scope.dns[:limit],)
+        lists = []
+        seen: set[Upstream] = set()
+        for network in scope.networks:
+            if network.internal:
+                continue
+            servers = tuple(server for server in (self.network_upstreams[network.id] or default)[:limit]
+                            if server not in seen)
+            if servers:
+                seen.update(servers)
+                lists.append(servers)
+        return tuple(lists)
 
     def owns_reverse_name(self, name: bytes) -> bool:
         """Whether a lower-cased wire name is the reverse name of an address in a served subnet."""

@@ -5,9 +5,14 @@ Every upstream here is tests/integration/fake_upstream.py, started inside a name
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 from test_dns_e2e import dig
+
+FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 
 MUSL_TIMEOUT = 5.0  # musl's resolv.conf default: a SERVFAIL or an ignored REFUSED is retried until then
 FAILS_FAST = 2.0  # a bound on correctness, not on speed: well under MUSL_TIMEOUT
@@ -42,3 +47,35 @@ def test_a_network_without_any_upstream_fails_outside_names_at_once_for_musl(san
     assert seconds < FAILS_FAST, f"musl took {seconds:.1f} s to fail (its timeout is {MUSL_TIMEOUT:g} s)"
     assert dig(sandbox, "asker", "nowhere.example")[:2] == ("NXDOMAIN", [])
     assert dig(sandbox, "asker", "+tcp", "nowhere.example", "AAAA")[:2] == ("NXDOMAIN", [])
+
+
+# -- one upstream order per client -------------------------------------------------------------------
+
+
+def start_upstream(sandbox, namespace: str, address: str, *options: str) -> subprocess.Popen:
+    """fake_upstream.py on ``address`` port 53 inside ``namespace``, stopped by the sandbox's teardown."""
+    proc = sandbox.spawn_in(namespace, sys.executable, FAKE_UPSTREAM, "--address", address, *options,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.poll() is not None else ""
+    return proc
+
+
+def test_a_name_only_one_networks_upstream_knows_resolves_through_every_gateway(sandbox, musl_resolve):
+    sandbox.nc("network", "create", "--subnet", "10.68.0.0/24", "--dns", "127.0.0.2", "net-a")
+    sandbox.nc("network", "create", "--subnet", "10.69.0.0/24", "--dns", "127.0.0.3", "net-b")
+    # dnsd forwards a network's loopback --dns from the gateway namespace, where these two listen
+    start_upstream(sandbox, sandbox.prefix, "127.0.0.2", "--nxdomain-unknown", "--answer", "both.test=192.0.2.1")
+    start_upstream(sandbox, sandbox.prefix, "127.0.0.3", "--nxdomain-unknown", "--answer", "both.test=192.0.2.2",
+                   "--answer", "service.test=192.0.2.53")
+    sandbox.nc("run", "--name", "c", "--net", "net-a")
+    sandbox.nc("network", "connect", "net-b", "c")
+    resolv_conf = sandbox.exec("c", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 10.68.0.1" in resolv_conf and "nameserver 10.69.0.1" in resolv_conf
+    for gateway in ("@10.68.0.1", "@10.69.0.1"):
+        assert dig(sandbox, "c", gateway, "service.test")[:2] == ("NOERROR", ["192.0.2.53"]), gateway
+        assert dig(sandbox, "c", gateway, "+tcp", "service.test")[:2] == ("NOERROR", ["192.0.2.53"]), gateway
+        assert dig(sandbox, "c", gateway, "both.test")[:2] == ("NOERROR", ["192.0.2.1"]), gateway  # eth0's first
+        assert dig(sandbox, "c", gateway, "nowhere.test")[:2] == ("NXDOMAIN", []), gateway
+    # musl asks both gateways at once and keeps the first reply: every lookup must succeed
+    outcomes = [musl(sandbox, "c", musl_resolve, "service.test")[:2] for _ in range(30)]
+    assert outcomes.count((0, ["192.0.2.53"])) == 30, outcomes
