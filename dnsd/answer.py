@@ -117,8 +117,8 @@ class Answerer:
     snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
-    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[Upstream, ...] = ()):
-        self.default_upstreams = default_upstreams
+    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = ()):
+        self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots

@@ -23,6 +23,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from netcore.model import Container, Endpoint, Network, group_by_container
 from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
@@ -39,7 +40,32 @@ MAX_NAME = 255  # octets of a name in wire form, length bytes and root included
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
 _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
-Upstream = tuple[str, int]  # (IP address, port)
+
+
+class Upstream(NamedTuple):
+    """An upstream DNS server: where it listens, and the network namespace it is asked from.
+
+    ``netns`` names a namespace under /run/netns; empty: dnsd's own (the
+    gateway namespace, or the host's in host mode). A loopback server
+    (127.0.0.0/8, ::1) given as a container's --dns is a resolver inside that
+    container (a consul agent, a local dnsmasq), as Docker keeps it
+    (moby/libnetwork#1595): it is asked from the container's namespace. A
+    loopback server given on a network, or as dnsd's --upstream, is asked from
+    dnsd's own namespace, as aardvark-dns asks a network's dns_servers from
+    the host.
+    """
+
+    address: str
+    port: int
+    netns: str = ""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an IP address (as ``parse_upstream`` gives it) is a loopback one, IPv4-mapped ones included."""
+    parsed = ipaddress.ip_address(address)
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return parsed.is_loopback or (mapped is not None and mapped.is_loopback)
+
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

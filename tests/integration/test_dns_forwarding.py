@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from test_dns_e2e import dig
+from test_dns_e2e import container_ns, dig
 
 FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 
@@ -79,3 +79,22 @@ def test_a_name_only_one_networks_upstream_knows_resolves_through_every_gateway(
     # musl asks both gateways at once and keeps the first reply: every lookup must succeed
     outcomes = [musl(sandbox, "c", musl_resolve, "service.test")[:2] for _ in range(30)]
     assert outcomes.count((0, ["192.0.2.53"])) == 30, outcomes
+
+
+# -- a container's loopback --dns is a resolver inside that container ------------------------------
+
+
+def test_a_containers_loopback_dns_is_asked_inside_the_container(sandbox):
+    sandbox.nc("network", "create", "--subnet", "10.71.0.0/24", "app")
+    sandbox.nc("network", "create", "--subnet", "10.72.0.0/24", "--dns", "127.0.0.1:5300", "lan")
+    sandbox.nc("run", "--name", "agent", "--net", "app", "--dns", "127.0.0.1:5300")  # e.g. a consul agent inside
+    sandbox.nc("run", "--name", "plain", "--net", "lan")
+    # the same address and port in the container and in the gateway namespace, with different answers
+    start_upstream(sandbox, container_ns(sandbox, "agent"), "127.0.0.1", "--port", "5300",
+                   "--answer", "service.consul=192.0.2.8")
+    start_upstream(sandbox, sandbox.prefix, "127.0.0.1", "--port", "5300", "--answer", "service.consul=192.0.2.9")
+    assert dig(sandbox, "agent", "service.consul")[:2] == ("NOERROR", ["192.0.2.8"])
+    assert dig(sandbox, "agent", "+tcp", "service.consul")[:2] == ("NOERROR", ["192.0.2.8"])
+    assert dig(sandbox, "agent", "www.upstream.test")[:2] == ("NOERROR", ["192.0.2.1"])
+    # a network's loopback --dns stays the gateway namespace's loopback
+    assert dig(sandbox, "plain", "service.consul")[:2] == ("NOERROR", ["192.0.2.9"])

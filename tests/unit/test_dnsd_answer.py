@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
 from dnsd.builder import SnapshotBuilder
-from dnsd.snapshot import Snapshot
+from dnsd.snapshot import Snapshot, Upstream
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
 
@@ -415,6 +415,11 @@ def test_handle_never_raises_on_a_query_with_one_byte_changed(lan, dns, position
 DEFAULT_UPSTREAM = ("127.0.0.1", 5354)  # dnsd's --upstream
 
 
+def as_upstreams(lists: list[list[tuple]]) -> tuple[tuple[Upstream, ...], ...]:
+    """Lists of (address, port[, netns]) as a Forward holds them; no netns: dnsd's own namespace."""
+    return tuple(tuple(Upstream(*server) for server in servers) for servers in lists)
+
+
 @pytest.fixture
 def upstream_world(world):
     net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("10.0.0.1", "10.0.0.2:5353"))
@@ -456,7 +461,7 @@ def test_upstream_order_is_one_per_client_whichever_gateway_it_asks(upstream_wor
     for listener in (GATEWAY_A, GATEWAY_B, "10.89.3.1", "10.89.4.1", "10.89.5.1", "10.89.6.1"):
         forward = answerer.handle(query, client, listener, False)
         assert isinstance(forward, Forward)
-        assert [list(servers) for servers in forward.upstream_groups] == expected, listener
+        assert forward.upstream_groups == as_upstreams(expected), listener
         assert forward.query == query and forward.edns
         assert forward.question == query[12:12 + len(b"\x07example\x03com\x00") + 4]
 
@@ -470,7 +475,48 @@ def test_a_source_that_is_no_container_gets_the_asked_networks_upstreams(upstrea
                                                                          expected):
     answerer = answerer_for(upstream_world, default_upstreams=(DEFAULT_UPSTREAM,))
     forward = answerer.handle(dns.query("example.com"), client, listener, False)
-    assert [list(servers) for servers in forward.upstream_groups] == expected
+    assert forward.upstream_groups == as_upstreams(expected)
+
+
+def groups_of(answerer, dns, client, listener=GATEWAY_A):
+    forward = answerer.handle(dns.query("example.com"), client, listener, False)
+    assert isinstance(forward, Forward)
+    return forward.upstream_groups
+
+
+def test_a_containers_loopback_dns_is_asked_from_its_own_namespace(world, dns):
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("127.0.0.1", "10.0.0.1"))
+    own = ("127.0.0.1:5300", "::1", "127.0.0.53", "10.0.0.9")
+    world.container("one", net, "10.89.1.2", dns=own)
+    world.container("two", net, "10.89.1.3", dns=own)
+    world.container("plain", net, "10.89.1.4")
+    world.container("far", net, "10.89.1.5", dns=("10.0.0.9",))
+    world.container("near", net, "10.89.1.6", dns=("10.0.0.9",))
+    answerer = answerer_for(world, default_upstreams=(("127.0.0.1", 5354),))
+    # moby/libnetwork#1595: a loopback --dns on a container is a resolver inside it (consul, a local dnsmasq)
+    assert groups_of(answerer, dns, "10.89.1.2") == as_upstreams([[("127.0.0.1", 5300, "ns-one"), ("::1", 53, "ns-one"),
+                                                                   ("127.0.0.53", 53, "ns-one")]])
+    assert groups_of(answerer, dns, "10.89.1.3") == as_upstreams([[("127.0.0.1", 5300, "ns-two"), ("::1", 53, "ns-two"),
+                                                                   ("127.0.0.53", 53, "ns-two")]])
+    # a network's loopback --dns, and other servers, are asked from dnsd's own namespace
+    assert groups_of(answerer, dns, "10.89.1.4") == as_upstreams([[("127.0.0.1", 53), ("10.0.0.1", 53)]])
+    assert groups_of(answerer, dns, "10.89.1.5") == as_upstreams([[("10.0.0.9", 53)]])
+    snapshot = answerer.snapshot
+    assert snapshot.clients["10.89.1.5"] == snapshot.clients["10.89.1.6"]  # no loopback server: one shared scope
+
+
+def test_a_loopback_dns_keeps_its_namespace_through_patches(world, dns):
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    world.container("plain", net, "10.89.1.4")
+    builder = SnapshotBuilder()
+    with world.dns_records() as (networks, containers):
+        builder.build(networks, containers)
+    seen = world.generation()
+    later = world.container("later", net, "10.89.1.7", dns=("127.0.0.1",))
+    _, changed = world.changes_since(seen)
+    assert builder.can_patch(len(changed))
+    answerer = Answerer(builder.patch(changed, world.container_records(changed)))
+    assert groups_of(answerer, dns, "10.89.1.7") == as_upstreams([[("127.0.0.1", 53, later.netns)]])
 
 
 @pytest.mark.parametrize("qtype", ["A", "AAAA", "MX"])

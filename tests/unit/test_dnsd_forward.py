@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 
 import dnslib
 import pytest
 
 from dnsd.answer import REFUSED, SERVFAIL, Forward
-from dnsd.forward import Forwarder
+from dnsd.forward import Forwarder, NamespaceSockets
+from dnsd.snapshot import Upstream
+from netcore import linux
 
 UPSTREAM = "127.0.0.153"
 SECOND_UPSTREAM = "127.0.0.154"
@@ -18,12 +22,13 @@ NXDOMAIN = 3
 
 def forward_of(query: bytes, *upstreams: tuple[str, int]) -> Forward:
     """A Forward to one list of servers (a client on one network)."""
-    return Forward(query, query[12:], (tuple(upstreams),), edns=False)
+    return Forward(query, query[12:], (tuple(Upstream(*server) for server in upstreams),), edns=False)
 
 
 def forward_to_lists(query: bytes, *lists: tuple[tuple[str, int], ...]) -> Forward:
     """A Forward to several lists of servers (a client on several networks), asked one list after the other."""
-    return Forward(query, query[12:], tuple(lists), edns=False)
+    return Forward(query, query[12:], tuple(tuple(Upstream(*server) for server in servers) for servers in lists),
+                   edns=False)
 
 
 def answer_with(dns, rcode=0, addresses=("192.0.2.10",), **flags) -> Callable[[bytes], list[bytes]]:
@@ -257,3 +262,61 @@ async def test_all_lists_share_one_time_budget(dns, free_port, fake_upstream):
     assert dns.parse(reply).header.rcode == SERVFAIL
     assert len(first.queries) == 1 and len(second.queries) == 1  # each list got its share
     assert took < 0.7  # a correctness bound: the budget is the query's; one budget per list would take 0.8 s
+
+
+# -- upstreams asked from inside another network namespace -----------------------------------------
+
+
+@pytest.fixture
+def namespaces(tmp_path):
+    """A NamespaceSockets over a directory of its own: `here` is this process's namespace, `fresh` a new empty one.
+
+    `fresh` is made by a thread that unshares its own network namespace and is held by a file descriptor:
+    only its loopback exists, and it is down. The test process's namespace never changes.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("entering a network namespace needs root")
+    os.symlink(f"/proc/{os.getpid()}/ns/net", tmp_path / "here")
+    held = []
+
+    def make_fresh():
+        linux.unshare(linux.CLONE_NEWNET)  # this thread alone; it ends right after
+        held.append(os.open(linux.THREAD_NETNS, os.O_RDONLY))
+
+    thread = threading.Thread(target=make_fresh)
+    thread.start()
+    thread.join()
+    os.symlink(f"/proc/{os.getpid()}/fd/{held[0]}", tmp_path / "fresh")
+    try:
+        yield NamespaceSockets(str(tmp_path))
+    finally:
+        os.close(held[0])
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_an_upstream_with_a_namespace_is_asked_from_inside_it(dns, free_port, fake_upstream, namespaces, tcp):
+    query = dns.query("example.com", query_id=0x7777)
+    forwarder = Forwarder(timeout=2, namespaces=namespaces)
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns)) as upstream:
+        reply = await forwarder.resolve(Forward(query, query[12:], ((Upstream(UPSTREAM, free_port, "here"),),), False),
+                                        tcp=tcp)
+        assert dns.parse(reply).header.id == 0x7777 and dns.rdata(reply) == ["192.0.2.10"]
+        assert len(upstream.queries) == 1
+        # the same address from inside the fresh namespace is another machine's loopback: nothing there
+        reply = await forwarder.resolve(Forward(query, query[12:], ((Upstream(UPSTREAM, free_port, "fresh"),),), False),
+                                        tcp=tcp)
+        assert dns.parse(reply).header.rcode == SERVFAIL
+        assert len(upstream.queries) == 1
+
+
+@pytest.mark.parametrize("netns", ["gone", "../here", "."])
+async def test_a_namespace_that_cannot_be_entered_tries_the_next_server(dns, free_port, fake_upstream, namespaces,
+                                                                        netns):
+    query = dns.query("example.com")
+    servers = (Upstream(UPSTREAM, free_port, netns), Upstream(SECOND_UPSTREAM, free_port))
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns, addresses=("192.0.2.66",))) as wrong, \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_with(dns)):
+        reply = await Forwarder(timeout=2, namespaces=namespaces).resolve(Forward(query, query[12:], (servers,), False),
+                                                                          tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.10"]
+    assert wrong.queries == []  # never asked from dnsd's own namespace instead
