@@ -47,7 +47,7 @@ def namespace_of(box, name: str) -> str:
 def soak(box, seconds: float, count: int, rng: random.Random) -> dict:
     box.nc("network", "create", "--subnet", "10.90.0.0/16", "soak")
     box.nc("network", "create", "--subnet", "10.91.0.0/16", "side")
-    box.nc("run", "--name", "client", "--net", "soak")  # no upstream: a name that is gone is SERVFAIL at once
+    box.nc("run", "--name", "client", "--net", "soak")  # no upstream: a name that is gone is NXDOMAIN at once
     box.nc("run", "--name", "abuser", "--net", "soak", "--dns", "10.90.255.254")  # a silent upstream
     names = [f"s{i}" for i in range(count)]
     workdir = tempfile.mkdtemp(prefix="soak-")

@@ -77,11 +77,16 @@ def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: boo
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """The name is not local: ask these upstream servers in order and relay the reply."""
+    """The name is not local: ask these upstream servers in order and relay the reply.
+
+    ``upstream_groups`` are the client's lists of servers (its own --dns, else
+    one list per network: ``Snapshot.upstreams_for``), each asked in order;
+    an NXDOMAIN from one list falls through to the next (``dnsd.forward``).
+    """
 
     query: bytes  # as the client sent it, its ID included
     question: bytes  # the question section as asked: a reply must carry the same
-    upstreams: tuple[Upstream, ...]
+    upstream_groups: tuple[tuple[Upstream, ...], ...]
     edns: bool
     dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
 
@@ -155,8 +160,8 @@ class Answerer:
     snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
-    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[Upstream, ...] = ()):
-        self.default_upstreams = default_upstreams
+    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = ()):
+        self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
@@ -243,7 +248,7 @@ class Answerer:
         if entry is None:
             entry = scope.qualified_entry(name)
         if entry is None:
-            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, listener_ip, dnssec_ok)
+            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok)
         records = lookup(entry, data[name_end:question_end])
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, dnssec_ok=dnssec_ok)
@@ -278,16 +283,22 @@ class Answerer:
         return records.doubled[start:start + len(records.wire)]
 
     def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
-                   edns_payload: int | None, listener_ip: str, dnssec_ok: bool = False) -> bytes | Forward:
+                   edns_payload: int | None, dnssec_ok: bool = False) -> bytes | Forward:
+        """A name dnsd does not hold: NXDOMAIN where there is no way out, else a Forward.
+
+        No upstream for this source (its networks are all internal, or none is
+        configured anywhere) is NXDOMAIN, as aardvark-dns answers for internal
+        networks: every libc gives up at once, where musl ignores REFUSED and
+        retries SERVFAIL until its 5 s timeout. SERVFAIL is kept for upstreams
+        that were asked and failed (``dnsd.forward``).
+        """
         edns = edns_payload is not None
         if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
-        if not scope.may_forward:
-            return reply_without_answers(data, question_end, REFUSED, edns, dnssec_ok=dnssec_ok)
-        upstreams = snapshot.upstreams_for(scope, listener_ip) or self.default_upstreams
-        if not upstreams:
-            return reply_without_answers(data, question_end, SERVFAIL, edns, dnssec_ok=dnssec_ok)
-        return Forward(data, data[HEADER_SIZE:question_end], upstreams[:MAX_UPSTREAMS], edns, dnssec_ok)
+        groups = snapshot.upstreams_for(scope, self.default_upstreams, MAX_UPSTREAMS)  # whichever gateway was asked
+        if not groups:
+            return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
+        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop.

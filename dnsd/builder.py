@@ -51,6 +51,7 @@ from .snapshot import (
     Upstream,
     encode_name,
     entry_of,
+    is_loopback,
     normalize_address,
     parse_upstream,
     records_in,
@@ -62,7 +63,8 @@ from .snapshot import (
 PATCH_LIMIT_FLOOR = 100  # changed containers a patch always takes
 PATCH_LIMIT_SHARE = 4  # past that, patch while at most 1/PATCH_LIMIT_SHARE of the containers changed
 
-ScopeKey = tuple[tuple[str, ...], tuple[str, ...]]  # (served network ids in interface order, the container's --dns)
+# (served network ids in interface order, the container's --dns, its namespace if one of those is a loopback server)
+ScopeKey = tuple[tuple[str, ...], tuple[str, ...], str]
 
 
 class SnapshotBuilder:
@@ -232,7 +234,10 @@ class SnapshotBuilder:
         addresses = tuple(normalize_address(address) for endpoint in attached
                           for address in (endpoint.ipv4, endpoint.ipv6) if address)
         network_ids = tuple(endpoint.network.network.id for endpoint in endpoints)
-        return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns)
+        # a loopback --dns is a resolver inside the container: its scope is its own, asking from its namespace
+        loopback = any(is_loopback(server.address) for server in _upstreams(container.dns))
+        own_resolver = container.netns if loopback else ""
+        return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns, own_resolver)
 
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
         """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope)."""
@@ -349,7 +354,7 @@ class SnapshotBuilder:
     def _take_scope(self, key: ScopeKey, change: _Change) -> _ScopeUse:
         use = self._scopes.get(key)
         if use is None:
-            network_ids, dns = key
+            network_ids, dns, own_resolver = key
             view = self._view_of(frozenset(network_ids), change)
             if self._free_scope_slots:
                 slot = self._free_scope_slots.pop()
@@ -357,7 +362,7 @@ class SnapshotBuilder:
                 slot = len(self._scope_table)
                 self._scope_table.append(None)
             use = self._scopes[key] = _ScopeUse(key, slot, view, tuple(self._networks[i].network for i in network_ids),
-                                                _upstreams(dns))
+                                                _upstreams(dns, own_resolver))
             view.scopes.add(use)
             self._scope_table[slot] = view.scope(use.networks, use.dns)
         use.users += 1
@@ -576,12 +581,17 @@ def _reverse_name(packed: bytes) -> bytes:
     return b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\x00"
 
 
-def _upstreams(servers: Iterable[str]) -> tuple[Upstream, ...]:
-    """Parse stored --dns servers; netcore validated them, so one that does not parse is skipped."""
+def _upstreams(servers: Iterable[str], loopback_netns: str = "") -> tuple[Upstream, ...]:
+    """Parse stored --dns servers; netcore validated them, so one that does not parse is skipped.
+
+    Loopback servers are asked from ``loopback_netns`` (a container's own
+    namespace for its --dns; see ``Upstream``), the others from dnsd's own.
+    """
     parsed = []
     for server in servers:
         try:
-            parsed.append(parse_upstream(server))
+            address, port = parse_upstream(server)
         except ValueError:
             continue
+        parsed.append(Upstream(address, port, loopback_netns if is_loopback(address) else ""))
     return tuple(parsed)

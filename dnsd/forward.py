@@ -4,19 +4,36 @@ Each forwarded query gets a fresh socket (so a random source port) and a fresh
 random ID; the servers are tried in order and share one time budget; a reply
 counts only if its source, ID and question match what was sent, anything else
 is dropped while the wait goes on. The client's ID is restored in the reply.
+
+The servers come as lists, one per network of the client (see
+``Snapshot.upstreams_for``). Within a list, SERVFAIL, REFUSED, a timeout or an
+unreachable server tries the next one, and any other reply is final, NXDOMAIN
+included, as a stub resolver does. An NXDOMAIN ends only its own list: the next
+list is asked, and only when none of them knows better does the first NXDOMAIN
+go to the client. So a name that one network's upstream knows resolves
+whichever gateway the client asked (containers/netavark#1348).
+
+An upstream with a namespace (a container's loopback --dns, see ``Upstream``)
+is asked through a socket made inside that namespace by a helper thread
+(``NamespaceSockets``); every other socket is dnsd's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
-from .answer import HEADER_SIZE, REFUSED, SERVFAIL, Forward
+from netcore import linux
+
+from .answer import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, Forward
 from .snapshot import Upstream
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
 DEFAULT_MAX_INFLIGHT = 1024
+NETNS_DIR = "/run/netns"  # where named network namespaces are pinned (`ip netns add`, netcore)
 _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
 
 
@@ -29,8 +46,9 @@ class Forwarder:
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT,
-                 max_per_client: int | None = None):
+                 max_per_client: int | None = None, namespaces: NamespaceSockets | None = None):
         self.timeout = timeout
+        self.namespaces = namespaces or NamespaceSockets()
         self.max_inflight = max_inflight
         self.max_per_client = max_per_client or max_inflight
         self.inflight = 0
@@ -57,21 +75,89 @@ class Forwarder:
         return forward.query[:2] + reply[2:]
 
     async def _ask_in_turn(self, forward: Forward, tcp: bool) -> bytes | None:
+        """The first final reply, else the first NXDOMAIN, else None (no server answered usefully)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         ask = _ask_over_tcp if tcp else _ask_over_udp
-        servers = forward.upstreams
-        for index, upstream in enumerate(servers):
-            share = (deadline - loop.time()) / (len(servers) - index)  # what is left, split among the rest
-            query_id = os.urandom(2)
-            try:
-                async with asyncio.timeout(share):
-                    reply = await ask(query_id + forward.query[2:], forward.question, upstream)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError):
-                continue
-            if reply[3] & 0x0F not in _TRY_NEXT_SERVER:
-                return reply
-        return None
+        left = sum(len(servers) for servers in forward.upstream_groups)  # servers not yet asked or skipped
+        negative = None
+        for servers in forward.upstream_groups:
+            for position, upstream in enumerate(servers):
+                share = (deadline - loop.time()) / left  # what is left, split among the rest
+                left -= 1
+                query_id = os.urandom(2)
+                try:
+                    async with asyncio.timeout(share):
+                        reply = await ask(query_id + forward.query[2:], forward.question, upstream, self.namespaces)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                    continue
+                rcode = reply[3] & 0x0F
+                if rcode in _TRY_NEXT_SERVER:
+                    continue
+                if rcode != NXDOMAIN:
+                    return reply
+                if negative is None:
+                    negative = reply
+                left -= len(servers) - position - 1  # final for this list: its other servers get no share
+                break
+        return negative
+
+
+class NamespaceSockets:
+    """Makes sockets inside named network namespaces, in one helper thread of its own.
+
+    setns(2) with CLONE_NEWNET moves only the calling thread, and a socket
+    stays in the namespace it was made in for its whole life. So the helper
+    thread enters /run/netns/NAME, makes the socket and comes back, and the
+    event loop uses that socket like any other: dnsd's own threads never change
+    namespace. Needs CAP_SYS_ADMIN (dnsd runs as root). The thread starts with
+    the first such socket.
+    """
+
+    def __init__(self, directory: str = NETNS_DIR):
+        self.directory = directory
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def socket(self, netns: str, family: int, kind: int) -> socket.socket:
+        """A new non-blocking socket of ``family`` and ``kind`` inside the namespace named ``netns``.
+
+        OSError if it cannot be made there: a bad name (EINVAL), a namespace
+        that is gone (FileNotFoundError), no permission to enter it.
+        """
+        if not netns or "/" in netns or netns in (".", ".."):
+            raise OSError(errno.EINVAL, f"bad network namespace name {netns!r}")
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-netns")
+        made = asyncio.get_running_loop().run_in_executor(self._thread, _socket_in, os.path.join(self.directory, netns),
+                                                          family, kind)
+        try:
+            return await asyncio.shield(made)
+        except asyncio.CancelledError:  # the time share ran out: the socket still to come must not leak
+            made.add_done_callback(_close_unclaimed)
+            raise
+
+
+def _socket_in(path: str, family: int, kind: int) -> socket.socket:
+    """In the helper thread: a socket made inside the namespace at ``path``; the thread goes back to its own."""
+    with linux.entered_netns(path):
+        sock = socket.socket(family, kind)
+    sock.setblocking(False)
+    return sock
+
+
+def _close_unclaimed(made: asyncio.Future) -> None:
+    if not made.cancelled() and made.exception() is None:
+        made.result().close()
+
+
+async def _new_socket(upstream: Upstream, kind: int, namespaces: NamespaceSockets) -> socket.socket:
+    """A non-blocking socket to reach ``upstream``: in its namespace if it has one, else in dnsd's own."""
+    family = socket.AF_INET6 if ":" in upstream.address else socket.AF_INET
+    if upstream.netns:
+        return await namespaces.socket(upstream.netns, family, kind)
+    sock = socket.socket(family, kind)
+    sock.setblocking(False)
+    return sock
 
 
 def is_reply_to(reply: bytes, query_id: bytes, question: bytes) -> bool:
@@ -92,13 +178,12 @@ class _ReplyCollector(asyncio.DatagramProtocol):
         self.datagrams.put_nowait(exc)
 
 
-async def _ask_over_udp(query: bytes, question: bytes, upstream: Upstream) -> bytes:
+async def _ask_over_udp(query: bytes, question: bytes, upstream: Upstream, namespaces: NamespaceSockets) -> bytes:
     loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in upstream[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    server = (upstream.address, upstream.port)
+    sock = await _new_socket(upstream, socket.SOCK_DGRAM, namespaces)
     try:
-        sock.setblocking(False)
-        sock.connect(upstream)  # a connected socket: the kernel drops datagrams from anyone else
+        sock.connect(server)  # a connected socket: the kernel drops datagrams from anyone else
     except OSError:
         sock.close()
         raise
@@ -110,14 +195,23 @@ async def _ask_over_udp(query: bytes, question: bytes, upstream: Upstream) -> by
             if isinstance(received, OSError):
                 raise received
             data, source = received
-            if source[:2] == upstream and is_reply_to(data, query[:2], question):
+            if source[:2] == server and is_reply_to(data, query[:2], question):
                 return data
     finally:
         transport.close()
 
 
-async def _ask_over_tcp(query: bytes, question: bytes, upstream: Upstream) -> bytes:
-    reader, writer = await asyncio.open_connection(*upstream)
+async def _ask_over_tcp(query: bytes, question: bytes, upstream: Upstream, namespaces: NamespaceSockets) -> bytes:
+    if upstream.netns:
+        sock = await _new_socket(upstream, socket.SOCK_STREAM, namespaces)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (upstream.address, upstream.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        reader, writer = await asyncio.open_connection(upstream.address, upstream.port)
     try:
         writer.write(len(query).to_bytes(2, "big") + query)
         await writer.drain()

@@ -23,6 +23,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from netcore.model import Container, Endpoint, Network, group_by_container
 from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
@@ -39,7 +40,32 @@ MAX_NAME = 255  # octets of a name in wire form, length bytes and root included
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
 _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
-Upstream = tuple[str, int]  # (IP address, port)
+
+
+class Upstream(NamedTuple):
+    """An upstream DNS server: where it listens, and the network namespace it is asked from.
+
+    ``netns`` names a namespace under /run/netns; empty: dnsd's own (the
+    gateway namespace, or the host's in host mode). A loopback server
+    (127.0.0.0/8, ::1) given as a container's --dns is a resolver inside that
+    container (a consul agent, a local dnsmasq), as Docker keeps it
+    (moby/libnetwork#1595): it is asked from the container's namespace. A
+    loopback server given on a network, or as dnsd's --upstream, is asked from
+    dnsd's own namespace, as aardvark-dns asks a network's dns_servers from
+    the host.
+    """
+
+    address: str
+    port: int
+    netns: str = ""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an IP address (as ``parse_upstream`` gives it) is a loopback one, IPv4-mapped ones included."""
+    parsed = ipaddress.ip_address(address)
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return parsed.is_loopback or (mapped is not None and mapped.is_loopback)
+
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -273,15 +299,36 @@ class Snapshot:
             return None
         return scope
 
-    def upstreams_for(self, scope: Scope, listener_ip: str) -> tuple[Upstream, ...]:
-        """The container's --dns, else its network's --dns: the asked one if it is on it, else its first."""
+    def upstreams_for(self, scope: Scope, default: tuple[Upstream, ...],
+                      limit: int) -> tuple[tuple[Upstream, ...], ...]:
+        """A source's upstream servers as lists to ask one after the other; the gateway it asked plays no part.
+
+        One order per client, so that its answer cannot depend on which of its
+        name servers it asked (musl asks them all at once and keeps the first
+        reply: containers/netavark#1348). A container's own --dns is its one
+        list. Else each of its networks that is not internal, in interface
+        order, gives its --dns, or ``default`` (dnsd's --upstream) if it names
+        none. Each list holds at most ``limit`` servers (resolv.conf's MAXNS);
+        a server already in an earlier list is left out of a later one, and a
+        list left empty is dropped. Empty: no way out (internal networks only,
+        or nothing configured). ``dnsd.forward`` falls through to the next list
+        on NXDOMAIN.
+        """
+        if not scope.may_forward:
+            return ()
         if scope.dns:
-            return scope.dns
-        asked = self.listeners.get(listener_ip)
-        network = scope.networks[0]
-        if asked is not None and any(own.id == asked.networks[0].id for own in scope.networks):
-            network = asked.networks[0]
-        return self.network_upstreams[network.id]
+            return (scope.dns[:limit],)
+        lists = []
+        seen: set[Upstream] = set()
+        for network in scope.networks:
+            if network.internal:
+                continue
+            servers = tuple(server for server in (self.network_upstreams[network.id] or default)[:limit]
+                            if server not in seen)
+            if servers:
+                seen.update(servers)
+                lists.append(servers)
+        return tuple(lists)
 
     def owns_reverse_name(self, name: bytes) -> bool:
         """Whether a lower-cased wire name is the reverse name of an address in a served subnet."""

@@ -1,8 +1,9 @@
 """A tiny upstream DNS server for forwarding tests, run inside a test's own namespace.
 
 Answers NAME.upstream.test with A 192.0.2.1 (over UDP and TCP), nx.upstream.test
-with NXDOMAIN, big.upstream.test with 40 A records (truncated over UDP), and
-counts the queries it saw in --log.
+with NXDOMAIN, big.upstream.test with 40 A records (truncated over UDP); each
+--answer NAME=IP with A IP; any other name with NOERROR and no answer, or with
+NXDOMAIN given --nxdomain-unknown (an upstream that does not know the name).
 """
 
 import argparse
@@ -12,12 +13,19 @@ import threading
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 
+ANSWERS: dict[str, str] = {}  # --answer: lower-cased name with its trailing dot -> IPv4 address
+NXDOMAIN_UNKNOWN = False
+
+
 def reply_for(data: bytes, udp: bool) -> bytes:
     query = DNSRecord.parse(data)
     reply = query.reply()
     reply.header.ra = 1
     name = str(query.q.qname).lower()
-    if name == "nx.upstream.test.":
+    if name in ANSWERS:
+        if query.q.qtype == QTYPE.A:
+            reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(ANSWERS[name]), ttl=60))
+    elif name == "nx.upstream.test.":
         reply.header.rcode = RCODE.NXDOMAIN
     elif name == "big.upstream.test.":
         for i in range(40):
@@ -29,6 +37,8 @@ def reply_for(data: bytes, udp: bool) -> bytes:
                 reply.header.tc = 1
     elif name.endswith(".upstream.test.") and query.q.qtype == QTYPE.A:
         reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("192.0.2.1"), ttl=60))
+    elif NXDOMAIN_UNKNOWN and not name.endswith(".upstream.test."):
+        reply.header.rcode = RCODE.NXDOMAIN
     return reply.pack()
 
 
@@ -53,7 +63,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=53)
+    parser.add_argument("--answer", action="append", default=[], metavar="NAME=IP")
+    parser.add_argument("--nxdomain-unknown", action="store_true")
     args = parser.parse_args()
+    global NXDOMAIN_UNKNOWN
+    NXDOMAIN_UNKNOWN = args.nxdomain_unknown
+    for answer in args.answer:
+        name, _, address = answer.partition("=")
+        ANSWERS[name.lower().rstrip(".") + "."] = address
     socketserver.ThreadingUDPServer.allow_reuse_address = True
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     udp = socketserver.ThreadingUDPServer((args.address, args.port), UDPHandler)

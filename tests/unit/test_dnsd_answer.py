@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
 from dnsd.builder import SnapshotBuilder
-from dnsd.snapshot import Snapshot
+from dnsd.snapshot import Snapshot, Upstream
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
 
@@ -474,40 +474,120 @@ def test_handle_never_raises_on_a_query_with_one_byte_changed(lan, dns, position
 # -- forwarding decisions ----------------------------------------------------------------------------
 
 
+DEFAULT_UPSTREAM = ("127.0.0.1", 5354)  # dnsd's --upstream
+
+
+def as_upstreams(lists: list[list[tuple]]) -> tuple[tuple[Upstream, ...], ...]:
+    """Lists of (address, port[, netns]) as a Forward holds them; no netns: dnsd's own namespace."""
+    return tuple(tuple(Upstream(*server) for server in servers) for servers in lists)
+
+
 @pytest.fixture
 def upstream_world(world):
     net_a = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("10.0.0.1", "10.0.0.2:5353"))
     net_b = world.network("netb", "10.89.2.0/24", GATEWAY_B, dns=("10.0.0.3",))
     net_c = world.network("netc", "10.89.3.0/24", "10.89.3.1")
+    net_d = world.network("netd", "10.89.4.0/24", "10.89.4.1")
+    net_i = world.network("neti", "10.89.5.0/24", "10.89.5.1", internal=True, dns=("10.0.0.5",))
+    net_e = world.network("nete", "10.89.6.0/24", "10.89.6.1", dns=("10.0.0.3", "10.0.0.1", "10.0.0.4", "10.0.0.6"))
     world.container("own", net_a, "10.89.1.2", dns=("10.0.0.9", "10.0.0.8", "10.0.0.7", "10.0.0.6"))
     world.container("plain", net_a, "10.89.1.3")
     ba = world.container("ba", net_b, "10.89.2.4")
     world.attach(ba, net_a, "10.89.1.4")
     world.container("c1", net_c, "10.89.3.2")
+    cd = world.container("cd", net_c, "10.89.3.3")  # two networks without --dns: dnsd's --upstream, once
+    world.attach(cd, net_d, "10.89.4.3")
+    ac = world.container("ac", net_a, "10.89.1.5")
+    world.attach(ac, net_c, "10.89.3.5")
+    ia = world.container("ia", net_i, "10.89.5.2")  # an internal network gives no list
+    world.attach(ia, net_a, "10.89.1.6")
+    be = world.container("be", net_b, "10.89.2.7")  # netE's servers already in an earlier list are not asked twice
+    world.attach(be, net_e, "10.89.6.7")
+    world.attach(be, net_a, "10.89.1.7")
     return world
 
 
-@pytest.mark.parametrize("client, listener, expected", [
-    ("10.89.1.2", GATEWAY_A, [("10.0.0.9", 53), ("10.0.0.8", 53), ("10.0.0.7", 53)]),  # its own --dns, at most 3
-    ("10.89.1.3", GATEWAY_A, [("10.0.0.1", 53), ("10.0.0.2", 5353)]),  # its network's --dns
-    ("10.89.2.4", GATEWAY_A, [("10.0.0.1", 53), ("10.0.0.2", 5353)]),  # the asked network, it is on it
-    ("10.89.2.4", "10.89.3.1", [("10.0.0.3", 53)]),  # asked a network it is not on: its first network
-    ("10.89.1.200", GATEWAY_B, [("10.0.0.3", 53)]),  # no container: the asked network's
-    ("10.89.3.2", "10.89.3.1", [("127.0.0.1", 5354)]),  # nothing configured: dnsd's --upstream
+@pytest.mark.parametrize("client, expected", [
+    ("10.89.1.2", [[("10.0.0.9", 53), ("10.0.0.8", 53), ("10.0.0.7", 53)]]),  # its own --dns, at most 3
+    ("10.89.1.3", [[("10.0.0.1", 53), ("10.0.0.2", 5353)]]),  # its network's --dns
+    ("10.89.2.4", [[("10.0.0.3", 53)], [("10.0.0.1", 53), ("10.0.0.2", 5353)]]),  # its networks' in interface order
+    ("10.89.3.2", [[DEFAULT_UPSTREAM]]),  # nothing configured: dnsd's --upstream
+    ("10.89.3.3", [[DEFAULT_UPSTREAM]]),
+    ("10.89.1.5", [[("10.0.0.1", 53), ("10.0.0.2", 5353)], [DEFAULT_UPSTREAM]]),
+    ("10.89.5.2", [[("10.0.0.1", 53), ("10.0.0.2", 5353)]]),
+    ("10.89.2.7", [[("10.0.0.3", 53)], [("10.0.0.1", 53), ("10.0.0.4", 53)], [("10.0.0.2", 5353)]]),
 ])
-def test_upstream_choice(upstream_world, dns, client, listener, expected):
-    answerer = answerer_for(upstream_world, default_upstreams=(("127.0.0.1", 5354),))
+def test_upstream_order_is_one_per_client_whichever_gateway_it_asks(upstream_world, dns, client, expected):
+    answerer = answerer_for(upstream_world, default_upstreams=(DEFAULT_UPSTREAM,))
     query = dns.query("example.com", edns_payload=1232)
-    forward = answerer.handle(query, client, listener, False)
+    for listener in (GATEWAY_A, GATEWAY_B, "10.89.3.1", "10.89.4.1", "10.89.5.1", "10.89.6.1"):
+        forward = answerer.handle(query, client, listener, False)
+        assert isinstance(forward, Forward)
+        assert forward.upstream_groups == as_upstreams(expected), listener
+        assert forward.query == query and forward.edns
+        assert forward.question == query[12:12 + len(b"\x07example\x03com\x00") + 4]
+
+
+@pytest.mark.parametrize("client, listener, expected", [
+    ("10.89.1.200", GATEWAY_A, [[("10.0.0.1", 53), ("10.0.0.2", 5353)]]),  # no container: the asked network's
+    ("10.89.1.200", GATEWAY_B, [[("10.0.0.3", 53)]]),
+    ("10.89.3.200", "10.89.3.1", [[DEFAULT_UPSTREAM]]),
+])
+def test_a_source_that_is_no_container_gets_the_asked_networks_upstreams(upstream_world, dns, client, listener,
+                                                                         expected):
+    answerer = answerer_for(upstream_world, default_upstreams=(DEFAULT_UPSTREAM,))
+    forward = answerer.handle(dns.query("example.com"), client, listener, False)
+    assert forward.upstream_groups == as_upstreams(expected)
+
+
+def groups_of(answerer, dns, client, listener=GATEWAY_A):
+    forward = answerer.handle(dns.query("example.com"), client, listener, False)
     assert isinstance(forward, Forward)
-    assert list(forward.upstreams) == expected
-    assert forward.query == query and forward.edns
-    assert forward.question == query[12:12 + len(b"\x07example\x03com\x00") + 4]
+    return forward.upstream_groups
 
 
-def test_nothing_to_forward_to_is_servfail(upstream_world, dns):
-    reply = ask(answerer_for(upstream_world), dns, "example.com", client="10.89.3.2", listener="10.89.3.1")
-    assert rcode(reply) == SERVFAIL
+def test_a_containers_loopback_dns_is_asked_from_its_own_namespace(world, dns):
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("127.0.0.1", "10.0.0.1"))
+    own = ("127.0.0.1:5300", "::1", "127.0.0.53", "10.0.0.9")
+    world.container("one", net, "10.89.1.2", dns=own)
+    world.container("two", net, "10.89.1.3", dns=own)
+    world.container("plain", net, "10.89.1.4")
+    world.container("far", net, "10.89.1.5", dns=("10.0.0.9",))
+    world.container("near", net, "10.89.1.6", dns=("10.0.0.9",))
+    answerer = answerer_for(world, default_upstreams=(("127.0.0.1", 5354),))
+    # moby/libnetwork#1595: a loopback --dns on a container is a resolver inside it (consul, a local dnsmasq)
+    assert groups_of(answerer, dns, "10.89.1.2") == as_upstreams([[("127.0.0.1", 5300, "ns-one"), ("::1", 53, "ns-one"),
+                                                                   ("127.0.0.53", 53, "ns-one")]])
+    assert groups_of(answerer, dns, "10.89.1.3") == as_upstreams([[("127.0.0.1", 5300, "ns-two"), ("::1", 53, "ns-two"),
+                                                                   ("127.0.0.53", 53, "ns-two")]])
+    # a network's loopback --dns, and other servers, are asked from dnsd's own namespace
+    assert groups_of(answerer, dns, "10.89.1.4") == as_upstreams([[("127.0.0.1", 53), ("10.0.0.1", 53)]])
+    assert groups_of(answerer, dns, "10.89.1.5") == as_upstreams([[("10.0.0.9", 53)]])
+    snapshot = answerer.snapshot
+    assert snapshot.clients["10.89.1.5"] == snapshot.clients["10.89.1.6"]  # no loopback server: one shared scope
+
+
+def test_a_loopback_dns_keeps_its_namespace_through_patches(world, dns):
+    net = world.network("neta", "10.89.1.0/24", GATEWAY_A)
+    world.container("plain", net, "10.89.1.4")
+    builder = SnapshotBuilder()
+    with world.dns_records() as (networks, containers):
+        builder.build(networks, containers)
+    seen = world.generation()
+    later = world.container("later", net, "10.89.1.7", dns=("127.0.0.1",))
+    _, changed = world.changes_since(seen)
+    assert builder.can_patch(len(changed))
+    answerer = Answerer(builder.patch(changed, world.container_records(changed)))
+    assert groups_of(answerer, dns, "10.89.1.7") == as_upstreams([[("127.0.0.1", 53, later.netns)]])
+
+
+@pytest.mark.parametrize("qtype", ["A", "AAAA", "MX"])
+def test_nothing_to_forward_to_is_nxdomain(upstream_world, dns, qtype):
+    # no upstream anywhere (sandbox mode's default): NXDOMAIN, as aardvark-dns answers, so every libc gives up at
+    # once; SERVFAIL has musl retry until its 5 s timeout
+    reply = ask(answerer_for(upstream_world), dns, "example.com", qtype, client="10.89.3.2", listener="10.89.3.1")
+    assert rcode(reply) == NXDOMAIN
+    assert dns.parse(reply).rr == [] and str(dns.parse(reply).q.qname) == "example.com."
 
 
 def test_forward_error_reply_keeps_id_question_and_edns(upstream_world, dns):
@@ -523,7 +603,9 @@ def test_internal_networks_are_not_forwarded_for(world, dns):
     world.container("p1", net, "10.89.5.2")
     world.container("p2", net, "10.89.5.3")
     answerer = answerer_for(world, default_upstreams=(("127.0.0.1", 5354),))
-    assert rcode(ask(answerer, dns, "example.com", client="10.89.5.2", listener="10.89.5.1")) == REFUSED
+    # no way out: NXDOMAIN (aardvark-dns's answer for internal networks); musl ignores REFUSED and waits out 5 s
+    assert rcode(ask(answerer, dns, "example.com", client="10.89.5.2", listener="10.89.5.1")) == NXDOMAIN
+    assert rcode(ask(answerer, dns, "example.com", client="10.89.5.200", listener="10.89.5.1")) == NXDOMAIN
     assert dns.rdata(ask(answerer, dns, "p2", client="10.89.5.2", listener="10.89.5.1")) == ["10.89.5.3"]
 
 

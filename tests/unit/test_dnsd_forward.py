@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 
 import dnslib
 import pytest
 
 from dnsd.answer import REFUSED, SERVFAIL, Forward
-from dnsd.forward import Forwarder
+from dnsd.forward import Forwarder, NamespaceSockets
+from dnsd.snapshot import Upstream
+from netcore import linux
 
 UPSTREAM = "127.0.0.153"
 SECOND_UPSTREAM = "127.0.0.154"
@@ -17,7 +21,14 @@ NXDOMAIN = 3
 
 
 def forward_of(query: bytes, *upstreams: tuple[str, int]) -> Forward:
-    return Forward(query, query[12:], tuple(upstreams), edns=False)
+    """A Forward to one list of servers (a client on one network)."""
+    return Forward(query, query[12:], (tuple(Upstream(*server) for server in upstreams),), edns=False)
+
+
+def forward_to_lists(query: bytes, *lists: tuple[tuple[str, int], ...]) -> Forward:
+    """A Forward to several lists of servers (a client on several networks), asked one list after the other."""
+    return Forward(query, query[12:], tuple(tuple(Upstream(*server) for server in servers) for servers in lists),
+                   edns=False)
 
 
 def answer_with(dns, rcode=0, addresses=("192.0.2.10",), **flags) -> Callable[[bytes], list[bytes]]:
@@ -154,3 +165,158 @@ async def test_past_the_inflight_cap_queries_are_refused_at_once(dns, free_port,
     parsed = dns.parse(reply)
     assert parsed.header.rcode == REFUSED and parsed.header.id == 0x4444
     assert forwarder.inflight == 0
+
+
+# -- several lists: one per network of the client --------------------------------------------------
+
+THIRD_UPSTREAM = "127.0.0.155"
+
+
+def answer_by_name(dns, known: dict[str, str]) -> Callable[[bytes], list[bytes]]:
+    """An upstream that knows only ``known`` (name -> address) and says NXDOMAIN for everything else."""
+    def respond(query):
+        name = str(dns.parse(query).q.qname).rstrip(".")
+        if name in known:
+            return [dns.reply(query, 0, (known[name],))]
+        return [dns.reply(query, NXDOMAIN, ())]
+    return respond
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_an_nxdomain_falls_through_to_the_next_networks_upstreams(dns, free_port, fake_upstream, tcp):
+    query = dns.query("service.test", query_id=0x5555)
+    first, second = (UPSTREAM, free_port), (SECOND_UPSTREAM, free_port)
+    async with fake_upstream(UPSTREAM, free_port, answer_by_name(dns, {})) as net_a, \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_by_name(dns, {"service.test": "192.0.2.53"})) as net_b:
+        reply = await Forwarder(timeout=2).resolve(forward_to_lists(query, (first,), (second,)), tcp=tcp)
+    parsed = dns.parse(reply)
+    assert parsed.header.rcode == 0 and parsed.header.id == 0x5555
+    assert dns.rdata(reply) == ["192.0.2.53"]
+    assert len(net_a.queries) == 1 and len(net_b.queries) == 1
+
+
+async def test_the_first_list_that_knows_the_name_answers(dns, free_port, fake_upstream):
+    query = dns.query("both.test")
+    async with fake_upstream(UPSTREAM, free_port, answer_by_name(dns, {"both.test": "192.0.2.1"})), \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_by_name(dns, {"both.test": "192.0.2.2"})) as later:
+        reply = await Forwarder(timeout=2).resolve(
+            forward_to_lists(query, ((UPSTREAM, free_port),), ((SECOND_UPSTREAM, free_port),)), tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.1"]
+    assert later.queries == []  # an answer is final: the next network's upstreams are not asked
+
+
+async def test_within_one_list_nxdomain_from_the_first_server_that_answers_is_final(dns, free_port, fake_upstream):
+    query = dns.query("service.test")
+    async with fake_upstream(UPSTREAM, free_port, answer_by_name(dns, {})), \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_by_name(dns, {"service.test": "192.0.2.53"})) as backup:
+        reply = await Forwarder(timeout=2).resolve(
+            forward_of(query, (UPSTREAM, free_port), (SECOND_UPSTREAM, free_port)), tcp=False)
+    assert dns.parse(reply).header.rcode == NXDOMAIN
+    assert backup.queries == []
+
+
+async def test_nxdomain_everywhere_is_nxdomain(dns, free_port, fake_upstream):
+    query = dns.query("nowhere.test", query_id=0x6666)
+    async with fake_upstream(UPSTREAM, free_port, answer_by_name(dns, {})), \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_by_name(dns, {})) as later:
+        reply = await Forwarder(timeout=2).resolve(
+            forward_to_lists(query, ((UPSTREAM, free_port),), ((SECOND_UPSTREAM, free_port),)), tcp=False)
+    parsed = dns.parse(reply)
+    assert parsed.header.rcode == NXDOMAIN and parsed.header.id == 0x6666
+    assert len(later.queries) == 1
+
+
+@pytest.mark.parametrize("later", [silent, "servfail", "closed"])
+async def test_an_nxdomain_stands_when_the_later_lists_cannot_answer(dns, free_port, fake_upstream, later):
+    query = dns.query("nowhere.test")
+    lists = ((UPSTREAM, free_port),), ((SECOND_UPSTREAM, free_port),)
+    async with fake_upstream(UPSTREAM, free_port, answer_by_name(dns, {})):
+        if later == "closed":
+            reply = await Forwarder(timeout=0.5).resolve(forward_to_lists(query, *lists), tcp=False)
+        else:
+            respond = answer_with(dns, SERVFAIL, ()) if later == "servfail" else later
+            async with fake_upstream(SECOND_UPSTREAM, free_port, respond):
+                reply = await Forwarder(timeout=0.5).resolve(forward_to_lists(query, *lists), tcp=False)
+    assert dns.parse(reply).header.rcode == NXDOMAIN  # a definite answer beats a SERVFAIL of our own
+
+
+async def test_failures_try_the_next_server_across_lists(dns, free_port, fake_upstream):
+    query = dns.query("service.test")
+    lists = ((UPSTREAM, free_port),), ((SECOND_UPSTREAM, free_port), (THIRD_UPSTREAM, free_port))
+    async with fake_upstream(UPSTREAM, free_port, silent), \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_with(dns, SERVFAIL, ())), \
+            fake_upstream(THIRD_UPSTREAM, free_port, answer_with(dns, addresses=("192.0.2.53",))) as third:
+        reply = await Forwarder(timeout=1.5).resolve(forward_to_lists(query, *lists), tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.53"] and len(third.queries) == 1
+
+
+async def test_all_lists_share_one_time_budget(dns, free_port, fake_upstream):
+    query = dns.query("service.test")
+    lists = ((UPSTREAM, free_port),), ((SECOND_UPSTREAM, free_port),)
+    loop = asyncio.get_running_loop()
+    async with fake_upstream(UPSTREAM, free_port, silent) as first, \
+            fake_upstream(SECOND_UPSTREAM, free_port, silent) as second:
+        started = loop.time()
+        reply = await Forwarder(timeout=0.4).resolve(forward_to_lists(query, *lists), tcp=False)
+        took = loop.time() - started
+    assert dns.parse(reply).header.rcode == SERVFAIL
+    assert len(first.queries) == 1 and len(second.queries) == 1  # each list got its share
+    assert took < 0.7  # a correctness bound: the budget is the query's; one budget per list would take 0.8 s
+
+
+# -- upstreams asked from inside another network namespace -----------------------------------------
+
+
+@pytest.fixture
+def namespaces(tmp_path):
+    """A NamespaceSockets over a directory of its own: `here` is this process's namespace, `fresh` a new empty one.
+
+    `fresh` is made by a thread that unshares its own network namespace and is held by a file descriptor:
+    only its loopback exists, and it is down. The test process's namespace never changes.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("entering a network namespace needs root")
+    os.symlink(f"/proc/{os.getpid()}/ns/net", tmp_path / "here")
+    held = []
+
+    def make_fresh():
+        linux.unshare(linux.CLONE_NEWNET)  # this thread alone; it ends right after
+        held.append(os.open(linux.THREAD_NETNS, os.O_RDONLY))
+
+    thread = threading.Thread(target=make_fresh)
+    thread.start()
+    thread.join()
+    os.symlink(f"/proc/{os.getpid()}/fd/{held[0]}", tmp_path / "fresh")
+    try:
+        yield NamespaceSockets(str(tmp_path))
+    finally:
+        os.close(held[0])
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_an_upstream_with_a_namespace_is_asked_from_inside_it(dns, free_port, fake_upstream, namespaces, tcp):
+    query = dns.query("example.com", query_id=0x7777)
+    forwarder = Forwarder(timeout=2, namespaces=namespaces)
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns)) as upstream:
+        reply = await forwarder.resolve(Forward(query, query[12:], ((Upstream(UPSTREAM, free_port, "here"),),), False),
+                                        tcp=tcp)
+        assert dns.parse(reply).header.id == 0x7777 and dns.rdata(reply) == ["192.0.2.10"]
+        assert len(upstream.queries) == 1
+        # the same address from inside the fresh namespace is another machine's loopback: nothing there
+        reply = await forwarder.resolve(Forward(query, query[12:], ((Upstream(UPSTREAM, free_port, "fresh"),),), False),
+                                        tcp=tcp)
+        assert dns.parse(reply).header.rcode == SERVFAIL
+        assert len(upstream.queries) == 1
+
+
+@pytest.mark.parametrize("netns", ["gone", "../here", "."])
+async def test_a_namespace_that_cannot_be_entered_tries_the_next_server(dns, free_port, fake_upstream, namespaces,
+                                                                        netns):
+    query = dns.query("example.com")
+    servers = (Upstream(UPSTREAM, free_port, netns), Upstream(SECOND_UPSTREAM, free_port))
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns, addresses=("192.0.2.66",))) as wrong, \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_with(dns)):
+        reply = await Forwarder(timeout=2, namespaces=namespaces).resolve(Forward(query, query[12:], (servers,), False),
+                                                                          tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.10"]
+    assert wrong.queries == []  # never asked from dnsd's own namespace instead
