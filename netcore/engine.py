@@ -19,11 +19,12 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 
-from . import ipam, netlink, sandbox
+from . import ipam, sandbox
+from .clock import Clock, SystemClock
 from .dnsd_control import DnsdControl
 from .errors import Conflict, NetcoreError
+from .kernel import Kernel, LinuxKernel
 from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
                     MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU,
                     STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server,
@@ -56,23 +57,27 @@ def parse_server(text: str) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
 
 
-def _missing_capabilities() -> list[str]:
-    """The capabilities netcore needs that this process lacks, checked before anything is written."""
-    with open("/proc/self/status") as f:
+def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
+    """The capabilities netcore needs (``CAPABILITIES``) that this process lacks in its effective set.
+
+    The CLI checks them before it builds an Engine, so a command without them
+    writes nothing; the Engine itself does not check (unit tests build one
+    without root). Returns names, e.g. ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
+    """
+    with open(status_path) as f:
         effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
 
 
-def _boot_id() -> str:
-    with open("/proc/sys/kernel/random/boot_id") as f:
-        return f.read().strip()
+def require_capabilities() -> None:
+    """Raise NetcoreError (one line naming what is missing) unless ``missing_capabilities()`` is empty."""
+    missing = missing_capabilities()
+    if missing:
+        raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
+                           "it creates namespaces and links (permission denied)")
 
 
 def _is_plain_address(text: str) -> bool:
@@ -88,25 +93,33 @@ def _prefixlen(cidr: str | None) -> int | None:
 
 
 class Engine:
-    def __init__(self, state_dir: str, namespace: str | None = None):
-        missing = _missing_capabilities()
-        if missing:
-            raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
-                               "it creates namespaces and links (permission denied)")
+    """netcore's actions on one state dir (the store) and one gateway namespace (None: the host's).
+
+    What it acts on is given, with the real ones as defaults: ``kernel``
+    (netcore.kernel.Kernel: namespaces, links, addresses, /etc/netns files),
+    ``dnsd`` (a DnsdControl: sync/status/stop) and ``clock``
+    (netcore.clock.Clock: creation times, the boot ID). Unit tests pass
+    in-memory ones. Checks no privilege: the CLI calls
+    ``require_capabilities()`` first. NetcoreError for a bad namespace name.
+    """
+
+    def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
+                 dnsd: DnsdControl | None = None, clock: Clock | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.state_dir = state_dir
         self.namespace = namespace
-        self.gateway = netlink.Gateway(namespace)
+        self.kernel: Kernel = kernel if kernel is not None else LinuxKernel(namespace)
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.ns_prefix = f"{namespace or 'netcore'}-"
         self.store = Store.open(state_dir)
-        self.dnsd = DnsdControl(state_dir, namespace)
+        self.dnsd = dnsd if dnsd is not None else DnsdControl(state_dir, namespace)
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self._in_action = False
 
     def close(self) -> None:
-        self.gateway.close()
+        self.kernel.close()
         self.store.close()
 
     # -- the frame of every action --------------------------------------------
@@ -125,7 +138,7 @@ class Engine:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._in_action = True
-            self.reconcile(gateway_created=self.gateway.ensure())
+            self.reconcile(gateway_created=self.kernel.ensure())
             self._replace_stale_dnsd()
             self._ensure_default_bridge()
             yield
@@ -140,7 +153,7 @@ class Engine:
         if not any(n.dns_enabled for n in self.store.networks()):
             return
         found = self.dnsd.status()
-        gone = self.namespace is not None and not netlink.namespace_exists(self.namespace)
+        gone = self.namespace is not None and not self.kernel.namespace_exists(self.namespace)
         if found is None or gone or self._dnsd_is_stale(found[0]):
             with self.action():
                 pass  # action() rebuilds the gateway namespace, replaces a stale dnsd and syncs (starting dnsd)
@@ -148,11 +161,7 @@ class Engine:
     def _dnsd_is_stale(self, pid: int) -> bool:
         """Whether dnsd ``pid`` runs in another network namespace than the live gateway namespace
         (issue 11, item 7: the gateway namespace was deleted and made anew under it)."""
-        if self.namespace is None:
-            return False
-        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
-        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
-        return live is not None and theirs is not None and live != theirs
+        return self.namespace is not None and not self.kernel.runs_in_gateway(pid)
 
     def _replace_stale_dnsd(self) -> None:
         """Stop a managed dnsd left in a gateway namespace that is no longer the live one; the sync that
@@ -262,7 +271,7 @@ class Engine:
                     id=network_id, name=name, bridge=bridge, subnet=str(subnet), gateway=str(gw),
                     ip_range=str(rng) if rng else None, subnet6=str(subnet6) if subnet6 else None,
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
-                    labels=dict(labels or {}), state=STATE_CREATING, created=_now())
+                    labels=dict(labels or {}), state=STATE_CREATING, created=self.clock.now())
                 self.store.insert(network)
             self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
@@ -295,18 +304,18 @@ class Engine:
             if n.subnet6:
                 taken[f"network {n.name} (IPv6)"] = ipaddress.ip_network(n.subnet6)
         bridges = {ipaddress.ip_network(n.subnet) for n in self.store.networks()}
-        for route in self.gateway.routes():
+        for route in self.kernel.routes():
             if route not in bridges and not route.is_link_local:
                 taken[f"route {route} in the gateway namespace"] = route
         return taken
 
     def _build_bridge(self, network: Network) -> None:
         mac = "02:" + ":".join(network.id[i:i + 2] for i in range(0, 10, 2))
-        self.gateway.create_bridge(network.bridge, mac, network.mtu, network.gateway, _prefixlen(network.subnet),
+        self.kernel.create_bridge(network.bridge, mac, network.mtu, network.gateway, _prefixlen(network.subnet),
                                    network.gateway6, _prefixlen(network.subnet6))
 
     def _drop_network(self, network: Network) -> None:
-        self.gateway.delete_link(network.bridge)
+        self.kernel.delete_link(network.bridge)
         with self.store.transaction():
             self.store.delete(network)
 
@@ -332,7 +341,8 @@ class Engine:
         subnet = preferred if not any(preferred.overlaps(t) for t in taken.values()) else ipam.choose_subnet(taken.values())
         network = Network(id=secrets.token_hex(32), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
                           subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
-                          options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING, created=_now())
+                          options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,
+                          created=self.clock.now())
         with self.store.transaction():
             self.store.insert(network)
         self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
@@ -367,7 +377,7 @@ class Engine:
                     namespace, peer = target.netns, target.id
                 container = Container(id=container_id, name=name, hostname=hostname or container_id[:12],
                                       netns=namespace, mode=mode, peer=peer, dns=servers, state=STATE_CREATING,
-                                      created=_now())
+                                      created=self.clock.now())
                 self.store.insert(container)
                 endpoints = []
                 if mode == MODE_BRIDGE:
@@ -441,20 +451,19 @@ class Engine:
 
     def _build_container(self, container: Container, endpoints: list[Endpoint]) -> None:
         if container.mode in (MODE_BRIDGE, MODE_NONE):
-            netlink.create_namespace(container.netns)
+            self.kernel.create_namespace(container.netns)
         for endpoint in endpoints:
             self._build_endpoint(container, endpoint)
         self._write_etc(container)
 
     def _build_endpoint(self, container: Container, endpoint: Endpoint) -> None:
         network = self.store.network(endpoint.network_id)
-        self.gateway.attach_endpoint(container.netns, endpoint.host_ifname, endpoint.ifname, network.bridge,
-                                     network.mtu, endpoint.mac, isolated=not network.icc)
+        self.kernel.attach_endpoint(container.netns, endpoint.host_ifname, endpoint.ifname, network.bridge,
+                                    network.mtu, endpoint.mac, isolated=not network.icc)
         self._configure_interface(container, endpoint, network)
 
-    @staticmethod
-    def _configure_interface(container: Container, endpoint: Endpoint, network: Network) -> None:
-        netlink.configure_container_interface(
+    def _configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
+        self.kernel.configure_container_interface(
             container.netns, endpoint.ifname, endpoint.ipv4, _prefixlen(network.subnet),
             None if network.internal else network.gateway, endpoint.ipv6, _prefixlen(network.subnet6),
             None if network.internal else network.gateway6)
@@ -469,8 +478,8 @@ class Engine:
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
         addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
-        sandbox.write_etc(container.netns, sandbox.resolv_conf(nameservers),
-                          sandbox.hosts_file(container.hostname, addresses))
+        self.kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers),
+                              sandbox.hosts_file(container.hostname, addresses))
 
     def _drop_container(self, container: Container) -> list[Container]:
         """Tear down whatever exists of the container in the kernel, then its rows; return what was dropped.
@@ -485,10 +494,10 @@ class Engine:
             dropped += self._drop_container(dependent)
         endpoints = self.store.endpoints_of_container(container.id)
         for endpoint in endpoints:
-            self.gateway.delete_link(endpoint.host_ifname)
+            self.kernel.delete_link(endpoint.host_ifname)
         if container.mode in (MODE_BRIDGE, MODE_NONE):
-            netlink.delete_namespace(container.netns)
-            sandbox.remove_etc(container.netns)
+            self.kernel.delete_namespace(container.netns)
+            self.kernel.remove_etc(container.netns)
         with self.store.transaction():
             for endpoint in endpoints:
                 self.store.delete(endpoint)
@@ -561,7 +570,7 @@ class Engine:
                 self._write_etc(container)
 
             def undo():
-                self.gateway.delete_link(endpoint.host_ifname)
+                self.kernel.delete_link(endpoint.host_ifname)
                 with self.store.transaction():
                     self.store.delete(endpoint)
             self._build(endpoint, build, undo)
@@ -588,7 +597,7 @@ class Engine:
                 raise Conflict(f"container {container.name} is not connected to network {network.name}")
             with self.store.transaction():
                 self.store.set_state(endpoint, STATE_REMOVING)
-            self.gateway.delete_link(endpoint.host_ifname)
+            self.kernel.delete_link(endpoint.host_ifname)
             with self.store.transaction():
                 self.store.delete(endpoint)
             for remaining in self.store.endpoints_of_container(container.id):  # a default route may have gone
@@ -624,7 +633,7 @@ class Engine:
         for endpoint in endpoints:
             if self.store.find_container_by_id(endpoint.container_id) is None:
                 continue  # went with its container above
-            self.gateway.delete_link(endpoint.host_ifname)
+            self.kernel.delete_link(endpoint.host_ifname)
             with self.store.transaction():
                 self.store.delete(endpoint)
             notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
@@ -633,7 +642,7 @@ class Engine:
             self._drop_network(network)
             notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
                          f"network {network.name} (bridge {network.bridge})")
-        boot = _boot_id()
+        boot = self.clock.boot_id()
         if notes or gateway_created or self.store.meta("boot_id") != boot:
             notes += self._reconcile_kernel()
             with self.store.transaction():
@@ -645,13 +654,13 @@ class Engine:
         notes = []
         containers = self.store.containers()
         owned = {c.netns for c in containers}
-        for namespace in netlink.list_namespaces():
+        for namespace in self.kernel.list_namespaces():
             if namespace.startswith(self.ns_prefix) and namespace not in owned:
-                netlink.delete_namespace(namespace)
-                sandbox.remove_etc(namespace)
+                self.kernel.delete_namespace(namespace)
+                self.kernel.remove_etc(namespace)
                 notes.append(f"removed leftover namespace {namespace}")
         networks = self.store.networks()
-        links = self.gateway.links()
+        links = self.kernel.links()
         for network in networks:
             if network.bridge not in links:
                 self._build_bridge(network)
@@ -660,12 +669,12 @@ class Engine:
         known_veths = {e.host_ifname for e in self.store.endpoints()}
         for name, link in links.items():
             if link["master"] in bridges and name not in known_veths:
-                self.gateway.delete_link(name)
+                self.kernel.delete_link(name)
                 notes.append(f"removed leftover veth {name}")
-        existing = set(netlink.list_namespaces())
+        existing = set(self.kernel.list_namespaces())
         for container in containers:
             if container.mode in (MODE_BRIDGE, MODE_NONE) and container.netns not in existing:
-                netlink.create_namespace(container.netns)
+                self.kernel.create_namespace(container.netns)
                 for endpoint in self.store.endpoints_of_container(container.id):
                     self._build_endpoint(container, endpoint)
                 self._write_etc(container)
@@ -675,7 +684,7 @@ class Engine:
                 # container end may still hang on the old namespace's bridge, kept alive by a process there
                 for endpoint in self.store.endpoints_of_container(container.id):
                     if endpoint.host_ifname not in links:
-                        netlink.delete_container_link(container.netns, endpoint.ifname)
+                        self.kernel.delete_container_link(container.netns, endpoint.ifname)
                         self._build_endpoint(container, endpoint)
                         notes.append(f"rebuilt missing interface {endpoint.ifname} of container {container.name}")
         return notes
@@ -716,13 +725,13 @@ class Engine:
                             lambda c=container: gone.update(d.id for d in self._drop_container(c)))
             for network in networks:
                 attempt(f"network {network.name}", lambda n=network: self._drop_network(n))
-            for namespace in netlink.list_namespaces():
+            for namespace in self.kernel.list_namespaces():
                 if namespace.startswith(self.ns_prefix):
-                    attempt(f"namespace {namespace}", lambda ns=namespace: (netlink.delete_namespace(ns),
-                                                                             sandbox.remove_etc(ns)))
+                    attempt(f"namespace {namespace}", lambda ns=namespace: (self.kernel.delete_namespace(ns),
+                                                                             self.kernel.remove_etc(ns)))
             if self.namespace:
-                self.gateway.close()
-                attempt(f"gateway namespace {self.namespace}", lambda: netlink.delete_namespace(self.namespace))
+                self.kernel.close()
+                attempt(f"gateway namespace {self.namespace}", lambda: self.kernel.delete_namespace(self.namespace))
         finally:
             os.close(fd)
         if failures:

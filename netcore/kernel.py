@@ -1,0 +1,99 @@
+"""What the engine asks of the kernel, as one object it is given: ``Kernel``, and ``LinuxKernel``, the real one.
+
+The engine never calls netlink or the /etc/netns files directly: it holds a
+``Kernel`` (constructor parameter, ``LinuxKernel`` by default), so unit tests
+hand it an in-memory model instead (tests/unit/fake_kernel.py). ``LinuxKernel``
+adds nothing of its own: every method is the netcore.netlink or netcore.sandbox
+function the engine called before, so the real code path is unchanged.
+
+Errors: every call raises NetcoreError (netlink.KernelError) when the kernel
+refuses, with a message a user can act on; deleting what is gone is no error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Protocol
+
+from . import netlink, sandbox
+
+
+class Kernel(Protocol):
+    """The kernel objects of one state dir: the gateway namespace's links and routes, named namespaces,
+    and each namespace's /etc/netns files. Shapes as in netcore.netlink and netcore.sandbox."""
+
+    # -- the gateway namespace (netlink.Gateway) --------------------------------
+    def ensure(self) -> bool:
+        """Create the gateway namespace if it is missing; True if it had to be created."""
+
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Destinations of the gateway namespace's main routing table (the default route excluded)."""
+
+    def links(self) -> dict[str, dict]:
+        """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None}."""
+
+    def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
+                      gateway6: str | None = None, prefixlen6: int | None = None) -> None:
+        """A bridge (made or completed) with its gateway address(es) and pinned MAC, up."""
+
+    def delete_link(self, name: str) -> None:
+        """Delete a gateway-namespace link if it is there (one end of a veth takes its peer along)."""
+
+    def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
+                        mac: str, isolated: bool) -> None:
+        """A veth pair: ``host_ifname`` on ``bridge`` (isolated port if asked), ``ifname`` in ``container_ns``."""
+
+    def close(self) -> None:
+        """Release what the object holds open (the gateway's netlink socket)."""
+
+    # -- named namespaces -------------------------------------------------------
+    def namespace_exists(self, name: str) -> bool:
+        """Whether /run/netns/NAME exists."""
+
+    def list_namespaces(self) -> list[str]:
+        """The names of /run/netns, sorted."""
+
+    def create_namespace(self, name: str) -> None:
+        """A named namespace with loopback up (kept if it exists)."""
+
+    def delete_namespace(self, name: str) -> None:
+        """Delete a named namespace if it exists."""
+
+    def configure_container_interface(self, container_ns: str, ifname: str, address: str | None, prefixlen: int,
+                                      gateway: str | None, address6: str | None = None,
+                                      prefixlen6: int | None = None, gateway6: str | None = None) -> None:
+        """Addresses on ``ifname``, IPv6 kept quiet, link up, default route(s) via the gateway(s) given."""
+
+    def delete_container_link(self, container_ns: str, ifname: str) -> None:
+        """Delete ``ifname`` inside ``container_ns`` if it is there."""
+
+    def runs_in_gateway(self, pid: int) -> bool:
+        """Whether process ``pid`` runs in the live gateway namespace (True when either cannot be read)."""
+
+    # -- /etc/netns/NAME --------------------------------------------------------
+    def write_etc(self, namespace: str, resolv: str, hosts: str) -> None:
+        """Write the namespace's resolv.conf and hosts, in place (see sandbox.write_etc)."""
+
+    def remove_etc(self, namespace: str) -> None:
+        """Remove the namespace's /etc/netns directory, if any."""
+
+
+class LinuxKernel(netlink.Gateway):
+    """The real kernel: netlink.Gateway for the gateway namespace, netlink's and sandbox's functions for the rest."""
+
+    namespace_exists = staticmethod(netlink.namespace_exists)
+    list_namespaces = staticmethod(netlink.list_namespaces)
+    create_namespace = staticmethod(netlink.create_namespace)
+    delete_namespace = staticmethod(netlink.delete_namespace)
+    configure_container_interface = staticmethod(netlink.configure_container_interface)
+    delete_container_link = staticmethod(netlink.delete_container_link)
+    write_etc = staticmethod(sandbox.write_etc)
+    remove_etc = staticmethod(sandbox.remove_etc)
+
+    def runs_in_gateway(self, pid: int) -> bool:
+        if self.namespace is None:
+            return True
+        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
+        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
+        return live is None or theirs is None or live == theirs
