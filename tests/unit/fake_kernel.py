@@ -1,0 +1,261 @@
+"""In-memory stand-ins for what the engine is given: a kernel (netcore.kernel.Kernel), dnsd's control, a clock.
+
+``FakeKernel`` models what netcore builds: named namespaces holding links
+(bridges, veth ends with their peer, loopback), their addresses and default
+routes, and each namespace's /etc/netns files. It behaves as the kernel does
+where the engine relies on it: deleting one end of a veth deletes its peer,
+deleting a namespace deletes the veths with an end in it, deleting a bridge
+frees its ports, a name taken twice is refused. ``kill_at`` makes it stand for
+a netcore process killed with SIGKILL at one kernel call: that call and every
+later one raise ``Killed`` until ``revive()``, so no more of the process's
+kernel or store work happens, and the test starts the next "process".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from netcore.netlink import KernelError
+
+HOST = ""  # the host's own namespace, where the gateway's links live when there is no gateway namespace
+
+
+class Killed(BaseException):
+    """The process died here (SIGKILL): nothing catches it, not even the engine's undo."""
+
+
+@dataclass
+class Link:
+    kind: str  # "loopback", "bridge" or "veth"
+    master: str | None = None
+    mac: str | None = None
+    mtu: int = 1500
+    addresses: list[str] = field(default_factory=list)  # "ADDRESS/PREFIXLEN"
+    up: bool = False
+    isolated: bool = False
+    peer: tuple[str, str] | None = None  # (namespace, name) of a veth's other end
+
+
+@dataclass
+class Namespace:
+    links: dict[str, Link] = field(default_factory=lambda: {"lo": Link("loopback", up=True)})
+    default_routes: dict[int, str] = field(default_factory=dict)  # IP version -> gateway address
+
+
+class FakeKernel:
+    """A netcore.kernel.Kernel in memory; ``calls`` journals every call as (method, first argument)."""
+
+    def __init__(self, namespace: str | None):
+        self.namespace = namespace
+        self.gateway_ns = namespace or HOST
+        self.namespaces: dict[str, Namespace] = {HOST: Namespace()}
+        self.etc: dict[str, tuple[str, str]] = {}  # namespace -> (resolv.conf, hosts)
+        self.extra_routes: list[str] = []  # routes of the gateway namespace netcore did not make
+        self.calls: list[tuple[str, str | None]] = []
+        self._kill: tuple[str, int] | None = None
+        self._failures: dict[str, list[Exception]] = {}
+        self.killed = False
+        self.observer = None  # called as observer(method, arg) before each call: what the store says meanwhile
+
+    # -- faults ---------------------------------------------------------------
+
+    def kill_at(self, method: str, nth: int = 1) -> None:
+        """The ``nth`` call of ``method`` from now, and every call after it, raise Killed."""
+        self._kill = (method, nth)
+
+    def fail_at(self, method: str, error: Exception) -> None:
+        """The next call of ``method`` raises ``error`` (the kernel refused) and changes nothing."""
+        self._failures.setdefault(method, []).append(error)
+
+    def revive(self) -> None:
+        """The next process: kernel calls work again."""
+        self.killed = False
+        self._kill = None
+
+    def reboot(self) -> None:
+        """Every namespace but the host's is gone (/run is a tmpfs); the files of /etc/netns stay (on disk)."""
+        self.namespaces = {HOST: Namespace()}
+
+    def _call(self, method: str, arg: str | None = None) -> None:
+        self.calls.append((method, arg))
+        if self.observer:
+            self.observer(method, arg)
+        if self._kill and self._kill[0] == method:
+            self._kill = (method, self._kill[1] - 1)
+            if self._kill[1] == 0:
+                self.killed = True
+        if self.killed:
+            raise Killed(f"killed at {method}({arg})")
+        if self._failures.get(method):
+            raise self._failures[method].pop(0)
+
+    def _ns(self, name: str, action: str) -> Namespace:
+        if name not in self.namespaces:
+            raise KernelError(f"{action}: no such namespace {name}")
+        return self.namespaces[name]
+
+    @property
+    def gateway(self) -> Namespace:
+        return self._ns(self.gateway_ns, "gateway namespace")
+
+    def _remove_link(self, namespace: str, name: str) -> None:
+        link = self.namespaces[namespace].links.pop(name)
+        if link.kind == "bridge":
+            for port in self.namespaces[namespace].links.values():
+                if port.master == name:
+                    port.master = None
+        if link.peer and link.peer[0] in self.namespaces:
+            self.namespaces[link.peer[0]].links.pop(link.peer[1], None)
+
+    # -- the gateway namespace --------------------------------------------------
+
+    def ensure(self) -> bool:
+        self._call("ensure", self.namespace)
+        if self.namespace and self.namespace not in self.namespaces:
+            self.namespaces[self.namespace] = Namespace()
+            return True
+        return False
+
+    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        self._call("routes")
+        connected = [ipaddress.ip_interface(a).network for link in self.gateway.links.values() if link.up
+                     for a in link.addresses]
+        return connected + [ipaddress.ip_network(r) for r in self.extra_routes]
+
+    def links(self) -> dict[str, dict]:
+        self._call("links")
+        return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master}
+                for name, link in self.gateway.links.items()}
+
+    def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
+                      gateway6: str | None = None, prefixlen6: int | None = None) -> None:
+        self._call("create_bridge", name)
+        bridge = self.gateway.links.setdefault(name, Link("bridge"))
+        if bridge.kind != "bridge":
+            raise KernelError(f"cannot create bridge {name}: File exists")
+        bridge.mac, bridge.mtu, bridge.up = mac, mtu, True
+        for address in (f"{gateway}/{prefixlen}", f"{gateway6}/{prefixlen6}" if gateway6 else None):
+            if address and address not in bridge.addresses:
+                bridge.addresses.append(address)
+
+    def delete_link(self, name: str) -> None:
+        self._call("delete_link", name)
+        if name in self.gateway.links:
+            self._remove_link(self.gateway_ns, name)
+
+    def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
+                        mac: str, isolated: bool) -> None:
+        self._call("attach_endpoint", host_ifname)
+        inside = self._ns(container_ns, f"cannot create veth {host_ifname}")
+        if bridge not in self.gateway.links:
+            raise KernelError(f"cannot create veth {host_ifname}: no bridge {bridge}")
+        if host_ifname in self.gateway.links:
+            self._remove_link(self.gateway_ns, host_ifname)
+        if ifname in inside.links:
+            raise KernelError(f"cannot create veth {host_ifname}: File exists ({ifname} in {container_ns})")
+        self.gateway.links[host_ifname] = Link("veth", master=bridge, mtu=mtu, up=True, isolated=isolated,
+                                               peer=(container_ns, ifname))
+        inside.links[ifname] = Link("veth", mac=mac, mtu=mtu, peer=(self.gateway_ns, host_ifname))
+
+    def runs_in_gateway(self, pid: int) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+    # -- named namespaces -------------------------------------------------------
+
+    def namespace_exists(self, name: str) -> bool:
+        return name in self.namespaces
+
+    def list_namespaces(self) -> list[str]:
+        return sorted(n for n in self.namespaces if n != HOST)
+
+    def create_namespace(self, name: str) -> None:
+        self._call("create_namespace", name)
+        self.namespaces.setdefault(name, Namespace())
+
+    def delete_namespace(self, name: str) -> None:
+        self._call("delete_namespace", name)
+        gone = self.namespaces.pop(name, None)
+        for link in (gone.links.values() if gone else ()):
+            if link.peer and link.peer[0] in self.namespaces:
+                self._remove_link(link.peer[0], link.peer[1])
+
+    def configure_container_interface(self, container_ns: str, ifname: str, address: str | None, prefixlen: int,
+                                      gateway: str | None, address6: str | None = None,
+                                      prefixlen6: int | None = None, gateway6: str | None = None) -> None:
+        self._call("configure_container_interface", f"{container_ns}/{ifname}")
+        inside = self._ns(container_ns, f"cannot configure {ifname}")
+        if ifname not in inside.links:
+            raise KernelError(f"cannot configure {ifname} in {container_ns}: no such device")
+        link = inside.links[ifname]
+        for value in (f"{address}/{prefixlen}" if address else None, f"{address6}/{prefixlen6}" if address6 else None):
+            if value and value not in link.addresses:
+                link.addresses.append(value)
+        link.up = True
+        for version, via in ((4, gateway), (6, gateway6)):
+            if via:
+                inside.default_routes.setdefault(version, via)
+
+    def delete_container_link(self, container_ns: str, ifname: str) -> None:
+        self._call("delete_container_link", f"{container_ns}/{ifname}")
+        if ifname in self._ns(container_ns, f"cannot delete {ifname}").links:
+            self._remove_link(container_ns, ifname)
+
+    # -- /etc/netns ---------------------------------------------------------------
+
+    def write_etc(self, namespace: str, resolv: str, hosts: str) -> None:
+        self._call("write_etc", namespace)
+        self.etc[namespace] = (resolv, hosts)
+
+    def remove_etc(self, namespace: str) -> None:
+        self._call("remove_etc", namespace)
+        self.etc.pop(namespace, None)
+
+    # -- what tests read ------------------------------------------------------------
+
+    def container_namespaces(self) -> list[str]:
+        """Every namespace but the host's and the gateway's."""
+        return [n for n in self.list_namespaces() if n != self.gateway_ns]
+
+    def gateway_links(self, kind: str) -> dict[str, Link]:
+        return {name: link for name, link in self.gateway.links.items() if link.kind == kind}
+
+
+class FakeDnsd:
+    """DnsdControl's surface the engine uses: ``down`` is what every sync reports ({address: why})."""
+
+    def __init__(self):
+        self.down: dict[str, str] = {}
+        self.syncs = 0
+        self.stops = 0
+
+    def status(self) -> tuple[int, str] | None:
+        return None
+
+    def sync(self) -> dict[str, str]:
+        self.syncs += 1
+        return dict(self.down)
+
+    def stop(self) -> None:
+        self.stops += 1
+
+    def listeners_down(self) -> dict[str, str] | None:
+        return dict(self.down)
+
+
+class FakeClock:
+    """A clock that ticks one microsecond per reading; ``boot`` is the boot ID it reports."""
+
+    def __init__(self):
+        self.ticks = 0
+        self.boot = "boot-1"
+
+    def now(self) -> str:
+        self.ticks += 1
+        return f"2026-01-01T00:00:00.{self.ticks:06d}Z"
+
+    def boot_id(self) -> str:
+        return self.boot

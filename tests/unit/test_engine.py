@@ -1,0 +1,229 @@
+"""The engine's action frame against an in-memory kernel: record, build, confirm; undo; kills; reconciliation.
+
+No root, no namespace: each test is one state dir (a real store in tmp_path)
+and one FakeKernel shared by the "processes" (Engine objects) that act on it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fake_kernel import FakeClock, FakeDnsd, FakeKernel, Killed
+
+from netcore.engine import Engine, missing_capabilities
+from netcore.errors import NetcoreError
+from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
+from netcore.netlink import KernelError
+
+GATEWAY_NS = "gw"
+
+
+class World:
+    """One state dir and one kernel; ``engine()`` is a new netcore process on them."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+        self.kernel = FakeKernel(GATEWAY_NS)
+        self.dnsd = FakeDnsd()
+        self.clock = FakeClock()
+        self._engines: list[Engine] = []
+
+    def engine(self, **given) -> Engine:
+        engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
+        self._engines.append(engine)
+        return engine
+
+    def close(self) -> None:
+        for engine in self._engines:
+            engine.store.close()
+
+    def assert_consistent(self, engine: Engine) -> None:
+        """Store and kernel agree: a namespace per container, a veth per endpoint, a bridge per network."""
+        store = engine.store
+        assert sorted(self.kernel.container_namespaces()) == sorted(c.netns for c in store.containers())
+        assert sorted(self.kernel.gateway_links("veth")) == sorted(e.host_ifname for e in store.endpoints())
+        assert sorted(self.kernel.gateway_links("bridge")) == sorted(n.bridge for n in store.networks())
+        assert all(r.state == STATE_RUNNING for r in (*store.networks(), *store.containers(), *store.endpoints()))
+        assert sorted(self.kernel.etc) == sorted(c.netns for c in store.containers())
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(str(tmp_path / "state"))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def app(world):
+    """A world with a network `app` (10.1.0.0/24) and a container `web` on it."""
+    engine = world.engine()
+    engine.create_network("app", ["10.1.0.0/24"])
+    engine.run("web", "app")
+    return world
+
+
+def test_an_engine_is_built_without_root_and_capabilities_are_read_from_proc_status(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapEff:\t0000000000001000\n")  # CAP_NET_ADMIN (bit 12) only
+    assert missing_capabilities(str(status)) == ["CAP_SYS_ADMIN"]
+    status.write_text("CapEff:\t000001ffffffffff\n")
+    assert missing_capabilities(str(status)) == []
+
+
+def test_run_records_then_builds_then_confirms(world):
+    engine = world.engine()
+    network = engine.create_network("app", ["10.1.0.0/24"])
+    seen = []
+    world.kernel.observer = lambda method, arg: seen.append(
+        (method, [c.state for c in engine.store.containers()], [e.state for e in engine.store.endpoints()]))
+    container = engine.run("web", "app")
+    world.kernel.observer = None
+    assert seen[0][0] == "ensure" and seen[0][1:] == ([], [])  # the lock is taken first; nothing recorded yet
+    builds = [s for s in seen if s[0] in ("create_namespace", "attach_endpoint", "write_etc")]
+    assert [b[0] for b in builds] == ["create_namespace", "attach_endpoint", "write_etc"]
+    assert all(b[1:] == ([STATE_CREATING], [STATE_CREATING]) for b in builds)  # recorded before built
+    assert engine.store.container("web").state == STATE_RUNNING  # then confirmed
+    [endpoint] = engine.store.endpoints()
+    inside = world.kernel.namespaces[container.netns]
+    assert inside.links["eth0"].addresses == ["10.1.0.2/24"] and inside.default_routes == {4: "10.1.0.1"}
+    assert world.kernel.gateway.links[endpoint.host_ifname].master == network.bridge
+    assert "nameserver 10.1.0.1" in world.kernel.etc[container.netns][0]
+    assert world.dnsd.syncs >= 2  # dnsd synced after each action
+    world.assert_consistent(engine)
+
+
+@pytest.mark.parametrize("method", ["create_namespace", "attach_endpoint", "configure_container_interface",
+                                    "write_etc"])
+def test_a_failed_run_is_undone_in_the_kernel_and_the_store(app, method):
+    engine = app.engine()
+    app.kernel.fail_at(method, KernelError("the kernel refused"))
+    with pytest.raises(NetcoreError, match="the kernel refused"):
+        engine.run("db", "app")
+    assert engine.store.find_container("db") is None
+    app.assert_consistent(engine)
+    assert engine.run("db", "app")  # and the next one works, with the address the failed one had
+    assert engine.store.endpoints_of_container(engine.store.container("db").id)[0].ipv4 == "10.1.0.3"
+
+
+def test_a_failed_network_create_and_connect_are_undone(app):
+    engine = app.engine()
+    app.kernel.fail_at("create_bridge", KernelError("cannot create bridge"))
+    with pytest.raises(NetcoreError, match="cannot create bridge"):
+        engine.create_network("other", ["10.2.0.0/24"])
+    assert engine.store.find_network("other") is None
+    engine.create_network("other", ["10.2.0.0/24"])
+    app.kernel.fail_at("configure_container_interface", KernelError("no address"))
+    with pytest.raises(NetcoreError, match="no address"):
+        engine.connect("other", "web")
+    assert [e.ifname for e in engine.store.endpoints()] == ["eth0"]
+    assert list(app.kernel.namespaces[engine.store.container("web").netns].links) == ["lo", "eth0"]
+    app.assert_consistent(engine)
+
+
+def test_a_listener_dnsd_cannot_open_undoes_run(app):
+    engine = app.engine()
+    app.dnsd.down = {"10.1.0.1": "cannot listen on 10.1.0.1 port 53: address already in use"}
+    with pytest.raises(NetcoreError, match="container db not created: dnsd cannot listen on 10.1.0.1"):
+        engine.run("db", "app")
+    assert engine.store.find_container("db") is None
+    app.assert_consistent(engine)
+
+
+def _run(engine):
+    engine.run("db", "app")
+
+
+def _connect(engine):
+    engine.connect("other", "web")
+
+
+def _disconnect(engine):
+    engine.disconnect("app", "web")
+
+
+def _rm(engine):
+    engine.remove_containers(["web"])
+
+
+def _network_create(engine):
+    engine.create_network("other", ["10.2.0.0/24"])
+
+
+def _network_rm(engine):
+    engine.remove_network("spare")
+
+
+# (action, kernel call it is killed at, the state it leaves recorded, the note the next command prints)
+KILLS = [
+    (_run, "attach_endpoint", STATE_CREATING, "removed half-created container db"),
+    (_run, "write_etc", STATE_CREATING, "removed half-created container db"),
+    (_connect, "configure_container_interface", STATE_CREATING, "removed half-connected endpoint"),
+    (_disconnect, "delete_link", STATE_REMOVING, "removed half-disconnected endpoint"),
+    (_rm, "delete_namespace", STATE_REMOVING, "removed half-removed container web"),
+    (_network_create, "create_bridge", STATE_CREATING, "removed half-created network other"),
+    (_network_rm, "delete_link", STATE_REMOVING, "removed half-removed network spare"),
+]
+
+
+@pytest.mark.parametrize("action, method, left, note", KILLS, ids=[f"{k[0].__name__[1:]}@{k[1]}" for k in KILLS])
+def test_a_kill_in_the_middle_leaves_rows_in_transition_and_the_next_command_reconciles(app, action, method, left,
+                                                                                       note):
+    first = app.engine()
+    first.create_network("spare", ["10.9.0.0/24"])
+    if action is _connect:
+        first.create_network("other", ["10.2.0.0/24"])
+    app.kernel.kill_at(method)
+    with pytest.raises(Killed):
+        action(first)
+    networks, containers, endpoints = first.store.unsettled()
+    assert {r.state for r in (*networks, *containers, *endpoints)} == {left}
+    app.kernel.revive()
+    after = app.engine()  # the next netcore process
+    after.run("later", "app")
+    assert any(n.startswith(note) for n in after.notes), after.notes
+    app.assert_consistent(after)
+    addresses = [e.ipv4 for e in after.store.endpoints_on_network(after.store.network("app").id)]
+    assert len(addresses) == len(set(addresses))
+
+
+def test_after_a_reboot_the_next_command_rebuilds_what_the_store_holds(app):
+    before = app.engine()
+    web = before.store.container("web")
+    app.kernel.reboot()
+    app.clock.boot = "boot-2"
+    after = app.engine()
+    after.run("db", "app")
+    bridge = after.store.network("app").bridge
+    assert f"recreated missing bridge {bridge} of network app" in after.notes
+    assert "rebuilt missing namespace of container web" in after.notes
+    assert app.kernel.namespaces[web.netns].links["eth0"].addresses == ["10.1.0.2/24"]
+    app.assert_consistent(after)
+    again = app.engine()
+    again.run("third", "app")
+    assert again.notes == []  # the same boot, nothing unsettled: no sweep of the kernel
+
+
+def test_leftovers_are_swept_when_the_gateway_namespace_is_made_anew(app):
+    engine = app.engine()
+    web = engine.store.container("web")
+    del app.kernel.namespaces[GATEWAY_NS]  # `ip netns delete` from outside: bridges and host veth ends go
+    app.kernel.namespaces[f"{GATEWAY_NS}-deadbeef0000"] = type(app.kernel.namespaces[web.netns])()
+    after = app.engine()
+    after.run("db", "app")
+    assert f"removed leftover namespace {GATEWAY_NS}-deadbeef0000" in after.notes
+    assert "rebuilt missing interface eth0 of container web" in after.notes
+    app.assert_consistent(after)
+
+
+def test_a_stray_veth_on_a_bridge_is_removed_in_a_sweep(app):
+    engine = app.engine()
+    bridge = engine.store.network("app").bridge
+    app.kernel.create_namespace("elsewhere")  # not netcore's: its namespace stays, the veth on our bridge goes
+    app.kernel.attach_endpoint("elsewhere", "vethstray", "eth0", bridge, 1500, "02:00:00:00:00:01", False)
+    app.clock.boot = "boot-2"  # a sweep runs after a reboot (here: the boot ID alone changed)
+    after = app.engine()
+    after.run("db", "app")
+    assert after.notes == ["removed leftover veth vethstray"]
+    assert list(app.kernel.namespaces["elsewhere"].links) == ["lo"]
+    del app.kernel.namespaces["elsewhere"]
+    app.assert_consistent(after)
