@@ -20,18 +20,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from . import ipam, sandbox
+from . import drivers, ipam, sandbox
 from .clock import Clock, SystemClock
 from .dnsd_control import DnsdControl
+from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError
 from .kernel import Kernel, LinuxKernel
-from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, KNOWN_OPTIONS, MODE_BRIDGE,
-                    MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU,
-                    STATE_CREATING, STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server,
-                    removal_order)
+from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, MODE_BRIDGE,
+                    MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, STATE_CREATING,
+                    STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server, removal_order)
 from .store import Store
 
-IFNAMSIZ = 15
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
                "nifty", "proud", "quirky", "serene", "tender", "vibrant", "wizardly", "zealous")
@@ -86,10 +85,6 @@ def _is_plain_address(text: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _prefixlen(cidr: str | None) -> int | None:
-    return ipaddress.ip_network(cidr).prefixlen if cidr else None
 
 
 class Engine:
@@ -223,11 +218,10 @@ class Engine:
                        dns: list[str] = (), options: dict | None = None, labels: dict | None = None,
                        driver: str = "bridge") -> Network:
         validate_name(name, "network")
-        if driver != "bridge":
-            raise NetcoreError(f"unsupported driver {driver!r}: only 'bridge' is available")
+        network_driver = drivers.get(driver)
         if name in RESERVED_NETWORKS:
             raise Conflict(f"network name {name!r} is reserved for the {name} network mode")
-        options = self._check_options(dict(options or {}))
+        options = network_driver.validate(NetworkRequest(name, tuple(subnets), internal, ipv6, dict(options or {})))
         servers = tuple(parse_server(s) for s in dns)
         parsed = [ipam.parse_subnet(s) for s in subnets]
         v4 = [s for s in parsed if s.version == 4]
@@ -245,9 +239,7 @@ class Engine:
         if gateway6 and not v6:
             raise NetcoreError("an IPv6 --gateway needs the IPv6 --subnet it belongs to")
         network_id = secrets.token_hex(32)
-        bridge = options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}"
-        if len(bridge) > IFNAMSIZ or not NAME_RE.match(bridge):
-            raise NetcoreError(f"invalid bridge name {bridge!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
+        bridge = network_driver.device_name(network_id, options)
         with self.action():
             with self.store.transaction():
                 if self.store.find_network(name):
@@ -271,9 +263,10 @@ class Engine:
                     id=network_id, name=name, bridge=bridge, subnet=str(subnet), gateway=str(gw),
                     ip_range=str(rng) if rng else None, subnet6=str(subnet6) if subnet6 else None,
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
-                    labels=dict(labels or {}), state=STATE_CREATING, created=self.clock.now())
+                    labels=dict(labels or {}), driver=network_driver.name, state=STATE_CREATING,
+                    created=self.clock.now())
                 self.store.insert(network)
-            self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
+            self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
 
             def undo():
@@ -282,19 +275,6 @@ class Engine:
                 self._drop_network(network)
             self._require_dns(network, undo, f"network {name} not created")
             return network
-
-    @staticmethod
-    def _check_options(options: dict) -> dict:
-        for key in options:
-            if key not in KNOWN_OPTIONS:
-                raise NetcoreError(f"unsupported option {key!r}: supported are {', '.join(KNOWN_OPTIONS)}")
-        if OPT_MTU in options:
-            mtu = str(options[OPT_MTU])
-            if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:
-                raise NetcoreError(f"invalid {OPT_MTU} {mtu!r}: a number from 68 to 65535")
-        if OPT_ICC in options and str(options[OPT_ICC]).lower() not in ("true", "false", "1", "0"):
-            raise NetcoreError(f"invalid {OPT_ICC} {options[OPT_ICC]!r}: true or false")
-        return {k: str(v) for k, v in options.items()}
 
     def _taken_subnets(self) -> dict[str, ipam.IPNetwork]:
         """Subnets a new network must not overlap: other networks' and the gateway namespace's routes."""
@@ -309,13 +289,11 @@ class Engine:
                 taken[f"route {route} in the gateway namespace"] = route
         return taken
 
-    def _build_bridge(self, network: Network) -> None:
-        mac = "02:" + ":".join(network.id[i:i + 2] for i in range(0, 10, 2))
-        self.kernel.create_bridge(network.bridge, mac, network.mtu, network.gateway, _prefixlen(network.subnet),
-                                   network.gateway6, _prefixlen(network.subnet6))
+    def _build_network(self, network: Network) -> None:
+        drivers.get(network.driver).build_network(self.kernel, network)
 
     def _drop_network(self, network: Network) -> None:
-        self.kernel.delete_link(network.bridge)
+        drivers.get(network.driver).teardown_network(self.kernel, network)
         with self.store.transaction():
             self.store.delete(network)
 
@@ -345,7 +323,7 @@ class Engine:
                           created=self.clock.now())
         with self.store.transaction():
             self.store.insert(network)
-        self._build(network, lambda: self._build_bridge(network), lambda: self._drop_network(network))
+        self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
 
     # -- containers -----------------------------------------------------------
 
@@ -458,14 +436,17 @@ class Engine:
 
     def _build_endpoint(self, container: Container, endpoint: Endpoint) -> None:
         network = self.store.network(endpoint.network_id)
-        self.kernel.attach_endpoint(container.netns, endpoint.host_ifname, endpoint.ifname, network.bridge,
-                                    network.mtu, endpoint.mac, isolated=not network.icc)
+        drivers.get(network.driver).build_endpoint(self.kernel, network, container.netns, endpoint)
         self._configure_interface(container, endpoint, network)
+
+    def _teardown_endpoint(self, endpoint: Endpoint) -> None:
+        network = self.store.network(endpoint.network_id)
+        drivers.get(network.driver).teardown_endpoint(self.kernel, network, endpoint)
 
     def _configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
         self.kernel.configure_container_interface(
-            container.netns, endpoint.ifname, endpoint.ipv4, _prefixlen(network.subnet),
-            None if network.internal else network.gateway, endpoint.ipv6, _prefixlen(network.subnet6),
+            container.netns, endpoint.ifname, endpoint.ipv4, ipam.prefixlen(network.subnet),
+            None if network.internal else network.gateway, endpoint.ipv6, ipam.prefixlen(network.subnet6),
             None if network.internal else network.gateway6)
 
     def _write_etc(self, container: Container) -> None:
@@ -494,7 +475,7 @@ class Engine:
             dropped += self._drop_container(dependent)
         endpoints = self.store.endpoints_of_container(container.id)
         for endpoint in endpoints:
-            self.kernel.delete_link(endpoint.host_ifname)
+            self._teardown_endpoint(endpoint)
         if container.mode in (MODE_BRIDGE, MODE_NONE):
             self.kernel.delete_namespace(container.netns)
             self.kernel.remove_etc(container.netns)
@@ -570,7 +551,7 @@ class Engine:
                 self._write_etc(container)
 
             def undo():
-                self.kernel.delete_link(endpoint.host_ifname)
+                self._teardown_endpoint(endpoint)
                 with self.store.transaction():
                     self.store.delete(endpoint)
             self._build(endpoint, build, undo)
@@ -597,7 +578,7 @@ class Engine:
                 raise Conflict(f"container {container.name} is not connected to network {network.name}")
             with self.store.transaction():
                 self.store.set_state(endpoint, STATE_REMOVING)
-            self.kernel.delete_link(endpoint.host_ifname)
+            self._teardown_endpoint(endpoint)
             with self.store.transaction():
                 self.store.delete(endpoint)
             for remaining in self.store.endpoints_of_container(container.id):  # a default route may have gone
@@ -633,7 +614,7 @@ class Engine:
         for endpoint in endpoints:
             if self.store.find_container_by_id(endpoint.container_id) is None:
                 continue  # went with its container above
-            self.kernel.delete_link(endpoint.host_ifname)
+            self._teardown_endpoint(endpoint)
             with self.store.transaction():
                 self.store.delete(endpoint)
             notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
@@ -659,16 +640,17 @@ class Engine:
                 self.kernel.delete_namespace(namespace)
                 self.kernel.remove_etc(namespace)
                 notes.append(f"removed leftover namespace {namespace}")
-        networks = self.store.networks()
+        networks = {n.id: n for n in self.store.networks()}
         links = self.kernel.links()
-        for network in networks:
-            if network.bridge not in links:
-                self._build_bridge(network)
+        for network in networks.values():
+            if any(name not in links for name in drivers.get(network.driver).network_links(network)):
+                self._build_network(network)
                 notes.append(f"recreated missing bridge {network.bridge} of network {network.name}")
-        bridges = {n.bridge for n in networks}
-        known_veths = {e.host_ifname for e in self.store.endpoints()}
-        for name, link in links.items():
-            if link["master"] in bridges and name not in known_veths:
+        ports = {name for n in networks.values() for name in drivers.get(n.driver).ports(n, links)}
+        known = {name for e in self.store.endpoints()
+                 for name in drivers.get(networks[e.network_id].driver).endpoint_links(e)}
+        for name in links:
+            if name in ports and name not in known:
                 self.kernel.delete_link(name)
                 notes.append(f"removed leftover veth {name}")
         existing = set(self.kernel.list_namespaces())
@@ -683,7 +665,8 @@ class Engine:
                 # a veth whose gateway end is gone (the gateway namespace was deleted and made anew): its
                 # container end may still hang on the old namespace's bridge, kept alive by a process there
                 for endpoint in self.store.endpoints_of_container(container.id):
-                    if endpoint.host_ifname not in links:
+                    driver = drivers.get(networks[endpoint.network_id].driver)
+                    if any(name not in links for name in driver.endpoint_links(endpoint)):
                         self.kernel.delete_container_link(container.netns, endpoint.ifname)
                         self._build_endpoint(container, endpoint)
                         notes.append(f"rebuilt missing interface {endpoint.ifname} of container {container.name}")

@@ -52,6 +52,11 @@ def parse_subnet(text: str) -> IPNetwork:
     return net
 
 
+def prefixlen(cidr: str | None) -> int | None:
+    """The prefix length of a stored CIDR (``"10.1.0.0/24"`` -> 24); None for no subnet (a network without IPv6)."""
+    return ipaddress.ip_network(cidr).prefixlen if cidr else None
+
+
 def parse_address(text: str, what: str = "address") -> IPAddress:
     try:
         return ipaddress.ip_address(text)

@@ -1,0 +1,82 @@
+"""The network driver interface: what a driver decides and builds, and what the engine keeps for itself.
+
+After netavark's ``NetworkDriver`` (validate, setup, teardown): a driver checks
+a ``network create`` request, names the network's device, builds and tears down
+the network's and each endpoint's kernel objects, and says which links of the
+gateway namespace are its own, so reconciliation can rebuild what is missing
+and remove what nobody owns. Everything else stays in the engine: the lock,
+record -> build -> confirm, IPAM, the container's namespace, its addresses and
+routes (the same for every driver that gives a container an interface with an
+address), its /etc/netns files, dnsd, the firewall.
+
+A driver decides nothing about the store: every network has a device named in
+``Network.bridge`` (the schema's ``bridge NOT NULL UNIQUE``), and every
+endpoint a link named ``Endpoint.host_ifname``. A driver without a device in
+the gateway namespace needs a schema migration first (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import NetcoreError
+from ..kernel import Kernel
+from ..model import NAME_RE, Endpoint, Network
+
+IFNAMSIZ = 15  # a Linux interface name holds at most 15 characters (IFNAMSIZ - 1)
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """A ``network create`` request as the driver sees it, before IPAM: the options are the user's ``-o``
+    as given, the subnets the ``--subnet`` values as given (the engine parses and checks them)."""
+
+    name: str
+    subnets: tuple[str, ...] = ()
+    internal: bool = False
+    ipv6: bool = False
+    options: dict[str, str] | None = None
+
+
+class NetworkDriver(Protocol):
+    """One kind of network (``network create -d NAME``). Methods raise NetcoreError with one line a user can act on."""
+
+    name: str  # what `-d` takes and the store's `driver` column holds
+
+    def validate(self, request: NetworkRequest) -> dict[str, str]:
+        """The request's options, normalized for the store; NetcoreError for an option or subnet it refuses."""
+
+    def device_name(self, network_id: str, options: dict[str, str]) -> str:
+        """The name of the network's device in the gateway namespace (the store's ``bridge``)."""
+
+    def build_network(self, kernel: Kernel, network: Network) -> None:
+        """Make (or complete: it may be half-built) the network's kernel objects."""
+
+    def teardown_network(self, kernel: Kernel, network: Network) -> None:
+        """Remove the network's kernel objects; what is gone already is no error."""
+
+    def build_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+        """Give namespace ``netns`` the interface ``endpoint.ifname`` (MAC ``endpoint.mac``) on ``network``.
+
+        The engine then configures its addresses and routes."""
+
+    def teardown_endpoint(self, kernel: Kernel, network: Network, endpoint: Endpoint) -> None:
+        """Remove the endpoint's kernel objects (its interface inside the container goes with them)."""
+
+    def network_links(self, network: Network) -> list[str]:
+        """The gateway-namespace links that are the network itself: any missing, reconciliation rebuilds it."""
+
+    def endpoint_links(self, endpoint: Endpoint) -> list[str]:
+        """The gateway-namespace links of one endpoint: any missing, reconciliation rebuilds the endpoint."""
+
+    def ports(self, network: Network, links: dict[str, dict]) -> list[str]:
+        """Which of ``links`` (netcore.kernel.Kernel.links) hang on the network: those of no stored endpoint
+        are leftovers that reconciliation deletes."""
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if Linux takes it as an interface name (at most 15 of [a-zA-Z0-9_.-]); else NetcoreError."""
+    if len(name) > IFNAMSIZ or not NAME_RE.match(name):
+        raise NetcoreError(f"invalid bridge name {name!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
+    return name

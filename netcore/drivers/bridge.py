@@ -1,0 +1,74 @@
+"""The bridge driver: a Linux bridge per network in the gateway namespace, a veth pair per endpoint.
+
+Docker's bridge driver (and netavark's): the bridge carries the gateway
+address(es) and a MAC pinned from the network ID, each endpoint is a veth whose
+host end is a port of the bridge (an isolated port with
+``com.docker.network.bridge.enable_icc=false``) and whose peer is born inside
+the container's namespace. Options are Docker's: ``...bridge.name``,
+``...driver.mtu``, ``...bridge.enable_icc``.
+"""
+
+from __future__ import annotations
+
+from ..errors import NetcoreError
+from ..ipam import prefixlen
+from ..kernel import Kernel
+from ..model import KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU, Endpoint, Network
+from .base import NetworkRequest, check_device_name
+
+
+class BridgeDriver:
+    """Networks on Linux bridges (``-d bridge``, the default)."""
+
+    name = "bridge"
+
+    @staticmethod
+    def validate(request: NetworkRequest) -> dict[str, str]:
+        """Only Docker's bridge options it implements (KNOWN_OPTIONS): MTU 68 to 65535, ICC true/false."""
+        options = dict(request.options or {})
+        for key in options:
+            if key not in KNOWN_OPTIONS:
+                raise NetcoreError(f"unsupported option {key!r}: supported are {', '.join(KNOWN_OPTIONS)}")
+        if OPT_MTU in options:
+            mtu = str(options[OPT_MTU])
+            if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:
+                raise NetcoreError(f"invalid {OPT_MTU} {mtu!r}: a number from 68 to 65535")
+        if OPT_ICC in options and str(options[OPT_ICC]).lower() not in ("true", "false", "1", "0"):
+            raise NetcoreError(f"invalid {OPT_ICC} {options[OPT_ICC]!r}: true or false")
+        return {k: str(v) for k, v in options.items()}
+
+    @staticmethod
+    def device_name(network_id: str, options: dict[str, str]) -> str:
+        """``com.docker.network.bridge.name``, else Docker's ``br-`` and the ID's first 12 hex digits."""
+        return check_device_name(options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}")
+
+    @staticmethod
+    def build_network(kernel: Kernel, network: Network) -> None:
+        mac = "02:" + ":".join(network.id[i:i + 2] for i in range(0, 10, 2))
+        kernel.create_bridge(network.bridge, mac, network.mtu, network.gateway, prefixlen(network.subnet),
+                             network.gateway6, prefixlen(network.subnet6))
+
+    @staticmethod
+    def teardown_network(kernel: Kernel, network: Network) -> None:
+        kernel.delete_link(network.bridge)
+
+    @staticmethod
+    def build_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+        kernel.attach_endpoint(netns, endpoint.host_ifname, endpoint.ifname, network.bridge, network.mtu,
+                               endpoint.mac, isolated=not network.icc)
+
+    @staticmethod
+    def teardown_endpoint(kernel: Kernel, network: Network, endpoint: Endpoint) -> None:
+        kernel.delete_link(endpoint.host_ifname)  # its peer in the container goes with it
+
+    @staticmethod
+    def network_links(network: Network) -> list[str]:
+        return [network.bridge]
+
+    @staticmethod
+    def endpoint_links(endpoint: Endpoint) -> list[str]:
+        return [endpoint.host_ifname]
+
+    @staticmethod
+    def ports(network: Network, links: dict[str, dict]) -> list[str]:
+        return [name for name, link in links.items() if link["master"] == network.bridge]
