@@ -9,13 +9,18 @@ frees its ports, a name taken twice is refused. ``kill_at`` makes it stand for
 a netcore process killed with SIGKILL at one kernel call: that call and every
 later one raise ``Killed`` until ``revive()``, so no more of the process's
 kernel or store work happens, and the test starts the next "process".
+``World`` (the fixture ``new_world`` makes one) is one state dir and one such kernel,
+with a new Engine, a new "process", each time ``engine()`` is called.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from netcore.engine import Engine
+from netcore.model import STATE_RUNNING
 from netcore.netlink import KernelError
 
 HOST = ""  # the host's own namespace, where the gateway's links live when there is no gateway namespace
@@ -259,3 +264,42 @@ class FakeClock:
 
     def boot_id(self) -> str:
         return self.boot
+
+
+GATEWAY_NS = "gw"
+
+
+class World:
+    """One state dir and one kernel; ``engine()`` is a new netcore process on them."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+        self.kernel = FakeKernel(GATEWAY_NS)
+        self.dnsd = FakeDnsd()
+        self.clock = FakeClock()
+        self._engines: list[Engine] = []
+
+    def engine(self, **given) -> Engine:
+        engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
+        self._engines.append(engine)
+        return engine
+
+    def close(self) -> None:
+        for engine in self._engines:
+            engine.store.close()
+
+    def assert_consistent(self, engine: Engine) -> None:
+        """Store and kernel agree: a namespace per container, a veth per endpoint, a bridge per network."""
+        store = engine.store
+        assert sorted(self.kernel.container_namespaces()) == sorted(c.netns for c in store.containers())
+        assert sorted(self.kernel.gateway_links("veth")) == sorted(e.host_ifname for e in store.endpoints())
+        assert sorted(self.kernel.gateway_links("bridge")) == sorted(n.bridge for n in store.networks())
+        assert all(r.state == STATE_RUNNING for r in (*store.networks(), *store.containers(), *store.endpoints()))
+        assert sorted(self.kernel.etc) == sorted(c.netns for c in store.containers())
+
+
+def new_world(tmp_path) -> Iterator[World]:
+    """The ``world`` fixture of the engine's tests (``world = pytest.fixture(new_world)``)."""
+    w = World(str(tmp_path / "state"))
+    yield w
+    w.close()

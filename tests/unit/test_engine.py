@@ -7,50 +7,15 @@ and one FakeKernel shared by the "processes" (Engine objects) that act on it.
 from __future__ import annotations
 
 import pytest
-from fake_kernel import FakeClock, FakeDnsd, FakeKernel, Killed
+from fake_kernel import GATEWAY_NS, Killed, new_world
 
-from netcore.engine import Engine, missing_capabilities
+from netcore.engine import missing_capabilities
 from netcore.errors import NetcoreError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.netlink import KernelError
 
-GATEWAY_NS = "gw"
 
-
-class World:
-    """One state dir and one kernel; ``engine()`` is a new netcore process on them."""
-
-    def __init__(self, state_dir: str):
-        self.state_dir = state_dir
-        self.kernel = FakeKernel(GATEWAY_NS)
-        self.dnsd = FakeDnsd()
-        self.clock = FakeClock()
-        self._engines: list[Engine] = []
-
-    def engine(self, **given) -> Engine:
-        engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
-        self._engines.append(engine)
-        return engine
-
-    def close(self) -> None:
-        for engine in self._engines:
-            engine.store.close()
-
-    def assert_consistent(self, engine: Engine) -> None:
-        """Store and kernel agree: a namespace per container, a veth per endpoint, a bridge per network."""
-        store = engine.store
-        assert sorted(self.kernel.container_namespaces()) == sorted(c.netns for c in store.containers())
-        assert sorted(self.kernel.gateway_links("veth")) == sorted(e.host_ifname for e in store.endpoints())
-        assert sorted(self.kernel.gateway_links("bridge")) == sorted(n.bridge for n in store.networks())
-        assert all(r.state == STATE_RUNNING for r in (*store.networks(), *store.containers(), *store.endpoints()))
-        assert sorted(self.kernel.etc) == sorted(c.netns for c in store.containers())
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(str(tmp_path / "state"))
-    yield w
-    w.close()
+world = pytest.fixture(new_world)
 
 
 @pytest.fixture
