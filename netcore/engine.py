@@ -2,9 +2,10 @@
 
 Every mutating action runs under an exclusive lock on the state dir, in three
 steps: (1) a transaction records the new objects in state ``creating`` (or
-marks old ones ``removing``), (2) netlink builds or tears down the kernel
-objects, (3) a transaction marks them ``running`` (or deletes the rows), and
-dnsd is synced. A process killed between the steps leaves rows in a
+marks old ones ``removing``), (2) the kernel objects are built or torn down
+(a network's and its endpoints' by the network's driver, netcore.drivers),
+(3) a transaction marks them ``running`` (or deletes the rows); then dnsd is
+synced and the firewall applied (netcore.firewall). A process killed between the steps leaves rows in a
 transitional state; since the lock is released only when its holder dies, the
 next action that takes the lock knows they are orphans and reconciles them.
 """
@@ -25,6 +26,8 @@ from .clock import Clock, SystemClock
 from .dnsd_control import DnsdControl
 from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError
+from .firewall import Firewall, NoFirewall
+from .firewall import desired_state as desired_firewall
 from .kernel import Kernel, LinuxKernel
 from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, MODE_BRIDGE,
                     MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, STATE_CREATING,
@@ -92,20 +95,22 @@ class Engine:
 
     What it acts on is given, with the real ones as defaults: ``kernel``
     (netcore.kernel.Kernel: namespaces, links, addresses, /etc/netns files),
-    ``dnsd`` (a DnsdControl: sync/status/stop) and ``clock``
-    (netcore.clock.Clock: creation times, the boot ID). Unit tests pass
-    in-memory ones. Checks no privilege: the CLI calls
+    ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
+    (netcore.clock.Clock: creation times, the boot ID) and ``firewall``
+    (netcore.firewall.Firewall, NoFirewall today). Unit tests pass in-memory
+    ones. Checks no privilege: the CLI calls
     ``require_capabilities()`` first. NetcoreError for a bad namespace name.
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
-                 dnsd: DnsdControl | None = None, clock: Clock | None = None):
+                 dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.state_dir = state_dir
         self.namespace = namespace
         self.kernel: Kernel = kernel if kernel is not None else LinuxKernel(namespace)
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.firewall: Firewall = firewall if firewall is not None else NoFirewall()
         self.ns_prefix = f"{namespace or 'netcore'}-"
         self.store = Store.open(state_dir)
         self.dnsd = dnsd if dnsd is not None else DnsdControl(state_dir, namespace)
@@ -121,10 +126,11 @@ class Engine:
 
     @contextmanager
     def action(self) -> Iterator[None]:
-        """Exclusive across processes; reconciles leftovers first and syncs dnsd last.
+        """Exclusive across processes; reconciles leftovers first, then, once the action succeeded,
+        syncs dnsd and applies the firewall (``apply_firewall``).
 
         Re-entrant: actions nested in one (a topology's `up`) share its lock, its
-        reconciliation and its final dnsd sync.
+        reconciliation, its final dnsd sync and firewall.
         """
         if self._in_action:
             yield
@@ -138,9 +144,25 @@ class Engine:
             self._ensure_default_bridge()
             yield
             self._warn_dns_down(self.sync_dns())
+            self.apply_firewall()
         finally:
             self._in_action = False
             os.close(fd)
+
+    def apply_firewall(self) -> None:
+        """Hand the firewall the state the store calls for now (netcore.firewall.desired_state).
+
+        A failure is one NetcoreError line: the action before it stays recorded and
+        built (the firewall is derived from the store, not part of the action), and
+        the next action applies the whole state again.
+        """
+        desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints())
+        try:
+            self.firewall.apply(desired)
+        except Exception as err:  # noqa: BLE001  (whatever the firewall raises, the user reads one line)
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise NetcoreError(f"firewall not applied: {reason}; the change itself is done and the next "
+                               "command applies the firewall again") from None
 
     def revive_dnsd(self) -> None:
         """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
@@ -708,6 +730,7 @@ class Engine:
                             lambda c=container: gone.update(d.id for d in self._drop_container(c)))
             for network in networks:
                 attempt(f"network {network.name}", lambda n=network: self._drop_network(n))
+            attempt("firewall", self.apply_firewall)
             for namespace in self.kernel.list_namespaces():
                 if namespace.startswith(self.ns_prefix):
                     attempt(f"namespace {namespace}", lambda ns=namespace: (self.kernel.delete_namespace(ns),

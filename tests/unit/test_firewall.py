@@ -1,0 +1,108 @@
+"""The firewall seam: after each action the engine hands the firewall the state the store calls for."""
+
+from __future__ import annotations
+
+import pytest
+from fake_kernel import new_world
+
+from netcore.errors import NetcoreError
+from netcore.firewall import EndpointRules, FirewallState, NetworkRules, desired_state
+from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network
+
+
+class RecordingFirewall:
+    """Keeps every state it is handed; ``error`` makes the next apply fail."""
+
+    def __init__(self):
+        self.applied: list[FirewallState] = []
+        self.error: Exception | None = None
+
+    def apply(self, desired: FirewallState) -> None:
+        if self.error:
+            error, self.error = self.error, None
+            raise error
+        self.applied.append(desired)
+
+
+world = pytest.fixture(new_world)
+
+
+@pytest.fixture
+def recorded(world):
+    fw = RecordingFirewall()
+    return world, fw, world.engine(firewall=fw)
+
+
+def endpoints_of(state: FirewallState) -> list[tuple[str, str, tuple[str, ...]]]:
+    networks = {n.id: n.name for n in state.networks}
+    return sorted((e.container, networks[e.network_id], e.addresses) for e in state.endpoints)
+
+
+def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
+    world, fw, engine = recorded
+    app = engine.create_network("app", ["10.1.0.0/24", "fd00:1::/64"], internal=True, ipv6=True,
+                                options={"com.docker.network.bridge.enable_icc": "false"})
+    [bridge, rules] = fw.applied[-1].networks
+    assert bridge.name == "bridge" and bridge.masquerade and bridge.icc and not bridge.internal
+    assert rules == NetworkRules(id=app.id, name="app", bridge=app.bridge, subnets=("10.1.0.0/24", "fd00:1::/64"),
+                                 internal=True, icc=False, masquerade=False)
+    assert fw.applied[-1].endpoints == ()
+    engine.run("web", "app")
+    assert endpoints_of(fw.applied[-1]) == [("web", "app", ("10.1.0.2", "fd00:1::2"))]
+    [web] = fw.applied[-1].endpoints
+    assert web.host_ifname == engine.store.endpoints()[0].host_ifname
+    engine.connect("bridge", "web")
+    assert endpoints_of(fw.applied[-1]) == [("web", "app", ("10.1.0.2", "fd00:1::2")),
+                                            ("web", "bridge", ("172.17.0.2",))]
+    engine.disconnect("app", "web")
+    assert endpoints_of(fw.applied[-1]) == [("web", "bridge", ("172.17.0.2",))]
+    engine.remove_containers(["web"])
+    assert fw.applied[-1].endpoints == ()
+    engine.remove_network("app")
+    assert [n.name for n in fw.applied[-1].networks] == ["bridge"]
+    assert len(fw.applied) == 6  # once per action
+
+
+def test_a_failing_apply_is_one_line_and_the_action_stays_done(recorded):
+    world, fw, engine = recorded
+    engine.create_network("app", ["10.1.0.0/24"])
+    fw.error = OSError("nft: netlink: Error: Could not process rule:\nNo such file or directory")
+    with pytest.raises(NetcoreError) as raised:
+        engine.run("web", "app")
+    message = str(raised.value)
+    assert message.startswith("firewall not applied: nft: netlink: Error: Could not process rule: No such file")
+    assert "\n" not in message and "next command applies the firewall again" in message
+    world.assert_consistent(engine)  # web is recorded, built and running
+    assert engine.store.container("web")
+    engine.run("db", "app")  # the next action applies the whole state, web included
+    assert endpoints_of(fw.applied[-1]) == [("db", "app", ("10.1.0.3",)), ("web", "app", ("10.1.0.2",))]
+
+
+def test_purge_hands_the_firewall_what_is_left_and_keeps_going_past_its_failure(recorded):
+    world, fw, engine = recorded
+    engine.create_network("app", ["10.1.0.0/24"])
+    engine.run("web", "app")
+    engine.purge()
+    assert fw.applied[-1] == FirewallState()
+    fw.error = RuntimeError("nft is gone")
+    with pytest.raises(NetcoreError, match="not removed: firewall: firewall not applied: nft is gone"):
+        world.engine(firewall=fw).purge()
+
+
+def test_the_desired_state_counts_running_records_only():
+    net = Network(id="n" * 64, name="app", bridge="br-app", subnet="10.1.0.0/24", gateway="10.1.0.1")
+    half = Network(id="h" * 64, name="half", bridge="br-half", subnet="10.2.0.0/24", gateway="10.2.0.1",
+                   state=STATE_CREATING)
+    web = Container(id="w" * 64, name="web", hostname="web", netns="ns-web")
+    going = Container(id="g" * 64, name="going", hostname="going", netns="ns-going", state=STATE_REMOVING)
+    endpoints = [Endpoint(id="1" * 64, container_id=web.id, network_id=net.id, ifname="eth0", host_ifname="veth1",
+                          mac="02:42:0a:01:00:02", ipv4="10.1.0.2"),
+                 Endpoint(id="2" * 64, container_id=going.id, network_id=net.id, ifname="eth0", host_ifname="veth2",
+                          mac="02:42:0a:01:00:03", ipv4="10.1.0.3"),
+                 Endpoint(id="3" * 64, container_id=web.id, network_id=half.id, ifname="eth1", host_ifname="veth3",
+                          mac="02:42:0a:02:00:02", ipv4="10.2.0.2")]
+    assert desired_state([net, half], [web, going], endpoints) == FirewallState(
+        networks=(NetworkRules(id=net.id, name="app", bridge="br-app", subnets=("10.1.0.0/24",), internal=False,
+                               icc=True, masquerade=True),),
+        endpoints=(EndpointRules(network_id=net.id, container_id=web.id, container="web", host_ifname="veth1",
+                                 addresses=("10.1.0.2",)),))
