@@ -5,9 +5,10 @@ steps: (1) a transaction records the new objects in state ``creating`` (or
 marks old ones ``removing``), (2) the kernel objects are built or torn down
 (a network's and its endpoints' by the network's driver, netcore.drivers),
 (3) a transaction marks them ``running`` (or deletes the rows); then dnsd is
-synced and the firewall applied (netcore.firewall). A process killed between the steps leaves rows in a
-transitional state; since the lock is released only when its holder dies, the
-next action that takes the lock knows they are orphans and reconciles them.
+synced and the firewall applied (netcore.firewall). A process killed between
+the steps leaves rows in a transitional state; since the lock is released
+only when its holder dies, the next action that takes the lock knows they are
+orphans and reconciles them. docs/ARCHITECTURE.md maps the modules around it.
 """
 
 from __future__ import annotations
