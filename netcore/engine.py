@@ -66,9 +66,10 @@ CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
 def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
     """The capabilities netcore needs (``CAPABILITIES``) that this process lacks in its effective set.
 
-    The CLI checks them before it builds an Engine, so a command without them
-    writes nothing; the Engine itself does not check (unit tests build one
-    without root). Returns names, e.g. ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
+    Checked before anything is written: by the CLI at its entry, and by
+    ``linux_kernel`` (an Engine with the real kernel); an Engine given another
+    kernel checks nothing (unit tests run without root). Returns names, e.g.
+    ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
     """
     with open(status_path) as f:
         effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
@@ -81,6 +82,14 @@ def require_capabilities() -> None:
     if missing:
         raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
                            "it creates namespaces and links (permission denied)")
+
+
+def linux_kernel(namespace: str | None) -> LinuxKernel:
+    """The real kernel for gateway namespace ``namespace``, once ``require_capabilities()`` passed: an
+    Engine given no kernel builds this one, so a command without privileges fails before it writes anything
+    (whether or not the CLI checked first)."""
+    require_capabilities()
+    return LinuxKernel(namespace)
 
 
 def _is_plain_address(text: str) -> bool:
@@ -99,17 +108,18 @@ class Engine:
     ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
     (netcore.clock.Clock: creation times, the boot ID) and ``firewall``
     (netcore.firewall.Firewall, NoFirewall today). Unit tests pass in-memory
-    ones. Checks no privilege: the CLI calls
-    ``require_capabilities()`` first. NetcoreError for a bad namespace name.
+    ones and need no privilege; only the default kernel (``linux_kernel``)
+    requires CAP_NET_ADMIN and CAP_SYS_ADMIN. NetcoreError for missing
+    capabilities (default kernel only) or a bad namespace name.
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
                  dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None):
+        self.kernel: Kernel = kernel if kernel is not None else linux_kernel(namespace)
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.state_dir = state_dir
         self.namespace = namespace
-        self.kernel: Kernel = kernel if kernel is not None else LinuxKernel(namespace)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.firewall: Firewall = firewall if firewall is not None else NoFirewall()
         self.ns_prefix = f"{namespace or 'netcore'}-"
