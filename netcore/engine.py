@@ -378,7 +378,7 @@ class Engine:
             container = replace(container, state=STATE_RUNNING)
 
             def undo():
-                self._mark_removing(container)
+                self._mark_removing([container])
                 self._drop_container(container)
             for endpoint in endpoints:
                 self._require_dns(self.store.network(endpoint.network_id), undo, f"container {name} not created")
