@@ -63,8 +63,8 @@ def _now() -> str:
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
 
 
-def _missing_capabilities() -> list[str]:
-    """The capabilities netcore needs that this process lacks, checked before anything is written."""
+def missing_capabilities() -> list[str]:
+    """The names of the capabilities netcore needs that this process lacks (the CLI checks before anything)."""
     with open("/proc/self/status") as f:
         effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
@@ -89,10 +89,6 @@ def _prefixlen(cidr: str | None) -> int | None:
 
 class Engine:
     def __init__(self, state_dir: str, namespace: str | None = None):
-        missing = _missing_capabilities()
-        if missing:
-            raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
-                               "it creates namespaces and links (permission denied)")
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.state_dir = state_dir
