@@ -1,7 +1,9 @@
 """The Docker-like command line: `netcore network create/ls/inspect/rm/connect/disconnect`, `run`, `exec`, `rm`, `ps`, `inspect`, `up`, `down`, `purge`.
 
-A thin shell: parse arguments, call the engine once, print. A NetcoreError
-becomes one line on stderr and a non-zero exit; a traceback would be a bug.
+A thin shell: parse arguments, check privileges, call one handler per
+subcommand, which calls the engine and prints. A usage error is one line and
+exit 2; a NetcoreError, an OSError or a store failure is one line and a
+non-zero exit; a traceback would be a bug (``NETCORE_DEBUG=1`` shows one).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
+from typing import TextIO
 
 from . import topology, views
-from .engine import Engine
+from .engine import Engine, missing_capabilities
 from .errors import NetcoreError
 
 DEFAULT_STATE_DIR = "/var/lib/netcore"
+DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -26,8 +31,16 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit 2, as dnsd's are."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
+    """The parser of the whole command line; its subparsers are of the same one-line kind."""
+    parser = _OneLineParser(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
                         help="gateway namespace for every bridge (sandbox mode; created if missing). "
                              "Default: the host's namespace. Env NETCORE_NETNS")
@@ -93,10 +106,134 @@ def _command(argv: list[str]) -> list[str]:
     return argv[1:] if argv[:1] == ["--"] else argv
 
 
-def run_command(args: argparse.Namespace, out) -> int:
+# -- one handler per subcommand: (engine, parsed arguments, output stream) -> exit status ----------------------
+
+
+def network_create(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    network = engine.create_network(args.name, args.subnet, args.ip_range, args.gateway, args.internal,
+                                     args.ipv6, args.dns, dict(args.opt), dict(args.label), args.driver)
+    print(network.id, file=out)
+    return 0
+
+
+def network_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.store.networks()]
+    print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
+    return 0
+
+
+def network_inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    store = engine.store
+    networks = [store.network(ref) for ref in args.names]
+    down = engine.dnsd.listeners_down() if any(n.dns_enabled for n in networks) else {}
+    documents = []
+    for network in networks:
+        attached = [(store.container(e.container_id), e) for e in store.endpoints_on_network(network.id)]
+        documents.append(views.network_document(network, attached, down))
+    print(json.dumps(documents, indent=4), file=out)
+    return 0
+
+
+def network_rm(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    for ref in args.names:
+        engine.remove_network(ref)
+        print(ref, file=out)
+    return 0
+
+
+def network_connect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    engine.connect(args.network, args.container, args.alias, args.ip)
+    return 0
+
+
+def network_disconnect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    engine.disconnect(args.network, args.container)
+    return 0
+
+
+def run(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    container = engine.run(args.name, args.net, args.aliases, args.ip, args.hostname, args.dns)
+    command = _command(args.cmd)
+    if command:
+        return engine.exec_in(container.id, command)
+    print(container.id, file=out)
+    return 0
+
+
+def exec_(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    return engine.exec_in(args.container, _command(args.cmd))
+
+
+def rm(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    for container in engine.remove_containers(args.names, args.force):
+        print(container.name, file=out)
+    return 0
+
+
+def ps(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    store = engine.store
+    containers = store.containers()
+    if args.quiet:
+        for c in containers:
+            print(c.id[:12], file=out)
+        return 0
+    networks = {n.id: n.name for n in store.networks()}
+    rows = []
+    for c in containers:
+        endpoints = store.endpoints_of_container(c.id)
+        nets = ",".join(networks[e.network_id] for e in endpoints) or c.mode
+        addresses = ",".join(e.ipv4 for e in endpoints if e.ipv4)
+        rows.append([c.id[:12], c.name, nets, addresses])
+    print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES"], rows), file=out)
+    return 0
+
+
+def inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    store = engine.store
+    documents = []
+    for ref in args.names:
+        container = store.container(ref)
+        attached = [(store.network(e.network_id), e) for e in store.endpoints_of_container(container.id)]
+        peer = store.container(container.peer) if container.peer else None
+        documents.append(views.container_document(container, attached, peer))
+    print(json.dumps(documents, indent=4), file=out)
+    return 0
+
+
+def up(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    for line in topology.up(engine, topology.load(args.file)):
+        print(line, file=out)
+    return 0
+
+
+def down(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    for line in topology.down(engine, topology.load(args.file)):
+        print(line, file=out)
+    return 0
+
+
+def purge(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    engine.purge()
+    return 0
+
+
+HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int]] = {
+    "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
+    "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
+    "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "up": up, "down": down, "purge": purge,
+}
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The subcommand as users type it, e.g. ``network create``: the key of its handler in ``HANDLERS``."""
+    return f"network {args.network_command}" if args.command == "network" else args.command
+
+
+def run_command(args: argparse.Namespace, out: TextIO) -> int:
+    """Run one parsed command against the engine of its state dir; reconciliation notes and warnings go to stderr."""
     engine = Engine(args.state_dir, args.netns)
     try:
-        return _dispatch(engine, args, out)
+        return HANDLERS[command_name(args)](engine, args, out)
     finally:
         for note in engine.notes:
             print(f"netcore: reconciled: {note}", file=sys.stderr)
@@ -105,91 +242,43 @@ def run_command(args: argparse.Namespace, out) -> int:
         engine.close()
 
 
-def _dispatch(engine: Engine, args: argparse.Namespace, out) -> int:
-    store = engine.store
-    if args.command == "network":
-        sub = args.network_command
-        if sub == "create":
-            network = engine.create_network(args.name, args.subnet, args.ip_range, args.gateway, args.internal,
-                                             args.ipv6, args.dns, dict(args.opt), dict(args.label), args.driver)
-            print(network.id, file=out)
-        elif sub == "ls":
-            rows = [[n.id[:12], n.name, n.driver, "local"] for n in store.networks()]
-            print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
-        elif sub == "inspect":
-            documents = []
-            networks = [store.network(ref) for ref in args.names]
-            down = engine.dnsd.listeners_down() if any(n.dns_enabled for n in networks) else {}
-            for network in networks:
-                attached = [(store.container(e.container_id), e) for e in store.endpoints_on_network(network.id)]
-                documents.append(views.network_document(network, attached, down))
-            print(json.dumps(documents, indent=4), file=out)
-        elif sub == "rm":
-            for ref in args.names:
-                engine.remove_network(ref)
-                print(ref, file=out)
-        elif sub == "connect":
-            engine.connect(args.network, args.container, args.alias, args.ip)
-        elif sub == "disconnect":
-            engine.disconnect(args.network, args.container)
-        return 0
-    if args.command == "run":
-        container = engine.run(args.name, args.net, args.aliases, args.ip, args.hostname, args.dns)
-        command = _command(args.cmd)
-        if command:
-            return engine.exec_in(container.id, command)
-        print(container.id, file=out)
-    elif args.command == "exec":
-        return engine.exec_in(args.container, _command(args.cmd))
-    elif args.command == "rm":
-        for container in engine.remove_containers(args.names, args.force):
-            print(container.name, file=out)
-    elif args.command == "ps":
-        containers = store.containers()
-        if args.quiet:
-            for c in containers:
-                print(c.id[:12], file=out)
-            return 0
-        networks = {n.id: n.name for n in store.networks()}
-        rows = []
-        for c in containers:
-            endpoints = store.endpoints_of_container(c.id)
-            nets = ",".join(networks[e.network_id] for e in endpoints) or c.mode
-            addresses = ",".join(e.ipv4 for e in endpoints if e.ipv4)
-            rows.append([c.id[:12], c.name, nets, addresses])
-        print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES"], rows), file=out)
-    elif args.command == "inspect":
-        documents = []
-        for ref in args.names:
-            container = store.container(ref)
-            attached = [(store.network(e.network_id), e) for e in store.endpoints_of_container(container.id)]
-            peer = store.container(container.peer) if container.peer else None
-            documents.append(views.container_document(container, attached, peer))
-        print(json.dumps(documents, indent=4), file=out)
-    elif args.command in ("up", "down"):
-        spec = topology.load(args.file)
-        actions = topology.up(engine, spec) if args.command == "up" else topology.down(engine, spec)
-        for line in actions:
-            print(line, file=out)
-    elif args.command == "purge":
-        engine.purge()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The ``netcore`` command: 0 on success; errors are one line on stderr and a non-zero exit.
+
+    Usage errors exit 2; a NetcoreError exits with its code; an OSError or a store failure exits 1.
+    With ``NETCORE_DEBUG=1`` in the environment an unexpected error shows its traceback instead.
+    """
     args = build_parser().parse_args(argv)
+    debug = os.environ.get(DEBUG_ENV) == "1"
     try:
+        missing = missing_capabilities()
+        if missing:
+            raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
+                               "it creates namespaces and links (permission denied)")
         return run_command(args, sys.stdout)
     except NetcoreError as err:
         print(f"netcore: {err}", file=sys.stderr)
         return err.exit_code
     except sqlite3.Error as err:  # a read, or a write outside Store.transaction(): never half a change either
-        print(f"netcore: {args.command}: the store in {args.state_dir} failed: {err}; nothing was half-written "
+        if debug:
+            raise
+        print(f"netcore: {command_name(args)}: the store in {args.state_dir} failed: {err}; nothing was half-written "
               "(every change is one transaction, rolled back on error)", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if debug:
+            raise
+        print(f"netcore: {command_name(args)}: {_os_error_text(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("netcore: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_text(err: OSError) -> str:
+    """``strerror: filename`` as the C library would say it, else the error's own text."""
+    text = err.strerror or str(err)
+    return f"{text}: {err.filename}" if err.filename else text
 
 
 if __name__ == "__main__":

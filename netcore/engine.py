@@ -66,30 +66,13 @@ CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
 def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
     """The capabilities netcore needs (``CAPABILITIES``) that this process lacks in its effective set.
 
-    Checked before anything is written: by the CLI at its entry, and by
-    ``linux_kernel`` (an Engine with the real kernel); an Engine given another
-    kernel checks nothing (unit tests run without root). Returns names, e.g.
-    ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
+    The CLI checks them at its entry, before anything is written; the Engine
+    does not (an Engine given an in-memory kernel runs without root). Returns
+    names, e.g. ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
     """
     with open(status_path) as f:
         effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
-
-
-def require_capabilities() -> None:
-    """Raise NetcoreError (one line naming what is missing) unless ``missing_capabilities()`` is empty."""
-    missing = missing_capabilities()
-    if missing:
-        raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
-                           "it creates namespaces and links (permission denied)")
-
-
-def linux_kernel(namespace: str | None) -> LinuxKernel:
-    """The real kernel for gateway namespace ``namespace``, once ``require_capabilities()`` passed: an
-    Engine given no kernel builds this one, so a command without privileges fails before it writes anything
-    (whether or not the CLI checked first)."""
-    require_capabilities()
-    return LinuxKernel(namespace)
 
 
 def _is_plain_address(text: str) -> bool:
@@ -108,16 +91,15 @@ class Engine:
     ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
     (netcore.clock.Clock: creation times, the boot ID) and ``firewall``
     (netcore.firewall.Firewall, NoFirewall today). Unit tests pass in-memory
-    ones and need no privilege; only the default kernel (``linux_kernel``)
-    requires CAP_NET_ADMIN and CAP_SYS_ADMIN. NetcoreError for missing
-    capabilities (default kernel only) or a bad namespace name.
+    ones. Checks no privilege (the CLI does, ``missing_capabilities``);
+    NetcoreError for a bad namespace name.
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
                  dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None):
-        self.kernel: Kernel = kernel if kernel is not None else linux_kernel(namespace)
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
+        self.kernel: Kernel = kernel if kernel is not None else LinuxKernel(namespace)
         self.state_dir = state_dir
         self.namespace = namespace
         self.clock: Clock = clock if clock is not None else SystemClock()

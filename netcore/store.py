@@ -6,6 +6,16 @@ changed. The journal is a WAL with ``synchronous=FULL``: a process killed (or a
 machine losing power) between writes leaves the last committed state intact.
 Uniqueness that must never break (names, an address on a network, a subnet's
 bridge) is enforced by the schema itself, not only by the code that checks first.
+
+The schema has a version (SQLite's ``PRAGMA user_version``) and an ordered list
+of migration steps, ``MIGRATIONS``: step *i* takes a store from version *i* to
+*i + 1*. The writer (``Store.open``) applies the missing steps in one
+``BEGIN IMMEDIATE`` transaction, so two writers opening an old store at once
+migrate it once; it never touches a store newer than it knows. Readers
+(``Store.open_readonly``, dnsd) never migrate: they read versions from
+``OLDEST_READABLE`` to the newest they know and refuse others with one line.
+How each record field is kept in its column is declared in ``CODECS``, checked
+against the model's annotations when this module is imported.
 """
 
 from __future__ import annotations
@@ -14,16 +24,21 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar, Union
 
 from .errors import Conflict, NetcoreError, NotFound, StoreError
 from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, group_by_container
 
 DB_NAME = "netcore.db"
 
-SCHEMA = """
+# Version 1: the schema exactly as the releases before schema versions created it (they left user_version 0).
+# IF NOT EXISTS throughout, so on such a store the step creates only what is missing (the change feed, on a
+# store older than it) and leaves every table and row as it is.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, bridge TEXT NOT NULL UNIQUE,
@@ -53,6 +68,114 @@ CREATE INDEX IF NOT EXISTS changes_by_generation ON changes(generation);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
 """
 
+# A step is SQL (one or more statements) or a function of the connection. It runs inside the migration's
+# transaction with foreign keys off (a step may rebuild a table); they are checked before the commit. Never
+# edit or reorder a released step: append one. A step that changes what readers select (renames or drops a
+# column they read, changes a value's meaning) also raises OLDEST_READABLE to its own version.
+Migration = Union[str, Callable[[sqlite3.Connection], None]]
+MIGRATIONS: list[Migration] = [SCHEMA_V1]
+OLDEST_READABLE = 1  # the oldest version this module's reads work on
+
+
+class SchemaVersionError(NetcoreError):
+    """The store's schema is one this program cannot use: newer than it knows, or (for a reader) too old."""
+
+
+def current_version() -> int:
+    """The schema version this code writes: the number of migration steps."""
+    return len(MIGRATIONS)
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """The statements of an SQL script, one by one (``executescript`` would commit the open transaction)."""
+    pending = ""
+    for piece in sql.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if any(line.strip() and not line.strip().startswith("--") for line in pending[:-1].splitlines()):
+                yield pending
+            pending = ""
+    if pending.strip(" \n\t;"):
+        raise ValueError(f"incomplete SQL statement in a migration step: {pending.strip()[:60]!r}")
+
+
+def _stored_version(db: sqlite3.Connection) -> int:
+    """The store's schema version; a store of the releases before versions (user_version 0 with tables) is 1."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        return 1
+    return version
+
+
+# -- how fields are kept in columns -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """How values of one kind of annotation are kept in an SQLite column.
+
+    ``fits(annotation)`` says whether the codec can keep a field of that
+    (resolved) type; ``encode`` maps a value to what SQLite stores, ``decode``
+    maps it back.
+    """
+
+    name: str
+    fits: Callable[[Any], bool]
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+JSON_TUPLE = Codec("JSON_TUPLE", lambda t: typing.get_origin(t) is tuple or t is tuple,
+                   lambda value: json.dumps(list(value), sort_keys=True), lambda text: tuple(json.loads(text)))
+JSON_DICT = Codec("JSON_DICT", lambda t: typing.get_origin(t) is dict or t is dict,
+                  lambda value: json.dumps(value, sort_keys=True), json.loads)
+BOOL = Codec("BOOL", lambda t: t is bool, int, bool)
+
+SCALARS = (str, int, float, bytes, type(None))  # kept as they are; bool is not one (it would come back an int)
+
+# Every field that is not a scalar declares its codec here; an undeclared one fails the import.
+CODECS: dict[type, dict[str, Codec]] = {
+    Network: {"internal": BOOL, "dns": JSON_TUPLE, "options": JSON_DICT, "labels": JSON_DICT},
+    Container: {"dns": JSON_TUPLE},
+    Endpoint: {"aliases": JSON_TUPLE},
+}
+
+Columns = tuple[tuple[str, Codec | None], ...]  # each field's column name and codec (None: stored as it is)
+
+
+def _is_scalar(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return all(arg in SCALARS for arg in typing.get_args(annotation))
+    return annotation in SCALARS
+
+
+def column_spec(kind: type, codecs: dict[str, Codec]) -> Columns:
+    """The columns of a record dataclass: each field with the codec declared for it in ``codecs``.
+
+    Raises TypeError (at import, for the model's records) if a field that is
+    not a scalar (``str``, ``int``, ``float``, ``bytes``, optionally ``| None``)
+    has no codec, if a declared codec does not fit its field's annotation, or
+    if a codec is declared for a field the record does not have.
+    """
+    hints = typing.get_type_hints(kind)
+    fields = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(codecs) - set(fields))
+    if unknown:
+        raise TypeError(f"codecs declared for {kind.__name__} fields that do not exist: {', '.join(unknown)}")
+    columns = []
+    for name in fields:
+        annotation, codec = hints[name], codecs.get(name)
+        if codec is None and not _is_scalar(annotation):
+            raise TypeError(f"{kind.__name__}.{name}: {annotation} is not a scalar column type; declare its codec "
+                            f"({', '.join(c.name for c in (JSON_TUPLE, JSON_DICT, BOOL))}) in netcore.store.CODECS")
+        if codec is not None and not codec.fits(annotation):
+            raise TypeError(f"{kind.__name__}.{name}: codec {codec.name} does not fit {annotation}")
+        columns.append((name, codec))
+    return tuple(columns)
+
+
+COLUMNS: dict[type, Columns] = {kind: column_spec(kind, codecs) for kind, codecs in CODECS.items()}
+
 Record = TypeVar("Record", Network, Container, Endpoint)
 CHANGES_KEPT = 10_000  # generations of change feed kept; a reader further behind reloads everything
 NETWORK_CHANGE = ""
@@ -60,38 +183,49 @@ TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints"}
 ROLLED_BACK = "the transaction was rolled back: nothing was half-written"
 
 
-def _to_row(record) -> dict:
+def _to_row(record, columns: Columns | None = None) -> dict:
+    """The column values of a record, by its declared codecs (``COLUMNS`` of its type unless given)."""
     row = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, (tuple, dict)):
-            value = json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
-        elif isinstance(value, bool):
-            value = int(value)
-        row[f.name] = value
+    for name, codec in columns or COLUMNS[type(record)]:
+        value = getattr(record, name)
+        row[name] = value if codec is None else codec.encode(value)
     return row
 
 
-def _from_row(kind: type[Record], row: sqlite3.Row) -> Record:
+def _from_row(kind: type[Record], row: sqlite3.Row, columns: Columns | None = None) -> Record:
+    """The record of a row, by its declared codecs; columns the record does not have are ignored."""
     values = {}
-    for f in dataclasses.fields(kind):
-        value = row[f.name]
-        if f.type.startswith("tuple"):
-            value = tuple(json.loads(value))
-        elif f.type == "dict":
-            value = json.loads(value)
-        elif f.type == "bool":
-            value = bool(value)
-        values[f.name] = value
+    for name, codec in columns or COLUMNS[kind]:
+        value = row[name]
+        values[name] = value if codec is None else codec.decode(value)
     return kind(**values)
+
+
+def _apply(step: Migration, db: sqlite3.Connection) -> None:
+    """Run one migration step inside the open transaction."""
+    if callable(step):
+        step(db)
+    else:
+        for statement in _statements(step):
+            db.execute(statement)
 
 
 READER_CACHE_KIB = 256  # SQLite's page cache of a read-only connection (its default is 2 MiB)
 
 
 class Store:
-    def __init__(self, path: str, readonly: bool = False):
+    """The SQLite store of one state dir: the writer (``open``) or a reader (``open_readonly``).
+
+    Opening raises NetcoreError if the file cannot be opened, SchemaVersionError
+    if its schema is newer than this code knows (or, for a reader, older than it
+    reads), and StoreError if an upgrade failed (rolled back: the store is as it was).
+    """
+
+    def __init__(self, path: str, readonly: bool = False, program: str | None = None):
         self.path = path
+        self.state_dir = os.path.dirname(path)
+        self.readonly = readonly
+        self.program = program or ("dnsd" if readonly else "netcore")  # who is refused, in a version error
         try:
             if readonly:
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
@@ -100,19 +234,33 @@ class Store:
                 self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.OperationalError as err:
             raise NetcoreError(f"cannot open the store {path}: {err}") from None
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        if readonly:  # dnsd: reads each row once per build, the OS caches the file; keep its page cache small
-            self._db.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
-        else:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.executescript(SCHEMA)
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if readonly:  # dnsd: reads each row once per build, the OS caches the file; keep its page cache small
+                self._db.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+                self._check_version()
+            else:
+                self._check_version()  # before anything is set or written: a newer store is never touched
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._migrate()
+                self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as err:
+            self._db.close()
+            raise StoreError(f"cannot open the store {path}: {err}") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     @classmethod
     def open(cls, state_dir: str) -> Store:
-        """The store of a state dir, created root-only (0700 dir, 0600 files) if missing."""
+        """The store of a state dir, created root-only (0700 dir, 0600 files) if missing, upgraded if older.
+
+        Safe without the state-dir lock: the upgrade runs in one ``BEGIN IMMEDIATE``
+        transaction, so of several writers opening an old store at once one
+        upgrades it and the others find it done. Raises as ``Store()`` does.
+        """
         old_umask = os.umask(0o077)
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
@@ -123,8 +271,76 @@ class Store:
             os.umask(old_umask)
 
     @classmethod
-    def open_readonly(cls, state_dir: str) -> Store:
-        return cls(os.path.join(state_dir, DB_NAME), readonly=True)
+    def open_readonly(cls, state_dir: str, program: str = "dnsd") -> Store:
+        """The store of a state dir for reading only (dnsd); never creates, upgrades or writes it.
+
+        Raises NetcoreError if it cannot be opened, SchemaVersionError if its
+        schema is newer than this code knows or older than ``OLDEST_READABLE``
+        (a store netcore has not upgraded yet: any netcore command upgrades it).
+        Every read transaction checks the version again, so a reader kept open
+        while a newer netcore upgrades the store refuses instead of misreading it.
+        """
+        return cls(os.path.join(state_dir, DB_NAME), readonly=True, program=program)
+
+    # -- schema versions -------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The store's schema version (1 for a store of the releases that had none)."""
+        return _stored_version(self._db)
+
+    def _check_version(self) -> None:
+        """Raise SchemaVersionError unless this code may use the store's schema as it stands."""
+        version, known = _stored_version(self._db), current_version()
+        if version > known:
+            raise SchemaVersionError(f"the store in {self.state_dir} has schema version {version}, newer than this "
+                                     f"{self.program} knows ({known}): upgrade {self.program}")
+        if self.readonly and version < OLDEST_READABLE:
+            raise SchemaVersionError(f"the store in {self.state_dir} has schema version {version}, older than this "
+                                     f"{self.program} reads ({OLDEST_READABLE}): run any netcore command "
+                                     "(e.g. netcore network ls) to upgrade it")
+
+    def _migrate(self) -> None:
+        """Apply the missing migration steps in one transaction; the writer's part of opening."""
+        target = current_version()
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == target:
+            return  # the common case: no write lock taken
+        self._db.execute("PRAGMA foreign_keys = OFF")  # a step may rebuild a table; checked before the commit
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot start upgrading the store in {self.state_dir}: {err}; nothing was changed") \
+                from None
+        try:
+            self._check_version()  # another writer may have upgraded it while this one waited
+            start = self._db.execute("PRAGMA user_version").fetchone()[0]  # 0 also for the releases without one
+            for number in range(start, target):
+                try:
+                    _apply(MIGRATIONS[number], self._db)
+                except Exception as err:  # noqa: BLE001  (a failed step is one line; the store stays as it was)
+                    raise StoreError(f"cannot upgrade the store in {self.state_dir} from schema version {start} "
+                                     f"to {target}: step {number + 1} failed: {err}; {ROLLED_BACK}") from None
+            if start != target:
+                self._check_upgraded(start, target)
+                self._db.execute(f"PRAGMA user_version = {target:d}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _check_upgraded(self, start: int, target: int) -> None:
+        """After the steps: every record field has its column, and every reference still holds."""
+        missing = []
+        for kind, table in TABLES.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            missing += [f"{table}.{name}" for name, _ in COLUMNS[kind] if name not in present]
+        if missing:
+            raise StoreError(f"cannot upgrade the store in {self.state_dir} from schema version {start} to {target}: "
+                             f"it has no column {', '.join(missing)} (not a store netcore made?); {ROLLED_BACK}")
+        broken = self._db.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreError(f"cannot upgrade the store in {self.state_dir} from schema version {start} to {target}: "
+                             f"{len(broken)} rows refer to rows that do not exist (first in table {broken[0][0]}); "
+                             f"{ROLLED_BACK}")
 
     def close(self) -> None:
         self._db.close()
@@ -143,6 +359,7 @@ class Store:
         except sqlite3.Error as err:
             raise StoreError(f"cannot start a write in the store {self.path}: {err}; nothing was written") from None
         try:
+            self._check_version()  # a newer netcore may have upgraded the store since it was opened
             self._touched: set[str] = set()
             yield
             if not self._touched:  # nothing written: readers have nothing to catch up on
@@ -285,6 +502,7 @@ class Store:
         """
         self._db.execute("BEGIN")
         try:
+            self._check_version()
             current = self.generation()
             if current == generation:
                 return current, set()
@@ -304,6 +522,7 @@ class Store:
         ordered = sorted(ids)
         self._db.execute("BEGIN")
         try:
+            self._check_version()
             for start in range(0, len(ordered), 500):  # SQLite bounds the number of parameters
                 chunk = ordered[start:start + 500]
                 marks = ", ".join("?" * len(chunk))
@@ -320,6 +539,7 @@ class Store:
         its running endpoints, read as the iterator is advanced (so all rows never need to be in memory)."""
         self._db.execute("BEGIN")
         try:
+            self._check_version()
             yield self._select(Network, "WHERE state = ?", (STATE_RUNNING,)), self._running_containers()
         finally:
             self._db.execute("COMMIT")

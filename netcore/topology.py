@@ -106,6 +106,29 @@ def load(path: str) -> Topology:
     return parse(document, path)
 
 
+def creation_order(containers: list[ContainerSpec]) -> list[ContainerSpec]:
+    """The containers in file order, except that one run with ``net: container:NAME`` comes after
+    NAME when the file declares NAME too (its namespace must exist first). Pure; a cycle keeps file order
+    for its members (creating them then fails with a clear "no such container")."""
+    declared = {spec.name: spec for spec in containers}
+    ordered: list[ContainerSpec] = []
+    placed: set[str] = set()
+
+    def place(spec: ContainerSpec, visiting: frozenset[str]) -> None:
+        if spec.name in placed or spec.name in visiting:
+            return
+        owner = spec.mode.partition(":")[2] if spec.mode and spec.mode.startswith("container:") else None
+        if owner in declared:
+            place(declared[owner], visiting | {spec.name})
+        if spec.name not in placed:
+            placed.add(spec.name)
+            ordered.append(spec)
+
+    for spec in containers:
+        place(spec, frozenset())
+    return ordered
+
+
 def up(engine, topology: Topology) -> list[str]:
     with engine.action():  # one lock, one reconciliation, one dnsd sync for the whole file
         return _up(engine, topology)
@@ -124,7 +147,7 @@ def _up(engine, topology: Topology) -> list[str]:
                               {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
                               {str(k): str(v) for k, v in (spec.get("labels") or {}).items()})
         done.append(f"network {name}: created")
-    for spec in topology.containers:
+    for spec in creation_order(topology.containers):
         container = store.find_container(spec.name)
         pending = list(spec.attachments)
         if container is None:

@@ -7,10 +7,9 @@ and one FakeKernel shared by the "processes" (Engine objects) that act on it.
 from __future__ import annotations
 
 import pytest
-from fake_kernel import GATEWAY_NS, FakeKernel, Killed, new_world
+from fake_kernel import GATEWAY_NS, Killed, new_world
 
-from netcore import engine as engine_module
-from netcore.engine import Engine, missing_capabilities
+from netcore.engine import missing_capabilities
 from netcore.errors import NetcoreError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.netlink import KernelError
@@ -34,15 +33,6 @@ def test_an_engine_is_built_without_root_and_capabilities_are_read_from_proc_sta
     assert missing_capabilities(str(status)) == ["CAP_SYS_ADMIN"]
     status.write_text("CapEff:\t000001ffffffffff\n")
     assert missing_capabilities(str(status)) == []
-
-
-def test_only_the_real_kernel_requires_capabilities_and_fails_before_anything_is_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_module, "missing_capabilities", lambda: ["CAP_NET_ADMIN"])
-    with pytest.raises(NetcoreError, match="^netcore must run as root with CAP_NET_ADMIN: .*permission denied"):
-        Engine(str(tmp_path / "state"), GATEWAY_NS)
-    assert not (tmp_path / "state").exists()
-    engine = Engine(str(tmp_path / "state"), GATEWAY_NS, kernel=FakeKernel(GATEWAY_NS))  # no check: no root needed
-    engine.close()
 
 
 def test_run_records_then_builds_then_confirms(world):

@@ -55,3 +55,21 @@ def test_examples_parse():
     assert files
     for path in files:
         topology.load(path)
+
+
+def test_a_container_sharing_a_namespace_is_created_after_its_owner_whatever_the_file_order():
+    t = topology.parse(yaml.safe_load("""
+containers:
+  side: {net: "container:web"}
+  sidecar2: {net: "container:side"}
+  web: {networks: [app]}
+  other: {net: "container:elsewhere"}
+  loop1: {net: "container:loop2"}
+  loop2: {net: "container:loop1"}
+networks:
+  app: {}
+"""), "t.yaml")
+    order = [spec.name for spec in topology.creation_order(t.containers)]
+    assert sorted(order) == sorted(spec.name for spec in t.containers)  # each once
+    assert order.index("web") < order.index("side") < order.index("sidecar2")
+    assert order.index("other") < order.index("loop1")  # not declared in the file: kept where it is

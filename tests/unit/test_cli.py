@@ -1,0 +1,58 @@
+"""netcore's command line as a shell: one handler per subcommand, and every error one line."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from netcore import cli
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    names = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = _subcommands(sub, f"{prefix}{name} ")
+                names += nested or [f"{prefix}{name}"]
+    return names
+
+
+def test_every_subcommand_has_its_handler():
+    assert sorted(_subcommands(cli.build_parser())) == sorted(cli.HANDLERS)
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["network"], ["network", "create"], ["run", "--bogus"],
+                                  ["network", "create", "-o", "novalue", "n"], ["rm"], ["up"]])
+def test_a_usage_error_is_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("netcore"), err
+
+
+def test_an_os_error_is_one_line_naming_the_command_and_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    (tmp_path / "file").write_text("")
+    state_dir = str(tmp_path / "file" / "state")
+    assert cli.main(["--state-dir", state_dir, "ps"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"netcore: ps: Not a directory: {state_dir}\n"
+
+
+def test_netcore_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError):
+        cli.main(["--state-dir", str(tmp_path / "file" / "state"), "ps"])
+
+
+def test_missing_privileges_are_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "missing_capabilities", lambda: ["CAP_NET_ADMIN"])
+    state_dir = tmp_path / "state"
+    assert cli.main(["--state-dir", str(state_dir), "network", "ls"]) == 1
+    assert capsys.readouterr().err == ("netcore: netcore must run as root with CAP_NET_ADMIN: it creates namespaces "
+                                       "and links (permission denied)\n")
+    assert not state_dir.exists()
