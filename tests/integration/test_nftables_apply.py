@@ -242,3 +242,45 @@ def test_masquerade_shows_the_uplink_address_to_the_outside(lab):
     assert peer_seen().startswith("failed")
     sh("ip", "-n", wan, "route", "add", "10.201.1.0/24", "via", "198.51.100.1")  # a way back now exists ...
     assert peer_seen().startswith("failed"), "an internal network let a connection out"  # ... still nothing
+
+
+UDP_ECHO = """
+import socket
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("10.201.1.1", 53))
+print("ready", flush=True)
+while True:
+    data, peer = server.recvfrom(512)
+    server.sendto(data, peer)
+"""
+
+UDP_ASK = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(b"q", ("10.201.1.1", 53))
+try:
+    print(s.recv(512).decode())
+except OSError:
+    print("no answer")
+"""
+
+
+def test_dns_to_the_gateway_passes_netcores_table_but_a_host_drop_policy_needs_its_own_accept(lab):
+    """What nftables.py documents: an accept ends only its own base chain, a drop anywhere is final."""
+    gw, a = lab.netns("gw"), lab.netns("a")
+    build_network(gw, a, "br-a", "10.201.1.0/24")
+    server = lab.spawn(gw, sys.executable, "-c", UDP_ECHO)
+    assert server.stdout.readline().strip() == "ready"
+
+    def asks() -> str:
+        return sh("ip", "netns", "exec", a, sys.executable, "-c", UDP_ASK).stdout.strip()
+
+    nft_apply.apply(render(FirewallState((network("a", "br-a", "10.201.1.0/24"),))), gw)
+    assert asks() == "q"
+    host = "add table inet host { chain input { type filter hook input priority filter; policy drop; }; }"
+    sh("ip", "netns", "exec", gw, "nft", host)
+    assert asks() == "no answer"  # netcore's accept at priority -10 does not override it
+    sh("ip", "netns", "exec", gw, "nft", "add rule inet host input iifname br-a meta l4proto { tcp, udp } "
+       "th dport 53 accept")
+    assert asks() == "q"
