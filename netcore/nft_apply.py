@@ -76,7 +76,7 @@ def run_nft(namespace: str | None, args: list[str], stdin: str | None = None) ->
     nft = nft_path()
     path = _namespace_path(namespace)
     try:
-        return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
+        return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False,
                               preexec_fn=_enter(path))
     except FileNotFoundError:
         raise NftError(INSTALL_HINT) from None

@@ -28,7 +28,7 @@ PREFIX = "nctnft"
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr}")
     return proc
@@ -60,7 +60,7 @@ class Lab:
                 proc.kill()
             proc.wait()
         for name in self.namespaces:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_a_rejected_script_changes_nothing_and_says_why_in_one_line(lab):
 
 def test_forwarding_is_switched_on_once_in_the_namespace(lab):
     gw = lab.netns("gw")
-    read = lambda key: sh("ip", "netns", "exec", gw, "sysctl", "-n", key).stdout.strip()  # noqa: E731
+    read = lambda key: sh("ip", "netns", "exec", gw, "sysctl", "-n", key).stdout.strip()
     assert read("net.ipv4.ip_forward") == "0"
     assert nft_apply.enable_forwarding(gw) is True
     assert read("net.ipv4.ip_forward") == "1"
