@@ -1,0 +1,194 @@
+"""The I/O shell around netcore.nftables: runs ``nft`` in the gateway namespace, and switches on forwarding.
+
+``namespace`` is a named network namespace (``/run/netns/NAME``, netcore's
+sandbox mode) or None for the namespace netcore itself runs in (the host's).
+``nft`` runs as a child that joins the namespace with setns(2) before exec,
+as ``ip netns exec`` does, without its mount namespace work (nft reads no
+/etc file here).
+
+Every function raises ``NftError`` (a ``NetcoreError``, one line) when nft is
+not installed, naming the package (``apt-get install nftables``), before
+anything is changed; when the namespace does not exist; or when nft fails,
+with nft's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from . import linux
+from .errors import NetcoreError
+from .nftables import TABLE, Ruleset, normalize_listing
+
+NETNS_DIR = "/run/netns"
+NFT_SEARCH_PATH = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin", "/sbin"]))
+INSTALL_HINT = "nftables is not installed (no nft command): install it with `apt-get install nftables`"
+TIMEOUT = 30.0
+
+CURRENT = "current"  # the live table is the rendered one
+MISSING = "missing"  # no netcore table (first run, `nft flush ruleset`, deleted by hand)
+DIFFERENT = "different"  # a netcore table that is not the rendered one (edited, flushed, an older rendering)
+
+
+class NftError(NetcoreError):
+    """nft is missing, the namespace is gone, or nft refused or failed a command."""
+
+
+def nft_path() -> str:
+    """The nft executable (PATH, then /usr/sbin and /sbin, where Debian puts it); NftError if there is none."""
+    found = shutil.which("nft", path=NFT_SEARCH_PATH)
+    if not found:
+        raise NftError(INSTALL_HINT)
+    return found
+
+
+def _namespace_path(namespace: str | None) -> str | None:
+    if namespace is None:
+        return None
+    path = os.path.join(NETNS_DIR, namespace)
+    if not os.path.exists(path):
+        raise NftError(f"network namespace {namespace} does not exist")
+    return path
+
+
+def _enter(path: str | None):
+    def enter() -> None:  # in the child, between fork and exec
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                linux.setns(fd, linux.CLONE_NEWNET)
+            finally:
+                os.close(fd)
+    return enter
+
+
+def _one_line(text: str) -> str:
+    """nft's error output (the message, then the offending line and a caret line) as one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line]
+    return "; ".join(errors or lines) or "no message"
+
+
+def run_nft(namespace: str | None, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``nft ARGS...`` inside ``namespace``, its output captured as text; the caller reads returncode."""
+    nft = nft_path()
+    path = _namespace_path(namespace)
+    try:
+        return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False,
+                              preexec_fn=_enter(path))
+    except FileNotFoundError:
+        raise NftError(INSTALL_HINT) from None
+    except subprocess.TimeoutExpired:
+        raise NftError(f"nft {' '.join(args)} did not finish within {TIMEOUT:.0f} s") from None
+    except (OSError, subprocess.SubprocessError) as err:
+        raise NftError(f"cannot run nft in namespace {namespace or '(host)'}: {err}") from None
+
+
+def _where(namespace: str | None) -> str:
+    return f" in namespace {namespace}" if namespace else ""
+
+
+def apply(ruleset: Ruleset | str, namespace: str | None) -> None:
+    """Replace netcore's table with ``ruleset`` (a ``Ruleset`` or its script) in one nft transaction.
+
+    An empty rendering deletes the table. Raises NftError with nft's message if nft rejects the
+    script; the transaction is then not applied, so the table stays as it was.
+    """
+    script = ruleset.script if isinstance(ruleset, Ruleset) else ruleset
+    proc = run_nft(namespace, ["-f", "-"], stdin=script)
+    if proc.returncode != 0:
+        raise NftError(f"nft rejected netcore's ruleset{_where(namespace)}: {_one_line(proc.stderr)}")
+
+
+def check(ruleset: Ruleset | str, namespace: str | None) -> None:
+    """``nft --check``: parse and validate the script against the kernel without committing anything.
+    Raises NftError with nft's message if it would be rejected."""
+    script = ruleset.script if isinstance(ruleset, Ruleset) else ruleset
+    proc = run_nft(namespace, ["--check", "-f", "-"], stdin=script)
+    if proc.returncode != 0:
+        raise NftError(f"nft rejects netcore's ruleset{_where(namespace)}: {_one_line(proc.stderr)}")
+
+
+def live_table(namespace: str | None) -> str | None:
+    """``nft list table inet netcore`` as nft prints it, or None when there is no such table."""
+    proc = run_nft(namespace, ["list", "table", *TABLE.split()])
+    if proc.returncode == 0:
+        return proc.stdout
+    if "No such file or directory" in proc.stderr:
+        return None
+    raise NftError(f"cannot list netcore's table{_where(namespace)}: {_one_line(proc.stderr)}")
+
+
+def status(ruleset: Ruleset, namespace: str | None) -> str:
+    """``CURRENT``, ``MISSING`` or ``DIFFERENT``: the live table compared with the rendered one.
+
+    The comparison is of nft's own listing with the rendered text, both through
+    ``normalize_listing`` (counters, whitespace, element order), so any change to a rule, chain or
+    map element is seen. For an empty rendering, ``CURRENT`` means there is no table. A different
+    nft release that prints some expression differently makes every check ``DIFFERENT``: each
+    command then re-applies the same ruleset once, which is correct, only one nft run dearer.
+    """
+    live = live_table(namespace)
+    if ruleset.empty:
+        return CURRENT if live is None else DIFFERENT
+    if live is None:
+        return MISSING
+    return CURRENT if normalize_listing(live) == normalize_listing(ruleset.table) else DIFFERENT
+
+
+def ensure(ruleset: Ruleset, namespace: str | None) -> str:
+    """Make the live table the rendered one: applies ``ruleset`` unless ``status`` is already ``CURRENT``.
+
+    Returns the status found before (``CURRENT``: nothing done), so the caller can say on stderr that
+    a missing or changed table was put back. Raises NftError as ``apply`` does.
+    """
+    found = status(ruleset, namespace)
+    if found != CURRENT:
+        apply(ruleset, namespace)
+    return found
+
+
+def delete(namespace: str | None) -> None:
+    """Remove netcore's table, whether or not it exists (add-then-delete in one transaction)."""
+    proc = run_nft(namespace, ["-f", "-"], stdin=f"table {TABLE} {{}}\ndelete table {TABLE}\n")
+    if proc.returncode != 0:
+        raise NftError(f"cannot delete netcore's table{_where(namespace)}: {_one_line(proc.stderr)}")
+
+
+FORWARDING_V4 = "/proc/sys/net/ipv4/ip_forward"
+FORWARDING_V6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+
+def enable_forwarding(namespace: str | None, ipv6: bool = False) -> bool:
+    """Switch on IPv4 forwarding (``net.ipv4.ip_forward``) and, with ``ipv6``, IPv6 forwarding
+    (``net.ipv6.conf.all.forwarding``) in ``namespace``; never switches either off.
+
+    Returns True if a setting changed, so the caller can say so once on stderr (Docker and netavark
+    set both on the same way). Note for the host namespace: with IPv6 forwarding on, an interface
+    with ``accept_ra=1`` stops taking router advertisements, so an uplink configured by SLAAC needs
+    ``accept_ra=2`` (Docker documents the same). Raises NftError if the namespace is gone or a
+    setting cannot be written.
+    """
+    path = _namespace_path(namespace)
+    settings = [FORWARDING_V4] + ([FORWARDING_V6] if ipv6 else [])
+    try:
+        if path is None:
+            return _set_all(settings)
+        with linux.entered_netns(path):  # /proc/sys/net is the opening thread's namespace
+            return _set_all(settings)
+    except OSError as err:
+        raise NftError(f"cannot switch on forwarding{_where(namespace)}: {err}") from None
+
+
+def _set_all(settings: list[str]) -> bool:
+    changed = False
+    for setting in settings:
+        with open(setting) as f:
+            if f.read().strip() == "1":
+                continue
+        with open(setting, "w") as f:
+            f.write("1\n")
+        changed = True
+    return changed

@@ -1,0 +1,316 @@
+"""netcore's nftables ruleset, rendered from the desired firewall state: pure, no I/O.
+
+The firewall seam hands over the desired state after every action; it is mapped
+onto ``FirewallState`` (``FirewallState.from_networks`` does it from the
+store's ``Network`` records) and ``render`` turns it into the whole ruleset as
+an ``nft -f -`` script. netcore owns exactly one table, ``inet netcore``, and
+replaces it whole, atomically, on every change:
+
+    table inet netcore {}          # make sure it exists, so that ...
+    delete table inet netcore      # ... the delete succeeds whether or not it did
+    table inet netcore { ... }     # the whole new table
+
+``nft -f`` applies a file as one netlink transaction: the old table is never
+gone without the new one in place, and a rejected script changes nothing.
+Nothing is ever decided by reading the live ruleset, the way netavark's
+nftables driver did, matching its own rules back by subnet or port, and
+leaked rules whenever a match missed (containers/netavark#1068: a port
+published for tcp and udp left its rules behind). What is not in the desired
+state is simply not rendered.
+
+The table (chain priorities as nft names them; lower runs first):
+
+- ``input``: ``type filter hook input priority filter - 10`` (-10), policy
+  accept. One rule per gateway address dnsd serves: UDP and TCP to that
+  address, port ``dns_port``, arriving on that network's bridge, accepted (as
+  netavark's ``INPUT`` chain does per subnet, but for the gateway address
+  only). nftables runs every base chain of a hook in priority order; an
+  ``accept`` ends only the chain it is in, while a ``drop`` anywhere is final.
+  So this rule cannot override a host whose own input chain (hand-written,
+  iptables-nft's ``filter INPUT``, firewalld) drops by policy: such a host must
+  accept the same packets in its own chain, e.g.
+  ``iifname "br-*" meta l4proto { tcp, udp } th dport 53 accept``. The rule
+  guarantees that netcore's own table never drops DNS, and states the exact
+  match to copy. Priority -10 puts it before the conventional filter chains
+  (0), so with ``nft monitor trace`` the accept shows up first.
+- ``forward``: ``type filter hook forward priority filter`` (0), policy accept,
+  two rules: ``oifname vmap @forward-in`` then ``iifname vmap @forward-out``.
+  The maps send a packet to the chain of the netcore network it enters or
+  leaves; a packet that touches no netcore bridge is not looked at (Docker
+  29's ``docker-bridges`` table dispatches the same way). Every per-network
+  ``in`` chain ends in a verdict, so a packet between two netcore bridges is
+  decided by the chain of the network it enters, and the ``out`` chains only
+  see traffic to non-netcore interfaces.
+- ``postrouting``: ``type nat hook postrouting priority srcnat`` (100), policy
+  accept: ``oifname != "BRIDGE" ip saddr SUBNET masquerade`` per non-internal
+  network with masquerading on (``ip6 saddr SUBNET6`` as well with IPv6), as
+  Docker does; option ``com.docker.network.bridge.enable_ip_masquerade=false``
+  leaves it out.
+- Per network, named after the first 12 hex digits of its ID (the short ID,
+  stable for the network's life) with its name and bridge in a comment:
+  ``in-ID`` (packets routed onto its bridge) and ``out-ID`` (packets routed
+  off it):
+
+  - ``in``, non-internal: ``ct state established,related accept`` (replies to
+    what its containers opened); from its own bridge (a container routing via
+    the gateway to a neighbour) accept, or drop when ICC is off; anything else
+    drop. So another netcore network, the default bridge included, never
+    opens a connection into it, and neither does the outside: netcore
+    publishes no ports, and Docker's default (``nat`` gateway mode) drops
+    direct access to containers too.
+  - ``out``, non-internal: ``ct state invalid drop`` (an invalid packet is not
+    NATed and would leave with its private source, which netavark's forward
+    chain drops as well), then accept: containers reach every non-netcore
+    interface.
+  - internal (``--internal``): ``in`` accepts only its own bridge (or drops
+    that too with ICC off) and drops the rest; ``out`` drops everything.
+    Nothing crosses the subnet boundary in either direction, replies
+    included, as Docker's ``INTERNAL NETWORK INGRESS/EGRESS`` rules do.
+
+Every base chain has policy accept and every rule matches a netcore bridge,
+so traffic netcore does not own is never touched. There is no ``bridge``
+family table: ICC off stays the bridge port isolation netcore sets on each
+container's veth (``isolated on``): the kernel's bridge forwards nothing
+between two isolated ports, without br_netfilter (Docker needs
+``bridge-nf-call-iptables``, a host-wide switch that sends every bridged frame
+of every bridge through IP filtering) and without a hook on every bridged
+frame; and it survives an ``nft flush ruleset``, which an isolation rule
+would not. What port isolation leaves open, a container routing to a
+neighbour through the gateway, the ``in`` chain closes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .model import DNS_PORT, Network
+
+TABLE_FAMILY = "inet"
+TABLE_NAME = "netcore"
+TABLE = f"{TABLE_FAMILY} {TABLE_NAME}"
+
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+
+PRIORITY_INPUT = "filter - 10"  # -10: before the conventional filter chains (0)
+PRIORITY_FORWARD = "filter"  # 0
+PRIORITY_POSTROUTING = "srcnat"  # 100
+
+SHORT_ID = 12  # hex digits of the network ID in chain names (Docker's short ID)
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")  # Linux IFNAMSIZ - 1, nothing nft would read as syntax
+_TEXT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # Docker's name rule (netcore.model.NAME_RE)
+_ID_RE = re.compile(r"^[0-9a-f]{12,64}$")
+_FALSE = ("false", "0", "no")
+
+
+@dataclass(frozen=True)
+class FirewallNetwork:
+    """One netcore network as the firewall sees it.
+
+    ``id``: hex, at least 12 digits (its first 12 name the network's chains);
+    ``name``: Docker's name rule, shown in comments; ``bridge``: the bridge
+    device in the gateway namespace; ``subnet``/``subnet6``: CIDRs (either may
+    be None, not both); ``gateway``/``gateway6``: the addresses dnsd listens
+    on, used only when ``dns`` is true; ``internal``: ``--internal``;
+    ``icc``: ``com.docker.network.bridge.enable_icc``; ``masquerade``:
+    ``com.docker.network.bridge.enable_ip_masquerade`` (ignored when internal);
+    ``dns``: dnsd serves this network (every network but the default bridge).
+    ``render`` raises ValueError for a malformed field.
+    """
+
+    id: str
+    name: str
+    bridge: str
+    subnet: str | None
+    gateway: str | None = None
+    subnet6: str | None = None
+    gateway6: str | None = None
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    dns: bool = True
+
+    @classmethod
+    def from_network(cls, network: Network) -> FirewallNetwork:
+        """The firewall's view of a stored ``netcore.model.Network``."""
+        masquerade = str(network.options.get(OPT_MASQUERADE, "true")).lower() not in _FALSE
+        return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
+                   gateway=network.gateway, subnet6=network.subnet6, gateway6=network.gateway6,
+                   internal=network.internal, icc=network.icc, masquerade=masquerade, dns=network.dns_enabled)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:SHORT_ID]
+
+
+@dataclass(frozen=True)
+class FirewallState:
+    """Everything netcore's table must express: every network of the gateway namespace, in any order.
+
+    ``dns_port``: where dnsd listens on each gateway address (53). An empty
+    ``networks`` renders a script that removes the table.
+    """
+
+    networks: tuple[FirewallNetwork, ...] = ()
+    dns_port: int = DNS_PORT
+
+    @classmethod
+    def from_networks(cls, networks: Iterable[Network], dns_port: int = DNS_PORT) -> FirewallState:
+        """The state for these stored networks (all of the gateway namespace's, whatever their state)."""
+        return cls(networks=tuple(FirewallNetwork.from_network(network) for network in networks), dns_port=dns_port)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """A rendering: ``script`` is the whole ``nft -f -`` input (replace the table, or only delete it);
+    ``table`` the ``table inet netcore { ... }`` block alone, as ``nft list table inet netcore`` lists it
+    ('' when the state is empty); ``digest`` the first 16 hex digits of the table's SHA-256, also in the
+    table's comment so ``nft list`` shows which rendering is live ('' when empty)."""
+
+    script: str
+    table: str
+    digest: str
+
+    @property
+    def empty(self) -> bool:
+        return not self.table
+
+
+def _check(network: FirewallNetwork) -> None:
+    if not _ID_RE.match(network.id):
+        raise ValueError(f"network id {network.id!r}: expected at least {SHORT_ID} lowercase hex digits")
+    if not _TEXT_RE.match(network.name):
+        raise ValueError(f"network name {network.name!r} is not a valid network name")
+    if not _IFNAME_RE.match(network.bridge):
+        raise ValueError(f"bridge {network.bridge!r} of network {network.name} is not an interface name")
+    if network.subnet is None and network.subnet6 is None:
+        raise ValueError(f"network {network.name} has no subnet")
+
+
+def _net(cidr: str, version: int, what: str) -> str:
+    network = ipaddress.ip_network(cidr, strict=False)
+    if network.version != version:
+        raise ValueError(f"{what} {cidr!r} is not an IPv{version} subnet")
+    return network.with_prefixlen
+
+
+def _addr(address: str, version: int, what: str) -> str:
+    parsed = ipaddress.ip_address(address)
+    if parsed.version != version:
+        raise ValueError(f"{what} {address!r} is not an IPv{version} address")
+    return parsed.compressed
+
+
+def _comment(network: FirewallNetwork) -> str:
+    return f"network {network.name} on {network.bridge}"
+
+
+def _vmap(name: str, entries: list[tuple[str, str]]) -> list[str]:
+    lines = [f"\tmap {name} {{", "\t\ttype ifname : verdict"]
+    if entries:
+        lines.append("\t\telements = { " + ", ".join(f'"{key}" : jump {chain}' for key, chain in entries) + " }")
+    return lines + ["\t}"]
+
+
+def _chain(name: str, rules: list[str], hook: str | None = None, comment: str | None = None) -> list[str]:
+    lines = [f"\tchain {name} {{"]
+    if comment:
+        lines.append(f'\t\tcomment "{comment}"')
+    if hook:
+        lines.append(f"\t\t{hook}")
+    return lines + [f"\t\t{rule}" for rule in rules] + ["\t}"]
+
+
+def _in_rules(network: FirewallNetwork) -> list[str]:
+    bridge = f'"{network.bridge}"'
+    rules = [] if network.internal else ["ct state established,related accept"]
+    if network.icc:
+        rules.append(f'iifname {bridge} accept comment "between its containers, routed"')
+    else:
+        rules.append(f'iifname {bridge} counter drop comment "icc off: no routing between its containers"')
+    if network.internal:
+        rules.append('counter drop comment "internal: nothing comes in"')
+    else:
+        rules.append('counter drop comment "no new connection from another network or the outside"')
+    return rules
+
+
+def _out_rules(network: FirewallNetwork) -> list[str]:
+    if network.internal:
+        return ['counter drop comment "internal: nothing goes out"']
+    return ["ct state invalid counter drop", 'accept comment "out to non-netcore interfaces"']
+
+
+def render(state: FirewallState) -> Ruleset:
+    """The whole ruleset for ``state``: deterministic (networks sorted by ID, the maps by bridge), so
+    two renderings diff line by line. Raises ValueError for a malformed network, two networks with
+    the same short ID or bridge, or a port out of range."""
+    if not 0 < state.dns_port < 65536:
+        raise ValueError(f"dns port {state.dns_port} out of range")
+    networks = sorted(state.networks, key=lambda network: network.id)
+    seen_ids: dict[str, str] = {}
+    seen_bridges: dict[str, str] = {}
+    for network in networks:
+        _check(network)
+        for seen, key in ((seen_ids, network.short_id), (seen_bridges, network.bridge)):
+            if key in seen:
+                raise ValueError(f"networks {seen[key]} and {network.name} share {key}")
+            seen[key] = network.name
+    reset = f"table {TABLE} {{}}\ndelete table {TABLE}\n"
+    header = "#!/usr/sbin/nft -f\n# netcore's whole ruleset, replaced in one transaction (netcore.nftables)\n"
+    if not networks:
+        return Ruleset(script=header + reset, table="", digest="")
+
+    input_rules, postrouting_rules = [], []
+    for network in networks:
+        bridge = f'"{network.bridge}"'
+        v4 = network.subnet and _net(network.subnet, 4, f"subnet of {network.name}")
+        v6 = network.subnet6 and _net(network.subnet6, 6, f"IPv6 subnet of {network.name}")
+        if network.dns:
+            for family, gateway, version in (("ip", network.gateway, 4), ("ip6", network.gateway6, 6)):
+                if gateway:
+                    address = _addr(gateway, version, f"gateway of {network.name}")
+                    input_rules.append(f"iifname {bridge} {family} daddr {address} meta l4proto {{ tcp, udp }} "
+                                       f'th dport {state.dns_port} accept comment "dnsd of {network.name}"')
+        if network.masquerade and not network.internal:
+            for family, subnet in (("ip", v4), ("ip6", v6)):
+                if subnet:
+                    postrouting_rules.append(f"oifname != {bridge} {family} saddr {subnet} masquerade "
+                                             f'comment "{network.name}"')
+
+    by_bridge = sorted(networks, key=lambda network: network.bridge)
+    body = _vmap("forward-in", [(n.bridge, f"in-{n.short_id}") for n in by_bridge])
+    body += [""] + _vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])
+    body += [""] + _chain("input", input_rules,
+                          hook=f"type filter hook input priority {PRIORITY_INPUT}; policy accept;")
+    body += [""] + _chain("forward", ["oifname vmap @forward-in", "iifname vmap @forward-out"],
+                          hook=f"type filter hook forward priority {PRIORITY_FORWARD}; policy accept;")
+    body += [""] + _chain("postrouting", postrouting_rules,
+                          hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")
+    for network in networks:
+        body += [""] + _chain(f"in-{network.short_id}", _in_rules(network), comment=_comment(network))
+        body += [""] + _chain(f"out-{network.short_id}", _out_rules(network), comment=_comment(network))
+    digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
+    table = "\n".join([f"table {TABLE} {{", f'\tcomment "netcore ruleset {digest}"', *body, "}"]) + "\n"
+    return Ruleset(script=header + reset + table, table=table, digest=digest)
+
+
+_COUNTER_RE = re.compile(r"counter packets \d+ bytes \d+")
+_ELEMENTS_RE = re.compile(r"elements = \{([^{}]*)\}")
+
+
+def normalize_listing(text: str) -> str:
+    """A table's text reduced to what identifies its rules: counters' values dropped, whitespace
+    (indentation, blank lines, nft's wrapping of long element lists) collapsed to single spaces, and
+    the elements of each map sorted (nft lists them in the kernel's hash order, not as written).
+    Equal for a rendered ``Ruleset.table`` and ``nft list table inet netcore`` of the same table."""
+    flat = " ".join(_COUNTER_RE.sub("counter", text).split())
+
+    def _sorted(match: re.Match) -> str:
+        return "elements = { " + ", ".join(sorted(e.strip() for e in match.group(1).split(","))) + " }"
+
+    return _ELEMENTS_RE.sub(_sorted, flat)

@@ -1,0 +1,292 @@
+"""netcore.nftables renders the whole `inet netcore` table; netcore.nft_apply's error paths (no root needed).
+
+Golden files under golden/nft/ hold the expected script of each fixed state;
+`UPDATE_GOLDEN=1` rewrites them (review the diff before committing it). When
+nft is installed and we are root, every golden script also goes through the
+real `nft --check` inside a throwaway network namespace (`unshare --net`: the
+namespace exists only as long as that one nft process, so nothing reaches the
+host's ruleset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from netcore import nft_apply
+from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, Network
+from netcore.nftables import OPT_MASQUERADE, FirewallNetwork, FirewallState, Ruleset, normalize_listing, render
+
+GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")
+
+
+def _id(name: str) -> str:
+    return hashlib.sha256(f"network/{name}".encode()).hexdigest()
+
+
+def net(name: str, subnet: str, **kw) -> FirewallNetwork:
+    defaults = {"id": _id(name), "name": name, "bridge": f"br-{_id(name)[:12]}", "subnet": subnet,
+                    "gateway": str(ipaddress.ip_network(subnet)[1])}
+    defaults.update(kw)
+    return FirewallNetwork(**defaults)
+
+
+FRONT = net("front", "10.89.1.0/24")
+BACK = net("back", "10.89.2.0/24")
+DEFAULT = FirewallNetwork(id=_id(DEFAULT_BRIDGE), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
+                          subnet="172.17.0.0/16", gateway="172.17.0.1", dns=False)
+
+STATES = {
+    "empty": FirewallState(),
+    "one": FirewallState((FRONT,)),
+    "two": FirewallState((FRONT, BACK)),
+    "internal": FirewallState((net("vault", "10.89.3.0/24", internal=True),)),
+    "icc_off": FirewallState((net("quiet", "10.89.4.0/24", icc=False),)),
+    "masquerade_off": FirewallState((net("routed", "10.89.5.0/24", masquerade=False),)),
+    "ipv6": FirewallState((net("dual", "10.89.6.0/24", subnet6="fd00:89:6::/64", gateway6="fd00:89:6::1"),)),
+    "default_and_user": FirewallState((DEFAULT, FRONT)),
+}
+
+
+def golden_path(case: str) -> str:
+    return os.path.join(GOLDEN_DIR, f"{case}.nft")
+
+
+@pytest.mark.parametrize("case", sorted(STATES))
+def test_rendering_equals_the_golden_file(case):
+    script = render(STATES[case]).script
+    path = golden_path(case)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        os.makedirs(GOLDEN_DIR, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(script)
+    with open(path) as f:
+        assert script == f.read(), f"rendering of {case} changed; rerun with UPDATE_GOLDEN=1 and review the diff"
+
+
+def _nft_check_available() -> str | None:
+    if os.geteuid() != 0:
+        return "nft --check needs CAP_NET_ADMIN (root)"
+    if not shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
+        return "nft is not installed (apt-get install nftables)"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is missing"
+    return None
+
+
+@pytest.mark.parametrize("case", sorted(STATES))
+def test_the_real_nft_accepts_every_rendering(case):
+    reason = _nft_check_available()
+    if reason:
+        pytest.skip(reason)
+    nft = shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH)
+    proc = subprocess.run(["unshare", "--net", nft, "--check", "-f", "-"], input=render(STATES[case]).script,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_real_nft_rejects_a_broken_script():
+    """The check above can fail: the same path refuses a script nft cannot parse."""
+    reason = _nft_check_available()
+    if reason:
+        pytest.skip(reason)
+    nft = shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH)
+    broken = render(STATES["one"]).script.replace("masquerade", "masquerad", 1)
+    proc = subprocess.run(["unshare", "--net", nft, "--check", "-f", "-"], input=broken,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode != 0 and "Error" in proc.stderr
+
+
+# -- what the rules say, independently of the golden files ----------------------------------------
+
+
+def _chain(table: str, name: str) -> str:
+    start = table.index(f"\tchain {name} {{")
+    return table[start:table.index("\t}", start)]
+
+
+def test_the_script_replaces_the_table_in_one_transaction_without_reading_it():
+    script = render(STATES["two"]).script
+    lines = script.splitlines()
+    assert lines.index("table inet netcore {}") < lines.index("delete table inet netcore") \
+        < lines.index("table inet netcore {")
+    assert script.count("delete") == 1  # nothing else is deleted rule by rule
+
+
+def test_an_empty_state_only_deletes_the_table():
+    ruleset = render(FirewallState())
+    assert ruleset.empty and ruleset.table == ""
+    assert [line for line in ruleset.script.splitlines() if not line.startswith("#")] == [
+        "table inet netcore {}", "delete table inet netcore"]
+
+
+def test_the_rendering_does_not_depend_on_the_order_of_networks():
+    assert render(FirewallState((FRONT, BACK, DEFAULT))) == render(FirewallState((DEFAULT, BACK, FRONT)))
+
+
+def test_each_network_gets_chains_named_after_its_short_id_with_its_name_in_a_comment():
+    table = render(STATES["two"]).table
+    for network in (FRONT, BACK):
+        short = network.id[:12]
+        assert f'"{network.bridge}" : jump in-{short}' in table
+        assert f'"{network.bridge}" : jump out-{short}' in table
+        assert f'comment "network {network.name} on {network.bridge}"' in _chain(table, f"in-{short}")
+
+
+def test_base_chains_accept_by_policy_at_stated_priorities():
+    table = render(STATES["one"]).table
+    assert "type filter hook input priority filter - 10; policy accept;" in table
+    assert "type filter hook forward priority filter; policy accept;" in table
+    assert "type nat hook postrouting priority srcnat; policy accept;" in table
+    assert "policy drop" not in table
+
+
+def test_masquerade_for_a_plain_network():
+    table = render(STATES["one"]).table
+    assert f'oifname != "{FRONT.bridge}" ip saddr 10.89.1.0/24 masquerade' in _chain(table, "postrouting")
+
+
+@pytest.mark.parametrize("case", ["internal", "masquerade_off"])
+def test_no_masquerade_for_internal_networks_or_with_the_option_off(case):
+    assert "masquerade" not in _chain(render(STATES[case]).table, "postrouting")
+
+
+def test_ipv6_networks_are_masqueraded_and_served_dns_on_both_families():
+    table = render(STATES["ipv6"]).table
+    assert "ip6 saddr fd00:89:6::/64 masquerade" in _chain(table, "postrouting")
+    dns = _chain(table, "input")
+    assert "ip daddr 10.89.6.1 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "ip6 daddr fd00:89:6::1 meta l4proto { tcp, udp } th dport 53 accept" in dns
+
+
+def test_a_network_admits_replies_and_its_own_bridge_and_drops_everything_else():
+    rules = _chain(render(STATES["one"]).table, f"in-{FRONT.id[:12]}").splitlines()[2:]
+    assert [rule.strip().split(" comment")[0] for rule in rules] == [
+        "ct state established,related accept", f'iifname "{FRONT.bridge}" accept', "counter drop"]
+
+
+def test_icc_off_drops_routed_traffic_between_its_own_containers():
+    network = STATES["icc_off"].networks[0]
+    chain = _chain(render(STATES["icc_off"]).table, f"in-{network.id[:12]}")
+    assert f'iifname "{network.bridge}" counter drop' in chain
+    assert f'iifname "{network.bridge}" accept' not in chain
+
+
+def test_an_internal_network_lets_nothing_in_or_out():
+    network = STATES["internal"].networks[0]
+    table = render(STATES["internal"]).table
+    assert "ct state established" not in _chain(table, f"in-{network.id[:12]}")
+    out = _chain(table, f"out-{network.id[:12]}").splitlines()[2:]
+    assert [rule.strip().split(" comment")[0] for rule in out] == ["counter drop"]
+
+
+def test_the_default_bridge_has_no_dns_rule_but_is_isolated_like_any_network():
+    table = render(STATES["default_and_user"]).table
+    assert "netcore0" not in _chain(table, "input") and f'"{FRONT.bridge}"' in _chain(table, "input")
+    assert '"netcore0" : jump in-' in table
+    assert "counter drop" in _chain(table, f"in-{DEFAULT.id[:12]}")
+
+
+def test_the_dns_port_follows_the_state():
+    assert "th dport 5353 accept" in render(FirewallState((FRONT,), dns_port=5353)).table
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"bridge": 'br"; flush ruleset'}, "not an interface name"),
+    ({"bridge": "br-waytoolongname"}, "not an interface name"),
+    ({"name": "a b"}, "not a valid network name"),
+    ({"id": "xyz"}, "hex digits"),
+    ({"subnet": "fd00::/64"}, "not an IPv4 subnet"),
+    ({"subnet": None, "subnet6": None}, "no subnet"),
+])
+def test_malformed_networks_are_refused_before_anything_is_rendered(bad, message):
+    with pytest.raises(ValueError, match=message):
+        render(FirewallState((dataclasses.replace(FRONT, **bad),)))
+
+
+def test_two_networks_on_one_bridge_are_refused():
+    with pytest.raises(ValueError, match="share"):
+        render(FirewallState((FRONT, net("other", "10.89.9.0/24", bridge=FRONT.bridge))))
+
+
+def test_from_network_reads_the_docker_options():
+    stored = Network(id=_id("x"), name="x", bridge="br-x", subnet="10.1.0.0/24", gateway="10.1.0.1",
+                     options={OPT_ICC: "false", OPT_MASQUERADE: "false"}, internal=True)
+    mapped = FirewallNetwork.from_network(stored)
+    assert (mapped.icc, mapped.masquerade, mapped.internal, mapped.dns) == (False, False, True, True)
+    default = FirewallNetwork.from_network(Network(id=_id("d"), name=DEFAULT_BRIDGE, bridge="netcore0",
+                                                   subnet="172.17.0.0/16", gateway="172.17.0.1"))
+    assert (default.icc, default.masquerade, default.dns) == (True, True, False)
+    assert FirewallState.from_networks([stored]).networks == (mapped,)
+
+
+def test_normalized_listing_ignores_counters_wrapping_and_element_order_but_not_rules():
+    table = render(STATES["two"]).table
+    elements = table.split("elements = { ")[1].split(" }")[0].split(", ")
+    listed = table.replace(", ".join(elements), ",\n\t\t\t     ".join(reversed(elements)), 1)
+    listed = listed.replace("counter drop", "counter packets 12 bytes 3400 drop")
+    assert listed != table and normalize_listing(listed) == normalize_listing(table)
+    edited = table.replace("ct state established,related accept", "ct state established accept", 1)
+    assert normalize_listing(edited) != normalize_listing(table)
+
+
+# -- nft_apply's errors, with a fake nft ---------------------------------------------------------
+
+
+def _fake_nft(tmp_path, monkeypatch, body: str) -> None:
+    tool = tmp_path / "nft"
+    tool.write_text("#!/bin/sh\n" + body)
+    tool.chmod(0o755)
+    monkeypatch.setattr(nft_apply, "NFT_SEARCH_PATH", str(tmp_path))
+
+
+def test_missing_nft_names_the_package_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(nft_apply, "NFT_SEARCH_PATH", str(tmp_path))  # an empty directory
+    with pytest.raises(nft_apply.NftError) as caught:
+        nft_apply.apply(render(STATES["one"]), None)
+    assert "apt-get install nftables" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_rejected_ruleset_is_one_line_with_nfts_message(tmp_path, monkeypatch):
+    _fake_nft(tmp_path, monkeypatch, "cat >/dev/null\n"
+              "echo '/dev/stdin:9:3-12: Error: Could not process rule: No such file or directory' >&2\n"
+              "echo '\t\tmasquerade' >&2\necho '\t\t^^^^^^^^^^' >&2\nexit 1\n")
+    with pytest.raises(nft_apply.NftError) as caught:
+        nft_apply.apply(render(STATES["one"]), None)
+    assert str(caught.value) == ("nft rejected netcore's ruleset: "
+                                 "/dev/stdin:9:3-12: Error: Could not process rule: No such file or directory")
+
+
+def test_the_script_reaches_nft_on_stdin(tmp_path, monkeypatch):
+    seen = tmp_path / "seen"
+    _fake_nft(tmp_path, monkeypatch, f'[ "$1 $2" = "-f -" ] && cat > {seen}\n')
+    ruleset = render(STATES["one"])
+    nft_apply.apply(ruleset, None)
+    assert seen.read_text() == ruleset.script
+
+
+def test_status_compares_the_listing_with_the_rendering(tmp_path, monkeypatch):
+    ruleset = render(STATES["one"])
+    listing = tmp_path / "listing"
+    listing.write_text(ruleset.table.replace("counter drop", "counter packets 1 bytes 2 drop"))
+    _fake_nft(tmp_path, monkeypatch, f"cat {listing}\n")
+    assert nft_apply.status(ruleset, None) == nft_apply.CURRENT
+    assert nft_apply.status(render(STATES["two"]), None) == nft_apply.DIFFERENT
+    assert nft_apply.status(Ruleset(script="", table="", digest=""), None) == nft_apply.DIFFERENT
+    _fake_nft(tmp_path, monkeypatch, "echo 'Error: No such file or directory; did you mean table x' >&2; exit 1\n")
+    assert nft_apply.status(ruleset, None) == nft_apply.MISSING
+    assert nft_apply.status(render(FirewallState()), None) == nft_apply.CURRENT
+
+
+def test_an_unknown_namespace_is_an_error(tmp_path, monkeypatch):
+    _fake_nft(tmp_path, monkeypatch, "exit 0\n")
+    with pytest.raises(nft_apply.NftError, match="namespace nft-test-no-such-ns does not exist"):
+        nft_apply.apply(render(STATES["one"]), "nft-test-no-such-ns")
+    with pytest.raises(nft_apply.NftError, match="does not exist"):
+        nft_apply.enable_forwarding("nft-test-no-such-ns")
