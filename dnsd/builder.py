@@ -39,9 +39,6 @@ from collections.abc import Iterable
 from netcore.model import Attached, Container, Endpoint, Network
 
 from .snapshot import (
-    A_IN,
-    AAAA_IN,
-    PTR_IN,
     Entry,
     Names,
     PreferringScope,
@@ -49,13 +46,13 @@ from .snapshot import (
     Scope,
     Snapshot,
     Upstream,
-    encode_name,
     entry_of,
     is_loopback,
     normalize_address,
     parse_upstream,
     records_in,
 )
+from .wire import A_IN, AAAA_IN, PTR_IN, encode_name
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
 # about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and

@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netcore import linux
 
-from .answer import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, Forward
+from .answer import Forward
 from .snapshot import Upstream
+from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
 DEFAULT_MAX_INFLIGHT = 1024

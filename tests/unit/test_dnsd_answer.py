@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
+from dnsd.answer import Answerer, Forward
+from dnsd.wire import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL
 from dnsd.builder import SnapshotBuilder
 from dnsd.snapshot import Snapshot, Upstream
 

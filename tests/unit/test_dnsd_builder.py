@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from dnsd.answer import Answerer
 from dnsd.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder
-from dnsd.snapshot import A_IN, AAAA_IN, ANY_IN, PTR_IN, RecordSet, Snapshot, encode_name, lookup, records_in
+from dnsd.snapshot import RecordSet, Snapshot, lookup, records_in
+from dnsd.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name
 from netcore.model import STATE_CREATING, STATE_RUNNING
 from netcore.store import Store
 

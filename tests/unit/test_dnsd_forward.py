@@ -10,9 +10,10 @@ from collections.abc import Callable
 import dnslib
 import pytest
 
-from dnsd.answer import REFUSED, SERVFAIL, Forward
+from dnsd.answer import Forward
 from dnsd.forward import Forwarder, NamespaceSockets
 from dnsd.snapshot import Upstream
+from dnsd.wire import REFUSED, SERVFAIL
 from netcore import linux
 
 UPSTREAM = "127.0.0.153"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnsd.answer import REFUSED, SERVFAIL
+from dnsd.wire import REFUSED, SERVFAIL
 from dnsd.server import DnsServer, ServerConfig
 from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
 

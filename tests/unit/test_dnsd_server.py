@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from dnsd.answer import NXDOMAIN, REFUSED
+from dnsd.wire import NXDOMAIN, REFUSED
 from dnsd.server import DnsdError, DnsServer, ServerConfig
 
 GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from dnsd.snapshot import A_IN, ANY_IN, Snapshot, encode_name, lookup, normalize_address, parse_upstream
+from dnsd.snapshot import Snapshot, lookup, normalize_address, parse_upstream
+from dnsd.wire import A_IN, ANY_IN, encode_name
 
 
 @pytest.mark.parametrize("name, wire", [
