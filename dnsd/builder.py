@@ -36,7 +36,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Attached, Container, Endpoint, Network
+from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 
 from .snapshot import (
     Entry,
@@ -62,6 +62,15 @@ PATCH_LIMIT_SHARE = 4  # past that, patch while at most 1/PATCH_LIMIT_SHARE of t
 
 # (served network ids in interface order, the container's --dns, its namespace if one of those is a loopback server)
 ScopeKey = tuple[tuple[str, ...], tuple[str, ...], str]
+
+
+def build_snapshot(networks: Iterable[Network], containers: Iterable[Container], endpoints: Iterable[Endpoint],
+                   ttl: int = 0) -> Snapshot:
+    """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead).
+
+    ``ttl``: seconds, as dnsd's ``--ttl``. Endpoints of containers not among ``containers`` are left out.
+    """
+    return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
 
 
 class SnapshotBuilder:

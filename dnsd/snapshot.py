@@ -22,10 +22,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
-from collections.abc import Iterable
 from typing import NamedTuple
 
-from netcore.model import Container, Endpoint, Network, group_by_container
+from netcore.model import Network
 from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
 
 from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, header_counts
@@ -228,14 +227,6 @@ class Snapshot:
     @classmethod
     def empty(cls) -> Snapshot:
         return cls({}, (), {}, (), {}, 0)
-
-    @classmethod
-    def build(cls, networks: Iterable[Network], containers: Iterable[Container],
-              endpoints: Iterable[Endpoint], ttl: int = 0) -> Snapshot:
-        """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead)."""
-        from .builder import SnapshotBuilder  # the builder makes Snapshots: imported here, not at the top
-
-        return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
 
     @property
     def listen_addresses(self) -> frozenset[str]:
