@@ -21,7 +21,8 @@ from netcore.dnsd_control import PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
-from .server import DnsdError, DnsServer, ServerConfig
+from .config import DnsdError, ServerConfig
+from .server import DnsServer
 from .snapshot import Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
 

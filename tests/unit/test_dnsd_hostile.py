@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.wire import REFUSED, SERVFAIL
-from dnsd.server import DnsServer, ServerConfig
+from dnsd.config import ServerConfig
+from dnsd.server import DnsServer
 from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
 
 TRIED = {"udp": 0, "tcp": 0}

@@ -11,7 +11,8 @@ import stat
 import pytest
 
 from dnsd.wire import NXDOMAIN, REFUSED
-from dnsd.server import DnsdError, DnsServer, ServerConfig
+from dnsd.config import DnsdError, ServerConfig
+from dnsd.server import DnsServer
 
 GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
 A1, B1 = "127.0.1.2", "127.0.2.2"
