@@ -22,6 +22,8 @@ from netcore.errors import NetcoreError
 from netcore.store import Store
 
 from .config import DnsdError, ServerConfig
+from .forward import Forwarder
+from .reload import RecordSource
 from .server import DnsServer
 from .snapshot import Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
@@ -148,10 +150,15 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
     return tuple(servers[:MAX_UPSTREAMS])
 
 
+def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
+    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder."""
+    return DnsServer(config, records, Forwarder(config.forward_timeout, config.max_inflight, config.client_share))
+
+
 async def serve(state_dir: str, config: ServerConfig) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do."""
     store = Store.open_readonly(state_dir)
-    server = DnsServer(config, store)
+    server = make_server(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

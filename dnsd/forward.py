@@ -25,6 +25,7 @@ import errno
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from netcore import linux
 
@@ -38,8 +39,24 @@ NETNS_DIR = "/run/netns"  # where named network namespaces are pinned (`ip netns
 _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
 
 
+class Resolver(Protocol):
+    """The upstream path: what dnsd does with a name it does not hold.
+
+    ``Forwarder`` is one. Another may wrap it and add something on the way (a
+    cache, as CoreDNS's cache plugin wraps the next plugin); the server only
+    calls ``resolve``.
+    """
+
+    async def resolve(self, forward: Forward, tcp: bool, client: str) -> bytes:
+        """The reply for the client that asked ``forward`` (over TCP if ``tcp``; ``client`` is its address).
+
+        Never raises for a failure upstream: the reply then is dnsd's own
+        SERVFAIL or REFUSED (``Forward.error_reply``).
+        """
+
+
 class Forwarder:
-    """Relays queries upstream over the protocol they came in on.
+    """Relays queries upstream over the protocol they came in on (a ``Resolver``).
 
     At most ``max_inflight`` at once, and at most ``max_per_client`` of them for one
     client address, so that one client flooding a silent upstream cannot take

@@ -1,11 +1,12 @@
-"""The asyncio shell: wires the answering core to the listeners, the forwarder, reloads and the control socket.
+"""The asyncio shell: wires the answering core to the listeners, the resolver, reloads and the control socket.
 
 The shell decides nothing about names. Its parts, each in a module of its own:
 the listeners on every gateway address (``dnsd.listeners``: a UDP thread each,
 ``dnsd.udp``, and a TCP server, ``dnsd.tcp``), reloads (``dnsd.reload``), and
 the control socket (``dnsd.control``). ``DnsServer`` hands messages to the
-Answerer and sends what comes back, hands Forward decisions to the Forwarder,
-and swaps in each new Snapshot whole, then reconciles the listeners with it.
+Answerer and sends what comes back, hands Forward decisions to its Resolver
+(``dnsd.forward``), and swaps in each new Snapshot whole, then reconciles the
+listeners with it.
 
 TCP, forwarding, the control socket and reloads run on the event loop; each
 listener's UDP socket has a thread of its own, and snapshots are built in the
@@ -21,7 +22,7 @@ import logging
 from .answer import Answerer, Forward
 from .config import ServerConfig
 from .control import ControlSocket
-from .forward import Forwarder
+from .forward import Resolver
 from .listeners import Listener, Listeners
 from .reload import Reloader, RecordSource
 from .snapshot import Snapshot
@@ -31,16 +32,19 @@ log = logging.getLogger("dnsd")
 
 
 class DnsServer:
-    """Serves the records of ``records``, following its generation (see the module's docstring)."""
+    """Serves the records of ``records``, following its generation (see the module's docstring).
 
-    def __init__(self, config: ServerConfig, records: RecordSource):
+    Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.__main__.make_server``).
+    """
+
+    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver):
         self.config = config
         self.answerer = Answerer(Snapshot.empty(), config.upstreams)
-        self.forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share)
+        self.resolver = resolver
         self._reloader = Reloader(records, config.ttl)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._tcp = TcpConnections(self._answer, self.forwarder, self._spawn, config.tcp_idle, config.tcp_max)
+        self._tcp = TcpConnections(self._answer, resolver, self._spawn, config.tcp_idle, config.tcp_max)
         self._listeners = Listeners(config.port, config.udp_window, self._answer, self._forward_datagram_later,
                                     self._tcp.serve)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
@@ -147,5 +151,5 @@ class DnsServer:
         self._spawn(self._forward_datagram(listener, forward, client))
 
     async def _forward_datagram(self, listener: Listener, forward: Forward, client: tuple) -> None:
-        reply = await self.forwarder.resolve(forward, tcp=False, client=client[0])
+        reply = await self.resolver.resolve(forward, tcp=False, client=client[0])
         listener.send_datagram(reply, client)

@@ -16,20 +16,20 @@ import termios
 from collections.abc import Callable, Coroutine
 
 from .answer import Forward
-from .forward import Forwarder
+from .forward import Resolver
 
 
 class TcpConnections:
-    """Serves TCP connections through ``answer``, forwarding through ``forwarder``, and keeps count of them.
+    """Serves TCP connections through ``answer``, asking ``resolver`` for names not held, and keeps count of them.
 
     ``answer(message, client_ip, listener_ip, tcp)`` as ``Answerer.handle``;
     ``spawn`` starts a task that the server cancels when it stops.
     """
 
-    def __init__(self, answer: Callable[[bytes, str, str, bool], bytes | Forward | None], forwarder: Forwarder,
+    def __init__(self, answer: Callable[[bytes, str, str, bool], bytes | Forward | None], resolver: Resolver,
                  spawn: Callable[[Coroutine], asyncio.Task], idle: float, max_open: int):
         self._answer = answer
-        self._forwarder = forwarder
+        self._resolver = resolver
         self._spawn = spawn
         self.idle = idle
         self.max_open = max_open
@@ -79,7 +79,7 @@ class TcpConnections:
             await asyncio.wait(list(self._open), timeout=self.idle)
 
     async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter, client_ip: str) -> None:
-        reply = await self._forwarder.resolve(forward, tcp=True, client=client_ip)
+        reply = await self._resolver.resolve(forward, tcp=True, client=client_ip)
         try:
             await self._write_message(writer, reply)
         except (ConnectionError, TimeoutError):

@@ -10,9 +10,10 @@ import stat
 
 import pytest
 
-from dnsd.wire import NXDOMAIN, REFUSED
+from dnsd.__main__ import make_server
 from dnsd.config import DnsdError, ServerConfig
 from dnsd.server import DnsServer
+from dnsd.wire import NXDOMAIN, REFUSED
 
 GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
 A1, B1 = "127.0.1.2", "127.0.2.2"
@@ -37,7 +38,7 @@ async def start_server(lan, free_port, tmp_path):
     async def start(**options) -> DnsServer:
         config = ServerConfig(**{"port": free_port, "control_path": str(tmp_path / "dnsd.sock"), "tcp_idle": 1.0,
                                  "poll_interval": 60.0, **options})
-        server = DnsServer(config, lan)
+        server = make_server(config, lan)
         servers.append(server)
         await server.start()
         return server
@@ -244,7 +245,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
     config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2)
-    server = DnsServer(config, world)
+    server = make_server(config, world)
     await server.start()
     try:
         respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731
