@@ -25,6 +25,7 @@ from .config import DnsdError, ServerConfig
 from .forward import Forwarder
 from .reload import RecordSource
 from .server import DnsServer
+from .stats import Stats
 from .snapshot import Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
 
@@ -151,8 +152,11 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
 
 
 def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
-    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder."""
-    return DnsServer(config, records, Forwarder(config.forward_timeout, config.max_inflight, config.client_share))
+    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
+    both counting in one Stats."""
+    stats = Stats()
+    forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
+    return DnsServer(config, records, forwarder, stats)
 
 
 async def serve(state_dir: str, config: ServerConfig) -> None:

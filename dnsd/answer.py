@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dnslib
 
 from .snapshot import RecordSet, Scope, Snapshot, Upstream, lookup
+from .stats import Stats
 from .wire import (BADVERS, DNSSEC_OK, FORMERR, HEADER_SIZE, NOERROR, NOTIMP, NXDOMAIN, ONE_ANSWER, OPT_FIXED, REFUSED,
                    TCP_MESSAGE_MAX, TYPE_OPT, UDP_PAYLOAD_PLAIN, header_counts, question_name_end)
 
@@ -131,13 +132,13 @@ class Answerer:
     snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
-    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = ()):
+    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
+                 stats: Stats | None = None):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
-        self.bad_input_count = 0
-        self.last_bad_input: tuple[str, str] = ("", "")  # (what was wrong, source address)
+        self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
 
     @property
     def snapshot(self) -> Snapshot:
@@ -268,6 +269,7 @@ class Answerer:
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         groups = snapshot.upstreams_for(scope, self.default_upstreams, MAX_UPSTREAMS)  # whichever gateway was asked
         if not groups:
+            self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok)
 
@@ -311,8 +313,9 @@ class Answerer:
         return self._answer(data, name_end, option.rclass, client_ip, listener_ip, tcp, dnssec_ok=dnssec_ok)
 
     def _bad_input(self, reason: str, client_ip: str) -> None:
-        self.bad_input_count += 1
-        self.last_bad_input = (reason, client_ip)
+        stats = self.stats
+        stats.malformed += 1
+        stats.last_malformed = (reason, client_ip)
 
 
 def _lone_option(message: dnslib.DNSRecord) -> dnslib.RR | None | bool:

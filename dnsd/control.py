@@ -2,14 +2,16 @@
 
 ``ping`` -> ``pong PID MODE``; ``sync`` (reload, then report) and ``status``
 (report) -> ``ok GENERATION [{ADDRESS: WHY, ...}]`` (see
-``netcore.dnsd_control.format_sync_reply``); ``stop`` -> ``ok``, then dnsd
-stops; anything else -> ``error ...``.
+``netcore.dnsd_control.format_sync_reply``); ``stats`` -> one line of JSON,
+``{"answered_udp":1234,...}`` (``DnsServer.stats_report``); ``stop`` -> ``ok``,
+then dnsd stops; anything else -> ``error ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -40,6 +42,9 @@ class Controlled(Protocol):
 
     def request_stop(self) -> None:
         """Have dnsd stop."""
+
+    def stats_report(self) -> dict[str, int]:
+        """dnsd's numbers by name."""
 
 
 class ControlSocket:
@@ -108,6 +113,8 @@ class ControlSocket:
                 return f"error {err}".replace("\n", " ")
         if command == "status":
             return format_sync_reply(server.generation, server.down_listeners)
+        if command == "stats":
+            return json.dumps(server.stats_report(), separators=(",", ":"))
         if command == "stop":
             return "ok"
         return f"error unknown command {command[:40]!r}"

@@ -31,6 +31,7 @@ from netcore import linux
 
 from .answer import Forward
 from .snapshot import Upstream
+from .stats import Stats
 from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
@@ -64,31 +65,36 @@ class Forwarder:
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT,
-                 max_per_client: int | None = None, namespaces: NamespaceSockets | None = None):
+                 max_per_client: int | None = None, namespaces: NamespaceSockets | None = None,
+                 stats: Stats | None = None):
         self.timeout = timeout
         self.namespaces = namespaces or NamespaceSockets()
         self.max_inflight = max_inflight
         self.max_per_client = max_per_client or max_inflight
-        self.inflight = 0
+        self.stats = stats if stats is not None else Stats()  # in flight, forwarded, SERVFAIL, refused at the cap
         self._inflight_by_client: dict[str, int] = {}
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
         """The reply for the client: an upstream's, with the client's ID, or SERVFAIL or REFUSED of our own."""
+        stats = self.stats
         held = self._inflight_by_client.get(client, 0)
-        if self.inflight >= self.max_inflight or held >= self.max_per_client:
+        if stats.in_flight >= self.max_inflight or held >= self.max_per_client:
+            stats.refused_inflight += 1
             return forward.error_reply(REFUSED)
-        self.inflight += 1
+        stats.in_flight += 1
+        stats.forwarded += 1
         self._inflight_by_client[client] = held + 1
         try:
             reply = await self._ask_in_turn(forward, tcp)
         finally:
-            self.inflight -= 1
+            stats.in_flight -= 1
             remaining = self._inflight_by_client[client] - 1
             if remaining:
                 self._inflight_by_client[client] = remaining
             else:
                 del self._inflight_by_client[client]
         if reply is None:
+            stats.forward_servfail += 1
             return forward.error_reply(SERVFAIL)
         return forward.query[:2] + reply[2:]
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from .answer import Forward
 from .holders import describe_holders
+from .stats import Stats
 from .udp import DatagramBatch, serve as serve_datagrams
 
 log = logging.getLogger("dnsd")
@@ -42,13 +43,14 @@ class Listeners:
 
     ``answer`` runs in each listener's UDP thread; ``forward_datagram`` too, and
     must hand the Forward to the event loop itself; ``serve_tcp`` runs on the
-    event loop, one call per connection.
+    event loop, one call per connection. The UDP threads count their replies in ``stats``.
     """
 
     def __init__(self, port: int, udp_window: float, answer: Answer, forward_datagram: ForwardDatagram,
-                 serve_tcp: ServeTcp):
+                 serve_tcp: ServeTcp, stats: Stats):
         self.port = port
         self._udp_window = udp_window
+        self._stats = stats
         self._answer = answer
         self._forward_datagram = forward_datagram
         self._serve_tcp = serve_tcp
@@ -72,7 +74,7 @@ class Listeners:
         for address in sorted(wanted - self._open.keys()):
             try:
                 self._open[address] = await Listener.open(address, self.port, self._udp_window, self._answer,
-                                                          self._forward_datagram, self._serve_tcp)
+                                                          self._forward_datagram, self._serve_tcp, self._stats)
             except OSError as err:
                 reason = await self._bind_failure(address, err)
                 if self._bind_errors.get(address) != reason:
@@ -108,20 +110,21 @@ class Listener:
     """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.udp``) and a TCP server."""
 
     def __init__(self, address: str, udp_socket: socket.socket, tcp: asyncio.Server, udp_window: float,
-                 answer: Answer, forward_datagram: ForwardDatagram):
+                 answer: Answer, forward_datagram: ForwardDatagram, stats: Stats):
         self.address = address
         self.udp_socket = udp_socket
         self.tcp = tcp
         self._stopping = threading.Event()
         loop = asyncio.get_running_loop()
         self._udp_done = loop.create_future()
-        self._thread = threading.Thread(target=self._serve_udp, args=(loop, udp_window, answer, forward_datagram),
+        self._thread = threading.Thread(target=self._serve_udp,
+                                        args=(loop, udp_window, answer, forward_datagram, stats),
                                         name=f"dnsd-udp-{address}", daemon=True)
         self._thread.start()
 
     @classmethod
     async def open(cls, address: str, port: int, udp_window: float, answer: Answer,
-                   forward_datagram: ForwardDatagram, serve_tcp: ServeTcp) -> Listener:
+                   forward_datagram: ForwardDatagram, serve_tcp: ServeTcp, stats: Stats) -> Listener:
         """Bind both sockets to exactly ``address``:``port`` and start serving; OSError if either cannot be bound."""
         udp_socket = bound_socket(address, port, socket.SOCK_DGRAM)
         try:
@@ -130,7 +133,7 @@ class Listener:
         except OSError:
             udp_socket.close()
             raise
-        return cls(address, udp_socket, tcp, udp_window, answer, forward_datagram)
+        return cls(address, udp_socket, tcp, udp_window, answer, forward_datagram, stats)
 
     @property
     def alive(self) -> bool:
@@ -138,12 +141,13 @@ class Listener:
         return not self._udp_done.done()
 
     def _serve_udp(self, loop: asyncio.AbstractEventLoop, window: float, answer: Answer,
-                   forward_datagram: ForwardDatagram) -> None:
+                   forward_datagram: ForwardDatagram, stats: Stats) -> None:
         """The UDP thread: answers through ``answer`` (the GIL keeps the snapshot swap atomic)."""
         address = self.address
         try:
             serve_datagrams(DatagramBatch(self.udp_socket), lambda data, client: answer(data, client, address, False),
-                            lambda forward, client: forward_datagram(self, forward, client), self._stopping, window)
+                            lambda forward, client: forward_datagram(self, forward, client), self._stopping, window,
+                            stats)
         except Exception as err:  # noqa: BLE001 - a thread must not die silently
             log.error("UDP listener on %s failed: %s", address, err)
         finally:

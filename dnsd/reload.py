@@ -19,6 +19,7 @@ from netcore.model import Attached, Network
 
 from .builder import SnapshotBuilder
 from .snapshot import Snapshot
+from .stats import Stats
 
 
 class RecordSource(Protocol):
@@ -40,11 +41,13 @@ class RecordSource(Protocol):
 class Reloader:
     """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds.
 
-    Not safe for concurrent ``reload`` calls: the caller serialises them.
+    Counts its patches and full builds in ``stats``. Not safe for concurrent
+    ``reload`` calls: the caller serialises them.
     """
 
-    def __init__(self, records: RecordSource, ttl: int):
+    def __init__(self, records: RecordSource, ttl: int, stats: Stats):
         self._records = records
+        self._stats = stats
         self._builder = SnapshotBuilder(ttl)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
         self.generation: int | None = None  # of the last snapshot made; None before the first
@@ -71,9 +74,12 @@ class Reloader:
             if generation == known:
                 return generation, None
             if changed is not None and self._builder.can_patch(len(changed)):
-                return generation, self._builder.patch(changed, self._records.container_records(changed))
+                snapshot = self._builder.patch(changed, self._records.container_records(changed))
+                self._stats.reloads_patch += 1
+                return generation, snapshot
         generation = self._records.generation()
         with self._records.dns_records() as (networks, containers):
             snapshot = self._builder.build(networks, containers)
+        self._stats.reloads_full += 1
         release_free_memory()  # a full build leaves the previous snapshot behind
         return generation, snapshot

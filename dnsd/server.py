@@ -26,6 +26,7 @@ from .forward import Resolver
 from .listeners import Listener, Listeners
 from .reload import Reloader, RecordSource
 from .snapshot import Snapshot
+from .stats import Stats
 from .tcp import TcpConnections
 
 log = logging.getLogger("dnsd")
@@ -35,22 +36,22 @@ class DnsServer:
     """Serves the records of ``records``, following its generation (see the module's docstring).
 
     Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.__main__.make_server``).
+    ``stats`` is shared with the resolver: every part counts there (see ``dnsd.stats``).
     """
 
-    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver):
+    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats):
         self.config = config
-        self.answerer = Answerer(Snapshot.empty(), config.upstreams)
+        self.stats = stats
+        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats)
         self.resolver = resolver
-        self._reloader = Reloader(records, config.ttl)
+        self._reloader = Reloader(records, config.ttl, stats)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._tcp = TcpConnections(self._answer, resolver, self._spawn, config.tcp_idle, config.tcp_max)
+        self._tcp = TcpConnections(self._answer, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
         self._listeners = Listeners(config.port, config.udp_window, self._answer, self._forward_datagram_later,
-                                    self._tcp.serve)
+                                    self._tcp.serve, stats)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
         self._stopped = asyncio.Event()
-        self._internal_errors = 0
-        self._last_internal_error = ""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -67,6 +68,12 @@ class DnsServer:
     def down_listeners(self) -> dict[str, str]:
         """Gateway address -> why dnsd cannot listen there (one line), for every wanted address not served."""
         return self._listeners.down
+
+    def stats_report(self) -> dict[str, int]:
+        """The ``stats`` command's numbers: the shared counts (``Stats.counts``), the generation served (0 before
+        the first), listeners up and down, and TCP connections open now."""
+        return {**self.stats.counts(), "tcp_open": self._tcp.open_count, "generation": self.generation or 0,
+                "listeners_up": len(self._listeners.addresses), "listeners_down": len(self.down_listeners)}
 
     async def start(self) -> None:
         """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs."""
@@ -115,25 +122,26 @@ class DnsServer:
 
     async def _report_bad_input(self) -> None:
         """At most one log line per second about malformed messages and internal errors."""
+        stats = self.stats
         reported_bad, reported_errors = 0, 0
         while True:
             await asyncio.sleep(1.0)
-            bad, errors = self.answerer.bad_input_count, self._internal_errors
+            bad, errors = stats.malformed, stats.internal_errors
             if bad != reported_bad:
-                reason, source = self.answerer.last_bad_input
+                reason, source = stats.last_malformed
                 log.warning("%d malformed messages in the last second, the latest from %s: %s",
                             bad - reported_bad, source, reason)
             if errors != reported_errors:
                 log.error("%d messages failed with an internal error, the latest: %s",
-                          errors - reported_errors, self._last_internal_error)
+                          errors - reported_errors, stats.last_internal_error)
             reported_bad, reported_errors = bad, errors
 
     def _answer(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         try:
             return self.answerer.handle(data, client_ip, listener_ip, tcp)
         except Exception as err:  # a bug; the message is dropped and the server goes on
-            self._internal_errors += 1
-            self._last_internal_error = repr(err)
+            self.stats.internal_errors += 1
+            self.stats.last_internal_error = repr(err)
             return None
 
     def _spawn(self, coroutine) -> asyncio.Task:

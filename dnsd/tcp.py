@@ -17,23 +17,31 @@ from collections.abc import Callable, Coroutine
 
 from .answer import Forward
 from .forward import Resolver
+from .stats import Stats
 
 
 class TcpConnections:
     """Serves TCP connections through ``answer``, asking ``resolver`` for names not held, and keeps count of them.
 
     ``answer(message, client_ip, listener_ip, tcp)`` as ``Answerer.handle``;
-    ``spawn`` starts a task that the server cancels when it stops.
+    ``spawn`` starts a task that the server cancels when it stops. The replies
+    it gives itself are counted in ``stats.answered_tcp``.
     """
 
     def __init__(self, answer: Callable[[bytes, str, str, bool], bytes | Forward | None], resolver: Resolver,
-                 spawn: Callable[[Coroutine], asyncio.Task], idle: float, max_open: int):
+                 spawn: Callable[[Coroutine], asyncio.Task], idle: float, max_open: int, stats: Stats):
         self._answer = answer
         self._resolver = resolver
         self._spawn = spawn
+        self._stats = stats
         self.idle = idle
         self.max_open = max_open
         self._open: dict[asyncio.Task, asyncio.StreamWriter] = {}  # in the order they were opened
+
+    @property
+    def open_count(self) -> int:
+        """Connections open now."""
+        return len(self._open)
 
     async def serve(self, listener_ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One task per connection: several length-prefixed queries, closed when idle, slow or garbled."""
@@ -58,6 +66,7 @@ class TcpConnections:
                 if result is None:
                     break
                 if type(result) is bytes:
+                    self._stats.answered_tcp += 1
                     await self._write_message(writer, result)
                 else:
                     task = self._spawn(self._forward_message(result, writer, client_ip))

@@ -405,7 +405,7 @@ QUESTION_A2 = b"\x02a2\x00\x00\x01\x00\x01"
 def test_messages_no_reply_can_be_made_to_are_dropped(lan, message):
     answerer = answerer_for(lan)
     assert answerer.handle(message, "10.89.1.2", GATEWAY_A, False) is None
-    assert answerer.bad_input_count == 1
+    assert answerer.stats.malformed == 1
 
 
 @pytest.mark.parametrize("message, expected", [
@@ -433,7 +433,7 @@ def test_malformed_queries_get_formerr_or_notimp(lan, message, expected):
     reply = answerer.handle(message, "10.89.1.2", GATEWAY_A, False)
     assert reply[:2] == b"\x42\x42"
     assert reply[2] & 0x80 and rcode(reply) == expected
-    assert answerer.bad_input_count == 1
+    assert answerer.stats.malformed == 1
 
 
 def test_unusual_but_valid_query_is_answered_through_the_full_parser(lan, dns):
