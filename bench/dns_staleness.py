@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from netcore.dnsd_control import DnsdControl
+from netcore.dnsd_control import OK, SYNC, DnsdControl
 from netcore.linux import entered_netns
 
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix
@@ -104,9 +104,9 @@ def control_sync_ms(state_dir: str, count: int) -> list[float]:
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        reply = control.request("sync")
+        reply = control.request(SYNC)
         times.append((time.perf_counter() - start) * 1e3)
-        if not reply or not reply.startswith("ok"):
+        if not reply or not reply.startswith(OK):
             sys.exit(f"dns_staleness: dnsd answered sync with {reply!r}")
     return times
 

@@ -17,7 +17,7 @@ import signal
 import sys
 
 from netcore import linux
-from netcore.dnsd_control import PID_NAME, SOCKET_NAME
+from netcore.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
@@ -171,8 +171,8 @@ async def serve(state_dir: str, config: ServerConfig) -> None:
         await server.start()
         with open(pid_path, "w") as pid_file:
             pid_file.write(f"{os.getpid()}\n")
-        log.info("serving %s (%s mode), generation %s", state_dir,
-                                       "managed" if config.managed else "foreground", server.generation)
+        log.info("serving %s (%s mode), generation %s", state_dir, MANAGED if config.managed else FOREGROUND,
+                 server.generation)
         await server.wait_stopped()
         log.info("stopping")
     finally:

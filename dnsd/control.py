@@ -4,7 +4,8 @@
 (report) -> ``ok GENERATION [{ADDRESS: WHY, ...}]`` (see
 ``netcore.dnsd_control.format_sync_reply``); ``stats`` -> one line of JSON,
 ``{"answered_udp":1234,...}`` (``DnsServer.stats_report``); ``stop`` -> ``ok``,
-then dnsd stops; anything else -> ``error ...``.
+then dnsd stops; anything else -> ``error ...``. The words and reply formats
+are netcore.dnsd_control's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import socket
 from typing import Protocol
 
-from netcore.dnsd_control import format_sync_reply
+from netcore.dnsd_control import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
 
 from .config import DnsdError
 
@@ -92,7 +93,7 @@ class ControlSocket:
                 reply = await self.reply(command)
                 writer.write(reply.encode() + b"\n")
                 await writer.drain()
-                if command == "stop":
+                if command == STOP:
                     self._server.request_stop()
                     break
         except (ConnectionError, TimeoutError):
@@ -103,18 +104,18 @@ class ControlSocket:
     async def reply(self, command: str) -> str:
         """The reply line to one command (see the module's docstring)."""
         server = self._server
-        if command == "ping":
-            return f"pong {os.getpid()} {'managed' if self._managed else 'foreground'}"
-        if command == "sync":
+        if command == PING:
+            return format_pong(os.getpid(), self._managed)
+        if command == SYNC:
             try:
                 return format_sync_reply(await server.sync(), server.down_listeners)
             except Exception as err:  # reported to the caller, who retries or gives up
                 log.warning("sync failed: %s", err)
-                return f"error {err}".replace("\n", " ")
-        if command == "status":
+                return f"{ERROR} {err}".replace("\n", " ")
+        if command == STATUS:
             return format_sync_reply(server.generation, server.down_listeners)
-        if command == "stats":
+        if command == STATS:
             return json.dumps(server.stats_report(), separators=(",", ":"))
-        if command == "stop":
-            return "ok"
-        return f"error unknown command {command[:40]!r}"
+        if command == STOP:
+            return OK
+        return f"{ERROR} unknown command {command[:40]!r}"
