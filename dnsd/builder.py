@@ -36,7 +36,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Attached, Container, Endpoint, Network, group_by_container
+from netcore.model import Attached, Container, Endpoint, Network, dns_names, group_by_container
 
 from .snapshot import (
     Entry,
@@ -248,8 +248,7 @@ class SnapshotBuilder:
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
         """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope)."""
         packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
-        short_names = dict.fromkeys(name.lower() for name in
-                                    (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
+        short_names = dict.fromkeys(name.lower() for name in dns_names(container, endpoint))
         names: dict[bytes, None] = {}  # a set that keeps its order: equal contributions get equal tuples
         for short_name in short_names:
             wire = encode_name(short_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from dnsd.builder import build_snapshot
 from dnsd.snapshot import lookup, normalize_address, parse_upstream
 from dnsd.wire import A_IN, ANY_IN, encode_name
+from netcore.model import dns_names
 
 
 @pytest.mark.parametrize("name, wire", [
@@ -106,3 +108,14 @@ def test_reverse_names_inside_served_subnets_are_owned(world):
     assert not snapshot.owns_reverse_name(encode_name("99.2.89.10.in-addr.arpa"))
     assert not snapshot.owns_reverse_name(encode_name("1.89.10.in-addr.arpa"))  # a zone, not an address
     assert not snapshot.owns_reverse_name(encode_name("web"))
+
+
+def test_dns_names_are_dockers_in_its_order_and_each_is_served(world):
+    """Name, aliases, short ID, hostname (moby's buildEndpointDNSNames); the builder serves the same names."""
+    net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
+    web = world.container("web", net, "10.89.1.2", hostname="www", aliases=("front", "web"))
+    endpoint = next(e for e in world.endpoints if e.container_id == web.id)
+    assert dns_names(web, endpoint) == ("web", "front", web.short_id, "www")
+    assert dns_names(dataclasses.replace(web, hostname=""), endpoint) == ("web", "front", web.short_id)
+    names = build_snapshot(*world.records()).listeners["10.89.1.1"].names
+    assert all(encode_name(name) in names for name in dns_names(web, endpoint))
