@@ -27,7 +27,7 @@ import sys
 import time
 
 from netcore.dnsd_control import OK, SYNC, DnsdControl
-from netcore.linux import entered_netns
+from netcore.linux import entered_netns, netns_path
 
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix
 
@@ -40,7 +40,7 @@ def ticks(pid: int) -> int:
 
 def socket_in_netns(namespace: str) -> socket.socket:
     """A UDP socket that lives in `namespace`, while this process stays where it is."""
-    with entered_netns(f"/run/netns/{namespace}"):
+    with entered_netns(netns_path(namespace)):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 

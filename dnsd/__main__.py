@@ -29,7 +29,6 @@ from .stats import Stats
 from .snapshot import Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
 
-NETNS_DIR = "/run/netns"
 RESOLV_CONF = "/etc/resolv.conf"
 MAX_UPSTREAMS = 3
 MAX_WINDOW_MS = 10.0
@@ -118,22 +117,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def enter_netns(name: str) -> None:
-    """Move this process into an existing named network namespace (never creates one)."""
-    if not name or "/" in name or name in (".", ".."):
-        raise DnsdError(f"bad network namespace name {name!r}")
-    path = os.path.join(NETNS_DIR, name)
+    """Move this process, before it starts threads, into an existing named network namespace (never creates one).
+
+    DnsdError, one line, if it cannot: a bad name, no such namespace, not root.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        path = linux.netns_path(name)
+    except OSError as err:
+        raise DnsdError(err.strerror) from None
+    try:
+        linux.enter_netns(name)
     except FileNotFoundError:
         raise DnsdError(f"network namespace {name!r} does not exist (no {path})") from None
     except PermissionError:
-        raise DnsdError(f"cannot open {path}: permission denied (run as root)") from None
-    try:
-        linux.setns(fd, linux.CLONE_NEWNET)
+        raise DnsdError(f"cannot enter network namespace {name!r} ({path}): permission denied (run as root)") from None
     except OSError as err:
         raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
-    finally:
-        os.close(fd)
 
 
 def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:

@@ -21,7 +21,6 @@ is asked through a socket made inside that namespace by a helper thread
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,6 @@ from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
 DEFAULT_MAX_INFLIGHT = 1024
-NETNS_DIR = "/run/netns"  # where named network namespaces are pinned (`ip netns add`, netcore)
 _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
 
 
@@ -138,7 +136,7 @@ class NamespaceSockets:
     the first such socket.
     """
 
-    def __init__(self, directory: str = NETNS_DIR):
+    def __init__(self, directory: str = linux.NETNS_DIR):
         self.directory = directory
         self._thread: ThreadPoolExecutor | None = None
 
@@ -148,12 +146,10 @@ class NamespaceSockets:
         OSError if it cannot be made there: a bad name (EINVAL), a namespace
         that is gone (FileNotFoundError), no permission to enter it.
         """
-        if not netns or "/" in netns or netns in (".", ".."):
-            raise OSError(errno.EINVAL, f"bad network namespace name {netns!r}")
+        path = linux.netns_path(netns, self.directory)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-netns")
-        made = asyncio.get_running_loop().run_in_executor(self._thread, _socket_in, os.path.join(self.directory, netns),
-                                                          family, kind)
+        made = asyncio.get_running_loop().run_in_executor(self._thread, _socket_in, path, family, kind)
         try:
             return await asyncio.shield(made)
         except asyncio.CancelledError:  # the time share ran out: the socket still to come must not leak

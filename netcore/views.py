@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from .linux import netns_path
 from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, dns_names
 
 
@@ -93,7 +94,7 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
         "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
         "HostConfig": {"NetworkMode": network_mode},
         "NetworkSettings": {
-            "SandboxKey": f"/run/netns/{container.netns}" if container.netns else "",
+            "SandboxKey": netns_path(container.netns) if container.netns else "",
             "Networks": networks,
         },
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import dnslib
 import pytest
 
 from dnsd.__main__ import host_nameservers, main
+from netcore import linux
 from netcore.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +51,16 @@ def test_missing_namespace_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["--state-dir", str(tmp_path), "--netns", f"dnsd-test-absent-{os.getpid()}"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "does not exist" in error
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../here", "a/b"])
+def test_a_name_that_cannot_be_a_namespace_is_refused_before_any_path_is_opened(name, tmp_path, capsys):
+    with pytest.raises(OSError) as raised:
+        linux.netns_path(name)
+    assert raised.value.errno == errno.EINVAL
+    if name:  # an empty --netns is host mode
+        assert main(["--state-dir", str(tmp_path), "--netns", name]) == 1
+        assert capsys.readouterr().err == f"dnsd: bad network namespace name {name!r}\n"
 
 
 def test_host_nameservers_reads_at_most_three(tmp_path):
