@@ -26,11 +26,10 @@ from .forward import Forwarder
 from .reload import RecordSource
 from .server import DnsServer
 from .stats import Stats
-from .snapshot import Upstream, parse_upstream
+from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
 from .udp import DEFAULT_WINDOW
 
 RESOLV_CONF = "/etc/resolv.conf"
-MAX_UPSTREAMS = 3
 MAX_WINDOW_MS = 10.0
 
 log = logging.getLogger("dnsd")
@@ -92,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
                         help="named network namespace to serve from (default: $NETCORE_NETNS; none: host mode)")
     parser.add_argument("--upstream", action="append", type=_upstream, default=[], metavar="IP[:PORT]",
-                        help="default upstream server, repeatable, at most 3 (host mode default: resolv.conf's)")
+                        help=f"default upstream server, repeatable, at most {MAX_UPSTREAMS} "
+                             "(host mode default: resolv.conf's)")
     parser.add_argument("--ttl", type=_ttl, default=0, help="TTL of local answers in seconds (default 0)")
     parser.add_argument("--max-inflight", type=_positive(int), default=1024,
                         help="forwarded queries at once; past that REFUSED (default 1024)")
@@ -136,7 +136,7 @@ def enter_netns(name: str) -> None:
 
 
 def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
-    """The first nameservers of the host's resolv.conf that parse, at most 3."""
+    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS."""
     servers = []
     try:
         with open(path) as resolv_conf:

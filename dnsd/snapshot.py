@@ -29,6 +29,7 @@ from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the
 
 from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, header_counts
 
+MAX_UPSTREAMS = 3  # servers in one list of upstreams: resolv.conf's MAXNS, as many as a libc asks
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
 _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
