@@ -25,12 +25,13 @@ from .config import DnsdError, ServerConfig
 from .forward import Forwarder
 from .reload import RecordSource
 from .server import DnsServer
-from .stats import Stats
 from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
-from .udp import DEFAULT_WINDOW
+from .stats import Stats
 
 RESOLV_CONF = "/etc/resolv.conf"
 MAX_WINDOW_MS = 10.0
+
+DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
 log = logging.getLogger("dnsd")
 
@@ -93,20 +94,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upstream", action="append", type=_upstream, default=[], metavar="IP[:PORT]",
                         help=f"default upstream server, repeatable, at most {MAX_UPSTREAMS} "
                              "(host mode default: resolv.conf's)")
-    parser.add_argument("--ttl", type=_ttl, default=0, help="TTL of local answers in seconds (default 0)")
-    parser.add_argument("--max-inflight", type=_positive(int), default=1024,
-                        help="forwarded queries at once; past that REFUSED (default 1024)")
-    parser.add_argument("--max-inflight-per-client", type=_positive(int), default=None,
+    parser.add_argument("--ttl", type=_ttl, default=DEFAULTS.ttl,
+                        help=f"TTL of local answers in seconds (default {DEFAULTS.ttl})")
+    parser.add_argument("--max-inflight", type=_positive(int), default=DEFAULTS.max_inflight,
+                        help=f"forwarded queries at once; past that REFUSED (default {DEFAULTS.max_inflight})")
+    parser.add_argument("--max-inflight-per-client", type=_positive(int), default=DEFAULTS.max_inflight_per_client,
                         help="forwarded queries at once from one client address (default: max-inflight / 8, at least 16)")
-    parser.add_argument("--forward-timeout", type=_positive(float), default=3.0,
-                        help="seconds for all upstream servers of a query together (default 3)")
-    parser.add_argument("--tcp-idle", type=_positive(float), default=3.0,
-                        help="seconds before an idle TCP connection is closed (default 3)")
-    parser.add_argument("--tcp-max", type=_positive(int), default=512, help="open TCP connections (default 512)")
-    parser.add_argument("--udp-window", type=_window, default=DEFAULT_WINDOW * 1000, metavar="MS",
+    parser.add_argument("--forward-timeout", type=_positive(float), default=DEFAULTS.forward_timeout,
+                        help="seconds for all upstream servers of a query together "
+                             f"(default {DEFAULTS.forward_timeout:g})")
+    parser.add_argument("--tcp-idle", type=_positive(float), default=DEFAULTS.tcp_idle,
+                        help=f"seconds before an idle TCP connection is closed (default {DEFAULTS.tcp_idle:g})")
+    parser.add_argument("--tcp-max", type=_positive(int), default=DEFAULTS.tcp_max,
+                        help=f"open TCP connections (default {DEFAULTS.tcp_max})")
+    parser.add_argument("--udp-window", type=_window, default=DEFAULTS.udp_window * 1000, metavar="MS",
                         help="milliseconds a busy UDP listener lets queries gather before it reads them, "
-                             f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULT_WINDOW * 1000:g})")
-    parser.add_argument("--port", type=_port, default=53, help="port to serve on (default 53)")
+                             f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULTS.udp_window * 1000:g})")
+    parser.add_argument("--port", type=_port, default=DEFAULTS.port,
+                        help=f"port to serve on (default {DEFAULTS.port})")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
     if not args.state_dir:

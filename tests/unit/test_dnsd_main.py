@@ -14,7 +14,8 @@ from pathlib import Path
 import dnslib
 import pytest
 
-from dnsd.__main__ import host_nameservers, main
+from dnsd.__main__ import host_nameservers, main, parse_args
+from dnsd.config import ServerConfig
 from netcore import linux
 from netcore.store import Store
 
@@ -39,6 +40,16 @@ def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys, monkeypatc
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("dnsd: ") and message in error
+
+
+def test_the_command_line_defaults_are_the_configs(monkeypatch):
+    monkeypatch.delenv("NETCORE_NETNS", raising=False)
+    args, config = parse_args(["--state-dir", "/tmp"]), ServerConfig()
+    assert (args.port, args.ttl, args.max_inflight, args.max_inflight_per_client, args.forward_timeout, args.tcp_idle,
+            args.tcp_max, args.udp_window / 1000, args.managed) == (
+        config.port, config.ttl, config.max_inflight, config.max_inflight_per_client, config.forward_timeout,
+        config.tcp_idle, config.tcp_max, config.udp_window, config.managed)
+    assert (config.port, config.max_inflight, config.forward_timeout, config.tcp_max) == (53, 1024, 3.0, 512)
 
 
 def test_missing_state_dir_is_one_line_and_exit_1(tmp_path, capsys):
