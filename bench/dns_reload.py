@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dnslib
 
 from dnsd.answer import Answerer
-from dnsd.builder import SnapshotBuilder
+from dnsd.builder import SnapshotBuilder, build_snapshot
 from dnsd.snapshot import Snapshot
 from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 from netcore.store import Store
@@ -237,7 +237,7 @@ def measure_rss(counts: list[int], runs: int = 3) -> dict[str, dict[int, float]]
 
 def measure_queries(world: World) -> dict[str, float]:
     """µs per Answerer.handle, best of 5 rounds of 50,000."""
-    answerer = Answerer(Snapshot.build(world.networks, world.containers, world.endpoints))
+    answerer = Answerer(build_snapshot(world.networks, world.containers, world.endpoints))
     client, stranger, gateway = world.endpoints[5].ipv4, "10.90.255.200", world.networks[0].gateway
     cases = {"container asks c7": ("c7", client), "container asks web (rotating)": ("web", client),
              "stranger asks c7": ("c7", stranger), "container asks a missing name": ("nothere", client)}

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 
-from netcore.dnsd_control import DnsdControl
-from netcore.linux import entered_netns
+from netcore.dnsd_control import OK, SYNC, DnsdControl
+from netcore.linux import entered_netns, netns_path
 
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix
 
@@ -40,7 +40,7 @@ def ticks(pid: int) -> int:
 
 def socket_in_netns(namespace: str) -> socket.socket:
     """A UDP socket that lives in `namespace`, while this process stays where it is."""
-    with entered_netns(f"/run/netns/{namespace}"):
+    with entered_netns(netns_path(namespace)):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
@@ -104,9 +104,9 @@ def control_sync_ms(state_dir: str, count: int) -> list[float]:
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        reply = control.request("sync")
+        reply = control.request(SYNC)
         times.append((time.perf_counter() - start) * 1e3)
-        if not reply or not reply.startswith("ok"):
+        if not reply or not reply.startswith(OK):
             sys.exit(f"dns_staleness: dnsd answered sync with {reply!r}")
     return times
 

@@ -2,6 +2,10 @@
 
 ``snapshot`` holds ready-made answers, which ``builder`` makes from the
 store's records and patches when a few containers change; ``answer`` is the
-sans-IO core that turns a query into a reply, ``forward`` asks upstream
-servers, and ``server`` is the asyncio shell that owns the sockets.
+sans-IO core that turns a query into a reply, with ``wire`` the DNS numbers and
+name encoding they share. ``server`` is the asyncio shell that wires the rest:
+``listeners`` (a ``udp`` thread and a ``tcp`` server per gateway address),
+``reload``, the ``control`` socket, a ``forward.Resolver`` for names not held
+(the ``Forwarder``, built by ``__main__``), and ``stats``, the counters they
+all share. ``config`` holds dnsd's settings and their defaults.
 """

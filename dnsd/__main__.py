@@ -17,18 +17,21 @@ import signal
 import sys
 
 from netcore import linux
-from netcore.dnsd_control import PID_NAME, SOCKET_NAME
+from netcore.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
-from .server import DnsdError, DnsServer, ServerConfig
-from .snapshot import Upstream, parse_upstream
-from .udp import DEFAULT_WINDOW
+from .config import DnsdError, ServerConfig
+from .forward import Forwarder
+from .reload import RecordSource
+from .server import DnsServer
+from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
+from .stats import Stats
 
-NETNS_DIR = "/run/netns"
 RESOLV_CONF = "/etc/resolv.conf"
-MAX_UPSTREAMS = 3
 MAX_WINDOW_MS = 10.0
+
+DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
 log = logging.getLogger("dnsd")
 
@@ -89,21 +92,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
                         help="named network namespace to serve from (default: $NETCORE_NETNS; none: host mode)")
     parser.add_argument("--upstream", action="append", type=_upstream, default=[], metavar="IP[:PORT]",
-                        help="default upstream server, repeatable, at most 3 (host mode default: resolv.conf's)")
-    parser.add_argument("--ttl", type=_ttl, default=0, help="TTL of local answers in seconds (default 0)")
-    parser.add_argument("--max-inflight", type=_positive(int), default=1024,
-                        help="forwarded queries at once; past that REFUSED (default 1024)")
-    parser.add_argument("--max-inflight-per-client", type=_positive(int), default=None,
+                        help=f"default upstream server, repeatable, at most {MAX_UPSTREAMS} "
+                             "(host mode default: resolv.conf's)")
+    parser.add_argument("--ttl", type=_ttl, default=DEFAULTS.ttl,
+                        help=f"TTL of local answers in seconds (default {DEFAULTS.ttl})")
+    parser.add_argument("--max-inflight", type=_positive(int), default=DEFAULTS.max_inflight,
+                        help=f"forwarded queries at once; past that REFUSED (default {DEFAULTS.max_inflight})")
+    parser.add_argument("--max-inflight-per-client", type=_positive(int), default=DEFAULTS.max_inflight_per_client,
                         help="forwarded queries at once from one client address (default: max-inflight / 8, at least 16)")
-    parser.add_argument("--forward-timeout", type=_positive(float), default=3.0,
-                        help="seconds for all upstream servers of a query together (default 3)")
-    parser.add_argument("--tcp-idle", type=_positive(float), default=3.0,
-                        help="seconds before an idle TCP connection is closed (default 3)")
-    parser.add_argument("--tcp-max", type=_positive(int), default=512, help="open TCP connections (default 512)")
-    parser.add_argument("--udp-window", type=_window, default=DEFAULT_WINDOW * 1000, metavar="MS",
+    parser.add_argument("--forward-timeout", type=_positive(float), default=DEFAULTS.forward_timeout,
+                        help="seconds for all upstream servers of a query together "
+                             f"(default {DEFAULTS.forward_timeout:g})")
+    parser.add_argument("--tcp-idle", type=_positive(float), default=DEFAULTS.tcp_idle,
+                        help=f"seconds before an idle TCP connection is closed (default {DEFAULTS.tcp_idle:g})")
+    parser.add_argument("--tcp-max", type=_positive(int), default=DEFAULTS.tcp_max,
+                        help=f"open TCP connections (default {DEFAULTS.tcp_max})")
+    parser.add_argument("--udp-window", type=_window, default=DEFAULTS.udp_window * 1000, metavar="MS",
                         help="milliseconds a busy UDP listener lets queries gather before it reads them, "
-                             f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULT_WINDOW * 1000:g})")
-    parser.add_argument("--port", type=_port, default=53, help="port to serve on (default 53)")
+                             f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULTS.udp_window * 1000:g})")
+    parser.add_argument("--port", type=_port, default=DEFAULTS.port,
+                        help=f"port to serve on (default {DEFAULTS.port})")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -114,26 +122,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def enter_netns(name: str) -> None:
-    """Move this process into an existing named network namespace (never creates one)."""
-    if not name or "/" in name or name in (".", ".."):
-        raise DnsdError(f"bad network namespace name {name!r}")
-    path = os.path.join(NETNS_DIR, name)
+    """Move this process, before it starts threads, into an existing named network namespace (never creates one).
+
+    DnsdError, one line, if it cannot: a bad name, no such namespace, not root.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        path = linux.netns_path(name)
+    except OSError as err:
+        raise DnsdError(err.strerror) from None
+    try:
+        linux.enter_netns(name)
     except FileNotFoundError:
         raise DnsdError(f"network namespace {name!r} does not exist (no {path})") from None
     except PermissionError:
-        raise DnsdError(f"cannot open {path}: permission denied (run as root)") from None
-    try:
-        linux.setns(fd, linux.CLONE_NEWNET)
+        raise DnsdError(f"cannot enter network namespace {name!r} ({path}): permission denied (run as root)") from None
     except OSError as err:
         raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
-    finally:
-        os.close(fd)
 
 
 def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
-    """The first nameservers of the host's resolv.conf that parse, at most 3."""
+    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS."""
     servers = []
     try:
         with open(path) as resolv_conf:
@@ -147,10 +155,18 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
     return tuple(servers[:MAX_UPSTREAMS])
 
 
+def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
+    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
+    both counting in one Stats."""
+    stats = Stats()
+    forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
+    return DnsServer(config, records, forwarder, stats)
+
+
 async def serve(state_dir: str, config: ServerConfig) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do."""
     store = Store.open_readonly(state_dir)
-    server = DnsServer(config, store)
+    server = make_server(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -159,8 +175,8 @@ async def serve(state_dir: str, config: ServerConfig) -> None:
         await server.start()
         with open(pid_path, "w") as pid_file:
             pid_file.write(f"{os.getpid()}\n")
-        log.info("serving %s (%s mode), generation %s", state_dir,
-                                       "managed" if config.managed else "foreground", server.generation)
+        log.info("serving %s (%s mode), generation %s", state_dir, MANAGED if config.managed else FOREGROUND,
+                 server.generation)
         await server.wait_stopped()
         log.info("stopping")
     finally:

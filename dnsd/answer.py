@@ -9,35 +9,20 @@ to reply FORMERR. ``handle`` never raises on any input.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import dnslib
 
-from .snapshot import (MAX_LABEL, MAX_NAME, ONE_ANSWER, TYPE_OPT, RecordSet, Scope, Snapshot, Upstream, _header_counts,
-                       lookup)
+from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, lookup
+from .stats import Stats
+from .wire import (BADVERS, DNSSEC_OK, FORMERR, HEADER_SIZE, NOERROR, NOTIMP, NXDOMAIN, ONE_ANSWER, OPT_FIXED, REFUSED,
+                   TCP_MESSAGE_MAX, TYPE_OPT, UDP_PAYLOAD_PLAIN, header_counts, question_name_end)
 
-NOERROR = 0
-FORMERR = 1
-SERVFAIL = 2
-NXDOMAIN = 3
-NOTIMP = 4
-REFUSED = 5
-BADVERS = 16  # extended rcode: upper 8 bits in the OPT record, lower 4 in the header
-
-HEADER_SIZE = 12
-MAX_UPSTREAMS = 3
-UDP_PAYLOAD_PLAIN = 512  # without EDNS a UDP reply must fit 512 bytes
 EDNS_PAYLOAD = 1232  # what dnsd advertises in its OPT record (DNS flag day 2020)
-TCP_MESSAGE_MAX = 65535
 REPLY_MEMO_SIZE = 16384  # remembered replies, all scopes together (a few MB at most)
 
 _PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT=1 ANCOUNT=0 NSCOUNT=0
 _OPT_START = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # root name, then type OPT
-_OPT_FIXED = struct.Struct("!BHHBBHH")  # root name, type, payload size, extended rcode, version, flags, rdata length
-
-
-DNSSEC_OK = 0x8000  # the DO bit of the OPT record's flags (RFC 3225)
 
 
 def _opt_record(extended_rcode: int = 0, dnssec_ok: bool = False) -> bytes:
@@ -96,29 +81,15 @@ class Forward:
                                      dnssec_ok=self.dnssec_ok)
 
 
-def question_name_end(data: bytes) -> int | None:
-    """Offset just past the question's name, if it is a plain (uncompressed) name of at most 255 bytes."""
-    limit = min(len(data), HEADER_SIZE + MAX_NAME)  # the root label of the longest name sits just before it
-    offset = HEADER_SIZE
-    while offset < limit:
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length > MAX_LABEL:  # a compression pointer or a reserved label type
-            return None
-        offset += length + 1
-    return None
-
-
 def _lone_edns0(data: bytes, question_end: int) -> tuple[int, bool] | None:
     """(UDP payload size, DO bit) of an EDNS version 0 OPT record that fills the message after the question.
 
     Its options, whatever they are, are skipped: unknown options are ignored (RFC 6891 section 6.1.2).
     """
-    if len(data) < question_end + _OPT_FIXED.size:
+    if len(data) < question_end + OPT_FIXED.size:
         return None
-    root, rtype, payload, _, version, flags, rdata_length = _OPT_FIXED.unpack_from(data, question_end)
-    if root == 0 and rtype == TYPE_OPT and version == 0 and len(data) == question_end + _OPT_FIXED.size + rdata_length:
+    root, rtype, payload, _, version, flags, rdata_length = OPT_FIXED.unpack_from(data, question_end)
+    if root == 0 and rtype == TYPE_OPT and version == 0 and len(data) == question_end + OPT_FIXED.size + rdata_length:
         return payload, bool(flags & DNSSEC_OK)
     return None
 
@@ -160,13 +131,13 @@ class Answerer:
     snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
-    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = ()):
+    def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
+                 stats: Stats | None = None):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
-        self.bad_input_count = 0
-        self.last_bad_input: tuple[str, str] = ("", "")  # (what was wrong, source address)
+        self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
 
     @property
     def snapshot(self) -> Snapshot:
@@ -253,10 +224,10 @@ class Answerer:
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, dnssec_ok=dnssec_ok)
         if records.__class__ is bytes:  # a lone record
-            answers, header_counts = records, ONE_ANSWER
+            answers, counts = records, ONE_ANSWER
         else:
             answers = records.wire if records.rotation_slot < 0 else self._rotated(records)
-            header_counts = records.header_counts
+            counts = records.header_counts
         if edns_payload is None:
             opt = b""
             additional_count = b"\x00\x00"
@@ -269,9 +240,9 @@ class Answerer:
         room = limit - question_end - len(opt)
         if len(answers) > room:  # the records that fit, TC set: a client that never retries over TCP gets those
             answers, count = fit_records(answers, room)
-            header_counts = _header_counts(count)
+            counts = header_counts(count)
             flags = _response_flags(data, NOERROR, truncated=True)
-        return b"".join((data[:2], flags, header_counts, additional_count, data[HEADER_SIZE:question_end],
+        return b"".join((data[:2], flags, counts, additional_count, data[HEADER_SIZE:question_end],
                          answers, opt))
 
     def _rotated(self, records: RecordSet) -> bytes:
@@ -297,6 +268,7 @@ class Answerer:
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         groups = snapshot.upstreams_for(scope, self.default_upstreams, MAX_UPSTREAMS)  # whichever gateway was asked
         if not groups:
+            self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok)
 
@@ -340,8 +312,9 @@ class Answerer:
         return self._answer(data, name_end, option.rclass, client_ip, listener_ip, tcp, dnssec_ok=dnssec_ok)
 
     def _bad_input(self, reason: str, client_ip: str) -> None:
-        self.bad_input_count += 1
-        self.last_bad_input = (reason, client_ip)
+        stats = self.stats
+        stats.malformed += 1
+        stats.last_malformed = (reason, client_ip)
 
 
 def _lone_option(message: dnslib.DNSRecord) -> dnslib.RR | None | bool:

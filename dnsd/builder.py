@@ -36,12 +36,9 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Attached, Container, Endpoint, Network
+from netcore.model import Attached, Container, Endpoint, Network, dns_names, group_by_container
 
 from .snapshot import (
-    A_IN,
-    AAAA_IN,
-    PTR_IN,
     Entry,
     Names,
     PreferringScope,
@@ -49,13 +46,13 @@ from .snapshot import (
     Scope,
     Snapshot,
     Upstream,
-    encode_name,
     entry_of,
     is_loopback,
     normalize_address,
     parse_upstream,
     records_in,
 )
+from .wire import A_IN, AAAA_IN, PTR_IN, encode_name
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
 # about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and
@@ -65,6 +62,15 @@ PATCH_LIMIT_SHARE = 4  # past that, patch while at most 1/PATCH_LIMIT_SHARE of t
 
 # (served network ids in interface order, the container's --dns, its namespace if one of those is a loopback server)
 ScopeKey = tuple[tuple[str, ...], tuple[str, ...], str]
+
+
+def build_snapshot(networks: Iterable[Network], containers: Iterable[Container], endpoints: Iterable[Endpoint],
+                   ttl: int = 0) -> Snapshot:
+    """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead).
+
+    ``ttl``: seconds, as dnsd's ``--ttl``. Endpoints of containers not among ``containers`` are left out.
+    """
+    return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
 
 
 class SnapshotBuilder:
@@ -242,8 +248,7 @@ class SnapshotBuilder:
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
         """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope)."""
         packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
-        short_names = dict.fromkeys(name.lower() for name in
-                                    (container.name, container.hostname, container.short_id, *endpoint.aliases) if name)
+        short_names = dict.fromkeys(name.lower() for name in dns_names(container, endpoint))
         names: dict[bytes, None] = {}  # a set that keeps its order: equal contributions get equal tuples
         for short_name in short_names:
             wire = encode_name(short_name)

@@ -21,24 +21,41 @@ is asked through a socket made inside that namespace by a helper thread
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from netcore import linux
 
-from .answer import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, Forward
+from .answer import Forward
 from .snapshot import Upstream
+from .stats import Stats
+from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
 DEFAULT_MAX_INFLIGHT = 1024
-NETNS_DIR = "/run/netns"  # where named network namespaces are pinned (`ip netns add`, netcore)
 _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
 
 
+class Resolver(Protocol):
+    """The upstream path: what dnsd does with a name it does not hold.
+
+    ``Forwarder`` is one. Another may wrap it and add something on the way (a
+    cache, as CoreDNS's cache plugin wraps the next plugin); the server only
+    calls ``resolve``.
+    """
+
+    async def resolve(self, forward: Forward, tcp: bool, client: str) -> bytes:
+        """The reply for the client that asked ``forward`` (over TCP if ``tcp``; ``client`` is its address).
+
+        Never raises for a failure upstream: the reply then is dnsd's own
+        SERVFAIL or REFUSED (``Forward.error_reply``).
+        """
+
+
 class Forwarder:
-    """Relays queries upstream over the protocol they came in on.
+    """Relays queries upstream over the protocol they came in on (a ``Resolver``).
 
     At most ``max_inflight`` at once, and at most ``max_per_client`` of them for one
     client address, so that one client flooding a silent upstream cannot take
@@ -46,31 +63,36 @@ class Forwarder:
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_inflight: int = DEFAULT_MAX_INFLIGHT,
-                 max_per_client: int | None = None, namespaces: NamespaceSockets | None = None):
+                 max_per_client: int | None = None, namespaces: NamespaceSockets | None = None,
+                 stats: Stats | None = None):
         self.timeout = timeout
         self.namespaces = namespaces or NamespaceSockets()
         self.max_inflight = max_inflight
         self.max_per_client = max_per_client or max_inflight
-        self.inflight = 0
+        self.stats = stats if stats is not None else Stats()  # in flight, forwarded, SERVFAIL, refused at the cap
         self._inflight_by_client: dict[str, int] = {}
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
         """The reply for the client: an upstream's, with the client's ID, or SERVFAIL or REFUSED of our own."""
+        stats = self.stats
         held = self._inflight_by_client.get(client, 0)
-        if self.inflight >= self.max_inflight or held >= self.max_per_client:
+        if stats.in_flight >= self.max_inflight or held >= self.max_per_client:
+            stats.refused_inflight += 1
             return forward.error_reply(REFUSED)
-        self.inflight += 1
+        stats.in_flight += 1
+        stats.forwarded += 1
         self._inflight_by_client[client] = held + 1
         try:
             reply = await self._ask_in_turn(forward, tcp)
         finally:
-            self.inflight -= 1
+            stats.in_flight -= 1
             remaining = self._inflight_by_client[client] - 1
             if remaining:
                 self._inflight_by_client[client] = remaining
             else:
                 del self._inflight_by_client[client]
         if reply is None:
+            stats.forward_servfail += 1
             return forward.error_reply(SERVFAIL)
         return forward.query[:2] + reply[2:]
 
@@ -114,7 +136,7 @@ class NamespaceSockets:
     the first such socket.
     """
 
-    def __init__(self, directory: str = NETNS_DIR):
+    def __init__(self, directory: str = linux.NETNS_DIR):
         self.directory = directory
         self._thread: ThreadPoolExecutor | None = None
 
@@ -124,12 +146,10 @@ class NamespaceSockets:
         OSError if it cannot be made there: a bad name (EINVAL), a namespace
         that is gone (FileNotFoundError), no permission to enter it.
         """
-        if not netns or "/" in netns or netns in (".", ".."):
-            raise OSError(errno.EINVAL, f"bad network namespace name {netns!r}")
+        path = linux.netns_path(netns, self.directory)
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-netns")
-        made = asyncio.get_running_loop().run_in_executor(self._thread, _socket_in, os.path.join(self.directory, netns),
-                                                          family, kind)
+        made = asyncio.get_running_loop().run_in_executor(self._thread, _socket_in, path, family, kind)
         try:
             return await asyncio.shield(made)
         except asyncio.CancelledError:  # the time share ran out: the socket still to come must not leak

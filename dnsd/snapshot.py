@@ -22,21 +22,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
-from collections.abc import Iterable
 from typing import NamedTuple
 
-from netcore.model import Container, Endpoint, Network, group_by_container
+from netcore.model import Network
 from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
 
-TYPE_A = 1
-TYPE_PTR = 12
-TYPE_AAAA = 28
-TYPE_OPT = 41
-TYPE_ANY = 255
-CLASS_IN = 1
+from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, header_counts
 
-MAX_LABEL = 63
-MAX_NAME = 255  # octets of a name in wire form, length bytes and root included
+MAX_UPSTREAMS = 3  # servers in one list of upstreams: resolv.conf's MAXNS, as many as a libc asks
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
 _HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
@@ -69,16 +62,6 @@ def is_loopback(address: str) -> bool:
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def type_and_class(rtype: int, rclass: int = CLASS_IN) -> bytes:
-    """The 4 bytes that follow a name in a question or a record."""
-    return rtype.to_bytes(2, "big") + rclass.to_bytes(2, "big")
-
-
-A_IN = type_and_class(TYPE_A)
-AAAA_IN = type_and_class(TYPE_AAAA)
-PTR_IN = type_and_class(TYPE_PTR)
-ANY_IN = type_and_class(TYPE_ANY)
-
 # The answer records of one type: a lone record as its bytes, two or more as a RecordSet. Most names have one
 # record of one type, so their entry is that record itself: tens of bytes a name rather than two dicts and a set.
 Records = "bytes | RecordSet"
@@ -88,37 +71,10 @@ Entry = "bytes | RecordSet | dict[bytes, bytes | RecordSet]"
 Names = dict[bytes, Entry]  # lower-cased wire name -> entry
 
 
-def encode_name(name: str) -> bytes | None:
-    """The wire form of a dotted name (one trailing dot allowed), or None if it cannot be one."""
-    if name.endswith("."):
-        name = name[:-1]
-    try:
-        labels = name.encode("ascii").split(b".")
-    except UnicodeEncodeError:
-        return None
-    wire = bytearray()
-    for label in labels:
-        if not 0 < len(label) <= MAX_LABEL:
-            return None
-        wire.append(len(label))
-        wire += label
-    wire.append(0)
-    return bytes(wire) if len(wire) <= MAX_NAME else None
-
-
 def normalize_address(text: str) -> str:
     """The spelling sockets report for an address (inet_ntop's), so dict keys match what recvfrom gives."""
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     return socket.inet_ntop(family, socket.inet_pton(family, text))
-
-
-@functools.cache
-def _header_counts(answer_count: int) -> bytes:
-    """QDCOUNT=1, ANCOUNT, NSCOUNT=0: the header fields between the flags and ARCOUNT (one object per count)."""
-    return b"\x00\x01" + answer_count.to_bytes(2, "big") + b"\x00\x00"
-
-
-ONE_ANSWER = _header_counts(1)
 
 
 class RecordSet:
@@ -138,7 +94,7 @@ class RecordSet:
         self.wire = b"".join(records)
         self.count = len(records)
         self.record_size = len(records[0])
-        self.header_counts = _header_counts(self.count)
+        self.header_counts = header_counts(self.count)
         self.rotation_slot = rotation_slot
         self.doubled = self.wire * 2 if rotation_slot >= 0 else b""
 
@@ -272,14 +228,6 @@ class Snapshot:
     @classmethod
     def empty(cls) -> Snapshot:
         return cls({}, (), {}, (), {}, 0)
-
-    @classmethod
-    def build(cls, networks: Iterable[Network], containers: Iterable[Container],
-              endpoints: Iterable[Endpoint], ttl: int = 0) -> Snapshot:
-        """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead)."""
-        from .builder import SnapshotBuilder  # the builder makes Snapshots: imported here, not at the top
-
-        return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
 
     @property
     def listen_addresses(self) -> frozenset[str]:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 from netcore.linux import LIBC
 
+from .stats import Stats
+
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
@@ -156,8 +158,8 @@ class DatagramBatch:
         scope = int.from_bytes(self._addresses[start + 24:start + 28], "little")
         return (self.client_ip(i), port, flowinfo, scope)
 
-    def answer_all(self, answer: Callable[[bytes, str], object], forward: Callable[[object, tuple], None]) -> None:
-        """Answer every received message and send the replies (see ``serve``).
+    def answer_all(self, answer: Callable[[bytes, str], object], forward: Callable[[object, tuple], None]) -> int:
+        """Answer every received message and send the replies (see ``serve``); returns how many replies went out.
 
         This loop runs once per query, so it reads the buffers through
         memoryviews and keeps everything in locals: a helper call per query
@@ -192,6 +194,7 @@ class DatagramBatch:
         self.queued = queued
         if queued:
             self.send()
+        return queued
 
     def _remember_ip(self, i: int) -> str:
         if len(self._ip_names) >= _IP_NAMES:
@@ -214,13 +217,16 @@ class DatagramBatch:
 
 
 def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward: Callable[[object, tuple], None],
-          stopping: threading.Event, window: float = DEFAULT_WINDOW) -> None:
+          stopping: threading.Event, window: float = DEFAULT_WINDOW, stats: Stats | None = None) -> None:
     """Answer datagrams on ``batch``'s socket until ``stopping`` is set and the socket shut down.
 
     ``answer(message, client_ip)`` returns reply bytes, None to drop, or anything
     else to be passed on as ``forward(result, client_address)`` (which must be
-    safe to call from this thread).
+    safe to call from this thread). The replies sent are counted in
+    ``stats.answered_udp``, once per batch.
     """
+    if stats is None:
+        stats = Stats()
     monotonic = time.monotonic
     last_wake = -1.0
     while not stopping.is_set():
@@ -235,7 +241,8 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         if count == 0:  # the socket was shut down: stopping
             continue
         woke = monotonic()
-        batch.answer_all(answer, forward)
+        answered = batch.answer_all(answer, forward)
+        stats.answered_udp += answered  # after the call, not around it: no other thread's count gets lost
         pause = gather_pause(count, batch.size, woke - last_wake, window)
         last_wake = woke
         if pause:

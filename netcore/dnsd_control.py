@@ -28,12 +28,35 @@ STOP_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 REPLY_TIMEOUT = 10.0
 
+# the words of the control socket's line protocol, one command a line (dnsd.control answers them)
+PING = "ping"  # -> format_pong
+SYNC = "sync"  # reload, then -> format_sync_reply
+STATUS = "status"  # -> format_sync_reply, without reloading
+STATS = "stats"  # -> one line of JSON: dnsd's counters by name
+STOP = "stop"  # -> OK, then dnsd stops
+OK = "ok"
+ERROR = "error"  # the first word of a reply to a command that failed or is unknown
+MANAGED, FOREGROUND = "managed", "foreground"  # how dnsd runs: started by netcore, or by someone else
+
+
+def format_pong(pid: int, managed: bool) -> str:
+    """dnsd's reply to ``ping``: ``pong PID MODE``, MODE ``managed`` or ``foreground``."""
+    return f"pong {pid} {MANAGED if managed else FOREGROUND}"
+
+
+def parse_pong(reply: str | None) -> tuple[int, str] | None:
+    """(pid, mode) of a ``format_pong`` line; None if ``reply`` is none."""
+    fields = (reply or "").split()
+    if len(fields) != 3 or fields[0] != "pong" or not fields[1].isdigit():
+        return None
+    return int(fields[1]), fields[2]
+
 
 def format_sync_reply(generation: int | None, down: dict[str, str]) -> str:
     """dnsd's reply to ``sync`` and ``status``: ``ok GENERATION``, followed, when some listener is down,
     by a JSON object on the same line mapping each gateway address dnsd cannot listen on to why
     (``ok 17 {"10.89.0.1": "cannot listen on 10.89.0.1 port 53: ..."}``)."""
-    reply = f"ok {generation if generation is not None else 0}"
+    reply = f"{OK} {generation if generation is not None else 0}"
     if down:
         reply += " " + json.dumps(dict(sorted(down.items())), separators=(",", ":"))
     return reply
@@ -42,7 +65,7 @@ def format_sync_reply(generation: int | None, down: dict[str, str]) -> str:
 def parse_sync_reply(reply: str) -> tuple[int, dict[str, str]]:
     """(generation, {address: why it is down}) of a ``format_sync_reply`` line; ValueError if it is none."""
     fields = reply.split(" ", 2)
-    if len(fields) < 2 or fields[0] != "ok" or not fields[1].isdigit():
+    if len(fields) < 2 or fields[0] != OK or not fields[1].isdigit():
         raise ValueError(f"not a sync reply: {reply[:80]!r}")
     down = json.loads(fields[2]) if len(fields) == 3 else {}
     if not isinstance(down, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in down.items()):
@@ -75,11 +98,7 @@ class DnsdControl:
 
     def status(self) -> tuple[int, str] | None:
         """(pid, 'managed' or 'foreground') of the dnsd serving this state dir, or None."""
-        reply = self.request("ping", timeout=2.0)
-        if reply and reply.startswith("pong "):
-            _, pid, mode = reply.split()
-            return int(pid), mode
-        return None
+        return parse_pong(self.request(PING, timeout=2.0))
 
     def start(self) -> int:
         """Start dnsd under its supervisor (dnsd.supervise) and return the serving dnsd's pid once it answers.
@@ -124,10 +143,10 @@ class DnsdControl:
         Returns {gateway address: why dnsd cannot listen there} (empty when every listener is up);
         NetcoreError when dnsd cannot be started or does not confirm the change.
         """
-        reply = self.request("sync")
+        reply = self.request(SYNC)
         if reply is None:
             self.start()
-            reply = self.request("sync")
+            reply = self.request(SYNC)
         try:
             return parse_sync_reply(reply or "")[1]
         except ValueError:
@@ -136,7 +155,7 @@ class DnsdControl:
 
     def listeners_down(self) -> dict[str, str] | None:
         """{gateway address: why dnsd cannot listen there} as the running dnsd reports it; None if none answers."""
-        reply = self.request("status", timeout=2.0)
+        reply = self.request(STATUS, timeout=2.0)
         try:
             return parse_sync_reply(reply)[1] if reply else None
         except ValueError:
@@ -155,11 +174,11 @@ class DnsdControl:
         """Stop the dnsd netcore started and its supervisor, and return once neither runs
         (a foreground dnsd, one netcore did not start, is left alone)."""
         found = self.status()
-        if found and only_managed and found[1] != "managed":
+        if found and only_managed and found[1] != MANAGED:
             return
         supervisor = self.supervisor_pid()
         if found:
-            self.request("stop")  # exits 0: its supervisor exits too
+            self.request(STOP)  # exits 0: its supervisor exits too
             _wait_gone(found[0], STOP_TIMEOUT)
         if supervisor:  # also the one waiting to restart a dnsd that died
             if _alive(supervisor):

@@ -6,11 +6,16 @@ Namespaces are per thread for networking, so switching the calling thread in
 and out of a namespace is how netcore creates namespaces and opens netlink
 sockets inside them without forking a helper process for each (what
 `ip netns add` and `ip -n NS` do, at a fraction of pyroute2's fork-based cost).
+
+A named network namespace is a file under ``NETNS_DIR``, as `ip netns` pins
+them; ``netns_path`` is the one place that turns a name into that path, and
+``enter_netns`` and ``entered_netns`` the ways into it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +27,7 @@ MS_REC = 0x4000
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 THREAD_NETNS = "/proc/thread-self/ns/net"
+NETNS_DIR = "/run/netns"  # where named network namespaces are pinned (`ip netns add`, netcore)
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -59,22 +65,47 @@ def mount(source: str | None, target: str, flags: int) -> None:
     _check(LIBC.mount(source.encode() if source else b"none", target.encode(), None, flags, None), f"mount {target}")
 
 
+def netns_path(name: str, directory: str = NETNS_DIR) -> str:
+    """The path of the network namespace named ``name`` under ``directory``.
+
+    OSError(EINVAL) if ``name`` cannot name one there: empty, ``.``, ``..``, or with a ``/``.
+    """
+    if not name or "/" in name or name in (".", ".."):
+        raise OSError(errno.EINVAL, f"bad network namespace name {name!r}")
+    return os.path.join(directory, name)
+
+
+def enter_netns(name: str, directory: str = NETNS_DIR) -> None:
+    """Move the calling thread into the existing network namespace named ``name``, for good (never creates one).
+
+    Threads started afterwards are born there; one that started before stays
+    where it was. OSError: a bad name (EINVAL, see ``netns_path``), no such
+    namespace (FileNotFoundError), not root (PermissionError).
+    """
+    _set_netns(netns_path(name, directory))
+
+
 @contextmanager
 def entered_netns(path: str) -> Iterator[None]:
     """Run the block with this thread inside the network namespace at ``path``, then come back."""
     saved = os.open(THREAD_NETNS, os.O_RDONLY)
     try:
-        target = os.open(path, os.O_RDONLY)
-        try:
-            setns(target, CLONE_NEWNET)
-        finally:
-            os.close(target)
+        _set_netns(path)
         try:
             yield
         finally:
             setns(saved, CLONE_NEWNET)
     finally:
         os.close(saved)
+
+
+def _set_netns(path: str) -> None:
+    """Move the calling thread into the network namespace at ``path`` (a /run/netns file or /proc/.../ns/net)."""
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(target, CLONE_NEWNET)
+    finally:
+        os.close(target)
 
 
 def new_netns_at(path: str) -> None:

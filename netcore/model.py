@@ -131,6 +131,15 @@ class Endpoint:
     state: str = STATE_RUNNING
 
 
+def dns_names(container: Container, endpoint: Endpoint) -> tuple[str, ...]:
+    """The names a container answers to on the network of ``endpoint``, in the order of Docker's DNSNames
+    (moby's buildEndpointDNSNames): its name, the endpoint's aliases, its 12-hex short ID, its hostname;
+    empty ones left out, each kept once as spelled. ``network inspect`` shows them; dnsd serves each,
+    case-insensitively, and each as NAME.NETWORK."""
+    names = (container.name, *endpoint.aliases, container.short_id, container.hostname)
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def removal_order(containers: Iterable[Container]) -> list[Container]:
     """The order in which to remove these containers: each one after every container that shares its namespace.
 

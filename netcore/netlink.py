@@ -20,7 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import linux
 from .errors import NetcoreError
 
-NETNS_DIR = "/run/netns"
+NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02

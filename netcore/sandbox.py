@@ -119,9 +119,7 @@ def _enter(namespace: str | None) -> None:
     """In the child, before exec: join the network namespace and see its /etc files."""
     if namespace is None:
         return
-    fd = os.open(os.path.join("/run/netns", namespace), os.O_RDONLY)
-    linux.setns(fd, linux.CLONE_NEWNET)
-    os.close(fd)
+    linux.enter_netns(namespace)
     directory = etc_dir(namespace)
     if not os.path.isdir(directory):
         return

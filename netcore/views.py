@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network
+from .linux import netns_path
+from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, dns_names
 
 
 def _prefixlen(cidr: str | None) -> int:
@@ -77,7 +78,7 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
             "GlobalIPv6Address": endpoint.ipv6 or "",
             "GlobalIPv6PrefixLen": _prefixlen(network.subnet6) if endpoint.ipv6 else 0,
             "MacAddress": endpoint.mac,
-            "DNSNames": dns_names(container, endpoint) if network.dns_enabled else [],
+            "DNSNames": list(dns_names(container, endpoint)) if network.dns_enabled else [],
         }
     if container.mode == MODE_CONTAINER:
         network_mode = f"container:{peer.name if peer else container.peer}"
@@ -93,16 +94,10 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
         "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
         "HostConfig": {"NetworkMode": network_mode},
         "NetworkSettings": {
-            "SandboxKey": f"/run/netns/{container.netns}" if container.netns else "",
+            "SandboxKey": netns_path(container.netns) if container.netns else "",
             "Networks": networks,
         },
     }
-
-
-def dns_names(container: Container, endpoint: Endpoint) -> list[str]:
-    """The names dnsd answers for this endpoint on its network (as Docker's DNSNames shows)."""
-    names = [container.name, *endpoint.aliases, container.short_id, container.hostname]
-    return list(dict.fromkeys(names))
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

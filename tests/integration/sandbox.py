@@ -23,6 +23,7 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
     sys.path.insert(0, ROOT)
 
 from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
+from netcore.linux import NETNS_DIR  # noqa: E402
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Sandbox:
 
     def namespaces(self) -> list[str]:
         try:
-            return sorted(n for n in os.listdir("/run/netns") if n.startswith(self.prefix))
+            return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(self.prefix))
         except FileNotFoundError:
             return []
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 from netcore.dnsd_control import SOCKET_NAME
+from netcore.linux import netns_path
 from sandbox import wait_for
 from test_dns_e2e import container_ns, dig
 from test_reliability import assert_consistent, gateway_links
@@ -159,7 +160,7 @@ def test_gateway_namespace_deleted_under_dnsd_is_rebuilt_with_dnsd_in_it(sandbox
     subprocess.run(["ip", "netns", "delete", sandbox.prefix], check=True)  # from outside netcore
     late = sandbox.nc("run", "--name", "late", "--net", "app")  # rebuilds the gateway namespace
     assert "reconciled: replaced dnsd" in late.stderr, late.stderr
-    live = os.stat(f"/run/netns/{sandbox.prefix}")
+    live = os.stat(netns_path(sandbox.prefix))
     theirs = os.stat(f"/proc/{sandbox.dnsd_pid()}/ns/net")
     assert (theirs.st_dev, theirs.st_ino) == (live.st_dev, live.st_ino) and not alive(old_pid)
     assert dig(sandbox, "late", "web")[:2] == ("NOERROR", ["10.93.0.2"])  # a new container, the new bridge

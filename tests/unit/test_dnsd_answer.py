@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnsd.answer import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, Answerer, Forward
-from dnsd.builder import SnapshotBuilder
-from dnsd.snapshot import Snapshot, Upstream
+from dnsd.answer import Answerer, Forward
+from dnsd.builder import SnapshotBuilder, build_snapshot
+from dnsd.snapshot import Upstream
+from dnsd.wire import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
 
@@ -36,7 +37,7 @@ def lan(world):
 
 
 def answerer_for(world, ttl: int = 0, default_upstreams: tuple = ()) -> Answerer:
-    return Answerer(Snapshot.build(*world.records(), ttl=ttl), default_upstreams)
+    return Answerer(build_snapshot(*world.records(), ttl=ttl), default_upstreams)
 
 
 def ask(answerer, dns, name, qtype="A", client="10.89.1.2", listener=GATEWAY_A, tcp=False, **query_options):
@@ -140,7 +141,7 @@ def test_alias_rotation_puts_each_holder_first_a_third_of_the_time(lan, dns):
 def test_rotation_carries_over_a_snapshot_swap(lan, dns):
     answerer = answerer_for(lan)
     first = dns.rdata(ask(answerer, dns, "web"))[0]
-    answerer.snapshot = Snapshot.build(*lan.records())
+    answerer.snapshot = build_snapshot(*lan.records())
     assert dns.rdata(ask(answerer, dns, "web"))[0] != first
 
 
@@ -292,7 +293,7 @@ def test_ptr_of_an_address_on_a_network_the_client_cannot_see_is_nxdomain(lan, d
 
 
 def test_default_bridge_gets_no_listener(lan):
-    assert Snapshot.build(*lan.records()).listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_A6}
+    assert build_snapshot(*lan.records()).listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_A6}
 
 
 # -- size, truncation and EDNS -----------------------------------------------------------------------
@@ -404,7 +405,7 @@ QUESTION_A2 = b"\x02a2\x00\x00\x01\x00\x01"
 def test_messages_no_reply_can_be_made_to_are_dropped(lan, message):
     answerer = answerer_for(lan)
     assert answerer.handle(message, "10.89.1.2", GATEWAY_A, False) is None
-    assert answerer.bad_input_count == 1
+    assert answerer.stats.malformed == 1
 
 
 @pytest.mark.parametrize("message, expected", [
@@ -432,7 +433,7 @@ def test_malformed_queries_get_formerr_or_notimp(lan, message, expected):
     reply = answerer.handle(message, "10.89.1.2", GATEWAY_A, False)
     assert reply[:2] == b"\x42\x42"
     assert reply[2] & 0x80 and rcode(reply) == expected
-    assert answerer.bad_input_count == 1
+    assert answerer.stats.malformed == 1
 
 
 def test_unusual_but_valid_query_is_answered_through_the_full_parser(lan, dns):
@@ -681,7 +682,7 @@ def _opt_of(reply: bytes) -> dnslib.RR | None:
 @pytest.mark.parametrize("case", ["answer", "nodata", "unknown", "reverse", "refused", "notimp", "formerr",
                                   "badvers", "truncated"])
 def test_every_reply_to_an_edns_query_has_an_opt_with_do_as_asked(crowd, dns, dnssec_ok, tcp, case):
-    answerer = Answerer(Snapshot.build(*crowd.records()))
+    answerer = Answerer(build_snapshot(*crowd.records()))
     client = "192.0.2.1" if case == "refused" else "10.89.1.10"
     query = {"answer": lambda: _edns_query("c1", dnssec_ok=dnssec_ok),
              "nodata": lambda: _edns_query("c1", "MX", dnssec_ok=dnssec_ok),
@@ -706,7 +707,7 @@ def test_every_reply_to_an_edns_query_has_an_opt_with_do_as_asked(crowd, dns, dn
 def test_a_forwarding_error_reply_copies_do(world, dns):
     net = world.network("neta", "10.89.1.0/24", GATEWAY_A, dns=("10.0.0.3",))
     world.container("c", net, "10.89.1.2")
-    forward = Answerer(Snapshot.build(*world.records())).handle(_edns_query("example.com", dnssec_ok=True),
+    forward = Answerer(build_snapshot(*world.records())).handle(_edns_query("example.com", dnssec_ok=True),
                                                                  "10.89.1.2", GATEWAY_A, False)
     assert isinstance(forward, Forward)
     assert _opt_of(forward.error_reply(SERVFAIL)).ttl & 0x8000

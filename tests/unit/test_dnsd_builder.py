@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dnsd.answer import Answerer
-from dnsd.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder
-from dnsd.snapshot import A_IN, AAAA_IN, ANY_IN, PTR_IN, RecordSet, Snapshot, encode_name, lookup, records_in
+from dnsd.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder, build_snapshot
+from dnsd.snapshot import RecordSet, Snapshot, lookup, records_in
+from dnsd.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name
 from netcore.model import STATE_CREATING, STATE_RUNNING
 from netcore.store import Store
 
@@ -116,7 +117,7 @@ class Follower:
         else:
             self.snapshot = build(self.builder, self.world)
         self.seen = generation
-        assert content(self.snapshot) == content(Snapshot.build(*self.world.records()))
+        assert content(self.snapshot) == content(build_snapshot(*self.world.records()))
         check_rotation_slots(self.snapshot)
         return self.snapshot
 
@@ -307,7 +308,7 @@ def test_a_patched_answerer_answers_like_a_fresh_one(follower, dns):
     world.detach(world.containers[1], world.neta)
     attach(world, world.containers[1], world.netb, ("web",), ipv6=False)
     world.remove_container(world.containers[0])
-    patched, fresh = Answerer(follower.sync()), Answerer(Snapshot.build(*world.records()))
+    patched, fresh = Answerer(follower.sync()), Answerer(build_snapshot(*world.records()))
     names = {str(name) for e in world.endpoints for name in (*e.aliases, e.ipv4, e.ipv6) if name}
     names |= {c.name for c in world.containers} | {"a0", "gone"}
     questions = [name for name in names if ":" not in name and not name[0].isdigit()]

@@ -10,9 +10,10 @@ from collections.abc import Callable
 import dnslib
 import pytest
 
-from dnsd.answer import REFUSED, SERVFAIL, Forward
+from dnsd.answer import Forward
 from dnsd.forward import Forwarder, NamespaceSockets
 from dnsd.snapshot import Upstream
+from dnsd.wire import REFUSED, SERVFAIL
 from netcore import linux
 
 UPSTREAM = "127.0.0.153"
@@ -156,7 +157,7 @@ async def test_past_the_inflight_cap_queries_are_refused_at_once(dns, free_port,
     async with fake_upstream(UPSTREAM, free_port, silent):
         waiting = [asyncio.create_task(forwarder.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False))
                    for _ in range(2)]
-        while forwarder.inflight < 2:
+        while forwarder.stats.in_flight < 2:
             await asyncio.sleep(0)
         reply = await forwarder.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
         for task in waiting:
@@ -164,7 +165,7 @@ async def test_past_the_inflight_cap_queries_are_refused_at_once(dns, free_port,
         await asyncio.gather(*waiting, return_exceptions=True)
     parsed = dns.parse(reply)
     assert parsed.header.rcode == REFUSED and parsed.header.id == 0x4444
-    assert forwarder.inflight == 0
+    assert forwarder.stats.in_flight == 0
 
 
 # -- several lists: one per network of the client --------------------------------------------------

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from dnsd.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
-from netcore.dnsd_control import format_sync_reply, parse_sync_reply
+from netcore.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
@@ -104,3 +104,9 @@ def test_inspect_says_whether_dnsd_listens_on_a_networks_gateways_and_why_not():
     assert down["Listening"] is False and down["Error"] == "dnsd cannot listen on fd00::1 port 53: y"
     assert dns_state(app, None)["Error"] == "dnsd is not running"
     assert dns_state(bridge, None) == {"Enabled": False, "Servers": []}  # no names, so nothing to listen for
+
+
+def test_pong_round_trips_and_anything_else_is_no_pong():
+    assert parse_pong(format_pong(4242, managed=True)) == (4242, "managed")
+    assert parse_pong(format_pong(7, managed=False)) == (7, "foreground")
+    assert parse_pong(None) is None and parse_pong("ok 3") is None and parse_pong("pong x managed") is None

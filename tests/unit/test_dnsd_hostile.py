@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnsd.answer import REFUSED, SERVFAIL
-from dnsd.server import DnsServer, ServerConfig
+from dnsd.__main__ import make_server
+from dnsd.config import ServerConfig
+from dnsd.server import DnsServer
+from dnsd.wire import REFUSED, SERVFAIL
 from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
 
 TRIED = {"udp": 0, "tcp": 0}
@@ -47,7 +49,7 @@ class ThreadedServer:
 
 @pytest.fixture
 def live(lan, free_port):  # noqa: F811
-    with ThreadedServer(DnsServer(ServerConfig(port=free_port, tcp_idle=1.0, poll_interval=60.0), lan)) as server:
+    with ThreadedServer(make_server(ServerConfig(port=free_port, tcp_idle=1.0, poll_interval=60.0), lan)) as server:
         yield server
 
 
@@ -133,7 +135,7 @@ async def test_faulty_upstream_gives_servfail_in_budget_while_local_names_keep_a
     world.container("a1", net, A1)
     world.container("a2", net, EXPECTED)
     budget = 0.5
-    server = DnsServer(ServerConfig(port=free_port, forward_timeout=budget, max_inflight=64,
+    server = make_server(ServerConfig(port=free_port, forward_timeout=budget, max_inflight=64,
                                     max_inflight_per_client=64), world)
     await server.start()
 
@@ -165,7 +167,7 @@ async def test_faulty_upstream_gives_servfail_in_budget_while_local_names_keep_a
             elapsed = loop.time() - started
         assert all(dns.parse(r).header.rcode == SERVFAIL and dns.rdata(r) == [] for r in replies)  # never 6.6.6.6
         assert elapsed < budget + 2.0  # each ends when the budget does (generous slack for a busy machine)
-        assert server.forwarder.inflight == 0  # nothing left behind: memory stays flat
+        assert server.stats.in_flight == 0  # nothing left behind: memory stays flat
     finally:
         await server.close()
 
@@ -173,7 +175,7 @@ async def test_faulty_upstream_gives_servfail_in_budget_while_local_names_keep_a
 async def test_inflight_cap_holds_against_a_silent_upstream(world, free_port, dns, fake_upstream):
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
-    server = DnsServer(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=10,
+    server = make_server(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=10,
                                     max_inflight_per_client=10), world)
     await server.start()
     try:
@@ -182,7 +184,7 @@ async def test_inflight_cap_holds_against_a_silent_upstream(world, free_port, dn
                                              for i in range(30)])
         codes = [dns.parse(r).header.rcode for r in replies]
         assert codes.count(REFUSED) == 20 and codes.count(SERVFAIL) == 10
-        assert server.forwarder.inflight == 0
+        assert server.stats.in_flight == 0
     finally:
         await server.close()
 
@@ -191,7 +193,7 @@ async def test_one_flooding_client_cannot_take_every_forwarding_slot(world, free
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
     world.container("a2", net, EXPECTED)
-    server = DnsServer(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=40,
+    server = make_server(ServerConfig(port=free_port, forward_timeout=1.0, max_inflight=40,
                                     max_inflight_per_client=10), world)
     await server.start()
     try:
@@ -203,6 +205,6 @@ async def test_one_flooding_client_cannot_take_every_forwarding_slot(world, free
             flood_codes = [dns.parse(r).header.rcode for r in await asyncio.gather(*flood)]
         assert flood_codes.count(REFUSED) == 20 and flood_codes.count(SERVFAIL) == 10
         assert dns.parse(other).header.rcode == SERVFAIL  # forwarded and timed out, not refused
-        assert server.forwarder.inflight == 0
+        assert server.stats.in_flight == 0
     finally:
         await server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ from pathlib import Path
 import dnslib
 import pytest
 
-from dnsd.__main__ import host_nameservers, main
+from dnsd.__main__ import host_nameservers, main, parse_args
+from dnsd.config import ServerConfig
+from netcore import linux
 from netcore.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +42,16 @@ def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys, monkeypatc
     assert error.count("\n") == 1 and error.startswith("dnsd: ") and message in error
 
 
+def test_the_command_line_defaults_are_the_configs(monkeypatch):
+    monkeypatch.delenv("NETCORE_NETNS", raising=False)
+    args, config = parse_args(["--state-dir", "/tmp"]), ServerConfig()
+    assert (args.port, args.ttl, args.max_inflight, args.max_inflight_per_client, args.forward_timeout, args.tcp_idle,
+            args.tcp_max, args.udp_window / 1000, args.managed) == (
+        config.port, config.ttl, config.max_inflight, config.max_inflight_per_client, config.forward_timeout,
+        config.tcp_idle, config.tcp_max, config.udp_window, config.managed)
+    assert (config.port, config.max_inflight, config.forward_timeout, config.tcp_max) == (53, 1024, 3.0, 512)
+
+
 def test_missing_state_dir_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["--state-dir", str(tmp_path / "nowhere")]) == 1
     error = capsys.readouterr().err
@@ -49,6 +62,16 @@ def test_missing_namespace_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["--state-dir", str(tmp_path), "--netns", f"dnsd-test-absent-{os.getpid()}"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "does not exist" in error
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../here", "a/b"])
+def test_a_name_that_cannot_be_a_namespace_is_refused_before_any_path_is_opened(name, tmp_path, capsys):
+    with pytest.raises(OSError) as raised:
+        linux.netns_path(name)
+    assert raised.value.errno == errno.EINVAL
+    if name:  # an empty --netns is host mode
+        assert main(["--state-dir", str(tmp_path), "--netns", name]) == 1
+        assert capsys.readouterr().err == f"dnsd: bad network namespace name {name!r}\n"
 
 
 def test_host_nameservers_reads_at_most_three(tmp_path):

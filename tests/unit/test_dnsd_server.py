@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import socket
@@ -10,8 +11,10 @@ import stat
 
 import pytest
 
-from dnsd.answer import NXDOMAIN, REFUSED
-from dnsd.server import DnsdError, DnsServer, ServerConfig
+from dnsd.__main__ import make_server
+from dnsd.config import DnsdError, ServerConfig
+from dnsd.server import DnsServer
+from dnsd.wire import FORMERR, NXDOMAIN, REFUSED, SERVFAIL
 
 GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
 A1, B1 = "127.0.1.2", "127.0.2.2"
@@ -36,7 +39,7 @@ async def start_server(lan, free_port, tmp_path):
     async def start(**options) -> DnsServer:
         config = ServerConfig(**{"port": free_port, "control_path": str(tmp_path / "dnsd.sock"), "tcp_idle": 1.0,
                                  "poll_interval": 60.0, **options})
-        server = DnsServer(config, lan)
+        server = make_server(config, lan)
         servers.append(server)
         await server.start()
         return server
@@ -180,7 +183,7 @@ async def test_a_burst_of_garbage_then_it_still_answers(server, dns):
                 garbage = valid[:generator.randrange(len(valid))] + garbage
             sock.sendto(garbage, (GATEWAY_A, port))
     assert dns.rdata(await udp_ask(dns.query("a2"), GATEWAY_A, port)) == ["127.0.1.3"]
-    assert server.answerer.bad_input_count > 0
+    assert server.stats.malformed > 0
 
 
 async def test_control_socket_ping_sync_and_stop(server, lan, dns):
@@ -243,7 +246,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
     config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2)
-    server = DnsServer(config, world)
+    server = make_server(config, world)
     await server.start()
     try:
         respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731
@@ -276,3 +279,72 @@ async def test_a_taken_address_is_reported_with_its_holder_and_served_once_free(
     assert await control(path, "sync") == [f"ok {generation}"]
     assert server.listen_addresses == {GATEWAY_A, GATEWAY_B} and server.down_listeners == {}
     assert dns.rdata(await udp_ask(dns.query("b1"), GATEWAY_B, free_port, source=B1)) == [B1]
+
+
+async def test_stats_is_one_line_of_json_counting_what_the_server_did(world, free_port, tmp_path, dns, fake_upstream,
+                                                                      monkeypatch):
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    world.container("a2", net, "127.0.1.3")
+    world.container("b1", world.network("netb", "127.0.2.0/24", GATEWAY_B, internal=True), B1)
+    world.network("netc", "127.0.3.0/24", GATEWAY_C)  # its address is taken below: a listener down
+    path = str(tmp_path / "dnsd.sock")
+    config = ServerConfig(port=free_port, control_path=path, forward_timeout=1.5, max_inflight=1,
+                          poll_interval=60.0)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((GATEWAY_C, free_port))
+    server = make_server(config, world)
+    await server.start()
+
+    async def stats() -> dict:
+        line = (await control(path, "stats"))[0]
+        assert "\n" not in line
+        return json.loads(line)
+
+    async def stats_become(expected: dict) -> None:
+        """The counters of the UDP threads move just after their replies leave: wait a moment for them."""
+        async with asyncio.timeout(SAFETY):
+            while await stats() != expected:
+                await asyncio.sleep(0.01)
+
+    try:
+        respond = lambda query: [] if b"silent" in query else [dns.reply(query, answers=("192.0.2.10",))]  # noqa
+        async with fake_upstream(UPSTREAM, free_port, respond):
+            await udp_ask(dns.query("a2"), GATEWAY_A, free_port)
+            await udp_ask(dns.query("a2"), GATEWAY_A, free_port)  # remembered, counted all the same
+            not_out = await udp_ask(dns.query("example.com"), GATEWAY_B, free_port, source=B1)  # internal only
+            assert dns.parse(not_out).header.rcode == NXDOMAIN
+            two_questions = bytearray(dns.query("a2"))
+            two_questions[5] = 2
+            assert dns.parse(await udp_ask(bytes(two_questions), GATEWAY_A, free_port)).header.rcode == FORMERR
+            await tcp_ask([dns.query("a2")], GATEWAY_A, free_port)
+
+            silent = asyncio.ensure_future(udp_ask(dns.query("silent.example"), GATEWAY_A, free_port))
+            async with asyncio.timeout(SAFETY):
+                while (await stats())["in_flight"] != 1:
+                    await asyncio.sleep(0.01)
+            refused = await udp_ask(dns.query("other.example"), GATEWAY_A, free_port)  # past the cap of 1
+            assert dns.parse(refused).header.rcode == REFUSED
+            assert dns.parse(await silent).header.rcode == SERVFAIL
+            assert dns.rdata(await udp_ask(dns.query("ok.example"), GATEWAY_A, free_port)) == ["192.0.2.10"]
+
+        world.container("fresh", net, "127.0.1.9")
+        await control(path, "sync")  # a patch
+
+        _, idle = await asyncio.open_connection(GATEWAY_A, free_port, local_addr=(A1, 0))
+        monkeypatch.setattr(server.answerer, "handle", lambda *_: 1 / 0)  # a bug: the message is dropped
+        reader, writer = await asyncio.open_connection(GATEWAY_A, free_port, local_addr=(A1, 0))
+        writer.write(len(dns.query("a2")).to_bytes(2, "big") + dns.query("a2"))
+        async with asyncio.timeout(SAFETY):
+            assert await reader.read() == b""  # closed on the dropped message
+        writer.close()
+
+        await stats_become({"answered_udp": 4, "answered_tcp": 1, "forwarded": 2, "forward_servfail": 1,
+                            "refused_inflight": 1, "nxdomain_no_upstream": 1, "malformed": 1, "internal_errors": 1,
+                            "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "tcp_open": 1,
+                            "generation": world.generation(), "listeners_up": 2, "listeners_down": 1})
+        idle.close()
+        await stats_become({**await stats(), "tcp_open": 0})
+    finally:
+        squatter.close()
+        await server.close()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
 
-from dnsd.snapshot import A_IN, ANY_IN, Snapshot, encode_name, lookup, normalize_address, parse_upstream
+from dnsd.builder import build_snapshot
+from dnsd.snapshot import lookup, normalize_address, parse_upstream
+from dnsd.wire import A_IN, ANY_IN, encode_name
+from netcore.model import dns_names
 
 
 @pytest.mark.parametrize("name, wire", [
@@ -53,7 +57,7 @@ def test_clients_are_the_addresses_of_containers_on_dns_networks(world):
     both = world.container("both", net, "10.89.1.2", ipv6="fd00:0089:0001::2")
     world.attach(both, bridge, "172.17.0.3")
     world.container("legacy", bridge, "172.17.0.2")
-    snapshot = Snapshot.build(*world.records())
+    snapshot = build_snapshot(*world.records())
     assert set(snapshot.clients) == {"10.89.1.2", "fd00:89:1::2", "172.17.0.3"}
     assert snapshot.scope_of("172.17.0.3", "") is snapshot.scope_of("10.89.1.2", "")
     assert [network.name for network in snapshot.scope_of("10.89.1.2", "").networks] == ["neta"]
@@ -63,7 +67,7 @@ def test_clients_are_the_addresses_of_containers_on_dns_networks(world):
 def test_names_of_one_container_share_one_entry(world):
     net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
     web = world.container("web", net, "10.89.1.2", hostname="www", aliases=("front",))
-    scope = Snapshot.build(*world.records()).listeners["10.89.1.1"]
+    scope = build_snapshot(*world.records()).listeners["10.89.1.1"]
     keys = [encode_name(name) for name in ("web", "www", "front", web.short_id, "web.neta", "front.neta")]
     assert len({id(scope.entry(key)) for key in keys}) == 1
     entry = scope.entry(keys[0])
@@ -74,7 +78,7 @@ def test_names_of_one_container_share_one_entry(world):
 def test_names_that_cannot_be_encoded_are_skipped(world):
     net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
     world.container("web", net, "10.89.1.2", aliases=("a" * 64, "ok"))
-    names = Snapshot.build(*world.records()).listeners["10.89.1.1"].names
+    names = build_snapshot(*world.records()).listeners["10.89.1.1"].names
     assert encode_name("ok") in names and encode_name("web") in names
 
 
@@ -82,14 +86,14 @@ def test_containers_that_are_not_running_are_not_served(world):
     net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
     gone = world.container("gone", net, "10.89.1.2")
     world.containers.remove(gone)  # the store returns running rows only; an orphan endpoint is ignored
-    snapshot = Snapshot.build(*world.records())
+    snapshot = build_snapshot(*world.records())
     assert snapshot.clients == {} and encode_name("gone") not in snapshot.listeners["10.89.1.1"].names
 
 
 def test_only_sources_inside_served_subnets_are_served(world):
     world.network("neta", "10.89.1.0/24", "10.89.1.1", subnet6="fd00:89:1::/64", gateway6="fd00:89:1::1")
     world.network("bridge", "172.17.0.0/16", "172.17.0.1")
-    snapshot = Snapshot.build(*world.records())
+    snapshot = build_snapshot(*world.records())
     assert snapshot.serves_source("10.89.1.77") and snapshot.serves_source("fd00:89:1::77")
     assert not snapshot.serves_source("172.17.0.5") and not snapshot.serves_source("10.89.2.1")
     assert snapshot.scope_of("10.89.1.77", "10.89.1.1") is snapshot.listeners["10.89.1.1"]
@@ -98,9 +102,20 @@ def test_only_sources_inside_served_subnets_are_served(world):
 
 def test_reverse_names_inside_served_subnets_are_owned(world):
     world.network("neta", "10.89.1.0/24", "10.89.1.1", subnet6="fd00:89:1::/64", gateway6="fd00:89:1::1")
-    snapshot = Snapshot.build(*world.records())
+    snapshot = build_snapshot(*world.records())
     assert snapshot.owns_reverse_name(encode_name("99.1.89.10.in-addr.arpa"))
     assert snapshot.owns_reverse_name(encode_name(ipaddress.ip_address("fd00:89:1::9").reverse_pointer))
     assert not snapshot.owns_reverse_name(encode_name("99.2.89.10.in-addr.arpa"))
     assert not snapshot.owns_reverse_name(encode_name("1.89.10.in-addr.arpa"))  # a zone, not an address
     assert not snapshot.owns_reverse_name(encode_name("web"))
+
+
+def test_dns_names_are_dockers_in_its_order_and_each_is_served(world):
+    """Name, aliases, short ID, hostname (moby's buildEndpointDNSNames); the builder serves the same names."""
+    net = world.network("neta", "10.89.1.0/24", "10.89.1.1")
+    web = world.container("web", net, "10.89.1.2", hostname="www", aliases=("front", "web"))
+    endpoint = next(e for e in world.endpoints if e.container_id == web.id)
+    assert dns_names(web, endpoint) == ("web", "front", web.short_id, "www")
+    assert dns_names(dataclasses.replace(web, hostname=""), endpoint) == ("web", "front", web.short_id)
+    names = build_snapshot(*world.records()).listeners["10.89.1.1"].names
+    assert all(encode_name(name) in names for name in dns_names(web, endpoint))

@@ -137,7 +137,7 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
 
     def counting(answer, forward):
         batches.append(batch.count)
-        answer_all(answer, forward)
+        return answer_all(answer, forward)
 
     batch.answer_all = counting
     thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: data, lambda *_: None,

@@ -1,0 +1,43 @@
+"""What an operator sets: dnsd's settings with their defaults, and the error they can act on.
+
+``ServerConfig`` is the one home of dnsd's defaults: ``dnsd.__main__`` takes its
+command line defaults from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netcore.errors import NetcoreError
+from netcore.model import DNS_PORT
+
+from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
+from .snapshot import Upstream
+from .udp import DEFAULT_WINDOW
+
+
+class DnsdError(NetcoreError):
+    """A problem the operator can act on: another dnsd running, a namespace missing, a bad argument."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How one dnsd serves; times in seconds."""
+
+    port: int = DNS_PORT
+    ttl: int = 0  # of local answers
+    upstreams: tuple[Upstream, ...] = ()  # when neither the container nor the network names any
+    forward_timeout: float = DEFAULT_TIMEOUT
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
+    max_inflight_per_client: int | None = None  # default: an eighth of max_inflight, at least 16
+    tcp_idle: float = 3.0  # before a silent TCP connection is closed; also the write timeout
+    tcp_max: int = 512  # open TCP connections, all listeners together
+    control_path: str | None = None  # the Unix socket netcore talks to
+    managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
+    poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
+    udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+
+    @property
+    def client_share(self) -> int:
+        """How many forwarded queries one client address may have in flight."""
+        return self.max_inflight_per_client or min(self.max_inflight, max(16, self.max_inflight // 8))

@@ -1,0 +1,203 @@
+"""The listeners: per gateway address a UDP socket with a thread of its own and a TCP server, in a registry.
+
+The registry is diffed against the addresses of every new snapshot, so one
+network's listener comes or goes without touching the others. An address that
+cannot be bound is kept with the reason, one line naming what holds it
+(``dnsd.holders``), and tried again at the next reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+
+from .answer import Forward
+from .holders import describe_holders
+from .stats import Stats
+from .udp import DatagramBatch, serve as serve_datagrams
+
+log = logging.getLogger("dnsd")
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits without loss
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind before the bridge has its address
+IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # past net.core.rmem_max, as root
+
+# (message, client address, listener address, over TCP) -> reply bytes, a Forward, or None to drop
+Answer = Callable[[bytes, str, str, bool], "bytes | Forward | None"]
+# called from a listener's UDP thread with (the listener, the Forward, the client's socket address)
+ForwardDatagram = Callable[["Listener", Forward, tuple], None]
+# serves one accepted TCP connection: (listener address, reader, writer)
+ServeTcp = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Listeners:
+    """The listeners on the gateway addresses of the current snapshot, keyed by address.
+
+    ``answer`` runs in each listener's UDP thread; ``forward_datagram`` too, and
+    must hand the Forward to the event loop itself; ``serve_tcp`` runs on the
+    event loop, one call per connection. The UDP threads count their replies in ``stats``.
+    """
+
+    def __init__(self, port: int, udp_window: float, answer: Answer, forward_datagram: ForwardDatagram,
+                 serve_tcp: ServeTcp, stats: Stats):
+        self.port = port
+        self._udp_window = udp_window
+        self._stats = stats
+        self._answer = answer
+        self._forward_datagram = forward_datagram
+        self._serve_tcp = serve_tcp
+        self._open: dict[str, Listener] = {}
+        self._bind_errors: dict[str, str] = {}
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """The addresses served now."""
+        return frozenset(self._open)
+
+    @property
+    def down(self) -> dict[str, str]:
+        """Gateway address -> why dnsd cannot listen there (one line), for every wanted address not served."""
+        return {address: reason for address, reason in self._bind_errors.items() if address not in self._open}
+
+    async def reconcile(self, wanted: frozenset[str]) -> None:
+        """Open a listener on each wanted address not served yet, close the others; reopen failed ones."""
+        for address in [address for address, listener in self._open.items() if not listener.alive]:
+            await self._open.pop(address).close()  # its UDP thread failed (logged): open it afresh
+        for address in sorted(wanted - self._open.keys()):
+            try:
+                self._open[address] = await Listener.open(address, self.port, self._udp_window, self._answer,
+                                                          self._forward_datagram, self._serve_tcp, self._stats)
+            except OSError as err:
+                reason = await self._bind_failure(address, err)
+                if self._bind_errors.get(address) != reason:
+                    log.error("%s", reason)
+                    self._bind_errors[address] = reason
+                continue
+            self._bind_errors.pop(address, None)
+            log.info("listening on %s port %d", address, self.port)
+        for address in sorted(self._open.keys() - wanted):
+            await self._open.pop(address).close()
+            log.info("stopped listening on %s", address)
+        for address in list(self._bind_errors.keys() - wanted):
+            del self._bind_errors[address]
+
+    async def close(self) -> None:
+        """Close every listener; returns once their addresses are free again."""
+        for address in list(self._open):
+            await self._open.pop(address).close()
+
+    async def _bind_failure(self, address: str, err: OSError) -> str:
+        """One line on why ``address`` cannot be served; for EADDRINUSE it names the holder (see dnsd.holders)."""
+        where = f"cannot listen on {address} port {self.port}"
+        if err.errno != errno.EADDRINUSE:
+            return f"{where}: {os.strerror(err.errno) if err.errno else err}"
+        try:
+            holders = await asyncio.get_running_loop().run_in_executor(None, describe_holders, address, self.port)
+        except OSError as lookup_error:  # /proc unreadable: still say what failed
+            holders = f"holder not found ({lookup_error})"
+        return f"{where}: address already in use, {holders}"
+
+
+class Listener:
+    """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.udp``) and a TCP server."""
+
+    def __init__(self, address: str, udp_socket: socket.socket, tcp: asyncio.Server, udp_window: float,
+                 answer: Answer, forward_datagram: ForwardDatagram, stats: Stats):
+        self.address = address
+        self.udp_socket = udp_socket
+        self.tcp = tcp
+        self._stopping = threading.Event()
+        loop = asyncio.get_running_loop()
+        self._udp_done = loop.create_future()
+        self._thread = threading.Thread(target=self._serve_udp,
+                                        args=(loop, udp_window, answer, forward_datagram, stats),
+                                        name=f"dnsd-udp-{address}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    async def open(cls, address: str, port: int, udp_window: float, answer: Answer,
+                   forward_datagram: ForwardDatagram, serve_tcp: ServeTcp, stats: Stats) -> Listener:
+        """Bind both sockets to exactly ``address``:``port`` and start serving; OSError if either cannot be bound."""
+        udp_socket = bound_socket(address, port, socket.SOCK_DGRAM)
+        try:
+            tcp_socket = bound_socket(address, port, socket.SOCK_STREAM)
+            tcp = await asyncio.start_server(functools.partial(serve_tcp, address), sock=tcp_socket)
+        except OSError:
+            udp_socket.close()
+            raise
+        return cls(address, udp_socket, tcp, udp_window, answer, forward_datagram, stats)
+
+    @property
+    def alive(self) -> bool:
+        """False once the UDP thread has ended (it failed, or the listener is closing)."""
+        return not self._udp_done.done()
+
+    def _serve_udp(self, loop: asyncio.AbstractEventLoop, window: float, answer: Answer,
+                   forward_datagram: ForwardDatagram, stats: Stats) -> None:
+        """The UDP thread: answers through ``answer`` (the GIL keeps the snapshot swap atomic)."""
+        address = self.address
+        try:
+            serve_datagrams(DatagramBatch(self.udp_socket), lambda data, client: answer(data, client, address, False),
+                            lambda forward, client: forward_datagram(self, forward, client), self._stopping, window,
+                            stats)
+        except Exception as err:  # noqa: BLE001 - a thread must not die silently
+            log.error("UDP listener on %s failed: %s", address, err)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(self._udp_done.set_result, None)
+
+    def send_datagram(self, data: bytes, client: tuple) -> None:
+        """Send one reply from the event loop (a forwarded answer); dropped if it cannot go at once."""
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(OSError):
+            self.udp_socket.sendto(data, socket.MSG_DONTWAIT, client)
+
+    async def close(self) -> None:
+        """Returns once both sockets are closed: a removed network's address is free again."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # ENOTCONN, but it wakes the thread blocked in recvmmsg
+            self.udp_socket.shutdown(socket.SHUT_RDWR)
+        self.tcp.close()
+        await self._udp_done
+        self.udp_socket.close()
+
+
+def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A socket bound to exactly this address (never a wildcard), even before the address exists.
+
+    UDP gets a 4 MiB receive buffer and stays blocking (its thread waits in
+    recvmmsg); TCP listens. OSError if the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            with contextlib.suppress(OSError):  # kernels before 4.15
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        if kind == socket.SOCK_DGRAM:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RECEIVE_BUFFER)
+            except PermissionError:  # not root: as much as net.core.rmem_max allows
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TCP only: UDP must not share the port
+        sock.setblocking(kind == socket.SOCK_DGRAM)  # UDP: its thread blocks in recvmmsg; TCP: the event loop
+        sock.bind((address, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,85 @@
+"""Reloads: the next Snapshot from the record source, made in a thread of its own.
+
+A patch of the last snapshot when the store's change feed names a few
+containers, a full build otherwise (a network change, a gap in the feed, a
+large change). Every call to the record source runs in the one reload thread,
+which also owns the snapshot builder, so a reload never stalls the queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from netcore.linux import release_free_memory
+from netcore.model import Attached, Network
+
+from .builder import SnapshotBuilder
+from .snapshot import Snapshot
+from .stats import Stats
+
+
+class RecordSource(Protocol):
+    """Where the records come from: netcore's ``Store`` (opened read-only) is one."""
+
+    def generation(self) -> int:
+        """A counter that every change of the records bumps."""
+
+    def dns_records(self) -> AbstractContextManager[tuple[list[Network], Iterator[Attached]]]:
+        """In one read: every running network, and every running container with its running endpoints."""
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """The current generation, and the IDs of the containers changed since ``generation`` (None: reload all)."""
+
+    def container_records(self, ids: set[str]) -> list[Attached]:
+        """The running ones of these containers, each with its running endpoints."""
+
+
+class Reloader:
+    """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds.
+
+    Counts its patches and full builds in ``stats``. Not safe for concurrent
+    ``reload`` calls: the caller serialises them.
+    """
+
+    def __init__(self, records: RecordSource, ttl: int, stats: Stats):
+        self._records = records
+        self._stats = stats
+        self._builder = SnapshotBuilder(ttl)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
+        self.generation: int | None = None  # of the last snapshot made; None before the first
+
+    async def reload(self) -> Snapshot | None:
+        """A new snapshot if the records changed since the last one (None if not); ``generation`` is then its own.
+
+        Raises what the record source raises (the store busy or gone).
+        """
+        generation, snapshot = await asyncio.get_running_loop().run_in_executor(self._thread, self._load_if_changed,
+                                                                                self.generation)
+        if snapshot is not None:
+            self.generation = generation
+        return snapshot
+
+    def close(self) -> None:
+        """Let the reload thread go; a reload under way is abandoned."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _load_if_changed(self, known: int | None) -> tuple[int, Snapshot | None]:
+        """In the reload thread: the generation, and a new snapshot if it is not the one already loaded."""
+        if known is not None:
+            generation, changed = self._records.changes_since(known)
+            if generation == known:
+                return generation, None
+            if changed is not None and self._builder.can_patch(len(changed)):
+                snapshot = self._builder.patch(changed, self._records.container_records(changed))
+                self._stats.reloads_patch += 1
+                return generation, snapshot
+        generation = self._records.generation()
+        with self._records.dns_records() as (networks, containers):
+            snapshot = self._builder.build(networks, containers)
+        self._stats.reloads_full += 1
+        release_free_memory()  # a full build leaves the previous snapshot behind
+        return generation, snapshot
