@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from . import drivers, ipam, sandbox
 from .clock import Clock, SystemClock
-from .dnsd_control import DnsdControl
+from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError
 from .firewall import Firewall, NoFirewall
@@ -180,7 +180,7 @@ class Engine:
         if found is None or not self._dnsd_is_stale(found[0]):
             return
         pid, mode = found
-        if mode != "managed":
+        if mode != MANAGED:
             self.warnings.append(f"dnsd (pid {pid}, started by hand) serves a deleted gateway namespace: "
                                  f"restart it in {self.namespace}")
             return

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dnsd.answer import NOERROR, Answerer
+from dnsd.answer import Answerer
+from dnsd.wire import NOERROR
 from dnsd.builder import SnapshotBuilder
 from netcore import store as store_module
 from netcore.errors import NetcoreError, StoreError
