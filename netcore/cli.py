@@ -19,6 +19,7 @@ from typing import TextIO
 from . import topology, views
 from .engine import Engine, missing_capabilities
 from .errors import NetcoreError
+from .nft_apply import NftablesFirewall
 
 DEFAULT_STATE_DIR = "/var/lib/netcore"
 DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(verb, help=text)
         sub.add_argument("-f", "--file", required=True)
     commands.add_parser("purge", help="remove every container and network, stop dnsd; in sandbox mode delete the gateway namespace")
+    commands.add_parser("firewall-reload", help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
     return parser
 
 
@@ -217,11 +219,18 @@ def purge(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def firewall_reload(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    engine.reload_firewall()
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int]] = {
     "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
     "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "up": up, "down": down, "purge": purge,
+    "firewall-reload": firewall_reload,
 }
+READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "exec"})  # they re-assert the firewall
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -231,12 +240,17 @@ def command_name(args: argparse.Namespace) -> str:
 
 def run_command(args: argparse.Namespace, out: TextIO) -> int:
     """Run one parsed command against the engine of its state dir; reconciliation notes and warnings go to stderr."""
-    engine = Engine(args.state_dir, args.netns)
+    engine = Engine(args.state_dir, args.netns, firewall=NftablesFirewall(args.netns))
     try:
-        return HANDLERS[command_name(args)](engine, args, out)
+        name = command_name(args)
+        if name in READ_ONLY:
+            engine.assert_firewall()  # every command puts a missing or changed table back
+        return HANDLERS[name](engine, args, out)
     finally:
         for note in engine.notes:
             print(f"netcore: reconciled: {note}", file=sys.stderr)
+        for notice in engine.notices:
+            print(f"netcore: {notice}", file=sys.stderr)
         for warning in engine.warnings:
             print(f"netcore: warning: {warning}", file=sys.stderr)
         engine.close()

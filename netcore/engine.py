@@ -109,6 +109,7 @@ class Engine:
         self.dnsd = dnsd if dnsd is not None else DnsdControl(state_dir, namespace)
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
+        self.notices: list[str] = []  # what the command changed beyond its own objects (forwarding switched on)
         self._in_action = False
 
     def close(self) -> None:
@@ -118,7 +119,7 @@ class Engine:
     # -- the frame of every action --------------------------------------------
 
     @contextmanager
-    def action(self) -> Iterator[None]:
+    def action(self, force_firewall: bool = False) -> Iterator[None]:
         """Exclusive across processes; reconciles leftovers first, then, once the action succeeded,
         syncs dnsd and applies the firewall (``apply_firewall``).
 
@@ -128,34 +129,67 @@ class Engine:
         if self._in_action:
             yield
             return
+        self.firewall.check_ready()  # nft missing: one line, before anything is changed
+        with self._locked():
+            self._in_action = True
+            try:
+                self.reconcile(gateway_created=self.kernel.ensure())
+                self._replace_stale_dnsd()
+                self._ensure_default_bridge()
+                yield
+                self._warn_dns_down(self.sync_dns())
+                self.apply_firewall(force_firewall)
+            finally:
+                self._in_action = False
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The state dir's exclusive lock, across processes; released when its holder ends, however."""
         fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._in_action = True
-            self.reconcile(gateway_created=self.kernel.ensure())
-            self._replace_stale_dnsd()
-            self._ensure_default_bridge()
             yield
-            self._warn_dns_down(self.sync_dns())
-            self.apply_firewall()
         finally:
-            self._in_action = False
             os.close(fd)
 
-    def apply_firewall(self) -> None:
+    def apply_firewall(self, force: bool = False) -> None:
         """Hand the firewall the state the store calls for now (netcore.firewall.desired_state).
 
         A failure is one NetcoreError line: the action before it stays recorded and
         built (the firewall is derived from the store, not part of the action), and
-        the next action applies the whole state again.
+        the next action applies the whole state again. ``force``: apply it even if
+        the live rules look current (``netcore firewall-reload``).
         """
+        try:
+            self._apply_firewall(force)
+        except NetcoreError as err:
+            raise NetcoreError(f"firewall not applied: {err}; the change itself is done and the next "
+                               "command applies the firewall again") from None
+
+    def _apply_firewall(self, force: bool = False) -> None:
+        """Apply the desired firewall state; its notices go to ``notices``; NetcoreError (one line) on failure."""
         desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints())
         try:
-            self.firewall.apply(desired)
+            self.notices += self.firewall.apply(desired, force) or ()
         except Exception as err:  # noqa: BLE001  (whatever the firewall raises, the user reads one line)
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise NetcoreError(f"firewall not applied: {reason}; the change itself is done and the next "
-                               "command applies the firewall again") from None
+            raise NetcoreError(" ".join(str(err).split()) or type(err).__name__) from None
+
+    def reload_firewall(self) -> None:
+        """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
+        with self.action(force_firewall=True):
+            pass
+
+    def assert_firewall(self) -> None:
+        """For commands that change nothing: put the firewall back if it is missing or differs (after an
+        ``nft flush ruleset``, a reboot), under the state-dir lock so no stale state is applied. A failure is
+        a warning: reading must not depend on the firewall."""
+        if self.namespace is not None and not self.kernel.namespace_exists(self.namespace):
+            return  # nothing built yet, or gone: the next mutating command makes it anew, firewall included
+        with self._locked():
+            try:
+                self._apply_firewall()
+            except NetcoreError as err:
+                self.warnings.append(f"firewall not applied: {err}")
 
     def revive_dnsd(self) -> None:
         """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
@@ -197,25 +231,36 @@ class Engine:
         self.dnsd.stop()
         return {}
 
-    def _require_dns(self, network: Network, undo, failure: str) -> None:
-        """Issue 11, item 4: an action that needs ``network``'s DNS listener fails if dnsd cannot open it.
+    def _confirm(self, network: Network, undo, failure: str) -> None:
+        """What an action that adds to ``network`` derives must follow, or the action is taken back.
 
-        Syncs dnsd now; if it reports the network's gateway address(es) down, runs ``undo``
-        (which takes back what the action built, store rows included), syncs again and raises
-        NetcoreError ``FAILURE: dnsd cannot listen on ADDRESS port 53: ..., held by NAME (pid PID, ...)``.
+        Syncs dnsd (issue 11, item 4: dnsd must listen on the network's gateway) and
+        applies the firewall (issue 13: nft must take the new ruleset). If dnsd reports
+        the gateway address(es) down, or the firewall refuses, runs ``undo`` (which takes
+        back what the action built, store rows included), syncs and applies again (the
+        old ruleset is still live: nft applies all or nothing), and raises NetcoreError
+        ``FAILURE: dnsd cannot listen on ADDRESS port 53: ..., held by NAME (pid PID, ...)``
+        or ``FAILURE: nft rejected netcore's ruleset ...``.
         """
-        if not network.dns_enabled:
-            return
-        down = self.sync_dns()
-        reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
-        if not reasons:
-            return
+        reason = None
+        if network.dns_enabled:
+            down = self.sync_dns()
+            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            if reasons:
+                reason = f"dnsd {'; '.join(reasons)}"
+        if reason is None:
+            try:
+                self._apply_firewall()
+                return
+            except NetcoreError as err:
+                reason = str(err)
         undo()
-        try:
-            self.sync_dns()
-        except NetcoreError:
-            pass  # the failure below is the one to report
-        raise NetcoreError(f"{failure}: dnsd {'; '.join(reasons)}")
+        for follow in (self.sync_dns, self._apply_firewall):
+            try:
+                follow()
+            except NetcoreError:
+                pass  # the failure below is the one to report
+        raise NetcoreError(f"{failure}: {reason}")
 
     def _warn_dns_down(self, down: dict[str, str]) -> None:
         """Say, after any action, which networks dnsd cannot serve (it retries every second by itself)."""
@@ -288,7 +333,7 @@ class Engine:
                 with self.store.transaction():
                     self.store.set_state(network, STATE_REMOVING)
                 self._drop_network(network)
-            self._require_dns(network, undo, f"network {name} not created")
+            self._confirm(network, undo, f"network {name} not created")
             return network
 
     def _taken_subnets(self) -> dict[str, ipam.IPNetwork]:
@@ -384,7 +429,7 @@ class Engine:
                 self._mark_removing([container])
                 self._drop_container(container)
             for endpoint in endpoints:
-                self._require_dns(self.store.network(endpoint.network_id), undo, f"container {name} not created")
+                self._confirm(self.store.network(endpoint.network_id), undo, f"container {name} not created")
             return container
 
     @staticmethod
@@ -570,7 +615,7 @@ class Engine:
                 with self.store.transaction():
                     self.store.delete(endpoint)
             self._build(endpoint, build, undo)
-            self._require_dns(network, lambda: self.disconnect(network.id, container.id),
+            self._confirm(network, lambda: self.disconnect(network.id, container.id),
                               f"container {container.name} not connected to network {network.name}")
             return replace(endpoint, state=STATE_RUNNING)
 
@@ -704,9 +749,7 @@ class Engine:
             except Exception as err:  # noqa: BLE001  (purge reports every failure at the end)
                 failures.append(f"{what}: {err}")
 
-        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._locked():
             attempt("stop dnsd", self.dnsd.stop)
             containers = removal_order(self.store.containers())
             networks = self.store.networks()
@@ -731,8 +774,6 @@ class Engine:
             if self.namespace:
                 self.kernel.close()
                 attempt(f"gateway namespace {self.namespace}", lambda: self.kernel.delete_namespace(self.namespace))
-        finally:
-            os.close(fd)
         if failures:
             raise NetcoreError(f"purge removed what it could; not removed: {'; '.join(failures)}")
 

@@ -15,31 +15,55 @@ firewall was not applied, and the next command applies it again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import STATE_RUNNING, Container, Endpoint, Network
+from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network
+
+SHORT_ID = 12  # hex digits of a network's ID that name its firewall chains (Docker's short ID)
 
 
 @dataclass(frozen=True)
 class NetworkRules:
-    """What the firewall enforces for one network.
+    """What the firewall enforces for one network (``netcore.nftables`` renders it).
 
-    ``internal``: no traffic leaves the subnets (Docker's --internal); ``icc``:
-    containers may reach each other across the bridge (Docker's
-    ``com.docker.network.bridge.enable_icc``); ``masquerade``: outgoing traffic
-    is NATed to the host's address, as Docker does for every bridge that is not
-    internal (netcore takes no ``enable_ip_masquerade`` option yet).
+    ``id``: hex, at least 12 digits; ``name``: Docker's name rule; ``bridge``:
+    the network's device in the gateway namespace; ``subnet``/``subnet6``:
+    CIDRs (either may be None, not both); ``gateway``/``gateway6``: the
+    addresses dnsd listens on, used when ``dns``; ``internal``: no traffic
+    leaves the subnets (Docker's ``--internal``); ``icc``: containers may reach
+    each other across the bridge (``com.docker.network.bridge.enable_icc``);
+    ``masquerade``: outgoing traffic is NATed to the gateway namespace's
+    address (``com.docker.network.bridge.enable_ip_masquerade``, never for an
+    internal network); ``dns``: dnsd serves it (every network but the default
+    bridge).
     """
 
     id: str
     name: str
-    bridge: str  # the network's device in the gateway namespace
-    subnets: tuple[str, ...]  # IPv4 CIDR first, then IPv6 if any
-    internal: bool
-    icc: bool
-    masquerade: bool
+    bridge: str
+    subnet: str | None
+    gateway: str | None = None
+    subnet6: str | None = None
+    gateway6: str | None = None
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    dns: bool = True
+
+    @classmethod
+    def from_network(cls, network: Network) -> NetworkRules:
+        """The firewall's view of a stored network."""
+        return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
+                   gateway=network.gateway, subnet6=network.subnet6, gateway6=network.gateway6,
+                   internal=network.internal, icc=network.icc, masquerade=network.masquerade,
+                   dns=network.dns_enabled)
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits of the ID (Docker's short ID), which name the network's chains."""
+        return self.id[:SHORT_ID]
 
 
 @dataclass(frozen=True)
@@ -55,10 +79,14 @@ class EndpointRules:
 
 @dataclass(frozen=True)
 class FirewallState:
-    """Everything the firewall should hold, in the store's order; empty when nothing is running."""
+    """Everything the firewall should hold, in the store's order; empty when nothing is running.
+
+    ``dns_port``: where dnsd listens on each gateway address.
+    """
 
     networks: tuple[NetworkRules, ...] = ()
     endpoints: tuple[EndpointRules, ...] = ()
+    dns_port: int = DNS_PORT
 
 
 def desired_state(networks: Iterable[Network], containers: Iterable[Container],
@@ -69,9 +97,7 @@ def desired_state(networks: Iterable[Network], containers: Iterable[Container],
     names = {c.id: c.name for c in containers if c.state == STATE_RUNNING}
     network_ids = {n.id for n in running_networks}
     return FirewallState(
-        networks=tuple(NetworkRules(id=n.id, name=n.name, bridge=n.bridge,
-                                    subnets=tuple(s for s in (n.subnet, n.subnet6) if s), internal=n.internal,
-                                    icc=n.icc, masquerade=not n.internal) for n in running_networks),
+        networks=tuple(NetworkRules.from_network(n) for n in running_networks),
         endpoints=tuple(EndpointRules(network_id=e.network_id, container_id=e.container_id,
                                       container=names[e.container_id], host_ifname=e.host_ifname,
                                       addresses=tuple(a for a in (e.ipv4, e.ipv6) if a))
@@ -80,13 +106,27 @@ def desired_state(networks: Iterable[Network], containers: Iterable[Container],
 
 
 class Firewall(Protocol):
-    """Makes the kernel's firewall match ``desired`` whole; raises (any exception) when it cannot."""
+    """Makes the kernel's firewall match the desired state whole.
 
-    def apply(self, desired: FirewallState) -> None: ...
+    ``check_ready`` raises NetcoreError, before an action changes anything, when the
+    firewall cannot work at all (its tool is missing). ``apply`` makes the live rules
+    ``desired`` only if they are not already (after an ``nft flush ruleset``, a reboot,
+    a firewalld reload), or always with ``force``; it returns notices for the user
+    (a host setting it changed) and raises (any exception) when it cannot. An empty
+    state removes every rule of netcore's (``purge``).
+    """
+
+    def check_ready(self) -> None: ...
+
+    def apply(self, desired: FirewallState, force: bool = False) -> Sequence[str]: ...
 
 
 class NoFirewall:
-    """No firewall rules at all: what netcore does today (every bridge forwards as the kernel lets it)."""
+    """No firewall rules at all: every bridge forwards as the kernel lets it (unit tests' fake kernel)."""
 
-    def apply(self, desired: FirewallState) -> None:
+    def check_ready(self) -> None:
+        """Always ready."""
+
+    def apply(self, desired: FirewallState, force: bool = False) -> Sequence[str]:
         """Nothing to do."""
+        return ()

@@ -20,7 +20,10 @@ DEFAULT_MTU = 1500
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
-KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC)
+OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
+KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQUERADE)
+BOOLEAN_OPTIONS = (OPT_ICC, OPT_MASQUERADE)  # true or false, true by default (Docker's bridge driver)
+_FALSE = ("false", "0", "no")
 
 # Docker's rule for container and network names, with a bound on the length so
 # a name always fits a DNS label, a path component and a netns name.
@@ -97,7 +100,18 @@ class Network:
     @property
     def icc(self) -> bool:
         """Inter-container communication on this bridge (Docker's enable_icc)."""
-        return str(self.options.get(OPT_ICC, "true")).lower() not in ("false", "0", "no")
+        return str(self.options.get(OPT_ICC, "true")).lower() not in _FALSE
+
+    @property
+    def masquerade(self) -> bool:
+        """Outgoing traffic NATed to the gateway namespace's address (Docker's enable_ip_masquerade);
+        an internal network never is, whatever the option says."""
+        return not self.internal and str(self.options.get(OPT_MASQUERADE, "true")).lower() not in _FALSE
+
+    def effective_options(self) -> dict[str, str]:
+        """The options as given, with Docker's booleans this network enforces filled in where not given
+        (what ``network inspect`` shows, as Docker shows ``enable_icc`` and ``enable_ip_masquerade``)."""
+        return {OPT_ICC: str(self.icc).lower(), OPT_MASQUERADE: str(self.masquerade).lower(), **self.options}
 
 
 @dataclass(frozen=True)

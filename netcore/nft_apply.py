@@ -20,9 +20,9 @@ import subprocess
 
 from . import linux
 from .errors import NetcoreError
-from .nftables import TABLE, Ruleset, normalize_listing
+from .firewall import FirewallState
+from .nftables import TABLE, Ruleset, normalize_listing, render
 
-NETNS_DIR = "/run/netns"
 NFT_SEARCH_PATH = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin", "/sbin"]))
 INSTALL_HINT = "nftables is not installed (no nft command): install it with `apt-get install nftables`"
 TIMEOUT = 30.0
@@ -47,20 +47,16 @@ def nft_path() -> str:
 def _namespace_path(namespace: str | None) -> str | None:
     if namespace is None:
         return None
-    path = os.path.join(NETNS_DIR, namespace)
+    path = linux.netns_path(namespace)
     if not os.path.exists(path):
         raise NftError(f"network namespace {namespace} does not exist")
     return path
 
 
-def _enter(path: str | None):
+def _enter(namespace: str | None):
     def enter() -> None:  # in the child, between fork and exec
-        if path is not None:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                linux.setns(fd, linux.CLONE_NEWNET)
-            finally:
-                os.close(fd)
+        if namespace is not None:
+            linux.enter_netns(namespace)
     return enter
 
 
@@ -74,10 +70,10 @@ def _one_line(text: str) -> str:
 def run_nft(namespace: str | None, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     """``nft ARGS...`` inside ``namespace``, its output captured as text; the caller reads returncode."""
     nft = nft_path()
-    path = _namespace_path(namespace)
+    _namespace_path(namespace)  # NftError if it is gone
     try:
         return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False,
-                              preexec_fn=_enter(path))
+                              preexec_fn=_enter(namespace))
     except FileNotFoundError:
         raise NftError(INSTALL_HINT) from None
     except subprocess.TimeoutExpired:
@@ -192,3 +188,41 @@ def _set_all(settings: list[str]) -> bool:
             f.write("1\n")
         changed = True
     return changed
+
+
+class NftablesFirewall:
+    """netcore's firewall (``netcore.firewall.Firewall``) on nftables: one ``inet netcore`` table in the
+    gateway namespace (``namespace``; None: the host's), rendered whole by ``netcore.nftables``.
+
+    ``apply`` re-asserts the table only when the live one is missing or differs (one
+    ``nft list`` when it is current), switches on forwarding when a network needs it
+    (a notice the first time, as it changes a setting of the namespace), and raises
+    NftError (one line) when nft is missing or rejects the ruleset.
+    """
+
+    def __init__(self, namespace: str | None):
+        self.namespace = namespace
+
+    def check_ready(self) -> None:
+        """NftError naming the package to install when there is no nft; nothing is changed."""
+        nft_path()
+
+    def apply(self, desired: FirewallState, force: bool = False) -> list[str]:
+        """Make the live table ``desired`` (whatever it is with ``force``: ``netcore firewall-reload``)."""
+        ruleset = render(desired)
+        if self.namespace is not None and not os.path.exists(linux.netns_path(self.namespace)):
+            if ruleset.empty:
+                return []  # no gateway namespace, nothing to hold: nothing to do (purge of a fresh state dir)
+            raise NftError(f"network namespace {self.namespace} does not exist")
+        notices = []
+        routed = [network for network in desired.networks if not network.internal]
+        if routed and enable_forwarding(self.namespace, ipv6=any(network.subnet6 for network in routed)):
+            settings = "net.ipv4.ip_forward" + (" and net.ipv6.conf.all.forwarding" if any(
+                network.subnet6 for network in routed) else "")
+            notices.append(f"switched on {settings}{_where(self.namespace) or ' on this host'}: "
+                           "containers' traffic is routed through it (as Docker and Podman do)")
+        if force:
+            apply(ruleset, self.namespace)
+        else:
+            ensure(ruleset, self.namespace)
+        return notices

@@ -1,9 +1,8 @@
 """netcore's nftables ruleset, rendered from the desired firewall state: pure, no I/O.
 
-The firewall seam hands over the desired state after every action; it is mapped
-onto ``FirewallState`` (``FirewallState.from_networks`` does it from the
-store's ``Network`` records) and ``render`` turns it into the whole ruleset as
-an ``nft -f -`` script. netcore owns exactly one table, ``inet netcore``, and
+The firewall seam (``netcore.firewall``) hands over the desired state after
+every action, and ``render`` turns it into the whole ruleset as an ``nft -f -``
+script. netcore owns exactly one table, ``inet netcore``, and
 replaces it whole, atomically, on every change:
 
     table inet netcore {}          # make sure it exists, so that ...
@@ -84,84 +83,22 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .model import DNS_PORT, Network
+from .firewall import SHORT_ID, FirewallState, NetworkRules
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "netcore"
 TABLE = f"{TABLE_FAMILY} {TABLE_NAME}"
 
-OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
-
 PRIORITY_INPUT = "filter - 10"  # -10: before the conventional filter chains (0)
 PRIORITY_FORWARD = "filter"  # 0
 PRIORITY_POSTROUTING = "srcnat"  # 100
 
-SHORT_ID = 12  # hex digits of the network ID in chain names (Docker's short ID)
 
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")  # Linux IFNAMSIZ - 1, nothing nft would read as syntax
 _TEXT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # Docker's name rule (netcore.model.NAME_RE)
 _ID_RE = re.compile(r"^[0-9a-f]{12,64}$")
-_FALSE = ("false", "0", "no")
-
-
-@dataclass(frozen=True)
-class FirewallNetwork:
-    """One netcore network as the firewall sees it.
-
-    ``id``: hex, at least 12 digits (its first 12 name the network's chains);
-    ``name``: Docker's name rule, shown in comments; ``bridge``: the bridge
-    device in the gateway namespace; ``subnet``/``subnet6``: CIDRs (either may
-    be None, not both); ``gateway``/``gateway6``: the addresses dnsd listens
-    on, used only when ``dns`` is true; ``internal``: ``--internal``;
-    ``icc``: ``com.docker.network.bridge.enable_icc``; ``masquerade``:
-    ``com.docker.network.bridge.enable_ip_masquerade`` (ignored when internal);
-    ``dns``: dnsd serves this network (every network but the default bridge).
-    ``render`` raises ValueError for a malformed field.
-    """
-
-    id: str
-    name: str
-    bridge: str
-    subnet: str | None
-    gateway: str | None = None
-    subnet6: str | None = None
-    gateway6: str | None = None
-    internal: bool = False
-    icc: bool = True
-    masquerade: bool = True
-    dns: bool = True
-
-    @classmethod
-    def from_network(cls, network: Network) -> FirewallNetwork:
-        """The firewall's view of a stored ``netcore.model.Network``."""
-        masquerade = str(network.options.get(OPT_MASQUERADE, "true")).lower() not in _FALSE
-        return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
-                   gateway=network.gateway, subnet6=network.subnet6, gateway6=network.gateway6,
-                   internal=network.internal, icc=network.icc, masquerade=masquerade, dns=network.dns_enabled)
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:SHORT_ID]
-
-
-@dataclass(frozen=True)
-class FirewallState:
-    """Everything netcore's table must express: every network of the gateway namespace, in any order.
-
-    ``dns_port``: where dnsd listens on each gateway address (53). An empty
-    ``networks`` renders a script that removes the table.
-    """
-
-    networks: tuple[FirewallNetwork, ...] = ()
-    dns_port: int = DNS_PORT
-
-    @classmethod
-    def from_networks(cls, networks: Iterable[Network], dns_port: int = DNS_PORT) -> FirewallState:
-        """The state for these stored networks (all of the gateway namespace's, whatever their state)."""
-        return cls(networks=tuple(FirewallNetwork.from_network(network) for network in networks), dns_port=dns_port)
 
 
 @dataclass(frozen=True)
@@ -180,7 +117,7 @@ class Ruleset:
         return not self.table
 
 
-def _check(network: FirewallNetwork) -> None:
+def _check(network: NetworkRules) -> None:
     if not _ID_RE.match(network.id):
         raise ValueError(f"network id {network.id!r}: expected at least {SHORT_ID} lowercase hex digits")
     if not _TEXT_RE.match(network.name):
@@ -205,7 +142,7 @@ def _addr(address: str, version: int, what: str) -> str:
     return parsed.compressed
 
 
-def _comment(network: FirewallNetwork) -> str:
+def _comment(network: NetworkRules) -> str:
     return f"network {network.name} on {network.bridge}"
 
 
@@ -225,7 +162,7 @@ def _chain(name: str, rules: list[str], hook: str | None = None, comment: str | 
     return lines + [f"\t\t{rule}" for rule in rules] + ["\t}"]
 
 
-def _in_rules(network: FirewallNetwork) -> list[str]:
+def _in_rules(network: NetworkRules) -> list[str]:
     bridge = f'"{network.bridge}"'
     rules = [] if network.internal else ["ct state established,related accept"]
     if network.icc:
@@ -239,7 +176,7 @@ def _in_rules(network: FirewallNetwork) -> list[str]:
     return rules
 
 
-def _out_rules(network: FirewallNetwork) -> list[str]:
+def _out_rules(network: NetworkRules) -> list[str]:
     if network.internal:
         return ['counter drop comment "internal: nothing goes out"']
     return ["ct state invalid counter drop", 'accept comment "out to non-netcore interfaces"']

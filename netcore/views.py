@@ -57,7 +57,7 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
         "Ingress": False,
         "ConfigOnly": False,
         "Containers": containers,
-        "Options": dict(network.options),
+        "Options": network.effective_options(),
         "Labels": dict(network.labels),
         "DNS": dns_state(network, dns_down),
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..errors import NetcoreError
 from ..ipam import prefixlen
 from ..kernel import Kernel
-from ..model import KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_ICC, OPT_MTU, Endpoint, Network
+from ..model import BOOLEAN_OPTIONS, KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
 from .base import NetworkRequest, check_device_name
 
 
@@ -24,7 +24,8 @@ class BridgeDriver:
 
     @staticmethod
     def validate(request: NetworkRequest) -> dict[str, str]:
-        """Only Docker's bridge options it implements (KNOWN_OPTIONS): MTU 68 to 65535, ICC true/false."""
+        """Only Docker's bridge options it implements (KNOWN_OPTIONS): MTU 68 to 65535, ICC and IP
+        masquerading true/false."""
         options = dict(request.options or {})
         for key in options:
             if key not in KNOWN_OPTIONS:
@@ -33,8 +34,9 @@ class BridgeDriver:
             mtu = str(options[OPT_MTU])
             if not mtu.isdigit() or not 68 <= int(mtu) <= 65535:
                 raise NetcoreError(f"invalid {OPT_MTU} {mtu!r}: a number from 68 to 65535")
-        if OPT_ICC in options and str(options[OPT_ICC]).lower() not in ("true", "false", "1", "0"):
-            raise NetcoreError(f"invalid {OPT_ICC} {options[OPT_ICC]!r}: true or false")
+        for key in BOOLEAN_OPTIONS:
+            if key in options and str(options[key]).lower() not in ("true", "false", "1", "0"):
+                raise NetcoreError(f"invalid {key} {options[key]!r}: true or false")
         return {k: str(v) for k, v in options.items()}
 
     @staticmethod

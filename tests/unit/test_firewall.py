@@ -17,11 +17,15 @@ class RecordingFirewall:
         self.applied: list[FirewallState] = []
         self.error: Exception | None = None
 
-    def apply(self, desired: FirewallState) -> None:
+    def check_ready(self) -> None:
+        pass
+
+    def apply(self, desired: FirewallState, force: bool = False) -> tuple[str, ...]:
         if self.error:
             error, self.error = self.error, None
             raise error
         self.applied.append(desired)
+        return ()
 
 
 world = pytest.fixture(new_world)
@@ -44,8 +48,9 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
                                 options={"com.docker.network.bridge.enable_icc": "false"})
     [bridge, rules] = fw.applied[-1].networks
     assert bridge.name == "bridge" and bridge.masquerade and bridge.icc and not bridge.internal
-    assert rules == NetworkRules(id=app.id, name="app", bridge=app.bridge, subnets=("10.1.0.0/24", "fd00:1::/64"),
-                                 internal=True, icc=False, masquerade=False)
+    assert rules == NetworkRules(id=app.id, name="app", bridge=app.bridge, subnet="10.1.0.0/24", gateway="10.1.0.1",
+                                 subnet6="fd00:1::/64", gateway6="fd00:1::1", internal=True, icc=False,
+                                 masquerade=False, dns=True)
     assert fw.applied[-1].endpoints == ()
     engine.run("web", "app")
     assert endpoints_of(fw.applied[-1]) == [("web", "app", ("10.1.0.2", "fd00:1::2"))]
@@ -60,22 +65,47 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
     assert fw.applied[-1].endpoints == ()
     engine.remove_network("app")
     assert [n.name for n in fw.applied[-1].networks] == ["bridge"]
-    assert len(fw.applied) == 6  # once per action
+    assert len(fw.applied) == 9  # once per action, and create, run and connect once more before they return
 
 
-def test_a_failing_apply_is_one_line_and_the_action_stays_done(recorded):
+def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(recorded):
+    """Issue 13: a rejected ruleset is one line with nft's message, and the store and kernel as they were."""
     world, fw, engine = recorded
     engine.create_network("app", ["10.1.0.0/24"])
+    before = (engine.store.containers(), engine.store.endpoints(), engine.store.networks())
+    for action, expected in ((lambda: engine.run("web", "app"), "container web not created: "),
+                             (lambda: engine.create_network("db", ["10.2.0.0/24"]), "network db not created: ")):
+        fw.error = OSError("nft: netlink: Error: Could not process rule:\nNo such file or directory")
+        with pytest.raises(NetcoreError) as raised:
+            action()
+        message = str(raised.value)
+        assert message.startswith(expected + "nft: netlink: Error: Could not process rule: No such file"), message
+        assert "\n" not in message
+        assert (engine.store.containers(), engine.store.endpoints(), engine.store.networks()) == before
+        world.assert_consistent(engine)
+    engine.run("web", "app")
+    fw.error = OSError("refused")
+    with pytest.raises(NetcoreError, match="not connected|refused"):
+        engine.connect("bridge", "web")
+    assert [e.network_id for e in engine.store.endpoints()] == [engine.store.network("app").id]
+    world.assert_consistent(engine)
+
+
+def test_a_failing_apply_after_a_removal_is_one_line_and_the_removal_stays_done(recorded):
+    world, fw, engine = recorded
+    engine.create_network("app", ["10.1.0.0/24"])
+    engine.run("web", "app")
+    engine.run("db", "app")
     fw.error = OSError("nft: netlink: Error: Could not process rule:\nNo such file or directory")
     with pytest.raises(NetcoreError) as raised:
-        engine.run("web", "app")
+        engine.remove_containers(["web"])
     message = str(raised.value)
     assert message.startswith("firewall not applied: nft: netlink: Error: Could not process rule: No such file")
     assert "\n" not in message and "next command applies the firewall again" in message
-    world.assert_consistent(engine)  # web is recorded, built and running
-    assert engine.store.container("web")
-    engine.run("db", "app")  # the next action applies the whole state, web included
-    assert endpoints_of(fw.applied[-1]) == [("db", "app", ("10.1.0.3",)), ("web", "app", ("10.1.0.2",))]
+    world.assert_consistent(engine)
+    assert [c.name for c in engine.store.containers()] == ["db"]
+    engine.run("cache", "app")  # the next action applies the whole state
+    assert endpoints_of(fw.applied[-1]) == [("cache", "app", ("10.1.0.2",)), ("db", "app", ("10.1.0.3",))]
 
 
 def test_purge_hands_the_firewall_what_is_left_and_keeps_going_past_its_failure(recorded):
@@ -102,7 +132,6 @@ def test_the_desired_state_counts_running_records_only():
                  Endpoint(id="3" * 64, container_id=web.id, network_id=half.id, ifname="eth1", host_ifname="veth3",
                           mac="02:42:0a:02:00:02", ipv4="10.2.0.2")]
     assert desired_state([net, half], [web, going], endpoints) == FirewallState(
-        networks=(NetworkRules(id=net.id, name="app", bridge="br-app", subnets=("10.1.0.0/24",), internal=False,
-                               icc=True, masquerade=True),),
+        networks=(NetworkRules(id=net.id, name="app", bridge="br-app", subnet="10.1.0.0/24", gateway="10.1.0.1"),),
         endpoints=(EndpointRules(network_id=net.id, container_id=web.id, container="web", host_ifname="veth1",
                                  addresses=("10.1.0.2",)),))

@@ -21,7 +21,9 @@ import pytest
 
 from netcore import nft_apply
 from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, Network
-from netcore.nftables import OPT_MASQUERADE, FirewallNetwork, FirewallState, Ruleset, normalize_listing, render
+from netcore.firewall import FirewallState, NetworkRules
+from netcore.model import OPT_MASQUERADE
+from netcore.nftables import Ruleset, normalize_listing, render
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")
 
@@ -30,16 +32,16 @@ def _id(name: str) -> str:
     return hashlib.sha256(f"network/{name}".encode()).hexdigest()
 
 
-def net(name: str, subnet: str, **kw) -> FirewallNetwork:
+def net(name: str, subnet: str, **kw) -> NetworkRules:
     defaults = {"id": _id(name), "name": name, "bridge": f"br-{_id(name)[:12]}", "subnet": subnet,
                     "gateway": str(ipaddress.ip_network(subnet)[1])}
     defaults.update(kw)
-    return FirewallNetwork(**defaults)
+    return NetworkRules(**defaults)
 
 
 FRONT = net("front", "10.89.1.0/24")
 BACK = net("back", "10.89.2.0/24")
-DEFAULT = FirewallNetwork(id=_id(DEFAULT_BRIDGE), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
+DEFAULT = NetworkRules(id=_id(DEFAULT_BRIDGE), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
                           subnet="172.17.0.0/16", gateway="172.17.0.1", dns=False)
 
 STATES = {
@@ -218,12 +220,14 @@ def test_two_networks_on_one_bridge_are_refused():
 def test_from_network_reads_the_docker_options():
     stored = Network(id=_id("x"), name="x", bridge="br-x", subnet="10.1.0.0/24", gateway="10.1.0.1",
                      options={OPT_ICC: "false", OPT_MASQUERADE: "false"}, internal=True)
-    mapped = FirewallNetwork.from_network(stored)
+    mapped = NetworkRules.from_network(stored)
     assert (mapped.icc, mapped.masquerade, mapped.internal, mapped.dns) == (False, False, True, True)
-    default = FirewallNetwork.from_network(Network(id=_id("d"), name=DEFAULT_BRIDGE, bridge="netcore0",
+    default = NetworkRules.from_network(Network(id=_id("d"), name=DEFAULT_BRIDGE, bridge="netcore0",
                                                    subnet="172.17.0.0/16", gateway="172.17.0.1"))
     assert (default.icc, default.masquerade, default.dns) == (True, True, False)
-    assert FirewallState.from_networks([stored]).networks == (mapped,)
+    routed = NetworkRules.from_network(Network(id=_id("r"), name="r", bridge="br-r", subnet="10.2.0.0/24",
+                                               gateway="10.2.0.1", options={OPT_MASQUERADE: "false"}))
+    assert (routed.masquerade, routed.internal) == (False, False)
 
 
 def test_normalized_listing_ignores_counters_wrapping_and_element_order_but_not_rules():
