@@ -119,7 +119,7 @@ class Engine:
     # -- the frame of every action --------------------------------------------
 
     @contextmanager
-    def action(self, force_firewall: bool = False) -> Iterator[None]:
+    def action(self) -> Iterator[None]:
         """Exclusive across processes; reconciles leftovers first, then, once the action succeeded,
         syncs dnsd and applies the firewall (``apply_firewall``).
 
@@ -138,7 +138,7 @@ class Engine:
                 self._ensure_default_bridge()
                 yield
                 self._warn_dns_down(self.sync_dns())
-                self.apply_firewall(force_firewall)
+                self.apply_firewall(force=True)
             finally:
                 self._in_action = False
 
@@ -176,8 +176,8 @@ class Engine:
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
-        with self.action(force_firewall=True):
-            pass
+        with self.action():
+            pass  # every action ends by replacing the whole table
 
     def assert_firewall(self) -> None:
         """For commands that change nothing: put the firewall back if it is missing or differs (after an
@@ -250,12 +250,12 @@ class Engine:
                 reason = f"dnsd {'; '.join(reasons)}"
         if reason is None:
             try:
-                self._apply_firewall()
+                self._apply_firewall(force=True)
                 return
             except NetcoreError as err:
                 reason = str(err)
         undo()
-        for follow in (self.sync_dns, self._apply_firewall):
+        for follow in (self.sync_dns, lambda: self._apply_firewall(force=True)):
             try:
                 follow()
             except NetcoreError:

@@ -194,35 +194,46 @@ class NftablesFirewall:
     """netcore's firewall (``netcore.firewall.Firewall``) on nftables: one ``inet netcore`` table in the
     gateway namespace (``namespace``; None: the host's), rendered whole by ``netcore.nftables``.
 
-    ``apply`` re-asserts the table only when the live one is missing or differs (one
-    ``nft list`` when it is current), switches on forwarding when a network needs it
-    (a notice the first time, as it changes a setting of the namespace), and raises
-    NftError (one line) when nft is missing or rejects the ruleset.
+    ``apply`` with ``force`` (every action) replaces the table in one nft transaction
+    without reading it first; without (commands that change nothing) it re-asserts the
+    table only when the live one is missing or differs (one ``nft list`` when it is
+    current). A rendering this object already put in place is not applied twice (an
+    action applies before it returns, so that a refused ruleset can take it back, and
+    the frame around it would otherwise apply the same table again). It switches on
+    forwarding when a network needs it (a notice the first time, as it changes a
+    setting of the namespace), and raises NftError (one line) when nft is missing or
+    rejects the ruleset. On this machine one nft transaction costs 15-20 ms whatever
+    its size (the kernel's commit), which is most of the firewall's share of an action
+    (``bench/firewall.py``).
     """
 
     def __init__(self, namespace: str | None):
         self.namespace = namespace
+        self._in_place: str | None = None  # the digest of the rendering this object last put in place
 
     def check_ready(self) -> None:
         """NftError naming the package to install when there is no nft; nothing is changed."""
         nft_path()
 
     def apply(self, desired: FirewallState, force: bool = False) -> list[str]:
-        """Make the live table ``desired`` (whatever it is with ``force``: ``netcore firewall-reload``)."""
+        """Make the live table ``desired``: replace it (``force``) or put it back only if it differs."""
         ruleset = render(desired)
+        if ruleset.digest == self._in_place:
+            return []
         if self.namespace is not None and not os.path.exists(linux.netns_path(self.namespace)):
             if ruleset.empty:
                 return []  # no gateway namespace, nothing to hold: nothing to do (purge of a fresh state dir)
             raise NftError(f"network namespace {self.namespace} does not exist")
         notices = []
         routed = [network for network in desired.networks if not network.internal]
-        if routed and enable_forwarding(self.namespace, ipv6=any(network.subnet6 for network in routed)):
-            settings = "net.ipv4.ip_forward" + (" and net.ipv6.conf.all.forwarding" if any(
-                network.subnet6 for network in routed) else "")
+        ipv6 = any(network.subnet6 for network in routed)
+        if routed and enable_forwarding(self.namespace, ipv6=ipv6):
+            settings = "net.ipv4.ip_forward" + (" and net.ipv6.conf.all.forwarding" if ipv6 else "")
             notices.append(f"switched on {settings}{_where(self.namespace) or ' on this host'}: "
                            "containers' traffic is routed through it (as Docker and Podman do)")
         if force:
             apply(ruleset, self.namespace)
         else:
             ensure(ruleset, self.namespace)
+        self._in_place = ruleset.digest
         return notices

@@ -19,7 +19,8 @@ import pytest
 
 from netcore import nft_apply
 from netcore.errors import NetcoreError
-from netcore.nftables import FirewallNetwork, FirewallState, render
+from netcore.firewall import FirewallState, NetworkRules
+from netcore.nftables import render
 
 if not shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)
@@ -74,8 +75,8 @@ def lab():
         assert box.tag not in leftover, "teardown leaked namespaces"
 
 
-def network(name: str, bridge: str, subnet: str, **kw) -> FirewallNetwork:
-    return FirewallNetwork(id=secrets.token_hex(32) if "id" not in kw else kw.pop("id"), name=name, bridge=bridge,
+def network(name: str, bridge: str, subnet: str, **kw) -> NetworkRules:
+    return NetworkRules(id=secrets.token_hex(32) if "id" not in kw else kw.pop("id"), name=name, bridge=bridge,
                            subnet=subnet, gateway=str(ipaddress.ip_network(subnet)[1]), **kw)
 
 

@@ -135,3 +135,18 @@ def test_the_desired_state_counts_running_records_only():
         networks=(NetworkRules(id=net.id, name="app", bridge="br-app", subnet="10.1.0.0/24", gateway="10.1.0.1"),),
         endpoints=(EndpointRules(network_id=net.id, container_id=web.id, container="web", host_ifname="veth1",
                                  addresses=("10.1.0.2",)),))
+
+
+def test_a_firewall_that_cannot_work_stops_the_action_before_anything_changes(world):
+    """Issue 13: `nft` missing is one line naming the package, and nothing changed."""
+    from netcore.nft_apply import INSTALL_HINT, NftError
+
+    class Missing(RecordingFirewall):
+        def check_ready(self) -> None:
+            raise NftError(INSTALL_HINT)
+
+    engine = world.engine(firewall=Missing())
+    with pytest.raises(NetcoreError, match="apt-get install nftables") as raised:
+        engine.create_network("app", ["10.1.0.0/24"])
+    assert "\n" not in str(raised.value)
+    assert engine.store.networks() == [] and engine.store.generation() == 0
