@@ -15,8 +15,23 @@ import dnslib
 
 from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, lookup
 from .stats import Stats
-from .wire import (BADVERS, DNSSEC_OK, FORMERR, HEADER_SIZE, NOERROR, NOTIMP, NXDOMAIN, ONE_ANSWER, OPT_FIXED, REFUSED,
-                   TCP_MESSAGE_MAX, TYPE_OPT, UDP_PAYLOAD_PLAIN, header_counts, question_name_end)
+from .wire import (
+    BADVERS,
+    DNSSEC_OK,
+    FORMERR,
+    HEADER_SIZE,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    ONE_ANSWER,
+    OPT_FIXED,
+    REFUSED,
+    TCP_MESSAGE_MAX,
+    TYPE_OPT,
+    UDP_PAYLOAD_PLAIN,
+    header_counts,
+    question_name_end,
+)
 
 EDNS_PAYLOAD = 1232  # what dnsd advertises in its OPT record (DNS flag day 2020)
 REPLY_MEMO_SIZE = 16384  # remembered replies, all scopes together (a few MB at most)

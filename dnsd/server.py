@@ -24,7 +24,7 @@ from .config import ServerConfig
 from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
-from .reload import Reloader, RecordSource
+from .reload import RecordSource, Reloader
 from .snapshot import Snapshot
 from .stats import Stats
 from .tcp import TcpConnections

@@ -24,8 +24,10 @@ import ipaddress
 import socket
 from typing import NamedTuple
 
-from netcore.model import Network
-from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
+from netcore.model import (
+    Network,
+    parse_dns_server as parse_upstream,  # noqa: F401  (the stored format has one home)
+)
 
 from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, header_counts
 

@@ -27,12 +27,29 @@ from .clock import Clock, SystemClock
 from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError
-from .firewall import Firewall, NoFirewall
-from .firewall import desired_state as desired_firewall
+from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
 from .kernel import Kernel, LinuxKernel
-from .model import (DNS_PORT, DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, DEFAULT_BRIDGE_SUBNET, MODE_BRIDGE,
-                    MODE_CONTAINER, MODE_HOST, MODE_NONE, NAME_MAX, NAME_RE, OPT_BRIDGE_NAME, STATE_CREATING,
-                    STATE_REMOVING, STATE_RUNNING, Container, Endpoint, Network, parse_dns_server, removal_order)
+from .model import (
+    DEFAULT_BRIDGE,
+    DEFAULT_BRIDGE_DEVICE,
+    DEFAULT_BRIDGE_SUBNET,
+    DNS_PORT,
+    MODE_BRIDGE,
+    MODE_CONTAINER,
+    MODE_HOST,
+    MODE_NONE,
+    NAME_MAX,
+    NAME_RE,
+    OPT_BRIDGE_NAME,
+    STATE_CREATING,
+    STATE_REMOVING,
+    STATE_RUNNING,
+    Container,
+    Endpoint,
+    Network,
+    parse_dns_server,
+    removal_order,
+)
 from .store import Store
 
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)

@@ -12,7 +12,6 @@ import threading
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-
 ANSWERS: dict[str, str] = {}  # --answer: lower-cased name with its trailing dot -> IPv4 address
 NXDOMAIN_UNKNOWN = False
 

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 
-from sandbox import wait_for
 from pyroute2 import IPRoute
+
 from dns_probe import check_churn
+from sandbox import wait_for
 from test_dns_e2e import PROBE, container_ns, dig
 
 

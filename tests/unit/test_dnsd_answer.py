@@ -8,8 +8,7 @@ import struct
 
 import dnslib
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dnsd.answer import Answerer, Forward
 from dnsd.builder import SnapshotBuilder, build_snapshot

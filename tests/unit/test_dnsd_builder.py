@@ -6,8 +6,7 @@ import dataclasses
 import ipaddress
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dnsd.answer import Answerer
 from dnsd.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder, build_snapshot

@@ -13,8 +13,7 @@ import threading
 
 import dnslib
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dnsd.__main__ import make_server
 from dnsd.config import ServerConfig

@@ -10,8 +10,8 @@ asked of it.
 from __future__ import annotations
 
 import pytest
-from fake_kernel import new_world
 
+from fake_kernel import new_world
 from netcore import drivers
 from netcore.drivers import NetworkRequest
 from netcore.errors import NetcoreError

@@ -7,13 +7,12 @@ and one FakeKernel shared by the "processes" (Engine objects) that act on it.
 from __future__ import annotations
 
 import pytest
-from fake_kernel import GATEWAY_NS, Killed, new_world
 
+from fake_kernel import GATEWAY_NS, Killed, new_world
 from netcore.engine import missing_capabilities
 from netcore.errors import NetcoreError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.netlink import KernelError
-
 
 world = pytest.fixture(new_world)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fake_kernel import new_world
 
+from fake_kernel import new_world
 from netcore.errors import NetcoreError
 from netcore.firewall import EndpointRules, FirewallState, NetworkRules, desired_state
 from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network

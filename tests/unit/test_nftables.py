@@ -20,9 +20,8 @@ import subprocess
 import pytest
 
 from netcore import nft_apply
-from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, Network
 from netcore.firewall import FirewallState, NetworkRules
-from netcore.model import OPT_MASQUERADE
+from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, OPT_MASQUERADE, Network
 from netcore.nftables import Ruleset, normalize_listing, render
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")

@@ -16,13 +16,24 @@ from pathlib import Path
 import pytest
 
 from dnsd.answer import Answerer
-from dnsd.wire import NOERROR
 from dnsd.builder import SnapshotBuilder
+from dnsd.wire import NOERROR
 from netcore import store as store_module
 from netcore.errors import NetcoreError, StoreError
 from netcore.model import MODE_BRIDGE, MODE_CONTAINER, MODE_NONE, STATE_RUNNING, Container, Endpoint, Network
-from netcore.store import (BOOL, COLUMNS, DB_NAME, JSON_DICT, JSON_TUPLE, SchemaVersionError, Store, _from_row,
-                           _to_row, column_spec, current_version)
+from netcore.store import (
+    BOOL,
+    COLUMNS,
+    DB_NAME,
+    JSON_DICT,
+    JSON_TUPLE,
+    SchemaVersionError,
+    Store,
+    _from_row,
+    _to_row,
+    column_spec,
+    current_version,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-v1.sql"
 ADD_RESTART = "ALTER TABLE containers ADD COLUMN restart TEXT NOT NULL DEFAULT 'no'"
