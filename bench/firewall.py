@@ -26,10 +26,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netcore import nft_apply  # noqa: E402
-from netcore.firewall import desired_state  # noqa: E402
-from netcore.model import Container, Endpoint, Network  # noqa: E402
-from netcore.nftables import render  # noqa: E402
+from netcore import nft_apply
+from netcore.firewall import desired_state
+from netcore.model import Container, Endpoint, Network
+from netcore.nftables import render
 
 
 def world(networks: int, containers: int) -> tuple[list[Network], list[Container], list[Endpoint]]:

@@ -332,7 +332,7 @@ class Answerer:
         stats.last_malformed = (reason, client_ip)
 
 
-def _lone_option(message: dnslib.DNSRecord) -> dnslib.RR | None | bool:
+def _lone_option(message: dnslib.DNSRecord) -> dnslib.RR | bool | None:
     """The message's OPT record; None if it has none; False if OPT is malformed (several, misplaced, or not
     owned by the root), which RFC 6891 section 6.1.1 answers with FORMERR."""
     options = [record for record in message.ar if record.rtype == TYPE_OPT]

@@ -6,7 +6,7 @@ by default), so unit tests can fix the time and simulate a reboot.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -25,7 +25,7 @@ class SystemClock:
 
     @staticmethod
     def now() -> str:
-        return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
     @staticmethod
     def boot_id() -> str:

@@ -93,7 +93,7 @@ class DnsdControl:
                         break
                     reply += chunk
                 return reply.decode().strip() or None
-        except (FileNotFoundError, ConnectionRefusedError, socket.timeout, OSError):
+        except (TimeoutError, FileNotFoundError, ConnectionRefusedError, OSError):
             return None
 
     def status(self) -> tuple[int, str] | None:

@@ -60,7 +60,7 @@ def garbage(server: str, count: int) -> int:
             while True:
                 sock.recv(4096)
                 replies += 1
-        except socket.timeout:
+        except TimeoutError:
             pass
     return replies
 
@@ -85,7 +85,7 @@ def churn(server: str, stopfile: str, names: list[str]) -> None:
                 received = time.monotonic()
                 addresses = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
                 out.write(json.dumps([name, sent, received, reply.header.rcode, addresses]) + "\n")
-            except (socket.timeout, ConnectionRefusedError):  # refused: no server on the port (dnsd killed)
+            except (TimeoutError, ConnectionRefusedError):  # refused: no server on the port (dnsd killed)
                 out.write(json.dumps([name, sent, None, None, []]) + "\n")
     out.flush()
 

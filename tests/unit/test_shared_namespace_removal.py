@@ -63,9 +63,8 @@ def test_deleting_a_container_others_share_says_what_failed_and_writes_nothing(s
         store.insert(web)
         store.insert(side)
     generation = store.generation()
-    with pytest.raises(StoreError) as raised:
-        with store.transaction():
-            store.delete(web)
+    with pytest.raises(StoreError) as raised, store.transaction():
+        store.delete(web)
     message = str(raised.value)
     assert message.startswith("cannot delete container web: other records still refer to it")
     assert "rolled back" in message and "nothing was half-written" in message and "\n" not in message

@@ -72,12 +72,10 @@ def test_schema_refuses_duplicate_names_and_addresses(store):
         store.insert(a)
         store.insert(b)
         store.insert(endpoint(a, n, "10.1.0.2"))
-    with pytest.raises(Conflict):
-        with store.transaction():
-            store.insert(endpoint(b, n, "10.1.0.2"))
-    with pytest.raises(Conflict):
-        with store.transaction():
-            store.insert(container("a"))
+    with pytest.raises(Conflict), store.transaction():
+        store.insert(endpoint(b, n, "10.1.0.2"))
+    with pytest.raises(Conflict), store.transaction():
+        store.insert(container("a"))
     # the failed transactions left nothing behind
     assert [c.name for c in store.containers()] == ["a", "b"]
     assert store.addresses_on_network(n.id) == ["10.1.0.2"]
@@ -88,10 +86,9 @@ def test_generation_counts_commits_not_rollbacks(store):
     with store.transaction():
         store.insert(network())
     assert store.generation() == start + 1
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.insert(container("x"))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.insert(container("x"))
+        raise RuntimeError("boom")
     assert store.generation() == start + 1
     assert store.containers() == []
 
