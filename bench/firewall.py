@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,14 +75,14 @@ def main() -> int:
         for networks in (int(n) for n in args.networks.split(",")):
             for containers in (int(n) for n in args.containers.split(",")):
                 records = world(networks, containers)
-                derive = median_ms(lambda: desired_state(*records), args.repeat)
+                derive = median_ms(partial(desired_state, *records), args.repeat)
                 state = desired_state(*records)
-                render_ms = median_ms(lambda: render(state), args.repeat)
+                render_ms = median_ms(partial(render, state), args.repeat)
                 ruleset = render(state)
                 rules = sum(1 for line in ruleset.table.splitlines()
                             if line.startswith("\t\t") and not line.strip().startswith(("type ", "comment", "elements")))
-                apply_ms = median_ms(lambda: nft_apply.apply(ruleset, namespace), args.repeat)
-                ensure_ms = median_ms(lambda: nft_apply.ensure(ruleset, namespace), args.repeat)
+                apply_ms = median_ms(partial(nft_apply.apply, ruleset, namespace), args.repeat)
+                ensure_ms = median_ms(partial(nft_apply.ensure, ruleset, namespace), args.repeat)
                 rows.append((networks, containers, rules, derive, render_ms, apply_ms, ensure_ms,
                              derive + render_ms + apply_ms, derive + render_ms + ensure_ms))
     finally:

@@ -106,7 +106,7 @@ def soak(box, seconds: float, count: int, rng: random.Random) -> dict:
             if rng.random() < 0.3:
                 pid = box.dnsd_pid()
                 os.kill(pid, signal.SIGKILL)  # the dnsd netcore started for this sandbox
-                wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+                wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"))
                 figures["dnsd kills"] += 1
                 killed = time.monotonic()
                 box.exec("client", "true")  # netcore's next call restarts it

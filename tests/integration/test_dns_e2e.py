@@ -105,7 +105,7 @@ def test_alias_answers_hold_every_holder_and_rotate_evenly(app):
     proc = app.exec("client", sys.executable, PROBE, "first", "10.61.0.1", "svc", "3000")
     tally = json.loads(proc.stdout)
     assert set(tally) == expected
-    for address, count in tally.items():
+    for count in tally.values():
         assert abs(count - 1000) <= 50, tally  # each first a third of the time, within 5%
     assert app.exec("client", "ping", "-c1", "-W2", "svc").returncode == 0
 

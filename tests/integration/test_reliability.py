@@ -153,9 +153,8 @@ def test_dnsd_killed_comes_back_with_every_name(sandbox):
 
 def test_store_log_and_control_socket_are_root_only(sandbox):
     sandbox.nc("network", "create", "app")
-    for path, mode in ((sandbox.state_dir, 0o700), (os.path.join(sandbox.state_dir, "netcore.db"), 0o600),
-                       (os.path.join(sandbox.state_dir, "dnsd.sock"), 0o600),
-                       (os.path.join(sandbox.state_dir, "dnsd.log"), 0o600)):
+    files = [os.path.join(sandbox.state_dir, name) for name in ("netcore.db", "dnsd.sock", "dnsd.log")]
+    for path in (sandbox.state_dir, *files):
         assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, path
     assert stat.S_IMODE(os.stat(sandbox.state_dir).st_mode) == 0o700
 
