@@ -113,7 +113,8 @@ def soak(box, seconds: float, count: int, rng: random.Random) -> dict:
                 outages.append((killed, time.monotonic()))
     open(stopfile, "w").close()
     probe.wait(timeout=30)
-    answers = [json.loads(line) for line in open(answers_path)]
+    with open(answers_path) as lines:
+        answers = [json.loads(line) for line in lines]
     wrong, missing, unanswered = check_churn(answers, visible)
     during_outage = [a for a in answers if a[2] is None and any(start - 1 <= a[1] <= end for start, end in outages)]
     figures.update({

@@ -19,7 +19,7 @@ import os
 import random
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from . import drivers, ipam, sandbox
@@ -273,10 +273,8 @@ class Engine:
                 reason = str(err)
         undo()
         for follow in (self.sync_dns, lambda: self._apply_firewall(force=True)):
-            try:
+            with suppress(NetcoreError):  # the failure below is the one to report
                 follow()
-            except NetcoreError:
-                pass  # the failure below is the one to report
         raise NetcoreError(f"{failure}: {reason}")
 
     def _warn_dns_down(self, down: dict[str, str]) -> None:

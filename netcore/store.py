@@ -72,7 +72,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
 # transaction with foreign keys off (a step may rebuild a table); they are checked before the commit. Never
 # edit or reorder a released step: append one. A step that changes what readers select (renames or drops a
 # column they read, changes a value's meaning) also raises OLDEST_READABLE to its own version.
-Migration = Union[str, Callable[[sqlite3.Connection], None]]
+Migration = str | Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = [SCHEMA_V1]
 OLDEST_READABLE = 1  # the oldest version this module's reads work on
 

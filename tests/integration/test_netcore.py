@@ -87,9 +87,9 @@ def test_containers_get_veths_addresses_routes_and_reach_each_other(sandbox):
     assert inside["eth0"]["mac"] == "02:42:0a:32:00:02" and inside["lo"]["up"]
     assert default_gateway(namespace) == "10.50.0.1"
     bridge = json.loads(sandbox.nc("network", "inspect", "app").stdout)[0]["Id"][:12]
-    veths = {n: l for n, l in links(sandbox.prefix).items() if l["master"] == f"br-{bridge}"}
+    veths = {n: link for n, link in links(sandbox.prefix).items() if link["master"] == f"br-{bridge}"}
     assert len(veths) == 2 and all(n.startswith("veth") and len(n) == 11 for n in veths)
-    assert all(l["mtu"] == 1450 for l in veths.values())
+    assert all(link["mtu"] == 1450 for link in veths.values())
     assert sandbox.exec("web", "ping", "-c1", "-W2", "10.50.0.99").returncode == 0
     resolv = sandbox.exec("web", "cat", "/etc/resolv.conf").stdout
     assert "nameserver 10.50.0.1" in resolv
@@ -276,7 +276,7 @@ def test_killed_commands_are_reconciled(sandbox):
     # every namespace belongs to a stored container, every veth to a stored endpoint
     ids = json.loads(sandbox.nc("inspect", *sandbox.nc("ps", "-q").stdout.split()).stdout)
     assert sorted(sandbox.namespaces()) == sorted([sandbox.prefix] + [f"{sandbox.prefix}-{d['Id'][:12]}" for d in ids])
-    veths = [n for n, l in links(sandbox.prefix).items() if n.startswith("veth")]
+    veths = [n for n in links(sandbox.prefix) if n.startswith("veth")]
     assert len(veths) == len(ids)
 
 

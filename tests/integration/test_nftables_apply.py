@@ -163,7 +163,10 @@ def test_a_rejected_script_changes_nothing_and_says_why_in_one_line(lab):
 
 def test_forwarding_is_switched_on_once_in_the_namespace(lab):
     gw = lab.netns("gw")
-    read = lambda key: sh("ip", "netns", "exec", gw, "sysctl", "-n", key).stdout.strip()
+
+    def read(key: str) -> str:
+        return sh("ip", "netns", "exec", gw, "sysctl", "-n", key).stdout.strip()
+
     assert read("net.ipv4.ip_forward") == "0"
     assert nft_apply.enable_forwarding(gw) is True
     assert read("net.ipv4.ip_forward") == "1"

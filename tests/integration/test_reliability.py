@@ -21,7 +21,7 @@ from test_dns_e2e import PROBE, container_ns, dig
 def gateway_links(sandbox) -> dict[str, str | None]:
     """Link name -> kind, in the sandbox's gateway namespace."""
     with IPRoute(netns=sandbox.prefix) as ipr:
-        return {l.get("ifname"): l.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) for l in ipr.link("dump")}
+        return {link.get("ifname"): link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) for link in ipr.link("dump")}
 
 
 def assert_consistent(sandbox) -> None:
@@ -29,8 +29,8 @@ def assert_consistent(sandbox) -> None:
     no address twice on a network, and every container on a user-defined network answered by name."""
     ids = sandbox.nc("ps", "-q").stdout.split()
     containers = json.loads(sandbox.nc("inspect", *ids).stdout) if ids else []
-    networks = json.loads(sandbox.nc("network", "inspect", *[l.split()[1] for l in
-                                                              sandbox.nc("network", "ls").stdout.splitlines()[1:]]).stdout)
+    network_ids = [line.split()[1] for line in sandbox.nc("network", "ls").stdout.splitlines()[1:]]
+    networks = json.loads(sandbox.nc("network", "inspect", *network_ids).stdout)
     own = [c for c in containers if c["HostConfig"]["NetworkMode"] not in ("host",) and
            not c["HostConfig"]["NetworkMode"].startswith("container:")]
     assert sorted(sandbox.namespaces()) == sorted([sandbox.prefix] + [f"{sandbox.prefix}-{c['Id'][:12]}" for c in own])
@@ -58,9 +58,9 @@ def test_churn_under_load_never_gives_a_wrong_or_missing_answer(sandbox, tmp_pat
     sandbox.nc("run", "--name", "client", "--net", "churn")
     names = [f"ch{i}" for i in range(4)]
     stopfile = str(tmp_path / "stop")
-    log = open(tmp_path / "answers.jsonl", "w")
-    probe = sandbox.spawn_in(container_ns(sandbox, "client"), sys.executable, PROBE,
-                             "churn", "10.80.0.1", stopfile, *names, stdout=log)
+    with open(tmp_path / "answers.jsonl", "w") as log:  # the probe writes to its own copy of the descriptor
+        probe = sandbox.spawn_in(container_ns(sandbox, "client"), sys.executable, PROBE,
+                                 "churn", "10.80.0.1", stopfile, *names, stdout=log)
     visible: dict[str, list[tuple[str, float, float, float, float]]] = {n: [] for n in names}
     operations = 0
     for cycle in range(3):
@@ -91,8 +91,8 @@ def test_churn_under_load_never_gives_a_wrong_or_missing_answer(sandbox, tmp_pat
             visible[name][-1][3:] = [t2, t3]
     open(stopfile, "w").close()
     assert probe.wait(timeout=10) == 0
-    log.close()
-    answers = [json.loads(line) for line in open(tmp_path / "answers.jsonl")]
+    with open(tmp_path / "answers.jsonl") as lines:
+        answers = [json.loads(line) for line in lines]
     wrong, missing, unanswered = check_churn(answers, visible)
     print(f"churn: {operations} operations, {len(answers)} queries, {len(answers) - unanswered} answered, "
           f"{len(wrong)} wrong, {len(missing)} missing")

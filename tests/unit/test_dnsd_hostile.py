@@ -74,7 +74,7 @@ hostile = st.one_of(
     st.builds(mutated, st.just(VALID.pack()), st.integers(0, 200), st.integers(0, 255)),  # one byte changed
     st.builds(lambda n: VALID.pack()[:n], st.integers(0, 40)),  # cut anywhere
     st.builds(lambda h: h[:2] + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x0c\x00\x01\x00\x01", header),  # pointer loop
-    st.builds(lambda l: VALID.pack()[:12] + bytes([len(l)]) + l + b"\x00\x00\x01\x00\x01", label),  # labels > 63
+    st.builds(lambda lab: VALID.pack()[:12] + bytes([len(lab)]) + lab + b"\x00\x00\x01\x00\x01", label),  # labels > 63
     st.builds(lambda n: VALID.pack()[:12] + b"\x3f" + b"a" * 63 + (b"\x3f" + b"b" * 63) * n + b"\x00\x00\x01\x00\x01",
               st.integers(3, 6)),  # names over 255
     st.builds(lambda counts: VALID.pack()[:4] + counts + VALID.pack()[12:], st.binary(min_size=8, max_size=8)),  # lying counts

@@ -349,9 +349,9 @@ def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, mo
                  lambda: reader.dns_records().__enter__()):
         with pytest.raises(SchemaVersionError, match="schema version 2, newer than this dnsd knows"):
             read()
-    with pytest.raises(SchemaVersionError, match="schema version 2, newer than this netcore knows"):
-        with old_writer.transaction():
-            old_writer.set_state(CONTAINERS[0], "removing")
+    with (pytest.raises(SchemaVersionError, match="schema version 2, newer than this netcore knows"),
+          old_writer.transaction()):
+        old_writer.set_state(CONTAINERS[0], "removing")
     assert raw(old_store, "SELECT state FROM containers WHERE name = 'web'") == [("running",)]
     assert old_writer.generation() == 20
     reader.close()
