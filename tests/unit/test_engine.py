@@ -6,6 +6,8 @@ and one FakeKernel shared by the "processes" (Engine objects) that act on it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fake_kernel import GATEWAY_NS, Killed, new_world
@@ -87,7 +89,7 @@ def test_a_failed_network_create_and_connect_are_undone(app):
 def test_a_listener_dnsd_cannot_open_undoes_run(app):
     engine = app.engine()
     app.dnsd.down = {"10.1.0.1": "cannot listen on 10.1.0.1 port 53: address already in use"}
-    with pytest.raises(NetcoreError, match="container db not created: dnsd cannot listen on 10.1.0.1"):
+    with pytest.raises(NetcoreError, match=re.escape("container db not created: dnsd cannot listen on 10.1.0.1")):
         engine.run("db", "app")
     assert engine.store.find_container("db") is None
     app.assert_consistent(engine)

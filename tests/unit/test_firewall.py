@@ -43,7 +43,7 @@ def endpoints_of(state: FirewallState) -> list[tuple[str, str, tuple[str, ...]]]
 
 
 def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
-    world, fw, engine = recorded
+    _world, fw, engine = recorded
     app = engine.create_network("app", ["10.1.0.0/24", "fd00:1::/64"], internal=True, ipv6=True,
                                 options={"com.docker.network.bridge.enable_icc": "false"})
     [bridge, rules] = fw.applied[-1].networks
@@ -85,7 +85,7 @@ def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(r
         world.assert_consistent(engine)
     engine.run("web", "app")
     fw.error = OSError("refused")
-    with pytest.raises(NetcoreError, match="not connected|refused"):
+    with pytest.raises(NetcoreError, match=r"not connected|refused"):
         engine.connect("bridge", "web")
     assert [e.network_id for e in engine.store.endpoints()] == [engine.store.network("app").id]
     world.assert_consistent(engine)

@@ -133,7 +133,7 @@ def test_dns_records_hold_only_running_rows(store, tmp_path):
         store.insert(endpoint(done, n, "10.1.0.2"))
         store.insert(endpoint(half, n, "10.1.0.3", state=STATE_CREATING))
     reader = Store.open_readonly(str(tmp_path / "state"))
-    with reader.dns_records() as (networks, containers):
+    with reader.dns_records() as (_networks, containers):
         assert [(c.name, [e.ipv4 for e in endpoints]) for c, endpoints in containers] == [("done", ["10.1.0.2"])]
     assert reader.generation() == store.generation()
     reader.close()

@@ -290,7 +290,7 @@ def test_an_upgrade_that_would_break_a_reference_is_rolled_back(old_store, monke
     Store.open(old_store).close()
     monkeypatch.setattr(store_module, "MIGRATIONS",
                         [*store_module.MIGRATIONS, "DELETE FROM networks WHERE name = 'backend'"])
-    with pytest.raises(StoreError, match="2 rows refer to rows that do not exist .* rolled back"):
+    with pytest.raises(StoreError, match=r"2 rows refer to rows that do not exist .* rolled back"):
         Store.open(old_store)
     assert user_version(old_store) == 1
     assert len(raw(old_store, "SELECT * FROM networks")) == 3
@@ -371,7 +371,7 @@ def test_a_reader_reads_older_versions_down_to_the_oldest_it_declares(old_store,
 
 def test_a_reader_of_a_file_that_is_no_store_gets_one_line(tmp_path):
     (tmp_path / DB_NAME).write_bytes(b"not a database, just bytes" * 100)
-    with pytest.raises(StoreError, match="cannot open the store .*: file is not a database"):
+    with pytest.raises(StoreError, match=r"cannot open the store .*: file is not a database"):
         Store.open_readonly(str(tmp_path))
 
 
