@@ -150,7 +150,7 @@ def _vmap(name: str, entries: list[tuple[str, str]]) -> list[str]:
     lines = [f"\tmap {name} {{", "\t\ttype ifname : verdict"]
     if entries:
         lines.append("\t\telements = { " + ", ".join(f'"{key}" : jump {chain}' for key, chain in entries) + " }")
-    return lines + ["\t}"]
+    return [*lines, "\t}"]
 
 
 def _chain(name: str, rules: list[str], hook: str | None = None, comment: str | None = None) -> list[str]:
@@ -221,16 +221,16 @@ def render(state: FirewallState) -> Ruleset:
 
     by_bridge = sorted(networks, key=lambda network: network.bridge)
     body = _vmap("forward-in", [(n.bridge, f"in-{n.short_id}") for n in by_bridge])
-    body += [""] + _vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])
-    body += [""] + _chain("input", input_rules,
-                          hook=f"type filter hook input priority {PRIORITY_INPUT}; policy accept;")
-    body += [""] + _chain("forward", ["oifname vmap @forward-in", "iifname vmap @forward-out"],
-                          hook=f"type filter hook forward priority {PRIORITY_FORWARD}; policy accept;")
-    body += [""] + _chain("postrouting", postrouting_rules,
-                          hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")
+    body += ["", *_vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])]
+    body += ["", *_chain("input", input_rules,
+                         hook=f"type filter hook input priority {PRIORITY_INPUT}; policy accept;")]
+    body += ["", *_chain("forward", ["oifname vmap @forward-in", "iifname vmap @forward-out"],
+                         hook=f"type filter hook forward priority {PRIORITY_FORWARD}; policy accept;")]
+    body += ["", *_chain("postrouting", postrouting_rules,
+                         hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")]
     for network in networks:
-        body += [""] + _chain(f"in-{network.short_id}", _in_rules(network), comment=_comment(network))
-        body += [""] + _chain(f"out-{network.short_id}", _out_rules(network), comment=_comment(network))
+        body += ["", *_chain(f"in-{network.short_id}", _in_rules(network), comment=_comment(network))]
+        body += ["", *_chain(f"out-{network.short_id}", _out_rules(network), comment=_comment(network))]
     digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
     table = "\n".join([f"table {TABLE} {{", f'\tcomment "netcore ruleset {digest}"', *body, "}"]) + "\n"
     return Ruleset(script=header + reset + table, table=table, digest=digest)
