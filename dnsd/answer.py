@@ -312,7 +312,7 @@ class Answerer:
         question_end = name_end + 4
         try:
             message = dnslib.DNSRecord.parse(data)
-        except Exception:  # dnslib raises many kinds of errors on garbage, RecursionError among them
+        except Exception:  # noqa: BLE001 - dnslib raises many kinds of errors on garbage, RecursionError among them
             self._bad_input("malformed records after the question", client_ip)
             return reply_without_answers(data, question_end, FORMERR, False)
         option = _lone_option(message)
@@ -346,7 +346,7 @@ def _edns_of(data: bytes) -> tuple[bool, bool]:
     """(has one well-formed OPT record, its DO bit) of a message the fast path did not take."""
     try:
         option = _lone_option(dnslib.DNSRecord.parse(data))
-    except Exception:  # garbage: no EDNS we can vouch for
+    except Exception:  # noqa: BLE001 - garbage: no EDNS we can vouch for
         return False, False
     if not option:
         return False, False

@@ -109,7 +109,7 @@ class ControlSocket:
         if command == SYNC:
             try:
                 return format_sync_reply(await server.sync(), server.down_listeners)
-            except Exception as err:  # reported to the caller, who retries or gives up
+            except Exception as err:  # noqa: BLE001 - reported to the caller, who retries or gives up
                 log.warning("sync failed: %s", err)
                 return f"{ERROR} {err}".replace("\n", " ")
         if command == STATUS:

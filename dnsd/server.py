@@ -117,7 +117,7 @@ class DnsServer:
             await asyncio.sleep(self.config.poll_interval)
             try:
                 await self.sync()
-            except Exception as err:  # the store may be busy or gone for a moment; the next poll retries
+            except Exception as err:  # noqa: BLE001 - the store may be busy or gone for a moment; the next poll retries
                 log.warning("reload failed: %s", err)
 
     async def _report_bad_input(self) -> None:
@@ -139,7 +139,7 @@ class DnsServer:
     def _answer(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         try:
             return self.answerer.handle(data, client_ip, listener_ip, tcp)
-        except Exception as err:  # a bug; the message is dropped and the server goes on
+        except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
             self.stats.internal_errors += 1
             self.stats.last_internal_error = repr(err)
             return None
