@@ -1,8 +1,9 @@
 """The table of bench/dns.sh: medians over runs, and dnsd's ratios to its peers from the same run.
 
-Input: a TSV that dns.sh appends one line to per dnsperf run,
+Input: a TSV that dns.sh appends one line to per dnsperf run, with the columns (one line in the file)
 
-    run  server  client  inflight  ticks  clk_tck  rss_kb  server_drops  client_drops  server_core  load_core  background  dnsperf_output_file
+    run  server  client  inflight  ticks  clk_tck  rss_kb  server_drops  client_drops
+    server_core  load_core  background  dnsperf_output_file
 
 where `ticks` is the server's utime+stime delta (/proc/PID/stat) over the dnsperf
 run. dnsperf's own summary gives queries, losses, QPS, latency and rcodes.
@@ -136,11 +137,12 @@ def render(measurements: list[Measurement], title: str) -> str:
                      fmt(median(m.lost for m in ms), 0), fmt(median(m.server_drops for m in ms), 0),
                      fmt(median(m.client_drops for m in ms), 0), fmt(median(m.noerror_percent for m in ms), 1),
                      fmt(median(m.rss_mb for m in ms), 1), fmt(median(m.cpu_us_per_query for m in ms), 1),
-                     fmt(median(m.cpu_percent for m in ms), 0), fmt(median(m.busy_percent(m.server_core_s) for m in ms), 0),
+                     fmt(median(m.cpu_percent for m in ms), 0),
+                     fmt(median(m.busy_percent(m.server_core_s) for m in ms), 0),
                      fmt(median(m.busy_percent(m.load_core_s) for m in ms), 0),
                      fmt(max(m.background for m in ms), 0), str(len(ms))])
-    header = ["server", "client", "in-flight", "QPS", "avg ms", "max ms", "lost", "srv drop", "cli drop", "NOERROR%", "RSS MB",
-              "CPU us/q", "CPU%", "core S%", "core G%", "bg%", "runs"]
+    header = ["server", "client", "in-flight", "QPS", "avg ms", "max ms", "lost", "srv drop", "cli drop", "NOERROR%",
+              "RSS MB", "CPU us/q", "CPU%", "core S%", "core G%", "bg%", "runs"]
     out = [title, "", text_table(header, rows), ""]
 
     # Ratios from the same run, then the median of those ratios over runs.
@@ -161,12 +163,14 @@ def render(measurements: list[Measurement], title: str) -> str:
             cells += [fmt(median(qps), 2), fmt(median(cpu), 2)]
         ratio_rows.append(cells)
     if any(r[2:] != ["-"] * 4 for r in ratio_rows):
-        out += ["dnsd / peer, median over runs of same-run ratios (QPS: higher is better; CPU per query: lower is better)",
+        out += ["dnsd / peer, median over runs of same-run ratios "
+                "(QPS: higher is better; CPU per query: lower is better)",
                 "", text_table(["client", "in-flight", "QPS vs aardvark", "CPU/q vs aardvark", "QPS vs dnsmasq",
                             "CPU/q vs dnsmasq"], ratio_rows, left=2), ""]
     out += ["client 'container': dnsperf inside c0's namespace (an address every server knows as a container);",
             "client 'stranger': a veth address in the subnet that belongs to no container.",
-            "CPU us/q: server utime+stime over the run (/proc/PID/stat) / queries answered. CPU%: the same of one core.",
+            "CPU us/q: server utime+stime over the run (/proc/PID/stat) / queries answered. "
+            "CPU%: the same of one core.",
             "core S% / core G%: how busy the server's / dnsperf's CPU was (/proc/stat, softirq included); core G%",
             "near 100 means the load generator, not the server, set the QPS. bg%: the most the machine was busy",
             "with other work in the second before a run (runs wait up to 2 min for <= 10%).",

@@ -54,8 +54,11 @@ def render(rows: list[dict], small: int, large: int, title: str) -> str:
         scale_rows.append([client, "-" if not ratios else f"{median(ratios):.0%}", spread,
                            " ".join(f"{r:.0%}" for r in ratios)])
     out = [title, "",
-           text_table(["client", "records", "QPS", "avg ms", "max ms", "lost", "CPU us/q", "bg%", "runs"], table, left=2),
-           "", f"scale: QPS at {large:,} records / QPS at {small:,} records of the same run (median, range, each run)", "",
+           text_table(["client", "records", "QPS", "avg ms", "max ms", "lost", "CPU us/q", "bg%", "runs"], table,
+                      left=2),
+           "",
+           f"scale: QPS at {large:,} records / QPS at {small:,} records of the same run (median, range, each run)",
+           "",
            text_table(["client", "median", "range", "runs"], scale_rows, left=1), "",
            "client 'container': dnsperf inside c0's namespace; 'stranger': an address that belongs to no container.",
            "CPU us/q: dnsd's utime+stime over the run / queries answered. bg%: the most the machine was busy with",

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         rcodes = sorted({str(answers[(phase, n)][0]) for n in names})
         lines.append(f"  netcore {phase:<3} then lookup: {len(stale)} stale of {len(names)}"
                      f"{' (first: ' + ', '.join(stale[:5]) + ')' if stale else ''}; rcodes {','.join(rcodes)}; "
-                     f"dnsd CPU per {phase}: {dnsd_ms:.2f} ms ({raw_ms:.2f}); netcore {phase} wall ms: {_summary(wall)}")
+                     f"dnsd CPU per {phase}: {dnsd_ms:.2f} ms ({raw_ms:.2f}); "
+                     f"netcore {phase} wall ms: {_summary(wall)}")
     lines.append(f"  control socket sync with nothing changed, ms: {_summary(control_sync_ms(state_dir, 50))}")
     print("\n".join(lines))
     return 0

@@ -79,8 +79,9 @@ def main() -> int:
                 state = desired_state(*records)
                 render_ms = median_ms(partial(render, state), args.repeat)
                 ruleset = render(state)
+                not_rules = ("type ", "comment", "elements")
                 rules = sum(1 for line in ruleset.table.splitlines()
-                            if line.startswith("\t\t") and not line.strip().startswith(("type ", "comment", "elements")))
+                            if line.startswith("\t\t") and not line.strip().startswith(not_rules))
                 apply_ms = median_ms(partial(nft_apply.apply, ruleset, namespace), args.repeat)
                 ensure_ms = median_ms(partial(nft_apply.ensure, ruleset, namespace), args.repeat)
                 rows.append((networks, containers, rules, derive, render_ms, apply_ms, ensure_ms,

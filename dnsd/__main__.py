@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-inflight", type=_positive(int), default=DEFAULTS.max_inflight,
                         help=f"forwarded queries at once; past that REFUSED (default {DEFAULTS.max_inflight})")
     parser.add_argument("--max-inflight-per-client", type=_positive(int), default=DEFAULTS.max_inflight_per_client,
-                        help="forwarded queries at once from one client address (default: max-inflight / 8, at least 16)")
+                        help="forwarded queries at once from one client address "
+                             "(default: max-inflight / 8, at least 16)")
     parser.add_argument("--forward-timeout", type=_positive(float), default=DEFAULTS.forward_timeout,
                         help="seconds for all upstream servers of a query together "
                              f"(default {DEFAULTS.forward_timeout:g})")

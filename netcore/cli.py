@@ -1,4 +1,5 @@
-"""The Docker-like command line: `netcore network create/ls/inspect/rm/connect/disconnect`, `run`, `exec`, `rm`, `ps`, `inspect`, `up`, `down`, `purge`.
+"""The Docker-like command line: `netcore network create/ls/inspect/rm/connect/disconnect`, `run`, `exec`, `rm`,
+`ps`, `inspect`, `up`, `down`, `purge`.
 
 A thin shell: parse arguments, check privileges, call one handler per
 subcommand, which calls the engine and prints. A usage error is one line and
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ip")
     run.add_argument("--hostname")
     run.add_argument("--dns", action="append", default=[], metavar="IP[:PORT]")
-    run.add_argument("-d", "--detach", action="store_true", help="accepted for Docker habits; a sandbox needs no process")
+    run.add_argument("-d", "--detach", action="store_true",
+                     help="accepted for Docker habits; a sandbox needs no process")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...] to run inside once created")
     exec_ = commands.add_parser("exec", help="run a command inside a container")
     exec_.add_argument("container", metavar="CONTAINER")
@@ -99,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, text in (("up", "create what a YAML topology declares"), ("down", "remove what it declares")):
         sub = commands.add_parser(verb, help=text)
         sub.add_argument("-f", "--file", required=True)
-    commands.add_parser("purge", help="remove every container and network, stop dnsd; in sandbox mode delete the gateway namespace")
-    commands.add_parser("firewall-reload", help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
+    commands.add_parser("purge",
+                        help="remove every container and network, stop dnsd; "
+                             "in sandbox mode delete the gateway namespace")
+    commands.add_parser("firewall-reload",
+                        help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
     return parser
 
 

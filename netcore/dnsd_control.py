@@ -1,4 +1,5 @@
-"""netcore's side of dnsd: start it when the first DNS network appears, sync it after every change, stop it after the last.
+"""netcore's side of dnsd: start it when the first DNS network appears, sync it after every change, stop it after
+the last.
 
 dnsd serves a control socket in the state dir. ``sync`` returns only once dnsd
 has swapped in a snapshot built from the store as committed, which is what

@@ -391,7 +391,8 @@ class Engine:
             return
         taken = self._taken_subnets()
         preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
-        subnet = preferred if not any(preferred.overlaps(t) for t in taken.values()) else ipam.choose_subnet(taken.values())
+        subnet = (preferred if not any(preferred.overlaps(t) for t in taken.values())
+                  else ipam.choose_subnet(taken.values()))
         network = Network(id=secrets.token_hex(32), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
                           subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
                           options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,

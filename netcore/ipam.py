@@ -64,7 +64,8 @@ def parse_address(text: str, what: str = "address") -> IPAddress:
         raise NetcoreError(f"invalid {what} {text!r}: expected an IP address such as 172.30.0.1") from None
 
 
-def choose_subnet(taken: Iterable[IPNetwork], pools: Iterable[tuple[str, int]] = DEFAULT_POOLS) -> ipaddress.IPv4Network:
+def choose_subnet(taken: Iterable[IPNetwork],
+                  pools: Iterable[tuple[str, int]] = DEFAULT_POOLS) -> ipaddress.IPv4Network:
     """The lowest pool subnet that overlaps none of ``taken`` (networks and routes)."""
     taken4 = [t for t in taken if t.version == 4]
     for candidate in pool_subnets(pools):
@@ -74,7 +75,8 @@ def choose_subnet(taken: Iterable[IPNetwork], pools: Iterable[tuple[str, int]] =
 
 
 def check_no_overlap(subnet: IPNetwork, existing: dict[str, IPNetwork]) -> None:
-    """Refuse a subnet that overlaps a network (or route) already there; ``existing`` maps a description to its subnet."""
+    """Refuse a subnet that overlaps a network (or route) already there; ``existing`` maps a description to its
+    subnet."""
     for owner, other in existing.items():
         if other.version == subnet.version and subnet.overlaps(other):
             raise Conflict(f"subnet {subnet} overlaps {other} of {owner}")

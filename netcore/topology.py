@@ -72,7 +72,8 @@ def _strings(value, where: str) -> list[str]:
 def parse(document, source: str) -> Topology:
     top = _mapping(document, source, {"networks", "containers"})
     networks = {}
-    for name, spec in (_mapping(top.get("networks"), f"{source}: networks", set(map(str, top.get("networks") or {})))).items():
+    declared = top.get("networks")
+    for name, spec in _mapping(declared, f"{source}: networks", set(map(str, declared or {}))).items():
         spec = _mapping(spec, f"{source}: networks.{name}", NETWORK_KEYS)
         networks[str(name)] = spec
     containers = []

@@ -45,7 +45,8 @@ def inspect(sandbox, *args):
 
 def test_network_create_builds_a_bridge_and_inspect_shows_it(sandbox):
     network_id = sandbox.nc("network", "create", "--subnet", "10.77.0.0/16", "--ip-range", "10.77.5.0/24",
-                            "--gateway", "10.77.0.254", "-o", "com.docker.network.driver.mtu=1400", "lab").stdout.strip()
+                            "--gateway", "10.77.0.254", "-o", "com.docker.network.driver.mtu=1400",
+                            "lab").stdout.strip()
     assert len(network_id) == 64 and int(network_id, 16) >= 0
     bridge = f"br-{network_id[:12]}"
     gw_links = links(sandbox.prefix)

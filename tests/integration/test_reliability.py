@@ -167,7 +167,8 @@ def test_names_are_validated_before_they_reach_the_store(sandbox):
                      ("run", "--name", "ok", "--net", "app", f"--net-alias={bad}"),
                      ("run", "--name", "ok", "--net", "app", f"--hostname={bad}")):
             proc = sandbox.nc(*args, check=False)
-            assert proc.returncode != 0 and "invalid" in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+            assert proc.returncode != 0 and "invalid" in proc.stderr and "Traceback" not in proc.stderr, \
+                (args, proc.stderr)
     assert sandbox.nc("ps").stdout == before
 
 

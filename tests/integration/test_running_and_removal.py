@@ -1,4 +1,5 @@
-"""Faults replayed from public bug reports (issue 11): what running processes see, and removal with shared namespaces."""
+"""Faults replayed from public bug reports (issue 11): what running processes see, and removal with shared
+namespaces."""
 
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ def test_rm_removes_a_shared_namespace_in_any_order(sandbox, args):
 def test_rm_of_an_owner_alone_is_refused_and_an_unknown_name_changes_nothing(sandbox):
     shared_pair(sandbox)
     before = (sandbox.nc("ps").stdout, sandbox.namespaces())
-    for args, message in ((["web"], "shares its namespace with side"), (["-f", "web", "ghost"], "no such container: ghost")):
+    for args, message in ((["web"], "shares its namespace with side"),
+                          (["-f", "web", "ghost"], "no such container: ghost")):
         proc = sandbox.nc("rm", *args, check=False)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
         assert_clean_one_line(proc)

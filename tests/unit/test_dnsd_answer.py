@@ -174,7 +174,8 @@ def test_a_client_on_two_networks_gets_the_names_of_the_network_it_asked_through
 
 def test_an_address_on_a_network_without_icc_is_offered_only_when_no_other_network_has_the_name(world, dns):
     """moby/moby#46162: pinga and pingb on uplink (enable_icc=false) and interconnect."""
-    uplink = world.network("uplink", "10.89.1.0/24", GATEWAY_A, options={"com.docker.network.bridge.enable_icc": "false"})
+    uplink = world.network("uplink", "10.89.1.0/24", GATEWAY_A,
+                           options={"com.docker.network.bridge.enable_icc": "false"})
     interconnect = world.network("interconnect", "10.89.2.0/24", GATEWAY_B)
     pinga = world.container("pinga", uplink, "10.89.1.2")
     world.attach(pinga, interconnect, "10.89.2.2")

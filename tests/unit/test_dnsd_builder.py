@@ -136,7 +136,8 @@ def small_lan(world):
     world.neta = world.network("neta", "10.89.1.0/24", GATEWAY_A, subnet6="fd00:89:1::/64", gateway6="fd00:89:1::1")
     world.netb = world.network("netb", "10.89.2.0/24", GATEWAY_B)
     world.netc = world.network("NetC", "10.89.3.0/24", "10.89.3.1", dns=("10.0.0.3",))  # names fold: NetC is netc
-    world.netd = world.network("netd", "10.89.4.0/24", "10.89.4.1", options={"com.docker.network.bridge.enable_icc": "false"})
+    world.netd = world.network("netd", "10.89.4.0/24", "10.89.4.1",
+                               options={"com.docker.network.bridge.enable_icc": "false"})
     world.bridge = world.network("bridge", "172.17.0.0/16", "172.17.0.1")
     return world
 

@@ -73,15 +73,19 @@ hostile = st.one_of(
     st.builds(lambda h, tail: h + tail, header, st.binary(max_size=300)),  # a header, then anything
     st.builds(mutated, st.just(VALID.pack()), st.integers(0, 200), st.integers(0, 255)),  # one byte changed
     st.builds(lambda n: VALID.pack()[:n], st.integers(0, 40)),  # cut anywhere
-    st.builds(lambda h: h[:2] + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x0c\x00\x01\x00\x01", header),  # pointer loop
+    # pointer loop
+    st.builds(lambda h: h[:2] + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x0c\x00\x01\x00\x01", header),
     st.builds(lambda lab: VALID.pack()[:12] + bytes([len(lab)]) + lab + b"\x00\x00\x01\x00\x01", label),  # labels > 63
     st.builds(lambda n: VALID.pack()[:12] + b"\x3f" + b"a" * 63 + (b"\x3f" + b"b" * 63) * n + b"\x00\x00\x01\x00\x01",
               st.integers(3, 6)),  # names over 255
-    st.builds(lambda counts: VALID.pack()[:4] + counts + VALID.pack()[12:], st.binary(min_size=8, max_size=8)),  # lying counts
-    st.builds(lambda size, code: VALID.pack()[:11] + b"\x01" + VALID.pack()[12:] + b"\x00\x00\x29\x10\x00\x00\x00\x00\x00"
+    # lying counts
+    st.builds(lambda counts: VALID.pack()[:4] + counts + VALID.pack()[12:], st.binary(min_size=8, max_size=8)),
+    st.builds(lambda size, code: VALID.pack()[:11] + b"\x01" + VALID.pack()[12:]
+              + b"\x00\x00\x29\x10\x00\x00\x00\x00\x00"
               + (size + 4).to_bytes(2, "big") + code.to_bytes(2, "big") + size.to_bytes(2, "big") + b"x" * size,
               st.integers(0, 1400), st.integers(0, 65535)),  # EDNS options of every size
-    st.builds(lambda flags: VALID.pack()[:2] + bytes([0x80 | flags]) + VALID.pack()[3:], st.integers(0, 127)),  # responses
+    # responses
+    st.builds(lambda flags: VALID.pack()[:2] + bytes([0x80 | flags]) + VALID.pack()[3:], st.integers(0, 127)),
 )
 
 

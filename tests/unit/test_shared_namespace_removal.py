@@ -1,4 +1,5 @@
-"""Removing containers that share a namespace (--net container:NAME), and store errors users can read (issue 11, item 12)."""
+"""Removing containers that share a namespace (--net container:NAME), and store errors users can read
+(issue 11, item 12)."""
 
 from __future__ import annotations
 
