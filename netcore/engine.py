@@ -107,8 +107,9 @@ class Engine:
     (netcore.kernel.Kernel: namespaces, links, addresses, /etc/netns files),
     ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
     (netcore.clock.Clock: creation times, the boot ID) and ``firewall``
-    (netcore.firewall.Firewall, NoFirewall today). Unit tests pass in-memory
-    ones. Checks no privilege (the CLI does, ``missing_capabilities``);
+    (netcore.firewall.Firewall: NoFirewall by default; the CLI passes
+    netcore.nft_apply.NftablesFirewall). Unit tests pass in-memory ones.
+    Checks no privilege (the CLI does, ``missing_capabilities``);
     NetcoreError for a bad namespace name.
     """
 

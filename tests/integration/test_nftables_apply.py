@@ -21,6 +21,7 @@ from netcore import nft_apply
 from netcore.errors import NetcoreError
 from netcore.firewall import FirewallState, NetworkRules
 from netcore.nftables import render
+from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 if not shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)
@@ -197,29 +198,6 @@ def test_two_networks_cannot_reach_each_other_with_the_table_and_can_without(lab
     assert pings(a, address_b)
 
 
-SERVER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("0.0.0.0", 8080))
-server.listen(8)
-print("ready", flush=True)
-while True:
-    peer, (host, port) = server.accept()
-    peer.sendall(host.encode())
-    peer.close()
-"""
-
-CLIENT = """
-import socket, sys
-try:
-    with socket.create_connection(("198.51.100.2", 8080), timeout=2) as s:
-        print(s.recv(100).decode())
-except OSError as err:
-    print("failed:", err)
-"""
-
-
 def test_masquerade_shows_the_uplink_address_to_the_outside(lab):
     gw, a, wan = lab.netns("gw"), lab.netns("a"), lab.netns("wan")
     build_network(gw, a, "br-a", "10.201.1.0/24")
@@ -229,11 +207,11 @@ def test_masquerade_shows_the_uplink_address_to_the_outside(lab):
     sh("ip", "-n", wan, "addr", "add", "198.51.100.2/24", "dev", "eth0")
     sh("ip", "-n", wan, "link", "set", "eth0", "up")  # and no route back to 10.201.1.0/24
     nft_apply.enable_forwarding(gw)
-    server = lab.spawn(wan, sys.executable, "-c", SERVER)
+    server = lab.spawn(wan, sys.executable, "-c", SEEN_ADDRESS_SERVER, "0.0.0.0", "8080")
     assert server.stdout.readline().strip() == "ready"
 
     def peer_seen() -> str:
-        return sh("ip", "netns", "exec", a, sys.executable, "-c", CLIENT).stdout.strip()
+        return sh("ip", "netns", "exec", a, sys.executable, "-c", CONNECT, "198.51.100.2", "8080").stdout.strip()
 
     assert peer_seen().startswith("failed"), "the outside answers a private source: the test proves nothing"
     plain = network("a", "br-a", "10.201.1.0/24")
