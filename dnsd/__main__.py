@@ -173,9 +173,12 @@ async def serve(state_dir: str, config: ServerConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
     try:
-        await server.start()
-        with open(pid_path, "w") as pid_file:
-            pid_file.write(f"{os.getpid()}\n")
+        def write_pid_file() -> None:  # whole or not at all: a reader never sees it empty
+            with open(f"{pid_path}.tmp", "w") as pid_file:
+                pid_file.write(f"{os.getpid()}\n")
+            os.replace(f"{pid_path}.tmp", pid_path)
+
+        await server.start(on_up=write_pid_file)
         log.info("serving %s (%s mode), generation %s", state_dir, MANAGED if config.managed else FOREGROUND,
                  server.generation)
         await server.wait_stopped()

@@ -56,6 +56,7 @@ class ControlSocket:
         self._server = server
         self._managed = managed
         self._listening: asyncio.Server | None = None
+        self.up = asyncio.Event()  # set once dnsd serves: ``ping`` is answered only then
 
     async def open(self) -> None:
         """Start serving; DnsdError if another dnsd still answers on the socket (one left by a dead one is removed)."""
@@ -104,7 +105,8 @@ class ControlSocket:
     async def reply(self, command: str) -> str:
         """The reply line to one command (see the module's docstring)."""
         server = self._server
-        if command == PING:
+        if command == PING:  # only once dnsd is up, so a caller that got a pong finds its pid file written
+            await self.up.wait()
             return format_pong(os.getpid(), self._managed)
         if command == SYNC:
             try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from .answer import Answerer, Forward
 from .config import ServerConfig
@@ -75,14 +76,22 @@ class DnsServer:
         return {**self.stats.counts(), "tcp_open": self._tcp.open_count, "generation": self.generation or 0,
                 "listeners_up": len(self._listeners.addresses), "listeners_down": len(self.down_listeners)}
 
-    async def start(self) -> None:
-        """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs."""
+    async def start(self, on_up: Callable[[], None] | None = None) -> None:
+        """Open the control socket, load the records and open the listeners; DnsdError if another dnsd runs.
+
+        ``on_up`` (writing the pid file) runs once all that is done, before ``ping`` gets its first
+        answer: a caller that got a pong finds dnsd serving and its pid file written.
+        """
         self._loop = asyncio.get_running_loop()
         if self._control is not None:  # first, so a second dnsd for the same state dir stops before binding
             await self._control.open()
         await self.sync()
         for background in (self._poll_generation(), self._report_bad_input()):
             self._spawn(background)
+        if on_up is not None:
+            on_up()
+        if self._control is not None:
+            self._control.up.set()
 
     async def wait_stopped(self) -> None:
         """Returns once something asked dnsd to stop (``request_stop``)."""

@@ -119,7 +119,7 @@ def supervised(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        _wait(lambda: (tmp_path / PID_NAME).exists())
+        _wait(lambda: (tmp_path / PID_NAME).exists() and (tmp_path / PID_NAME).read_text().strip())
         yield proc, int((tmp_path / PID_NAME).read_text())
     finally:
         if proc.poll() is None:
