@@ -20,8 +20,8 @@ import subprocess
 import pytest
 
 from netcore import nft_apply
-from netcore.firewall import FirewallState, NetworkRules
-from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, OPT_MASQUERADE, Network
+from netcore.firewall import FirewallState, NetworkRules, desired_state
+from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, OPT_MASQUERADE, Container, Endpoint, Network
 from netcore.nftables import Ruleset, normalize_listing, render
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")
@@ -43,7 +43,26 @@ BACK = net("back", "10.89.2.0/24")
 DEFAULT = NetworkRules(id=_id(DEFAULT_BRIDGE), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
                           subnet="172.17.0.0/16", gateway="172.17.0.1", dns=False)
 
+def _container_on_two_networks() -> FirewallState:
+    """The state netcore.firewall derives from stored records: `app` and `db` (the latter with ICC off),
+    and a container `web` on both, besides `db1` on `db` alone."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1")
+    db = Network(id=_id("db"), name="db", bridge=f"br-{_id('db')[:12]}", subnet="10.89.8.0/24", gateway="10.89.8.1",
+                 options={OPT_ICC: "false"})
+    web = Container(id="a" * 64, name="web", hostname="web", netns="ns-web")
+    db1 = Container(id="b" * 64, name="db1", hostname="db1", netns="ns-db1")
+    endpoints = [Endpoint(id="1" * 64, container_id=web.id, network_id=app.id, ifname="eth0", host_ifname="veth1",
+                          mac="02:42:0a:59:07:02", ipv4="10.89.7.2"),
+                 Endpoint(id="2" * 64, container_id=web.id, network_id=db.id, ifname="eth1", host_ifname="veth2",
+                          mac="02:42:0a:59:08:02", ipv4="10.89.8.2"),
+                 Endpoint(id="3" * 64, container_id=db1.id, network_id=db.id, ifname="eth0", host_ifname="veth3",
+                          mac="02:42:0a:59:08:03", ipv4="10.89.8.3")]
+    return desired_state([app, db], [web, db1], endpoints)
+
+
 STATES = {
+    "container_on_two_networks": _container_on_two_networks(),
     "empty": FirewallState(),
     "one": FirewallState((FRONT,)),
     "two": FirewallState((FRONT, BACK)),
