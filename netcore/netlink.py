@@ -184,13 +184,7 @@ class Gateway:
     def delete_link(self, name: str) -> None:
         """Delete a bridge or a veth (deleting one end of a veth deletes its peer)."""
         with self._rtnl(f"cannot delete {name}") as ipr:
-            found = ipr.link_lookup(ifname=name)
-            if found:
-                try:
-                    ipr.link("del", index=found[0])
-                except NetlinkError as err:
-                    if err.code != errno.ENODEV:
-                        raise
+            _delete_link_named(ipr, name)
 
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
@@ -246,13 +240,18 @@ def _quiet_ipv6(ifname: str, ipv6_network: bool) -> None:
 def delete_container_link(container_ns: str, ifname: str) -> None:
     """Delete ``ifname`` inside a container's namespace if it is there (a veth's peer goes with it)."""
     with _rtnl(container_ns, f"cannot delete {ifname} in {container_ns}") as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if found:
-            try:
-                ipr.link("del", index=found[0])
-            except NetlinkError as err:
-                if err.code != errno.ENODEV:
-                    raise
+        _delete_link_named(ipr, ifname)
+
+
+def _delete_link_named(ipr: IPRoute, name: str) -> None:
+    """Delete the link called ``name`` through ``ipr`` if it is there; one gone meanwhile is no error."""
+    found = ipr.link_lookup(ifname=name)
+    if found:
+        try:
+            ipr.link("del", index=found[0])
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:
+                raise
 
 
 def namespace_identity(path: str) -> tuple[int, int] | None:
