@@ -92,7 +92,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from .drivers.base import IFNAMSIZ
 from .firewall import SHORT_ID, FirewallState, NetworkRules
+from .model import NAME_MAX, NAME_RE
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "netcore"
@@ -104,8 +106,6 @@ PRIORITY_FORWARD = "filter"  # 0
 PRIORITY_POSTROUTING = "srcnat"  # 100
 
 
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")  # Linux IFNAMSIZ - 1, nothing nft would read as syntax
-_TEXT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")  # Docker's name rule (netcore.model.NAME_RE)
 _ID_RE = re.compile(r"^[0-9a-f]{12,64}$")
 
 
@@ -128,9 +128,9 @@ class Ruleset:
 def _check(network: NetworkRules) -> None:
     if not _ID_RE.match(network.id):
         raise ValueError(f"network id {network.id!r}: expected at least {SHORT_ID} lowercase hex digits")
-    if not _TEXT_RE.match(network.name):
+    if len(network.name) > NAME_MAX or not NAME_RE.match(network.name):  # nothing nft would read as syntax
         raise ValueError(f"network name {network.name!r} is not a valid network name")
-    if not _IFNAME_RE.match(network.bridge):
+    if len(network.bridge) > IFNAMSIZ or not NAME_RE.match(network.bridge):
         raise ValueError(f"bridge {network.bridge!r} of network {network.name} is not an interface name")
     if network.subnet is None and network.subnet6 is None:
         raise ValueError(f"network {network.name} has no subnet")
