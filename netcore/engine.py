@@ -129,6 +129,7 @@ class Engine:
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self.notices: list[str] = []  # what the command changed beyond its own objects (forwarding switched on)
         self._in_action = False
+        self._firewall_generation: int | None = None  # the store generation whose firewall this engine applied
 
     def close(self) -> None:
         self.kernel.close()
@@ -185,12 +186,20 @@ class Engine:
                                "command applies the firewall again") from None
 
     def _apply_firewall(self, force: bool = False) -> None:
-        """Apply the desired firewall state; its notices go to ``notices``; NetcoreError (one line) on failure."""
+        """Apply the desired firewall state; its notices go to ``notices``; NetcoreError (one line) on failure.
+
+        Once this engine applied the state of a store generation, the same generation is not derived and
+        applied again (an action that applied before returning, then the frame around it).
+        """
+        generation = self.store.generation()
+        if generation == self._firewall_generation:
+            return
         desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints())
         try:
             self.notices += self.firewall.apply(desired, force) or ()
         except Exception as err:  # noqa: BLE001  (whatever the firewall raises, the user reads one line)
             raise NetcoreError(" ".join(str(err).split()) or type(err).__name__) from None
+        self._firewall_generation = generation
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""

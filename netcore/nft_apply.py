@@ -197,19 +197,15 @@ class NftablesFirewall:
     ``apply`` with ``force`` (every action) replaces the table in one nft transaction
     without reading it first; without (commands that change nothing) it re-asserts the
     table only when the live one is missing or differs (one ``nft list`` when it is
-    current). A rendering this object already put in place is not applied twice (an
-    action applies before it returns, so that a refused ruleset can take it back, and
-    the frame around it would otherwise apply the same table again). It switches on
-    forwarding when a network needs it (a notice the first time, as it changes a
-    setting of the namespace), and raises NftError (one line) when nft is missing or
-    rejects the ruleset. On this machine one nft transaction costs 15-20 ms whatever
+    current). It switches on forwarding when a network needs it (a notice the first
+    time, as it changes a setting of the namespace), and raises NftError (one line)
+    when nft is missing or rejects the ruleset. On this machine one nft transaction costs 15-20 ms whatever
     its size (the kernel's commit), which is most of the firewall's share of an action
     (``bench/firewall.py``).
     """
 
     def __init__(self, namespace: str | None):
         self.namespace = namespace
-        self._in_place: str | None = None  # the digest of the rendering this object last put in place
 
     def check_ready(self) -> None:
         """NftError naming the package to install when there is no nft; nothing is changed."""
@@ -218,8 +214,6 @@ class NftablesFirewall:
     def apply(self, desired: FirewallState, force: bool = False) -> list[str]:
         """Make the live table ``desired``: replace it (``force``) or put it back only if it differs."""
         ruleset = render(desired)
-        if ruleset.digest == self._in_place:
-            return []
         if self.namespace is not None and not os.path.exists(linux.netns_path(self.namespace)):
             if ruleset.empty:
                 return []  # no gateway namespace, nothing to hold: nothing to do (purge of a fresh state dir)
@@ -235,5 +229,4 @@ class NftablesFirewall:
             apply(ruleset, self.namespace)
         else:
             ensure(ruleset, self.namespace)
-        self._in_place = ruleset.digest
         return notices

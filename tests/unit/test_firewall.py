@@ -65,7 +65,7 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
     assert fw.applied[-1].endpoints == ()
     engine.remove_network("app")
     assert [n.name for n in fw.applied[-1].networks] == ["bridge"]
-    assert len(fw.applied) == 9  # once per action, and create, run and connect once more before they return
+    assert len(fw.applied) == 6  # once per action: create, run and connect before they return, the rest at its end
 
 
 def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(recorded):
