@@ -274,10 +274,9 @@ class _PortRules:
                                   f'counter drop comment "route_localnet on {network.bridge}: not to the host\'s '
                                   'loopback"')
 
-    def body(self) -> list[str]:
-        """The maps, the guard set and the three chains; nothing when no port is published."""
-        if not any(self.maps.values()):
-            return []
+    def declarations(self) -> list[str]:
+        """The maps and the guard set (nft lists every set and map of a table before its chains, so they
+        are rendered there too, and a listing compares equal); nothing when no port is published."""
         key4, key6 = "ipv4_addr", "ipv6_addr"
         kinds = {"published4": ("inet_proto . inet_service", f"{key4} . inet_service"),
                  "published4-addr": (f"{key4} . inet_proto . inet_service", f"{key4} . inet_service"),
@@ -291,6 +290,13 @@ class _PortRules:
         if self.guard:
             body += ["", "\tset published-guard {", "\t\ttype inet_proto . inet_service",
                      "\t\telements = { " + ", ".join(f"{p} . {n}" for p, n in self.guard) + " }", "\t}"]
+        return body
+
+    def chains(self) -> list[str]:
+        """The guard chain and the two DNAT chains; nothing when no port is published."""
+        if not any(self.maps.values()):
+            return []
+        body: list[str] = []
         lookup = {"published4": "dnat ip to meta l4proto . th dport map @published4",
                   "published4-addr": "dnat ip to ip daddr . meta l4proto . th dport map @published4-addr",
                   "published4-lo": "dnat ip to ip daddr . meta l4proto . th dport map @published4-lo",
@@ -366,6 +372,7 @@ def render(state: FirewallState) -> Ruleset:
     by_bridge = sorted(networks, key=lambda network: network.bridge)
     body = _vmap("forward-in", [(n.bridge, f"in-{n.short_id}") for n in by_bridge])
     body += ["", *_vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])]
+    body += ports.declarations()
     body += ["", *_chain("dns-untracked-in", untracked_in,
                          hook=f"type filter hook prerouting priority {PRIORITY_RAW}; policy accept;")]
     body += ["", *_chain("dns-untracked-out", untracked_out,
@@ -376,7 +383,7 @@ def render(state: FirewallState) -> Ruleset:
                          hook=f"type filter hook forward priority {PRIORITY_FORWARD}; policy accept;")]
     body += ["", *_chain("postrouting", postrouting_rules,
                          hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")]
-    body += ports.body()
+    body += ports.chains()
     for network in networks:
         body += ["", *_chain(f"in-{network.short_id}", _in_rules(network, network.id in ports.networks),
                              comment=_comment(network))]

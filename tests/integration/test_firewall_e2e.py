@@ -61,7 +61,7 @@ def live_is_current(sandbox) -> bool:
     """The gateway namespace's table is what netcore renders from the store now."""
     store = Store.open_readonly(sandbox.state_dir)
     try:
-        ruleset = render(desired_state(store.networks(), store.containers(), store.endpoints()))
+        ruleset = render(desired_state(store.networks(), store.containers(), store.endpoints(), store.ports()))
     finally:
         store.close()
     return nft_apply.status(ruleset, sandbox.prefix) == nft_apply.CURRENT

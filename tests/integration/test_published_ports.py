@@ -14,7 +14,10 @@ import time
 import pytest
 
 from netcore import nft_apply
+from netcore.firewall import desired_state
+from netcore.nftables import render
 from netcore.port_holder import HostPorts
+from netcore.store import Store
 from sandbox import wait_for
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER, UDP_STREAM
 
@@ -135,6 +138,13 @@ def test_a_published_port_reaches_who_docker_lets_reach_it_and_nobody_else(lan):
     assert tcp_from(box, lan_ns, HOST_LAN, 8080) == NEIGHBOUR  # and the published one still works
     assert box.nc("port", "web").stdout.splitlines() == [
         "53/udp -> 0.0.0.0:8053", "53/udp -> 127.0.0.1:8054", "80/tcp -> 0.0.0.0:8080", "80/tcp -> 127.0.0.1:8081"]
+    # nft lists the live table as netcore rendered it, so a read-only command does not re-apply it
+    store = Store.open_readonly(box.state_dir)
+    try:
+        ruleset = render(desired_state(store.networks(), store.containers(), store.endpoints(), store.ports()))
+    finally:
+        store.close()
+    assert nft_apply.status(ruleset, gw) == nft_apply.CURRENT
 
 
 def test_host_ports_are_taken_for_real_and_land_where_docker_puts_them(lan):
