@@ -176,7 +176,7 @@ class Endpoint:
     container_id: str
     network_id: str
     ifname: str  # inside the container: eth0, eth1, ...
-    host_ifname: str  # veth end on the bridge: "veth" + 7 hex
+    host_ifname: str  # veth end on the bridge: "veth" + 7 hex (macvlan/ipvlan: a unique name, no link)
     mac: str
     ipv4: str | None
     ipv6: str | None = None

@@ -16,8 +16,8 @@ def dns_state(network: Network, down: dict[str, str] | None) -> dict:
     """The ``DNS`` field of ``network inspect``: Enabled, Servers, and for a network with names whether
     dnsd listens on its addresses (``Network.dns_addresses``) (``Listening``) and, when not, why (``Error``).
     ``down`` is dnsd's report {address: why it is down}; None when no dnsd answers."""
-    state = {"Enabled": network.dns_enabled, "Servers": list(network.dns)}
-    if not network.dns_enabled:
+    state = {"Enabled": bool(network.dns_addresses), "Servers": list(network.dns)}
+    if not network.dns_addresses:  # the default bridge; a macvlan network without a shim
         return state
     if down is None:
         return {**state, "Listening": False, "Error": "dnsd is not running"}

@@ -12,9 +12,11 @@ import re
 
 import pytest
 
+from dnsd.builder import build_snapshot
 from fake_kernel import Killed, new_world
 from netcore.errors import Conflict, NetcoreError
 from netcore.firewall import desired_state
+from netcore.views import dns_state, network_document
 
 world = pytest.fixture(new_world)
 
@@ -226,3 +228,23 @@ def test_a_missing_parent_is_a_note_not_a_failure_of_every_command(world, engine
     after = world.engine()
     after.run("web", "other")
     assert any(re.match(r"could not rebuild network my_macvlan: .*there is no interface eth0", n) for n in after.notes)
+
+
+def test_inspect_says_which_macvlan_networks_have_names(engine):
+    bridged = lan(engine)
+    private = engine.create_network("quiet", ["192.168.78.0/24"], driver="macvlan",
+                                    options={"parent": "eth0", "macvlan_mode": "private"})
+    assert dns_state(bridged, {}) == {"Enabled": True, "Servers": [], "Listening": True}
+    assert dns_state(bridged, {"192.168.77.79": "in use"})["Error"] == "dnsd in use"
+    assert dns_state(private, {}) == {"Enabled": False, "Servers": []}
+    assert network_document(private, [])["Options"] == {"parent": "eth0", "macvlan_mode": "private"}
+
+
+def test_dnsd_listens_on_the_shim_and_not_on_the_lans_router(engine):
+    lan(engine)
+    engine.run("c1", "my_macvlan", aliases=["db"])
+    store = engine.store
+    snapshot = build_snapshot(store.networks(), store.containers(), store.endpoints())
+    assert "192.168.77.79" in snapshot.listeners and ROUTER not in snapshot.listeners
+    names = snapshot.listeners["192.168.77.79"].names
+    assert {b"\x02c1\x00", b"\x02db\x00"} <= set(names)
