@@ -18,6 +18,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
@@ -26,6 +27,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from sandbox import cleanup, new_sandbox
 
+FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 SUBNET = "192.168.77.0/24"
 ROUTER = "192.168.77.1"
 LAN_BRIDGE = "lan0"
@@ -137,6 +139,25 @@ def test_bridge_mode_siblings_names_and_the_host_through_the_shim(node01):
     [doc] = json.loads(node01.nc("network", "inspect", "my_macvlan").stdout)
     assert doc["Driver"] == "macvlan" and doc["DNS"]["Listening"] is True
     assert doc["Options"] == {"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"}
+
+
+def test_forwarding_through_the_shim_and_the_other_networks_names_stay_apart(node01):
+    """dnsd on the shim forwards what is not local to the network's --dns (an upstream on the LAN, reached
+    from the gateway namespace through the shim), and answers a container only its own networks' names."""
+    lan = lan_namespace(node01)
+    ip("-n", lan, "addr", "add", "192.168.77.53/24", "dev", LAN_BRIDGE)
+    upstream = node01.spawn_in(lan, sys.executable, FAKE_UPSTREAM, "--address", "192.168.77.53",
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert upstream.stdout.readline().strip() == "ready"
+    node01.nc("network", "create", "-d", "macvlan", "--subnet", SUBNET, "--ip-range", "192.168.77.64/28",
+              "--gateway", ROUTER, "-o", "parent=eth0", "--dns", "192.168.77.53", "my_macvlan")
+    node01.nc("network", "create", "--subnet", "10.81.0.0/24", "apart")
+    node01.nc("run", "--name", "c1", "--net", "my_macvlan")
+    node01.nc("run", "--name", "other", "--net", "apart")
+    answer = node01.exec("c1", "dig", "+short", "+time=2", "+tries=1", "www.upstream.test").stdout.split()
+    assert answer == ["192.0.2.1"]
+    assert node01.exec("c1", "getent", "hosts", "other", check=False).returncode == 2  # not on its network
+    assert node01.exec("other", "getent", "hosts", "c1", check=False).returncode == 2
 
 
 def test_private_mode_siblings_do_not_reach_each_other(node01):
