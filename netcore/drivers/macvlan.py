@@ -204,10 +204,10 @@ class LanDriver:
 
     def build_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
         kernel.create_lan_link(self.name, endpoint.ifname, network.options[OPT_PARENT], self.mode(network),
-                               self._mtu(network), mac=self._mac(endpoint), netns=netns)
+                               self._mtu(network), mac=self._mac(network, endpoint), netns=netns)
 
-    @staticmethod
-    def _mac(endpoint: Endpoint) -> str | None:
+    def _mac(self, network: Network, endpoint: Endpoint) -> str | None:
+        """The endpoint's MAC; None where the link must keep its parent's."""
         return endpoint.mac
 
     @staticmethod
@@ -246,6 +246,11 @@ class MacvlanDriver(LanDriver):
         parent whole)."""
         return self.mode(network) not in NO_SHIM_MODES
 
+    def _mac(self, network: Network, endpoint: Endpoint) -> str | None:
+        """None in passthru mode: setting a passthru link's MAC sets its parent's (drivers/net/macvlan.c),
+        and netcore leaves a parent as it found it."""
+        return None if self.mode(network) == "passthru" else endpoint.mac
+
     def _shim_mode(self, network: Network) -> str:
         """Always bridge: the kernel hands a bridge-mode link frames from bridge-mode siblings directly;
         from vepa ones only when the LAN's switch sends them back (hairpin, reflective relay)."""
@@ -261,6 +266,6 @@ class IpvlanDriver(LanDriver):
     modes = IPVLAN_MODES
     prefix = "iv-"
 
-    @staticmethod
-    def _mac(endpoint: Endpoint) -> str | None:
-        return None  # every ipvlan link has its parent's MAC
+    def _mac(self, network: Network, endpoint: Endpoint) -> str | None:
+        """None: every ipvlan link has its parent's MAC."""
+        return None

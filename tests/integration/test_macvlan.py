@@ -169,6 +169,30 @@ def test_private_mode_siblings_do_not_reach_each_other(node01):
     assert not any(link["kind"] == "macvlan" for link in gateway_links(node01).values())  # no shim
 
 
+def test_vepa_siblings_meet_only_through_a_hairpin_switch_port_and_then_use_the_shim(node01):
+    create_macvlan(node01, "192.168.77.64/28", "macvlan_mode=vepa")
+    node01.nc("run", "--name", "c1", "--net", "my_macvlan")
+    node01.nc("run", "--name", "c2", "--net", "my_macvlan")
+    assert not pings(node01, "c2", "192.168.77.64")  # every frame goes to the switch, which does not send it back
+    ip("-n", lan_namespace(node01), "link", "set", "n1", "type", "bridge_slave", "hairpin", "on")
+    assert pings(node01, "c2", "192.168.77.64")  # reflective relay: now it does
+    assert node01.exec("c2", "getent", "hosts", "c1").stdout.split() == ["192.168.77.64", "c1"]  # dnsd on the shim
+
+
+def test_passthru_takes_the_parent_and_gives_it_back_as_it_was(node01):
+    before = gateway_links(node01)["eth0"]
+    node01.nc("network", "create", "-d", "macvlan", "--subnet", SUBNET, "--gateway", ROUTER,
+              "-o", "parent=eth0", "-o", "macvlan_mode=passthru", "pt")
+    node01.nc("run", "--name", "c1", "--net", "pt")
+    assert pings(node01, "c1", ROUTER)
+    refused = node01.nc("network", "create", "-d", "macvlan", "--subnet", "192.168.88.0/24", "-o", "parent=eth0",
+                        "second", check=False)
+    assert refused.returncode == 1 and "a passthru network takes its parent whole" in refused.stderr
+    node01.nc("rm", "c1")
+    node01.nc("network", "rm", "pt")
+    assert gateway_links(node01)["eth0"] == before
+
+
 def test_removal_deletes_every_link_netcore_made_and_leaves_the_parent_as_it_was(node01):
     before = gateway_links(node01)
     create_macvlan(node01, "192.168.77.64/28")

@@ -99,16 +99,20 @@ def test_private_mode_has_no_shim_and_so_no_names(world, engine):
                               options={"parent": "eth0", "macvlan_mode": "private", "shim_address": "192.168.78.9"})
 
 
-def test_passthru_takes_its_parent_whole(engine):
+def test_passthru_takes_its_parent_whole(world, engine):
     lan(engine, ip_range="192.168.77.64/28")
     with pytest.raises(Conflict, match="a passthru network takes its parent whole"):
         engine.create_network("pt", ["192.168.78.0/24"], driver="macvlan",
                               options={"parent": "eth0", "macvlan_mode": "passthru"})
     engine.remove_network("my_macvlan")
-    engine.create_network("pt", ["192.168.78.0/24"], driver="macvlan",
-                          options={"parent": "eth0", "macvlan_mode": "passthru"})
+    network = engine.create_network("pt", ["192.168.78.0/24"], driver="macvlan",
+                                    options={"parent": "eth0", "macvlan_mode": "passthru"})
     with pytest.raises(Conflict, match="a passthru network takes its parent whole"):
         lan(engine)
+    c1 = engine.run("c1", "pt")
+    child = world.kernel.namespaces[c1.netns].links["eth0"]
+    assert (child.mode, child.mac) == ("passthru", None)  # a passthru link's MAC would be the parent's
+    assert network.bridge not in world.kernel.gateway.links and network.dns_addresses == ()
 
 
 def test_several_networks_share_a_parent_and_disconnect_deletes_the_child(world, engine):
