@@ -184,6 +184,22 @@ class Endpoint:
     state: str = STATE_RUNNING
 
 
+@dataclass(frozen=True)
+class PortBinding:
+    """One published host port (``run -p``): Docker's PortBinding, one row per host port, so a range is
+    several rows. ``protocol``: tcp, udp or sctp; ``host_ip``: '' for every address of the host (IPv4 and,
+    where the container's network has IPv6, IPv6), else one address as given; ``requested``: the host
+    part as the user wrote it ('' for an ephemeral port, ``8080``, ``8000-8010``), which ``inspect``
+    shows as ``HostConfig.PortBindings``. netcore.ports decides everything about them."""
+
+    container_id: str
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int
+    requested: str = ""
+
+
 def dns_names(container: Container, endpoint: Endpoint) -> tuple[str, ...]:
     """The names a container answers to on the network of ``endpoint``, in the order of Docker's DNSNames
     (moby's buildEndpointDNSNames): its name, the endpoint's aliases, its 12-hex short ID, its hostname;

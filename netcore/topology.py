@@ -6,6 +6,7 @@
       web:
         networks:
           app: {aliases: [www], ip: 172.30.0.130}
+        ports: ["8080:80", "127.0.0.1::53/udp"]   # as `run -p` (quoted: YAML reads 8080:80 as a number)
       db:
         networks: [app, bridge]
 
@@ -20,9 +21,10 @@ from dataclasses import dataclass, field
 import yaml
 
 from .errors import Conflict, NetcoreError
+from .ports import PORT_MAX, PublishError, PublishSpec, parse_publish
 
 NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
-CONTAINER_KEYS = {"networks", "net", "hostname", "dns"}
+CONTAINER_KEYS = {"networks", "net", "hostname", "dns", "ports"}
 ATTACHMENT_KEYS = {"aliases", "ip"}
 
 
@@ -40,6 +42,7 @@ class ContainerSpec:
     mode: str | None = None  # host, none or container:NAME instead of networks
     hostname: str | None = None
     dns: list[str] = field(default_factory=list)
+    ports: list[PublishSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +72,26 @@ def _strings(value, where: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def _ports(value, where: str) -> list[PublishSpec]:
+    """A container's ``ports:``: a list of ``run -p`` values; NetcoreError naming the entry if one is not."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise NetcoreError(f"{where}: expected a list of port mappings such as \"8080:80\"")
+    specs = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise NetcoreError(f"{where}: {item!r} is not a port mapping")
+        if isinstance(item, int) and not 0 < item <= PORT_MAX:
+            raise NetcoreError(f"{where}: {item} is not a port: quote port mappings (\"8080:80\"), YAML reads "
+                               "an unquoted 8080:80 as the number 484880")
+        try:
+            specs.append(parse_publish(str(item)))
+        except PublishError as err:
+            raise NetcoreError(f"{where}: {err}") from None
+    return specs
+
+
 def parse(document, source: str) -> Topology:
     top = _mapping(document, source, {"networks", "containers"})
     networks = {}
@@ -92,7 +115,8 @@ def parse(document, source: str) -> Topology:
         if spec.get("net") and attachments:
             raise NetcoreError(f"{where}: give either 'net' (host, none, container:NAME) or 'networks', not both")
         containers.append(ContainerSpec(str(name), attachments, spec.get("net"), spec.get("hostname"),
-                                        _strings(spec.get("dns"), f"{where}.dns")))
+                                        _strings(spec.get("dns"), f"{where}.dns"),
+                                        _ports(spec.get("ports"), f"{where}.ports")))
     return Topology(networks, containers)
 
 
@@ -154,7 +178,8 @@ def _up(engine, topology: Topology) -> list[str]:
         if container is None:
             first = pending.pop(0) if pending else None
             engine.run(spec.name, spec.mode or (first.network if first else None),
-                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns)
+                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns,
+                       spec.ports)
             done.append(f"container {spec.name}: created")
             container = store.container(spec.name)
         else:

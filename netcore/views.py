@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from .linux import netns_path
-from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, dns_names
+from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, PortBinding, dns_names
+from .ports import port_key, published_addresses
 
 
 def _prefixlen(cidr: str | None) -> int:
@@ -63,8 +64,36 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
     }
 
 
+def port_documents(bindings: list[PortBinding], ipv6: bool) -> tuple[dict, dict]:
+    """(``HostConfig.PortBindings``, ``NetworkSettings.Ports``) as Docker shapes them: the first what was
+    asked (``{"80/tcp": [{"HostIp": "", "HostPort": "8000-8010"}]}``, one entry per ``-p`` value), the
+    second where each port is published (``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8003"}, ...]}``,
+    ``::`` as well where ``ipv6``)."""
+    asked: dict[str, list[dict]] = {}
+    live: dict[str, list[dict]] = {}
+    for binding in bindings:
+        key = port_key(binding.protocol, binding.container_port)
+        request = {"HostIp": binding.host_ip, "HostPort": binding.requested}
+        if request not in asked.setdefault(key, []):
+            asked[key].append(request)
+        live.setdefault(key, []).extend({"HostIp": address, "HostPort": str(binding.host_port)}
+                                        for address in published_addresses(binding, ipv6))
+    return asked, live
+
+
+def ports_column(bindings: list[PortBinding], ipv6: bool) -> str:
+    """``ps``'s PORTS: ``0.0.0.0:8080->80/tcp, [::]:8080->80/tcp`` (Docker's, without its range folding)."""
+    return ", ".join(f"{f'[{address}]' if ':' in address else address}:{binding.host_port}->"
+                     f"{port_key(binding.protocol, binding.container_port)}"
+                     for binding in bindings for address in published_addresses(binding, ipv6))
+
+
 def container_document(container: Container, attached: list[tuple[Network, Endpoint]],
-                       peer: Container | None = None) -> dict:
+                       peer: Container | None = None,
+                       published: tuple[list[PortBinding], bool] = ((), False)) -> dict:
+    """Docker's container inspect document; ``published`` is the container's port bindings and whether
+    they are published over IPv6 too (``port_documents``)."""
+    port_bindings, ports = port_documents(list(published[0]), published[1])
     networks = {}
     for network, endpoint in attached:
         networks[network.name] = {
@@ -92,9 +121,10 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
         "Name": f"/{container.name}",
         "State": {"Status": container.state},
         "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
-        "HostConfig": {"NetworkMode": network_mode},
+        "HostConfig": {"NetworkMode": network_mode, "PortBindings": port_bindings},
         "NetworkSettings": {
             "SandboxKey": netns_path(container.netns) if container.netns else "",
+            "Ports": ports,
             "Networks": networks,
         },
     }

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from netcore.engine import Engine
 from netcore.model import STATE_RUNNING
 from netcore.netlink import KernelError, missing_feature
+from netcore.port_holder import PortError
+from netcore.ports import HostPort
 
 HOST = ""  # the host's own namespace, where the gateway's links live when there is no gateway namespace
 
@@ -293,6 +295,53 @@ class FakeDnsd:
         return dict(self.down)
 
 
+class FakePorts:
+    """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
+    refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed),
+    ``forgotten`` every port whose conntrack entries were cleared, in order."""
+
+    def __init__(self):
+        self.busy: set[HostPort] = set()
+        self.holding: set[HostPort] = set()
+        self.forgotten: list[HostPort] = []
+        self.range = ((32768, 32775), frozenset({32770}))
+        self.stops = 0
+
+    def _reason(self, port: HostPort) -> str:
+        return f"Bind for {port.address}:{port.port} failed: port is already allocated ({port.protocol}, " \
+               "held by squatter (pid 7))"
+
+    def check(self, port: HostPort) -> None:
+        if port in self.busy:
+            raise PortError(self._reason(port))
+
+    def local_range(self):
+        return self.range
+
+    def held(self) -> set[HostPort]:
+        return set(self.holding)
+
+    def hold(self, ports) -> dict[HostPort, str]:
+        failures = {}
+        for port in ports:
+            if port in self.busy:
+                failures[port] = self._reason(port)
+            else:
+                self.holding.add(port)
+        return failures
+
+    def release(self, ports) -> None:
+        self.holding -= set(ports)
+
+    def forget(self, ports) -> int:
+        self.forgotten += sorted(ports)
+        return 0
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.holding = set()
+
+
 class FakeClock:
     """A clock that ticks one microsecond per reading; ``boot`` is the boot ID it reports."""
 
@@ -319,9 +368,11 @@ class World:
         self.kernel = FakeKernel(GATEWAY_NS)
         self.dnsd = FakeDnsd()
         self.clock = FakeClock()
+        self.ports = FakePorts()
         self._engines: list[Engine] = []
 
     def engine(self, **given) -> Engine:
+        given.setdefault("ports", self.ports)
         engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
         self._engines.append(engine)
         return engine

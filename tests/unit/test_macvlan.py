@@ -16,6 +16,7 @@ from dnsd.builder import build_snapshot
 from fake_kernel import Killed, new_world
 from netcore.errors import Conflict, NetcoreError
 from netcore.firewall import desired_state
+from netcore.ports import parse_publish
 from netcore.views import dns_state, network_document
 
 world = pytest.fixture(new_world)
@@ -200,6 +201,14 @@ def test_bad_requests_get_one_line_and_change_nothing(world, engine, driver, opt
         engine.create_network("n", [SUBNET], driver=driver, options=options)
     assert str(raised.value).startswith(message)
     assert engine.store.find_network("n") is None and world.kernel.gateway.links.keys() == before.keys()
+
+
+def test_publishing_a_port_on_macvlan_is_refused_with_one_line(engine):
+    lan(engine)
+    with pytest.raises(NetcoreError, match=r"^-p needs a bridge network: a container on macvlan network my_macvlan "
+                                           r"is reached on its own address on the LAN"):
+        engine.run("web", "my_macvlan", publish=[parse_publish("8080:80")])
+    assert engine.store.find_container("web") is None
 
 
 def test_ipv6_is_refused_with_one_line(engine):

@@ -1,9 +1,9 @@
 """Who holds a port: the sockets of this network namespace bound to an address and port, and their processes.
 
-When dnsd cannot bind a gateway address (EADDRINUSE), the operator needs to
-know what took it: another resolver started in the gateway namespace, or
-something bound to the wildcard address (containers/aardvark-dns#13,
-podman#23226). ``/proc/net/{udp,tcp}{,6}`` list the sockets of the network
+When dnsd cannot bind a gateway address, or netcore a published host port
+(EADDRINUSE), the operator needs to know what took it: another resolver
+started in the gateway namespace, a host server, or something bound to the
+wildcard address (containers/aardvark-dns#13, podman#23226). ``/proc/net/{udp,tcp}{,6}`` list the sockets of the network
 namespace of the process reading them (dnsd runs inside the gateway namespace,
 so it reads its own), each with its inode; ``/proc/PID/fd`` links name the
 inode of each socket a process holds (``socket:[INODE]``), in any namespace.
@@ -127,11 +127,12 @@ def _process_name(proc: str, pid: str) -> str:
         return "?"
 
 
-def describe_holders(address: str, port: int) -> str:
-    """What holds ``address``:``port`` in this network namespace, for an error line:
+def describe_holders(address: str, port: int, proc_net: str = PROC_NET) -> str:
+    """What holds ``address``:``port`` in the network namespace of ``proc_net`` (this process's by default;
+    ``/proc/thread-self/net`` for a thread that entered another one with setns), for an error line:
     ``held by python3 (pid 4242, udp 10.89.0.1:53)``; several holders are joined with ``;``,
     and when no socket is found (it closed meanwhile, or another namespace) ``holder not found``."""
-    found = conflicting(read_sockets(), address, port)
+    found = conflicting(read_sockets(proc_net), address, port)
     if not found:
         return "holder not found"
     owners = socket_owners({sock.inode for sock in found})

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from dnsd.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
 from netcore.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
+from netcore.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
