@@ -64,8 +64,9 @@ def conflicting(sockets: list[BoundSocket], address: str, port: int) -> list[Bou
 
     A socket on the same port conflicts when it is bound to that address, to its family's
     wildcard, or (for IPv4) to ``::`` without IPV6_V6ONLY, which /proc cannot tell, so it is
-    listed too; an IPv4-mapped IPv6 address counts as its IPv4 address. TCP sockets in
-    TIME_WAIT or without an inode (no process holds them) are left out.
+    listed too; for a wildcard ``address`` (a published port on every address), a socket bound
+    to any address of its family conflicts. An IPv4-mapped IPv6 address counts as its IPv4
+    address. TCP sockets in TIME_WAIT or without an inode (no process holds them) are left out.
     """
     wanted = ipaddress.ip_address(address)
     exact, wildcard = [], []
@@ -79,6 +80,8 @@ def conflicting(sockets: list[BoundSocket], address: str, port: int) -> list[Bou
             exact.append(sock)
         elif bound.is_unspecified and (bound.version == wanted.version or bound.version == 6):
             wildcard.append(sock)
+        elif wanted.is_unspecified and bound.version == wanted.version:
+            exact.append(sock)
     return exact + wildcard
 
 

@@ -210,7 +210,10 @@ class Gateway:
 
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
-        """A veth pair made in one call, its peer born inside the container's namespace."""
+        """A veth pair made in one call, its peer born inside the container's namespace. The bridge port is in
+        hairpin mode, as Docker sets it when no userland proxy carries published ports: a container reaching its
+        own published port through a host address gets its DNATed packets back through the port they came in
+        by, which the bridge otherwise refuses."""
         with self._rtnl(f"cannot create veth {host_ifname}") as ipr:
             if ipr.link_lookup(ifname=host_ifname):
                 ipr.link("del", index=ipr.link_lookup(ifname=host_ifname)[0])
@@ -218,8 +221,7 @@ class Gateway:
                      peer={"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu})
             index = ipr.link_lookup(ifname=host_ifname)[0]
             ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0], state="up")
-            if isolated:
-                ipr.brport("set", index=index, isolated=1)
+            ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
 
 
     def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
@@ -310,7 +312,7 @@ def _quiet_ipv6(ifname: str, ipv6_network: bool) -> None:
     conf = f"/proc/sys/net/ipv6/conf/{ifname}"  # this thread's namespace; netlink cannot set these
     if not os.path.isdir(conf):
         return  # a kernel without IPv6
-    settings = {"accept_ra": 0} if ipv6_network else {"accept_ra": 0, "disable_ipv6": 1}
+    settings = {"accept_ra": 0, "accept_dad": 0} if ipv6_network else {"accept_ra": 0, "disable_ipv6": 1}
     for key, value in settings.items():
         with open(f"{conf}/{key}", "w") as setting:
             setting.write(f"{value}\n")
