@@ -183,6 +183,8 @@ class LanDriver:
         return int(network.options[OPT_MTU]) if OPT_MTU in network.options else None  # else the parent's
 
     def build_network(self, kernel: Kernel, network: Network) -> None:
+        """The parent if netcore makes it (802.1q sub-interface or dummy), then the shim with its address;
+        idempotent. KernelError names a missing parent or a kernel feature it lacks."""
         parent = network.options[OPT_PARENT]
         created = network.options.get(OPT_PARENT_CREATED)
         if created == "vlan":
@@ -198,11 +200,14 @@ class LanDriver:
         return self.mode(network)
 
     def teardown_network(self, kernel: Kernel, network: Network) -> None:
+        """The shim, and the parent only if netcore made it."""
         kernel.delete_link(network.bridge)
         if network.options.get(OPT_PARENT_CREATED):
             kernel.delete_link(network.options[OPT_PARENT])  # a parent the user gave stays as it was
 
     def build_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+        """The container's link ``endpoint.ifname``, a child of the parent in the network's mode, born in
+        ``netns`` with the network's MTU (the engine then gives it its address and routes)."""
         kernel.create_lan_link(self.name, endpoint.ifname, network.options[OPT_PARENT], self.mode(network),
                                self._mtu(network), mac=self._mac(network, endpoint), netns=netns)
 
@@ -212,6 +217,7 @@ class LanDriver:
 
     @staticmethod
     def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+        """The container's link, deleted inside its namespace (disconnect); a namespace gone took it along."""
         if kernel.namespace_exists(netns):  # a namespace deleted took its link along
             kernel.delete_container_link(netns, endpoint.ifname)
 
