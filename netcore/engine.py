@@ -310,7 +310,7 @@ class Engine:
         reason = None
         if network.dns_enabled:
             down = self.sync_dns()
-            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            reasons = [down[a] for a in network.dns_addresses if a in down]
             if reasons:
                 reason = f"dnsd {'; '.join(reasons)}"
         if reason is None:
@@ -330,7 +330,7 @@ class Engine:
         if not down:
             return
         for network in self.store.networks():
-            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            reasons = [down[a] for a in network.dns_addresses if a in down]
             if reasons:
                 self.warnings.append(f"network {network.name} has no DNS: dnsd {'; '.join(reasons)}")
 
@@ -388,6 +388,7 @@ class Engine:
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
                     labels=dict(labels or {}), driver=network_driver.name, state=STATE_CREATING,
                     created=self.clock.now())
+                network = network_driver.plan_network(network, self.store.networks(), self.kernel.links())
                 self.store.insert(network)
             self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
@@ -519,6 +520,9 @@ class Engine:
         if network.internal:
             raise NetcoreError(f"-p needs a network that is not internal: nothing outside network {network.name} "
                                "reaches its containers (--internal)")
+        if not network.routed_by_gateway:  # Docker ignores -p there; one line says so instead
+            raise NetcoreError(f"-p needs a bridge network: a container on {network.driver} network {network.name} "
+                               "is reached on its own address on the LAN, not through the host")
         taken = self.store.ports()
         local_range = None
         for spec in publish:
@@ -596,7 +600,7 @@ class Engine:
         used_ifnames = {e.ifname for e in self.store.endpoints_of_container(container.id)}
         ifname = next(f"eth{i}" for i in range(len(used_ifnames) + 1) if f"eth{i}" not in used_ifnames)
         subnet = ipaddress.ip_network(network.subnet)
-        taken = self.store.addresses_on_network(network.id)
+        taken = [*self.store.addresses_on_network(network.id), *network.reserved_addresses]
         address = ipam.allocate_address(subnet, ipaddress.ip_address(network.gateway), taken,
                                         ipaddress.ip_network(network.ip_range) if network.ip_range else None, ip)
         address6 = None
@@ -637,7 +641,9 @@ class Engine:
 
     def _teardown_endpoint(self, endpoint: Endpoint) -> None:
         network = self.store.network(endpoint.network_id)
-        drivers.get(network.driver).teardown_endpoint(self.kernel, network, endpoint)
+        container = self.store.find_container_by_id(endpoint.container_id)
+        netns = container.netns if container else ""
+        drivers.get(network.driver).teardown_endpoint(self.kernel, network, netns, endpoint)
 
     def _configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
         self.kernel.configure_container_interface(
@@ -651,7 +657,7 @@ class Engine:
             return  # host and container: modes use the namespace's owner's files
         endpoints = self.store.endpoints_of_container(container.id)
         networks = [self.store.network(e.network_id) for e in endpoints]
-        nameservers = [n.gateway for n in networks if n.dns_enabled]
+        nameservers = [n.dns_addresses[0] for n in networks if n.dns_addresses]
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
         addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
@@ -841,7 +847,11 @@ class Engine:
         links = self.kernel.links()
         for network in networks.values():
             if any(name not in links for name in drivers.get(network.driver).network_links(network)):
-                self._build_network(network)
+                try:
+                    self._build_network(network)
+                except NetcoreError as err:  # e.g. a macvlan parent that is gone: the other networks still work
+                    notes.append(f"could not rebuild network {network.name}: {err}")
+                    continue
                 notes.append(f"recreated missing bridge {network.bridge} of network {network.name}")
         ports = {name for n in networks.values() for name in drivers.get(n.driver).ports(n, links)}
         known = {name for e in self.store.endpoints()

@@ -30,15 +30,20 @@ class NetworkRules:
     """What the firewall enforces for one network (``netcore.nftables`` renders it).
 
     ``id``: hex, at least 12 digits; ``name``: Docker's name rule; ``bridge``:
-    the network's device in the gateway namespace; ``subnet``/``subnet6``:
-    CIDRs (either may be None, not both); ``gateway``/``gateway6``: the
-    addresses dnsd listens on, used when ``dns``; ``internal``: no traffic
+    the network's device in the gateway namespace (macvlan/ipvlan: the shim);
+    ``subnet``/``subnet6``: CIDRs (either may be None, not both);
+    ``gateway``/``gateway6``: the addresses dnsd listens on
+    (``Network.dns_addresses``: a bridge's gateway, a macvlan network's shim
+    address), used when ``dns``; ``internal``: no traffic
     leaves the subnets (Docker's ``--internal``); ``icc``: containers may reach
     each other across the bridge (``com.docker.network.bridge.enable_icc``);
     ``masquerade``: outgoing traffic is NATed to the gateway namespace's
     address (``com.docker.network.bridge.enable_ip_masquerade``, never for an
     internal network); ``dns``: dnsd serves it (every network but the default
-    bridge).
+    bridge, and macvlan networks without a shim); ``routed``: its containers'
+    traffic crosses the gateway namespace (bridges; not macvlan and ipvlan,
+    whose containers sit on the parent's LAN: only dnsd's port on the shim is
+    theirs here).
     """
 
     id: str
@@ -52,14 +57,17 @@ class NetworkRules:
     icc: bool = True
     masquerade: bool = True
     dns: bool = True
+    routed: bool = True
 
     @classmethod
     def from_network(cls, network: Network) -> NetworkRules:
         """The firewall's view of a stored network."""
+        listen4 = next((a for a in network.dns_addresses if ":" not in a), None)
+        listen6 = next((a for a in network.dns_addresses if ":" in a), None)
         return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
-                   gateway=network.gateway, subnet6=network.subnet6, gateway6=network.gateway6,
+                   gateway=listen4, subnet6=network.subnet6, gateway6=listen6,
                    internal=network.internal, icc=network.icc, masquerade=network.masquerade,
-                   dns=network.dns_enabled)
+                   dns=bool(network.dns_addresses), routed=network.routed_by_gateway)
 
     @property
     def short_id(self) -> str:

@@ -73,6 +73,13 @@ The table (chain priorities as nft names them; lower runs first):
     Nothing crosses the subnet boundary in either direction, replies
     included, as Docker's ``INTERNAL NETWORK INGRESS/EGRESS`` rules do.
 
+- A macvlan or ipvlan network (``routed`` false) gets only dnsd's rules on
+  its shim (``input``, ``dns-untracked-*``): its containers' traffic goes
+  straight onto the parent's LAN and never crosses the gateway namespace's
+  forward path, so it has no map entry, no ``in``/``out`` chain and no
+  masquerading (what protects it is the LAN's business, as with Docker's
+  macvlan driver, which installs no rule for it either).
+
 Every base chain has policy accept and every rule matches a netcore bridge,
 so traffic netcore does not own is never touched. There is no ``bridge``
 family table: ICC off stays the bridge port isolation netcore sets on each
@@ -359,7 +366,7 @@ def render(state: FirewallState) -> Ruleset:
                                         f'notrack comment "dnsd of {network.name}"')
                     untracked_out.append(f"oifname {bridge} {family} saddr {address} udp sport {state.dns_port} "
                                          f'notrack comment "dnsd of {network.name}"')
-        if network.masquerade and not network.internal:
+        if network.masquerade and not network.internal and network.routed:
             for family, subnet in (("ip", v4), ("ip6", v6)):
                 if subnet:
                     postrouting_rules.append(f"oifname != {bridge} {family} saddr {subnet} masquerade "
@@ -369,7 +376,7 @@ def render(state: FirewallState) -> Ruleset:
     postrouting_rules += ports.postrouting
     input_rules += ports.input
 
-    by_bridge = sorted(networks, key=lambda network: network.bridge)
+    by_bridge = sorted((n for n in networks if n.routed), key=lambda network: network.bridge)
     body = _vmap("forward-in", [(n.bridge, f"in-{n.short_id}") for n in by_bridge])
     body += ["", *_vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])]
     body += ports.declarations()
@@ -384,7 +391,7 @@ def render(state: FirewallState) -> Ruleset:
     body += ["", *_chain("postrouting", postrouting_rules,
                          hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")]
     body += ports.chains()
-    for network in networks:
+    for network in (n for n in networks if n.routed):
         body += ["", *_chain(f"in-{network.short_id}", _in_rules(network, network.id in ports.networks),
                              comment=_comment(network))]
         body += ["", *_chain(f"out-{network.short_id}", _out_rules(network), comment=_comment(network))]

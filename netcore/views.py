@@ -15,14 +15,14 @@ def _prefixlen(cidr: str | None) -> int:
 
 def dns_state(network: Network, down: dict[str, str] | None) -> dict:
     """The ``DNS`` field of ``network inspect``: Enabled, Servers, and for a network with names whether
-    dnsd listens on its gateway address(es) (``Listening``) and, when not, why (``Error``).
+    dnsd listens on its addresses (``Network.dns_addresses``) (``Listening``) and, when not, why (``Error``).
     ``down`` is dnsd's report {address: why it is down}; None when no dnsd answers."""
-    state = {"Enabled": network.dns_enabled, "Servers": list(network.dns)}
-    if not network.dns_enabled:
+    state = {"Enabled": bool(network.dns_addresses), "Servers": list(network.dns)}
+    if not network.dns_addresses:  # the default bridge; a macvlan network without a shim
         return state
     if down is None:
         return {**state, "Listening": False, "Error": "dnsd is not running"}
-    reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+    reasons = [down[a] for a in network.dns_addresses if a in down]
     if reasons:
         return {**state, "Listening": False, "Error": "dnsd " + "; ".join(reasons)}
     return {**state, "Listening": True}

@@ -95,8 +95,26 @@ def _published_ports() -> FirewallState:
     return desired_state([app, other, vault], [web, mail, safe], endpoints, ports)
 
 
+def _macvlan_beside_a_bridge() -> FirewallState:
+    """A bridge `app`, a macvlan network `lan` (bridge mode: its shim mv-... holds 192.168.77.79, where dnsd
+    listens) with a container, and a private macvlan network `quiet` (no shim): derived from records, so
+    the renderer sees what netcore.model derives (no forward chain, no masquerading for macvlan)."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1")
+    lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
+    quiet = Network(id=_id("quiet"), name="quiet", bridge=f"mv-{_id('quiet')[:12]}", subnet="192.168.78.0/24",
+                    gateway="192.168.78.1", driver="macvlan", options={"parent": "eth0", "macvlan_mode": "private"})
+    c1 = Container(id="c" * 64, name="c1", hostname="c1", netns="ns-c1")
+    endpoint = Endpoint(id="4" * 64, container_id=c1.id, network_id=lan.id, ifname="eth0", host_ifname="mvl1",
+                        mac="02:42:c0:a8:4d:40", ipv4="192.168.77.64")
+    return desired_state([app, lan, quiet], [c1], [endpoint])
+
+
 STATES = {
     "published_ports": _published_ports(),
+    "macvlan_beside_a_bridge": _macvlan_beside_a_bridge(),
     "container_on_two_networks": _container_on_two_networks(),
     "empty": FirewallState(),
     "one": FirewallState((FRONT,)),
