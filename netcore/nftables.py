@@ -58,12 +58,14 @@ The table (chain priorities as nft names them; lower runs first):
   off it):
 
   - ``in``, non-internal: ``ct state established,related accept`` (replies to
-    what its containers opened); from its own bridge (a container routing via
-    the gateway to a neighbour) accept, or drop when ICC is off; anything else
-    drop. So another netcore network, the default bridge included, never
-    opens a connection into it, and neither does the outside: netcore
-    publishes no ports, and Docker's default (``nat`` gateway mode) drops
-    direct access to containers too.
+    what its containers opened); with published ports, ``ct status dnat
+    accept`` (a connection to one of them through a host address, whoever
+    opens it); from its own bridge (a container routing via the gateway to a
+    neighbour) accept, or drop when ICC is off; anything else drop. So another
+    netcore network, the default bridge included, never opens a connection
+    into it, and neither does the outside, except through a published port:
+    Docker's default (``nat`` gateway mode) drops direct access to
+    containers too.
   - ``out``, non-internal: ``ct state invalid drop`` (an invalid packet is not
     NATed and would leave with its private source, which netavark's forward
     chain drops as well), then accept: containers reach every non-netcore
@@ -80,8 +82,14 @@ The table (chain priorities as nft names them; lower runs first):
   masquerading (what protects it is the LAN's business, as with Docker's
   macvlan driver, which installs no rule for it either).
 
-Every base chain has policy accept and every rule matches a netcore bridge,
-so traffic netcore does not own is never touched. There is no ``bridge``
+- Published ports (``run -p``): maps from host port (and address) to
+  container address and port, ``published-prerouting``/``published-output``
+  (nat) that DNAT through them, ``published-guard`` (raw), and per network a
+  hairpin/loopback masquerade and a ``route_localnet`` guard: see
+  ``_PortRules``. None of it is rendered while nothing is published.
+
+Every base chain has policy accept and every rule matches a netcore bridge or
+a published port, so traffic netcore does not own is never touched. There is no ``bridge``
 family table: ICC off stays the bridge port isolation netcore sets on each
 container's veth (``isolated on``): the kernel's bridge forwards nothing
 between two isolated ports, without br_netfilter (Docker needs
