@@ -6,7 +6,7 @@
       web:
         networks:
           app: {aliases: [www], ip: 172.30.0.130}
-        ports: ["8080:80", "127.0.0.1::53/udp"]   # as `run -p` (quoted: YAML reads 8080:80 as a number)
+        ports: ["8080:80", "127.0.0.1::53/udp"]   # as `run -p`
       db:
         networks: [app, bridge]
 
@@ -16,12 +16,27 @@ connections are added. Parsing and checking are pure; only up/down call the engi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import yaml
 
 from .errors import Conflict, NetcoreError
 from .ports import PORT_MAX, PublishError, PublishSpec, parse_publish
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1's base-60 integers, which read an unquoted port mapping
+    ``22:22`` as the number 1342 (a valid port: it would be published silently wrong). As in YAML 1.2,
+    ``22:22`` is then a string; decimal, octal and hex integers are read as before."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if not (tag == "tag:yaml.org,2002:int" and regexp.match("22:22"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
 
 NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
 CONTAINER_KEYS = {"networks", "net", "hostname", "dns", "ports"}
@@ -83,8 +98,7 @@ def _ports(value, where: str) -> list[PublishSpec]:
         if isinstance(item, bool) or not isinstance(item, (str, int)):
             raise NetcoreError(f"{where}: {item!r} is not a port mapping")
         if isinstance(item, int) and not 0 < item <= PORT_MAX:
-            raise NetcoreError(f"{where}: {item} is not a port: quote port mappings (\"8080:80\"), YAML reads "
-                               "an unquoted 8080:80 as the number 484880")
+            raise NetcoreError(f"{where}: {item} is not a port")
         try:
             specs.append(parse_publish(str(item)))
         except PublishError as err:
@@ -123,7 +137,7 @@ def parse(document, source: str) -> Topology:
 def load(path: str) -> Topology:
     try:
         with open(path) as f:
-            document = yaml.safe_load(f)
+            document = yaml.load(f, Loader=Loader)  # a SafeLoader (Loader above)
     except OSError as err:
         raise NetcoreError(f"cannot read topology {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
