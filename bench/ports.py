@@ -114,13 +114,7 @@ def publishing(box, ports: int, runs: int) -> list[str]:
 
 
 def throughput(box, megabytes: int, rounds: int) -> list[str]:
-    lan = f"{box.prefix}lan"
-    sh("ip", "netns", "add", lan)
-    sh("ip", "-n", box.prefix, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan)
-    sh("ip", "-n", box.prefix, "addr", "add", f"{HOST_LAN}/24", "dev", "lan0")
-    sh("ip", "-n", box.prefix, "link", "set", "lan0", "up")
-    sh("ip", "-n", lan, "addr", "add", f"{NEIGHBOUR}/24", "dev", "eth0")
-    sh("ip", "-n", lan, "link", "set", "eth0", "up")
+    lan = box.neighbour("lan", "lan0", HOST_LAN, NEIGHBOUR)
     sh("ip", "-n", lan, "route", "add", "10.98.0.0/24", "via", HOST_LAN)
     box.nc("network", "create", "--subnet", "10.98.0.0/24", "flow")
     box.nc("run", "--name", "sink", "--net", "flow", "-p", "5001:5001")

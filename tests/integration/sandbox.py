@@ -75,6 +75,22 @@ class Sandbox:
         except (OSError, ValueError):
             return None
 
+    def neighbour(self, suffix: str, host_ifname: str, host_address: str, address: str) -> str:
+        """A namespace ``PREFIX+suffix`` joined to the gateway namespace by a veth (``host_ifname`` there,
+        with ``host_address``; ``eth0`` in the new one, with ``address``; both /24, up): the LAN or WAN
+        next to the host. Returns its name; cleanup deletes it with the sandbox's other namespaces."""
+        name = f"{self.prefix}{suffix}"
+        for argv in (["ip", "netns", "add", name],
+                     ["ip", "-n", self.prefix, "link", "add", host_ifname, "type", "veth", "peer", "name", "eth0",
+                      "netns", name],
+                     ["ip", "-n", self.prefix, "addr", "add", f"{host_address}/24", "dev", host_ifname],
+                     ["ip", "-n", self.prefix, "link", "set", host_ifname, "up"],
+                     ["ip", "-n", name, "addr", "add", f"{address}/24", "dev", "eth0"],
+                     ["ip", "-n", name, "link", "set", "eth0", "up"],
+                     ["ip", "-n", name, "link", "set", "lo", "up"]):
+            subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        return name
+
     def namespaces(self) -> list[str]:
         try:
             return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(self.prefix))

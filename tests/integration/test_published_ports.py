@@ -78,14 +78,7 @@ def table(box) -> str:
 def lan(sandbox):
     """The sandbox with its gateway namespace made and a LAN namespace on a veth (the host is 192.0.2.1)."""
     sandbox.nc("firewall-reload")  # the first action makes the gateway namespace
-    lan_ns = f"{sandbox.prefix}lan"
-    sh("ip", "netns", "add", lan_ns)
-    sh("ip", "-n", sandbox.prefix, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan_ns)
-    sh("ip", "-n", sandbox.prefix, "addr", "add", f"{HOST_LAN}/24", "dev", "lan0")
-    sh("ip", "-n", sandbox.prefix, "link", "set", "lan0", "up")
-    sh("ip", "-n", lan_ns, "addr", "add", f"{NEIGHBOUR}/24", "dev", "eth0")
-    sh("ip", "-n", lan_ns, "link", "set", "eth0", "up")
-    sh("ip", "-n", lan_ns, "link", "set", "lo", "up")
+    sandbox.neighbour("lan", "lan0", HOST_LAN, NEIGHBOUR)
     return sandbox
 
 
