@@ -9,6 +9,7 @@ import time
 import pytest
 
 from dnsd import udp
+from netcore.linux import LIBC
 
 
 @pytest.fixture
@@ -175,3 +176,38 @@ def test_a_saturated_or_quiet_listener_reads_on_at_once():
     assert udp.gather_pause(1, 64, 0.0006, 0.001) == 0.0  # under two queries a window: nothing to gather
     assert udp.gather_pause(1, 64, 10.0, 0.001) == 0.0  # the first query after a quiet spell
     assert udp.gather_pause(3, 64, 0.0, 0.001) == 0.0  # no time between wake-ups measured
+
+
+def test_a_listener_thread_gets_a_timer_slack_of_its_own():
+    """Its pauses end within microseconds (Linux's default lets a sleep end 50 µs late); other threads keep theirs."""
+    seen = []
+
+    def timer_slack() -> int:  # prctl(PR_GET_TIMERSLACK): this thread's, in ns
+        return LIBC.prctl(30, 0, 0, 0, 0)
+
+    def listener_thread():
+        seen.append(timer_slack())
+        udp.set_timer_slack(udp.TIMER_SLACK)
+        seen.append(timer_slack())
+
+    before = timer_slack()
+    thread = threading.Thread(target=listener_thread)
+    thread.start()
+    thread.join(5)
+    assert seen == [before, round(udp.TIMER_SLACK * 1e9)] and before > 5000
+    assert timer_slack() == before
+
+
+def test_headers_a_full_batch_used_are_reset_for_the_next_one(server_socket):
+    """After a full batch only the headers used are reset: a following smaller batch reads its own lengths."""
+    batch = udp.DatagramBatch(server_socket, size=4)
+    with client_socket() as client:
+        for number in range(4):
+            client.sendto(b"x" * (100 + number), server_socket.getsockname())
+        assert receive_all(batch, 4) == [4]
+        replies = []
+        batch.answer_all(lambda data, ip: replies.append(len(data)) or None, lambda *_: None)
+        client.sendto(b"short", server_socket.getsockname())
+        assert batch.receive() == 1
+        batch.answer_all(lambda data, ip: replies.append(data) or None, lambda *_: None)
+    assert replies == [100, 101, 102, 103, b"short"]
