@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DNS benchmark: dnsd side by side with aardvark-dns and dnsmasq, same records, same run (issue 4).
 #
-#   sudo bench/dns.sh [--records N] [--seconds S] [--runs R] [--mode qps|cpu] [--staleness PAIRS]
+#   sudo bench/dns.sh [--records N] [--seconds S] [--runs R] [--mode qps|cpu|sweep] [--rates LIST] [--staleness PAIRS]
 #
 # Everything happens inside network namespaces named <prefix>* (prefix ncb + 6 random hex
 # digits) that this script creates and removes on exit, also on failure or Ctrl-C:
@@ -25,8 +25,10 @@ REPO=$(dirname "$BENCH_DIR")
 RECORDS=100
 DURATION=10          # seconds per dnsperf run
 RUNS=3
-MODE=qps             # qps: as fast as each server goes; cpu: CPU per query at a fixed offered rate
+MODE=qps             # qps: as fast as each server goes; cpu: CPU per query at a fixed offered rate;
+                     # sweep: latency (average, p99) and CPU per query at each of RATES (issue 18)
 FIXED_QPS=20000      # the offered rate of --mode cpu
+RATES=1000,2000,5000,10000,20000,50000  # the offered rates of --mode sweep, queries/s
 STALENESS=200        # netcore run + lookup pairs after the benchmark (0: skip)
 NAME_PREFIX=c        # containers are ${NAME_PREFIX}0..${NAME_PREFIX}N-1
 KEEP=0               # --keep: leave everything up for a look around; Enter tears it down
@@ -41,7 +43,11 @@ usage() {
                     takes at most 1023 ports, see dns_setup.py)
   --seconds S       length of each dnsperf run (default 10)
   --runs R          runs per case; the table shows medians (default 3)
-  --mode qps|cpu    qps: in-flight 200 and 1000, unlimited rate; cpu: -Q $FIXED_QPS (default qps)
+  --mode qps|cpu|sweep
+                    qps: in-flight 200 and 1000, unlimited rate; cpu: -Q $FIXED_QPS; sweep: -Q at each
+                    of --rates from a container, 200 in flight, with every query's latency (dnsperf -v)
+                    for the 99th percentile (default qps)
+  --rates LIST      offered rates of --mode sweep, comma-separated queries/s (default $RATES)
   --staleness N     netcore run/rm + lookup pairs against dnsd afterwards (default 200, 0: skip)
   --name-prefix P   container names P0..PN-1 (default c)
   --servers LIST    comma-separated subset of dnsd,aardvark-dns,dnsmasq (default all three)
@@ -58,6 +64,7 @@ while [ $# -gt 0 ]; do
         --seconds) DURATION=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --mode) MODE=$2; shift 2 ;;
+        --rates) RATES=$2; shift 2 ;;
         --staleness) STALENESS=$2; shift 2 ;;
         --name-prefix) NAME_PREFIX=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
@@ -73,7 +80,8 @@ done
 if [ "$RECORDS" -lt 3 ] || [ "$RUNS" -lt 1 ] || [ "$DURATION" -lt 1 ]; then
     echo "dns.sh: need --records >= 3, --runs >= 1, --seconds >= 1" >&2; exit 2
 fi
-case $MODE in qps|cpu) ;; *) echo "dns.sh: --mode is qps or cpu" >&2; exit 2 ;; esac
+case $MODE in qps|cpu|sweep) ;; *) echo "dns.sh: --mode is qps, cpu or sweep" >&2; exit 2 ;; esac
+[[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || { echo "dns.sh: --rates is a comma-separated list of queries/s" >&2; exit 2; }
 for server in ${SERVERS//,/ }; do
     case $server in dnsd|aardvark-dns|dnsmasq) ;; *) echo "dns.sh: unknown server $server in --servers" >&2; exit 2 ;; esac
 done
@@ -279,12 +287,13 @@ find_dnsd() {
 server_pid() { case $1 in dnsd) echo "$DNSD_PID" ;; aardvark-dns) echo "$AARDVARK_PID" ;; dnsmasq) echo "$DNSMASQ_PID" ;; esac; }
 server_ip() { case $1 in dnsd) echo "$GATEWAY" ;; aardvark-dns) echo "$AARDVARK_IP" ;; dnsmasq) echo "$DNSMASQ_IP" ;; esac; }
 
-measure() {  # run server client inflight
-    local run=$1 server=$2 client=$3 inflight=$4 ns pid before after out rate=() server_drops client_drops server_core load_core background
+measure() {  # run server client inflight [offered rate, 0: unlimited]
+    local run=$1 server=$2 client=$3 inflight=$4 offered=${5:-0} ns pid before after out rate=() server_drops client_drops server_core load_core background
     pid=$(server_pid "$server")
     if [ "$client" = stranger ]; then ensure_stranger; ns=$CLIENTNS; else ns=$C0NS; fi
-    if [ "$MODE" = cpu ]; then rate=(-Q "$FIXED_QPS"); fi
-    out=$WORK/out/$run-$server-$client-$inflight.txt
+    if [ "$offered" -gt 0 ]; then rate=(-Q "$offered"); fi
+    if [ "$MODE" = sweep ]; then rate+=(-v); fi  # one line per query with its latency: the p99
+    out=$WORK/out/$run-$server-$client-$inflight-$offered.txt
     kill -0 "$pid" 2>/dev/null || { echo "dns.sh: $server (PID $pid) is not running" >&2; exit 1; }
     background=$(wait_quiet)
     before=$(cpu_ticks "$pid")
@@ -300,10 +309,10 @@ measure() {  # run server client inflight
     load_core=$(( $(cpu_busy_ticks "$LOAD_CPU") - load_core ))
     server_drops=$(( $(udp_rcvbuf_errors "$GWNS") - server_drops ))
     client_drops=$(( $(udp_rcvbuf_errors "$ns") - client_drops ))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
         $((after - before)) "$(getconf CLK_TCK)" "$(rss_kb "$pid")" "$server_drops" "$client_drops" \
-        "$server_core" "$load_core" "$background" "$out" >>"$WORK/cases.tsv"
-    log "run $run/$RUNS $server $client q=$inflight: $(awk '/Queries per second/ {print $4}' "$out") QPS," \
+        "$server_core" "$load_core" "$background" "$out" "$offered" >>"$WORK/cases.tsv"
+    log "run $run/$RUNS $server $client q=$inflight${rate[*]:+ ${rate[*]}}: $(awk '/Queries per second/ {print $4}' "$out") QPS," \
         "lost $(awk '/Queries lost/ {print $3}' "$out") (rcvbuf drops: server side $server_drops, dnsperf side $client_drops)"
 }
 
@@ -313,8 +322,10 @@ run_matrix() {
     if wanted aardvark-dns; then servers+=(aardvark-dns); fi
     if wanted dnsmasq; then servers+=(dnsmasq); fi
     [ ${#servers[@]} -gt 0 ] || { echo "dns.sh: no server left to measure (is dnsd there?)" >&2; exit 1; }
-    if [ "$MODE" = qps ]; then cases=("container 200" "container 1000" "stranger 200")
-    else cases=("container 200" "stranger 200"); fi
+    local offered
+    if [ "$MODE" = qps ]; then cases=("container 200 0" "container 1000 0" "stranger 200 0")
+    elif [ "$MODE" = cpu ]; then cases=("container 200 $FIXED_QPS" "stranger 200 $FIXED_QPS")
+    else for offered in ${RATES//,/ }; do cases+=("container 200 $offered"); done; fi
     mkdir -p "$WORK/out"
     : >"$WORK/cases.tsv"
     log "measuring: ${#servers[@]} servers x ${#cases[@]} cases x $RUNS runs x ${DURATION}s" \
@@ -322,9 +333,9 @@ run_matrix() {
     for run in $(seq "$RUNS"); do
         for case in "${cases[@]}"; do
             # rotate which server goes first, so none always runs right after another's load
-            read -r client inflight <<<"$case"
+            read -r client inflight offered <<<"$case"
             for i in $(seq 0 $((${#servers[@]} - 1))); do
-                measure "$run" "${servers[(i + run) % ${#servers[@]}]}" "$client" "$inflight"
+                measure "$run" "${servers[(i + run) % ${#servers[@]}]}" "$client" "$inflight" "$offered"
             done
         done
     done
@@ -337,6 +348,7 @@ report() {
     out=$BENCH_DIR/results/dns-$stamp.txt
     title="DNS benchmark $stamp, mode $MODE"
     if [ "$MODE" = cpu ]; then title+=" (offered rate dnsperf -Q $FIXED_QPS)"; fi
+    if [ "$MODE" = sweep ]; then title+=" (offered rates dnsperf -Q ${RATES//,/, } queries/s, 200 in flight)"; fi
     title+=", $RECORDS records ($CONTAINERS containers"
     if [ "$RECORDS" -gt "$CONTAINERS" ]; then title+=", $((RECORDS - CONTAINERS)) more names as their aliases"; fi
     title+="), ${DURATION}s per run, medians of $RUNS runs"

@@ -3,16 +3,21 @@
 Input: a TSV that dns.sh appends one line to per dnsperf run, with the columns (one line in the file)
 
     run  server  client  inflight  ticks  clk_tck  rss_kb  server_drops  client_drops
-    server_core  load_core  background  dnsperf_output_file
+    server_core  load_core  background  dnsperf_output_file  [offered]
 
 where `ticks` is the server's utime+stime delta (/proc/PID/stat) over the dnsperf
-run. dnsperf's own summary gives queries, losses, QPS, latency and rcodes.
+run and `offered` the rate dnsperf was held to (-Q; 0 or absent: unlimited).
+dnsperf's own summary gives queries, losses, QPS, latency and rcodes; with -v
+(`--mode sweep`) its line per answered query gives the 99th percentile.
+With several offered rates (`--mode sweep`) the table is one row per rate and
+server instead, with dnsd's latency and CPU ratios to each peer (issue 18).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 import statistics
 import sys
@@ -44,6 +49,8 @@ class Measurement:
     server_core_s: float  # busy seconds of the server's CPU over the run (/proc/stat, softirq included)
     load_core_s: float  # and of dnsperf's CPU
     background: int  # % busy of the machine just before the run, from other work
+    p99_ms: float = float("nan")  # of the answered queries' latencies (dnsperf -v only)
+    offered: int = 0  # queries/s dnsperf was held to (-Q), 0: unlimited
 
     @property
     def cpu_us_per_query(self) -> float:
@@ -69,9 +76,22 @@ def _number(pattern: str, text: str, path: str, cast=float, group: int = 1):
     return cast(found.group(group))
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (``fraction`` 0.99 for p99) of ``values``; NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# dnsperf -v: one line per answered query, "> NOERROR c0 A 0.000078" (the last field: its latency in seconds)
+_QUERY_LINE = re.compile(r"^> \S+ .* ([\d.]+)$", re.MULTILINE)
+
+
 def parse_dnsperf(path: str) -> dict:
     with open(path, errors="replace") as f:
         text = f.read()
+    latencies = [float(seconds) for seconds in _QUERY_LINE.findall(text)]
     latency = r"Average Latency \(s\):\s+([\d.]+) \(min ([\d.]+), max ([\d.]+)\)"
     codes = re.search(r"Response codes:\s+(.*)", text)
     noerror = re.search(r"NOERROR (\d+)", codes.group(1)) if codes else None
@@ -84,6 +104,7 @@ def parse_dnsperf(path: str) -> dict:
         "avg_ms": _number(latency, text, path) * 1e3,
         "max_ms": _number(latency, text, path, group=3) * 1e3,
         "runtime_s": _number(r"Run time \(s\):\s+([\d.]+)", text, path),
+        "p99_ms": percentile(latencies, 0.99) * 1e3,
     }
 
 
@@ -92,8 +113,9 @@ def load(path: str) -> list[Measurement]:
     with open(path) as f:
         for row in csv.reader(f, delimiter="\t"):
             (run, server, client, inflight, ticks, clk_tck, rss_kb, server_drops, client_drops, server_core,
-             load_core, background, output) = row
+             load_core, background, output, *offered) = row
             found.append(Measurement(run=int(run), server=server, client=client, inflight=int(inflight),
+                                     offered=int(offered[0]) if offered else 0,
                                      rss_mb=int(rss_kb) / 1024, cpu_s=int(ticks) / int(clk_tck),
                                      server_drops=int(server_drops), client_drops=int(client_drops),
                                      server_core_s=int(server_core) / int(clk_tck),
@@ -123,7 +145,60 @@ def text_table(header: list[str], rows: list[list[str]], left: int = 3) -> str:
     return "\n".join(lines)
 
 
+def same_run_ratios(measurements: list[Measurement], case, peer: str, value) -> float:
+    """The median over runs of dnsd's ``value(m)`` over ``peer``'s in the same run and case (client, in-flight,
+    offered rate); NaN where either is missing or the peer's is 0 or NaN."""
+    by_run = {(m.run, (m.client, m.inflight, m.offered), m.server): m for m in measurements}
+    ratios = []
+    for run in sorted({m.run for m in measurements}):
+        ours, theirs = by_run.get((run, case, "dnsd")), by_run.get((run, case, peer))
+        if ours and theirs:
+            mine, other = value(ours), value(theirs)
+            if other and other == other and mine == mine:
+                ratios.append(mine / other)
+    return median(ratios)
+
+
+def render_sweep(measurements: list[Measurement], title: str) -> str:
+    """Per offered rate and server: latency (average, p99), CPU per query, losses; then dnsd's same-run ratios."""
+    groups: dict[tuple, list[Measurement]] = defaultdict(list)
+    for m in measurements:
+        groups[(m.offered, m.client, m.inflight, m.server)].append(m)
+    order = sorted(groups, key=lambda k: (k[0], k[1] != "container", k[2],
+                                          SERVERS.index(k[3]) if k[3] in SERVERS else 9))
+    rows = []
+    for key in order:
+        ms = groups[key]
+        rows.append([f"{key[0]:,}", key[3], fmt(median(m.qps for m in ms), 0), fmt(median(m.avg_ms for m in ms), 3),
+                     fmt(median(m.p99_ms for m in ms), 3), fmt(median(m.max_ms for m in ms), 2),
+                     fmt(median(m.cpu_us_per_query for m in ms), 1), fmt(median(m.lost for m in ms), 0),
+                     fmt(median(m.server_drops for m in ms), 0), fmt(median(m.noerror_percent for m in ms), 1),
+                     fmt(max(m.background for m in ms), 0), str(len(ms))])
+    header = ["offered q/s", "server", "QPS", "avg ms", "p99 ms", "max ms", "CPU us/q", "lost", "srv drop",
+              "NOERROR%", "bg%", "runs"]
+    out = [title, "", text_table(header, rows, left=2), ""]
+    ratio_rows = []
+    for case in sorted({(m.client, m.inflight, m.offered) for m in measurements}, key=lambda k: (k[2], k[0], k[1])):
+        cells = [f"{case[2]:,}"]
+        for peer in PEERS:
+            cells += [fmt(same_run_ratios(measurements, case, peer, lambda m: m.avg_ms), 2),
+                      fmt(same_run_ratios(measurements, case, peer, lambda m: m.p99_ms), 2),
+                      fmt(same_run_ratios(measurements, case, peer, lambda m: m.cpu_us_per_query), 2)]
+        ratio_rows.append(cells)
+    out += ["dnsd / peer, median over runs of same-run ratios (lower is better for all three)", "",
+            text_table(["offered q/s", "avg vs aardvark", "p99 vs aardvark", "CPU/q vs aardvark", "avg vs dnsmasq",
+                        "p99 vs dnsmasq", "CPU/q vs dnsmasq"], ratio_rows, left=1), "",
+            "dnsperf inside c0's namespace (a container), 200 in flight, held to the offered rate (-Q).",
+            "avg ms: dnsperf's average latency; p99 ms: the 99th percentile of the answered queries' latencies",
+            "(dnsperf -v, nearest rank). CPU us/q: server utime+stime over the run (/proc/PID/stat) / queries",
+            "answered. lost: no reply within 5 s; srv drop: receive-buffer drops in the server's namespace.",
+            "bg%: the most the machine was busy with other work in the second before a run."]
+    return "\n".join(out) + "\n"
+
+
 def render(measurements: list[Measurement], title: str) -> str:
+    if len({m.offered for m in measurements}) > 1:
+        return render_sweep(measurements, title)
     groups: dict[tuple, list[Measurement]] = defaultdict(list)
     for m in measurements:
         groups[(m.client, m.inflight, m.server)].append(m)

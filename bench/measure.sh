@@ -50,8 +50,8 @@ machine_busy_percent() {
         print (y[2] > x[2]) ? int(100 * (y[1] - x[1]) / (y[2] - x[2])) : 0 }'
 }
 
-QUIET_PERCENT=10     # a run starts once the machine is at most this busy...
-QUIET_WAIT=120       # ...or after this many seconds of waiting; the table shows how busy it was
+QUIET_PERCENT=${QUIET_PERCENT:-10}     # a run starts once the machine is at most this busy...
+QUIET_WAIT=${QUIET_WAIT:-120}       # ...or after this many seconds of waiting; the table shows how busy it was
 wait_quiet() {
     local waited=0 busy
     busy=$(machine_busy_percent 1)
