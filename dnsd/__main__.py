@@ -21,6 +21,7 @@ from netcore.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
+from .cache import AnswerCache, CachingResolver
 from .config import DnsdError, ServerConfig
 from .forward import Forwarder
 from .reload import RecordSource
@@ -30,6 +31,7 @@ from .stats import Stats
 
 RESOLV_CONF = "/etc/resolv.conf"
 MAX_WINDOW_MS = 10.0
+MAX_CACHE_SIZE = 10_000_000
 
 DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
@@ -72,10 +74,18 @@ def _window(text: str) -> float:
     return value
 
 
+def _entries(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_CACHE_SIZE:
+        raise ValueError
+    return value
+
+
 # argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
 _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
 _port.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
+_entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
 
 
 def _upstream(text: str) -> Upstream:
@@ -113,6 +123,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULTS.udp_window * 1000:g})")
     parser.add_argument("--port", type=_port, default=DEFAULTS.port,
                         help=f"port to serve on (default {DEFAULTS.port})")
+    parser.add_argument("--cache-size", type=_entries, default=DEFAULTS.cache_size, metavar="ENTRIES",
+                        help="forwarded answers kept, least recently used out first; 0: no cache "
+                             f"(default {DEFAULTS.cache_size})")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -158,10 +171,13 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
 
 def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
     """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
-    both counting in one Stats."""
+    its replies kept in an AnswerCache unless ``config.cache_size`` is 0, all counting in one Stats."""
     stats = Stats()
     forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
-    return DnsServer(config, records, forwarder, stats)
+    if not config.cache_size:
+        return DnsServer(config, records, forwarder, stats)
+    cache = AnswerCache(config.cache_size)
+    return DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache)
 
 
 async def serve(state_dir: str, config: ServerConfig) -> None:
@@ -221,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                               forward_timeout=args.forward_timeout, max_inflight=args.max_inflight,
                               max_inflight_per_client=args.max_inflight_per_client,
                               tcp_idle=args.tcp_idle, tcp_max=args.tcp_max, udp_window=args.udp_window / 1000,
-                              control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed)
+                              control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed,
+                              cache_size=args.cache_size)
         _run(serve(args.state_dir, config))
     except NetcoreError as err:
         print(f"dnsd: {err}", file=sys.stderr)

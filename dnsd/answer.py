@@ -89,6 +89,7 @@ class Forward:
     upstream_groups: tuple[tuple[Upstream, ...], ...]
     edns: bool
     dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
+    udp_limit: int = UDP_PAYLOAD_PLAIN  # bytes a UDP reply to this client may have (``_udp_limit``)
 
     def error_reply(self, rcode: int) -> bytes:
         """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
@@ -285,7 +286,7 @@ class Answerer:
         if not groups:
             self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
-        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok)
+        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok, _udp_limit(edns_payload))
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop.

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
+from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
 from .snapshot import Upstream
 from .udp import DEFAULT_WINDOW
@@ -36,6 +37,7 @@ class ServerConfig:
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
     udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+    cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
 
     @property
     def client_share(self) -> int:

@@ -21,14 +21,16 @@ import logging
 from collections.abc import Callable
 
 from .answer import Answerer, Forward
+from .cache import AnswerCache
 from .config import ServerConfig
 from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
 from .reload import RecordSource, Reloader
-from .snapshot import Snapshot
+from .snapshot import Snapshot, upstreams_changed
 from .stats import Stats
 from .tcp import TcpConnections
+from .wire import TCP_MESSAGE_MAX
 
 log = logging.getLogger("dnsd")
 
@@ -40,9 +42,11 @@ class DnsServer:
     ``stats`` is shared with the resolver: every part counts there (see ``dnsd.stats``).
     """
 
-    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats):
+    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats,
+                 cache: AnswerCache | None = None):
         self.config = config
         self.stats = stats
+        self.cache = cache  # forwarded answers, looked up on the fast path (see ``_answer``)
         self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats)
         self.resolver = resolver
         self._reloader = Reloader(records, config.ttl, stats)
@@ -117,6 +121,8 @@ class DnsServer:
         async with self._reload_lock:
             snapshot = await self._reloader.reload()
             if snapshot is not None:
+                if self.cache is not None and upstreams_changed(self.answerer.snapshot, snapshot):
+                    self.cache.flush()
                 self.answerer.snapshot = snapshot
             await self._listeners.reconcile(self.answerer.snapshot.listen_addresses)
             return self._reloader.generation
@@ -146,8 +152,15 @@ class DnsServer:
             reported_bad, reported_errors = bad, errors
 
     def _answer(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """The answerer's decision; a Forward whose reply the cache holds is answered here, in the calling
+        thread, as a local name is (no trip to the event loop)."""
         try:
-            return self.answerer.handle(data, client_ip, listener_ip, tcp)
+            result = self.answerer.handle(data, client_ip, listener_ip, tcp)
+            if result.__class__ is Forward and self.cache is not None:
+                cached = self.cache.lookup(result, TCP_MESSAGE_MAX if tcp else result.udp_limit)
+                if cached is not None:
+                    return cached
+            return result
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
             self.stats.internal_errors += 1
             self.stats.last_internal_error = repr(err)

@@ -286,6 +286,14 @@ class Snapshot:
         return address is not None and any(address in subnet for subnet in self.served_subnets)
 
 
+def upstreams_changed(old: Snapshot, new: Snapshot) -> bool:
+    """Whether a network's or a container's upstream servers differ between two snapshots (the forwarded-answer
+    cache is flushed then: ``dnsd.cache``)."""
+    return (old.network_upstreams != new.network_upstreams
+            or {scope.dns for scope in old.scopes if scope is not None}
+            != {scope.dns for scope in new.scopes if scope is not None})
+
+
 def _in_subnets(subnets: tuple[Subnet, ...], address: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address)

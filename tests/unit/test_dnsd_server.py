@@ -252,7 +252,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
         respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731
         async with fake_upstream(UPSTREAM, free_port, respond) as upstream:
             udp_reply = await udp_ask(dns.query("example.com", query_id=9), GATEWAY_A, free_port)
-            tcp_reply = (await tcp_ask([dns.query("example.com", query_id=10)], GATEWAY_A, free_port))[0]
+            tcp_reply = (await tcp_ask([dns.query("example.org", query_id=10)], GATEWAY_A, free_port))[0]
     finally:
         await server.close()
     assert dns.parse(udp_reply).header.id == 9 and dns.rdata(udp_reply) == ["192.0.2.10"]
@@ -341,10 +341,40 @@ async def test_stats_is_one_line_of_json_counting_what_the_server_did(world, fre
 
         await stats_become({"answered_udp": 4, "answered_tcp": 1, "forwarded": 2, "forward_servfail": 1,
                             "refused_inflight": 1, "nxdomain_no_upstream": 1, "malformed": 1, "internal_errors": 1,
-                            "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "tcp_open": 1,
+                            "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "truncated_retried": 0,
+                            "tcp_open": 1,
                             "generation": world.generation(), "listeners_up": 2, "listeners_down": 1})
         idle.close()
         await stats_become({**await stats(), "tcp_open": 0})
     finally:
         squatter.close()
         await server.close()
+
+
+async def test_a_truncated_upstream_reply_is_asked_again_over_tcp_and_kept(world, free_port, tmp_path, dns,
+                                                                          fake_upstream):
+    """Issue 16, items 1 and 2: the client (no TCP fallback) gets the records; the next one gets them from the cache."""
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    server = make_server(ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2),
+                         world)
+    await server.start()
+    many = tuple(f"192.0.2.{i}" for i in range(1, 41))  # 40 A records: 652 bytes, over 512
+
+    def respond(query: bytes) -> list[bytes]:
+        full = dns.reply(query, answers=many)
+        over_udp = upstream.queries[-1][0] == "udp"  # the query just received, as the fake counts it first
+        return [dns.reply(query, tc=1) if len(full) > 512 and over_udp else full]
+
+    try:
+        async with fake_upstream(UPSTREAM, free_port, respond) as upstream:
+            first = await udp_ask(dns.query("big.example", query_id=1), GATEWAY_A, free_port)
+            second = await udp_ask(dns.query("big.example", query_id=2), GATEWAY_A, free_port)
+    finally:
+        await server.close()
+    assert [protocol for protocol, _ in upstream.queries] == ["udp", "tcp"]  # the second reached no upstream
+    for reply in (first, second):
+        parsed = dns.parse(reply)
+        assert len(reply) <= 512 and parsed.header.tc == 1 and 20 < len(parsed.rr) < 40
+        assert dns.rdata(reply) == list(many[:len(parsed.rr)])
+    assert server.stats.truncated_retried == 1 and server.cache.hits == 1

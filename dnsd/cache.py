@@ -1,0 +1,216 @@
+"""The forwarded-answer cache: upstream replies kept for their TTL and served again without asking.
+
+dnsd's local names are never here: only replies that came from an upstream and
+passed the forwarder's ID, question and source checks (``dnsd.forward``). How
+long a reply is kept is ``cache_ttl``, a pure rule:
+
+* a positive answer: the smallest TTL of its records, at least
+  ``POSITIVE_MIN`` and at most ``POSITIVE_MAX`` seconds (CoreDNS's cache
+  plugin clamps the same way);
+* a negative answer, NXDOMAIN or NODATA (NOERROR with no answer): the smaller
+  of the SOA record's TTL and its MINIMUM field, at most ``NEGATIVE_MAX``; one
+  without an SOA in its authority section is not cached (RFC 2308 section 5);
+* SERVFAIL from an upstream: ``SERVFAIL_TTL`` seconds (RFC 2308 section 7.1
+  allows at most five minutes; CoreDNS keeps 5 s);
+* anything else (REFUSED, NOTIMP, FORMERR, a truncated reply): not cached.
+
+A reply is served with each record's TTL counted down by the whole seconds it
+has been kept (never above what the cache keeps it for), the asking client's
+ID, question as asked (case included, for 0x20 clients) and RD bit.
+
+Entries are keyed by the upstream lists asked (so each network or container
+with its own --dns has its own answers), the lower-cased question, whether the
+query had EDNS, and its DO and CD bits. At most ``size`` entries are kept,
+least recently used first out, so a flood of random names keeps memory flat.
+
+Threads: ``lookup`` runs in the UDP threads (the fast path: ``DnsServer``
+calls it on every Forward the answerer gives), ``store`` on the event loop.
+Every step is one operation of a dict or an OrderedDict under the GIL; a
+lookup that races an eviction finds nothing and counts a miss.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .answer import Forward
+from .wire import (
+    HEADER_SIZE,
+    NOERROR,
+    NXDOMAIN,
+    SERVFAIL,
+    TC_FLAG,
+    TCP_MESSAGE_MAX,
+    TYPE_OPT,
+    TYPE_SOA,
+    record_spans,
+    truncate_reply,
+    ttl_offset,
+)
+
+POSITIVE_MIN = 5  # seconds a positive answer is kept at least, whatever its TTLs
+POSITIVE_MAX = 3600  # ... and at most
+NEGATIVE_MAX = 1800  # seconds an NXDOMAIN or NODATA is kept at most
+SERVFAIL_TTL = 5  # seconds an upstream's SERVFAIL is kept
+DEFAULT_SIZE = 10000  # entries; a few kB each at most, so some tens of MB in the worst case
+_CD = 0x10  # checking disabled, in the header's fourth byte (RFC 4035 section 3.2.2)
+_TTL = struct.Struct("!I")
+
+CacheKey = tuple
+
+
+def cache_ttl(reply: bytes) -> int | None:
+    """How many seconds an upstream's ``reply`` may be kept (see the module's docstring); None: not at all."""
+    if len(reply) < HEADER_SIZE or reply[2] & TC_FLAG:
+        return None
+    rcode = reply[3] & 0x0F
+    if rcode == SERVFAIL:
+        return SERVFAIL_TTL
+    if rcode not in (NOERROR, NXDOMAIN):
+        return None
+    layout = record_spans(reply)
+    if layout is None:
+        return None
+    _, spans = layout
+    answer_count = int.from_bytes(reply[6:8], "big")
+    if rcode == NOERROR and answer_count:
+        ttls = [ttl for _, _, rtype, ttl in spans if rtype != TYPE_OPT]
+        return min(max(min(ttls), POSITIVE_MIN), POSITIVE_MAX)
+    authority_end = answer_count + int.from_bytes(reply[8:10], "big")
+    for _, end, rtype, ttl in spans[answer_count:authority_end]:
+        if rtype == TYPE_SOA:
+            minimum = int.from_bytes(reply[end - 4:end], "big")  # SOA's last field (RFC 1035 section 3.3.13)
+            return min(ttl, minimum, NEGATIVE_MAX)
+    return None  # negative without an SOA: RFC 2308 section 5 says not to cache it
+
+
+def cache_key(forward: Forward) -> CacheKey:
+    """What a cached reply is found by: upstream lists, lower-cased question, EDNS, DO and CD bits."""
+    return (forward.upstream_groups, forward.question.lower(), forward.edns, forward.dnssec_ok,
+            forward.query[3] & _CD)
+
+
+class _Entry:
+    """One kept reply (its ID zeroed), its TTL fields, and its last rendering."""
+
+    __slots__ = ("reply", "ttl_fields", "stored", "expires", "question_end", "rendered_age", "rendered")
+
+    def __init__(self, reply: bytes, ttl_fields: tuple[tuple[int, int], ...], stored: float, keep: int,
+                 question_end: int):
+        self.reply = reply
+        self.ttl_fields = ttl_fields  # (offset, TTL to count down from) of each record but OPT
+        self.stored = stored
+        self.expires = stored + keep
+        self.question_end = question_end
+        self.rendered_age = 0
+        self.rendered = reply
+
+    def render(self, now: float) -> bytes:
+        """The reply with its TTLs counted down by the whole seconds kept; the same bytes within one second."""
+        age = int(now - self.stored)
+        if age != self.rendered_age:
+            message = bytearray(self.reply)
+            for offset, ttl in self.ttl_fields:
+                _TTL.pack_into(message, offset, max(ttl - age, 0))
+            self.rendered = bytes(message)
+            self.rendered_age = age
+        return self.rendered
+
+
+class AnswerCache:
+    """Upstream replies by ``cache_key``, at most ``size`` of them (LRU); ``size`` 0 keeps none.
+
+    ``clock`` gives seconds (monotonic). Counts ``hits``, ``misses`` and
+    ``evictions`` (entries pushed out for room, not expired ones).
+    """
+
+    def __init__(self, size: int = DEFAULT_SIZE, clock: Callable[[], float] = time.monotonic):
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, forward: Forward, limit: int) -> bytes | None:
+        """The kept reply for ``forward``'s client, made to fit ``limit`` bytes (``truncate_reply``); None
+        on a miss (or an expired entry, which goes)."""
+        key = cache_key(forward)
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        now = self.clock()
+        if now >= entry.expires:
+            self._entries.pop(key, None)
+            self.misses += 1
+            return None
+        try:  # noqa: SIM105 - a try costs nothing on this hot path, contextlib.suppress does
+            self._entries.move_to_end(key)
+        except KeyError:  # evicted by another thread just now: still served, this once
+            pass
+        self.hits += 1
+        body = entry.render(now)
+        query = forward.query
+        reply = b"".join((query[:2], bytes(((body[2] & 0xFE) | (query[2] & 0x01),)), body[3:HEADER_SIZE],
+                          forward.question, body[entry.question_end:]))
+        return reply if len(reply) <= limit else truncate_reply(reply, limit)
+
+    def store(self, forward: Forward, reply: bytes) -> bool:
+        """Keep an upstream's validated ``reply`` to ``forward`` for ``cache_ttl`` seconds; whether it was kept."""
+        if self.size <= 0:
+            return False
+        keep = cache_ttl(reply)
+        if not keep:
+            return False
+        question_end, spans = record_spans(reply)  # cache_ttl read it: it has a layout
+        fields = tuple((ttl_offset(reply, start), min(ttl, keep)) for start, _, rtype, ttl in spans
+                       if rtype != TYPE_OPT)
+        stored = bytearray(reply)
+        stored[0:2] = b"\x00\x00"
+        for offset, ttl in fields:  # the first rendering already says no more than the cache keeps it
+            _TTL.pack_into(stored, offset, ttl)
+        key = cache_key(forward)
+        entries = self._entries
+        entries[key] = _Entry(bytes(stored), fields, self.clock(), keep, question_end)
+        entries.move_to_end(key)
+        while len(entries) > self.size:
+            try:
+                entries.popitem(last=False)
+            except KeyError:
+                break
+            self.evictions += 1
+        return True
+
+    def flush(self) -> None:
+        """Forget every entry (the upstreams of a network or container changed)."""
+        self._entries.clear()
+
+
+class CachingResolver:
+    """A ``Resolver`` that keeps what ``forwarder`` brings back in ``cache`` (as CoreDNS's cache wraps the
+    next plugin). A query finds the cache before it gets here (``DnsServer`` looks on the fast path); this
+    looks once more, for replies that came in while the query was on its way to the event loop."""
+
+    def __init__(self, forwarder, cache: AnswerCache):
+        self.forwarder = forwarder
+        self.cache = cache
+
+    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
+        """The reply for the client: a kept one, else the forwarder's (kept if it may be)."""
+        limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
+        cached = self.cache.lookup(forward, limit)
+        if cached is not None:
+            return cached
+        reply = await self.forwarder.ask(forward, tcp, client)
+        if reply.__class__ is int:
+            return forward.error_reply(reply)
+        self.cache.store(forward, reply)
+        return reply if len(reply) <= limit else truncate_reply(reply, limit)
+
