@@ -126,6 +126,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-size", type=_entries, default=DEFAULTS.cache_size, metavar="ENTRIES",
                         help="forwarded answers kept, least recently used out first; 0: no cache "
                              f"(default {DEFAULTS.cache_size})")
+    parser.add_argument("--no-host-aliases", dest="host_aliases", action="store_false",
+                        help="answer only host.netcore.internal with the gateway, not host.docker.internal "
+                             "and host.containers.internal (default: all three)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                               max_inflight_per_client=args.max_inflight_per_client,
                               tcp_idle=args.tcp_idle, tcp_max=args.tcp_max, udp_window=args.udp_window / 1000,
                               control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed,
-                              cache_size=args.cache_size)
+                              cache_size=args.cache_size, host_aliases=args.host_aliases)
         _run(serve(args.state_dir, config))
     except NetcoreError as err:
         print(f"dnsd: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dnslib
 
-from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, lookup
+from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup
 from .stats import Stats
 from .wire import (
     BADVERS,
@@ -148,12 +148,13 @@ class Answerer:
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
-                 stats: Stats | None = None):
+                 stats: Stats | None = None, host_names: frozenset[bytes] = host_names()):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
         self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
+        self.host_names = host_names  # wire names answered with the asked gateway's addresses (Snapshot.host_entry)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -234,6 +235,8 @@ class Answerer:
         entry = scope.names.get(name)
         if entry is None:
             entry = scope.qualified_entry(name)
+        if entry is None and name in self.host_names:
+            entry = snapshot.host_entry(listener_ip)
         if entry is None:
             return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok)
         records = lookup(entry, data[name_end:question_end])

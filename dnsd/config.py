@@ -37,6 +37,7 @@ class ServerConfig:
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
     udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+    host_aliases: bool = True  # host.docker.internal and host.containers.internal answer as host.netcore.internal
     cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
 
     @property

@@ -27,7 +27,7 @@ from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
 from .reload import RecordSource, Reloader
-from .snapshot import Snapshot, upstreams_changed
+from .snapshot import Snapshot, host_names, upstreams_changed
 from .stats import Stats
 from .tcp import TcpConnections
 from .wire import TCP_MESSAGE_MAX
@@ -47,7 +47,7 @@ class DnsServer:
         self.config = config
         self.stats = stats
         self.cache = cache  # forwarded answers, looked up on the fast path (see ``_answer``)
-        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats)
+        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases))
         self.resolver = resolver
         self._reloader = Reloader(records, config.ttl, stats)
         self._reload_lock = asyncio.Lock()
