@@ -90,6 +90,7 @@ class Forward:
     edns: bool
     dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
     udp_limit: int = UDP_PAYLOAD_PLAIN  # bytes a UDP reply to this client may have (``_udp_limit``)
+    listener_ip: str = ""  # the gateway address it was asked at (for the metrics and the query log)
 
     def error_reply(self, rcode: int) -> bytes:
         """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
@@ -238,7 +239,7 @@ class Answerer:
         if entry is None and name in self.host_names:
             entry = snapshot.host_entry(listener_ip)
         if entry is None:
-            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok)
+            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok, listener_ip)
         records = lookup(entry, data[name_end:question_end])
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, dnssec_ok=dnssec_ok)
@@ -273,7 +274,7 @@ class Answerer:
         return records.doubled[start:start + len(records.wire)]
 
     def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
-                   edns_payload: int | None, dnssec_ok: bool = False) -> bytes | Forward:
+                   edns_payload: int | None, dnssec_ok: bool = False, listener_ip: str = "") -> bytes | Forward:
         """A name dnsd does not hold: NXDOMAIN where there is no way out, else a Forward.
 
         No upstream for this source (its networks are all internal, or none is
@@ -289,7 +290,8 @@ class Answerer:
         if not groups:
             self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
-        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok, _udp_limit(edns_payload))
+        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok, _udp_limit(edns_payload),
+                       listener_ip)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop.

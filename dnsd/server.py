@@ -19,13 +19,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from time import perf_counter
 
 from .answer import Answerer, Forward
 from .cache import AnswerCache
-from .config import ServerConfig
+from .config import DnsdError, ServerConfig
 from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
+from .metrics import (
+    CACHE,
+    LOCAL,
+    TCP_WRITER,
+    UPSTREAM,
+    DnsdCollector,
+    MetricsEndpoint,
+    ObservedResolver,
+    QueryCounts,
+    question_type,
+)
+from .querylog import QueryLog
 from .reload import RecordSource, Reloader
 from .snapshot import Snapshot, host_names, upstreams_changed
 from .stats import Stats
@@ -43,17 +56,27 @@ class DnsServer:
     """
 
     def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats,
-                 cache: AnswerCache | None = None):
+                 cache: AnswerCache | None = None, query_log: QueryLog | None = None):
         self.config = config
         self.stats = stats
         self.cache = cache  # forwarded answers, looked up on the fast path (see ``_answer``)
         self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases))
+        self.query_counts = QueryCounts() if config.metrics else None
+        self.query_log = query_log
+        answer = self._answer
+        if self.query_counts is not None or query_log is not None:  # every query observed: a slower path
+            answer = self._answer_observed
+            resolver = ObservedResolver(resolver, self.query_counts, query_log, self.network_of)
+            if self.query_counts is not None:
+                stats.observe_batch = self._observe_batch
+        self._metrics = (MetricsEndpoint(*config.metrics, DnsdCollector(self, self.network_of))
+                         if config.metrics else None)
         self.resolver = resolver
         self._reloader = Reloader(records, config.ttl, stats)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._tcp = TcpConnections(self._answer, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
-        self._listeners = Listeners(config.port, config.udp_window, self._answer, self._forward_datagram_later,
+        self._tcp = TcpConnections(answer, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
+        self._listeners = Listeners(config.port, config.udp_window, answer, self._forward_datagram_later,
                                     self._tcp.serve, stats)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
         self._stopped = asyncio.Event()
@@ -89,6 +112,12 @@ class DnsServer:
         self._loop = asyncio.get_running_loop()
         if self._control is not None:  # first, so a second dnsd for the same state dir stops before binding
             await self._control.open()
+        if self._metrics is not None:
+            try:
+                self._metrics.start()
+            except OSError as err:
+                raise DnsdError(f"cannot serve metrics on {self._metrics.address} port {self._metrics.port}: "
+                                f"{err.strerror or err}") from None
         await self.sync()
         for background in (self._poll_generation(), self._report_bad_input()):
             self._spawn(background)
@@ -109,12 +138,16 @@ class DnsServer:
         """Close the control socket and the listeners, end every task and TCP connection."""
         if self._control is not None:
             self._control.close()
+        if self._metrics is not None:
+            self._metrics.close()
         await self._listeners.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._tcp.close()
         self._reloader.close()
+        if self.query_log is not None:
+            self.query_log.close()
 
     async def sync(self) -> int:
         """Reload if the store changed and reconcile the listeners; returns once the new snapshot is live."""
@@ -162,9 +195,49 @@ class DnsServer:
                     return cached
             return result
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
-            self.stats.internal_errors += 1
-            self.stats.last_internal_error = repr(err)
-            return None
+            return self._internal_error(err)
+
+    def _internal_error(self, err: Exception) -> None:
+        """Count a bug met while answering (the message is dropped: None)."""
+        self.stats.internal_errors += 1
+        self.stats.last_internal_error = repr(err)
+
+    def _answer_observed(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """``_answer``, counted for the metrics and written to the query log (whichever is on)."""
+        started = perf_counter()
+        try:
+            result = self.answerer.handle(data, client_ip, listener_ip, tcp)
+        except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
+            result = self._internal_error(err)
+        source = LOCAL
+        if result.__class__ is Forward:
+            source = UPSTREAM  # its reply is counted by the ObservedResolver
+            if self.cache is not None:
+                cached = self.cache.lookup(result, TCP_MESSAGE_MAX if tcp else result.udp_limit)
+                if cached is not None:
+                    result, source = cached, CACHE
+        rcode = result[3] & 0x0F if result.__class__ is bytes else None
+        counts = self.query_counts
+        if counts is not None:
+            table = counts.table(TCP_WRITER if tcp else listener_ip)
+            key = (listener_ip, tcp, question_type(data), source, rcode)
+            table[key] = table.get(key, 0) + 1
+            if tcp and rcode is not None:  # UDP answers are timed per batch (_observe_batch)
+                counts.durations(TCP_WRITER, source).observe(perf_counter() - started)
+        if self.query_log is not None and source != UPSTREAM:
+            self.query_log.write(client_ip, self.network_of(listener_ip), data, rcode, source,
+                                 perf_counter() - started)
+        return result
+
+    def _observe_batch(self, batch: object, seconds: float, answered: int) -> None:
+        """A UDP thread's wake-up: ``answered`` replies in ``seconds``, observed as that many equal durations."""
+        if answered:
+            self.query_counts.durations(batch, LOCAL).observe(seconds / answered, answered)
+
+    def network_of(self, gateway: str) -> str:
+        """The name of the network whose gateway address this is, in the snapshot served now; "" if none."""
+        scope = self.answerer.snapshot.listeners.get(gateway)
+        return scope.networks[0].name if scope is not None and scope.networks else ""
 
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -378,3 +378,62 @@ async def test_a_truncated_upstream_reply_is_asked_again_over_tcp_and_kept(world
         assert len(reply) <= 512 and parsed.header.tc == 1 and 20 < len(parsed.rr) < 40
         assert dns.rdata(reply) == list(many[:len(parsed.rr)])
     assert server.stats.truncated_retried == 1 and server.cache.hits == 1
+
+
+def scrape(port: int, address: str = "127.0.0.1") -> dict[str, float]:
+    """/metrics as {sample with its labels, as the text has it: value}."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=SAFETY) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+async def test_metrics_count_requests_responses_cache_and_upstream_failures(world, free_port, tmp_path, dns,
+                                                                           fake_upstream):
+    """Issue 16, item 3: the counters move as the queries go, named as CoreDNS names its own."""
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    world.container("a2", net, "127.0.1.3")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
+                          metrics=("127.0.0.1", metrics_port))
+    server = make_server(config, world)
+    await server.start()
+    try:
+        respond = lambda query: [] if b"silent" in query else [dns.reply(query, answers=("192.0.2.10",))]  # noqa
+        async with fake_upstream(UPSTREAM, free_port, respond):
+            for _ in range(3):
+                await udp_ask(dns.query("a2"), GATEWAY_A, free_port)
+            await udp_ask(dns.query("a2", "AAAA"), GATEWAY_A, free_port)  # NODATA
+            await tcp_ask([dns.query("a2")], GATEWAY_A, free_port)
+            await udp_ask(dns.query("out.example"), GATEWAY_A, free_port)  # forwarded, then kept
+            await udp_ask(dns.query("out.example"), GATEWAY_A, free_port)  # from the cache
+            await udp_ask(dns.query("silent.example"), GATEWAY_A, free_port)  # the upstream times out: SERVFAIL
+            async with asyncio.timeout(SAFETY):
+                while True:
+                    samples = await asyncio.to_thread(scrape, metrics_port)
+                    if samples.get('dnsd_requests_total{network="neta",proto="udp",type="A"}') == 6:
+                        break
+                    await asyncio.sleep(0.02)
+    finally:
+        await server.close()
+    assert samples['dnsd_requests_total{network="neta",proto="udp",type="AAAA"}'] == 1
+    assert samples['dnsd_requests_total{network="neta",proto="tcp",type="A"}'] == 1
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="local"}'] == 5
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="cache"}'] == 1
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="upstream"}'] == 1
+    assert samples['dnsd_responses_total{rcode="SERVFAIL",source="upstream"}'] == 1
+    assert samples["dnsd_cache_hits_total"] == 1 and samples["dnsd_cache_entries"] == 1
+    assert samples["dnsd_cache_misses_total"] >= 2  # out.example and silent.example, each looked for twice
+    assert samples[f'dnsd_forward_failures_total{{reason="timeout",to="{UPSTREAM}:{free_port}"}}'] == 1
+    assert samples["dnsd_forward_requests_total"] == 2
+    assert samples['dnsd_request_duration_seconds_count{source="upstream"}'] == 2
+    # UDP replies the listener threads sent (4 local, 1 cached) are timed per batch as "local", TCP ones one by one
+    assert samples['dnsd_request_duration_seconds_count{source="local"}'] == 6
