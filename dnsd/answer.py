@@ -10,6 +10,7 @@ to reply FORMERR. ``handle`` never raises on any input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import dnslib
 
@@ -73,6 +74,13 @@ def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: boo
     opt = _opt_record(rcode >> 4, dnssec_ok) if edns else b""
     return b"".join((query[:2], _response_flags(query, rcode, truncated), question_count, b"\x00\x00\x00\x00",
                      b"\x00\x01" if edns else b"\x00\x00", query[HEADER_SIZE:question_end], opt))
+
+
+class RememberedReply(Protocol):
+    """A reply the memo holds that may expire: ``reply(query)`` is the reply with the query's ID, or None once
+    expired."""
+
+    def reply(self, query: bytes) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +152,9 @@ class Answerer:
     Replies that only the snapshot and the query decide (a plain UDP query
     without EDNS for a name of ours whose records do not rotate) are remembered
     per scope, keyed by the query after its ID: a query asked before is answered
-    with one lookup and its ID in front. The memo lives and dies with its
-    snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
+    with one lookup and its ID in front. So are forwarded answers the cache
+    holds, until they expire (``remember_reply``). The memo lives and dies with
+    its snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
@@ -183,7 +192,12 @@ class Answerer:
             if replies is not None:
                 tail = replies.get(data[2:])
                 if tail is not None:
-                    return data[:2] + tail
+                    if tail.__class__ is bytes:
+                        return data[:2] + tail
+                    reply = tail.reply(data)  # a forwarded answer the cache holds (``remember_reply``)
+                    if reply is not None:
+                        return reply
+                    replies.pop(data[2:], None)  # expired: ask again
         size = len(data)
         if size < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
             return self._handle_unusual(data, client_ip, listener_ip, tcp)  # not QR=0 QUERY with 1 question
@@ -202,6 +216,25 @@ class Answerer:
             if edns is not None:
                 return self._answer(data, name_end, edns[0], client_ip, listener_ip, tcp, snapshot, scope, edns[1])
         return self._handle_unusual(data, client_ip, listener_ip, tcp)
+
+    def remember_reply(self, query: bytes, client_ip: str, listener_ip: str, remembered: RememberedReply) -> None:
+        """Have the next UDP query with the same bytes after its ID, from a source with the same scope, answered
+        by ``remembered`` (a forwarded answer the cache holds, ``dnsd.cache``) until it says it has expired.
+
+        The memo stays sans-IO: whatever clock the reply needs is its own. It is forgotten with the snapshot.
+        """
+        snapshot, memo = self._current
+        scope = snapshot.scope_of(client_ip, listener_ip)
+        if scope is None:
+            return
+        if self._memo_size >= REPLY_MEMO_SIZE:
+            memo.clear()
+            self._memo_size = 0
+        replies = memo.get(scope)
+        if replies is None:
+            replies = memo[scope] = {}
+        replies[query[2:]] = remembered
+        self._memo_size += 1
 
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""

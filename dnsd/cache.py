@@ -120,6 +120,46 @@ class _Entry:
         return self.rendered
 
 
+def _reply_for(entry: _Entry, query: bytes, question: bytes, limit: int, now: float) -> bytes:
+    """``entry``'s reply at ``now`` to ``query``: its ID and RD bit, ``question`` as asked, fitted to ``limit``."""
+    body = entry.render(now)
+    reply = b"".join((query[:2], bytes(((body[2] & 0xFE) | (query[2] & 0x01),)), body[3:HEADER_SIZE],
+                      question, body[entry.question_end:]))
+    return reply if len(reply) <= limit else truncate_reply(reply, limit)
+
+
+class RememberedAnswer:
+    """A kept reply as the answerer's memo holds it, keyed by the very bytes of a query after its ID (so the
+    question's spelling, flags and EDNS size are those of the query it was made for)."""
+
+    __slots__ = ("cache", "entry", "question", "limit", "age", "tail")
+
+    def __init__(self, cache: AnswerCache, entry: _Entry, question: bytes, limit: int):
+        self.cache = cache
+        self.entry = entry
+        self.question = question
+        self.limit = limit
+        self.age = -1
+        self.tail = b""
+
+    def reply(self, query: bytes) -> bytes | None:
+        """The reply to ``query`` (its ID in front of the tail made for this second); None once expired.
+
+        Two threads may render the same second at once: each gets a whole, correct reply.
+        """
+        cache, entry = self.cache, self.entry
+        now = cache.clock()
+        if now >= entry.expires:
+            return None
+        age = int(now - entry.stored)
+        tail = self.tail
+        if age != self.age:
+            tail = _reply_for(entry, query, self.question, self.limit, now)[2:]
+            self.tail, self.age = tail, age
+        cache.hits += 1
+        return query[:2] + tail
+
+
 class AnswerCache:
     """Upstream replies by ``cache_key``, at most ``size`` of them (LRU); ``size`` 0 keeps none.
 
@@ -156,11 +196,14 @@ class AnswerCache:
         except KeyError:  # evicted by another thread just now: still served, this once
             pass
         self.hits += 1
-        body = entry.render(now)
-        query = forward.query
-        reply = b"".join((query[:2], bytes(((body[2] & 0xFE) | (query[2] & 0x01),)), body[3:HEADER_SIZE],
-                          forward.question, body[entry.question_end:]))
-        return reply if len(reply) <= limit else truncate_reply(reply, limit)
+        return _reply_for(entry, forward.query, forward.question, limit, now)
+
+    def remembered(self, forward: Forward, limit: int) -> RememberedAnswer | None:
+        """The kept reply for ``forward`` as an object the answerer's memo can hold (``Answerer.remember_reply``):
+        the next identical UDP query is answered from it on the fast path, TTLs counted down, until it expires.
+        None if there is no such entry (any more)."""
+        entry = self._entries.get(cache_key(forward))
+        return RememberedAnswer(self, entry, forward.question, limit) if entry is not None else None
 
     def store(self, forward: Forward, reply: bytes) -> bool:
         """Keep an upstream's validated ``reply`` to ``forward`` for ``cache_ttl`` seconds; whether it was kept."""

@@ -97,15 +97,15 @@ class QueryCounts:
     """Per-writer tables of query counts and durations (see the module's docstring)."""
 
     def __init__(self):
-        self._tables: dict[object, dict[CountKey, int]] = {}
+        self.tables: dict[object, dict[CountKey, int]] = {}  # writer -> its table (read it through ``table``)
         self._durations: dict[object, dict[str, Durations]] = {}
 
     def table(self, writer: object) -> dict[CountKey, int]:
         """The table only ``writer`` (a listener's gateway address for its UDP thread, "loop" for the event loop)
         writes; made on first use."""
-        table = self._tables.get(writer)
+        table = self.tables.get(writer)
         if table is None:
-            table = self._tables.setdefault(writer, {})
+            table = self.tables.setdefault(writer, {})
         return table
 
     def durations(self, writer: object, source: str) -> Durations:
@@ -121,7 +121,7 @@ class QueryCounts:
     def totals(self) -> dict[CountKey, int]:
         """Every table summed."""
         summed: dict[CountKey, int] = {}
-        for table in list(self._tables.values()):
+        for table in list(self.tables.values()):
             for key, count in list(table.items()):
                 summed[key] = summed.get(key, 0) + count
         return summed

@@ -190,8 +190,13 @@ class DnsServer:
         try:
             result = self.answerer.handle(data, client_ip, listener_ip, tcp)
             if result.__class__ is Forward and self.cache is not None:
-                cached = self.cache.lookup(result, TCP_MESSAGE_MAX if tcp else result.udp_limit)
+                limit = TCP_MESSAGE_MAX if tcp else result.udp_limit
+                cached = self.cache.lookup(result, limit)
                 if cached is not None:
+                    if not tcp:  # the next such query is answered from the answerer's memo, as a local name is
+                        remembered = self.cache.remembered(result, limit)
+                        if remembered is not None:
+                            self.answerer.remember_reply(data, client_ip, listener_ip, remembered)
                     return cached
             return result
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
@@ -203,30 +208,40 @@ class DnsServer:
         self.stats.last_internal_error = repr(err)
 
     def _answer_observed(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
-        """``_answer``, counted for the metrics and written to the query log (whichever is on)."""
-        started = perf_counter()
+        """``_answer``, counted for the metrics and written to the query log (whichever is on).
+
+        This runs once per query: the count is one entry of a dict only this thread writes, the clock is read
+        only for what is timed one by one (TCP, the query log).
+        """
+        log = self.query_log
+        started = perf_counter() if tcp or log is not None else 0.0
         try:
             result = self.answerer.handle(data, client_ip, listener_ip, tcp)
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
             result = self._internal_error(err)
         source = LOCAL
-        if result.__class__ is Forward:
+        rcode = None
+        if result.__class__ is bytes:
+            rcode = result[3] & 0x0F
+        elif result.__class__ is Forward:
             source = UPSTREAM  # its reply is counted by the ObservedResolver
             if self.cache is not None:
                 cached = self.cache.lookup(result, TCP_MESSAGE_MAX if tcp else result.udp_limit)
                 if cached is not None:
-                    result, source = cached, CACHE
-        rcode = result[3] & 0x0F if result.__class__ is bytes else None
+                    result, source, rcode = cached, CACHE, cached[3] & 0x0F
         counts = self.query_counts
         if counts is not None:
-            table = counts.table(TCP_WRITER if tcp else listener_ip)
-            key = (listener_ip, tcp, question_type(data), source, rcode)
+            writer = TCP_WRITER if tcp else listener_ip
+            table = counts.tables.get(writer)
+            if table is None:
+                table = counts.table(writer)
+            key = (listener_ip, tcp, data[-4:-2] if data[10:12] == b"\x00\x00" else question_type(data), source,
+                   rcode)
             table[key] = table.get(key, 0) + 1
             if tcp and rcode is not None:  # UDP answers are timed per batch (_observe_batch)
                 counts.durations(TCP_WRITER, source).observe(perf_counter() - started)
-        if self.query_log is not None and source != UPSTREAM:
-            self.query_log.write(client_ip, self.network_of(listener_ip), data, rcode, source,
-                                 perf_counter() - started)
+        if log is not None and source != UPSTREAM:
+            log.write(client_ip, self.network_of(listener_ip), data, rcode, source, perf_counter() - started)
         return result
 
     def _observe_batch(self, batch: object, seconds: float, answered: int) -> None:

@@ -342,6 +342,8 @@ class Snapshot:
 
     def owns_reverse_name(self, name: bytes) -> bool:
         """Whether a lower-cased wire name is the reverse name of an address in a served subnet."""
+        if not name.endswith(b"\x04arpa\x00"):  # most names forwarded: no reverse name at all
+            return False
         address = _address_of_reverse_name(name)
         return address is not None and any(address in subnet for subnet in self.served_subnets)
 

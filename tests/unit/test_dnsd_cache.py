@@ -192,3 +192,22 @@ async def test_the_caching_resolver_asks_once_and_keeps_only_upstream_replies():
     refusing = CachingResolver(_Forwarder(REFUSED), AnswerCache(100, Clock()))
     assert dnslib.DNSRecord.parse(await refusing.resolve(forward_of(query()), tcp=False)).header.rcode == REFUSED
     assert len(refusing.cache) == 0  # dnsd's own reply: never kept
+
+
+def test_a_kept_answer_is_served_from_the_answerers_memo_until_it_expires(world):
+    """The fast path: the cached reply costs one memo lookup, as a local name does, and counts as a hit."""
+    net = world.network("neta", "10.0.1.0/24", "10.0.1.1", dns=("192.0.2.53",))
+    world.container("web", net, "10.0.1.2")
+    answerer = Answerer(build_snapshot(*world.records()))
+    clock = Clock()
+    cache = AnswerCache(100, clock)
+    forward = answerer.handle(query(query_id=1), "10.0.1.2", "10.0.1.1", False)
+    cache.store(forward, reply(forward.query, ttls=(60,)))
+    answerer.remember_reply(forward.query, "10.0.1.2", "10.0.1.1", cache.remembered(forward, 512))
+    clock.now += 2.5
+    served = answerer.handle(query(query_id=2), "10.0.1.2", "10.0.1.1", False)
+    parsed = dnslib.DNSRecord.parse(served)
+    assert parsed.header.id == 2 and [record.ttl for record in parsed.rr] == [58] and cache.hits == 1
+    assert type(answerer.handle(query(query_id=3), "10.0.1.2", "10.0.1.1", True)) is Forward  # TCP: no memo
+    clock.now += 60
+    assert type(answerer.handle(query(query_id=4), "10.0.1.2", "10.0.1.1", False)) is Forward  # expired
