@@ -205,13 +205,14 @@ class AnswerCache:
         entry = self._entries.get(cache_key(forward))
         return RememberedAnswer(self, entry, forward.question, limit) if entry is not None else None
 
-    def store(self, forward: Forward, reply: bytes) -> bool:
-        """Keep an upstream's validated ``reply`` to ``forward`` for ``cache_ttl`` seconds; whether it was kept."""
+    def store(self, forward: Forward, reply: bytes) -> _Entry | None:
+        """Keep an upstream's validated ``reply`` to ``forward`` for ``cache_ttl`` seconds; the entry, or None if
+        it may not be kept."""
         if self.size <= 0:
-            return False
+            return None
         keep = cache_ttl(reply)
         if not keep:
-            return False
+            return None
         question_end, spans = record_spans(reply)  # cache_ttl read it: it has a layout
         fields = tuple((ttl_offset(reply, start), min(ttl, keep)) for start, _, rtype, ttl in spans
                        if rtype != TYPE_OPT)
@@ -221,7 +222,7 @@ class AnswerCache:
             _TTL.pack_into(stored, offset, ttl)
         key = cache_key(forward)
         entries = self._entries
-        entries[key] = _Entry(bytes(stored), fields, self.clock(), keep, question_end)
+        entry = entries[key] = _Entry(bytes(stored), fields, self.clock(), keep, question_end)
         entries.move_to_end(key)
         while len(entries) > self.size:
             try:
@@ -229,7 +230,7 @@ class AnswerCache:
             except KeyError:
                 break
             self.evictions += 1
-        return True
+        return entry
 
     def flush(self) -> None:
         """Forget every entry (the upstreams of a network or container changed)."""
@@ -246,7 +247,8 @@ class CachingResolver:
         self.cache = cache
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
-        """The reply for the client: a kept one, else the forwarder's (kept if it may be)."""
+        """The reply for the client: a kept one, else the forwarder's (kept if it may be, and then with the TTLs
+        the cache gives it: an NXDOMAIN's SOA says how long it is kept, RFC 2308 section 3)."""
         limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
         cached = self.cache.lookup(forward, limit)
         if cached is not None:
@@ -254,6 +256,8 @@ class CachingResolver:
         reply = await self.forwarder.ask(forward, tcp, client)
         if reply.__class__ is int:
             return forward.error_reply(reply)
-        self.cache.store(forward, reply)
+        entry = self.cache.store(forward, reply)
+        if entry is not None:  # as the cache will serve it: TTLs no longer than it keeps the reply
+            return _reply_for(entry, forward.query, forward.question, limit, entry.stored)
         return reply if len(reply) <= limit else truncate_reply(reply, limit)
 

@@ -261,6 +261,8 @@ class Snapshot:
         self.network_upstreams = network_upstreams  # network id -> its --dns servers
         self.rotation_slots = rotation_slots  # every record set's rotation_slot is below this
         self.host_entries = host_entries or {}  # gateway address -> its network's gateways as A and AAAA records
+        # other addresses of the gateway namespace (dnsd.local_addresses): set by the reloader before serving
+        self.host_sources: frozenset[str] = frozenset()
         # whether a source that is no container lies in a served subnet; a plain function, so no reference cycle
         # keeps an old snapshot alive after the swap
         self.serves_source = functools.lru_cache(maxsize=SERVED_SOURCES_CACHE)(
@@ -283,12 +285,12 @@ class Snapshot:
 
     def stranger_scope(self, client_ip: str, listener_ip: str) -> Scope | None:
         """The scope of a source that is no container: the gateway namespace itself (its source is a gateway
-        address) sees every network (``host_scope``); any other, the asked network's, if the source lies in a
-        served subnet."""
+        address, or another address of that namespace: ``host_sources``) sees every network (``host_scope``);
+        any other, the asked network's, if the source lies in a served subnet."""
         scope = self.listeners.get(listener_ip)
         if scope is None:
             return None
-        if client_ip in self.listeners:
+        if client_ip in self.listeners or client_ip in self.host_sources:
             return self.host_scope
         if not self.serves_source(client_ip):
             return None

@@ -86,3 +86,39 @@ def test_a_stranger_outside_the_served_subnets_is_still_refused(lan, dns):
     answerer = Answerer(build_snapshot(*lan.records()))
     assert rcode_of(ask(answerer, dns, "db.netb", client="192.0.2.7")) == REFUSED
     assert type(ask(answerer, dns, "nowhere.neta", client=GATEWAY_A)) is Forward  # not held: asked upstream
+
+
+FIB_TRIE = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 10.73.0.0/24 2 0 2
+        |-- 10.73.0.0
+           /24 link UNICAST
+        |-- 10.73.0.1
+           /32 host LOCAL
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+     |-- 172.17.0.1
+        /32 host LOCAL
+     |-- 172.17.255.255
+        /32 link BROADCAST
+"""
+IF_INET6 = """00000000000000000000000000000001 01 80 10 80       lo
+fe8000000000000000fc00fffe000001 04 40 20 80     eth0
+fd000074000000000000000000000001 04 40 00 82     br-1
+"""
+
+
+def test_the_namespaces_own_addresses_are_read_without_loopback_or_link_local():
+    from dnsd.local_addresses import parse_fib_trie, parse_if_inet6
+    assert parse_fib_trie(FIB_TRIE) == {"10.73.0.1", "172.17.0.1"}
+    assert parse_if_inet6(IF_INET6) == {"fd00:74::1"}
+
+
+def test_a_masqueraded_query_from_the_gateway_namespace_still_sees_every_network(lan, dns):
+    """netcore's masquerade rule rewrites the source of a query through lo to another address of the namespace."""
+    snapshot = build_snapshot(*lan.records())
+    snapshot.host_sources = frozenset({"172.17.0.1"})
+    answerer = Answerer(snapshot)
+    assert dns.rdata(ask(answerer, dns, "db", client="172.17.0.1", listener=GATEWAY_A)) == ["10.89.2.2"]
+    assert rcode_of(ask(answerer, dns, "db", client="172.17.0.2", listener=GATEWAY_A)) == REFUSED
