@@ -132,14 +132,15 @@ class RememberedAnswer:
     """A kept reply as the answerer's memo holds it, keyed by the very bytes of a query after its ID (so the
     question's spelling, flags and EDNS size are those of the query it was made for)."""
 
-    __slots__ = ("cache", "entry", "question", "limit", "age", "tail")
+    __slots__ = ("cache", "entry", "question", "limit", "rcode", "fresh_until", "tail")
 
     def __init__(self, cache: AnswerCache, entry: _Entry, question: bytes, limit: int):
         self.cache = cache
         self.entry = entry
         self.question = question
         self.limit = limit
-        self.age = -1
+        self.rcode = entry.reply[3] & 0x0F
+        self.fresh_until = 0.0  # until when ``tail`` holds the TTLs of now (the next whole second, or expiry)
         self.tail = b""
 
     def reply(self, query: bytes) -> bytes | None:
@@ -147,24 +148,25 @@ class RememberedAnswer:
 
         Two threads may render the same second at once: each gets a whole, correct reply.
         """
-        cache, entry = self.cache, self.entry
+        cache = self.cache
         now = cache.clock()
-        if now >= entry.expires:
-            return None
-        age = int(now - entry.stored)
-        tail = self.tail
-        if age != self.age:
-            tail = _reply_for(entry, query, self.question, self.limit, now)[2:]
-            self.tail, self.age = tail, age
+        if now >= self.fresh_until:
+            entry = self.entry
+            if now >= entry.expires:
+                return None
+            self.tail = _reply_for(entry, query, self.question, self.limit, now)[2:]
+            self.fresh_until = min(entry.stored + int(now - entry.stored) + 1, entry.expires)
         cache.hits += 1
-        return query[:2] + tail
+        cache.rcode_hits[self.rcode] += 1
+        return query[:2] + self.tail
 
 
 class AnswerCache:
     """Upstream replies by ``cache_key``, at most ``size`` of them (LRU); ``size`` 0 keeps none.
 
-    ``clock`` gives seconds (monotonic). Counts ``hits``, ``misses`` and
-    ``evictions`` (entries pushed out for room, not expired ones).
+    ``clock`` gives seconds (monotonic). Counts ``hits`` (and ``rcode_hits``,
+    by the rcode served), ``misses`` and ``evictions`` (entries pushed out for
+    room, not expired ones).
     """
 
     def __init__(self, size: int = DEFAULT_SIZE, clock: Callable[[], float] = time.monotonic):
@@ -172,30 +174,33 @@ class AnswerCache:
         self.clock = clock
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self.hits = 0
+        self.rcode_hits = [0] * 16  # hits by the rcode of the reply served (for dnsd_responses_total)
         self.misses = 0
         self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, forward: Forward, limit: int) -> bytes | None:
+    def lookup(self, forward: Forward, limit: int, count: bool = True) -> bytes | None:
         """The kept reply for ``forward``'s client, made to fit ``limit`` bytes (``truncate_reply``); None
-        on a miss (or an expired entry, which goes)."""
+        on a miss (or an expired entry, which goes). ``count``: count it as a hit or miss."""
         key = cache_key(forward)
         entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
+            self.misses += count
             return None
         now = self.clock()
         if now >= entry.expires:
             self._entries.pop(key, None)
-            self.misses += 1
+            self.misses += count
             return None
         try:  # noqa: SIM105 - a try costs nothing on this hot path, contextlib.suppress does
             self._entries.move_to_end(key)
         except KeyError:  # evicted by another thread just now: still served, this once
             pass
-        self.hits += 1
+        if count:
+            self.hits += 1
+            self.rcode_hits[entry.reply[3] & 0x0F] += 1
         return _reply_for(entry, forward.query, forward.question, limit, now)
 
     def remembered(self, forward: Forward, limit: int) -> RememberedAnswer | None:
@@ -250,7 +255,7 @@ class CachingResolver:
         """The reply for the client: a kept one, else the forwarder's (kept if it may be, and then with the TTLs
         the cache gives it: an NXDOMAIN's SOA says how long it is kept, RFC 2308 section 3)."""
         limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
-        cached = self.cache.lookup(forward, limit)
+        cached = self.cache.lookup(forward, limit, count=False)  # counted where it is answered: as upstream
         if cached is not None:
             return cached
         reply = await self.forwarder.ask(forward, tcp, client)

@@ -24,10 +24,10 @@ Names follow CoreDNS's (``coredns_dns_requests_total``, ``coredns_cache_hits_tot
 * ``dnsd_malformed_requests_total``: bad input answered FORMERR/NOTIMP or dropped.
 
 Counting is cheap by construction: a query bumps one entry of a plain dict
-that only its own thread writes (``QueryCounts.table``: one per UDP listener
-thread, one for the event loop), keyed by (gateway, tcp, type bytes, source,
-rcode); nothing is labelled or formatted until a scrape, when ``DnsdCollector``
-sums the tables. A reader may see a table a query behind: never a lost count.
+that only its own thread writes (``QueryCounts``: one per UDP listener thread,
+keyed by (type bytes, rcode), one for the event loop); nothing is labelled or
+formatted until a scrape, when ``DnsdCollector`` sums the tables. A reader may
+see a table a query behind: never a lost count.
 """
 
 from __future__ import annotations
@@ -51,10 +51,8 @@ DEFAULT_PORT = 9153  # CoreDNS's metrics port
 DEFAULT_ADDRESS = "127.0.0.1"  # loopback of the namespace dnsd serves from: the gateway namespace in sandbox mode
 BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))  # CoreDNS's: prometheus.ExponentialBuckets(0.00025, 2, 16)
 LOCAL, CACHE, UPSTREAM = "local", "cache", "upstream"
+ANSWERED = "answered"  # local or cached: told apart at a scrape (QueryCounts)
 TCP_WRITER = "loop"  # the writer key of the event loop (TCP queries, forwarded replies)
-
-# (gateway address, over TCP, question type as 2 wire bytes, source, rcode; None for a query handed to the resolver)
-CountKey = tuple[str, bool, bytes, str, int | None]
 
 
 def question_type(data: bytes) -> bytes:
@@ -94,18 +92,27 @@ class Durations:
 
 
 class QueryCounts:
-    """Per-writer tables of query counts and durations (see the module's docstring)."""
+    """Per-writer tables of query counts and durations (see the module's docstring).
+
+    ``udp``: per listener thread (keyed by its gateway address), {(question type bytes, rcode or None): count},
+    None meaning no reply from that thread (handed to the resolver, or dropped). ``loop``: the event loop's,
+    {(gateway or None, "udp" or "tcp", type bytes, rcode or None, ANSWERED or UPSTREAM): count}: TCP queries
+    with their gateway, and the resolver's replies (gateway None). ANSWERED replies, local or cached, are told
+    apart at a scrape by the cache's own hit counts (``AnswerCache.rcode_hits``), so the fast path stays as
+    fast with metrics on: a cached answer still comes from the answerer's memo.
+    """
 
     def __init__(self):
-        self.tables: dict[object, dict[CountKey, int]] = {}  # writer -> its table (read it through ``table``)
+        self.udp: dict[str, dict[tuple[bytes, int | None], int]] = {}
+        self.loop: dict[tuple, int] = {}
+        self.lock = threading.Lock()  # of ``loop``: the UDP threads write it too while the query log is on
         self._durations: dict[object, dict[str, Durations]] = {}
 
-    def table(self, writer: object) -> dict[CountKey, int]:
-        """The table only ``writer`` (a listener's gateway address for its UDP thread, "loop" for the event loop)
-        writes; made on first use."""
-        table = self.tables.get(writer)
+    def udp_table(self, gateway: str) -> dict[tuple[bytes, int | None], int]:
+        """The table only the UDP thread of ``gateway`` writes; made on first use."""
+        table = self.udp.get(gateway)
         if table is None:
-            table = self.tables.setdefault(writer, {})
+            table = self.udp.setdefault(gateway, {})
         return table
 
     def durations(self, writer: object, source: str) -> Durations:
@@ -118,14 +125,6 @@ class QueryCounts:
             histogram = by_source.setdefault(source, Durations())
         return histogram
 
-    def totals(self) -> dict[CountKey, int]:
-        """Every table summed."""
-        summed: dict[CountKey, int] = {}
-        for table in list(self.tables.values()):
-            for key, count in list(table.items()):
-                summed[key] = summed.get(key, 0) + count
-        return summed
-
     def histograms(self) -> dict[str, Durations]:
         """Every writer's histograms summed, by source."""
         summed: dict[str, Durations] = {}
@@ -135,6 +134,40 @@ class QueryCounts:
                 total.counts = [a + b for a, b in zip(total.counts, histogram.counts, strict=True)]
                 total.total += histogram.total
         return summed
+
+    def requests_and_responses(self, network_of: Callable[[str], str], cache_hits: list[int] | None
+                               ) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], int]]:
+        """{(network, proto, type): queries} and {(rcode, source): replies}, summed over every table."""
+        requests: dict[tuple[str, str, str], int] = {}
+        responses: dict[tuple[str, str], int] = {}
+        answered: dict[int, int] = {}
+
+        def request(gateway: str, proto: str, wire_type: bytes, count: int) -> None:
+            key = (network_of(gateway), proto, type_label(wire_type))
+            requests[key] = requests.get(key, 0) + count
+
+        for gateway, table in list(self.udp.items()):
+            for (wire_type, rcode), count in list(table.items()):
+                request(gateway, "udp", wire_type, count)
+                if rcode is not None:
+                    answered[rcode] = answered.get(rcode, 0) + count
+        for (gateway, proto, wire_type, rcode, source), count in list(self.loop.items()):
+            if gateway is not None:
+                request(gateway, proto, wire_type, count)
+            if rcode is None:
+                continue
+            if source == UPSTREAM:
+                key = (rcode_label(rcode), UPSTREAM)
+                responses[key] = responses.get(key, 0) + count
+            else:
+                answered[rcode] = answered.get(rcode, 0) + count
+        for rcode, count in answered.items():
+            hits = min(cache_hits[rcode], count) if cache_hits is not None else 0
+            if hits:
+                responses[(rcode_label(rcode), CACHE)] = hits
+            if count - hits:
+                responses[(rcode_label(rcode), LOCAL)] = count - hits
+        return requests, responses
 
 
 class ObservedResolver:
@@ -157,9 +190,10 @@ class ObservedResolver:
         seconds = perf_counter() - started
         rcode = reply[3] & 0x0F
         if self.counts is not None:
-            table = self.counts.table(TCP_WRITER)
-            key = (None, tcp, b"", UPSTREAM, rcode)
-            table[key] = table.get(key, 0) + 1
+            table = self.counts.loop
+            key = (None, "tcp" if tcp else "udp", b"", rcode, UPSTREAM)
+            with self.counts.lock:
+                table[key] = table.get(key, 0) + 1
             self.counts.durations(TCP_WRITER, UPSTREAM).observe(seconds)
         if self.query_log is not None:
             self.query_log.write(client, self.network_of(forward.listener_ip), forward.query, rcode, UPSTREAM,
@@ -180,18 +214,12 @@ class DnsdCollector:
     def collect(self) -> Iterator:
         server = self.server
         counts: QueryCounts = server.query_counts
+        cache = server.cache
+        by_request, by_response = counts.requests_and_responses(self.network_of,
+                                                                list(cache.rcode_hits) if cache else None)
         requests = CounterMetricFamily("dnsd_requests", "DNS queries received",
                                        labels=("network", "proto", "type"))
         responses = CounterMetricFamily("dnsd_responses", "DNS replies sent", labels=("rcode", "source"))
-        by_request: dict[tuple[str, str, str], int] = {}
-        by_response: dict[tuple[str, str], int] = {}
-        for (gateway, tcp, wire_type, source, rcode), count in counts.totals().items():
-            if gateway is not None:
-                key = (self.network_of(gateway), "tcp" if tcp else "udp", type_label(wire_type))
-                by_request[key] = by_request.get(key, 0) + count
-            if rcode is not None:
-                response = (rcode_label(rcode), source)
-                by_response[response] = by_response.get(response, 0) + count
         for labels, count in sorted(by_request.items()):
             requests.add_metric(labels, count)
         for labels, count in sorted(by_response.items()):
@@ -208,7 +236,6 @@ class DnsdCollector:
             duration.add_metric((source,), buckets, histogram.total)
         yield duration
         stats = server.stats
-        cache = server.cache
         if cache is not None:
             yield GaugeMetricFamily("dnsd_cache_entries", "Forwarded answers in the cache", value=len(cache))
             yield CounterMetricFamily("dnsd_cache_hits", "Queries answered from the cache", value=cache.hits)

@@ -28,6 +28,7 @@ from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
 from .metrics import (
+    ANSWERED,
     CACHE,
     LOCAL,
     TCP_WRITER,
@@ -63,9 +64,10 @@ class DnsServer:
         self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases))
         self.query_counts = QueryCounts() if config.metrics else None
         self.query_log = query_log
-        answer = self._answer
-        if self.query_counts is not None or query_log is not None:  # every query observed: a slower path
-            answer = self._answer_observed
+        answer_udp = answer_tcp = self._answer
+        if self.query_counts is not None or query_log is not None:  # every query observed
+            answer_tcp = self._answer_observed
+            answer_udp = self._answer_observed if query_log is not None else self._answer_counted
             resolver = ObservedResolver(resolver, self.query_counts, query_log, self.network_of)
             if self.query_counts is not None:
                 stats.observe_batch = self._observe_batch
@@ -75,8 +77,8 @@ class DnsServer:
         self._reloader = Reloader(records, config.ttl, stats)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._tcp = TcpConnections(answer, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
-        self._listeners = Listeners(config.port, config.udp_window, answer, self._forward_datagram_later,
+        self._tcp = TcpConnections(answer_tcp, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
+        self._listeners = Listeners(config.port, config.udp_window, answer_udp, self._forward_datagram_later,
                                     self._tcp.serve, stats)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
         self._stopped = asyncio.Event()
@@ -207,14 +209,28 @@ class DnsServer:
         self.stats.internal_errors += 1
         self.stats.last_internal_error = repr(err)
 
-    def _answer_observed(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
-        """``_answer``, counted for the metrics and written to the query log (whichever is on).
+    def _answer_counted(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """``_answer`` counted for the metrics, in a listener's UDP thread (metrics on, query log off).
 
-        This runs once per query: the count is one entry of a dict only this thread writes, the clock is read
-        only for what is timed one by one (TCP, the query log).
+        This runs once per query: one entry of a dict only this thread writes, keyed by the question type and
+        the rcode (None: no reply from here); local and cached answers are told apart at a scrape
+        (``dnsd.metrics.QueryCounts``), so a cached answer still takes the memo's fast path.
         """
+        result = self._answer(data, client_ip, listener_ip, tcp)
+        table = self.query_counts.udp.get(listener_ip)
+        if table is None:
+            table = self.query_counts.udp_table(listener_ip)
+        key = (data[-4:-2] if data[10:12] == b"\x00\x00" else question_type(data),
+               result[3] & 0x0F if result.__class__ is bytes else None)
+        table[key] = table.get(key, 0) + 1
+        return result
+
+    def _answer_observed(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """``_answer``, counted for the metrics and written to the query log (whichever is on): TCP queries,
+        and UDP ones while the query log is on (a cached answer then comes from the cache, not the memo, so
+        its log line can say so)."""
         log = self.query_log
-        started = perf_counter() if tcp or log is not None else 0.0
+        started = perf_counter()
         try:
             result = self.answerer.handle(data, client_ip, listener_ip, tcp)
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
@@ -231,15 +247,11 @@ class DnsServer:
                     result, source, rcode = cached, CACHE, cached[3] & 0x0F
         counts = self.query_counts
         if counts is not None:
-            writer = TCP_WRITER if tcp else listener_ip
-            table = counts.tables.get(writer)
-            if table is None:
-                table = counts.table(writer)
-            key = (listener_ip, tcp, data[-4:-2] if data[10:12] == b"\x00\x00" else question_type(data), source,
-                   rcode)
-            table[key] = table.get(key, 0) + 1
+            key = (listener_ip, "tcp" if tcp else "udp", question_type(data), rcode, ANSWERED)
+            with counts.lock:  # UDP threads (query log on) and the event loop share this table
+                counts.loop[key] = counts.loop.get(key, 0) + 1
             if tcp and rcode is not None:  # UDP answers are timed per batch (_observe_batch)
-                counts.durations(TCP_WRITER, source).observe(perf_counter() - started)
+                counts.durations(TCP_WRITER, LOCAL).observe(perf_counter() - started)
         if log is not None and source != UPSTREAM:
             log.write(client_ip, self.network_of(listener_ip), data, rcode, source, perf_counter() - started)
         return result
