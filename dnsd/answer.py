@@ -225,16 +225,8 @@ class Answerer:
         """
         snapshot, memo = self._current
         scope = snapshot.scope_of(client_ip, listener_ip)
-        if scope is None:
-            return
-        if self._memo_size >= REPLY_MEMO_SIZE:
-            memo.clear()
-            self._memo_size = 0
-        replies = memo.get(scope)
-        if replies is None:
-            replies = memo[scope] = {}
-        replies[query[2:]] = remembered
-        self._memo_size += 1
+        if scope is not None:
+            self._memo_put(memo, scope, query[2:], remembered)
 
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""
@@ -243,13 +235,17 @@ class Answerer:
         records = lookup(entry, query[name_end:]) if entry is not None else None
         if records is None or (records.__class__ is RecordSet and records.rotation_slot >= 0):
             return  # forwarded, an error, NODATA or a rotating set: not remembered
+        self._memo_put(memo, scope, query[2:], reply[2:])
+
+    def _memo_put(self, memo: dict[Scope, dict], scope: Scope, key: bytes, tail: bytes | RememberedReply) -> None:
+        """One more memo entry; the whole memo is dropped first when it holds ``REPLY_MEMO_SIZE``."""
         if self._memo_size >= REPLY_MEMO_SIZE:
             memo.clear()
             self._memo_size = 0
         replies = memo.get(scope)
         if replies is None:
             replies = memo[scope] = {}
-        replies[query[2:]] = reply[2:]
+        replies[key] = tail
         self._memo_size += 1
 
     def _answer(self, data: bytes, name_end: int, edns_payload: int | None, client_ip: str, listener_ip: str,

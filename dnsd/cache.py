@@ -74,8 +74,7 @@ def cache_ttl(reply: bytes) -> int | None:
     layout = record_spans(reply)
     if layout is None:
         return None
-    _, spans = layout
-    answer_count = int.from_bytes(reply[6:8], "big")
+    _, answer_count, spans = layout
     if rcode == NOERROR and answer_count:
         ttls = [ttl for _, _, rtype, ttl in spans if rtype != TYPE_OPT]
         return min(max(min(ttls), POSITIVE_MIN), POSITIVE_MAX)
@@ -218,7 +217,7 @@ class AnswerCache:
         keep = cache_ttl(reply)
         if not keep:
             return None
-        question_end, spans = record_spans(reply)  # cache_ttl read it: it has a layout
+        question_end, _, spans = record_spans(reply)  # cache_ttl read it: it has a layout
         fields = tuple((ttl_offset(reply, start), min(ttl, keep)) for start, _, rtype, ttl in spans
                        if rtype != TYPE_OPT)
         stored = bytearray(reply)

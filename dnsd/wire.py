@@ -118,8 +118,9 @@ def skip_name(message: bytes, offset: int) -> int:
         offset += length + 1
 
 
-def record_spans(message: bytes) -> tuple[int, list[tuple[int, int, int, int]]] | None:
-    """The layout of a message with one question: (question end, [(start, end, type, TTL) of each record]).
+def record_spans(message: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]] | None:
+    """The layout of a message with one question: (question end, answer count, [(start, end, type, TTL) of each
+    record]).
 
     Records are the answer, authority and additional sections in order (their
     counts in the header, RFC 1035 section 4.1.1); ``ttl_offset`` finds a
@@ -145,7 +146,7 @@ def record_spans(message: bytes) -> tuple[int, list[tuple[int, int, int, int]]] 
         return None
     if question_end > len(message) or offset != len(message):
         return None
-    return question_end, spans
+    return question_end, counts[0], spans
 
 
 def ttl_offset(message: bytes, start: int) -> int:
@@ -163,8 +164,7 @@ def truncate_reply(reply: bytes, limit: int) -> bytes:
     layout = record_spans(reply)
     if layout is None:
         return reply
-    question_end, spans = layout
-    answer_count = int.from_bytes(reply[6:8], "big")
+    question_end, answer_count, spans = layout
     opt = next((reply[start:end] for start, end, rtype, _ in spans if rtype == TYPE_OPT), b"")
     room = limit - question_end - len(opt)
     kept_end, kept = question_end, 0

@@ -80,18 +80,22 @@ def test_forwarded_answers_are_cached_by_rfc_2308_and_truncation_is_asked_again_
     assert asked(log, "big.upstream.test") == ["udp", "tcp"]
 
 
+SCRAPE = """
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+print(json.dumps({sample.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+                                 if sample.labels else ""): sample.value
+                  for family in text_string_to_metric_families(text) for sample in family.samples}))
+"""
+
+
 def scrape(sandbox, address: str = "127.0.0.1:9153") -> dict[str, float]:
-    """/metrics of the dnsd of the sandbox, fetched from inside the gateway namespace (where it binds)."""
-    code = ("import urllib.request, sys; "
-            f"sys.stdout.write(urllib.request.urlopen('http://{address}/metrics', timeout=5).read().decode())")
-    out = subprocess.run(["ip", "netns", "exec", sandbox.prefix, sys.executable, "-c", code], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    samples = {}
-    for line in out.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    """/metrics of the dnsd of the sandbox, fetched from inside the gateway namespace (where it binds), as
+    {sample name with its labels sorted: value}."""
+    out = subprocess.run(["ip", "netns", "exec", sandbox.prefix, sys.executable, "-c", SCRAPE, address],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return json.loads(out)
 
 
 def test_metrics_names_from_the_gateway_namespace_and_the_hosts_own_name(sandbox):
