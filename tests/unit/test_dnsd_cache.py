@@ -211,3 +211,21 @@ def test_a_kept_answer_is_served_from_the_answerers_memo_until_it_expires(world)
     assert type(answerer.handle(query(query_id=3), "10.0.1.2", "10.0.1.1", True)) is Forward  # TCP: no memo
     clock.now += 60
     assert type(answerer.handle(query(query_id=4), "10.0.1.2", "10.0.1.1", False)) is Forward  # expired
+
+
+def test_the_cache_is_flushed_when_a_networks_or_containers_upstreams_change(new_world):
+    """DnsServer.sync flushes the cache when ``upstreams_changed`` says so; a container coming or going does not."""
+    from dnsd.snapshot import upstreams_changed
+
+    def snapshot(network_dns=("192.0.2.53",), container_dns=(), extra=False):
+        world = new_world()
+        net = world.network("neta", "10.0.1.0/24", "10.0.1.1", dns=network_dns)
+        world.container("web", net, "10.0.1.2", dns=container_dns)
+        if extra:
+            world.container("db", net, "10.0.1.3")
+        return build_snapshot(*world.records())
+
+    base = snapshot()
+    assert not upstreams_changed(base, snapshot(extra=True))
+    assert upstreams_changed(base, snapshot(network_dns=("192.0.2.54",)))
+    assert upstreams_changed(base, snapshot(container_dns=("192.0.2.55",)))
