@@ -437,3 +437,33 @@ async def test_metrics_count_requests_responses_cache_and_upstream_failures(worl
     assert samples['dnsd_request_duration_seconds_count{source="upstream"}'] == 2
     # UDP replies the listener threads sent (4 local, 1 cached) are timed per batch as "local", TCP ones one by one
     assert samples['dnsd_request_duration_seconds_count{source="local"}'] == 6
+
+
+async def test_a_metrics_address_in_use_is_one_clear_error(lan, free_port, tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server = make_server(ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"),
+                                          metrics=("127.0.0.1", port)), lan)
+        try:
+            with pytest.raises(DnsdError, match=f"cannot serve metrics on 127.0.0.1 port {port}: "):
+                await server.start()
+        finally:
+            await server.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", ("127.0.0.1", 9153)), (":9100", ("127.0.0.1", 9100)), ("10.0.0.1", ("10.0.0.1", 9153)),
+    ("10.0.0.1:9100", ("10.0.0.1", 9100)), ("[::1]:9100", ("::1", 9100)), ("::1", ("::1", 9153)),
+])
+def test_metrics_endpoints_parse_with_defaults(text, expected):
+    from dnsd.metrics import parse_endpoint
+    assert parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize("text", ["nowhere:1", "10.0.0.1:0", "10.0.0.1:x", "[::1]x"])
+def test_bad_metrics_endpoints_are_refused(text):
+    from dnsd.metrics import parse_endpoint
+    with pytest.raises(ValueError):
+        parse_endpoint(text)
