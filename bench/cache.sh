@@ -59,41 +59,7 @@ STARTED_PIDS=()
 source "$BENCH_DIR/measure.sh"
 exec {STDOUT_FD}>&1 {STDERR_FD}>&2
 
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    exec 1>&"$STDOUT_FD" 2>&"$STDERR_FD"
-    set +e
-    trap - EXIT ERR
-    trap '' INT TERM
-    log "tearing down $PREFIX*"
-    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-    [ -d "$STATE" ] && timeout 300 env NETCORE_NETNS="$GWNS" NETCORE_STATE_DIR="$STATE" \
-        PYTHONPATH="$REPO" python3 -m netcore purge >/dev/null 2>&1
-    local dnsd_pid
-    dnsd_pid=$(cat "$STATE/dnsd.pid" 2>/dev/null) || dnsd_pid=
-    if [ -n "$dnsd_pid" ] && tr '\0' ' ' <"/proc/$dnsd_pid/cmdline" 2>/dev/null | grep -qF -- "$STATE"; then
-        stop_pid "$dnsd_pid"
-    fi
-    local ns
-    for ns in $(ip netns list | awk '{print $1}'); do
-        case $ns in "$PREFIX"*) ip netns delete "$ns" ;; esac
-    done
-    rm -rf "/etc/netns/$GWNS" "/etc/netns/$GWNS-"*
-    [ "$ETC_NETNS_EXISTED" -eq 1 ] || rmdir /etc/netns 2>/dev/null
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+set_traps sandbox_cleanup
 
 netcore() {
     NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} python3 -m netcore "$@"
@@ -101,13 +67,6 @@ netcore() {
 setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
 cache_py() { python3 "$BENCH_DIR/cache_setup.py" "$@"; }
 record() { echo "$1=$2" >>"$VALUES"; }
-find_aardvark() {
-    local path
-    for path in /usr/libexec/podman/aardvark-dns /usr/lib/podman/aardvark-dns; do
-        [ -x "$path" ] && { echo "$path"; return 0; }
-    done
-    command -v aardvark-dns || true
-}
 wait_answering() {  # server name
     ip netns exec "$C0NS" python3 "$BENCH_DIR/dns_setup.py" probe --server "$1" --name "$2" --timeout 15
 }
