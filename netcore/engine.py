@@ -234,8 +234,8 @@ class Engine:
         except PortError as err:
             self.warnings.append(str(err))
         self.ports.release(gone)
-        if not wanted and held:
-            self.ports.stop()
+        if not wanted:
+            self.ports.stop()  # nothing to hold: no holder process (no error when there is none)
         self._firewall_generation = generation
 
     def reload_firewall(self) -> None:
