@@ -43,6 +43,7 @@ from collections.abc import Iterator
 
 from .aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
+    INTERNAL_SUFFIX,
     PID_FILE,
     ContainerEntry,
     is_config_file,
@@ -140,10 +141,16 @@ class AardvarkRecords:
         if not self._changed.is_set():
             return
         self._changed.clear()  # before reading: a SIGHUP during the read brings another read
-        configs, problems = parse_config_dir(read_directory(self.directory))
+        files = read_directory(self.directory)
+        configs, problems = parse_config_dir(files)
         for problem in problems:
             log.warning("%s", problem)
-        self.network_count = len(configs)
+        self.network_count = len(files)  # a file caught mid-rewrite still counts: netavark removes the last one
+        parsed = {config.name for config in configs}
+        for before in self._configs:  # netavark rewrites a file in place (truncate, write): keep what it said
+            if before.name not in parsed and any(_network_name(name) == before.name for name in files):
+                configs.append(before)
+        configs.sort(key=lambda config: config.name)
         if configs == self._configs:
             return
         entries = _entries_by_container(configs)
@@ -156,6 +163,10 @@ class AardvarkRecords:
         self._networks, self._attached = networks, {container.id: (container, endpoints)
                                                     for container, endpoints in attached}
         self._generation += 1
+
+
+def _network_name(file_name: str) -> str:
+    return file_name[:-len(INTERNAL_SUFFIX)] if file_name.endswith(INTERNAL_SUFFIX) else file_name
 
 
 def _without_containers(config) -> tuple:

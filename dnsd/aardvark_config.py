@@ -15,7 +15,11 @@ after the network; netavark 2.x names the file of an internal network
 
 aardvark-dns drops a whole file over one bad line. Here a bad container line
 is one ``ConfigProblem`` and is skipped, the rest of the file is served; a bad
-first line skips the file (it names no address to listen on).
+first line skips the file (it names no address to listen on). netavark ends
+every line with a newline, and rewrites a file in place (truncate, then
+write) when a container leaves: a last line without its newline is one being
+written, and is skipped too (``dnsd.aardvark`` keeps serving a network whose
+file it caught empty or half-written as it was).
 
 The records: a ``netcore.model.Network`` per file (internal ones marked, the
 gateways as its gateway addresses, its upstreams as its ``dns``), and per
@@ -89,9 +93,12 @@ def parse_network_file(file_name: str, text: str) -> tuple[NetworkConfig | None,
     """One network's file → its config (None if the first line is unusable) and the problems of skipped lines."""
     internal = file_name.endswith(INTERNAL_SUFFIX)
     name = file_name[:-len(INTERNAL_SUFFIX)] if internal else file_name
-    lines = [(number, line) for number, line in enumerate(text.split("\n"), 1) if line]
+    *complete, unfinished = text.split("\n")  # netavark ends every line with one: a last line without is
+    problems = [ConfigProblem(file_name, len(complete) + 1, "no newline at its end (still being written?)")
+                ] if unfinished else []  # being written, and comes whole with netavark's next SIGHUP
+    lines = [(number, line) for number, line in enumerate(complete, 1) if line]
     if not lines:
-        return None, [ConfigProblem(file_name, 0, "empty file, no gateway address")]
+        return None, [*problems, ConfigProblem(file_name, 0, "no complete first line, no gateway address")]
     number, first = lines[0]
     fields = first.split(" ")
     try:
@@ -102,8 +109,8 @@ def parse_network_file(file_name: str, text: str) -> tuple[NetworkConfig | None,
         if not gateways:
             raise ValueError("no gateway address")
     except ValueError as err:
-        return None, [ConfigProblem(file_name, number, f"bad first line ({err})")]
-    containers, problems = [], []
+        return None, [ConfigProblem(file_name, number, f"bad first line ({err})"), *problems]
+    containers = []
     for number, line in lines[1:]:
         try:
             containers.append(parse_container_line(line))
