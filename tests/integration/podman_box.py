@@ -47,6 +47,9 @@ def unavailable() -> str | None:
     for path in (NETAVARK, AARDVARK):
         if not os.access(path, os.X_OK):
             return f"{path} is missing (apt-get install netavark aardvark-dns)"
+    with open(shutil.which("busybox") or "/bin/busybox", "rb") as busybox:
+        if b"ld-linux" in busybox.read(4096):  # a dynamic one has an interpreter: it cannot run alone in the image
+            return "busybox is dynamically linked (apt-get install busybox-static)"
     return None
 
 
