@@ -41,6 +41,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from .__main__ import _port  # dnsd's own port argument: one rule, one error wording
 from .aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
     INTERNAL_SUFFIX,
@@ -82,16 +83,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.config:
         parser.error("run needs --config DIR")
     return args
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise ValueError
-    return value
-
-
-_port.__name__ = "port (1 to 65535)"
 
 
 class AardvarkRecords:
