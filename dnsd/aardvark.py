@@ -112,10 +112,12 @@ class AardvarkRecords:
         self._changed.set()
 
     def generation(self) -> int:
+        """The count of reads that found the records changed (the directory is read first if marked)."""
         self._read_if_changed()
         return self._generation
 
     def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """The generation now, and the container IDs changed since ``generation`` (None: build anew)."""
         self._read_if_changed()
         if generation == self._generation:
             return generation, set()
@@ -123,9 +125,11 @@ class AardvarkRecords:
 
     @contextlib.contextmanager
     def dns_records(self) -> Iterator[tuple[list, Iterator]]:
+        """Every network, and every container with its endpoints, as of the last read."""
         yield list(self._networks), iter(list(self._attached.values()))
 
     def container_records(self, ids: set[str]) -> list:
+        """The containers among ``ids`` that the last read found, each with its endpoints."""
         return [self._attached[container_id] for container_id in ids if container_id in self._attached]
 
     def _read_if_changed(self) -> None:
@@ -228,8 +232,9 @@ async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | 
         except Exception as err:  # noqa: BLE001 - a directory that cannot be read now; the next SIGHUP retries
             log.error("reload failed: %s", err)
             return
-        if records.network_count == 0:
+        if records.network_count == 0:  # its listeners are closed by now (the sync above)
             log.info("no network left, stopping")
+            remove_pid_file(records.directory)  # first, as aardvark-dns: the next network gets a new server
             server.request_stop()
 
     def on_hangup() -> None:
@@ -296,6 +301,9 @@ def run(directory: str, port: int, search_domain: str) -> int:
             return 0 if ready.read(1) == b"1" else 1
     os.close(read_end)
     status = 1
+    # netavark may signal as soon as the pid file exists; until the event loop takes SIGHUP over, one is
+    # harmless to ignore: the first read of the directory comes after it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         _setup_logging()
         write_pid_file(directory)

@@ -11,7 +11,7 @@ Podman runs under ``nsenter`` into both namespaces. Every container and
 network is named with the box's prefix and removed in ``close``, as are the
 namespaces, the processes it started and the image it imported.
 
-Used by tests/integration/test_podman.py and bench/podman.sh (via ``python3 -m``-less import).
+Used by tests/integration/test_podman.py and bench/podman.py.
 """
 
 from __future__ import annotations
