@@ -201,11 +201,11 @@ class PodmanBox:
             self.started_servers.add(pid)
 
     def query(self, name: str, server: str, qtype: str = "A", source_netns: str | None = None,
-              timeout: float = 2.0):
+              timeout: float = 2.0, family: int = socket.AF_INET):
         """One UDP query from the sandbox namespace (or ``source_netns``'s path) → dnslib.DNSRecord, or None."""
         from dnslib import DNSRecord
 
-        with self.socket(source_netns) as sock:
+        with self.socket(source_netns, family) as sock:
             sock.settimeout(timeout)
             sock.sendto(DNSRecord.question(name, qtype).pack(), (server, 53))
             try:
@@ -213,12 +213,12 @@ class PodmanBox:
             except TimeoutError:
                 return None
 
-    def socket(self, source_netns: str | None = None) -> socket.socket:
+    def socket(self, source_netns: str | None = None, family: int = socket.AF_INET) -> socket.socket:
         """A UDP socket that lives in the sandbox namespace (or the namespace at ``source_netns``)."""
         from netcore.linux import entered_netns
 
         with entered_netns(source_netns or self.netns_path):
-            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            return socket.socket(family, socket.SOCK_DGRAM)
 
     # -- teardown ---------------------------------------------------------------
 

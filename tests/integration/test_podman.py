@@ -10,7 +10,9 @@ tests that change containers make their own.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import threading
 import time
 
@@ -118,6 +120,20 @@ def test_a_container_on_two_networks_resolves_both(world):
     assert addresses(world.ask(world.m, world.b1, world.gw_a)) == [b1]
     assert addresses(world.ask(world.m, world.a1, world.gw_b)) == [a1]
     assert world.ask(world.a1, world.b1, world.gw_a).header.rcode == NXDOMAIN  # a1 is not on b
+
+
+def test_an_ipv6_network_answers_aaaa_through_its_ipv6_gateway(world):
+    box = world.box
+    network = box.network_create("six", "--ipv6")
+    asker, target = box.run("v6a", network), box.run("v6b", network)
+    info = json.loads(box.podman("network", "inspect", network).stdout)[0]
+    gateway6 = next(subnet["gateway"] for subnet in info["subnets"] if ":" in subnet["gateway"])
+    address6 = box.podman("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").GlobalIPv6Address}}}}',
+                          target).stdout.strip()
+    reply = box.query(target, gateway6, "AAAA", source_netns=box.container_netns(asker), family=socket.AF_INET6)
+    assert addresses(reply) == [address6]
+    box.podman("rm", "-f", "-t", "0", asker, target)
+    box.podman("network", "rm", network)
 
 
 def test_reverse_lookup_names_the_container(world):
