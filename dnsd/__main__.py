@@ -250,6 +250,9 @@ def _run(coroutine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
+        from .aardvark import print_helper_dir
+        return print_helper_dir()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
     try:

@@ -474,7 +474,7 @@ class _NetworkNames:
     def __init__(self, network: Network):
         self.network = network
         self.wire_name = encode_name(network.name.lower())  # keys are folded as questions are (moby/moby#28689)
-        self.gateways = tuple(normalize_address(gateway) for gateway in (network.gateway, network.gateway6) if gateway)
+        self.gateways = tuple(normalize_address(address) for address in network.dns_addresses)  # its listeners
         self.crowded: dict[bytes, list[Entry]] = {}  # name -> its contributions, for names with two or more
         self.view = _View((self,), {})  # this network alone: what its listeners answer
         self.views = {self.view}  # every view this network is part of

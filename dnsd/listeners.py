@@ -3,7 +3,7 @@
 The registry is diffed against the addresses of every new snapshot, so one
 network's listener comes or goes without touching the others. An address that
 cannot be bound is kept with the reason, one line naming what holds it
-(``dnsd.holders``), and tried again at the next reconcile.
+(``netcore.holders``), and tried again at the next reconcile.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 
+from netcore.holders import describe_holders
+
 from .answer import Forward
-from .holders import describe_holders
 from .stats import Stats
 from .udp import DatagramBatch, serve as serve_datagrams
 
@@ -95,7 +96,7 @@ class Listeners:
             await self._open.pop(address).close()
 
     async def _bind_failure(self, address: str, err: OSError) -> str:
-        """One line on why ``address`` cannot be served; for EADDRINUSE it names the holder (see dnsd.holders)."""
+        """One line on why ``address`` cannot be served; for EADDRINUSE it names the holder (see netcore.holders)."""
         where = f"cannot listen on {address} port {self.port}"
         if err.errno != errno.EADDRINUSE:
             return f"{where}: {os.strerror(err.errno) if err.errno else err}"

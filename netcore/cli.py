@@ -1,5 +1,5 @@
 """The Docker-like command line: `netcore network create/ls/inspect/rm/connect/disconnect`, `run`, `exec`, `rm`,
-`ps`, `inspect`, `up`, `down`, `purge`.
+`ps`, `inspect`, `port`, `up`, `down`, `purge`, `firewall-reload`.
 
 A thin shell: parse arguments, check privileges, call one handler per
 subcommand, which calls the engine and prints. A usage error is one line and
@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from . import topology, views
+from . import ports, topology, views
 from .engine import Engine, missing_capabilities
-from .errors import NetcoreError
+from .errors import NetcoreError, NotFound
 from .nft_apply import NftablesFirewall
 
 DEFAULT_STATE_DIR = "/var/lib/netcore"
@@ -31,6 +31,20 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _publish(text: str) -> ports.PublishSpec:
+    try:
+        return ports.parse_publish(text)
+    except ports.PublishError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _port_filter(text: str) -> tuple[int, str]:
+    try:
+        return ports.parse_port_filter(text)
+    except ports.PublishError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -85,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ip")
     run.add_argument("--hostname")
     run.add_argument("--dns", action="append", default=[], metavar="IP[:PORT]")
+    run.add_argument("-p", "--publish", action="append", default=[], type=_publish,
+                     metavar="[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO]",
+                     help="publish a container port on the host (Docker's grammar; repeatable)")
     run.add_argument("-d", "--detach", action="store_true",
                      help="accepted for Docker habits; a sandbox needs no process")
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...] to run inside once created")
@@ -98,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("-q", "--quiet", action="store_true", help="only IDs")
     inspect = commands.add_parser("inspect", help="print containers as JSON")
     inspect.add_argument("names", nargs="+", metavar="CONTAINER")
+    port = commands.add_parser("port", help="list a container's published ports, or where one port is published")
+    port.add_argument("container", metavar="CONTAINER")
+    port.add_argument("port", nargs="?", type=_port_filter, metavar="PORT[/PROTO]")
     for verb, text in (("up", "create what a YAML topology declares"), ("down", "remove what it declares")):
         sub = commands.add_parser(verb, help=text)
         sub.add_argument("-f", "--file", required=True)
@@ -162,7 +182,7 @@ def network_disconnect(engine: Engine, args: argparse.Namespace, out: TextIO) ->
 
 
 def run(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    container = engine.run(args.name, args.net, args.aliases, args.ip, args.hostname, args.dns)
+    container = engine.run(args.name, args.net, args.aliases, args.ip, args.hostname, args.dns, args.publish)
     command = _command(args.cmd)
     if command:
         return engine.exec_in(container.id, command)
@@ -187,15 +207,22 @@ def ps(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
         for c in containers:
             print(c.id[:12], file=out)
         return 0
-    networks = {n.id: n.name for n in store.networks()}
+    networks = {n.id: n for n in store.networks()}
     rows = []
     for c in containers:
         endpoints = store.endpoints_of_container(c.id)
-        nets = ",".join(networks[e.network_id] for e in endpoints) or c.mode
+        nets = ",".join(networks[e.network_id].name for e in endpoints) or c.mode
         addresses = ",".join(e.ipv4 for e in endpoints if e.ipv4)
-        rows.append([c.id[:12], c.name, nets, addresses])
-    print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES"], rows), file=out)
+        published = views.ports_column(store.ports_of_container(c.id), _published_ipv6(endpoints, networks))
+        rows.append([c.id[:12], c.name, nets, addresses, published])
+    print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES", "PORTS"], rows), file=out)
     return 0
+
+
+def _published_ipv6(endpoints, networks) -> bool:
+    """Whether a container's ports are published over IPv6 too: its target network has IPv6."""
+    target = ports.target_endpoint(endpoints, networks)
+    return target is not None and target.ipv6 is not None
 
 
 def inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
@@ -205,8 +232,32 @@ def inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
         container = store.container(ref)
         attached = [(store.network(e.network_id), e) for e in store.endpoints_of_container(container.id)]
         peer = store.container(container.peer) if container.peer else None
-        documents.append(views.container_document(container, attached, peer))
+        networks = {n.id: n for n, _ in attached}
+        published = (store.ports_of_container(container.id),
+                     _published_ipv6([e for _, e in attached], networks))
+        documents.append(views.container_document(container, attached, peer, published))
     print(json.dumps(documents, indent=4), file=out)
+    return 0
+
+
+def port(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    """Docker's `port`: every published port as ``80/tcp -> 0.0.0.0:8080``, or with PORT[/PROTO] the host
+    addresses of that one (NotFound, exit 1, when it is not published)."""
+    store = engine.store
+    container = store.container(args.container)
+    endpoints = store.endpoints_of_container(container.id)
+    bindings = store.ports_of_container(container.id)
+    ipv6 = _published_ipv6(endpoints, {n.id: n for n in store.networks()})
+    if args.port is None:
+        for line in ports.port_lines(bindings, ipv6):
+            print(line, file=out)
+        return 0
+    number, protocol = args.port
+    chosen = [b for b in bindings if (b.container_port, b.protocol) == (number, protocol)]
+    if not chosen:
+        raise NotFound(f"no public port '{ports.port_key(protocol, number)}' published for {container.name}")
+    for line in ports.port_lines(chosen, ipv6):
+        print(line.partition(" -> ")[2], file=out)
     return 0
 
 
@@ -244,10 +295,11 @@ def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
 HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int]] = {
     "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
-    "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "up": up, "down": down, "purge": purge,
+    "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "port": port, "up": up, "down": down,
+    "purge": purge,
     "firewall-reload": firewall_reload, "host-dns": host_dns,
 }
-READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "exec"})  # they re-assert the firewall
+READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec"})  # they re-assert the firewall
 
 
 def command_name(args: argparse.Namespace) -> str:

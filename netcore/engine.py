@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
-from . import drivers, ipam, sandbox
+from . import drivers, ipam, ports, sandbox
 from .clock import Clock, SystemClock
 from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
@@ -48,9 +48,12 @@ from .model import (
     Container,
     Endpoint,
     Network,
+    PortBinding,
     parse_dns_server,
     removal_order,
 )
+from .port_holder import HostPorts, PortError
+from .ports import HostPort, PublishSpec
 from .store import Store
 
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)
@@ -93,6 +96,11 @@ def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
     return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
 
 
+def _show_host(host_ip: str) -> str:
+    """A binding's host address as Docker's messages show it: every address is ``0.0.0.0``."""
+    return f"[{host_ip}]" if ":" in host_ip else host_ip or "0.0.0.0"
+
+
 def _is_plain_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -107,15 +115,17 @@ class Engine:
     What it acts on is given, with the real ones as defaults: ``kernel``
     (netcore.kernel.Kernel: namespaces, links, addresses, /etc/netns files),
     ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
-    (netcore.clock.Clock: creation times, the boot ID) and ``firewall``
+    (netcore.clock.Clock: creation times, the boot ID), ``firewall``
     (netcore.firewall.Firewall: NoFirewall by default; the CLI passes
-    netcore.nft_apply.NftablesFirewall). Unit tests pass in-memory ones.
+    netcore.nft_apply.NftablesFirewall) and ``ports`` (netcore.port_holder.HostPorts:
+    binds and holds published host ports). Unit tests pass in-memory ones.
     Checks no privilege (the CLI does, ``missing_capabilities``);
     NetcoreError for a bad namespace name.
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
-                 dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None):
+                 dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None,
+                 ports: HostPorts | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         self.kernel: Kernel = kernel if kernel is not None else LinuxKernel(namespace)
@@ -126,6 +136,7 @@ class Engine:
         self.ns_prefix = f"{namespace or 'netcore'}-"
         self.store = Store.open(state_dir)
         self.dnsd = dnsd if dnsd is not None else DnsdControl(state_dir, namespace)
+        self.ports = ports if ports is not None else HostPorts(state_dir, namespace)
         self.host_resolver = HostResolver(state_dir, namespace)  # the host's resolver, if pointed at dnsd
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
@@ -188,8 +199,17 @@ class Engine:
             raise NetcoreError(f"firewall not applied: {err}; the change itself is done and the next "
                                "command applies the firewall again") from None
 
-    def _apply_firewall(self, force: bool = False) -> None:
-        """Apply the desired firewall state; its notices go to ``notices``; NetcoreError (one line) on failure.
+    def _apply_firewall(self, force: bool = False, container_id: str | None = None) -> None:
+        """Apply what the store calls for beyond the kernel objects: the published host ports held, the
+        firewall, stale conntrack entries of changed UDP mappings cleared. Notices go to ``notices``;
+        NetcoreError (one line) on failure.
+
+        Ports first (a port that cannot be bound fails before the firewall maps it), then the firewall,
+        then what follows from it: conntrack entries of added and removed UDP/SCTP mappings are deleted
+        once the new rules are live (deleted earlier, a packet in between would make a new stale one),
+        and the ports no longer published are released. A port of container ``container_id`` that cannot
+        be held raises (the action that published it is taken back); one of another container (the port
+        holder was killed and a host process took the port meanwhile) is a warning.
 
         Once this engine applied the state of a store generation, the same generation is not derived and
         applied again (an action that applied before returning, then the frame around it).
@@ -197,11 +217,28 @@ class Engine:
         generation = self.store.generation()
         if generation == self._firewall_generation:
             return
-        desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints())
+        desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints(),
+                                   self.store.ports())
+        wanted = {mapping.held: mapping for mapping in desired.ports}
+        held = self.ports.held()
+        added = set(wanted) - held
+        for port, reason in self.ports.hold(added).items():
+            if wanted[port].container_id == container_id:
+                raise PortError(reason)
+            self.warnings.append(f"published port {port} of container {wanted[port].container} is not held: "
+                                 f"{reason}; the mapping works, but that process will see none of its packets")
         try:
             self.notices += self.firewall.apply(desired, force) or ()
         except Exception as err:  # noqa: BLE001  (whatever the firewall raises, the user reads one line)
             raise NetcoreError(" ".join(str(err).split()) or type(err).__name__) from None
+        gone = held - set(wanted)
+        try:
+            self.ports.forget(port for port in added | gone if port.protocol != "tcp")
+        except PortError as err:
+            self.warnings.append(str(err))
+        self.ports.release(gone)
+        if not wanted:
+            self.ports.stop()  # nothing to hold: no holder process (no error when there is none)
         self._firewall_generation = generation
 
     def reload_firewall(self) -> None:
@@ -261,12 +298,13 @@ class Engine:
         self.dnsd.stop()
         return {}
 
-    def _confirm(self, network: Network, undo, failure: str) -> None:
+    def _confirm(self, network: Network, undo, failure: str, container_id: str | None = None) -> None:
         """What an action that adds to ``network`` derives must follow, or the action is taken back.
 
         Syncs dnsd (issue 11, item 4: dnsd must listen on the network's gateway) and
-        applies the firewall (issue 13: nft must take the new ruleset). If dnsd reports
-        the gateway address(es) down, or the firewall refuses, runs ``undo`` (which takes
+        applies the firewall (issue 13: nft must take the new ruleset), holding the published
+        ports of container ``container_id`` (issue 14: a host port in use fails the run). If dnsd reports
+        the gateway address(es) down, a port cannot be held, or the firewall refuses, runs ``undo`` (which takes
         back what the action built, store rows included), syncs and applies again (the
         old ruleset is still live: nft applies all or nothing), and raises NetcoreError
         ``FAILURE: dnsd cannot listen on ADDRESS port 53: ..., held by NAME (pid PID, ...)``
@@ -275,12 +313,12 @@ class Engine:
         reason = None
         if network.dns_enabled:
             down = self.sync_dns()
-            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            reasons = [down[a] for a in network.dns_addresses if a in down]
             if reasons:
                 reason = f"dnsd {'; '.join(reasons)}"
         if reason is None:
             try:
-                self._apply_firewall(force=True)
+                self._apply_firewall(force=True, container_id=container_id)
                 return
             except NetcoreError as err:
                 reason = str(err)
@@ -295,7 +333,7 @@ class Engine:
         if not down:
             return
         for network in self.store.networks():
-            reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+            reasons = [down[a] for a in network.dns_addresses if a in down]
             if reasons:
                 self.warnings.append(f"network {network.name} has no DNS: dnsd {'; '.join(reasons)}")
 
@@ -353,6 +391,7 @@ class Engine:
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
                     labels=dict(labels or {}), driver=network_driver.name, state=STATE_CREATING,
                     created=self.clock.now())
+                network = network_driver.plan_network(network, self.store.networks(), self.kernel.links())
                 self.store.insert(network)
             self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
@@ -417,7 +456,13 @@ class Engine:
     # -- containers -----------------------------------------------------------
 
     def run(self, name: str | None = None, net: str | None = None, aliases: list[str] = (),
-            ip: str | None = None, hostname: str | None = None, dns: list[str] = ()) -> Container:
+            ip: str | None = None, hostname: str | None = None, dns: list[str] = (),
+            publish: list[PublishSpec] = ()) -> Container:
+        """Create a container on network ``net`` (default: the default bridge; or ``host``, ``none``,
+        ``container:NAME``) with its first endpoint, and publish ``publish`` (netcore.ports.parse_publish)
+        on the host. NetcoreError (one line, nothing changed) for a bad name, a taken name, address or host
+        port (``Bind for 0.0.0.0:8080 failed: port is already allocated ...``), or -p without a network
+        that can be reached (host, none, container: modes; an internal network)."""
         if name is not None:
             validate_name(name, "container")
         for alias in aliases:
@@ -429,6 +474,11 @@ class Engine:
         mode, peer_ref = self._network_mode(net)
         if mode != MODE_BRIDGE and (aliases or ip):
             raise NetcoreError(f"--net-alias and --ip need a bridge network, not --net {net}")
+        if mode != MODE_BRIDGE and publish:
+            raise NetcoreError(f"-p needs a bridge network, not --net {net}: "
+                               + ("the container uses the host's ports directly" if mode == MODE_HOST else
+                                  "its ports are published by the container whose namespace it shares"
+                                  if mode == MODE_CONTAINER else "it has no network to publish from"))
         with self.action():
             with self.store.transaction():
                 name = name or self._generate_name()
@@ -450,6 +500,7 @@ class Engine:
                 if mode == MODE_BRIDGE:
                     network = self.store.network(net or DEFAULT_BRIDGE)
                     endpoints.append(self._plan_endpoint(container, network, aliases, ip))
+                    self._plan_ports(container, network, publish)
             self._build(container, lambda: self._build_container(container, endpoints),
                         lambda: self._drop_container(container))
             container = replace(container, state=STATE_RUNNING)
@@ -458,8 +509,71 @@ class Engine:
                 self._mark_removing([container])
                 self._drop_container(container)
             for endpoint in endpoints:
-                self._confirm(self.store.network(endpoint.network_id), undo, f"container {name} not created")
+                self._confirm(self.store.network(endpoint.network_id), undo, f"container {name} not created",
+                              container.id)
             return container
+
+    def _plan_ports(self, container: Container, network: Network, publish: list[PublishSpec]) -> None:
+        """Choose a host port for each container port of ``publish`` and record the bindings (inside the
+        transaction that records the container). Each port is checked free in the store (netcore.ports
+        .conflict: every address collides with each one) and bindable in the gateway namespace now; a
+        fixed port that is not is one line, a range or an ephemeral request takes the next that is."""
+        if not publish:
+            return
+        if network.internal:
+            raise NetcoreError(f"-p needs a network that is not internal: nothing outside network {network.name} "
+                               "reaches its containers (--internal)")
+        if not network.routed_by_gateway:  # Docker ignores -p there; one line says so instead
+            raise NetcoreError(f"-p needs a bridge network: a container on {network.driver} network {network.name} "
+                               "is reached on its own address on the LAN, not through the host")
+        taken = self.store.ports()
+        local_range = None
+        for spec in publish:
+            for request in spec.requests():
+                fixed = request.host_ports is not None and request.host_ports[0] == request.host_ports[1]
+                if request.host_ports is None:
+                    if local_range is None:
+                        local_range = self.ports.local_range()
+                    meta = f"ports.last.{request.protocol}"
+                    last = self.store.meta(meta)
+                    candidates = ports.ephemeral_candidates(*local_range, int(last) if last else None)
+                    where = f"an ephemeral port ({local_range[0][0]}-{local_range[0][1]})"
+                else:
+                    first, end = request.host_ports
+                    candidates = iter(range(first, end + 1))
+                    where = f"port {first}" if first == end else f"ports {first}-{end}"
+                binding = self._free_port(container, network, request, candidates, taken, fixed)
+                if binding is None:
+                    raise Conflict(f"no free host port for {ports.port_key(request.protocol, request.container_port)}"
+                                   f" of container {container.name} among {where}")
+                if request.host_ports is None:
+                    self.store.set_meta(meta, str(binding.host_port))
+                taken.append(binding)
+                self.store.insert(binding)
+
+    def _free_port(self, container: Container, network: Network, request: ports.PortRequest, candidates,
+                   taken: list[PortBinding], fixed: bool) -> PortBinding | None:
+        """The binding of ``request`` to the first of ``candidates`` free in ``taken`` and in the kernel, or
+        None; a ``fixed`` port that is taken raises Conflict (by a container) or PortError (by a process)."""
+        addresses = [request.host_ip] if request.host_ip else ["0.0.0.0", "::"] if network.subnet6 else ["0.0.0.0"]
+        for port in candidates:
+            other = ports.conflict(request.protocol, request.host_ip, port, taken)
+            if other is not None:
+                if fixed:
+                    owner = "container " + (self.store.find_container_by_id(other.container_id) or container).name
+                    raise Conflict(f"Bind for {_show_host(request.host_ip)}:{port} failed: port is already "
+                                   f"allocated ({request.protocol}, published by {owner})")
+                continue
+            try:
+                for address in addresses:
+                    self.ports.check(HostPort(request.protocol, address, port))
+            except PortError:
+                if fixed:
+                    raise
+                continue
+            return PortBinding(container.id, request.protocol, request.container_port, request.host_ip, port,
+                               request.requested)
+        return None
 
     @staticmethod
     def _network_mode(net: str | None) -> tuple[str, str | None]:
@@ -489,7 +603,7 @@ class Engine:
         used_ifnames = {e.ifname for e in self.store.endpoints_of_container(container.id)}
         ifname = next(f"eth{i}" for i in range(len(used_ifnames) + 1) if f"eth{i}" not in used_ifnames)
         subnet = ipaddress.ip_network(network.subnet)
-        taken = self.store.addresses_on_network(network.id)
+        taken = [*self.store.addresses_on_network(network.id), *network.reserved_addresses]
         address = ipam.allocate_address(subnet, ipaddress.ip_address(network.gateway), taken,
                                         ipaddress.ip_network(network.ip_range) if network.ip_range else None, ip)
         address6 = None
@@ -530,7 +644,9 @@ class Engine:
 
     def _teardown_endpoint(self, endpoint: Endpoint) -> None:
         network = self.store.network(endpoint.network_id)
-        drivers.get(network.driver).teardown_endpoint(self.kernel, network, endpoint)
+        container = self.store.find_container_by_id(endpoint.container_id)
+        netns = container.netns if container else ""
+        drivers.get(network.driver).teardown_endpoint(self.kernel, network, netns, endpoint)
 
     def _configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
         self.kernel.configure_container_interface(
@@ -544,7 +660,7 @@ class Engine:
             return  # host and container: modes use the namespace's owner's files
         endpoints = self.store.endpoints_of_container(container.id)
         networks = [self.store.network(e.network_id) for e in endpoints]
-        nameservers = [n.gateway for n in networks if n.dns_enabled]
+        nameservers = [n.dns_addresses[0] for n in networks if n.dns_addresses]
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
         addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
@@ -571,6 +687,7 @@ class Engine:
         with self.store.transaction():
             for endpoint in endpoints:
                 self.store.delete(endpoint)
+            self.store.delete_ports(container)
             self.store.delete(container)
         return [*dropped, container]
 
@@ -733,7 +850,11 @@ class Engine:
         links = self.kernel.links()
         for network in networks.values():
             if any(name not in links for name in drivers.get(network.driver).network_links(network)):
-                self._build_network(network)
+                try:
+                    self._build_network(network)
+                except NetcoreError as err:  # e.g. a macvlan parent that is gone: the other networks still work
+                    notes.append(f"could not rebuild network {network.name}: {err}")
+                    continue
                 notes.append(f"recreated missing bridge {network.bridge} of network {network.name}")
         ports = {name for n in networks.values() for name in drivers.get(n.driver).ports(n, links)}
         known = {name for e in self.store.endpoints()
@@ -796,6 +917,7 @@ class Engine:
             for network in networks:
                 attempt(f"network {network.name}", lambda n=network: self._drop_network(n))
             attempt("firewall", self.apply_firewall)
+            attempt("port holder", self.ports.stop)
             for namespace in self.kernel.list_namespaces():
                 if namespace.startswith(self.ns_prefix):
                     attempt(f"namespace {namespace}", lambda ns=namespace: (self.kernel.delete_namespace(ns),

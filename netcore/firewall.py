@@ -2,10 +2,10 @@
 
 ``desired_state`` derives it from the store's records alone (pure): per
 network its bridge, subnets and the switches a firewall enforces (internal,
-ICC, masquerading), per endpoint its veth and addresses. A ``Firewall`` makes
-the kernel match it whole each time (the state, not a delta), so a failed or
-missed apply is repaired by the next one. Today netcore has ``NoFirewall``;
-nftables goes behind the same ``apply`` without touching the engine.
+ICC, masquerading), and per published port (``run -p``) where it leads
+(netcore.ports.Mapping). A ``Firewall`` makes the kernel match it whole each
+time (the state, not a delta), so a failed or missed apply is repaired by the
+next one: ``NoFirewall`` for tests, netcore.nft_apply.NftablesFirewall for real.
 
 What a failed apply means (``Engine.apply_firewall``): the action it ends is
 recorded and built and stays so (the store is the truth and the firewall is
@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network
+from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
+from .ports import Mapping, mappings
 
 SHORT_ID = 12  # hex digits of a network's ID that name its firewall chains (Docker's short ID)
 
@@ -29,15 +30,20 @@ class NetworkRules:
     """What the firewall enforces for one network (``netcore.nftables`` renders it).
 
     ``id``: hex, at least 12 digits; ``name``: Docker's name rule; ``bridge``:
-    the network's device in the gateway namespace; ``subnet``/``subnet6``:
-    CIDRs (either may be None, not both); ``gateway``/``gateway6``: the
-    addresses dnsd listens on, used when ``dns``; ``internal``: no traffic
+    the network's device in the gateway namespace (macvlan/ipvlan: the shim);
+    ``subnet``/``subnet6``: CIDRs (either may be None, not both);
+    ``gateway``/``gateway6``: the addresses dnsd listens on
+    (``Network.dns_addresses``: a bridge's gateway, a macvlan network's shim
+    address), used when ``dns``; ``internal``: no traffic
     leaves the subnets (Docker's ``--internal``); ``icc``: containers may reach
     each other across the bridge (``com.docker.network.bridge.enable_icc``);
     ``masquerade``: outgoing traffic is NATed to the gateway namespace's
     address (``com.docker.network.bridge.enable_ip_masquerade``, never for an
     internal network); ``dns``: dnsd serves it (every network but the default
-    bridge).
+    bridge, and macvlan networks without a shim); ``routed``: its containers'
+    traffic crosses the gateway namespace (bridges; not macvlan and ipvlan,
+    whose containers sit on the parent's LAN: only dnsd's port on the shim is
+    theirs here).
     """
 
     id: str
@@ -51,14 +57,17 @@ class NetworkRules:
     icc: bool = True
     masquerade: bool = True
     dns: bool = True
+    routed: bool = True
 
     @classmethod
     def from_network(cls, network: Network) -> NetworkRules:
         """The firewall's view of a stored network."""
+        listen4 = next((a for a in network.dns_addresses if ":" not in a), None)
+        listen6 = next((a for a in network.dns_addresses if ":" in a), None)
         return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
-                   gateway=network.gateway, subnet6=network.subnet6, gateway6=network.gateway6,
+                   gateway=listen4, subnet6=network.subnet6, gateway6=listen6,
                    internal=network.internal, icc=network.icc, masquerade=network.masquerade,
-                   dns=network.dns_enabled)
+                   dns=bool(network.dns_addresses), routed=network.routed_by_gateway)
 
     @property
     def short_id(self) -> str:
@@ -67,42 +76,26 @@ class NetworkRules:
 
 
 @dataclass(frozen=True)
-class EndpointRules:
-    """One container's interface on one network: its veth on the bridge and its addresses (IPv4 first)."""
-
-    network_id: str
-    container_id: str
-    container: str  # the container's name, for rule comments
-    host_ifname: str
-    addresses: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class FirewallState:
     """Everything the firewall should hold, in the store's order; empty when nothing is running.
 
-    ``dns_port``: where dnsd listens on each gateway address.
+    ``ports``: the published ports, each as it maps in one address family; ``dns_port``: where dnsd
+    listens on each gateway address.
     """
 
     networks: tuple[NetworkRules, ...] = ()
-    endpoints: tuple[EndpointRules, ...] = ()
+    ports: tuple[Mapping, ...] = ()
     dns_port: int = DNS_PORT
 
 
-def desired_state(networks: Iterable[Network], containers: Iterable[Container],
-                  endpoints: Iterable[Endpoint]) -> FirewallState:
+def desired_state(networks: Iterable[Network], containers: Iterable[Container], endpoints: Iterable[Endpoint],
+                  ports: Iterable[PortBinding] = ()) -> FirewallState:
     """The firewall state the records call for. Pure; only running records count (a row ``creating`` is
-    not built yet, one ``removing`` is on its way out), and an endpoint only with its network and container."""
+    not built yet, one ``removing`` is on its way out): networks, and the published ports of running
+    containers, each mapped to its container's address (netcore.ports.mappings)."""
     running_networks = [n for n in networks if n.state == STATE_RUNNING]
-    names = {c.id: c.name for c in containers if c.state == STATE_RUNNING}
-    network_ids = {n.id for n in running_networks}
-    return FirewallState(
-        networks=tuple(NetworkRules.from_network(n) for n in running_networks),
-        endpoints=tuple(EndpointRules(network_id=e.network_id, container_id=e.container_id,
-                                      container=names[e.container_id], host_ifname=e.host_ifname,
-                                      addresses=tuple(a for a in (e.ipv4, e.ipv6) if a))
-                        for e in endpoints
-                        if e.state == STATE_RUNNING and e.network_id in network_ids and e.container_id in names))
+    return FirewallState(networks=tuple(NetworkRules.from_network(n) for n in running_networks),
+                         ports=tuple(mappings(ports, running_networks, containers, endpoints)))
 
 
 class Firewall(Protocol):

@@ -50,15 +50,14 @@ def plan(networks: Iterable[Network], ifindex: Callable[[str], int | None],
     commands: list[list[str]] = []
     now: dict[str, int] = {}
     for network in networks:
-        if not network.dns_enabled:
+        if not network.dns_addresses or network.driver != "bridge":  # macvlan's shim is no link of the host's
             continue
         index = ifindex(network.bridge)
         if index is None:
             continue
         now[network.bridge] = index
         if applied.get(network.bridge) != index:
-            gateways = [gateway for gateway in (network.gateway, network.gateway6) if gateway]
-            commands.append([RESOLVECTL, "dns", network.bridge, *gateways])
+            commands.append([RESOLVECTL, "dns", network.bridge, *network.dns_addresses])
             commands.append([RESOLVECTL, "domain", network.bridge, f"~{network.name}"])
     for bridge in sorted(applied.keys() - now.keys()):
         if ifindex(bridge) is not None:
@@ -68,7 +67,8 @@ def plan(networks: Iterable[Network], ifindex: Callable[[str], int | None],
 
 def by_hand(networks: Iterable[Network]) -> str:
     """The one line for a host without systemd-resolved: which suffix goes to which address."""
-    routes = ", ".join(f"*.{network.name} to {network.gateway}" for network in networks if network.dns_enabled)
+    routes = ", ".join(f"*.{network.name} to {network.dns_addresses[0]}" for network in networks
+                       if network.dns_addresses and network.driver == "bridge")
     return (f"systemd-resolved's {RESOLVECTL} not found: configure the host's resolver by hand to send "
             f"{routes or 'each network name suffix to its gateway'} (e.g. dnsmasq: server=/NETWORK/GATEWAY)")
 

@@ -44,6 +44,15 @@ class Kernel(Protocol):
                         mac: str, isolated: bool) -> None:
         """A veth pair: ``host_ifname`` on ``bridge`` (isolated port if asked), ``ifname`` in ``container_ns``."""
 
+    def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
+                        mac: str | None = None, netns: str | None = None, address: str | None = None,
+                        prefixlen: int | None = None) -> None:
+        """A macvlan/ipvlan link on ``parent``: born in ``netns`` (a container's interface), or the gateway
+        namespace's shim with its address, up (see netlink.Gateway.create_lan_link)."""
+
+    def create_parent(self, kind: str, name: str, base: str | None = None, vlan_id: int | None = None) -> None:
+        """An 802.1q sub-interface of ``base`` ("vlan") or a dummy link ("dummy") to be a parent, up."""
+
     def close(self) -> None:
         """Release what the object holds open (the gateway's netlink socket)."""
 

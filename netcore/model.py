@@ -23,6 +23,14 @@ OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
 KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQUERADE)
 BOOLEAN_OPTIONS = (OPT_ICC, OPT_MASQUERADE)  # true or false, true by default (Docker's bridge driver)
+
+# macvlan and ipvlan (netcore.drivers.macvlan): Docker's options, and the facts netcore keeps beside them
+OPT_PARENT = "parent"  # the interface in the gateway namespace the network's links hang on
+OPT_MACVLAN_MODE = "macvlan_mode"  # bridge (default), private, vepa, passthru
+OPT_IPVLAN_MODE = "ipvlan_mode"  # l2 (default), l3
+OPT_SHIM_ADDRESS = "shim_address"  # the address of the shim link in the gateway namespace (dnsd listens there)
+OPT_PARENT_CREATED = "netcore.parent_created"  # "vlan" or "dummy": netcore made the parent and deletes it
+LAN_DRIVERS = ("macvlan", "ipvlan")  # containers sit on the parent's LAN, not behind the gateway namespace
 _FALSE = ("false", "0", "no")
 
 # Docker's rule for container and network names, with a bound on the length so
@@ -71,7 +79,7 @@ class Network:
     name: str
     bridge: str  # device name in the gateway namespace
     subnet: str  # IPv4 CIDR
-    gateway: str  # IPv4 address on the bridge; dnsd listens here
+    gateway: str  # IPv4 address on the bridge (macvlan/ipvlan: the LAN's router, no address of netcore's)
     ip_range: str | None = None
     subnet6: str | None = None
     gateway6: str | None = None
@@ -90,6 +98,33 @@ class Network:
         return self.name != DEFAULT_BRIDGE
 
     @property
+    def routed_by_gateway(self) -> bool:
+        """Whether the containers' traffic crosses the gateway namespace: on a bridge it does (the gateway
+        namespace routes, filters and masquerades it); on macvlan and ipvlan it goes straight onto the
+        parent's LAN, and the gateway namespace only holds the shim (docs/ARCHITECTURE.md)."""
+        return self.driver not in LAN_DRIVERS
+
+    @property
+    def dns_addresses(self) -> tuple[str, ...]:
+        """The addresses dnsd serves this network on, and the first of which containers' resolv.conf names:
+        the one home of that fact (engine, firewall, dnsd's builder, inspect). On a bridge its gateway
+        address(es); on macvlan and ipvlan the shim's address (``shim_address``), since the gateway there is
+        the LAN's router; empty when the network has no names (the default bridge) or no shim (macvlan
+        private and passthru modes: nothing on the parent can reach a host address)."""
+        if not self.dns_enabled:
+            return ()
+        if self.routed_by_gateway:
+            return tuple(a for a in (self.gateway, self.gateway6) if a)
+        shim = self.options.get(OPT_SHIM_ADDRESS)
+        return (shim,) if shim else ()
+
+    @property
+    def reserved_addresses(self) -> tuple[str, ...]:
+        """Addresses of the subnet no container gets besides the gateway: the shim's on macvlan and ipvlan."""
+        shim = None if self.routed_by_gateway else self.options.get(OPT_SHIM_ADDRESS)
+        return (shim,) if shim else ()
+
+    @property
     def enable_ipv6(self) -> bool:
         return self.subnet6 is not None
 
@@ -106,11 +141,15 @@ class Network:
     def masquerade(self) -> bool:
         """Outgoing traffic NATed to the gateway namespace's address (Docker's enable_ip_masquerade);
         an internal network never is, whatever the option says."""
-        return not self.internal and str(self.options.get(OPT_MASQUERADE, "true")).lower() not in _FALSE
+        return (not self.internal and self.routed_by_gateway
+                and str(self.options.get(OPT_MASQUERADE, "true")).lower() not in _FALSE)
 
     def effective_options(self) -> dict[str, str]:
         """The options as given, with Docker's booleans this network enforces filled in where not given
-        (what ``network inspect`` shows, as Docker shows ``enable_icc`` and ``enable_ip_masquerade``)."""
+        (what ``network inspect`` shows, as Docker shows ``enable_icc`` and ``enable_ip_masquerade``);
+        macvlan and ipvlan networks show their options as stored (those switches are a bridge's)."""
+        if not self.routed_by_gateway:
+            return dict(self.options)
         return {OPT_ICC: str(self.icc).lower(), OPT_MASQUERADE: str(self.masquerade).lower(), **self.options}
 
 
@@ -137,12 +176,28 @@ class Endpoint:
     container_id: str
     network_id: str
     ifname: str  # inside the container: eth0, eth1, ...
-    host_ifname: str  # veth end on the bridge: "veth" + 7 hex
+    host_ifname: str  # veth end on the bridge: "veth" + 7 hex (macvlan/ipvlan: a unique name, no link)
     mac: str
     ipv4: str | None
     ipv6: str | None = None
     aliases: tuple[str, ...] = ()  # network-scoped --net-alias names
     state: str = STATE_RUNNING
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """One published host port (``run -p``): Docker's PortBinding, one row per host port, so a range is
+    several rows. ``protocol``: tcp, udp or sctp; ``host_ip``: '' for every address of the host (IPv4 and,
+    where the container's network has IPv6, IPv6), else one address as given; ``requested``: the host
+    part as the user wrote it ('' for an ephemeral port, ``8080``, ``8000-8010``), which ``inspect``
+    shows as ``HostConfig.PortBindings``. netcore.ports decides everything about them."""
+
+    container_id: str
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int
+    requested: str = ""
 
 
 def dns_names(container: Container, endpoint: Endpoint) -> tuple[str, ...]:

@@ -40,6 +40,28 @@ def _kernel_error(action: str, err: Exception) -> KernelError:
     return KernelError(f"{action}: {err}")
 
 
+# Link kinds a kernel may lack, and the feature a user must ask for: creating one on a kernel without it
+# fails with EOPNOTSUPP ("Unknown device type" in iproute2's words), after the kernel tried to load its module.
+LINK_FEATURES = {
+    "macvlan": "macvlan support (CONFIG_MACVLAN, module macvlan)",
+    "ipvlan": "ipvlan support (CONFIG_IPVLAN, module ipvlan)",
+    "vlan": "802.1q VLAN support (CONFIG_VLAN_8021Q, module 8021q)",
+    "dummy": "dummy interface support (CONFIG_DUMMY, module dummy)",
+}
+IPVLAN_MODES = {"l2": 0, "l3": 1}  # IFLA_IPVLAN_MODE values (include/uapi/linux/if_link.h)
+
+
+def missing_feature(action: str, kind: str) -> KernelError:
+    """The one line for a link ``kind`` this kernel cannot make: ``ACTION: this kernel has no FEATURE``."""
+    return KernelError(f"{action}: this kernel has no {LINK_FEATURES.get(kind, kind + ' support')}")
+
+
+def _link_error(action: str, kind: str, err: Exception) -> KernelError:
+    if getattr(err, "code", None) == errno.EOPNOTSUPP:
+        return missing_feature(action, kind)
+    return _kernel_error(action, err)
+
+
 def _open_rtnl(namespace: str | None) -> IPRoute:
     """An rtnetlink socket bound to ``namespace`` (None: this process's own), opened without a fork."""
     if namespace is None:
@@ -188,7 +210,10 @@ class Gateway:
 
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
-        """A veth pair made in one call, its peer born inside the container's namespace."""
+        """A veth pair made in one call, its peer born inside the container's namespace. The bridge port is in
+        hairpin mode, as Docker sets it when no userland proxy carries published ports: a container reaching its
+        own published port through a host address gets its DNATed packets back through the port they came in
+        by, which the bridge otherwise refuses."""
         with self._rtnl(f"cannot create veth {host_ifname}") as ipr:
             if ipr.link_lookup(ifname=host_ifname):
                 ipr.link("del", index=ipr.link_lookup(ifname=host_ifname)[0])
@@ -196,8 +221,64 @@ class Gateway:
                      peer={"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu})
             index = ipr.link_lookup(ifname=host_ifname)[0]
             ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0], state="up")
-            if isolated:
-                ipr.brport("set", index=index, isolated=1)
+            ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
+
+
+    def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
+                        mac: str | None = None, netns: str | None = None, address: str | None = None,
+                        prefixlen: int | None = None) -> None:
+        """A macvlan or ipvlan link ``name`` on ``parent`` (a gateway-namespace link) in ``mode`` (macvlan:
+        bridge/private/vepa/passthru; ipvlan: l2/l3). With ``netns`` it is born there (the container's
+        interface, configured by the engine afterwards); else it stays in the gateway namespace with
+        ``address``/``prefixlen`` and up (the shim), kept if it exists. ``mtu``/``mac`` None: the parent's.
+        KernelError names a missing parent or a kernel without ``kind`` (EOPNOTSUPP)."""
+        action = f"cannot create {kind} link {name} on {parent}"
+        with self._rtnl(action) as ipr:
+            found = ipr.link_lookup(ifname=parent)
+            if not found:
+                raise KernelError(f"{action}: there is no interface {parent} in the gateway namespace")
+            attrs: dict = {"ifname": name, "kind": kind, "link": found[0]}
+            if kind == "ipvlan":
+                attrs["ipvlan_mode"] = IPVLAN_MODES[mode]
+            else:
+                attrs["macvlan_mode"] = mode
+            if mtu:
+                attrs["mtu"] = mtu
+            if mac:
+                attrs["address"] = mac
+            if netns:
+                attrs["net_ns_fd"] = netns
+            elif ipr.link_lookup(ifname=name):
+                attrs = {}  # the shim is there: only its address and state are completed below
+            try:
+                if attrs:
+                    ipr.link("add", **attrs)
+                if netns is None:
+                    index = ipr.link_lookup(ifname=name)[0]
+                    if address:
+                        _add_address(ipr, index, address, prefixlen)
+                    ipr.link("set", index=index, state="up")
+            except NetlinkError as err:
+                raise _link_error(action, kind, err) from None
+
+    def create_parent(self, kind: str, name: str, base: str | None = None, vlan_id: int | None = None) -> None:
+        """A parent netcore makes, up: an 802.1q sub-interface ``name`` of ``base`` with ``vlan_id``
+        (``kind`` "vlan"), or a dummy link (``kind`` "dummy"); kept if it exists. KernelError names a
+        missing ``base`` or a kernel without ``kind``."""
+        action = f"cannot create {kind} link {name}"
+        with self._rtnl(action) as ipr:
+            try:
+                if not ipr.link_lookup(ifname=name):
+                    if kind == "vlan":
+                        found = ipr.link_lookup(ifname=base)
+                        if not found:
+                            raise KernelError(f"{action}: there is no interface {base} in the gateway namespace")
+                        ipr.link("add", ifname=name, kind="vlan", link=found[0], vlan_id=vlan_id)
+                    else:
+                        ipr.link("add", ifname=name, kind=kind)
+                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+            except NetlinkError as err:
+                raise _link_error(action, kind, err) from None
 
 
 def configure_container_interface(container_ns: str, ifname: str, address: str | None, prefixlen: int,
@@ -231,7 +312,7 @@ def _quiet_ipv6(ifname: str, ipv6_network: bool) -> None:
     conf = f"/proc/sys/net/ipv6/conf/{ifname}"  # this thread's namespace; netlink cannot set these
     if not os.path.isdir(conf):
         return  # a kernel without IPv6
-    settings = {"accept_ra": 0} if ipv6_network else {"accept_ra": 0, "disable_ipv6": 1}
+    settings = {"accept_ra": 0, "accept_dad": 0} if ipv6_network else {"accept_ra": 0, "disable_ipv6": 1}
     for key, value in settings.items():
         with open(f"{conf}/{key}", "w") as setting:
             setting.write(f"{value}\n")

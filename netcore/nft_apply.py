@@ -190,6 +190,37 @@ def _set_all(settings: list[str]) -> bool:
     return changed
 
 
+ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{}/route_localnet"
+
+
+def set_route_localnet(namespace: str | None, wanted: dict[str, bool]) -> None:
+    """Make ``net.ipv4.conf.BRIDGE.route_localnet`` of each bridge in ``wanted`` what it says (writes only
+    what differs; a bridge that is gone is skipped). netcore owns its bridges' setting: on where the host
+    reaches a published port through 127.0.0.1 (the DNATed packet keeps its loopback source until it is
+    masqueraded on the way out, and the kernel routes 127.0.0.0/8 off loopback only with this on, as
+    netavark sets it), off everywhere else. NftError if a setting cannot be written."""
+    def write_all() -> None:
+        for bridge, on in wanted.items():
+            path = ROUTE_LOCALNET.format(bridge)
+            try:
+                with open(path) as f:
+                    if (f.read().strip() == "1") == on:
+                        continue
+                with open(path, "w") as f:
+                    f.write("1\n" if on else "0\n")
+            except FileNotFoundError:
+                continue
+    try:
+        path = _namespace_path(namespace)
+        if path is None:
+            write_all()
+        else:
+            with linux.entered_netns(path):
+                write_all()
+    except OSError as err:
+        raise NftError(f"cannot set route_localnet{_where(namespace)}: {err}") from None
+
+
 class NftablesFirewall:
     """netcore's firewall (``netcore.firewall.Firewall``) on nftables: one ``inet netcore`` table in the
     gateway namespace (``namespace``; None: the host's), rendered whole by ``netcore.nftables``.
@@ -229,4 +260,6 @@ class NftablesFirewall:
             apply(ruleset, self.namespace)
         else:
             ensure(ruleset, self.namespace)
+        localnet = {mapping.bridge for mapping in desired.ports if mapping.reaches_loopback}
+        set_route_localnet(self.namespace, {n.bridge: n.bridge in localnet for n in desired.networks})
         return notices

@@ -58,12 +58,14 @@ The table (chain priorities as nft names them; lower runs first):
   off it):
 
   - ``in``, non-internal: ``ct state established,related accept`` (replies to
-    what its containers opened); from its own bridge (a container routing via
-    the gateway to a neighbour) accept, or drop when ICC is off; anything else
-    drop. So another netcore network, the default bridge included, never
-    opens a connection into it, and neither does the outside: netcore
-    publishes no ports, and Docker's default (``nat`` gateway mode) drops
-    direct access to containers too.
+    what its containers opened); with published ports, ``ct status dnat
+    accept`` (a connection to one of them through a host address, whoever
+    opens it); from its own bridge (a container routing via the gateway to a
+    neighbour) accept, or drop when ICC is off; anything else drop. So another
+    netcore network, the default bridge included, never opens a connection
+    into it, and neither does the outside, except through a published port:
+    Docker's default (``nat`` gateway mode) drops direct access to
+    containers too.
   - ``out``, non-internal: ``ct state invalid drop`` (an invalid packet is not
     NATed and would leave with its private source, which netavark's forward
     chain drops as well), then accept: containers reach every non-netcore
@@ -73,8 +75,21 @@ The table (chain priorities as nft names them; lower runs first):
     Nothing crosses the subnet boundary in either direction, replies
     included, as Docker's ``INTERNAL NETWORK INGRESS/EGRESS`` rules do.
 
-Every base chain has policy accept and every rule matches a netcore bridge,
-so traffic netcore does not own is never touched. There is no ``bridge``
+- A macvlan or ipvlan network (``routed`` false) gets only dnsd's rules on
+  its shim (``input``, ``dns-untracked-*``): its containers' traffic goes
+  straight onto the parent's LAN and never crosses the gateway namespace's
+  forward path, so it has no map entry, no ``in``/``out`` chain and no
+  masquerading (what protects it is the LAN's business, as with Docker's
+  macvlan driver, which installs no rule for it either).
+
+- Published ports (``run -p``): maps from host port (and address) to
+  container address and port, ``published-prerouting``/``published-output``
+  (nat) that DNAT through them, ``published-guard`` (raw), and per network a
+  hairpin/loopback masquerade and a ``route_localnet`` guard: see
+  ``_PortRules``. None of it is rendered while nothing is published.
+
+Every base chain has policy accept and every rule matches a netcore bridge or
+a published port, so traffic netcore does not own is never touched. There is no ``bridge``
 family table: ICC off stays the bridge port isolation netcore sets on each
 container's veth (``isolated on``): the kernel's bridge forwards nothing
 between two isolated ports, without br_netfilter (Docker needs
@@ -95,6 +110,7 @@ from dataclasses import dataclass
 from .drivers.base import IFNAMSIZ
 from .firewall import SHORT_ID, FirewallState, NetworkRules
 from .model import NAME_MAX, NAME_RE
+from .ports import Mapping
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "netcore"
@@ -104,6 +120,9 @@ PRIORITY_RAW = "raw"  # -300: before connection tracking (-200)
 PRIORITY_INPUT = "filter - 10"  # -10: before the conventional filter chains (0)
 PRIORITY_FORWARD = "filter"  # 0
 PRIORITY_POSTROUTING = "srcnat"  # 100
+PRIORITY_DSTNAT = "dstnat"  # -100, as nft names it for prerouting
+PRIORITY_OUTPUT_NAT = "-100"  # the same, written as a number: nft has no name for it on the output hook
+LOOPBACK4 = "127.0.0.0/8"
 
 
 _ID_RE = re.compile(r"^[0-9a-f]{12,64}$")
@@ -170,9 +189,11 @@ def _chain(name: str, rules: list[str], hook: str | None = None, comment: str | 
     return lines + [f"\t\t{rule}" for rule in rules] + ["\t}"]
 
 
-def _in_rules(network: NetworkRules) -> list[str]:
+def _in_rules(network: NetworkRules, published: bool = False) -> list[str]:
     bridge = f'"{network.bridge}"'
     rules = [] if network.internal else ["ct state established,related accept"]
+    if published:
+        rules.append('ct status dnat accept comment "to its published ports, through a host address"')
     if network.icc:
         rules.append(f'iifname {bridge} accept comment "between its containers, routed"')
     else:
@@ -188,6 +209,134 @@ def _out_rules(network: NetworkRules) -> list[str]:
     if network.internal:
         return ['counter drop comment "internal: nothing goes out"']
     return ["ct state invalid counter drop", 'accept comment "out to non-netcore interfaces"']
+
+
+def _map(name: str, key: str, value: str, entries: list[tuple[str, str]]) -> list[str]:
+    lines = [f"\tmap {name} {{", f"\t\ttype {key} : {value}"]
+    if entries:
+        lines.append("\t\telements = { " + ", ".join(f"{k} : {v}" for k, v in entries) + " }")
+    return [*lines, "\t}"]
+
+
+class _PortRules:
+    """The published ports' part of the table (README "Published ports"), rendered only when there are any:
+
+    - maps from (host address,) protocol . host port to container address . port: ``published4``/``6``
+      (every address of the host), ``published4-addr``/``6-addr`` (one host address), ``published4-lo``
+      (a loopback address: the host alone reaches it);
+    - ``published-prerouting`` (nat, dstnat): packets from elsewhere to a local address are DNATed, but
+      never to 127.0.0.0/8 or ::1, so a neighbour routing 127.0.0.1 to the host reaches nothing
+      (moby/moby#45610); ``published-output`` (nat, -100): the host's own packets, loopback included;
+    - ``published-guard`` (raw prerouting) drops what arrives from outside for 127.0.0.0/8 on a published
+      port before anything else sees it, as Docker 28's raw-table rules do;
+    - per network with published ports: ``ct status dnat accept`` in its ``in`` chain (through a host
+      address, other networks and the outside reach the published ports, containers/netavark#709), a
+      masquerade of DNATed packets from its own subnet (hairpin, a container through its own port) and
+      from 127.0.0.0/8 in ``postrouting``, and where the host reaches it through 127.0.0.1 (the bridge has
+      ``route_localnet``) an ``input`` rule that drops new packets from the bridge to 127.0.0.0/8, so
+      containers never reach the host's loopback services through that setting (CVE-2020-8558's lesson).
+    """
+
+    def __init__(self, mappings: tuple[Mapping, ...], networks: dict[str, NetworkRules]):
+        self.maps: dict[str, list[tuple[str, str]]] = {name: [] for name in
+                                                       ("published4", "published4-addr", "published4-lo",
+                                                        "published6", "published6-addr")}
+        guard: set[tuple[str, int]] = set()
+        self.networks: set[str] = set()
+        localnet: set[str] = set()
+        seen: dict[tuple[str, str], str] = {}
+        for mapping in mappings:
+            network = networks.get(mapping.network_id)
+            if network is None:
+                raise ValueError(f"published port {mapping.host_port} of {mapping.container} maps to a network "
+                                 "the state does not hold")
+            version = mapping.family
+            address = _addr(mapping.address, version, f"address of {mapping.container}")
+            for port in (mapping.host_port, mapping.container_port):
+                if not 0 < port < 65536:
+                    raise ValueError(f"port {port} of {mapping.container} out of range")
+            if mapping.protocol not in ("tcp", "udp", "sctp"):
+                raise ValueError(f"protocol {mapping.protocol!r} of {mapping.container} is not tcp, udp or sctp")
+            key = f"{mapping.protocol} . {mapping.host_port}"
+            if mapping.host_ip:
+                key = f"{_addr(mapping.host_ip, version, f'host address of {mapping.container}')} . {key}"
+                name = f"published{version}-" + ("lo" if mapping.loopback else "addr")
+            else:
+                name = f"published{version}"
+            if (name, key) in seen:
+                raise ValueError(f"{mapping.container} and {seen[name, key]} publish the same port ({key})")
+            seen[name, key] = mapping.container
+            self.maps[name].append((key, f"{address} . {mapping.container_port}"))
+            self.networks.add(network.id)
+            if mapping.reaches_loopback:
+                guard.add((mapping.protocol, mapping.host_port))
+                localnet.add(network.id)
+        self.guard = sorted(guard)
+        self.localnet_bridges = sorted(networks[n].bridge for n in localnet)
+        self.postrouting, self.input = [], []
+        for network in sorted((networks[n] for n in self.networks), key=lambda n: n.id):
+            bridge = f'"{network.bridge}"'
+            sources = sorted(filter(None, [network.subnet, LOOPBACK4 if network.id in localnet else None]),
+                             key=lambda cidr: ipaddress.ip_network(cidr))
+            if sources:
+                self.postrouting.append(f"oifname {bridge} ct status dnat ip saddr {{ {', '.join(sources)} }} "
+                                        f'masquerade comment "published ports of {network.name}: hairpin, loopback"')
+            if network.subnet6:
+                self.postrouting.append(f"oifname {bridge} ct status dnat ip6 saddr {network.subnet6} masquerade "
+                                        f'comment "published ports of {network.name}: hairpin"')
+            if network.id in localnet:
+                self.input.append(f"iifname {bridge} ip daddr {LOOPBACK4} ct state != {{ established, related }} "
+                                  f'counter drop comment "route_localnet on {network.bridge}: not to the host\'s '
+                                  'loopback"')
+
+    def declarations(self) -> list[str]:
+        """The maps and the guard set (nft lists every set and map of a table before its chains, so they
+        are rendered there too, and a listing compares equal); nothing when no port is published."""
+        key4, key6 = "ipv4_addr", "ipv6_addr"
+        kinds = {"published4": ("inet_proto . inet_service", f"{key4} . inet_service"),
+                 "published4-addr": (f"{key4} . inet_proto . inet_service", f"{key4} . inet_service"),
+                 "published4-lo": (f"{key4} . inet_proto . inet_service", f"{key4} . inet_service"),
+                 "published6": ("inet_proto . inet_service", f"{key6} . inet_service"),
+                 "published6-addr": (f"{key6} . inet_proto . inet_service", f"{key6} . inet_service")}
+        body: list[str] = []
+        for name, entries in self.maps.items():
+            if entries:
+                body += ["", *_map(name, *kinds[name], sorted(entries))]
+        if self.guard:
+            body += ["", "\tset published-guard {", "\t\ttype inet_proto . inet_service",
+                     "\t\telements = { " + ", ".join(f"{p} . {n}" for p, n in self.guard) + " }", "\t}"]
+        return body
+
+    def chains(self) -> list[str]:
+        """The guard chain and the two DNAT chains; nothing when no port is published."""
+        if not any(self.maps.values()):
+            return []
+        body: list[str] = []
+        lookup = {"published4": "dnat ip to meta l4proto . th dport map @published4",
+                  "published4-addr": "dnat ip to ip daddr . meta l4proto . th dport map @published4-addr",
+                  "published4-lo": "dnat ip to ip daddr . meta l4proto . th dport map @published4-lo",
+                  "published6": "dnat ip6 to meta l4proto . th dport map @published6",
+                  "published6-addr": "dnat ip6 to ip6 daddr . meta l4proto . th dport map @published6-addr"}
+        local = {"published4": "fib daddr type local ", "published6": "ip6 daddr != ::1 fib daddr type local "}
+        prerouting, output = [], []
+        for name in lookup:
+            if not self.maps[name]:
+                continue
+            output.append(local.get(name, "") + lookup[name])
+            if name == "published4":
+                prerouting.append(f"ip daddr != {LOOPBACK4} {local[name]}{lookup[name]}")
+            elif name != "published4-lo":
+                prerouting.append(local.get(name, "") + lookup[name])
+        if self.guard:
+            body += ["", *_chain("published-guard",
+                                 [f'iifname != "lo" ip daddr {LOOPBACK4} meta l4proto . th dport @published-guard '
+                                  'counter drop comment "published on the host\'s loopback: not from outside"'],
+                                 hook=f"type filter hook prerouting priority {PRIORITY_RAW}; policy accept;")]
+        body += ["", *_chain("published-prerouting", prerouting,
+                             hook=f"type nat hook prerouting priority {PRIORITY_DSTNAT}; policy accept;")]
+        body += ["", *_chain("published-output", output,
+                             hook=f"type nat hook output priority {PRIORITY_OUTPUT_NAT}; policy accept;")]
+        return body
 
 
 def render(state: FirewallState) -> Ruleset:
@@ -225,15 +374,20 @@ def render(state: FirewallState) -> Ruleset:
                                         f'notrack comment "dnsd of {network.name}"')
                     untracked_out.append(f"oifname {bridge} {family} saddr {address} udp sport {state.dns_port} "
                                          f'notrack comment "dnsd of {network.name}"')
-        if network.masquerade and not network.internal:
+        if network.masquerade and not network.internal and network.routed:
             for family, subnet in (("ip", v4), ("ip6", v6)):
                 if subnet:
                     postrouting_rules.append(f"oifname != {bridge} {family} saddr {subnet} masquerade "
                                              f'comment "{network.name}"')
 
-    by_bridge = sorted(networks, key=lambda network: network.bridge)
+    ports = _PortRules(state.ports, {n.id: n for n in networks})
+    postrouting_rules += ports.postrouting
+    input_rules += ports.input
+
+    by_bridge = sorted((n for n in networks if n.routed), key=lambda network: network.bridge)
     body = _vmap("forward-in", [(n.bridge, f"in-{n.short_id}") for n in by_bridge])
     body += ["", *_vmap("forward-out", [(n.bridge, f"out-{n.short_id}") for n in by_bridge])]
+    body += ports.declarations()
     body += ["", *_chain("dns-untracked-in", untracked_in,
                          hook=f"type filter hook prerouting priority {PRIORITY_RAW}; policy accept;")]
     body += ["", *_chain("dns-untracked-out", untracked_out,
@@ -244,8 +398,10 @@ def render(state: FirewallState) -> Ruleset:
                          hook=f"type filter hook forward priority {PRIORITY_FORWARD}; policy accept;")]
     body += ["", *_chain("postrouting", postrouting_rules,
                          hook=f"type nat hook postrouting priority {PRIORITY_POSTROUTING}; policy accept;")]
-    for network in networks:
-        body += ["", *_chain(f"in-{network.short_id}", _in_rules(network), comment=_comment(network))]
+    body += ports.chains()
+    for network in (n for n in networks if n.routed):
+        body += ["", *_chain(f"in-{network.short_id}", _in_rules(network, network.id in ports.networks),
+                             comment=_comment(network))]
         body += ["", *_chain(f"out-{network.short_id}", _out_rules(network), comment=_comment(network))]
     digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:16]
     table = "\n".join([f"table {TABLE} {{", f'\tcomment "netcore ruleset {digest}"', *body, "}"]) + "\n"

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, Union
 
 from .errors import Conflict, NetcoreError, NotFound, StoreError
-from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, group_by_container
+from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, PortBinding, group_by_container
 
 DB_NAME = "netcore.db"
 
@@ -68,12 +68,24 @@ CREATE INDEX IF NOT EXISTS changes_by_generation ON changes(generation);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
 """
 
+# Version 2: published ports (`run -p`), one row per host port. Which host ports collide across addresses
+# (every address against one) netcore.ports decides; the schema holds the exact triple unique.
+SCHEMA_V2 = """
+CREATE TABLE ports (
+    container_id TEXT NOT NULL REFERENCES containers(id),
+    protocol TEXT NOT NULL, container_port INTEGER NOT NULL,
+    host_ip TEXT NOT NULL, host_port INTEGER NOT NULL, requested TEXT NOT NULL,
+    UNIQUE (protocol, host_ip, host_port)
+);
+CREATE INDEX ports_by_container ON ports(container_id);
+"""
+
 # A step is SQL (one or more statements) or a function of the connection. It runs inside the migration's
 # transaction with foreign keys off (a step may rebuild a table); they are checked before the commit. Never
 # edit or reorder a released step: append one. A step that changes what readers select (renames or drops a
 # column they read, changes a value's meaning) also raises OLDEST_READABLE to its own version.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[Migration] = [SCHEMA_V1]
+MIGRATIONS: list[Migration] = [SCHEMA_V1, SCHEMA_V2]
 OLDEST_READABLE = 1  # the oldest version this module's reads work on
 
 
@@ -138,6 +150,7 @@ CODECS: dict[type, dict[str, Codec]] = {
     Network: {"internal": BOOL, "dns": JSON_TUPLE, "options": JSON_DICT, "labels": JSON_DICT},
     Container: {"dns": JSON_TUPLE},
     Endpoint: {"aliases": JSON_TUPLE},
+    PortBinding: {},
 }
 
 Columns = tuple[tuple[str, Codec | None], ...]  # each field's column name and codec (None: stored as it is)
@@ -176,10 +189,10 @@ def column_spec(kind: type, codecs: dict[str, Codec]) -> Columns:
 
 COLUMNS: dict[type, Columns] = {kind: column_spec(kind, codecs) for kind, codecs in CODECS.items()}
 
-Record = TypeVar("Record", Network, Container, Endpoint)
+Record = TypeVar("Record", Network, Container, Endpoint, PortBinding)
 CHANGES_KEPT = 10_000  # generations of change feed kept; a reader further behind reloads everything
 NETWORK_CHANGE = ""
-TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints"}
+TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints", PortBinding: "ports"}
 ROLLED_BACK = "the transaction was rolled back: nothing was half-written"
 
 
@@ -400,11 +413,11 @@ class Store:
 
     # -- writes (call inside transaction()) ----------------------------------
 
-    def _touch(self, record: Network | Container | Endpoint) -> None:
+    def _touch(self, record: Network | Container | Endpoint | PortBinding) -> None:
         self._touched.add(record.id if isinstance(record, Container) else
-                          record.container_id if isinstance(record, Endpoint) else NETWORK_CHANGE)
+                          record.container_id if isinstance(record, (Endpoint, PortBinding)) else NETWORK_CHANGE)
 
-    def insert(self, record: Network | Container | Endpoint) -> None:
+    def insert(self, record: Network | Container | Endpoint | PortBinding) -> None:
         row = _to_row(record)
         columns = ", ".join(row)
         marks = ", ".join(f":{k}" for k in row)
@@ -429,6 +442,11 @@ class Store:
             raise StoreError(f"cannot delete {kind} {name}: other records still refer to it ({err})") from None
         self._touch(record)
 
+    def delete_ports(self, container: Container) -> None:
+        """Delete the container's published ports (before its own row: they refer to it)."""
+        if self._db.execute("DELETE FROM ports WHERE container_id = ?", (container.id,)).rowcount:
+            self._touch(container)
+
     # -- reads ---------------------------------------------------------------
 
     def _select(self, kind: type[Record], where: str = "", args: tuple = ()) -> list[Record]:
@@ -443,6 +461,14 @@ class Store:
 
     def endpoints(self) -> list[Endpoint]:
         return self._select(Endpoint, "ORDER BY container_id, ifname")
+
+    def ports(self) -> list[PortBinding]:
+        """Every published port, whatever its container's state (a port is taken from the moment it is
+        recorded), in the order they were published."""
+        return self._select(PortBinding, "ORDER BY rowid")
+
+    def ports_of_container(self, container_id: str) -> list[PortBinding]:
+        return self._select(PortBinding, "WHERE container_id = ? ORDER BY rowid", (container_id,))
 
     def endpoints_of_container(self, container_id: str) -> list[Endpoint]:
         return self._select(Endpoint, "WHERE container_id = ? ORDER BY ifname", (container_id,))

@@ -6,6 +6,7 @@
       web:
         networks:
           app: {aliases: [www], ip: 172.30.0.130}
+        ports: ["8080:80", "127.0.0.1::53/udp"]   # as `run -p`
       db:
         networks: [app, bridge]
 
@@ -15,14 +16,30 @@ connections are added. Parsing and checking are pure; only up/down call the engi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import yaml
 
 from .errors import Conflict, NetcoreError
+from .ports import PORT_MAX, PublishError, PublishSpec, parse_publish
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1's base-60 integers, which read an unquoted port mapping
+    ``22:22`` as the number 1342 (a valid port: it would be published silently wrong). As in YAML 1.2,
+    ``22:22`` is then a string; decimal, octal and hex integers are read as before."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if not (tag == "tag:yaml.org,2002:int" and regexp.match("22:22"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
 
 NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
-CONTAINER_KEYS = {"networks", "net", "hostname", "dns"}
+CONTAINER_KEYS = {"networks", "net", "hostname", "dns", "ports"}
 ATTACHMENT_KEYS = {"aliases", "ip"}
 
 
@@ -40,6 +57,7 @@ class ContainerSpec:
     mode: str | None = None  # host, none or container:NAME instead of networks
     hostname: str | None = None
     dns: list[str] = field(default_factory=list)
+    ports: list[PublishSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +87,25 @@ def _strings(value, where: str) -> list[str]:
     return [str(v) for v in value]
 
 
+def _ports(value, where: str) -> list[PublishSpec]:
+    """A container's ``ports:``: a list of ``run -p`` values; NetcoreError naming the entry if one is not."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise NetcoreError(f"{where}: expected a list of port mappings such as \"8080:80\"")
+    specs = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise NetcoreError(f"{where}: {item!r} is not a port mapping")
+        if isinstance(item, int) and not 0 < item <= PORT_MAX:
+            raise NetcoreError(f"{where}: {item} is not a port")
+        try:
+            specs.append(parse_publish(str(item)))
+        except PublishError as err:
+            raise NetcoreError(f"{where}: {err}") from None
+    return specs
+
+
 def parse(document, source: str) -> Topology:
     top = _mapping(document, source, {"networks", "containers"})
     networks = {}
@@ -92,14 +129,15 @@ def parse(document, source: str) -> Topology:
         if spec.get("net") and attachments:
             raise NetcoreError(f"{where}: give either 'net' (host, none, container:NAME) or 'networks', not both")
         containers.append(ContainerSpec(str(name), attachments, spec.get("net"), spec.get("hostname"),
-                                        _strings(spec.get("dns"), f"{where}.dns")))
+                                        _strings(spec.get("dns"), f"{where}.dns"),
+                                        _ports(spec.get("ports"), f"{where}.ports")))
     return Topology(networks, containers)
 
 
 def load(path: str) -> Topology:
     try:
         with open(path) as f:
-            document = yaml.safe_load(f)
+            document = yaml.load(f, Loader=Loader)  # a SafeLoader (Loader above)
     except OSError as err:
         raise NetcoreError(f"cannot read topology {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
@@ -154,7 +192,8 @@ def _up(engine, topology: Topology) -> list[str]:
         if container is None:
             first = pending.pop(0) if pending else None
             engine.run(spec.name, spec.mode or (first.network if first else None),
-                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns)
+                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns,
+                       spec.ports)
             done.append(f"container {spec.name}: created")
             container = store.container(spec.name)
         else:

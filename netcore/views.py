@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from .linux import netns_path
-from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, dns_names
+from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, PortBinding, dns_names
+from .ports import port_key, published_addresses
 
 
 def _prefixlen(cidr: str | None) -> int:
@@ -14,14 +15,14 @@ def _prefixlen(cidr: str | None) -> int:
 
 def dns_state(network: Network, down: dict[str, str] | None) -> dict:
     """The ``DNS`` field of ``network inspect``: Enabled, Servers, and for a network with names whether
-    dnsd listens on its gateway address(es) (``Listening``) and, when not, why (``Error``).
+    dnsd listens on its addresses (``Network.dns_addresses``) (``Listening``) and, when not, why (``Error``).
     ``down`` is dnsd's report {address: why it is down}; None when no dnsd answers."""
-    state = {"Enabled": network.dns_enabled, "Servers": list(network.dns)}
-    if not network.dns_enabled:
+    state = {"Enabled": bool(network.dns_addresses), "Servers": list(network.dns)}
+    if not network.dns_addresses:  # the default bridge; a macvlan network without a shim
         return state
     if down is None:
         return {**state, "Listening": False, "Error": "dnsd is not running"}
-    reasons = [down[a] for a in (network.gateway, network.gateway6) if a and a in down]
+    reasons = [down[a] for a in network.dns_addresses if a in down]
     if reasons:
         return {**state, "Listening": False, "Error": "dnsd " + "; ".join(reasons)}
     return {**state, "Listening": True}
@@ -63,8 +64,36 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
     }
 
 
+def port_documents(bindings: list[PortBinding], ipv6: bool) -> tuple[dict, dict]:
+    """(``HostConfig.PortBindings``, ``NetworkSettings.Ports``) as Docker shapes them: the first what was
+    asked (``{"80/tcp": [{"HostIp": "", "HostPort": "8000-8010"}]}``, one entry per ``-p`` value), the
+    second where each port is published (``{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8003"}, ...]}``,
+    ``::`` as well where ``ipv6``)."""
+    asked: dict[str, list[dict]] = {}
+    live: dict[str, list[dict]] = {}
+    for binding in bindings:
+        key = port_key(binding.protocol, binding.container_port)
+        request = {"HostIp": binding.host_ip, "HostPort": binding.requested}
+        if request not in asked.setdefault(key, []):
+            asked[key].append(request)
+        live.setdefault(key, []).extend({"HostIp": address, "HostPort": str(binding.host_port)}
+                                        for address in published_addresses(binding, ipv6))
+    return asked, live
+
+
+def ports_column(bindings: list[PortBinding], ipv6: bool) -> str:
+    """``ps``'s PORTS: ``0.0.0.0:8080->80/tcp, [::]:8080->80/tcp`` (Docker's, without its range folding)."""
+    return ", ".join(f"{f'[{address}]' if ':' in address else address}:{binding.host_port}->"
+                     f"{port_key(binding.protocol, binding.container_port)}"
+                     for binding in bindings for address in published_addresses(binding, ipv6))
+
+
 def container_document(container: Container, attached: list[tuple[Network, Endpoint]],
-                       peer: Container | None = None) -> dict:
+                       peer: Container | None = None,
+                       published: tuple[list[PortBinding], bool] = ((), False)) -> dict:
+    """Docker's container inspect document; ``published`` is the container's port bindings and whether
+    they are published over IPv6 too (``port_documents``)."""
+    port_bindings, ports = port_documents(list(published[0]), published[1])
     networks = {}
     for network, endpoint in attached:
         networks[network.name] = {
@@ -92,9 +121,10 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
         "Name": f"/{container.name}",
         "State": {"Status": container.state},
         "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
-        "HostConfig": {"NetworkMode": network_mode},
+        "HostConfig": {"NetworkMode": network_mode, "PortBindings": port_bindings},
         "NetworkSettings": {
             "SandboxKey": netns_path(container.netns) if container.netns else "",
+            "Ports": ports,
             "Networks": networks,
         },
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import NetcoreError
 from .base import NetworkDriver, NetworkRequest
 from .bridge import BridgeDriver
+from .macvlan import IpvlanDriver, MacvlanDriver
 
 __all__ = ["NetworkDriver", "NetworkRequest", "available", "get", "register", "unregister"]
 
@@ -41,3 +42,5 @@ def get(name: str) -> NetworkDriver:
 
 
 register(BridgeDriver())
+register(MacvlanDriver())
+register(IpvlanDriver())

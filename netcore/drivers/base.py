@@ -9,10 +9,11 @@ record -> build -> confirm, IPAM, the container's namespace, its addresses and
 routes (the same for every driver that gives a container an interface with an
 address), its /etc/netns files, dnsd, the firewall.
 
-A driver decides nothing about the store: every network has a device named in
-``Network.bridge`` (the schema's ``bridge NOT NULL UNIQUE``), and every
-endpoint a link named ``Endpoint.host_ifname``. A driver without a device in
-the gateway namespace needs a schema migration first (docs/ARCHITECTURE.md).
+A driver decides nothing about the store's shape: every network has a device
+name in ``Network.bridge`` (the schema's ``bridge NOT NULL UNIQUE``; macvlan's
+is its shim) and every endpoint a unique ``Endpoint.host_ifname``; what else a
+driver needs to remember goes in the network's stored options
+(``plan_network``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class NetworkDriver(Protocol):
     def device_name(self, network_id: str, options: dict[str, str]) -> str:
         """The name of the network's device in the gateway namespace (the store's ``bridge``)."""
 
+    def plan_network(self, network: Network, others: list[Network], links: dict[str, dict]) -> Network:
+        """``network`` as planned by the engine (IPAM done, not yet stored), completed with what the driver
+        decides against the ``others`` stored networks and the gateway namespace's ``links``
+        (netcore.kernel.Kernel.links): e.g. macvlan's parent and shim address. NetcoreError to refuse."""
+
     def build_network(self, kernel: Kernel, network: Network) -> None:
         """Make (or complete: it may be half-built) the network's kernel objects."""
 
@@ -61,8 +67,9 @@ class NetworkDriver(Protocol):
 
         The engine then configures its addresses and routes."""
 
-    def teardown_endpoint(self, kernel: Kernel, network: Network, endpoint: Endpoint) -> None:
-        """Remove the endpoint's kernel objects (its interface inside the container goes with them)."""
+    def teardown_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+        """Remove the endpoint's kernel objects, its interface inside namespace ``netns`` included (which
+        may be gone already)."""
 
     def network_links(self, network: Network) -> list[str]:
         """The gateway-namespace links that are the network itself: any missing, reconciliation rebuilds it."""
@@ -75,8 +82,9 @@ class NetworkDriver(Protocol):
         are leftovers that reconciliation deletes."""
 
 
-def check_device_name(name: str) -> str:
-    """``name`` if Linux takes it as an interface name (at most 15 of [a-zA-Z0-9_.-]); else NetcoreError."""
+def check_device_name(name: str, what: str = "bridge") -> str:
+    """``name`` if Linux takes it as an interface name (at most 15 of [a-zA-Z0-9_.-]); else NetcoreError
+    ``invalid WHAT name ...``."""
     if len(name) > IFNAMSIZ or not NAME_RE.match(name):
-        raise NetcoreError(f"invalid bridge name {name!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
+        raise NetcoreError(f"invalid {what} name {name!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
     return name

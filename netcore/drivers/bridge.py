@@ -45,6 +45,11 @@ class BridgeDriver:
         return check_device_name(options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}")
 
     @staticmethod
+    def plan_network(network: Network, others: list[Network], links: dict[str, dict]) -> Network:
+        """Nothing to add: the bridge is named and addressed by the engine's plan."""
+        return network
+
+    @staticmethod
     def build_network(kernel: Kernel, network: Network) -> None:
         mac = "02:" + ":".join(network.id[i:i + 2] for i in range(0, 10, 2))
         kernel.create_bridge(network.bridge, mac, network.mtu, network.gateway, prefixlen(network.subnet),
@@ -60,7 +65,7 @@ class BridgeDriver:
                                endpoint.mac, isolated=not network.icc)
 
     @staticmethod
-    def teardown_endpoint(kernel: Kernel, network: Network, endpoint: Endpoint) -> None:
+    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
         kernel.delete_link(endpoint.host_ifname)  # its peer in the container goes with it
 
     @staticmethod

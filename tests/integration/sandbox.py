@@ -24,6 +24,7 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
 
 from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
 from netcore.linux import NETNS_DIR  # noqa: E402
+from netcore.port_holder import HostPorts  # noqa: E402
 
 
 @dataclass
@@ -75,6 +76,22 @@ class Sandbox:
         except (OSError, ValueError):
             return None
 
+    def neighbour(self, suffix: str, host_ifname: str, host_address: str, address: str) -> str:
+        """A namespace ``PREFIX+suffix`` joined to the gateway namespace by a veth (``host_ifname`` there,
+        with ``host_address``; ``eth0`` in the new one, with ``address``; both /24, up): the LAN or WAN
+        next to the host. Returns its name; cleanup deletes it with the sandbox's other namespaces."""
+        name = f"{self.prefix}{suffix}"
+        for argv in (["ip", "netns", "add", name],
+                     ["ip", "-n", self.prefix, "link", "add", host_ifname, "type", "veth", "peer", "name", "eth0",
+                      "netns", name],
+                     ["ip", "-n", self.prefix, "addr", "add", f"{host_address}/24", "dev", host_ifname],
+                     ["ip", "-n", self.prefix, "link", "set", host_ifname, "up"],
+                     ["ip", "-n", name, "addr", "add", f"{address}/24", "dev", "eth0"],
+                     ["ip", "-n", name, "link", "set", "eth0", "up"],
+                     ["ip", "-n", name, "link", "set", "lo", "up"]):
+            subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        return name
+
     def namespaces(self) -> list[str]:
         try:
             return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(self.prefix))
@@ -88,7 +105,10 @@ def cleanup(box: Sandbox) -> None:
             proc.kill()
             proc.wait()
     supervisor, pid = box.supervisor_pid(), box.dnsd_pid()
+    holder = HostPorts(box.state_dir, box.prefix).pid()  # the port holder netcore started for this sandbox
     subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
+    if holder and HostPorts(box.state_dir, box.prefix).pid() == holder:  # purge did not stop it
+        os.kill(holder, signal.SIGKILL)
     # the supervisor first, or it would start the dnsd killed next anew
     if supervisor and is_dnsd_process(supervisor, box.state_dir, supervisor=True):
         os.kill(supervisor, signal.SIGKILL)

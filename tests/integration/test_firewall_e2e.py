@@ -61,7 +61,7 @@ def live_is_current(sandbox) -> bool:
     """The gateway namespace's table is what netcore renders from the store now."""
     store = Store.open_readonly(sandbox.state_dir)
     try:
-        ruleset = render(desired_state(store.networks(), store.containers(), store.endpoints()))
+        ruleset = render(desired_state(store.networks(), store.containers(), store.endpoints(), store.ports()))
     finally:
         store.close()
     return nft_apply.status(ruleset, sandbox.prefix) == nft_apply.CURRENT
@@ -73,13 +73,7 @@ def wan(sandbox):
     that answers with the address it sees; the WAN has no route to any container subnet."""
     first = sandbox.nc("firewall-reload")  # the first action makes the gateway namespace and the default bridge
     assert "switched on net.ipv4.ip_forward in namespace" in first.stderr  # said once, on the first command
-    wan_ns = f"{sandbox.prefix}wan"
-    sh("ip", "netns", "add", wan_ns)
-    sh("ip", "-n", sandbox.prefix, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", wan_ns)
-    sh("ip", "-n", sandbox.prefix, "addr", "add", f"{UPLINK}/24", "dev", "up0")
-    sh("ip", "-n", sandbox.prefix, "link", "set", "up0", "up")
-    sh("ip", "-n", wan_ns, "addr", "add", f"{WAN_ADDRESS}/24", "dev", "eth0")
-    sh("ip", "-n", wan_ns, "link", "set", "eth0", "up")
+    wan_ns = sandbox.neighbour("wan", "up0", UPLINK, WAN_ADDRESS)
     server = sandbox.spawn_in(wan_ns, sys.executable, "-c", SEEN_ADDRESS_SERVER, WAN_ADDRESS, "8080",
                               stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "ready"

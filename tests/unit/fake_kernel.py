@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 from netcore.engine import Engine
 from netcore.model import STATE_RUNNING
-from netcore.netlink import KernelError
+from netcore.netlink import KernelError, missing_feature
+from netcore.port_holder import PortError
+from netcore.ports import HostPort
 
 HOST = ""  # the host's own namespace, where the gateway's links live when there is no gateway namespace
 
@@ -32,7 +34,7 @@ class Killed(BaseException):
 
 @dataclass
 class Link:
-    kind: str  # "loopback", "bridge" or "veth"
+    kind: str  # "loopback", "bridge", "veth", "macvlan", "ipvlan", "vlan", "dummy" or "physical"
     master: str | None = None
     mac: str | None = None
     mtu: int = 1500
@@ -40,6 +42,8 @@ class Link:
     up: bool = False
     isolated: bool = False
     peer: tuple[str, str] | None = None  # (namespace, name) of a veth's other end
+    parent: tuple[str, str] | None = None  # (namespace, name) of a macvlan/ipvlan/vlan link's parent
+    mode: str | None = None  # a macvlan/ipvlan link's mode
 
 
 @dataclass
@@ -62,6 +66,7 @@ class FakeKernel:
         self._failures: dict[str, list[Exception]] = {}
         self.killed = False
         self.observer = None  # called as observer(method, arg) before each call: what the store says meanwhile
+        self.unsupported: set[str] = set()  # link kinds this kernel lacks (EOPNOTSUPP), e.g. {"vlan", "dummy"}
 
     # -- faults ---------------------------------------------------------------
 
@@ -112,6 +117,10 @@ class FakeKernel:
                     port.master = None
         if link.peer and link.peer[0] in self.namespaces:
             self.namespaces[link.peer[0]].links.pop(link.peer[1], None)
+        for space, links in [(n, dict(s.links)) for n, s in self.namespaces.items()]:
+            for child_name, child in links.items():  # a parent deleted takes its macvlan/vlan links along
+                if child.parent == (namespace, name):
+                    self._remove_link(space, child_name)
 
     # -- the gateway namespace --------------------------------------------------
 
@@ -162,6 +171,41 @@ class FakeKernel:
         self.gateway.links[host_ifname] = Link("veth", master=bridge, mtu=mtu, up=True, isolated=isolated,
                                                peer=(container_ns, ifname))
         inside.links[ifname] = Link("veth", mac=mac, mtu=mtu, peer=(self.gateway_ns, host_ifname))
+
+    def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
+                        mac: str | None = None, netns: str | None = None, address: str | None = None,
+                        prefixlen: int | None = None) -> None:
+        self._call("create_lan_link", name)
+        action = f"cannot create {kind} link {name} on {parent}"
+        if kind in self.unsupported:
+            raise missing_feature(action, kind)
+        if parent not in self.gateway.links:
+            raise KernelError(f"{action}: there is no interface {parent} in the gateway namespace")
+        where = netns if netns is not None else self.gateway_ns
+        space = self._ns(where, action)
+        if name in space.links and netns is not None:
+            raise KernelError(f"{action}: File exists")
+        link = space.links.setdefault(name, Link(kind, mac=mac, mtu=mtu or self.gateway.links[parent].mtu,
+                                                 parent=(self.gateway_ns, parent), mode=mode))
+        if netns is None:
+            if address and f"{address}/{prefixlen}" not in link.addresses:
+                link.addresses.append(f"{address}/{prefixlen}")
+            link.up = True
+
+    def create_parent(self, kind: str, name: str, base: str | None = None, vlan_id: int | None = None) -> None:
+        self._call("create_parent", name)
+        action = f"cannot create {kind} link {name}"
+        if kind in self.unsupported:
+            raise missing_feature(action, kind)
+        if kind == "vlan" and base not in self.gateway.links:
+            raise KernelError(f"{action}: there is no interface {base} in the gateway namespace")
+        link = self.gateway.links.setdefault(
+            name, Link(kind, parent=(self.gateway_ns, base) if kind == "vlan" else None))
+        link.up = True
+
+    def add_physical(self, name: str, mtu: int = 1500) -> None:
+        """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give."""
+        self.gateway.links[name] = Link("physical", mtu=mtu, up=True)
 
     def runs_in_gateway(self, pid: int) -> bool:
         return True
@@ -251,6 +295,53 @@ class FakeDnsd:
         return dict(self.down)
 
 
+class FakePorts:
+    """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
+    refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed),
+    ``forgotten`` every port whose conntrack entries were cleared, in order."""
+
+    def __init__(self):
+        self.busy: set[HostPort] = set()
+        self.holding: set[HostPort] = set()
+        self.forgotten: list[HostPort] = []
+        self.range = ((32768, 32775), frozenset({32770}))
+        self.stops = 0
+
+    def _reason(self, port: HostPort) -> str:
+        return f"Bind for {port.address}:{port.port} failed: port is already allocated ({port.protocol}, " \
+               "held by squatter (pid 7))"
+
+    def check(self, port: HostPort) -> None:
+        if port in self.busy:
+            raise PortError(self._reason(port))
+
+    def local_range(self):
+        return self.range
+
+    def held(self) -> set[HostPort]:
+        return set(self.holding)
+
+    def hold(self, ports) -> dict[HostPort, str]:
+        failures = {}
+        for port in ports:
+            if port in self.busy:
+                failures[port] = self._reason(port)
+            else:
+                self.holding.add(port)
+        return failures
+
+    def release(self, ports) -> None:
+        self.holding -= set(ports)
+
+    def forget(self, ports) -> int:
+        self.forgotten += sorted(ports)
+        return 0
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.holding = set()
+
+
 class FakeClock:
     """A clock that ticks one microsecond per reading; ``boot`` is the boot ID it reports."""
 
@@ -277,9 +368,11 @@ class World:
         self.kernel = FakeKernel(GATEWAY_NS)
         self.dnsd = FakeDnsd()
         self.clock = FakeClock()
+        self.ports = FakePorts()
         self._engines: list[Engine] = []
 
     def engine(self, **given) -> Engine:
+        given.setdefault("ports", self.ports)
         engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
         self._engines.append(engine)
         return engine
@@ -289,11 +382,22 @@ class World:
             engine.store.close()
 
     def assert_consistent(self, engine: Engine) -> None:
-        """Store and kernel agree: a namespace per container, a veth per endpoint, a bridge per network."""
+        """Store and kernel agree: a namespace per container, a veth per endpoint on a bridge, a bridge per
+        bridge network; a macvlan/ipvlan link per endpoint on such a network, in its container, and a shim
+        for each such network that has one."""
         store = engine.store
         assert sorted(self.kernel.container_namespaces()) == sorted(c.netns for c in store.containers())
-        assert sorted(self.kernel.gateway_links("veth")) == sorted(e.host_ifname for e in store.endpoints())
-        assert sorted(self.kernel.gateway_links("bridge")) == sorted(n.bridge for n in store.networks())
+        networks = {n.id: n for n in store.networks()}
+        on_lan = [e for e in store.endpoints() if not networks[e.network_id].routed_by_gateway]
+        assert sorted(self.kernel.gateway_links("veth")) == sorted(e.host_ifname for e in store.endpoints()
+                                                                   if e not in on_lan)
+        assert sorted(self.kernel.gateway_links("bridge")) == sorted(n.bridge for n in networks.values()
+                                                                     if n.routed_by_gateway)
+        for endpoint in on_lan:
+            netns = store.find_container_by_id(endpoint.container_id).netns
+            assert self.kernel.namespaces[netns].links[endpoint.ifname].kind == networks[endpoint.network_id].driver
+        shims = {*self.kernel.gateway_links("macvlan"), *self.kernel.gateway_links("ipvlan")}
+        assert sorted(shims) == sorted(n.bridge for n in networks.values() if n.reserved_addresses)
         assert all(r.state == STATE_RUNNING for r in (*store.networks(), *store.containers(), *store.endpoints()))
         assert sorted(self.kernel.etc) == sorted(c.netns for c in store.containers())
 

@@ -40,6 +40,10 @@ class LabDriver:
     def device_name(self, network_id: str, options: dict[str, str]) -> str:
         return f"tst-{network_id[:8]}"
 
+    def plan_network(self, network: Network, others: list[Network], links: dict[str, dict]) -> Network:
+        self.asked.append(("plan_network", network.name))
+        return network
+
     def build_network(self, kernel, network: Network) -> None:
         self.asked.append(("build_network", network.name))
         kernel.create_bridge(network.bridge, "02:00:00:00:00:01", 1400, network.gateway, prefixlen(network.subnet))
@@ -53,7 +57,7 @@ class LabDriver:
         kernel.attach_endpoint(netns, endpoint.host_ifname, endpoint.ifname, network.bridge, 1400, endpoint.mac,
                                isolated=True)
 
-    def teardown_endpoint(self, kernel, network: Network, endpoint: Endpoint) -> None:
+    def teardown_endpoint(self, kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
         self.asked.append(("teardown_endpoint", endpoint.ifname))
         kernel.delete_link(endpoint.host_ifname)
 
@@ -93,7 +97,8 @@ def test_a_registered_driver_builds_networks_and_endpoints_through_the_engine(wo
     world.assert_consistent(engine)
     engine.remove_containers(["web"])
     engine.remove_network("lab")
-    assert test_driver.asked == [("build_network", "lab"), ("build_endpoint", "eth0"), ("teardown_endpoint", "eth0"),
+    assert test_driver.asked == [("plan_network", "lab"), ("build_network", "lab"), ("build_endpoint", "eth0"),
+                                 ("teardown_endpoint", "eth0"),
                                  ("build_endpoint", "eth0"), ("teardown_endpoint", "eth0"),
                                  ("teardown_network", "lab")]
     world.assert_consistent(engine)
@@ -119,14 +124,14 @@ def test_the_driver_validates_the_request_and_an_unknown_driver_names_the_availa
     with pytest.raises(NetcoreError, match=re.escape("takes only test.tag")):
         engine.create_network("lab", driver="test", options={"com.docker.network.driver.mtu": "1400"})
     with pytest.raises(NetcoreError) as raised:
-        engine.create_network("lab", driver="macvlan")
-    assert str(raised.value) == "unsupported driver 'macvlan': available are 'bridge', 'test'"
+        engine.create_network("lab", driver="vxlan")
+    assert str(raised.value) == "unsupported driver 'vxlan': available are 'bridge', 'ipvlan', 'macvlan', 'test'"
     assert engine.store.find_network("lab") is None
 
 
-def test_without_registrations_only_the_bridge_driver_is_there():
-    assert drivers.available() == ["bridge"]
-    with pytest.raises(NetcoreError, match=r"^unsupported driver 'x': only 'bridge' is available$"):
+def test_without_registrations_netcore_has_its_own_three_drivers():
+    assert drivers.available() == ["bridge", "ipvlan", "macvlan"]
+    with pytest.raises(NetcoreError, match=r"^unsupported driver 'x': available are 'bridge', 'ipvlan', 'macvlan'$"):
         drivers.get("x")
     with pytest.raises(ValueError, match="registered already"):
         drivers.register(drivers.get("bridge"))

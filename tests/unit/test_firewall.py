@@ -6,8 +6,9 @@ import pytest
 
 from fake_kernel import new_world
 from netcore.errors import NetcoreError
-from netcore.firewall import EndpointRules, FirewallState, NetworkRules, desired_state
-from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network
+from netcore.firewall import FirewallState, NetworkRules, desired_state
+from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network, PortBinding
+from netcore.ports import Mapping, parse_publish
 
 
 class RecordingFirewall:
@@ -37,9 +38,10 @@ def recorded(world):
     return world, fw, world.engine(firewall=fw)
 
 
-def endpoints_of(state: FirewallState) -> list[tuple[str, str, tuple[str, ...]]]:
+def ports_of(state: FirewallState) -> list[tuple]:
     networks = {n.id: n.name for n in state.networks}
-    return sorted((e.container, networks[e.network_id], e.addresses) for e in state.endpoints)
+    return sorted((m.container, networks[m.network_id], m.host_ip or "*", m.host_port, m.address, m.container_port)
+                  for m in state.ports)
 
 
 def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
@@ -51,21 +53,22 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
     assert rules == NetworkRules(id=app.id, name="app", bridge=app.bridge, subnet="10.1.0.0/24", gateway="10.1.0.1",
                                  subnet6="fd00:1::/64", gateway6="fd00:1::1", internal=True, icc=False,
                                  masquerade=False, dns=True)
-    assert fw.applied[-1].endpoints == ()
-    engine.run("web", "app")
-    assert endpoints_of(fw.applied[-1]) == [("web", "app", ("10.1.0.2", "fd00:1::2"))]
-    [web] = fw.applied[-1].endpoints
-    assert web.host_ifname == engine.store.endpoints()[0].host_ifname
-    engine.connect("bridge", "web")
-    assert endpoints_of(fw.applied[-1]) == [("web", "app", ("10.1.0.2", "fd00:1::2")),
-                                            ("web", "bridge", ("172.17.0.2",))]
-    engine.disconnect("app", "web")
-    assert endpoints_of(fw.applied[-1]) == [("web", "bridge", ("172.17.0.2",))]
+    assert fw.applied[-1].ports == ()
+    engine.create_network("pub", ["10.2.0.0/24", "fd00:2::/64"], ipv6=True)
+    engine.run("web", "pub", publish=[parse_publish("8080:80")])
+    assert ports_of(fw.applied[-1]) == [("web", "pub", "*", 8080, "10.2.0.2", 80),
+                                        ("web", "pub", "*", 8080, "fd00:2::2", 80)]
+    engine.connect("app", "web")  # eth1, internal: the published port still leads to eth0
+    assert ports_of(fw.applied[-1]) == [("web", "pub", "*", 8080, "10.2.0.2", 80),
+                                        ("web", "pub", "*", 8080, "fd00:2::2", 80)]
+    engine.connect("bridge", "web")  # eth2
+    engine.disconnect("pub", "web")  # eth0 gone: the next non-internal interface takes the port
+    assert ports_of(fw.applied[-1]) == [("web", "bridge", "*", 8080, "172.17.0.2", 80)]
     engine.remove_containers(["web"])
-    assert fw.applied[-1].endpoints == ()
+    assert fw.applied[-1].ports == ()
     engine.remove_network("app")
-    assert [n.name for n in fw.applied[-1].networks] == ["bridge"]
-    assert len(fw.applied) == 6  # once per action: create, run and connect before they return, the rest at its end
+    assert [n.name for n in fw.applied[-1].networks] == ["bridge", "pub"]
+    assert len(fw.applied) == 8  # once per action: create, run and connect before they return, the rest at its end
 
 
 def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(recorded):
@@ -104,8 +107,9 @@ def test_a_failing_apply_after_a_removal_is_one_line_and_the_removal_stays_done(
     assert "\n" not in message and "next command applies the firewall again" in message
     world.assert_consistent(engine)
     assert [c.name for c in engine.store.containers()] == ["db"]
-    engine.run("cache", "app")  # the next action applies the whole state
-    assert endpoints_of(fw.applied[-1]) == [("cache", "app", ("10.1.0.2",)), ("db", "app", ("10.1.0.3",))]
+    engine.run("cache", "app", publish=[parse_publish("127.0.0.1:53:53/udp")])  # the next action applies it whole
+    assert ports_of(fw.applied[-1]) == [("cache", "app", "127.0.0.1", 53, "10.1.0.2", 53)]
+    assert [n.name for n in fw.applied[-1].networks] == ["bridge", "app"]
 
 
 def test_purge_hands_the_firewall_what_is_left_and_keeps_going_past_its_failure(recorded):
@@ -125,16 +129,16 @@ def test_the_desired_state_counts_running_records_only():
                    state=STATE_CREATING)
     web = Container(id="w" * 64, name="web", hostname="web", netns="ns-web")
     going = Container(id="g" * 64, name="going", hostname="going", netns="ns-going", state=STATE_REMOVING)
-    endpoints = [Endpoint(id="1" * 64, container_id=web.id, network_id=net.id, ifname="eth0", host_ifname="veth1",
-                          mac="02:42:0a:01:00:02", ipv4="10.1.0.2"),
+    endpoints = [Endpoint(id="1" * 64, container_id=web.id, network_id=half.id, ifname="eth0", host_ifname="veth3",
+                          mac="02:42:0a:02:00:02", ipv4="10.2.0.2"),
                  Endpoint(id="2" * 64, container_id=going.id, network_id=net.id, ifname="eth0", host_ifname="veth2",
                           mac="02:42:0a:01:00:03", ipv4="10.1.0.3"),
-                 Endpoint(id="3" * 64, container_id=web.id, network_id=half.id, ifname="eth1", host_ifname="veth3",
-                          mac="02:42:0a:02:00:02", ipv4="10.2.0.2")]
-    assert desired_state([net, half], [web, going], endpoints) == FirewallState(
+                 Endpoint(id="3" * 64, container_id=web.id, network_id=net.id, ifname="eth1", host_ifname="veth1",
+                          mac="02:42:0a:01:00:02", ipv4="10.1.0.2")]
+    ports = [PortBinding(web.id, "tcp", 80, "", 8080), PortBinding(going.id, "tcp", 80, "", 8081)]
+    assert desired_state([net, half], [web, going], endpoints, ports) == FirewallState(
         networks=(NetworkRules(id=net.id, name="app", bridge="br-app", subnet="10.1.0.0/24", gateway="10.1.0.1"),),
-        endpoints=(EndpointRules(network_id=net.id, container_id=web.id, container="web", host_ifname="veth1",
-                                 addresses=("10.1.0.2",)),))
+        ports=(Mapping("tcp", 4, "", 8080, "10.1.0.2", 80, net.id, "br-app", web.id, "web"),))
 
 
 def test_a_firewall_that_cannot_work_stops_the_action_before_anything_changes(world):

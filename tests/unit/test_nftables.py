@@ -21,7 +21,16 @@ import pytest
 
 from netcore import nft_apply
 from netcore.firewall import FirewallState, NetworkRules, desired_state
-from netcore.model import DEFAULT_BRIDGE, DEFAULT_BRIDGE_DEVICE, OPT_ICC, OPT_MASQUERADE, Container, Endpoint, Network
+from netcore.model import (
+    DEFAULT_BRIDGE,
+    DEFAULT_BRIDGE_DEVICE,
+    OPT_ICC,
+    OPT_MASQUERADE,
+    Container,
+    Endpoint,
+    Network,
+    PortBinding,
+)
 from netcore.nftables import Ruleset, normalize_listing, render
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")
@@ -61,7 +70,51 @@ def _container_on_two_networks() -> FirewallState:
     return desired_state([app, db], [web, db1], endpoints)
 
 
+def _published_ports() -> FirewallState:
+    """Issue 14: `web` on a dual-stack `app` publishes on every address, on loopback, on one IPv4 and one
+    IPv6 host address; `mail` on `other` (ICC off) publishes one port; `vault` on an internal network has
+    a binding that maps nowhere."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1", subnet6="fd00:89:7::/64", gateway6="fd00:89:7::1")
+    other = Network(id=_id("other"), name="other", bridge=f"br-{_id('other')[:12]}", subnet="10.89.9.0/24",
+                    gateway="10.89.9.1", options={OPT_ICC: "false"})
+    vault = Network(id=_id("vault"), name="vault", bridge=f"br-{_id('vault')[:12]}", subnet="10.89.3.0/24",
+                    gateway="10.89.3.1", internal=True)
+    web, mail, safe = (Container(id=c * 64, name=n, hostname=n, netns=f"ns-{n}")
+                       for c, n in (("a", "web"), ("b", "mail"), ("c", "safe")))
+    endpoints = [Endpoint(id="1" * 64, container_id=web.id, network_id=app.id, ifname="eth0", host_ifname="veth1",
+                          mac="02:42:0a:59:07:02", ipv4="10.89.7.2", ipv6="fd00:89:7::2"),
+                 Endpoint(id="2" * 64, container_id=mail.id, network_id=other.id, ifname="eth0", host_ifname="veth2",
+                          mac="02:42:0a:59:09:02", ipv4="10.89.9.2"),
+                 Endpoint(id="3" * 64, container_id=safe.id, network_id=vault.id, ifname="eth0", host_ifname="veth3",
+                          mac="02:42:0a:59:03:02", ipv4="10.89.3.2")]
+    ports = [PortBinding(web.id, "tcp", 80, "", 8080), PortBinding(web.id, "udp", 53, "127.0.0.1", 5353),
+             PortBinding(web.id, "tcp", 443, "192.0.2.1", 8443), PortBinding(web.id, "tcp", 90, "2001:db8::1", 9000),
+             PortBinding(web.id, "sctp", 38412, "", 38412), PortBinding(mail.id, "tcp", 25, "", 2525),
+             PortBinding(safe.id, "tcp", 22, "", 2222)]
+    return desired_state([app, other, vault], [web, mail, safe], endpoints, ports)
+
+
+def _macvlan_beside_a_bridge() -> FirewallState:
+    """A bridge `app`, a macvlan network `lan` (bridge mode: its shim mv-... holds 192.168.77.79, where dnsd
+    listens) with a container, and a private macvlan network `quiet` (no shim): derived from records, so
+    the renderer sees what netcore.model derives (no forward chain, no masquerading for macvlan)."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1")
+    lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
+    quiet = Network(id=_id("quiet"), name="quiet", bridge=f"mv-{_id('quiet')[:12]}", subnet="192.168.78.0/24",
+                    gateway="192.168.78.1", driver="macvlan", options={"parent": "eth0", "macvlan_mode": "private"})
+    c1 = Container(id="c" * 64, name="c1", hostname="c1", netns="ns-c1")
+    endpoint = Endpoint(id="4" * 64, container_id=c1.id, network_id=lan.id, ifname="eth0", host_ifname="mvl1",
+                        mac="02:42:c0:a8:4d:40", ipv4="192.168.77.64")
+    return desired_state([app, lan, quiet], [c1], [endpoint])
+
+
 STATES = {
+    "published_ports": _published_ports(),
+    "macvlan_beside_a_bridge": _macvlan_beside_a_bridge(),
     "container_on_two_networks": _container_on_two_networks(),
     "empty": FirewallState(),
     "one": FirewallState((FRONT,)),

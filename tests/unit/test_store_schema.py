@@ -19,8 +19,17 @@ from dnsd.answer import Answerer
 from dnsd.builder import SnapshotBuilder
 from dnsd.wire import NOERROR
 from netcore import store as store_module
-from netcore.errors import NetcoreError, StoreError
-from netcore.model import MODE_BRIDGE, MODE_CONTAINER, MODE_NONE, STATE_RUNNING, Container, Endpoint, Network
+from netcore.errors import Conflict, NetcoreError, StoreError
+from netcore.model import (
+    MODE_BRIDGE,
+    MODE_CONTAINER,
+    MODE_NONE,
+    STATE_RUNNING,
+    Container,
+    Endpoint,
+    Network,
+    PortBinding,
+)
 from netcore.store import (
     BOOL,
     COLUMNS,
@@ -37,6 +46,7 @@ from netcore.store import (
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-v1.sql"
 ADD_RESTART = "ALTER TABLE containers ADD COLUMN restart TEXT NOT NULL DEFAULT 'no'"
+V = current_version()  # this release's schema version; the tests' "later release" adds one step to it
 
 # -- the records the fixture holds, field by field (written through the CLI of the release before versions) --
 
@@ -182,8 +192,9 @@ def newer_code(monkeypatch):
 
 def test_version_1_is_exactly_the_schema_the_release_before_versions_created(old_store, tmp_path):
     Store.open(str(tmp_path / "new")).close()
-    assert user_version(str(tmp_path / "new")) == current_version() == 1
-    assert schema_of(str(tmp_path / "new")) == schema_of(old_store)
+    assert user_version(str(tmp_path / "new")) == current_version() == V
+    # later versions added only the published ports (version 2); the rest is the old release's, exactly
+    assert {row for row in schema_of(str(tmp_path / "new")) if row[2] != "ports"} == schema_of(old_store)
     assert raw(str(tmp_path / "new"), "SELECT * FROM meta") == [("generation", "0")]
 
 
@@ -195,10 +206,12 @@ def test_a_store_of_the_release_before_versions_opens_as_version_1_with_every_re
     assert_fixture_records(reader)
     reader.close()
     writer = Store.open(old_store)
-    assert writer.schema_version() == 1 and user_version(old_store) == 1
+    assert writer.schema_version() == V and user_version(old_store) == V
     assert_fixture_records(writer)
+    assert writer.ports() == []
     writer.close()
-    assert dump(old_store) == before  # stamped, not re-created: every table, index and row as it was
+    # stamped and upgraded, not re-created: every table, index and row as it was, the ports table beside them
+    assert [line for line in dump(old_store) if " ports" not in line and '"ports"' not in line] == before
 
 
 def test_dnsd_answers_the_names_it_answered_before_the_upgrade(old_store, dns):
@@ -220,7 +233,7 @@ def test_a_store_older_than_the_change_feed_gains_it_on_upgrade(old_store):
     raw_db.executescript("DROP TABLE changes")
     raw_db.close()
     s = Store.open(old_store)
-    assert s.schema_version() == 1
+    assert s.schema_version() == V
     assert s.networks() == NETWORKS
     assert s.changes_since(20) == (20, set())
     s.close()
@@ -235,7 +248,7 @@ def test_a_version_0_store_that_netcore_did_not_make_is_refused_and_left_alone(t
                      "INSERT INTO containers VALUES ('x', 'x');")
     db.close()
     before = dump(str(state))
-    with pytest.raises(StoreError, match=r"from schema version 0 to 1: it has no column containers.hostname, .*"
+    with pytest.raises(StoreError, match=rf"from schema version 0 to {V}: it has no column containers.hostname, .*"
                                          r"rolled back"):
         Store.open(str(state))
     assert dump(str(state)) == before and user_version(str(state)) == 0
@@ -246,14 +259,14 @@ def test_a_version_0_store_that_netcore_did_not_make_is_refused_and_left_alone(t
 
 def test_an_upgrade_step_adds_a_column_and_every_record_survives(old_store, newer_code):
     s = Store.open(old_store)
-    assert s.schema_version() == 2 and user_version(old_store) == 2
+    assert s.schema_version() == V + 1 and user_version(old_store) == V + 1
     assert_fixture_records(s)
     assert raw(old_store, "SELECT DISTINCT restart FROM containers") == [("no",)]
     with s.transaction():  # and the upgraded store takes writes as before
         s.set_state(s.container("lone"), STATE_RUNNING)
     assert s.generation() == 21
     s.close()
-    assert Store.open(old_store).schema_version() == 2  # nothing left to do
+    assert Store.open(old_store).schema_version() == V + 1  # nothing left to do
 
 
 def test_a_step_that_rebuilds_a_table_runs_with_foreign_keys_checked_at_the_end(old_store, monkeypatch):
@@ -268,7 +281,7 @@ def test_a_step_that_rebuilds_a_table_runs_with_foreign_keys_checked_at_the_end(
 
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, rebuild_containers])
     s = Store.open(old_store)
-    assert s.schema_version() == 2
+    assert s.schema_version() == V + 1
     assert_fixture_records(s)
     assert s._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # on again for every write after the upgrade
     s.close()
@@ -281,9 +294,10 @@ def test_a_failed_step_rolls_the_whole_upgrade_back(old_store, monkeypatch):
                         [*store_module.MIGRATIONS, ADD_RESTART, "ALTER TABLE nope ADD COLUMN y TEXT"])
     with pytest.raises(StoreError) as raised:
         Store.open(old_store)
-    assert str(raised.value) == (f"cannot upgrade the store in {old_store} from schema version 1 to 3: step 3 failed: "
-                                 "no such table: nope; the transaction was rolled back: nothing was half-written")
-    assert dump(old_store) == before and user_version(old_store) == 1  # no restart column either
+    assert str(raised.value) == (f"cannot upgrade the store in {old_store} from schema version {V} to {V + 2}: "
+                                 f"step {V + 2} failed: no such table: nope; the transaction was rolled back: "
+                                 "nothing was half-written")
+    assert dump(old_store) == before and user_version(old_store) == V  # no restart column either
 
 
 def test_an_upgrade_that_would_break_a_reference_is_rolled_back(old_store, monkeypatch):
@@ -292,7 +306,7 @@ def test_an_upgrade_that_would_break_a_reference_is_rolled_back(old_store, monke
                         [*store_module.MIGRATIONS, "DELETE FROM networks WHERE name = 'backend'"])
     with pytest.raises(StoreError, match=r"2 rows refer to rows that do not exist .* rolled back"):
         Store.open(old_store)
-    assert user_version(old_store) == 1
+    assert user_version(old_store) == V
     assert len(raw(old_store, "SELECT * FROM networks")) == 3
 
 
@@ -315,7 +329,7 @@ def test_writers_opening_an_old_store_at_once_upgrade_it_once(old_store, monkeyp
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, _slow_step])
     with multiprocessing.get_context("fork").Pool(6) as pool:  # forked: the children see the patched steps
         versions = pool.map(_open_and_count, [old_store] * 6)
-    assert versions == [2] * 6
+    assert versions == [V + 1] * 6
     assert len(raw(old_store, "SELECT * FROM step_runs")) == 1
     assert_fixture_records(Store.open_readonly(old_store, program="test"))
 
@@ -329,14 +343,14 @@ def test_a_store_newer_than_this_code_is_refused_by_writer_and_reader_and_left_a
     before = dump(old_store)
     with pytest.raises(SchemaVersionError) as raised:
         Store.open(old_store)
-    assert str(raised.value) == (f"the store in {old_store} has schema version 2, newer than this netcore knows (1): "
-                                 "upgrade netcore")
+    assert str(raised.value) == (f"the store in {old_store} has schema version {V + 1}, newer than this netcore "
+                                 f"knows ({V}): upgrade netcore")
     with pytest.raises(SchemaVersionError) as raised:
         Store.open_readonly(old_store)
-    assert str(raised.value) == (f"the store in {old_store} has schema version 2, newer than this dnsd knows (1): "
-                                 "upgrade dnsd")
+    assert str(raised.value) == (f"the store in {old_store} has schema version {V + 1}, newer than this dnsd "
+                                 f"knows ({V}): upgrade dnsd")
     assert isinstance(raised.value, NetcoreError)
-    assert dump(old_store) == before and user_version(old_store) == 2
+    assert dump(old_store) == before and user_version(old_store) == V + 1
 
 
 def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, monkeypatch):
@@ -347,9 +361,9 @@ def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, mo
         Store.open(old_store).close()
     for read in (lambda: reader.changes_since(0), lambda: reader.container_records({WEB}),
                  lambda: reader.dns_records().__enter__()):
-        with pytest.raises(SchemaVersionError, match="schema version 2, newer than this dnsd knows"):
+        with pytest.raises(SchemaVersionError, match=f"schema version {V + 1}, newer than this dnsd knows"):
             read()
-    with (pytest.raises(SchemaVersionError, match="schema version 2, newer than this netcore knows"),
+    with (pytest.raises(SchemaVersionError, match=f"schema version {V + 1}, newer than this netcore knows"),
           old_writer.transaction()):
         old_writer.set_state(CONTAINERS[0], "removing")
     assert raw(old_store, "SELECT state FROM containers WHERE name = 'web'") == [("running",)]
@@ -359,14 +373,14 @@ def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, mo
 
 
 def test_a_reader_reads_older_versions_down_to_the_oldest_it_declares(old_store, newer_code):
-    Store.open_readonly(old_store).close()  # version 1 (unstamped) read by a version-2 dnsd: columns it reads exist
-    newer_code.setattr(store_module, "OLDEST_READABLE", 2)  # a later step changed what readers select
+    Store.open_readonly(old_store).close()  # version 1 (unstamped) read by a newer dnsd: columns it reads exist
+    newer_code.setattr(store_module, "OLDEST_READABLE", V + 1)  # a later step changed what readers select
     with pytest.raises(SchemaVersionError) as raised:
         Store.open_readonly(old_store)
-    assert str(raised.value) == (f"the store in {old_store} has schema version 1, older than this dnsd reads (2): "
-                                 "run any netcore command (e.g. netcore network ls) to upgrade it")
+    assert str(raised.value) == (f"the store in {old_store} has schema version 1, older than this dnsd reads "
+                                 f"({V + 1}): run any netcore command (e.g. netcore network ls) to upgrade it")
     Store.open(old_store).close()
-    assert Store.open_readonly(old_store).schema_version() == 2
+    assert Store.open_readonly(old_store).schema_version() == V + 1
 
 
 def test_a_reader_of_a_file_that_is_no_store_gets_one_line(tmp_path):
@@ -380,7 +394,7 @@ def test_a_reader_of_a_file_that_is_no_store_gets_one_line(tmp_path):
 
 def test_every_model_field_has_a_column_and_non_scalars_their_declared_codec():
     assert {kind: [name for name, _ in columns] for kind, columns in COLUMNS.items()} == {
-        kind: [f.name for f in dataclasses.fields(kind)] for kind in (Network, Container, Endpoint)}
+        kind: [f.name for f in dataclasses.fields(kind)] for kind in (Network, Container, Endpoint, PortBinding)}
     assert dict(COLUMNS[Network])["options"] is JSON_DICT
     assert dict(COLUMNS[Network])["internal"] is BOOL
     assert dict(COLUMNS[Endpoint])["aliases"] is JSON_TUPLE
@@ -441,3 +455,25 @@ import netcore.store
     assert result.stderr.strip().splitlines()[-1] == (
         "TypeError: Endpoint.driver_opts: dict[str, str] is not a scalar column type; "
         "declare its codec (JSON_TUPLE, JSON_DICT, BOOL) in netcore.store.CODECS")
+
+
+# -- version 2: published ports --------------------------------------------------------------------------------
+
+
+def test_version_2_keeps_published_ports_with_their_container_and_one_owner_per_host_port(old_store):
+    s = Store.open(old_store)
+    web, lone = PortBinding(WEB, "tcp", 80, "", 8080, "8080"), PortBinding(LONE, "udp", 53, "127.0.0.1", 5353, "")
+    with s.transaction():
+        s.insert(web)
+        s.insert(lone)
+    assert s.ports() == [web, lone] and s.ports_of_container(LONE) == [lone]
+    with pytest.raises(Conflict, match="conflicts with one already stored"), s.transaction():
+        s.insert(PortBinding(DB, "tcp", 81, "", 8080, "8080"))
+    lone_container = CONTAINERS[5]
+    with pytest.raises(StoreError, match="cannot delete container lone: other records still refer to it"), \
+            s.transaction():
+        s.delete(lone_container)  # it has no endpoint and no dependent: its published port holds it
+    with s.transaction():
+        s.delete_ports(lone_container)
+        s.delete(lone_container)
+    assert s.ports() == [web] and s.generation() == 22  # each write one generation, the refused ones none

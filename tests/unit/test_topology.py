@@ -34,10 +34,23 @@ def test_parse_example():
     ("containers: {web: {networks: {app: {alias: [x]}}}}", "unknown key 'alias'"),
     ("containers: {web: {net: host, networks: [app]}}", "not both"),
     ("services: {}", "unknown key 'services'"),
+    ("containers: {web: {ports: 8080}}", r"web.ports: expected a list of port mappings"),
+    ("containers: {web: {ports: [70000]}}", r"web.ports: 70000 is not a port"),
+    ("containers: {web: {ports: ['80:']}}", r"web.ports: invalid -p '80:': no container port"),
 ])
 def test_bad_topologies_name_the_place(text, message):
     with pytest.raises(NetcoreError, match=message):
         topology.parse(yaml.safe_load(text), "t.yaml")
+
+
+def test_ports_are_run_p_values_and_an_unquoted_22_22_is_not_the_number_1342(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("containers:\n  web:\n    ports:\n      - 22:22\n      - '8080:80'\n      - 53/udp\n      - 9090\n"
+                    "      - 0x10\n")
+    parsed = topology.load(str(path))
+    assert [(p.host_ports, p.container_ports, p.protocol) for p in parsed.containers[0].ports] == [
+        ((22, 22), (22, 22), "tcp"), ((8080, 8080), (80, 80), "tcp"), (None, (53, 53), "udp"),
+        (None, (9090, 9090), "tcp"), (None, (16, 16), "tcp")]
 
 
 def test_load_reports_unreadable_and_invalid_files(tmp_path):

@@ -1,4 +1,5 @@
-"""Who holds a port (dnsd.holders) and the sync reply that carries it to netcore (issue 11, item 4)."""
+"""Who holds a port (netcore.holders: for dnsd's listeners and published ports) and the sync reply that carries
+it to netcore (issue 11, item 4)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import socket
 
 import pytest
 
-from dnsd.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
 from netcore.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
+from netcore.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
@@ -50,6 +51,9 @@ def test_conflicts_are_the_exact_address_first_then_wildcards_on_the_same_port()
     assert [r.inode for r in conflicting(rows, "10.90.0.1", 53)] == [40002, 50002]
     assert [r.inode for r in conflicting(rows, "fd70::1", 53)] == [50004, 50002]  # never 0.0.0.0 for IPv6
     assert conflicting(rows, "10.89.0.1", 5353) == []
+    # a published port on every address (issue 14) collides with any address of its family on that port
+    assert [r.inode for r in conflicting(rows, "0.0.0.0", 53)] == [40001, 40002, 50003, 50002]
+    assert [r.inode for r in conflicting(rows, "0.0.0.0", 8080)] == [40003]
 
 
 def test_time_wait_and_orphaned_tcp_sockets_hold_nothing():

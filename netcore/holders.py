@@ -1,9 +1,9 @@
 """Who holds a port: the sockets of this network namespace bound to an address and port, and their processes.
 
-When dnsd cannot bind a gateway address (EADDRINUSE), the operator needs to
-know what took it: another resolver started in the gateway namespace, or
-something bound to the wildcard address (containers/aardvark-dns#13,
-podman#23226). ``/proc/net/{udp,tcp}{,6}`` list the sockets of the network
+When dnsd cannot bind a gateway address, or netcore a published host port
+(EADDRINUSE), the operator needs to know what took it: another resolver
+started in the gateway namespace, a host server, or something bound to the
+wildcard address (containers/aardvark-dns#13, podman#23226). ``/proc/net/{udp,tcp}{,6}`` list the sockets of the network
 namespace of the process reading them (dnsd runs inside the gateway namespace,
 so it reads its own), each with its inode; ``/proc/PID/fd`` links name the
 inode of each socket a process holds (``socket:[INODE]``), in any namespace.
@@ -64,8 +64,9 @@ def conflicting(sockets: list[BoundSocket], address: str, port: int) -> list[Bou
 
     A socket on the same port conflicts when it is bound to that address, to its family's
     wildcard, or (for IPv4) to ``::`` without IPV6_V6ONLY, which /proc cannot tell, so it is
-    listed too; an IPv4-mapped IPv6 address counts as its IPv4 address. TCP sockets in
-    TIME_WAIT or without an inode (no process holds them) are left out.
+    listed too; for a wildcard ``address`` (a published port on every address), a socket bound
+    to any address of its family conflicts. An IPv4-mapped IPv6 address counts as its IPv4
+    address. TCP sockets in TIME_WAIT or without an inode (no process holds them) are left out.
     """
     wanted = ipaddress.ip_address(address)
     exact, wildcard = [], []
@@ -79,6 +80,8 @@ def conflicting(sockets: list[BoundSocket], address: str, port: int) -> list[Bou
             exact.append(sock)
         elif bound.is_unspecified and (bound.version == wanted.version or bound.version == 6):
             wildcard.append(sock)
+        elif wanted.is_unspecified and bound.version == wanted.version:
+            exact.append(sock)
     return exact + wildcard
 
 
@@ -127,11 +130,12 @@ def _process_name(proc: str, pid: str) -> str:
         return "?"
 
 
-def describe_holders(address: str, port: int) -> str:
-    """What holds ``address``:``port`` in this network namespace, for an error line:
+def describe_holders(address: str, port: int, proc_net: str = PROC_NET) -> str:
+    """What holds ``address``:``port`` in the network namespace of ``proc_net`` (this process's by default;
+    ``/proc/thread-self/net`` for a thread that entered another one with setns), for an error line:
     ``held by python3 (pid 4242, udp 10.89.0.1:53)``; several holders are joined with ``;``,
     and when no socket is found (it closed meanwhile, or another namespace) ``holder not found``."""
-    found = conflicting(read_sockets(), address, port)
+    found = conflicting(read_sockets(proc_net), address, port)
     if not found:
         return "holder not found"
     owners = socket_owners({sock.inode for sock in found})

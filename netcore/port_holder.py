@@ -1,0 +1,360 @@
+"""Published host ports are really taken: netcore binds each one and a small process keeps the sockets open.
+
+Docker binds (and for TCP listens on) every published host port for as long
+as the mapping lives, so no host process can take the port later and break the
+mapping silently. netcore does the same in two parts:
+
+- the netcore command binds each new port itself, in the gateway namespace
+  (``bind``), so a port already in use fails that command with one line naming
+  the holder: ``Bind for 0.0.0.0:8080 failed: port is already allocated (held
+  by python3 (pid 42, tcp 0.0.0.0:8080))``;
+- it hands the bound socket (SCM_RIGHTS over a Unix socket,
+  ``STATE_DIR/ports.sock``) to the port holder, ``python -m
+  netcore.port_holder``, a process started in the gateway namespace that does
+  nothing but keep the sockets it is given, and closes them when told.
+
+The holder knows no policy: the engine derives which ports must be held from
+the store (netcore.ports.Mapping.held), asks the holder what it holds, binds
+what is missing and releases the rest. A holder killed releases every port
+with it (the kernel closes its sockets); the next netcore command starts a new
+one and binds them again. A holder left in a gateway namespace that was
+deleted and made anew holds sockets of the dead namespace: it is stopped and
+replaced. Nothing reaches the held sockets: the firewall DNATs every packet to
+a published port before it could be delivered to them.
+
+``conntrack`` entries are this module's too (``forget``): when a UDP mapping
+is added or removed, the entries for its host port are deleted, so a client
+that keeps sending from one source port reaches the new container at once
+instead of following a stale entry until it times out (moby/moby#8795, fixed
+in moby PR #44742). pyroute2 speaks the conntrack netlink protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+from . import linux, netlink
+from .errors import NetcoreError
+from .holders import describe_holders
+from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports
+
+SOCKET_NAME = "ports.sock"
+LOG_NAME = "ports.log"
+START_TIMEOUT = 5.0
+MESSAGE_MAX = 1 << 20  # a `list` reply of every held port fits
+PROTOCOL_NUMBERS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
+LISTEN_BACKLOG = 1  # never used: every packet for the port is DNATed before it reaches this socket
+
+
+class PortError(NetcoreError):
+    """A host port cannot be taken (in use, no such address, protocol not in this kernel) or held."""
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def bind(port: HostPort, proc_net: str = "/proc/thread-self/net") -> socket.socket:
+    """A socket bound to ``port`` in the calling thread's network namespace (TCP and SCTP listening, IPv6
+    only for an IPv6 address), the way Docker holds a published port. PortError (one line) when the port is
+    in use (naming its holder, read from ``proc_net``), the address is not the namespace's, or the kernel
+    lacks the protocol."""
+    family = _family(port.address)
+    kind = socket.SOCK_DGRAM if port.protocol == "udp" else socket.SOCK_STREAM
+    where = f"{_host(port.address)}:{port.port}"
+    try:
+        sock = socket.socket(family, kind, PROTOCOL_NUMBERS[port.protocol])
+    except OSError as err:
+        if err.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT):
+            raise PortError(f"cannot publish {port.protocol} port {where}: this kernel has no "
+                            f"{port.protocol.upper()} support ({err.strerror})") from None
+        raise PortError(f"cannot publish {port}: {err.strerror}") from None
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers; LISTEN still excludes
+        sock.bind((port.address, port.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(LISTEN_BACKLOG)
+        return sock
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            holders = describe_holders(port.address, port.port, proc_net)
+            raise PortError(f"Bind for {where} failed: port is already allocated ({port.protocol}, {holders})") \
+                from None
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise PortError(f"cannot publish on {port.address}: not an address of the gateway namespace") from None
+        raise PortError(f"cannot bind {port}: {err.strerror}") from None
+
+
+def _request(path: str, text: str, fds: Iterable[int] = (), timeout: float = 10.0) -> str | None:
+    """One request to the holder and its reply; None when no holder answers."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            socket.send_fds(sock, [text.encode()], list(fds))
+            reply = sock.recv(MESSAGE_MAX)
+            return reply.decode()
+    except OSError:
+        return None
+
+
+class HostPorts:
+    """The engine's side of held host ports for one state dir and gateway namespace (None: the host's).
+
+    ``check(port)`` raises PortError unless the port could be bound now; ``held()`` is what the holder
+    keeps; ``hold(ports)`` binds and hands over each, returning {port: why not} for those that failed;
+    ``release(ports)`` closes them; ``forget(ports)`` deletes their conntrack entries; ``local_range()``
+    is where ephemeral ports come from. Errors other than a port's own are one-line PortErrors.
+    """
+
+    def __init__(self, state_dir: str, namespace: str | None):
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self.socket_path = os.path.join(state_dir, SOCKET_NAME)
+
+    def _in_gateway(self):
+        if self.namespace is None:
+            return _NoSwitch()
+        return linux.entered_netns(linux.netns_path(self.namespace))
+
+    def check(self, port: HostPort) -> None:
+        """PortError unless ``port`` can be bound in the gateway namespace now (the socket is closed again)."""
+        with self._in_gateway():
+            bind(port).close()
+
+    def local_range(self) -> tuple[tuple[int, int], frozenset[int]]:
+        """The gateway namespace's ``ip_local_port_range`` and ``ip_local_reserved_ports`` (the kernel's
+        defaults if they cannot be read)."""
+        with self._in_gateway():
+            try:
+                with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                    port_range = parse_port_range(f.read())
+            except (OSError, ValueError):
+                port_range = EPHEMERAL_DEFAULT
+            try:
+                with open("/proc/sys/net/ipv4/ip_local_reserved_ports") as f:
+                    reserved = parse_reserved_ports(f.read())
+            except (OSError, ValueError):
+                reserved = frozenset()
+        return port_range, reserved
+
+    def _status(self) -> tuple[int, set[HostPort]] | None:
+        reply = _request(self.socket_path, "list")
+        if reply is None:
+            return None
+        pid_line, *keys = reply.splitlines()
+        return int(pid_line.split()[1]), {HostPort.parse(key) for key in keys}
+
+    def pid(self) -> int | None:
+        """The holder's pid, or None when none answers."""
+        status = self._status()
+        return status[0] if status else None
+
+    def held(self) -> set[HostPort]:
+        """The ports the holder keeps; empty when there is none. A holder in a gateway namespace that is
+        not the live one (it was deleted and made anew) is stopped first: its sockets hold nothing here."""
+        status = self._status()
+        if status is None:
+            return set()
+        pid, ports = status
+        if self.namespace is not None and not self._in_live_namespace(pid):
+            self.stop()
+            return set()
+        return ports
+
+    def _in_live_namespace(self, pid: int) -> bool:
+        live = netlink.namespace_identity(linux.netns_path(self.namespace))
+        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
+        return live is None or theirs is None or live == theirs
+
+    def hold(self, ports: Iterable[HostPort]) -> dict[HostPort, str]:
+        """Bind each port and hand it to the holder (started if needed); {port: reason} of those that failed."""
+        failures: dict[HostPort, str] = {}
+        wanted = sorted(ports)
+        if not wanted:
+            return failures
+        self._ensure_running()
+        for port in wanted:
+            try:
+                with self._in_gateway():
+                    sock = bind(port)
+            except PortError as err:
+                failures[port] = str(err)
+                continue
+            with sock:
+                if _request(self.socket_path, f"hold {port}", [sock.fileno()]) != "ok":
+                    failures[port] = "the port holder did not take it"
+        return failures
+
+    def release(self, ports: Iterable[HostPort]) -> None:
+        """Close the holder's sockets of ``ports`` (those it does not hold are no error)."""
+        for port in sorted(ports):
+            _request(self.socket_path, f"release {port}")
+
+    def stop(self) -> None:
+        """Stop the holder (every port it holds is released); no error if there is none."""
+        status = self._status()
+        if status is None:
+            self._unlink()
+            return
+        _request(self.socket_path, "stop")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(status[0]):
+            time.sleep(0.01)
+        self._unlink()
+
+    def forget(self, ports: Iterable[HostPort]) -> int:
+        """Delete the gateway namespace's conntrack entries whose original destination port is one of
+        ``ports`` (by protocol); the number deleted. PortError if conntrack cannot be read."""
+        wanted = {(PROTOCOL_NUMBERS[p.protocol], p.port) for p in ports}
+        if not wanted:
+            return 0
+        from pyroute2 import Conntrack  # imported here: only ports need it
+
+        deleted = 0
+        try:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                with self._in_gateway():  # the netlink socket belongs to the namespace it was opened in
+                    conntrack = Conntrack(nfgen_family=family)
+                try:
+                    for entry in list(conntrack.dump_entries()):
+                        if (entry.tuple_orig.proto, entry.tuple_orig.dport) in wanted:
+                            conntrack.delete(entry)
+                            deleted += 1
+                finally:
+                    conntrack.close()
+        except Exception as err:  # noqa: BLE001  (pyroute2 raises its own kinds; the user reads one line)
+            raise PortError(f"cannot clear conntrack entries of published ports: {err}") from None
+        return deleted
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+    def _ensure_running(self) -> None:
+        if _request(self.socket_path, "list") is not None:
+            return
+        self._unlink()  # a dead holder's socket file
+        argv = [sys.executable, "-m", "netcore.port_holder", self.socket_path]
+        namespace = self.namespace
+
+        def enter() -> None:  # in the child, before exec: the holder lives in the gateway namespace
+            if namespace is not None:
+                linux.enter_netns(namespace)
+        log_path = os.path.join(self.state_dir, LOG_NAME)
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                    start_new_session=True, preexec_fn=enter)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if _request(self.socket_path, "list", timeout=1.0) is not None:
+                return
+            if proc.poll() is not None:
+                raise PortError(f"the port holder exited at start (status {proc.returncode}): see {log_path}")
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        raise PortError(f"the port holder did not come up within {START_TIMEOUT:.0f} s: see {log_path}")
+
+
+class _NoSwitch:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- the holder process -----------------------------------------------------------------------------------------
+
+
+def serve(path: str) -> None:
+    """Keep the sockets handed over on ``path`` until told to stop. Requests, one a message:
+    ``hold KEY`` with one file descriptor (replacing any kept under KEY), ``release KEY``, ``list`` (reply:
+    ``pid PID`` then one KEY a line), ``stop``. Replies ``ok`` or ``error: ...``."""
+    held: dict[str, socket.socket] = {}
+    old_umask = os.umask(0o077)
+    try:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server.bind(path)
+    finally:
+        os.umask(old_umask)
+    server.listen(16)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                try:
+                    message, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                except OSError:
+                    continue
+                word, _, key = message.decode(errors="replace").partition(" ")
+                reply = "ok"
+                if word == "hold" and fds:
+                    if key in held:
+                        held.pop(key).close()
+                    held[key] = socket.socket(fileno=fds[0])
+                elif word == "release":
+                    if key in held:
+                        held.pop(key).close()
+                elif word == "list":
+                    reply = "\n".join([f"pid {os.getpid()}", *sorted(held)])
+                elif word == "stop":
+                    conn.send(b"ok")
+                    return
+                else:
+                    for fd in fds:
+                        os.close(fd)
+                    reply = f"error: unknown request {word!r}"
+                conn.send(reply.encode())
+    finally:
+        for sock in held.values():
+            sock.close()
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m netcore.port_holder SOCKET``: what HostPorts starts in the gateway namespace."""
+    parser = argparse.ArgumentParser(prog="netcore.port_holder", description=__doc__.splitlines()[0])
+    parser.add_argument("socket", help="the Unix socket to serve (STATE_DIR/ports.sock)")
+    args = parser.parse_args(argv)
+    serve(args.socket)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
