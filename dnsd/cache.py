@@ -41,6 +41,7 @@ from .wire import (
     HEADER_SIZE,
     NOERROR,
     NXDOMAIN,
+    OPT_FIXED,
     SERVFAIL,
     TC_FLAG,
     TCP_MESSAGE_MAX,
@@ -84,6 +85,20 @@ def cache_ttl(reply: bytes) -> int | None:
             minimum = int.from_bytes(reply[end - 4:end], "big")  # SOA's last field (RFC 1035 section 3.3.13)
             return min(ttl, minimum, NEGATIVE_MAX)
     return None  # negative without an SOA: RFC 2308 section 5 says not to cache it
+
+
+def without_edns_options(reply: bytes) -> bytes:
+    """``reply`` with the options of its OPT record left out (payload size, extended rcode, version and flags
+    kept). A kept reply goes to other clients: an upstream's COOKIE option answers one client's cookie
+    (RFC 7873 section 5.3), and a padding or client-subnet option is as personal; dnsd's own answers carry
+    no options either. A reply without options, or whose layout cannot be read, comes back as it is."""
+    layout = record_spans(reply)
+    if layout is None:
+        return reply
+    for start, end, rtype, _ in layout[2]:
+        if rtype == TYPE_OPT and end - start > OPT_FIXED.size:
+            return reply[:start] + reply[start:start + OPT_FIXED.size - 2] + b"\x00\x00" + reply[end:]
+    return reply
 
 
 def cache_key(forward: Forward) -> CacheKey:
@@ -217,6 +232,7 @@ class AnswerCache:
         keep = cache_ttl(reply)
         if not keep:
             return None
+        reply = without_edns_options(reply)
         question_end, _, spans = record_spans(reply)  # cache_ttl read it: it has a layout
         fields = tuple((ttl_offset(reply, start), min(ttl, keep)) for start, _, rtype, ttl in spans
                        if rtype != TYPE_OPT)

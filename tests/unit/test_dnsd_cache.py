@@ -229,3 +229,16 @@ def test_the_cache_is_flushed_when_a_networks_or_containers_upstreams_change(new
     assert not upstreams_changed(base, snapshot(extra=True))
     assert upstreams_changed(base, snapshot(network_dns=("192.0.2.54",)))
     assert upstreams_changed(base, snapshot(container_dns=("192.0.2.55",)))
+
+
+def test_an_upstreams_edns_options_are_not_kept_for_other_clients():
+    """An upstream's COOKIE answers one client's cookie (RFC 7873): a kept reply carries no options."""
+    asked = query(edns=1232)
+    message = dnslib.DNSRecord.parse(reply(asked, ttls=(60,)))
+    message.ar = [dnslib.EDNS0(udp_len=1232, opts=[dnslib.EDNSOption(10, b"\x01" * 24)])]  # COOKIE
+    cache = AnswerCache(100, Clock())
+    cache.store(forward_of(asked), bytes(message.pack()))
+    served = dnslib.DNSRecord.parse(cache.lookup(forward_of(query(edns=1232, query_id=9)), 1232))
+    (opt,) = served.ar
+    assert opt.rtype == 41 and opt.rclass == 1232 and opt.rdata == [] and [str(r.rdata) for r in served.rr] == [
+        "192.0.2.1"]
