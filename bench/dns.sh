@@ -117,55 +117,10 @@ source "$BENCH_DIR/measure.sh"  # log, now, DNSPERF_BUFFER_KB, cpu_ticks, rss_kb
 # `netcore up >up.log`); it goes back to the script's own stdout and stderr first.
 exec {STDOUT_FD}>&1 {STDERR_FD}>&2
 
-# ---- teardown: by PID and by our prefix only ------------------------------------
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    exec 1>&"$STDOUT_FD" 2>&"$STDERR_FD"
-    set +e
-    trap - EXIT ERR
-    # A second Ctrl-C must not cut the teardown short; ignored signals stay ignored in
-    # the children too, so `netcore purge` finishes.
-    trap '' INT TERM
-    log "tearing down $PREFIX*"
-    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-    # netcore stops its dnsd and removes containers, networks and the gateway namespace.
-    [ -d "$STATE" ] && timeout 300 env NETCORE_NETNS="$GWNS" NETCORE_STATE_DIR="$STATE" \
-        PYTHONPATH="$REPO" python3 -m netcore purge >/dev/null 2>&1
-    # Safety net if purge could not: the dnsd of our state dir, by the PID it wrote.
-    local dnsd_pid
-    dnsd_pid=$(cat "$STATE/dnsd.pid" 2>/dev/null) || dnsd_pid=
-    if [ -n "$dnsd_pid" ] && tr '\0' ' ' <"/proc/$dnsd_pid/cmdline" 2>/dev/null | grep -qF -- "$STATE"; then
-        stop_pid "$dnsd_pid"
-    fi
-    local ns
-    for ns in $(ip netns list | awk '{print $1}'); do
-        case $ns in "$PREFIX"*) ip netns delete "$ns" ;; esac
-    done
-    rm -rf "/etc/netns/$GWNS" "/etc/netns/$CLIENTNS" "/etc/netns/$GWNS-"*
-    [ "$ETC_NETNS_EXISTED" -eq 1 ] || rmdir /etc/netns 2>/dev/null
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# ---- teardown: by PID and by our prefix only (measure.sh) ------------------------
+set_traps sandbox_cleanup
 
 # ---- tools ------------------------------------------------------------------------
-find_aardvark() {
-    local path
-    for path in /usr/libexec/podman/aardvark-dns /usr/lib/podman/aardvark-dns; do
-        [ -x "$path" ] && { echo "$path"; return 0; }
-    done
-    command -v aardvark-dns || true
-}
 
 # dnsmasq-base is the binary alone: no service, so nothing starts listening on the host.
 ensure_packages() {

@@ -64,10 +64,7 @@ cleanup() {
     rm -rf "$WORK"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT
-trap 'exit 143' TERM
+set_traps cleanup
 
 start_sandbox() {  # records
     local size=$1 fd line key value

@@ -76,3 +76,65 @@ code_description() {  # repo
     fi
     echo "$text"
 }
+
+# Where Podman's aardvark-dns is (Debian: /usr/lib/podman); empty if nowhere.
+find_aardvark() {
+    local path
+    for path in /usr/libexec/podman/aardvark-dns /usr/lib/podman/aardvark-dns; do
+        [ -x "$path" ] && { echo "$path"; return 0; }
+    done
+    command -v aardvark-dns || true
+}
+
+# Stop a process the script started, by its PID: TERM, then KILL after 5 s.
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Remove a benchmark's netcore sandbox: `netcore purge` (containers, networks, dnsd, the gateway
+# namespace), then as a safety net the dnsd of that state dir by the PID it wrote, every namespace
+# named PREFIX* and /etc/netns/PREFIX*.
+remove_sandbox() {  # prefix gwns state repo
+    local prefix=$1 gwns=$2 state=$3 repo=$4 dnsd_pid ns
+    [ -d "$state" ] && timeout 300 env NETCORE_NETNS="$gwns" NETCORE_STATE_DIR="$state" \
+        PYTHONPATH="$repo" python3 -m netcore purge >/dev/null 2>&1
+    dnsd_pid=$(cat "$state/dnsd.pid" 2>/dev/null) || dnsd_pid=
+    if [ -n "$dnsd_pid" ] && tr '\0' ' ' <"/proc/$dnsd_pid/cmdline" 2>/dev/null | grep -qF -- "$state"; then
+        stop_pid "$dnsd_pid"
+    fi
+    for ns in $(ip netns list | awk '{print $1}'); do
+        case $ns in "$prefix"*) ip netns delete "$ns" ;; esac
+    done
+    rm -rf "/etc/netns/$prefix"*
+}
+
+# The teardown of bench/dns.sh and bench/cache.sh, by PID and by their prefix only: the processes
+# in STARTED_PIDS, then remove_sandbox, /etc/netns if they made it, WORK; exits with the status it
+# found. The teardown may start while a command's output is redirected to a file (Ctrl-C during
+# `netcore up >up.log`): it goes back to the script's own stdout and stderr (STDOUT_FD, STDERR_FD)
+# first. A second Ctrl-C must not cut it short; ignored signals stay ignored in the children too,
+# so `netcore purge` finishes.
+sandbox_cleanup() {
+    local status=$?
+    exec 1>&"$STDOUT_FD" 2>&"$STDERR_FD"
+    set +e
+    trap - EXIT ERR
+    trap '' INT TERM
+    log "tearing down $PREFIX*"
+    for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
+    remove_sandbox "$PREFIX" "$GWNS" "$STATE" "$REPO"
+    [ "$ETC_NETNS_EXISTED" -eq 1 ] || rmdir /etc/netns 2>/dev/null
+    rm -rf "$WORK"
+    exit "$status"
+}
+
+# The traps of a script: its cleanup function (the argument) runs on exit, failure, Ctrl-C or TERM.
+set_traps() {  # cleanup-function
+    trap "$1" EXIT
+    trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

@@ -7,5 +7,7 @@ name encoding they share. ``server`` is the asyncio shell that wires the rest:
 ``listeners`` (a ``udp`` thread and a ``tcp`` server per gateway address),
 ``reload``, the ``control`` socket, a ``forward.Resolver`` for names not held
 (the ``Forwarder``, built by ``__main__``), and ``stats``, the counters they
-all share. ``config`` holds dnsd's settings and their defaults.
+all share. ``config`` holds dnsd's settings and their defaults. ``aardvark``
+runs the same server as Podman's aardvark-dns, over the records
+``aardvark_config`` reads from netavark's config directory.
 """

@@ -21,8 +21,11 @@ from netcore.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 
+from .cache import AnswerCache, CachingResolver
 from .config import DnsdError, ServerConfig
 from .forward import Forwarder
+from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, DEFAULT_PORT as DEFAULT_METRICS_PORT, parse_endpoint
+from .querylog import QueryLog
 from .reload import RecordSource
 from .server import DnsServer
 from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
@@ -30,6 +33,7 @@ from .stats import Stats
 
 RESOLV_CONF = "/etc/resolv.conf"
 MAX_WINDOW_MS = 10.0
+MAX_CACHE_SIZE = 10_000_000
 
 DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
@@ -72,10 +76,25 @@ def _window(text: str) -> float:
     return value
 
 
+def _entries(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_CACHE_SIZE:
+        raise ValueError
+    return value
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    try:
+        return parse_endpoint(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 # argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
 _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
 _port.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
+_entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
 
 
 def _upstream(text: str) -> Upstream:
@@ -113,6 +132,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULTS.udp_window * 1000:g})")
     parser.add_argument("--port", type=_port, default=DEFAULTS.port,
                         help=f"port to serve on (default {DEFAULTS.port})")
+    parser.add_argument("--cache-size", type=_entries, default=DEFAULTS.cache_size, metavar="ENTRIES",
+                        help="forwarded answers kept, least recently used out first; 0: no cache "
+                             f"(default {DEFAULTS.cache_size})")
+    parser.add_argument("--no-host-aliases", dest="host_aliases", action="store_false",
+                        help="answer only host.netcore.internal with the gateway, not host.docker.internal "
+                             "and host.containers.internal (default: all three)")
+    parser.add_argument("--metrics", nargs="?", type=_endpoint, const=_endpoint(""), metavar="ADDR:PORT",
+                        help="serve Prometheus metrics at http://ADDR:PORT/metrics (no value: "
+                             f"{DEFAULT_METRICS_ADDRESS}:{DEFAULT_METRICS_PORT}, loopback of the namespace dnsd "
+                             "serves from; default: off)")
+    parser.add_argument("--query-log", metavar="PATH",
+                        help="write one JSON line per query to PATH, rotated (default: off)")
+    parser.add_argument("--query-log-rate", type=_positive(int), default=DEFAULTS.query_log_rate, metavar="LINES",
+                        help=f"query log lines a second at most (default {DEFAULTS.query_log_rate})")
+    parser.add_argument("--query-log-size", type=_positive(int), default=DEFAULTS.query_log_max_bytes // 2**20,
+                        metavar="MB", help="query log size before it is rotated, in MiB "
+                                           f"(default {DEFAULTS.query_log_max_bytes // 2**20}, "
+                                           f"{DEFAULTS.query_log_backups} old files kept)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -158,10 +195,16 @@ def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
 
 def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
     """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
-    both counting in one Stats."""
+    its replies kept in an AnswerCache unless ``config.cache_size`` is 0, all counting in one Stats; with a
+    QueryLog if ``config.query_log`` names a file (OSError if it cannot be opened)."""
     stats = Stats()
     forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
-    return DnsServer(config, records, forwarder, stats)
+    query_log = (QueryLog(config.query_log, config.query_log_rate, config.query_log_max_bytes,
+                          config.query_log_backups) if config.query_log else None)  # OSError if it cannot be opened
+    if not config.cache_size:
+        return DnsServer(config, records, forwarder, stats, query_log=query_log)
+    cache = AnswerCache(config.cache_size)
+    return DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
 
 
 async def serve(state_dir: str, config: ServerConfig) -> None:
@@ -207,6 +250,9 @@ def _run(coroutine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
+        from .aardvark import print_helper_dir
+        return print_helper_dir()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
     try:
@@ -221,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
                               forward_timeout=args.forward_timeout, max_inflight=args.max_inflight,
                               max_inflight_per_client=args.max_inflight_per_client,
                               tcp_idle=args.tcp_idle, tcp_max=args.tcp_max, udp_window=args.udp_window / 1000,
-                              control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed)
+                              control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed,
+                              cache_size=args.cache_size, host_aliases=args.host_aliases, metrics=args.metrics,
+                              query_log=args.query_log, query_log_rate=args.query_log_rate,
+                              query_log_max_bytes=args.query_log_size * 2**20)
         _run(serve(args.state_dir, config))
     except NetcoreError as err:
         print(f"dnsd: {err}", file=sys.stderr)

@@ -10,10 +10,11 @@ to reply FORMERR. ``handle`` never raises on any input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import dnslib
 
-from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, lookup
+from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup
 from .stats import Stats
 from .wire import (
     BADVERS,
@@ -75,6 +76,13 @@ def reply_without_answers(query: bytes, question_end: int, rcode: int, edns: boo
                      b"\x00\x01" if edns else b"\x00\x00", query[HEADER_SIZE:question_end], opt))
 
 
+class RememberedReply(Protocol):
+    """A reply the memo holds that may expire: ``reply(query)`` is the reply with the query's ID, or None once
+    expired."""
+
+    def reply(self, query: bytes) -> bytes | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Forward:
     """The name is not local: ask these upstream servers in order and relay the reply.
@@ -89,6 +97,8 @@ class Forward:
     upstream_groups: tuple[tuple[Upstream, ...], ...]
     edns: bool
     dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
+    udp_limit: int = UDP_PAYLOAD_PLAIN  # bytes a UDP reply to this client may have (``_udp_limit``)
+    listener_ip: str = ""  # the gateway address it was asked at (for the metrics and the query log)
 
     def error_reply(self, rcode: int) -> bytes:
         """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
@@ -142,17 +152,19 @@ class Answerer:
     Replies that only the snapshot and the query decide (a plain UDP query
     without EDNS for a name of ours whose records do not rotate) are remembered
     per scope, keyed by the query after its ID: a query asked before is answered
-    with one lookup and its ID in front. The memo lives and dies with its
-    snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
+    with one lookup and its ID in front. So are forwarded answers the cache
+    holds, until they expire (``remember_reply``). The memo lives and dies with
+    its snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
-                 stats: Stats | None = None):
+                 stats: Stats | None = None, host_names: frozenset[bytes] = host_names()):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
         self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
+        self.host_names = host_names  # wire names answered with the asked gateway's addresses (Snapshot.host_entry)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -180,7 +192,12 @@ class Answerer:
             if replies is not None:
                 tail = replies.get(data[2:])
                 if tail is not None:
-                    return data[:2] + tail
+                    if tail.__class__ is bytes:
+                        return data[:2] + tail
+                    reply = tail.reply(data)  # a forwarded answer the cache holds (``remember_reply``)
+                    if reply is not None:
+                        return reply
+                    replies.pop(data[2:], None)  # expired: ask again
         size = len(data)
         if size < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:10] != _PLAIN_QUERY_COUNTS:
             return self._handle_unusual(data, client_ip, listener_ip, tcp)  # not QR=0 QUERY with 1 question
@@ -200,6 +217,17 @@ class Answerer:
                 return self._answer(data, name_end, edns[0], client_ip, listener_ip, tcp, snapshot, scope, edns[1])
         return self._handle_unusual(data, client_ip, listener_ip, tcp)
 
+    def remember_reply(self, query: bytes, client_ip: str, listener_ip: str, remembered: RememberedReply) -> None:
+        """Have the next UDP query with the same bytes after its ID, from a source with the same scope, answered
+        by ``remembered`` (a forwarded answer the cache holds, ``dnsd.cache``) until it says it has expired.
+
+        The memo stays sans-IO: whatever clock the reply needs is its own. It is forgotten with the snapshot.
+        """
+        snapshot, memo = self._current
+        scope = snapshot.scope_of(client_ip, listener_ip)
+        if scope is not None:
+            self._memo_put(memo, scope, query[2:], remembered)
+
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""
         name_end = len(query) - 4
@@ -207,13 +235,17 @@ class Answerer:
         records = lookup(entry, query[name_end:]) if entry is not None else None
         if records is None or (records.__class__ is RecordSet and records.rotation_slot >= 0):
             return  # forwarded, an error, NODATA or a rotating set: not remembered
+        self._memo_put(memo, scope, query[2:], reply[2:])
+
+    def _memo_put(self, memo: dict[Scope, dict], scope: Scope, key: bytes, tail: bytes | RememberedReply) -> None:
+        """One more memo entry; the whole memo is dropped first when it holds ``REPLY_MEMO_SIZE``."""
         if self._memo_size >= REPLY_MEMO_SIZE:
             memo.clear()
             self._memo_size = 0
         replies = memo.get(scope)
         if replies is None:
             replies = memo[scope] = {}
-        replies[query[2:]] = reply[2:]
+        replies[key] = tail
         self._memo_size += 1
 
     def _answer(self, data: bytes, name_end: int, edns_payload: int | None, client_ip: str, listener_ip: str,
@@ -233,8 +265,10 @@ class Answerer:
         entry = scope.names.get(name)
         if entry is None:
             entry = scope.qualified_entry(name)
+        if entry is None and name in self.host_names:
+            entry = snapshot.host_entry(listener_ip)
         if entry is None:
-            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok)
+            return self._not_local(snapshot, scope, data, name, question_end, edns_payload, dnssec_ok, listener_ip)
         records = lookup(entry, data[name_end:question_end])
         if records is None:  # the name exists, with no record of this type: NODATA, never NXDOMAIN
             return reply_without_answers(data, question_end, NOERROR, edns_payload is not None, dnssec_ok=dnssec_ok)
@@ -269,7 +303,7 @@ class Answerer:
         return records.doubled[start:start + len(records.wire)]
 
     def _not_local(self, snapshot: Snapshot, scope: Scope, data: bytes, name: bytes, question_end: int,
-                   edns_payload: int | None, dnssec_ok: bool = False) -> bytes | Forward:
+                   edns_payload: int | None, dnssec_ok: bool = False, listener_ip: str = "") -> bytes | Forward:
         """A name dnsd does not hold: NXDOMAIN where there is no way out, else a Forward.
 
         No upstream for this source (its networks are all internal, or none is
@@ -285,7 +319,8 @@ class Answerer:
         if not groups:
             self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
-        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok)
+        return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok, _udp_limit(edns_payload),
+                       listener_ip)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop.

@@ -135,6 +135,22 @@ class SnapshotBuilder:
         self._served_subnets = tuple(ipaddress.ip_network(subnet, strict=False) for network in served
                                      for subnet in (network.subnet, network.subnet6) if subnet)
         self._network_upstreams = {network.id: _upstreams(network.dns) for network in served}
+        self._host_entries = self._gateway_entries(self._networks.values())
+
+    def _gateway_entries(self, networks: Iterable[_NetworkNames]) -> dict[str, Entry]:
+        """Gateway address -> the entry of the host's own name asked there: its network's gateways, A and AAAA."""
+        entries = {}
+        for network in networks:
+            records = {}
+            for gateway in network.gateways:
+                packed = _packed_address(gateway)
+                type_class = A_IN if len(packed) == 4 else AAAA_IN
+                records[type_class] = self._record(type_class, packed)
+            if records:
+                entry = entry_of(records)
+                for gateway in network.gateways:
+                    entries[gateway] = entry
+        return entries
 
     def _apply(self, change: _Change, changed: set[str], containers: Iterable[Attached]) -> Snapshot:
         """Replace the contributions of the changed containers, then derive the snapshot; the order matters."""
@@ -157,7 +173,7 @@ class SnapshotBuilder:
         self._refresh_scopes(change)
         self._finished = True
         return Snapshot(self._clients, tuple(self._scope_table), self._listeners, self._served_subnets,
-                        self._network_upstreams, self._rotation_slot_count)
+                        self._network_upstreams, self._rotation_slot_count, self._host_entries)
 
     def _replace_contributions(self, change: _Change, changed: set[str],
                                containers: Iterable[Attached]) -> tuple[list[_ContainerNames], list[tuple]]:

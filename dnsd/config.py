@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
+from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
+from .querylog import (
+    DEFAULT_BACKUPS as DEFAULT_QUERY_LOG_BACKUPS,
+    DEFAULT_MAX_BYTES as DEFAULT_QUERY_LOG_MAX_BYTES,
+    DEFAULT_RATE as DEFAULT_QUERY_LOG_RATE,
+)
 from .snapshot import Upstream
 from .udp import DEFAULT_WINDOW
 
@@ -36,6 +42,13 @@ class ServerConfig:
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
     udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+    host_aliases: bool = True  # host.docker.internal and host.containers.internal answer as host.netcore.internal
+    cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
+    metrics: tuple[str, int] | None = None  # (address, port) of the Prometheus endpoint (dnsd.metrics); None: off
+    query_log: str | None = None  # path of the query log (dnsd.querylog); None: off
+    query_log_rate: int = DEFAULT_QUERY_LOG_RATE  # lines a second at most
+    query_log_max_bytes: int = DEFAULT_QUERY_LOG_MAX_BYTES  # per file, then rotated
+    query_log_backups: int = DEFAULT_QUERY_LOG_BACKUPS  # rotated files kept
 
     @property
     def client_share(self) -> int:

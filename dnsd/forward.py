@@ -21,6 +21,7 @@ is asked through a socket made inside that namespace by a helper thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from netcore import linux
 from .answer import Forward
 from .snapshot import Upstream
 from .stats import Stats
-from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL
+from .wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, TC_FLAG, TCP_MESSAGE_MAX, truncate_reply
 
 DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
 DEFAULT_MAX_INFLIGHT = 1024
@@ -73,12 +74,22 @@ class Forwarder:
         self._inflight_by_client: dict[str, int] = {}
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
-        """The reply for the client: an upstream's, with the client's ID, or SERVFAIL or REFUSED of our own."""
+        """The reply for the client: an upstream's, with the client's ID and made to fit its UDP limit
+        (``truncate_reply``), or SERVFAIL or REFUSED of our own."""
+        reply = await self.ask(forward, tcp, client)
+        if reply.__class__ is int:
+            return forward.error_reply(reply)
+        limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
+        return reply if len(reply) <= limit else truncate_reply(reply, limit)
+
+    async def ask(self, forward: Forward, tcp: bool, client: str = "") -> bytes | int:
+        """An upstream's validated reply, with the client's ID, as it came (not yet fitted to the client);
+        or the rcode of dnsd's own reply: REFUSED at an in-flight cap, SERVFAIL when no server answered."""
         stats = self.stats
         held = self._inflight_by_client.get(client, 0)
         if stats.in_flight >= self.max_inflight or held >= self.max_per_client:
             stats.refused_inflight += 1
-            return forward.error_reply(REFUSED)
+            return REFUSED
         stats.in_flight += 1
         stats.forwarded += 1
         self._inflight_by_client[client] = held + 1
@@ -93,28 +104,46 @@ class Forwarder:
                 del self._inflight_by_client[client]
         if reply is None:
             stats.forward_servfail += 1
-            return forward.error_reply(SERVFAIL)
+            return SERVFAIL
         return forward.query[:2] + reply[2:]
 
     async def _ask_in_turn(self, forward: Forward, tcp: bool) -> bytes | None:
-        """The first final reply, else the first NXDOMAIN, else None (no server answered usefully)."""
+        """The first final reply, else the first NXDOMAIN, else the first SERVFAIL, else None (no server
+        replied in time).
+
+        A UDP reply with TC set is asked again of the same server over TCP in
+        what is left of its share, so a client that never retries over TCP
+        (musl before 1.2.4, busybox) still gets the records (RFC 7766 section
+        5); if that fails the truncated reply is final.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         ask = _ask_over_tcp if tcp else _ask_over_udp
         left = sum(len(servers) for servers in forward.upstream_groups)  # servers not yet asked or skipped
-        negative = None
+        negative = failure = None
         for servers in forward.upstream_groups:
             for position, upstream in enumerate(servers):
                 share = (deadline - loop.time()) / left  # what is left, split among the rest
                 left -= 1
-                query_id = os.urandom(2)
+                query = os.urandom(2) + forward.query[2:]
                 try:
                     async with asyncio.timeout(share):
-                        reply = await ask(query_id + forward.query[2:], forward.question, upstream, self.namespaces)
-                except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                        reply = await ask(query, forward.question, upstream, self.namespaces)
+                except TimeoutError:
+                    self.stats.upstream_failed(upstream, "timeout")
                     continue
+                except (OSError, asyncio.IncompleteReadError):
+                    self.stats.upstream_failed(upstream, "error")
+                    continue
+                if reply[2] & TC_FLAG and not tcp:
+                    self.stats.truncated_retried += 1
+                    with contextlib.suppress(TimeoutError, OSError, asyncio.IncompleteReadError):
+                        async with asyncio.timeout_at(deadline):  # the records are worth the rest of the budget
+                            reply = await _ask_over_tcp(query, forward.question, upstream, self.namespaces)
                 rcode = reply[3] & 0x0F
                 if rcode in _TRY_NEXT_SERVER:
+                    if rcode == SERVFAIL and failure is None:
+                        failure = reply
                     continue
                 if rcode != NXDOMAIN:
                     return reply
@@ -122,7 +151,7 @@ class Forwarder:
                     negative = reply
                 left -= len(servers) - position - 1  # final for this list: its other servers get no share
                 break
-        return negative
+        return negative or failure
 
 
 class NamespaceSockets:

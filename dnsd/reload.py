@@ -18,6 +18,7 @@ from netcore.linux import release_free_memory
 from netcore.model import Attached, Network
 
 from .builder import SnapshotBuilder
+from .local_addresses import local_addresses
 from .snapshot import Snapshot
 from .stats import Stats
 
@@ -49,6 +50,7 @@ class Reloader:
         self._records = records
         self._stats = stats
         self._builder = SnapshotBuilder(ttl)
+        self._last_host_sources: frozenset[str] = frozenset()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
         self.generation: int | None = None  # of the last snapshot made; None before the first
 
@@ -75,11 +77,13 @@ class Reloader:
                 return generation, None
             if changed is not None and self._builder.can_patch(len(changed)):
                 snapshot = self._builder.patch(changed, self._records.container_records(changed))
+                snapshot.host_sources = self._last_host_sources  # containers changed, the namespace did not
                 self._stats.reloads_patch += 1
                 return generation, snapshot
         generation = self._records.generation()
         with self._records.dns_records() as (networks, containers):
             snapshot = self._builder.build(networks, containers)
+        snapshot.host_sources = self._last_host_sources = local_addresses()  # before it is served
         self._stats.reloads_full += 1
         release_free_memory()  # a full build leaves the previous snapshot behind
         return generation, snapshot

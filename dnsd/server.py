@@ -19,16 +19,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from time import perf_counter
 
 from .answer import Answerer, Forward
-from .config import ServerConfig
+from .cache import AnswerCache
+from .config import DnsdError, ServerConfig
 from .control import ControlSocket
 from .forward import Resolver
 from .listeners import Listener, Listeners
+from .metrics import (
+    ANSWERED,
+    CACHE,
+    LOCAL,
+    TCP_WRITER,
+    UPSTREAM,
+    DnsdCollector,
+    MetricsEndpoint,
+    ObservedResolver,
+    QueryCounts,
+    question_type,
+)
+from .querylog import QueryLog
 from .reload import RecordSource, Reloader
-from .snapshot import Snapshot
+from .snapshot import Snapshot, host_names, upstreams_changed
 from .stats import Stats
 from .tcp import TcpConnections
+from .wire import TCP_MESSAGE_MAX
 
 log = logging.getLogger("dnsd")
 
@@ -40,16 +56,29 @@ class DnsServer:
     ``stats`` is shared with the resolver: every part counts there (see ``dnsd.stats``).
     """
 
-    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats):
+    def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats,
+                 cache: AnswerCache | None = None, query_log: QueryLog | None = None):
         self.config = config
         self.stats = stats
-        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats)
+        self.cache = cache  # forwarded answers, looked up on the fast path (see ``_answer``)
+        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases))
+        self.query_counts = QueryCounts() if config.metrics else None
+        self.query_log = query_log
+        answer_udp = answer_tcp = self._answer
+        if self.query_counts is not None or query_log is not None:  # every query observed
+            answer_tcp = self._answer_observed
+            answer_udp = self._answer_observed if query_log is not None else self._answer_counted
+            resolver = ObservedResolver(resolver, self.query_counts, query_log, self.network_of)
+            if self.query_counts is not None:
+                stats.observe_batch = self._observe_batch
+        self._metrics = (MetricsEndpoint(*config.metrics, DnsdCollector(self, self.network_of))
+                         if config.metrics else None)
         self.resolver = resolver
         self._reloader = Reloader(records, config.ttl, stats)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._tcp = TcpConnections(self._answer, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
-        self._listeners = Listeners(config.port, config.udp_window, self._answer, self._forward_datagram_later,
+        self._tcp = TcpConnections(answer_tcp, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
+        self._listeners = Listeners(config.port, config.udp_window, answer_udp, self._forward_datagram_later,
                                     self._tcp.serve, stats)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
         self._stopped = asyncio.Event()
@@ -85,6 +114,12 @@ class DnsServer:
         self._loop = asyncio.get_running_loop()
         if self._control is not None:  # first, so a second dnsd for the same state dir stops before binding
             await self._control.open()
+        if self._metrics is not None:
+            try:
+                self._metrics.start()
+            except OSError as err:
+                raise DnsdError(f"cannot serve metrics on {self._metrics.address} port {self._metrics.port}: "
+                                f"{err.strerror or err}") from None
         await self.sync()
         for background in (self._poll_generation(), self._report_bad_input()):
             self._spawn(background)
@@ -105,18 +140,24 @@ class DnsServer:
         """Close the control socket and the listeners, end every task and TCP connection."""
         if self._control is not None:
             self._control.close()
+        if self._metrics is not None:
+            self._metrics.close()
         await self._listeners.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._tcp.close()
         self._reloader.close()
+        if self.query_log is not None:
+            self.query_log.close()
 
     async def sync(self) -> int:
         """Reload if the store changed and reconcile the listeners; returns once the new snapshot is live."""
         async with self._reload_lock:
             snapshot = await self._reloader.reload()
             if snapshot is not None:
+                if self.cache is not None and upstreams_changed(self.answerer.snapshot, snapshot):
+                    self.cache.flush()
                 self.answerer.snapshot = snapshot
             await self._listeners.reconcile(self.answerer.snapshot.listen_addresses)
             return self._reloader.generation
@@ -146,12 +187,84 @@ class DnsServer:
             reported_bad, reported_errors = bad, errors
 
     def _answer(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """The answerer's decision; a Forward whose reply the cache holds is answered here, in the calling
+        thread, as a local name is (no trip to the event loop)."""
         try:
-            return self.answerer.handle(data, client_ip, listener_ip, tcp)
+            result = self.answerer.handle(data, client_ip, listener_ip, tcp)
+            if result.__class__ is Forward and self.cache is not None:
+                limit = TCP_MESSAGE_MAX if tcp else result.udp_limit
+                cached = self.cache.lookup(result, limit)
+                if cached is not None:
+                    if not tcp:  # the next such query is answered from the answerer's memo, as a local name is
+                        remembered = self.cache.remembered(result, limit)
+                        if remembered is not None:
+                            self.answerer.remember_reply(data, client_ip, listener_ip, remembered)
+                    return cached
+            return result
         except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
-            self.stats.internal_errors += 1
-            self.stats.last_internal_error = repr(err)
-            return None
+            return self._internal_error(err)
+
+    def _internal_error(self, err: Exception) -> None:
+        """Count a bug met while answering (the message is dropped: None)."""
+        self.stats.internal_errors += 1
+        self.stats.last_internal_error = repr(err)
+
+    def _answer_counted(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """``_answer`` counted for the metrics, in a listener's UDP thread (metrics on, query log off).
+
+        This runs once per query: one entry of a dict only this thread writes, keyed by the question type and
+        the rcode (None: no reply from here); local and cached answers are told apart at a scrape
+        (``dnsd.metrics.QueryCounts``), so a cached answer still takes the memo's fast path.
+        """
+        result = self._answer(data, client_ip, listener_ip, tcp)
+        table = self.query_counts.udp.get(listener_ip)
+        if table is None:
+            table = self.query_counts.udp_table(listener_ip)
+        key = (data[-4:-2] if data[10:12] == b"\x00\x00" else question_type(data),
+               result[3] & 0x0F if result.__class__ is bytes else None)
+        table[key] = table.get(key, 0) + 1
+        return result
+
+    def _answer_observed(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
+        """``_answer``, counted for the metrics and written to the query log (whichever is on): TCP queries,
+        and UDP ones while the query log is on (a cached answer then comes from the cache, not the memo, so
+        its log line can say so)."""
+        log = self.query_log
+        started = perf_counter()
+        try:
+            result = self.answerer.handle(data, client_ip, listener_ip, tcp)
+        except Exception as err:  # noqa: BLE001 - a bug; the message is dropped and the server goes on
+            result = self._internal_error(err)
+        source = LOCAL
+        rcode = None
+        if result.__class__ is bytes:
+            rcode = result[3] & 0x0F
+        elif result.__class__ is Forward:
+            source = UPSTREAM  # its reply is counted by the ObservedResolver
+            if self.cache is not None:
+                cached = self.cache.lookup(result, TCP_MESSAGE_MAX if tcp else result.udp_limit)
+                if cached is not None:
+                    result, source, rcode = cached, CACHE, cached[3] & 0x0F
+        counts = self.query_counts
+        if counts is not None:
+            key = (listener_ip, "tcp" if tcp else "udp", question_type(data), rcode, ANSWERED)
+            with counts.lock:  # UDP threads (query log on) and the event loop share this table
+                counts.loop[key] = counts.loop.get(key, 0) + 1
+            if tcp and rcode is not None:  # UDP answers are timed per batch (_observe_batch)
+                counts.durations(TCP_WRITER, LOCAL).observe(perf_counter() - started)
+        if log is not None and source != UPSTREAM:
+            log.write(client_ip, self.network_of(listener_ip), data, rcode, source, perf_counter() - started)
+        return result
+
+    def _observe_batch(self, batch: object, seconds: float, answered: int) -> None:
+        """A UDP thread's wake-up: ``answered`` replies in ``seconds``, observed as that many equal durations."""
+        if answered:
+            self.query_counts.durations(batch, LOCAL).observe(seconds / answered, answered)
+
+    def network_of(self, gateway: str) -> str:
+        """The name of the network whose gateway address this is, in the snapshot served now; "" if none."""
+        scope = self.answerer.snapshot.listeners.get(gateway)
+        return scope.networks[0].name if scope is not None and scope.networks else ""
 
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)

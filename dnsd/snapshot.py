@@ -29,7 +29,17 @@ from netcore.model import (
     parse_dns_server as parse_upstream,  # noqa: F401  (the stored format has one home)
 )
 
-from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, header_counts
+from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts
+
+HOST_NAME = "host.netcore.internal"  # the gateway of the asking container's network (issue 16)
+# what Docker Desktop and Podman call the host in /etc/hosts (host.docker.internal, host.containers.internal)
+HOST_ALIASES = ("host.docker.internal", "host.containers.internal")
+
+
+def host_names(aliases: bool = True) -> frozenset[bytes]:
+    """The wire forms of the host's own name, with Docker's and Podman's aliases if ``aliases``."""
+    return frozenset(encode_name(name) for name in (HOST_NAME, *(HOST_ALIASES if aliases else ())))
+
 
 MAX_UPSTREAMS = 3  # servers in one list of upstreams: resolv.conf's MAXNS, as many as a libc asks
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
@@ -210,18 +220,49 @@ class PreferringScope(Scope):
         return entry if entry is not None else self._qualified_entry(name)
 
 
+class HostScope(Scope):
+    """What the gateway namespace itself sees (the host, outside sandbox mode): every served network.
+
+    NAME.NETWORK always; a bare NAME when one network alone has it (a name that
+    two networks hold is ambiguous from outside, so NXDOMAIN-or-forward, as any
+    name not held). Looked up network by network: only queries from the
+    gateway namespace come here, and they are few.
+    """
+
+    __slots__ = ("own_names",)
+
+    def __init__(self, own_names: tuple[Names, ...], networks: tuple[Network, ...], qualified: dict[bytes, Names]):
+        super().__init__({}, networks, (), qualified)
+        self.own_names = own_names  # each served network's own names
+
+    def qualified_entry(self, name: bytes) -> Entry | None:
+        """The entry of a bare name one network alone has, else of NAME.NETWORK."""
+        found = None
+        for names in self.own_names:
+            entry = names.get(name)
+            if entry is not None:
+                if found is not None:
+                    found = None
+                    break
+                found = entry
+        return found if found is not None else self._qualified_entry(name)
+
+
 class Snapshot:
     """Never changed once made; swap in a new one on every change (``dnsd.builder`` makes them)."""
 
     def __init__(self, clients: dict[str, int], scopes: tuple[Scope | None, ...], listeners: dict[str, Scope],
                  served_subnets: tuple[Subnet, ...], network_upstreams: dict[str, tuple[Upstream, ...]],
-                 rotation_slots: int):
+                 rotation_slots: int, host_entries: dict[str, Entry] | None = None):
         self.clients = clients  # container address -> the slot of its scope in ``scopes``
         self.scopes = scopes  # per slot: a scope shared by containers on the same networks with the same --dns
         self.listeners = listeners  # gateway address -> the scope of that gateway's network
         self.served_subnets = served_subnets
         self.network_upstreams = network_upstreams  # network id -> its --dns servers
         self.rotation_slots = rotation_slots  # every record set's rotation_slot is below this
+        self.host_entries = host_entries or {}  # gateway address -> its network's gateways as A and AAAA records
+        # other addresses of the gateway namespace (dnsd.local_addresses): set by the reloader before serving
+        self.host_sources: frozenset[str] = frozenset()
         # whether a source that is no container lies in a served subnet; a plain function, so no reference cycle
         # keeps an old snapshot alive after the swap
         self.serves_source = functools.lru_cache(maxsize=SERVED_SOURCES_CACHE)(
@@ -243,11 +284,32 @@ class Snapshot:
         return self.stranger_scope(client_ip, listener_ip)
 
     def stranger_scope(self, client_ip: str, listener_ip: str) -> Scope | None:
-        """The scope of a source that is no container: the asked network's, if the source lies in a served subnet."""
+        """The scope of a source that is no container: the gateway namespace itself (its source is a gateway
+        address, or another address of that namespace: ``host_sources``) sees every network (``host_scope``);
+        any other, the asked network's, if the source lies in a served subnet."""
         scope = self.listeners.get(listener_ip)
-        if scope is not None and not self.serves_source(client_ip):
+        if scope is None:
+            return None
+        if client_ip in self.listeners or client_ip in self.host_sources:
+            return self.host_scope
+        if not self.serves_source(client_ip):
             return None
         return scope
+
+    @functools.cached_property
+    def host_scope(self) -> HostScope:
+        """The scope of the gateway namespace itself: every served network's names (see ``HostScope``)."""
+        by_network = {scope.networks[0].id: scope for scope in self.listeners.values()}
+        networks = tuple(scope.networks[0] for scope in by_network.values())
+        qualified = {}
+        for scope in by_network.values():
+            qualified.update(scope.qualified)
+        return HostScope(tuple(scope.names for scope in by_network.values()), networks, qualified)
+
+    def host_entry(self, listener_ip: str) -> Entry | None:
+        """The entry of the host's own name (``HOST_NAME``) asked at ``listener_ip``: the gateway addresses
+        (A, AAAA) of that listener's network."""
+        return self.host_entries.get(listener_ip)
 
     def upstreams_for(self, scope: Scope, default: tuple[Upstream, ...],
                       limit: int) -> tuple[tuple[Upstream, ...], ...]:
@@ -282,8 +344,18 @@ class Snapshot:
 
     def owns_reverse_name(self, name: bytes) -> bool:
         """Whether a lower-cased wire name is the reverse name of an address in a served subnet."""
+        if not name.endswith(b"\x04arpa\x00"):  # most names forwarded: no reverse name at all
+            return False
         address = _address_of_reverse_name(name)
         return address is not None and any(address in subnet for subnet in self.served_subnets)
+
+
+def upstreams_changed(old: Snapshot, new: Snapshot) -> bool:
+    """Whether a network's or a container's upstream servers differ between two snapshots (the forwarded-answer
+    cache is flushed then: ``dnsd.cache``)."""
+    return (old.network_upstreams != new.network_upstreams
+            or {scope.dns for scope in old.scopes if scope is not None}
+            != {scope.dns for scope in new.scopes if scope is not None})
 
 
 def _in_subnets(subnets: tuple[Subnet, ...], address: str) -> bool:

@@ -15,13 +15,16 @@ batch ahead of another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class Stats:
     """Counts since dnsd started, and the forwarded queries in flight now."""
 
     __slots__ = ("answered_udp", "answered_tcp", "forwarded", "forward_servfail", "refused_inflight",
                  "nxdomain_no_upstream", "malformed", "last_malformed", "internal_errors", "last_internal_error",
-                 "in_flight", "reloads_full", "reloads_patch")
+                 "in_flight", "reloads_full", "reloads_patch", "truncated_retried", "upstream_errors",
+                 "observe_batch")
 
     def __init__(self):
         self.answered_udp = 0  # replies the UDP threads sent themselves: every reply but forwarded ones
@@ -37,7 +40,20 @@ class Stats:
         self.in_flight = 0  # forwarded queries waiting for upstream now (the Forwarder's cap counts these)
         self.reloads_full = 0  # snapshots built from scratch
         self.reloads_patch = 0  # snapshots patched from the last one
+        self.truncated_retried = 0  # upstream UDP replies with TC set, asked again over TCP
+        self.upstream_errors: dict[tuple[str, str], int] = {}  # (upstream "IP:PORT", "timeout" or "error") -> count
+        # with metrics on: (the batch, seconds it took, replies it sent), called by each UDP thread per wake-up
+        self.observe_batch: Callable[[object, float, int], None] | None = None
+
+    def upstream_failed(self, upstream, kind: str) -> None:
+        """Count an upstream that timed out (``kind`` "timeout") or failed (refused, unreachable: "error").
+
+        Called on the event loop only, so the read and write of the dict entry are never interleaved.
+        """
+        key = (f"{upstream.address}:{upstream.port}", kind)
+        self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
 
     def counts(self) -> dict[str, int]:
         """Every number above by its name (the latest malformed message and internal error left out)."""
-        return {name: getattr(self, name) for name in self.__slots__ if not name.startswith("last_")}
+        return {name: getattr(self, name) for name in self.__slots__
+                if not name.startswith("last_") and name not in ("upstream_errors", "observe_batch")}

@@ -266,6 +266,9 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         woke = monotonic()
         answered = answer_all(answer, forward)
         stats.answered_udp += answered  # after the call, not around it: no other thread's count gets lost
+        observe = stats.observe_batch
+        if observe is not None:  # metrics on: the batch's time, once per wake-up (dnsd.metrics)
+            observe(batch, monotonic() - woke, answered)
         if window:
             pause = gather_pause(count, size, woke - last_wake, window)
             last_wake = woke

@@ -91,3 +91,87 @@ def header_counts(answer_count: int) -> bytes:
 
 
 ONE_ANSWER = header_counts(1)
+
+
+TYPE_SOA = 6
+TC_FLAG = 0x02  # of a header's third byte: the message was truncated (RFC 1035 section 4.1.1)
+RR_FIXED = struct.Struct("!HHIH")  # after a record's name: type, class, TTL, rdata length (RFC 1035 section 4.1.3)
+
+
+def skip_name(message: bytes, offset: int) -> int:
+    """The offset just past the name at ``offset``: labels up to the root, or up to a compression pointer.
+
+    ValueError if the name runs past the message or uses a reserved label type (RFC 1035 section 4.1.4).
+    """
+    while True:
+        if offset >= len(message):
+            raise ValueError("name runs past the message")
+        length = message[offset]
+        if length == 0:
+            return offset + 1
+        if length & 0xC0 == 0xC0:
+            if offset + 2 > len(message):
+                raise ValueError("pointer runs past the message")
+            return offset + 2
+        if length > MAX_LABEL:
+            raise ValueError("reserved label type")
+        offset += length + 1
+
+
+def record_spans(message: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]] | None:
+    """The layout of a message with one question: (question end, answer count, [(start, end, type, TTL) of each
+    record]).
+
+    Records are the answer, authority and additional sections in order (their
+    counts in the header, RFC 1035 section 4.1.1); ``ttl_offset`` finds a
+    record's TTL field. None if the message is not laid out as its header
+    says (a record past its end, or bytes left over).
+    """
+    if len(message) < HEADER_SIZE or message[4:6] != b"\x00\x01":
+        return None
+    counts = struct.unpack_from("!HHH", message, 6)
+    try:
+        offset = skip_name(message, HEADER_SIZE) + 4
+        question_end = offset
+        spans = []
+        for _ in range(sum(counts)):
+            fixed = skip_name(message, offset)
+            rtype, _, ttl, length = RR_FIXED.unpack_from(message, fixed)
+            end = fixed + RR_FIXED.size + length
+            if end > len(message):
+                return None
+            spans.append((offset, end, rtype, ttl))
+            offset = end
+    except (ValueError, struct.error):
+        return None
+    if question_end > len(message) or offset != len(message):
+        return None
+    return question_end, counts[0], spans
+
+
+def ttl_offset(message: bytes, start: int) -> int:
+    """The offset of the TTL field of the record that starts at ``start``."""
+    return skip_name(message, start) + 4
+
+
+def truncate_reply(reply: bytes, limit: int) -> bytes:
+    """``reply`` made to fit ``limit`` bytes the way dnsd truncates its own answers: header, question, the
+    answer records that fit whole, the OPT record if the reply had one, TC set; no authority, no other
+    additional records (RFC 2181 section 9, RFC 1035 section 4.2.1). A reply that fits, or whose layout
+    cannot be read, comes back as it is (and one that cannot be read is not made shorter)."""
+    if len(reply) <= limit:
+        return reply
+    layout = record_spans(reply)
+    if layout is None:
+        return reply
+    question_end, answer_count, spans = layout
+    opt = next((reply[start:end] for start, end, rtype, _ in spans if rtype == TYPE_OPT), b"")
+    room = limit - question_end - len(opt)
+    kept_end, kept = question_end, 0
+    for _, end, _, _ in spans[:answer_count]:
+        if end - question_end > room:
+            break
+        kept_end, kept = end, kept + 1
+    header = (reply[:2] + bytes((reply[2] | TC_FLAG, reply[3])) + b"\x00\x01" + kept.to_bytes(2, "big")
+              + b"\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00"))
+    return header + reply[HEADER_SIZE:kept_end] + opt

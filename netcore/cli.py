@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "in sandbox mode delete the gateway namespace")
     commands.add_parser("firewall-reload",
                         help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
+    host_dns = commands.add_parser("host-dns", help="point the host's resolver (systemd-resolved) at dnsd for "
+                                                    "NAME.NETWORK, or stop (host mode only)")
+    host_dns.add_argument("state", choices=("on", "off"))
     return parser
 
 
@@ -280,12 +283,21 @@ def firewall_reload(engine: Engine, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    resolver = engine.host_resolver
+    resolver.check_host_mode()  # before the action, which would make a gateway namespace
+    with engine.action():
+        line = resolver.turn_on(engine.store.networks()) if args.state == "on" else resolver.turn_off()
+    print(line, file=out)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int]] = {
     "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
     "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "port": port, "up": up, "down": down,
     "purge": purge,
-    "firewall-reload": firewall_reload,
+    "firewall-reload": firewall_reload, "host-dns": host_dns,
 }
 READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec"})  # they re-assert the firewall
 

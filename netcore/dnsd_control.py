@@ -24,6 +24,7 @@ SOCKET_NAME = "dnsd.sock"
 PID_NAME = "dnsd.pid"  # the serving dnsd's pid, while it serves
 SUPERVISOR_PID_NAME = "dnsd-supervisor.pid"  # dnsd.supervise's pid, locked while it runs
 LOG_NAME = "dnsd.log"
+OPTIONS_NAME = "dnsd.options"  # more dnsd options for the dnsd netcore starts (--metrics, --query-log ...)
 EXIT_ALREADY_SUPERVISED = 75  # dnsd.supervise: another supervisor serves this state dir
 STOP_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
@@ -112,6 +113,7 @@ class DnsdControl:
         argv = [sys.executable, "-m", "dnsd.supervise", "--state-dir", self.state_dir, "--managed"]
         if self.namespace:
             argv += ["--netns", self.namespace]
+        argv += dnsd_options(self.state_dir)
         # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -188,6 +190,21 @@ class DnsdControl:
             _wait_gone(supervisor, STOP_TIMEOUT)
         if found and _alive(found[0]):
             os.kill(found[0], signal.SIGKILL)
+
+
+def dnsd_options(state_dir: str) -> list[str]:
+    """The words of STATE_DIR/dnsd.options (whitespace-separated, a ``#`` starts a comment to the end of its
+    line), passed to the dnsd netcore starts after its own options; [] without the file.
+
+    One file per state dir, as there is one dnsd: e.g. ``--metrics`` serves Prometheus metrics on loopback of
+    the gateway namespace, ``--query-log /var/log/dnsd-queries.log`` writes a query log. An option dnsd
+    rejects stops it at start, and netcore reports dnsd's one-line error.
+    """
+    try:
+        with open(os.path.join(state_dir, OPTIONS_NAME)) as options:
+            return [word for line in options for word in line.split("#", 1)[0].split()]
+    except FileNotFoundError:
+        return []
 
 
 def is_dnsd_process(pid: int, state_dir: str, supervisor: bool = False) -> bool:

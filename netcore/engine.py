@@ -28,6 +28,7 @@ from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError
 from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
+from .host_resolver import HostResolver
 from .kernel import Kernel, LinuxKernel
 from .model import (
     DEFAULT_BRIDGE,
@@ -136,6 +137,7 @@ class Engine:
         self.store = Store.open(state_dir)
         self.dnsd = dnsd if dnsd is not None else DnsdControl(state_dir, namespace)
         self.ports = ports if ports is not None else HostPorts(state_dir, namespace)
+        self.host_resolver = HostResolver(state_dir, namespace)  # the host's resolver, if pointed at dnsd
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self.notices: list[str] = []  # what the command changed beyond its own objects (forwarding switched on)
@@ -169,6 +171,7 @@ class Engine:
                 yield
                 self._warn_dns_down(self.sync_dns())
                 self.apply_firewall(force=True)
+                self.host_resolver.apply(self.store.networks())  # opt-in: netcore host-dns on
             finally:
                 self._in_action = False
 
@@ -234,8 +237,8 @@ class Engine:
         except PortError as err:
             self.warnings.append(str(err))
         self.ports.release(gone)
-        if not wanted and held:
-            self.ports.stop()
+        if not wanted:
+            self.ports.stop()  # nothing to hold: no holder process (no error when there is none)
         self._firewall_generation = generation
 
     def reload_firewall(self) -> None:

@@ -162,6 +162,11 @@ class HostPorts:
         pid_line, *keys = reply.splitlines()
         return int(pid_line.split()[1]), {HostPort.parse(key) for key in keys}
 
+    def pid(self) -> int | None:
+        """The holder's pid, or None when none answers."""
+        status = self._status()
+        return status[0] if status else None
+
     def held(self) -> set[HostPort]:
         """The ports the holder keeps; empty when there is none. A holder in a gateway namespace that is
         not the live one (it was deleted and made anew) is stopped first: its sockets hold nothing here."""

@@ -268,10 +268,12 @@ class Mapping:
 
 
 def target_endpoint(endpoints: Iterable[Endpoint], networks: dict[str, Network]) -> Endpoint | None:
-    """The endpoint published ports reach: the running one on a running non-internal network with the lowest
-    interface name (eth0 before eth1); None when the container has none (nothing reaches its ports)."""
+    """The endpoint published ports reach: the running one on a running non-internal network routed by the
+    gateway namespace (a bridge; a macvlan container is reached on the LAN itself) with the lowest interface
+    name (eth0 before eth1); None when the container has none (nothing reaches its ports)."""
     candidates = [e for e in endpoints if e.state == STATE_RUNNING and e.network_id in networks
-                  and networks[e.network_id].state == STATE_RUNNING and not networks[e.network_id].internal]
+                  and networks[e.network_id].state == STATE_RUNNING and not networks[e.network_id].internal
+                  and networks[e.network_id].routed_by_gateway]
     return min(candidates, key=lambda e: (len(e.ifname), e.ifname), default=None)
 
 

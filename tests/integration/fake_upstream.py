@@ -1,19 +1,27 @@
 """A tiny upstream DNS server for forwarding tests, run inside a test's own namespace.
 
 Answers NAME.upstream.test with A 192.0.2.1 (over UDP and TCP), nx.upstream.test
-with NXDOMAIN, big.upstream.test with 40 A records (truncated over UDP); each
---answer NAME=IP with A IP; any other name with NOERROR and no answer, or with
-NXDOMAIN given --nxdomain-unknown (an upstream that does not know the name).
+with NXDOMAIN and no SOA, nxsoa.upstream.test with NXDOMAIN and an SOA (TTL 300,
+MINIMUM 30), big.upstream.test with 40 A records (truncated over UDP, TC set);
+each --answer NAME=IP with A IP; any other name with NOERROR and no answer, or
+with NXDOMAIN given --nxdomain-unknown (an upstream that does not know the name).
+Every A record has TTL 60. --log FILE appends one line per query received
+("udp NAME" or "tcp NAME"), so a test can count what reached the upstream;
+--delay MS answers that much later (a benchmark's distant upstream).
 """
 
 import argparse
 import socketserver
 import threading
+import time
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import QTYPE, RCODE, RR, SOA, A, DNSRecord
 
 ANSWERS: dict[str, str] = {}  # --answer: lower-cased name with its trailing dot -> IPv4 address
 NXDOMAIN_UNKNOWN = False
+LOG = None  # --log: an open file, one line per query
+LOG_LOCK = threading.Lock()
+DELAY = 0.0  # --delay, in seconds
 
 
 def reply_for(data: bytes, udp: bool) -> bytes:
@@ -21,11 +29,21 @@ def reply_for(data: bytes, udp: bool) -> bytes:
     reply = query.reply()
     reply.header.ra = 1
     name = str(query.q.qname).lower()
+    if LOG is not None:
+        with LOG_LOCK:
+            LOG.write(f"{'udp' if udp else 'tcp'} {name}\n")
+            LOG.flush()
+    if DELAY:
+        time.sleep(DELAY)
     if name in ANSWERS:
         if query.q.qtype == QTYPE.A:
             reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(ANSWERS[name]), ttl=60))
     elif name == "nx.upstream.test.":
         reply.header.rcode = RCODE.NXDOMAIN
+    elif name == "nxsoa.upstream.test.":
+        reply.header.rcode = RCODE.NXDOMAIN
+        reply.add_auth(RR("upstream.test.", QTYPE.SOA, ttl=300, rdata=SOA(
+            "ns.upstream.test.", "admin.upstream.test.", (1, 3600, 600, 86400, 30))))
     elif name == "big.upstream.test.":
         for i in range(40):
             reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A(f"192.0.2.{i + 1}"), ttl=60))
@@ -64,9 +82,13 @@ def main():
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--answer", action="append", default=[], metavar="NAME=IP")
     parser.add_argument("--nxdomain-unknown", action="store_true")
+    parser.add_argument("--log", metavar="FILE")
+    parser.add_argument("--delay", type=float, default=0.0, metavar="MS")
     args = parser.parse_args()
-    global NXDOMAIN_UNKNOWN
+    global NXDOMAIN_UNKNOWN, LOG, DELAY
     NXDOMAIN_UNKNOWN = args.nxdomain_unknown
+    LOG = open(args.log, "a") if args.log else None  # noqa: SIM115 - open for the process's life
+    DELAY = args.delay / 1000
     for answer in args.answer:
         name, _, address = answer.partition("=")
         ANSWERS[name.lower().rstrip(".") + "."] = address

@@ -24,6 +24,7 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
 
 from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
 from netcore.linux import NETNS_DIR  # noqa: E402
+from netcore.port_holder import HostPorts  # noqa: E402
 
 
 @dataclass
@@ -104,7 +105,10 @@ def cleanup(box: Sandbox) -> None:
             proc.kill()
             proc.wait()
     supervisor, pid = box.supervisor_pid(), box.dnsd_pid()
+    holder = HostPorts(box.state_dir, box.prefix).pid()  # the port holder netcore started for this sandbox
     subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
+    if holder and HostPorts(box.state_dir, box.prefix).pid() == holder:  # purge did not stop it
+        os.kill(holder, signal.SIGKILL)
     # the supervisor first, or it would start the dnsd killed next anew
     if supervisor and is_dnsd_process(supervisor, box.state_dir, supervisor=True):
         os.kill(supervisor, signal.SIGKILL)

@@ -216,7 +216,7 @@ def test_rm_purge_and_a_killed_holder_leave_no_rule_and_no_held_port_behind(lan)
     box.nc("network", "create", "--subnet", "10.84.0.0/24", "pub")
     box.nc("run", "--name", "web", "--net", "pub", "-p", "8080:80", "-p", "8053:53/udp")
     assert held(box) == {"tcp 0.0.0.0:8080", "udp 0.0.0.0:8053"}
-    holder = HostPorts(box.state_dir, gw)._status()[0]
+    holder = HostPorts(box.state_dir, gw).pid()
     os.kill(holder, signal.SIGKILL)  # the ports go with it ...
     assert wait_for(lambda: not held(box))
     box.nc("ps")  # ... and the next command, even one that reads, takes them again
@@ -225,6 +225,6 @@ def test_rm_purge_and_a_killed_holder_leave_no_rule_and_no_held_port_behind(lan)
     assert held(box) == set() and "published" not in table(box)
     assert not os.path.exists(os.path.join(box.state_dir, "ports.sock"))  # no holder left running
     box.nc("run", "--name", "web", "--net", "pub", "-p", "8080:80")
-    holder = HostPorts(box.state_dir, gw)._status()[0]
+    holder = HostPorts(box.state_dir, gw).pid()
     box.nc("purge")
     assert table(box) == "" and wait_for(lambda: not os.path.exists(f"/proc/{holder}"))

@@ -252,7 +252,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
         respond = lambda query: [dns.reply(query, answers=("192.0.2.10",))]  # noqa: E731
         async with fake_upstream(UPSTREAM, free_port, respond) as upstream:
             udp_reply = await udp_ask(dns.query("example.com", query_id=9), GATEWAY_A, free_port)
-            tcp_reply = (await tcp_ask([dns.query("example.com", query_id=10)], GATEWAY_A, free_port))[0]
+            tcp_reply = (await tcp_ask([dns.query("example.org", query_id=10)], GATEWAY_A, free_port))[0]
     finally:
         await server.close()
     assert dns.parse(udp_reply).header.id == 9 and dns.rdata(udp_reply) == ["192.0.2.10"]
@@ -341,10 +341,129 @@ async def test_stats_is_one_line_of_json_counting_what_the_server_did(world, fre
 
         await stats_become({"answered_udp": 4, "answered_tcp": 1, "forwarded": 2, "forward_servfail": 1,
                             "refused_inflight": 1, "nxdomain_no_upstream": 1, "malformed": 1, "internal_errors": 1,
-                            "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "tcp_open": 1,
+                            "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "truncated_retried": 0,
+                            "tcp_open": 1,
                             "generation": world.generation(), "listeners_up": 2, "listeners_down": 1})
         idle.close()
         await stats_become({**await stats(), "tcp_open": 0})
     finally:
         squatter.close()
         await server.close()
+
+
+async def test_a_truncated_upstream_reply_is_asked_again_over_tcp_and_kept(world, free_port, tmp_path, dns,
+                                                                          fake_upstream):
+    """Issue 16, items 1 and 2: the client (no TCP fallback) gets the records; the next one gets them from the cache."""
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    server = make_server(ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=2),
+                         world)
+    await server.start()
+    many = tuple(f"192.0.2.{i}" for i in range(1, 41))  # 40 A records: 652 bytes, over 512
+
+    def respond(query: bytes) -> list[bytes]:
+        full = dns.reply(query, answers=many)
+        over_udp = upstream.queries[-1][0] == "udp"  # the query just received, as the fake counts it first
+        return [dns.reply(query, tc=1) if len(full) > 512 and over_udp else full]
+
+    try:
+        async with fake_upstream(UPSTREAM, free_port, respond) as upstream:
+            first = await udp_ask(dns.query("big.example", query_id=1), GATEWAY_A, free_port)
+            second = await udp_ask(dns.query("big.example", query_id=2), GATEWAY_A, free_port)
+    finally:
+        await server.close()
+    assert [protocol for protocol, _ in upstream.queries] == ["udp", "tcp"]  # the second reached no upstream
+    for reply in (first, second):
+        parsed = dns.parse(reply)
+        assert len(reply) <= 512 and parsed.header.tc == 1 and 20 < len(parsed.rr) < 40
+        assert dns.rdata(reply) == list(many[:len(parsed.rr)])
+    assert server.stats.truncated_retried == 1 and server.cache.hits == 1
+
+
+def scrape(port: int, address: str = "127.0.0.1") -> dict[str, float]:
+    """/metrics as {sample with its labels, as the text has it: value}."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://{address}:{port}/metrics", timeout=SAFETY) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+async def test_metrics_count_requests_responses_cache_and_upstream_failures(world, free_port, tmp_path, dns,
+                                                                           fake_upstream):
+    """Issue 16, item 3: the counters move as the queries go, named as CoreDNS names its own."""
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    world.container("a2", net, "127.0.1.3")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
+                          metrics=("127.0.0.1", metrics_port))
+    server = make_server(config, world)
+    await server.start()
+    try:
+        respond = lambda query: [] if b"silent" in query else [dns.reply(query, answers=("192.0.2.10",))]  # noqa
+        async with fake_upstream(UPSTREAM, free_port, respond):
+            for _ in range(3):
+                await udp_ask(dns.query("a2"), GATEWAY_A, free_port)
+            await udp_ask(dns.query("a2", "AAAA"), GATEWAY_A, free_port)  # NODATA
+            await tcp_ask([dns.query("a2")], GATEWAY_A, free_port)
+            await udp_ask(dns.query("out.example"), GATEWAY_A, free_port)  # forwarded, then kept
+            await udp_ask(dns.query("out.example"), GATEWAY_A, free_port)  # from the cache
+            await udp_ask(dns.query("silent.example"), GATEWAY_A, free_port)  # the upstream times out: SERVFAIL
+            async with asyncio.timeout(SAFETY):
+                while True:
+                    samples = await asyncio.to_thread(scrape, metrics_port)
+                    if samples.get('dnsd_requests_total{network="neta",proto="udp",type="A"}') == 6:
+                        break
+                    await asyncio.sleep(0.02)
+    finally:
+        await server.close()
+    assert samples['dnsd_requests_total{network="neta",proto="udp",type="AAAA"}'] == 1
+    assert samples['dnsd_requests_total{network="neta",proto="tcp",type="A"}'] == 1
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="local"}'] == 5
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="cache"}'] == 1
+    assert samples['dnsd_responses_total{rcode="NOERROR",source="upstream"}'] == 1
+    assert samples['dnsd_responses_total{rcode="SERVFAIL",source="upstream"}'] == 1
+    assert samples["dnsd_cache_hits_total"] == 1 and samples["dnsd_cache_entries"] == 1
+    assert samples["dnsd_cache_misses_total"] >= 2  # out.example and silent.example, each looked for twice
+    assert samples[f'dnsd_forward_failures_total{{reason="timeout",to="{UPSTREAM}:{free_port}"}}'] == 1
+    assert samples["dnsd_forward_requests_total"] == 2
+    assert samples['dnsd_request_duration_seconds_count{source="upstream"}'] == 2
+    # UDP replies the listener threads sent (4 local, 1 cached) are timed per batch as "local", TCP ones one by one
+    assert samples['dnsd_request_duration_seconds_count{source="local"}'] == 6
+
+
+async def test_a_metrics_address_in_use_is_one_clear_error(lan, free_port, tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        server = make_server(ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"),
+                                          metrics=("127.0.0.1", port)), lan)
+        try:
+            with pytest.raises(DnsdError, match=f"cannot serve metrics on 127.0.0.1 port {port}: "):
+                await server.start()
+        finally:
+            await server.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", ("127.0.0.1", 9153)), (":9100", ("127.0.0.1", 9100)), ("10.0.0.1", ("10.0.0.1", 9153)),
+    ("10.0.0.1:9100", ("10.0.0.1", 9100)), ("[::1]:9100", ("::1", 9100)), ("::1", ("::1", 9153)),
+])
+def test_metrics_endpoints_parse_with_defaults(text, expected):
+    from dnsd.metrics import parse_endpoint
+    assert parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize("text", ["nowhere:1", "10.0.0.1:0", "10.0.0.1:x", "[::1]x"])
+def test_bad_metrics_endpoints_are_refused(text):
+    from dnsd.metrics import parse_endpoint
+    with pytest.raises(ValueError):
+        parse_endpoint(text)

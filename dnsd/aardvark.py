@@ -1,0 +1,387 @@
+"""dnsd as Podman's DNS server: ``aardvark-dns --config DIR -p PORT run``, the process netavark starts.
+
+The contract is aardvark-dns's (its ``src/main.rs``, ``src/commands/run.rs``
+and ``src/server/serve.rs``; netavark's ``src/dns/aardvark.rs`` is the other
+side):
+
+* the command line: ``[-c|--config DIR] [-p|--port PORT]
+  [-f|--filter-search-domain DOMAIN] run`` (netavark 1.4 and 2.x pass
+  ``--config DIR -p PORT run``), and ``version``/``--version``;
+* ``run`` forks: the child writes its pid to ``DIR/aardvark.pid`` (netavark
+  reads it and sends SIGHUP to that pid on every change), loads the
+  directory, opens its listeners, detaches (new session, stdio on /dev/null)
+  and only then writes one byte to a pipe; the parent exits 0 once that byte
+  arrives, or 1 (the child's error on stderr) if the pipe closes without it.
+  netavark waits for that exit (2.x also reads stderr to its end, which is why
+  the child lets go of it);
+* SIGHUP re-reads every file, swaps the records whole, and opens or closes
+  only the listeners that changed; with no network left it removes the pid
+  file and exits 0. SIGTERM and SIGINT stop it too.
+
+The records come from ``dnsd.aardvark_config`` (pure); the serving is
+dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source, so
+Podman's containers get the same answers as netcore's. Names not held go to
+the container's upstreams, else its networks', else the nameservers of
+``/etc/resolv.conf`` as dnsd finds it at start.
+
+Logs go to syslog (as aardvark-dns's), and to the file named by
+``DNSD_AARDVARK_LOG`` if set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+from .__main__ import _port  # dnsd's own port argument: one rule, one error wording
+from .aardvark_config import (
+    DEFAULT_SEARCH_DOMAIN,
+    INTERNAL_SUFFIX,
+    PID_FILE,
+    ContainerEntry,
+    is_config_file,
+    parse_config_dir,
+    to_records,
+)
+from .config import DnsdError, ServerConfig
+
+log = logging.getLogger("dnsd")
+
+DEFAULT_PORT = 5533  # aardvark-dns's default when -p is not given
+LOG_ENV = "DNSD_AARDVARK_LOG"
+HELPER_NAME = "aardvark-dns"  # the name netavark looks for in helper_binaries_dir
+VERSION = "1.4.0"  # the aardvark-dns release whose contract this follows (Debian 12's)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"aardvark-dns (dnsd): {message}\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """aardvark-dns's command line; usage errors exit 2 with one line."""
+    parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.")
+    parser.add_argument("-c", "--config", help="the config directory netavark writes (one file per network)")
+    parser.add_argument("-p", "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("-f", "--filter-search-domain", default=DEFAULT_SEARCH_DOMAIN,
+                        help=f"search domain stripped from questions (default {DEFAULT_SEARCH_DOMAIN})")
+    parser.add_argument("-V", "--version", action="store_true", help="print the version and exit")
+    parser.add_argument("command", nargs="?", choices=("run", "version"))
+    args = parser.parse_args(argv)
+    if args.version or args.command == "version":
+        return args
+    if args.command is None:
+        parser.error("a command is required: run or version")
+    if not args.config:
+        parser.error("run needs --config DIR")
+    return args
+
+
+class AardvarkRecords:
+    """A ``dnsd.reload.RecordSource`` over an aardvark config directory, re-read after ``mark_changed``.
+
+    The generation counts the reads that found different records. A read
+    that changes only container lines reports those containers (the builder
+    patches); one that changes any network reports None (a full build).
+    Methods other than ``mark_changed`` run in the reload thread.
+    """
+
+    def __init__(self, directory: str, search_domain: str = DEFAULT_SEARCH_DOMAIN):
+        self.directory = directory
+        self.search_domain = search_domain
+        self._generation = 0
+        self._changed = threading.Event()
+        self._changed.set()
+        self._configs: list = []
+        self._entries: dict[str, tuple] = {}  # container id -> its lines, per network, to diff
+        self._networks: list = []
+        self._attached: dict[str, tuple] = {}
+        self._last_change: set[str] | None = None
+        self.network_count = 0  # networks in the directory at the last read
+
+    def mark_changed(self) -> None:
+        """The directory changed (SIGHUP): the next call re-reads it. Safe from any thread."""
+        self._changed.set()
+
+    def generation(self) -> int:
+        """The count of reads that found the records changed (the directory is read first if marked)."""
+        self._read_if_changed()
+        return self._generation
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """The generation now, and the container IDs changed since ``generation`` (None: build anew)."""
+        self._read_if_changed()
+        if generation == self._generation:
+            return generation, set()
+        return self._generation, self._last_change if generation == self._generation - 1 else None
+
+    @contextlib.contextmanager
+    def dns_records(self) -> Iterator[tuple[list, Iterator]]:
+        """Every network, and every container with its endpoints, as of the last read."""
+        yield list(self._networks), iter(list(self._attached.values()))
+
+    def container_records(self, ids: set[str]) -> list:
+        """The containers among ``ids`` that the last read found, each with its endpoints."""
+        return [self._attached[container_id] for container_id in ids if container_id in self._attached]
+
+    def _read_if_changed(self) -> None:
+        if not self._changed.is_set():
+            return
+        self._changed.clear()  # before reading: a SIGHUP during the read brings another read
+        files = read_directory(self.directory)
+        configs, problems = parse_config_dir(files)
+        for problem in problems:
+            log.warning("%s", problem)
+        self.network_count = len(files)  # a file caught mid-rewrite still counts: netavark removes the last one
+        parsed = {config.name for config in configs}
+        for before in self._configs:  # netavark rewrites a file in place (truncate, write): keep what it said
+            if before.name not in parsed and any(_network_name(name) == before.name for name in files):
+                configs.append(before)
+        configs.sort(key=lambda config: config.name)
+        if configs == self._configs:
+            return
+        entries = _entries_by_container(configs)
+        networks, attached = to_records(configs, self.search_domain)
+        same_networks = [_without_containers(c) for c in configs] == [_without_containers(c) for c in self._configs]
+        self._last_change = ({container_id for container_id in entries.keys() | self._entries.keys()
+                              if entries.get(container_id) != self._entries.get(container_id)}
+                             if same_networks else None)
+        self._configs, self._entries = configs, entries
+        self._networks, self._attached = networks, {container.id: (container, endpoints)
+                                                    for container, endpoints in attached}
+        self._generation += 1
+
+
+def _network_name(file_name: str) -> str:
+    return file_name[:-len(INTERNAL_SUFFIX)] if file_name.endswith(INTERNAL_SUFFIX) else file_name
+
+
+def _without_containers(config) -> tuple:
+    return config.name, config.internal, config.gateways, config.upstreams
+
+
+def _entries_by_container(configs) -> dict[str, tuple[tuple[str, ContainerEntry], ...]]:
+    entries: dict[str, list] = {}
+    for config in configs:
+        for entry in config.containers:
+            entries.setdefault(entry.id, []).append((config.name, entry))
+    return {container_id: tuple(lines) for container_id, lines in entries.items()}
+
+
+def read_directory(directory: str) -> dict[str, str]:
+    """File name → text of each config file in ``directory``; files removed or unreadable meanwhile are left out."""
+    files = {}
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not is_config_file(entry.name):
+                continue
+            try:
+                with open(entry.path, encoding="utf-8", errors="replace") as config_file:
+                    files[entry.name] = config_file.read()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            except OSError as err:
+                log.warning("aardvark config %s: %s, skipped", entry.name, err.strerror)
+    return files
+
+
+def write_pid_file(directory: str) -> None:
+    """``DIR/aardvark.pid``: our pid, no newline (netavark parses the whole file as a number), written by rename."""
+    path = os.path.join(directory, PID_FILE)
+    temporary = os.path.join(directory, f".{PID_FILE}.{os.getpid()}")
+    with open(temporary, "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+    os.replace(temporary, path)
+
+
+def remove_pid_file(directory: str) -> None:
+    """Remove ``DIR/aardvark.pid`` if it still names us (a newer server may have written it)."""
+    path = os.path.join(directory, PID_FILE)
+    with contextlib.suppress(OSError, ValueError):
+        with open(path) as pid_file:
+            if int(pid_file.read().strip()) != os.getpid():
+                return
+        os.unlink(path)
+
+
+async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None) -> None:
+    """Serve until SIGTERM/SIGINT or a SIGHUP leaves no network; ``ready_fd`` gets one byte once serving.
+
+    DnsdError if the directory names no network at start, or a listener cannot open (aardvark-dns fails
+    its start then too); the caller reports it.
+    """
+    from .__main__ import make_server  # the one place dnsd's parts are put together
+
+    server = make_server(config, records)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_stop)
+    reloads: set[asyncio.Task] = set()
+
+    async def reload() -> None:
+        try:
+            await server.sync()
+        except Exception as err:  # noqa: BLE001 - a directory that cannot be read now; the next SIGHUP retries
+            log.error("reload failed: %s", err)
+            return
+        if records.network_count == 0:  # its listeners are closed by now (the sync above)
+            log.info("no network left, stopping")
+            remove_pid_file(records.directory)  # first, as aardvark-dns: the next network gets a new server
+            server.request_stop()
+
+    def on_hangup() -> None:
+        records.mark_changed()
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    try:
+        await server.start()
+        if records.network_count == 0:
+            raise DnsdError(f"no network in {records.directory}: nothing to serve")
+        if server.down_listeners:
+            raise DnsdError("; ".join(server.down_listeners.values()))
+        log.info("serving %s on port %d for %d networks", records.directory, config.port, records.network_count)
+        if ready_fd is not None:
+            _detach()
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+        await server.wait_stopped()
+    finally:
+        for task in reloads:
+            task.cancel()
+        await server.close()
+        remove_pid_file(records.directory)
+
+
+def _detach() -> None:
+    """aardvark-dns's daemonize: a session of our own, stdio on /dev/null (netavark 2.x reads stderr to its end)."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _setup_logging() -> None:
+    handlers: list[logging.Handler] = []
+    if os.path.exists("/dev/log"):
+        with contextlib.suppress(OSError):
+            syslog = logging.handlers.SysLogHandler(address="/dev/log")
+            syslog.setFormatter(logging.Formatter("aardvark-dns(dnsd)[%(process)d]: %(levelname)s %(message)s"))
+            handlers.append(syslog)
+    if os.environ.get(LOG_ENV):
+        with contextlib.suppress(OSError):
+            handler = logging.FileHandler(os.environ[LOG_ENV])
+            handler.setFormatter(logging.Formatter("%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s"))
+            handlers.append(handler)
+    logging.basicConfig(level=logging.INFO, handlers=handlers or [logging.NullHandler()])
+
+
+def run(directory: str, port: int, search_domain: str) -> int:
+    """``run``: fork, serve in the child, exit in the parent once the child is ready (see the module docstring)."""
+    if not os.path.isdir(directory):
+        print(f"aardvark-dns (dnsd): config directory {directory} must exist and be a directory", file=sys.stderr)
+        return 1
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as ready:
+            return 0 if ready.read(1) == b"1" else 1
+    os.close(read_end)
+    status = 1
+    # netavark may signal as soon as the pid file exists; until the event loop takes SIGHUP over, one is
+    # harmless to ignore: the first read of the directory comes after it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        _setup_logging()
+        write_pid_file(directory)
+        from .__main__ import _run, host_nameservers  # the resolv.conf reader and event loop dnsd uses
+
+        config = ServerConfig(port=port, upstreams=host_nameservers())
+        _run(serve(AardvarkRecords(directory, search_domain), config, write_end))
+        status = 0
+    except DnsdError as err:
+        print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)
+        remove_pid_file(directory)
+    except OSError as err:
+        print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)
+        remove_pid_file(directory)
+    except BaseException as err:  # noqa: BLE001 - the parent must hear of it, and no traceback reaches netavark
+        print(f"aardvark-dns (dnsd): unexpected error: {err!r}", file=sys.stderr)
+        remove_pid_file(directory)
+    finally:
+        sys.stderr.flush()
+        os._exit(status)  # the child never returns into the caller's code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``aardvark-dns`` entry point (``dnsd/podman_helper/aardvark-dns`` calls it)."""
+    args = parse_args(argv)
+    if args.version or args.command == "version":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ours = version("netcore-dnsd")
+        except PackageNotFoundError:  # run from a checkout
+            ours = "unknown"
+        print(f"aardvark-dns {VERSION} (dnsd {ours})")
+        return 0
+    return run(args.config, args.port, args.filter_search_domain)
+
+
+HELPER_SCRIPT = """\
+#!{interpreter}
+# dnsd in aardvark-dns's place: netavark runs this as `aardvark-dns --config DIR -p PORT run`.
+# Written by `dnsd podman-helper-dir` (dnsd.aardvark.helper_dir); rewritten when the interpreter changes.
+import sys
+sys.path.insert(0, {package_parent!r})  # the dnsd this was written by, however it was installed
+from dnsd.aardvark import main
+sys.exit(main())
+"""
+
+
+def helper_dir() -> str:
+    """The directory to list first in containers.conf's ``helper_binaries_dir``: it holds ``aardvark-dns``.
+
+    The directory is ``podman_helper`` inside the installed package; the script
+    is written there on the first call (and again if this interpreter or the
+    package moved), so it runs dnsd with this interpreter and is executable
+    whichever way the package was installed (editable, wheel, PYTHONPATH).
+    OSError if the package directory is not writable and the script is missing or stale.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    directory = os.path.join(package, "podman_helper")
+    path = os.path.join(directory, HELPER_NAME)
+    text = HELPER_SCRIPT.format(interpreter=sys.executable, package_parent=os.path.dirname(package))
+    with contextlib.suppress(OSError), open(path) as script:
+        if script.read() == text and os.access(path, os.X_OK):
+            return directory
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{HELPER_NAME}.{os.getpid()}")
+    with open(temporary, "w") as script:
+        script.write(text)
+    os.chmod(temporary, 0o755)
+    os.replace(temporary, path)
+    return directory
+
+
+def print_helper_dir() -> int:
+    """``dnsd podman-helper-dir``: prints ``helper_dir()``; one line on stderr and 1 if it cannot be prepared."""
+    try:
+        print(helper_dir())
+    except OSError as err:
+        print(f"dnsd: cannot prepare the podman helper: {err}", file=sys.stderr)
+        return 1
+    return 0

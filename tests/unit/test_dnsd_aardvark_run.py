@@ -1,0 +1,137 @@
+"""The aardvark-dns run mode as netavark drives it, on loopback without root: the helper, fork, ready, SIGHUP, exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import dnslib
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ID1, ID2 = "a" * 64, "b" * 64
+
+
+@pytest.fixture(scope="module")
+def helper():
+    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir"], check=True, capture_output=True,
+                         text=True, cwd=REPO).stdout.strip()
+    path = os.path.join(out, "aardvark-dns")
+    with open(path) as script:
+        assert script.readline() == f"#!{sys.executable}\n"
+    assert os.access(path, os.X_OK)
+    return path
+
+
+@pytest.fixture
+def port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """``aardvark-dns --config DIR -p PORT run`` as netavark starts it: returns once the server is ready."""
+
+    def __init__(self, helper: str, directory, port: int):
+        self.directory, self.port = directory, port
+        self.started = subprocess.run([helper, "--config", str(directory), "-p", str(port), "run"],
+                                      capture_output=True, text=True, timeout=30)
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int((self.directory / "aardvark.pid").read_text())  # netavark parses it whole: no newline
+        except (OSError, ValueError):
+            return None
+
+    def ask(self, name: str, tcp: bool = False):
+        query = dnslib.DNSRecord.question(name)
+        reply = query.send("127.0.0.1", self.port, tcp=tcp, timeout=2)
+        return dnslib.DNSRecord.parse(reply)
+
+    def stop(self) -> None:
+        pid = self.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            wait_gone(pid)
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Whether the process exited in time; an exited one that no one has reaped yet (a zombie) counts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_run_forks_writes_the_pid_file_and_returns_once_serving(helper, tmp_path, port):
+    (tmp_path / "net").write_text(f"127.0.0.1\n{ID1} 127.0.0.2  web,www\n")
+    server = Server(helper, tmp_path, port)
+    try:
+        assert server.started.returncode == 0 and server.started.stderr == "", server.started.stderr
+        pid = server.pid
+        assert pid is not None and os.getsid(pid) == pid  # detached: a session of its own
+        assert [str(rr.rdata) for rr in server.ask("web").rr] == ["127.0.0.2"]  # no wait: ready means serving
+        assert [str(rr.rdata) for rr in server.ask("www.dns.podman", tcp=True).rr] == ["127.0.0.2"]
+        with open(f"/proc/{pid}/fd/2", "rb"):
+            assert os.readlink(f"/proc/{pid}/fd/2") == "/dev/null"  # netavark 2.x reads stderr to its end
+    finally:
+        server.stop()
+    assert not (tmp_path / "aardvark.pid").exists()
+
+
+def test_sighup_swaps_the_records_and_the_last_network_gone_ends_it(helper, tmp_path, port):
+    (tmp_path / "net").write_text(f"127.0.0.1\n{ID1} 127.0.0.2  web\n")
+    server = Server(helper, tmp_path, port)
+    pid = server.pid
+    try:
+        (tmp_path / "net").write_text(f"127.0.0.1\n{ID2} 127.0.0.3  db\n")
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 2
+        while server.ask("db").rr == [] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [str(rr.rdata) for rr in server.ask("db").rr] == ["127.0.0.3"]
+        assert server.ask("web").header.rcode == dnslib.RCODE.NXDOMAIN
+        (tmp_path / "net").unlink()
+        os.kill(pid, signal.SIGHUP)
+        assert wait_gone(pid), "still running with no network left"
+        assert not (tmp_path / "aardvark.pid").exists()
+    finally:
+        server.stop()
+
+
+def test_a_port_that_cannot_be_bound_fails_the_start_with_one_line(helper, tmp_path, port):
+    (tmp_path / "net").write_text(f"127.0.0.1\n{ID1} 127.0.0.2  web\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", port))
+        server = Server(helper, tmp_path, port)
+    assert server.started.returncode == 1
+    assert server.started.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1" in server.started.stderr
+    assert not (tmp_path / "aardvark.pid").exists()
+
+
+@pytest.mark.parametrize(("argv", "status", "message"), [
+    (["run"], 2, "run needs --config DIR"),
+    (["--config", "/nonexistent-dir", "run"], 1, "config directory /nonexistent-dir must exist"),
+    (["-p", "0", "--config", "/tmp", "run"], 2, "invalid port (1 to 65535) value"),
+    ([], 2, "a command is required"),
+])
+def test_usage_errors_are_one_line(helper, argv, status, message):
+    result = subprocess.run([helper, *argv], capture_output=True, text=True, timeout=30)
+    assert result.returncode == status and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_version(helper):
+    result = subprocess.run([helper, "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("aardvark-dns 1.4.0 (dnsd ")
