@@ -14,7 +14,7 @@ the loop does as little as it can per wake-up: two system calls through ctypes
 without argument conversion, only the used message headers reset, no call that
 is not needed. While queries keep coming faster than two a window it lets the
 next ones gather before reading again: as long as half a batch takes to arrive
-at the rate just seen, at most one ``window`` (0.2 ms, so a gathered query
+at the rate just seen, at most one ``window`` (0.15 ms, so a gathered query
 waits at most that long and on average half as long). A saturated listener (a
 full batch, or half a batch in less time than answering took) reads on at once
 and adds no wait, and a listener asked less than twice a window never waits
@@ -41,7 +41,7 @@ from .stats import Stats
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
-DEFAULT_WINDOW = 0.0002  # seconds, the longest a listener lets queries gather; see the module's docstring
+DEFAULT_WINDOW = 0.00015  # seconds, the longest a listener lets queries gather; see the module's docstring
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
