@@ -62,7 +62,8 @@ def _ttl(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """A port on the command line (dnsd's and its aardvark-dns mode's): 1 to 65535; ValueError otherwise."""
     value = int(text)
     if not 0 < value < 65536:
         raise ValueError
@@ -92,7 +93,7 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 # argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
 _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
-_port.__name__ = "port (1 to 65535)"
+port_number.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
 _entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
 
@@ -130,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--udp-window", type=_window, default=DEFAULTS.udp_window * 1000, metavar="MS",
                         help="milliseconds a busy UDP listener lets queries gather before it reads them, "
                              f"at most {MAX_WINDOW_MS:g}; 0: never wait (default {DEFAULTS.udp_window * 1000:g})")
-    parser.add_argument("--port", type=_port, default=DEFAULTS.port,
+    parser.add_argument("--port", type=port_number, default=DEFAULTS.port,
                         help=f"port to serve on (default {DEFAULTS.port})")
     parser.add_argument("--cache-size", type=_entries, default=DEFAULTS.cache_size, metavar="ENTRIES",
                         help="forwarded answers kept, least recently used out first; 0: no cache "
@@ -240,7 +241,9 @@ def _remove_own_pid_file(path: str) -> None:
         os.unlink(path)
 
 
-def _run(coroutine) -> None:
+def run_loop(coroutine) -> None:
+    """Run ``coroutine`` to its end on uvloop when it is installed, else asyncio's own loop (dnsd and its
+    aardvark-dns mode)."""
     try:
         import uvloop
     except ImportError:
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                               cache_size=args.cache_size, host_aliases=args.host_aliases, metrics=args.metrics,
                               query_log=args.query_log, query_log_rate=args.query_log_rate,
                               query_log_max_bytes=args.query_log_size * 2**20)
-        _run(serve(args.state_dir, config))
+        run_loop(serve(args.state_dir, config))
     except NetcoreError as err:
         print(f"dnsd: {err}", file=sys.stderr)
         return err.exit_code

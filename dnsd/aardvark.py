@@ -41,7 +41,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from .__main__ import _port  # dnsd's own port argument: one rule, one error wording
+from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
 from .aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
     INTERNAL_SUFFIX,
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """aardvark-dns's command line; usage errors exit 2 with one line."""
     parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.")
     parser.add_argument("-c", "--config", help="the config directory netavark writes (one file per network)")
-    parser.add_argument("-p", "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("-p", "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("-f", "--filter-search-domain", default=DEFAULT_SEARCH_DOMAIN,
                         help=f"search domain stripped from questions (default {DEFAULT_SEARCH_DOMAIN})")
     parser.add_argument("-V", "--version", action="store_true", help="print the version and exit")
@@ -307,10 +307,10 @@ def run(directory: str, port: int, search_domain: str) -> int:
     try:
         _setup_logging()
         write_pid_file(directory)
-        from .__main__ import _run, host_nameservers  # the resolv.conf reader and event loop dnsd uses
+        from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
 
         config = ServerConfig(port=port, upstreams=host_nameservers())
-        _run(serve(AardvarkRecords(directory, search_domain), config, write_end))
+        run_loop(serve(AardvarkRecords(directory, search_domain), config, write_end))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)
