@@ -220,7 +220,8 @@ class Engine:
         desired = desired_firewall(self.store.networks(), self.store.containers(), self.store.endpoints(),
                                    self.store.ports())
         wanted = {mapping.held: mapping for mapping in desired.ports}
-        held = self.ports.held()
+        running = self.ports.held()  # None: no port holder runs
+        held = running or set()
         added = set(wanted) - held
         for port, reason in self.ports.hold(added).items():
             if wanted[port].container_id == container_id:
@@ -237,8 +238,8 @@ class Engine:
         except PortError as err:
             self.warnings.append(str(err))
         self.ports.release(gone)
-        if not wanted:
-            self.ports.stop()  # nothing to hold: no holder process (no error when there is none)
+        if not wanted and (running is not None or added):
+            self.ports.stop()  # nothing to hold: no holder process
         self._firewall_generation = generation
 
     def reload_firewall(self) -> None:

@@ -119,9 +119,10 @@ class HostPorts:
     """The engine's side of held host ports for one state dir and gateway namespace (None: the host's).
 
     ``check(port)`` raises PortError unless the port could be bound now; ``held()`` is what the holder
-    keeps; ``hold(ports)`` binds and hands over each, returning {port: why not} for those that failed;
-    ``release(ports)`` closes them; ``forget(ports)`` deletes their conntrack entries; ``local_range()``
-    is where ephemeral ports come from. Errors other than a port's own are one-line PortErrors.
+    keeps (None: no holder runs); ``hold(ports)`` binds and hands over each, returning {port: why not}
+    for those that failed; ``release(ports)`` closes them; ``forget(ports)`` deletes their conntrack
+    entries; ``local_range()`` is where ephemeral ports come from. Errors other than a port's own are
+    one-line PortErrors.
     """
 
     def __init__(self, state_dir: str, namespace: str | None):
@@ -167,16 +168,16 @@ class HostPorts:
         status = self._status()
         return status[0] if status else None
 
-    def held(self) -> set[HostPort]:
-        """The ports the holder keeps; empty when there is none. A holder in a gateway namespace that is
+    def held(self) -> set[HostPort] | None:
+        """The ports the holder keeps; None when no holder runs. A holder in a gateway namespace that is
         not the live one (it was deleted and made anew) is stopped first: its sockets hold nothing here."""
         status = self._status()
         if status is None:
-            return set()
+            return None
         pid, ports = status
         if self.namespace is not None and not self._in_live_namespace(pid):
             self.stop()
-            return set()
+            return None
         return ports
 
     def _in_live_namespace(self, pid: int) -> bool:

@@ -67,7 +67,7 @@ def udp_from(box, where: str, address: str, port: int) -> str:
 
 def held(box) -> set[str]:
     """The ports netcore's port holder keeps, as ``tcp 0.0.0.0:8080``."""
-    return {str(port) for port in HostPorts(box.state_dir, box.prefix).held()}
+    return {str(port) for port in HostPorts(box.state_dir, box.prefix).held() or ()}
 
 
 def table(box) -> str:

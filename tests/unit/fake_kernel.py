@@ -297,7 +297,8 @@ class FakeDnsd:
 
 class FakePorts:
     """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
-    refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed),
+    refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed), ``running``
+    whether a holder process runs at all,
     ``forgotten`` every port whose conntrack entries were cleared, in order."""
 
     def __init__(self):
@@ -306,6 +307,7 @@ class FakePorts:
         self.forgotten: list[HostPort] = []
         self.range = ((32768, 32775), frozenset({32770}))
         self.stops = 0
+        self.running = False  # a holder process runs (it may hold nothing)
 
     def _reason(self, port: HostPort) -> str:
         return f"Bind for {port.address}:{port.port} failed: port is already allocated ({port.protocol}, " \
@@ -318,8 +320,8 @@ class FakePorts:
     def local_range(self):
         return self.range
 
-    def held(self) -> set[HostPort]:
-        return set(self.holding)
+    def held(self) -> set[HostPort] | None:
+        return set(self.holding) if self.holding or self.running else None
 
     def hold(self, ports) -> dict[HostPort, str]:
         failures = {}
@@ -328,6 +330,7 @@ class FakePorts:
                 failures[port] = self._reason(port)
             else:
                 self.holding.add(port)
+                self.running = True
         return failures
 
     def release(self, ports) -> None:
@@ -340,6 +343,7 @@ class FakePorts:
     def stop(self) -> None:
         self.stops += 1
         self.holding = set()
+        self.running = False
 
 
 class FakeClock:
