@@ -243,7 +243,7 @@ server_pid() { case $1 in dnsd) echo "$DNSD_PID" ;; aardvark-dns) echo "$AARDVAR
 server_ip() { case $1 in dnsd) echo "$GATEWAY" ;; aardvark-dns) echo "$AARDVARK_IP" ;; dnsmasq) echo "$DNSMASQ_IP" ;; esac; }
 
 measure() {  # run server client inflight [offered rate, 0: unlimited]
-    local run=$1 server=$2 client=$3 inflight=$4 offered=${5:-0} ns pid before after out rate=() server_drops client_drops server_core load_core background
+    local run=$1 server=$2 client=$3 inflight=$4 offered=${5:-0} ns pid before after before_ns after_ns out rate=() server_drops client_drops server_core load_core background
     pid=$(server_pid "$server")
     if [ "$client" = stranger ]; then ensure_stranger; ns=$CLIENTNS; else ns=$C0NS; fi
     if [ "$offered" -gt 0 ]; then rate=(-Q "$offered"); fi
@@ -252,6 +252,7 @@ measure() {  # run server client inflight [offered rate, 0: unlimited]
     kill -0 "$pid" 2>/dev/null || { echo "dns.sh: $server (PID $pid) is not running" >&2; exit 1; }
     background=$(wait_quiet)
     before=$(cpu_ticks "$pid")
+    before_ns=$(cpu_ns "$pid")
     server_drops=$(udp_rcvbuf_errors "$GWNS")
     client_drops=$(udp_rcvbuf_errors "$ns")
     server_core=$(cpu_busy_ticks "$SERVER_CPU")
@@ -260,13 +261,15 @@ measure() {  # run server client inflight [offered rate, 0: unlimited]
         dnsperf -s "$(server_ip "$server")" -d "$WORK/queries.txt" -l "$DURATION" -q "$inflight" -b "$DNSPERF_BUFFER_KB" "${rate[@]}" \
         >"$out" 2>&1 || { echo "dns.sh: dnsperf failed against $server: $(tail -3 "$out")" >&2; exit 1; }
     after=$(cpu_ticks "$pid")
+    after_ns=$(cpu_ns "$pid")
     server_core=$(( $(cpu_busy_ticks "$SERVER_CPU") - server_core ))
     load_core=$(( $(cpu_busy_ticks "$LOAD_CPU") - load_core ))
     server_drops=$(( $(udp_rcvbuf_errors "$GWNS") - server_drops ))
     client_drops=$(( $(udp_rcvbuf_errors "$ns") - client_drops ))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
         $((after - before)) "$(getconf CLK_TCK)" "$(rss_kb "$pid")" "$server_drops" "$client_drops" \
-        "$server_core" "$load_core" "$background" "$out" "$offered" >>"$WORK/cases.tsv"
+        "$server_core" "$load_core" "$background" "$out" "$offered" \
+        "$([ -n "$before_ns" ] && [ -n "$after_ns" ] && echo $((after_ns - before_ns)))" >>"$WORK/cases.tsv"
     log "run $run/$RUNS $server $client q=$inflight${rate[*]:+ ${rate[*]}}: $(awk '/Queries per second/ {print $4}' "$out") QPS," \
         "lost $(awk '/Queries lost/ {print $3}' "$out") (rcvbuf drops: server side $server_drops, dnsperf side $client_drops)"
 }

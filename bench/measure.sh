@@ -22,6 +22,15 @@ cpu_ticks() {
     echo $((fields[11] + fields[12]))
 }
 
+# CPU time of a process (all its threads), in nanoseconds: the scheduler's own account
+# (first field of /proc/PID/task/TID/schedstat, CONFIG_SCHED_INFO), exact where the ticks
+# of cpu_ticks are 10 ms apart and sampled; empty if the kernel keeps no such account.
+cpu_ns() {
+    local files=(/proc/"$1"/task/*/schedstat)
+    [ -r "${files[0]}" ] || return 0
+    awk '{ ns += $1 } END { printf "%.0f\n", ns }' "${files[@]}" 2>/dev/null || true
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # Busy clock ticks of one CPU from /proc/stat (all but idle and iowait), to show how

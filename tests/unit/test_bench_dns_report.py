@@ -6,6 +6,8 @@ import math
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 import dns_report  # bench/ is no package: found through the path above
@@ -66,3 +68,14 @@ def test_old_case_files_without_a_rate_still_load(tmp_path):
     [measurement] = dns_report.load(str(tmp_path / "cases.tsv"))
     assert measurement.offered == 0
     assert "QPS vs aardvark" not in dns_report.render([measurement], "one")
+
+
+def test_the_schedulers_cpu_time_is_used_when_the_case_has_it(tmp_path):
+    """A case with cpu_ns (schedstat, exact) counts it; without (an empty column), the ticks."""
+    out = dnsperf_output(tmp_path / "out.txt", [0.0001] * 10)
+    columns = ["1", "dnsd", "container", "200", "3", "100", "1024", "0", "0", "0", "0", "3", out, "1000"]
+    (tmp_path / "cases.tsv").write_text("\t".join([*columns, "12345678"]) + "\n" + "\t".join([*columns, ""]) + "\n")
+    exact, ticks = dns_report.load(str(tmp_path / "cases.tsv"))
+    assert exact.cpu_s == pytest.approx(0.012345678)
+    assert ticks.cpu_s == pytest.approx(0.03)
+    assert exact.offered == ticks.offered == 1000
