@@ -6,23 +6,26 @@ second those trips cost more than the answering does. ``DatagramBatch`` keeps
 preallocated message headers and buffers and calls the two system calls through
 ctypes (Python has no binding for them).
 
-``serve`` is the loop of a listener's own thread: block until at least one
-datagram came, answer every one that is there, send all the replies with one
-call. A wake-up is the expensive part of a query at a few thousand a second
-(the kernel's switch to the thread and back costs more than the answering), so
-the loop does as little as it can per wake-up: two system calls through ctypes
-without argument conversion, only the used message headers reset, no call that
-is not needed. While queries keep coming faster than two a window it lets the
-next ones gather before reading again: as long as half a batch takes to arrive
-at the rate just seen, at most one ``window`` (0.15 ms, so a gathered query
-waits at most that long and on average half as long). A saturated listener (a
-full batch, or half a batch in less time than answering took) reads on at once
-and adds no wait, and a listener asked less than twice a window never waits
-(the interrupt moderation of network cards, applied to a socket). A busy-poll
-(spinning on non-blocking reads before sleeping) is not used: it saves a wake-up
-only by spending the time until the next query, 500 to 20 µs at 2,000 to 50,000
-queries a second, which is more than dnsd spends per query at each of those
-rates (54, 21 and 12 µs at 2,000, 20,000 and 50,000: README, Benchmarks).
+``serve`` is the loop of a listener's own thread. A wake-up is the expensive
+part of a query below some ten thousand a second (the kernel's switch to the
+thread and back costs more than the answering), and there every query is a
+wake-up of its own, so the loop then reads it alone through the socket module's
+``recvfrom_into`` and ``sendto``: C calls with no ctypes conversion and no
+message headers to reset, the least Python a wake-up can run (``reads_alone``
+decides). Queries less than half a window apart switch it to batches: block until at
+least one datagram came, answer every one that is there, send all the replies
+with one call, two system calls through ctypes without argument conversion and
+only the used message headers reset. While queries keep coming faster than two
+a window it lets the next ones gather before reading again: as long as half a
+batch takes to arrive at the rate just seen, at most one ``window`` (0.15 ms, so
+a gathered query waits at most that long and on average half as long). A
+saturated listener (a full batch, or half a batch in less time than answering
+took) reads on at once and adds no wait, and a listener asked less than twice a
+window never waits (the interrupt moderation of network cards, applied to a
+socket). A busy-poll (spinning on non-blocking reads before sleeping) is not
+used: it saves a wake-up only by spending the time until the next query, 500 to
+20 µs at 2,000 to 50,000 queries a second, which is more than dnsd spends per
+query at each of those rates (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class DatagramBatch:
         self._in = mmap.mmap(-1, size * SLOT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._out = mmap.mmap(-1, size * SLOT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._addresses = bytearray(size * address_size)
+        self.lone = bytearray(SLOT)  # the buffer of a read of one datagram (see ``serve``)
+        self.lone_view = memoryview(self.lone)
         self._in_view = memoryview(self._in)
         self._out_view = memoryview(self._out)
         in_base, out_base = _address_of(self._in), _address_of(self._out)
@@ -241,8 +246,9 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
 
     ``answer(message, client_ip)`` returns reply bytes, None to drop, or anything
     else to be passed on as ``forward(result, client_address)`` (which must be
-    safe to call from this thread). The replies sent are counted in
-    ``stats.answered_udp``, once per batch. Runs in the calling thread, which it
+    safe to call from this thread). Quiet, it reads one datagram at a time, busy, in
+    batches (``reads_alone``; the module's docstring says why). The replies sent are
+    counted in ``stats.answered_udp``. Runs in the calling thread, which it
     gives a timer slack of ``TIMER_SLACK`` so that a pause of ``gather_pause`` ends
     when it should (see ``set_timer_slack``).
     """
@@ -251,9 +257,42 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     if window:
         set_timer_slack(TIMER_SLACK)
     receive, answer_all = batch.receive, batch.answer_all
+    receive_one, send_one = batch.sock.recvfrom_into, batch.sock.sendto
+    lone, lone_view = batch.lone, batch.lone_view
+    scoped = batch.family == socket.AF_INET6
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
     last_wake = -1.0
+    alone = True  # one datagram per read, through Python's socket calls (see reads_alone)
     while not stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
+        if alone:
+            try:
+                length, client = receive_one(lone)
+            except OSError:
+                if stopping.is_set():
+                    return
+                raise
+            woke = monotonic()
+            if client is None:  # shut down
+                continue
+            ip = client[0]
+            if scoped and "%" in ip:  # an IPv6 link-local sender: Python adds its scope, inet_ntop does not
+                ip = ip.partition("%")[0]
+            result = answer(lone_view[:length].tobytes(), ip)
+            if result.__class__ is bytes:
+                if len(result) <= SLOT:  # no UDP payload is larger: a bug upstream, dropped
+                    try:  # noqa: SIM105 - contextlib.suppress would build an object per query
+                        send_one(result, MSG_DONTWAIT, client)
+                    except OSError:  # no route to the client, buffer full: dropped, as UDP may
+                        pass
+                    stats.answered_udp += 1
+                    observe = stats.observe_batch
+                    if observe is not None:
+                        observe(batch, monotonic() - woke, 1)
+            elif result is not None:
+                forward(result, client)
+            alone = reads_alone(1, woke - last_wake, window)
+            last_wake = woke
+            continue
         try:
             count = receive()
         except OSError as err:
@@ -270,13 +309,26 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         observe = stats.observe_batch
         if observe is not None:  # metrics on: the batch's time, once per wake-up (dnsd.metrics)
             observe(batch, monotonic() - woke, answered)
-        if window:
-            pause = gather_pause(count, size, woke - last_wake, window)
-            last_wake = woke
+        interval = woke - last_wake
+        last_wake = woke
+        alone = reads_alone(count, interval, window)
+        if window and not alone:
+            pause = gather_pause(count, size, interval, window)
             if pause:
                 rest = pause - (monotonic() - woke)
                 if rest > 0:
                     sleep(rest)
+
+
+def reads_alone(count: int, interval: float, window: float) -> bool:
+    """Whether the next read should take one datagram through Python's own socket call, not a batch.
+
+    ``count`` datagrams came in the ``interval`` (seconds) since the wake-up before. One query a
+    wake-up at a rate under ``_MIN_PER_WINDOW`` queries a window (``DEFAULT_WINDOW`` if ``window`` is 0)
+    has nothing to gather, and ``socket.recvfrom``/``sendto`` cost less per wake-up than the batch's ctypes
+    calls. A query sooner than half a window after the one before, or several at one wake-up, mean batches.
+    """
+    return count == 1 and interval * _MIN_PER_WINDOW > (window or DEFAULT_WINDOW)
 
 
 def set_timer_slack(seconds: float) -> None:

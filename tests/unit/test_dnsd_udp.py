@@ -129,11 +129,9 @@ def test_serve_answers_until_stopped_and_shut_down(server_socket):
     assert not thread.is_alive()
 
 
-def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
-    """Queries that come within one window after a wake-up are read and answered in one batch."""
-    stopping = threading.Event()
+def _counting_batches(batch: udp.DatagramBatch) -> list[int]:
+    """Have ``batch`` note the size of every batch it answers (lone reads are not batches)."""
     batches = []
-    batch = udp.DatagramBatch(server_socket)
     answer_all = batch.answer_all
 
     def counting(answer, forward):
@@ -141,15 +139,26 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
         return answer_all(answer, forward)
 
     batch.answer_all = counting
+    return batches
+
+
+def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
+    """Queries that come within one window after a wake-up are read and answered in one batch."""
+    stopping = threading.Event()
+    batch = udp.DatagramBatch(server_socket)
+    batches = _counting_batches(batch)
     thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: data, lambda *_: None,
                                                        stopping, 0.5))
     thread.start()
     try:
         with client_socket() as client:
-            for _ in range(2):  # two wake-ups 20 ms apart: the second one starts the waiting
+            # one query per 20 ms: the second is read alone and switches to batches (it came within the
+            # window), the third is a batch of one, after which the listener waits (half a batch at that
+            # rate takes longer than the window)
+            for _ in range(3):
                 client.sendto(b"wake", server_socket.getsockname())
                 assert client.recv(100) == b"wake"
-                time.sleep(0.02)  # one query per 20 ms: half a batch takes longer than the window
+                time.sleep(0.02)
             for number in range(20):  # all sent within the half second the listener now waits
                 client.sendto(b"%d" % number, server_socket.getsockname())
             assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
@@ -158,8 +167,96 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
         with pytest.raises(OSError):
             server_socket.shutdown(socket.SHUT_RDWR)
         thread.join(5)
-    assert batches[:2] == [1, 1]
-    assert len(batches) <= 4  # 20 queries in at most two batches (22 answered without the window: 22 batches)
+    assert batches[:1] == [1]
+    assert len(batches) <= 3  # 20 queries in at most two batches (20 batches without the window)
+
+
+def test_a_quiet_listener_reads_alone_and_a_burst_switches_it_to_batches(server_socket):
+    """Queries further apart than the window are read one by one through the socket module (no batch);
+    a burst is read in batches; once it is over, queries are read alone again."""
+    stopping = threading.Event()
+    batch = udp.DatagramBatch(server_socket)
+    batches = _counting_batches(batch)
+    seen = []
+    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: seen.append(ip) or b"re:" + data,
+                                                       lambda *_: None, stopping, 0.005))
+    thread.start()
+    try:
+        with client_socket() as client:
+            for number in range(5):
+                client.sendto(b"q%d" % number, server_socket.getsockname())
+                assert client.recv(100) == b"re:q%d" % number
+                time.sleep(0.02)
+            assert batches == []
+            for number in range(30):
+                client.sendto(b"b%d" % number, server_socket.getsockname())
+            assert sorted(client.recv(100) for _ in range(30)) == sorted(b"re:b%d" % n for n in range(30))
+            assert batches and sum(batches) <= 29  # the first of the burst may be read alone
+            time.sleep(0.05)
+            read_in_batches = sum(batches)
+            for number in range(4):  # the first ends the batches (a batch of one after a quiet spell)
+                client.sendto(b"l%d" % number, server_socket.getsockname())
+                assert client.recv(100) == b"re:l%d" % number
+                time.sleep(0.02)
+            assert sum(batches) <= read_in_batches + 1
+    finally:
+        stopping.set()
+        with pytest.raises(OSError):
+            server_socket.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
+    assert not thread.is_alive()
+    assert set(seen) == {"127.0.0.1"}
+
+
+def test_a_lone_read_takes_any_udp_payload_and_drops_what_cannot_be_sent(server_socket):
+    """A lone read has the batch's room (any UDP payload); a reply no UDP datagram can carry is dropped
+    and the listener goes on; forwards get the client's full address."""
+    stopping = threading.Event()
+    batch = udp.DatagramBatch(server_socket)
+    forwarded = []
+
+    def answer(data, ip):
+        if data == b"big":
+            return b"x" * (udp.SLOT + 1)
+        if data == b"forward":
+            return ("forward", data)
+        return b"%d" % len(data)
+
+    thread = threading.Thread(target=udp.serve, args=(batch, answer, lambda result, client: forwarded.append(
+        (result, client)), stopping, 0.005))
+    thread.start()
+    try:
+        with client_socket() as client:
+            client.sendto(b"a" * 60000, server_socket.getsockname())
+            assert client.recv(100) == b"60000"
+            client.sendto(b"big", server_socket.getsockname())
+            client.sendto(b"forward", server_socket.getsockname())
+            client.sendto(b"after", server_socket.getsockname())
+            assert client.recv(100) == b"5"
+            assert forwarded == [(("forward", b"forward"), client.getsockname())]
+    finally:
+        stopping.set()
+        with pytest.raises(OSError):
+            server_socket.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_listener_reads_alone_under_two_queries_a_window():
+    # one query 1 ms after the one before, window 0.15 ms: nothing would gather, read alone
+    assert udp.reads_alone(1, 0.001, 0.00015)
+    # one query 0.1 ms after the one before (10,000 a second): still under two a window
+    assert udp.reads_alone(1, 0.0001, 0.00015)
+    # one query 50 µs after the one before (20,000 a second): batches, which gather
+    assert not udp.reads_alone(1, 0.00005, 0.00015)
+    # several queries at one wake-up: batches
+    assert not udp.reads_alone(2, 0.01, 0.00015)
+    assert not udp.reads_alone(64, 0.01, 0.00015)
+    # a listener that never waits (window 0) still tells quiet from busy by the default window
+    assert udp.reads_alone(1, 0.001, 0.0)
+    assert not udp.reads_alone(1, 0.00001, 0.0)
+    # the first query after start (no wake-up before: a very long interval)
+    assert udp.reads_alone(1, 1e9, 0.00015)
 
 
 def test_a_listener_gathers_for_half_a_batch_at_the_rate_it_just_saw():
@@ -211,3 +308,36 @@ def test_headers_a_full_batch_used_are_reset_for_the_next_one(server_socket):
         assert batch.receive() == 1
         batch.answer_all(lambda data, ip: replies.append(data) or None, lambda *_: None)
     assert replies == [100, 101, 102, 103, b"short"]
+
+
+def test_a_lone_read_names_a_link_local_sender_as_inet_ntop_does():
+    """Python spells an IPv6 link-local sender with its scope (fe80::1%eth0); the answerer gets the address
+    alone, as a batch gives it, and the reply goes back to the full socket address."""
+    stopping = threading.Event()
+    sent, seen = [], []
+
+    class Scoped:  # what a socket bound to an IPv6 address reads from a link-local sender
+        family = socket.AF_INET6
+        reads = [(b"q", ("fe80::1%eth0", 5353, 0, 2))]
+
+        def recvfrom_into(self, buffer):
+            if not self.reads:
+                stopping.set()
+                return 0, None  # as a shut-down socket reads
+            data, client = self.reads.pop()
+            buffer[:len(data)] = data
+            return len(data), client
+
+        def sendto(self, data, flags, client):
+            sent.append((data, client))
+
+    try:
+        real = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        pytest.skip("no IPv6")
+    with real:
+        batch = udp.DatagramBatch(real)
+        batch.sock = Scoped()
+        udp.serve(batch, lambda data, ip: seen.append(ip) or b"a:" + data, lambda *_: None, stopping, 0.005)
+    assert seen == ["fe80::1"]
+    assert sent == [(b"a:q", ("fe80::1%eth0", 5353, 0, 2))]
