@@ -318,7 +318,9 @@ def test_a_lone_read_names_a_link_local_sender_as_inet_ntop_does():
 
     class Scoped:  # what a socket bound to an IPv6 address reads from a link-local sender
         family = socket.AF_INET6
-        reads = [(b"q", ("fe80::1%eth0", 5353, 0, 2))]
+
+        def __init__(self):
+            self.reads = [(b"q", ("fe80::1%eth0", 5353, 0, 2))]
 
         def recvfrom_into(self, buffer):
             if not self.reads:
