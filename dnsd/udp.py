@@ -1,4 +1,4 @@
-"""UDP in batches: one system call receives or sends many datagrams (Linux recvmmsg and sendmmsg).
+"""A listener's UDP: one datagram a read when quiet, batches when busy (one recvmmsg or sendmmsg, many datagrams).
 
 Python's socket module moves one datagram per call, and each call is a trip into
 the kernel and back through the interpreter; at tens of thousands of queries a
