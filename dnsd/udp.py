@@ -17,7 +17,7 @@ least one datagram came, answer every one that is there, send all the replies
 with one call, two system calls through ctypes without argument conversion and
 only the used message headers reset. While queries keep coming faster than two
 a window it lets the next ones gather before reading again: as long as half a
-batch takes to arrive at the rate just seen, at most one ``window`` (0.15 ms, so
+batch takes to arrive at the rate just seen, at most one ``window`` (0.1 ms, so
 a gathered query waits at most that long and on average half as long). A
 saturated listener (a full batch, or half a batch in less time than answering
 took) reads on at once and adds no wait, and a listener asked less than twice a
@@ -45,7 +45,7 @@ from .stats import Stats
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
-DEFAULT_WINDOW = 0.00015  # seconds, the longest a listener lets queries gather; see the module's docstring
+DEFAULT_WINDOW = 0.0001  # seconds, the longest a listener lets queries gather; see the module's docstring
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
@@ -262,9 +262,10 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     scoped = batch.family == socket.AF_INET6
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
     last_wake = -1.0
+    quiet = quiet_interval(window)
     alone = True  # one datagram per read, through Python's socket calls (see reads_alone)
-    while not stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
-        if alone:
+    while True:
+        if alone:  # runs once per query below some ten thousand a second: no call that is not needed
             try:
                 length, client = receive_one(lone)
             except OSError:
@@ -272,7 +273,9 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
                     return
                 raise
             woke = monotonic()
-            if client is None:  # shut down
+            if client is None:  # a shut-down socket
+                if stopping.is_set():
+                    return
                 continue
             ip = client[0]
             if scoped and "%" in ip:  # an IPv6 link-local sender: Python adds its scope, inet_ntop does not
@@ -290,9 +293,11 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
                         observe(batch, monotonic() - woke, 1)
             elif result is not None:
                 forward(result, client)
-            alone = reads_alone(1, woke - last_wake, window)
+            alone = woke - last_wake > quiet  # reads_alone(1, woke - last_wake, window)
             last_wake = woke
             continue
+        if stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
+            return
         try:
             count = receive()
         except OSError as err:
@@ -326,9 +331,15 @@ def reads_alone(count: int, interval: float, window: float) -> bool:
     ``count`` datagrams came in the ``interval`` (seconds) since the wake-up before. One query a
     wake-up at a rate under ``_MIN_PER_WINDOW`` queries a window (``DEFAULT_WINDOW`` if ``window`` is 0)
     has nothing to gather, and ``socket.recvfrom``/``sendto`` cost less per wake-up than the batch's ctypes
-    calls. A query sooner than half a window after the one before, or several at one wake-up, mean batches.
+    calls. A query sooner than ``quiet_interval(window)`` after the one before, or several at one wake-up,
+    mean batches.
     """
-    return count == 1 and interval * _MIN_PER_WINDOW > (window or DEFAULT_WINDOW)
+    return count == 1 and interval > quiet_interval(window)
+
+
+def quiet_interval(window: float) -> float:
+    """The time (seconds) between lone queries above which a listener counts as quiet (see ``reads_alone``)."""
+    return (window or DEFAULT_WINDOW) / _MIN_PER_WINDOW
 
 
 def set_timer_slack(seconds: float) -> None:
