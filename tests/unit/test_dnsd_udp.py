@@ -1,7 +1,8 @@
-"""Batched UDP (recvmmsg/sendmmsg through ctypes) on real loopback sockets."""
+"""A listener's UDP (lone reads when quiet, recvmmsg/sendmmsg batches when busy) on real loopback sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -110,23 +111,28 @@ def test_ipv6_senders_are_spelled_and_answered():
         assert client.recv(100) == b"six"
 
 
-def test_serve_answers_until_stopped_and_shut_down(server_socket):
+@contextlib.contextmanager
+def serving(batch: udp.DatagramBatch, answer, forward=lambda *_: None, window: float = 0.005):
+    """``udp.serve`` on ``batch`` in a thread for the ``with`` block; stopped as dnsd stops it (the event, then
+    a shutdown that wakes the blocked read), and checked to have ended."""
     stopping = threading.Event()
-    batch = udp.DatagramBatch(server_socket)
-    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: b"re:" + data, lambda *_: None,
-                                                       stopping, 0.005))
+    thread = threading.Thread(target=udp.serve, args=(batch, answer, forward, stopping, window))
     thread.start()
     try:
-        with client_socket() as client:
-            for number in range(50):
-                client.sendto(b"%d" % number, server_socket.getsockname())
-            assert sorted(client.recv(100) for _ in range(50)) == sorted(b"re:%d" % n for n in range(50))
+        yield
     finally:
         stopping.set()
-        with pytest.raises(OSError):  # ENOTCONN, yet it wakes the thread blocked in recvmmsg
-            server_socket.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(OSError):  # ENOTCONN, yet it wakes the thread blocked in its read
+            batch.sock.shutdown(socket.SHUT_RDWR)
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_serve_answers_until_stopped_and_shut_down(server_socket):
+    with serving(udp.DatagramBatch(server_socket), lambda data, ip: b"re:" + data), client_socket() as client:
+        for number in range(50):
+            client.sendto(b"%d" % number, server_socket.getsockname())
+        assert sorted(client.recv(100) for _ in range(50)) == sorted(b"re:%d" % n for n in range(50))
 
 
 def _counting_batches(batch: udp.DatagramBatch) -> list[int]:
@@ -144,29 +150,19 @@ def _counting_batches(batch: udp.DatagramBatch) -> list[int]:
 
 def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
     """Queries that come within one window after a wake-up are read and answered in one batch."""
-    stopping = threading.Event()
     batch = udp.DatagramBatch(server_socket)
     batches = _counting_batches(batch)
-    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: data, lambda *_: None,
-                                                       stopping, 0.5))
-    thread.start()
-    try:
-        with client_socket() as client:
-            # one query per 20 ms: the second is read alone and switches to batches (it came within the
-            # window), the third is a batch of one, after which the listener waits (half a batch at that
-            # rate takes longer than the window)
-            for _ in range(3):
-                client.sendto(b"wake", server_socket.getsockname())
-                assert client.recv(100) == b"wake"
-                time.sleep(0.02)
-            for number in range(20):  # all sent within the half second the listener now waits
-                client.sendto(b"%d" % number, server_socket.getsockname())
-            assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
-    finally:
-        stopping.set()
-        with pytest.raises(OSError):
-            server_socket.shutdown(socket.SHUT_RDWR)
-        thread.join(5)
+    with serving(batch, lambda data, ip: data, window=0.5), client_socket() as client:
+        # one query per 20 ms: the second is read alone and switches to batches (it came within the
+        # window), the third is a batch of one, after which the listener waits (half a batch at that
+        # rate takes longer than the window)
+        for _ in range(3):
+            client.sendto(b"wake", server_socket.getsockname())
+            assert client.recv(100) == b"wake"
+            time.sleep(0.02)
+        for number in range(20):  # all sent within the half second the listener now waits
+            client.sendto(b"%d" % number, server_socket.getsockname())
+        assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
     assert batches[:1] == [1]
     assert len(batches) <= 3  # 20 queries in at most two batches (20 batches without the window)
 
@@ -174,45 +170,32 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
 def test_a_quiet_listener_reads_alone_and_a_burst_switches_it_to_batches(server_socket):
     """Queries further apart than the window are read one by one through the socket module (no batch);
     a burst is read in batches; once it is over, queries are read alone again."""
-    stopping = threading.Event()
     batch = udp.DatagramBatch(server_socket)
     batches = _counting_batches(batch)
     seen = []
-    thread = threading.Thread(target=udp.serve, args=(batch, lambda data, ip: seen.append(ip) or b"re:" + data,
-                                                       lambda *_: None, stopping, 0.005))
-    thread.start()
-    try:
-        with client_socket() as client:
-            for number in range(5):
-                client.sendto(b"q%d" % number, server_socket.getsockname())
-                assert client.recv(100) == b"re:q%d" % number
-                time.sleep(0.02)
-            assert batches == []
-            for number in range(30):
-                client.sendto(b"b%d" % number, server_socket.getsockname())
-            assert sorted(client.recv(100) for _ in range(30)) == sorted(b"re:b%d" % n for n in range(30))
-            assert batches and sum(batches) <= 29  # the first of the burst may be read alone
-            time.sleep(0.05)
-            read_in_batches = sum(batches)
-            for number in range(4):  # the first ends the batches (a batch of one after a quiet spell)
-                client.sendto(b"l%d" % number, server_socket.getsockname())
-                assert client.recv(100) == b"re:l%d" % number
-                time.sleep(0.02)
-            assert sum(batches) <= read_in_batches + 1
-    finally:
-        stopping.set()
-        with pytest.raises(OSError):
-            server_socket.shutdown(socket.SHUT_RDWR)
-        thread.join(5)
-    assert not thread.is_alive()
+    with serving(batch, lambda data, ip: seen.append(ip) or b"re:" + data), client_socket() as client:
+        for number in range(5):
+            client.sendto(b"q%d" % number, server_socket.getsockname())
+            assert client.recv(100) == b"re:q%d" % number
+            time.sleep(0.02)
+        assert batches == []
+        for number in range(30):
+            client.sendto(b"b%d" % number, server_socket.getsockname())
+        assert sorted(client.recv(100) for _ in range(30)) == sorted(b"re:b%d" % n for n in range(30))
+        assert batches and sum(batches) <= 29  # the first of the burst may be read alone
+        time.sleep(0.05)
+        read_in_batches = sum(batches)
+        for number in range(4):  # the first ends the batches (a batch of one after a quiet spell)
+            client.sendto(b"l%d" % number, server_socket.getsockname())
+            assert client.recv(100) == b"re:l%d" % number
+            time.sleep(0.02)
+        assert sum(batches) <= read_in_batches + 1
     assert set(seen) == {"127.0.0.1"}
 
 
 def test_a_lone_read_takes_any_udp_payload_and_drops_what_cannot_be_sent(server_socket):
     """A lone read has the batch's room (any UDP payload); a reply no UDP datagram can carry is dropped
     and the listener goes on; forwards get the client's full address."""
-    stopping = threading.Event()
-    batch = udp.DatagramBatch(server_socket)
     forwarded = []
 
     def answer(data, ip):
@@ -222,24 +205,15 @@ def test_a_lone_read_takes_any_udp_payload_and_drops_what_cannot_be_sent(server_
             return ("forward", data)
         return b"%d" % len(data)
 
-    thread = threading.Thread(target=udp.serve, args=(batch, answer, lambda result, client: forwarded.append(
-        (result, client)), stopping, 0.005))
-    thread.start()
-    try:
-        with client_socket() as client:
-            client.sendto(b"a" * 60000, server_socket.getsockname())
-            assert client.recv(100) == b"60000"
-            client.sendto(b"big", server_socket.getsockname())
-            client.sendto(b"forward", server_socket.getsockname())
-            client.sendto(b"after", server_socket.getsockname())
-            assert client.recv(100) == b"5"
-            assert forwarded == [(("forward", b"forward"), client.getsockname())]
-    finally:
-        stopping.set()
-        with pytest.raises(OSError):
-            server_socket.shutdown(socket.SHUT_RDWR)
-        thread.join(5)
-    assert not thread.is_alive()
+    forward = lambda result, client: forwarded.append((result, client))  # noqa: E731
+    with serving(udp.DatagramBatch(server_socket), answer, forward), client_socket() as client:
+        client.sendto(b"a" * 60000, server_socket.getsockname())
+        assert client.recv(100) == b"60000"
+        client.sendto(b"big", server_socket.getsockname())
+        client.sendto(b"forward", server_socket.getsockname())
+        client.sendto(b"after", server_socket.getsockname())
+        assert client.recv(100) == b"5"
+        assert forwarded == [(("forward", b"forward"), client.getsockname())]
 
 
 def test_a_listener_reads_alone_under_two_queries_a_window():
