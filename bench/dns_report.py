@@ -9,7 +9,7 @@ where `ticks` is the server's utime+stime delta (/proc/PID/stat) over the dnsper
 run, `offered` the rate dnsperf was held to (-Q; 0 or absent: unlimited) and
 `cpu_ns` the server's CPU time over the run from the scheduler's account
 (/proc/PID/task/*/schedstat), used instead of `ticks` when present: ticks are
-10 ms apart, a tenth of what a server spends in a 6-second run at 1,000 queries/s.
+10 ms apart, a twentieth of what a server spends in a 6-second run at 1,000 queries/s.
 dnsperf's own summary gives queries, losses, QPS, latency and rcodes; with -v
 (`--mode sweep`) its line per answered query gives the 99th percentile.
 With several offered rates (`--mode sweep`) the table is one row per rate and
