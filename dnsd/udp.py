@@ -7,7 +7,7 @@ preallocated message headers and buffers and calls the two system calls through
 ctypes (Python has no binding for them).
 
 ``serve`` is the loop of a listener's own thread. A wake-up is the expensive
-part of a query below some ten thousand a second (the kernel's switch to the
+part of a query below some twenty thousand a second (the kernel's switch to the
 thread and back costs more than the answering), and there every query is a
 wake-up of its own, so the loop then reads it alone through the socket module's
 ``recvfrom_into`` and ``sendto``: C calls with no ctypes conversion and no
@@ -265,7 +265,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     quiet = quiet_interval(window)
     alone = True  # one datagram per read, through Python's socket calls (see reads_alone)
     while True:
-        if alone:  # runs once per query below some ten thousand a second: no call that is not needed
+        if alone:  # runs once per query below some twenty thousand a second: no call that is not needed
             try:
                 length, client = receive_one(lone)
             except OSError:
