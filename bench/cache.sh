@@ -101,12 +101,12 @@ qps() {  # server file extra...
 cpu_per_query() {  # file
     local before after completed out=$WORK/cpu-$RANDOM.txt
     wait_quiet >/dev/null
-    before=$(cpu_ticks "$DNSD_PID")
+    before=$(cpu_ns "$DNSD_PID")
     ip netns exec "$C0NS" taskset -c "$LOAD_CPU" dnsperf -s "$GATEWAY" -d "$1" -l "$DURATION" -Q "$FIXED_QPS" \
         -b "$DNSPERF_BUFFER_KB" >"$out" 2>&1
-    after=$(cpu_ticks "$DNSD_PID")
+    after=$(cpu_ns "$DNSD_PID")
     completed=$(awk '/Queries completed/ {print $3}' "$out")
-    awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$completed" 'BEGIN {printf "%.2f", t / hz / n * 1e6}'
+    awk -v ns=$((after - before)) -v n="$completed" 'BEGIN {printf "%.2f", ns / n / 1e3}'
 }
 
 metric() {  # name: its value from dnsd's /metrics (on 127.0.0.1:9153 of the gateway namespace)

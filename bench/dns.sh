@@ -269,7 +269,7 @@ measure() {  # run server client inflight [offered rate, 0: unlimited]
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$server" "$client" "$inflight" \
         $((after - before)) "$(getconf CLK_TCK)" "$(rss_kb "$pid")" "$server_drops" "$client_drops" \
         "$server_core" "$load_core" "$background" "$out" "$offered" \
-        "$([ -n "$before_ns" ] && [ -n "$after_ns" ] && echo $((after_ns - before_ns)))" >>"$WORK/cases.tsv"
+        $((after_ns - before_ns)) >>"$WORK/cases.tsv"
     log "run $run/$RUNS $server $client q=$inflight${rate[*]:+ ${rate[*]}}: $(awk '/Queries per second/ {print $4}' "$out") QPS," \
         "lost $(awk '/Queries lost/ {print $3}' "$out") (rcvbuf drops: server side $server_drops, dnsperf side $client_drops)"
 }

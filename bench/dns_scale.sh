@@ -100,12 +100,12 @@ measure() {  # run records client
     out=$WORK/out-$run-$size-$client.txt
     kill -0 "$pid" 2>/dev/null || { echo "dns_scale.sh: dnsd of the $size-record sandbox (PID $pid) is gone" >&2; exit 1; }
     background=$(wait_quiet)
-    before=$(cpu_ticks "$pid")
+    before=$(cpu_ns "$pid")
     timeout $((DURATION + 60)) ip netns exec "$ns" taskset -c "$LOAD_CPU" \
         dnsperf -s "${SERVER[$size]}" -d "${QUERIES[$size]}" -l "$DURATION" -q "$INFLIGHT" -b "$DNSPERF_BUFFER_KB" \
         >"$out" 2>&1 || { echo "dns_scale.sh: dnsperf failed: $(tail -3 "$out")" >&2; exit 1; }
-    after=$(cpu_ticks "$pid")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$size" "$client" $((after - before)) "$(getconf CLK_TCK)" \
+    after=$(cpu_ns "$pid")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$size" "$client" $((after - before)) 1000000000 \
         "$background" "$out" >>"$WORK/cases.tsv"
     log "run $run/$RUNS $size records, $client: $(awk '/Queries per second/ {print $4}' "$out") QPS"
 }

@@ -4,6 +4,9 @@ Input: a TSV that dns_scale.sh appends one line to per dnsperf run,
 
     run  records  client  ticks  clk_tck  background  dnsperf_output_file
 
+where ticks / clk_tck is dnsd's CPU time over the run in seconds (dns_scale.sh writes
+nanoseconds, bench/measure.sh's cpu_ns, and 1000000000).
+
 The scale of a run is the QPS with many records over the QPS with few, of the
 same run and client (the two were measured one right after the other); the
 table shows the median of those over runs, and their range.
