@@ -36,6 +36,7 @@ from .wire import (
 
 EDNS_PAYLOAD = 1232  # what dnsd advertises in its OPT record (DNS flag day 2020)
 REPLY_MEMO_SIZE = 16384  # remembered replies, all scopes together (a few MB at most)
+REPLAY_CLIENTS = 4096  # client keys a listener's replay table holds (see Answerer.remember_client)
 
 _PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT=1 ANCOUNT=0 NSCOUNT=0
 _OPT_START = b"\x00" + TYPE_OPT.to_bytes(2, "big")  # root name, then type OPT
@@ -155,12 +156,23 @@ class Answerer:
     with one lookup and its ID in front. So are forwarded answers the cache
     holds, until they expire (``remember_reply``). The memo lives and dies with
     its snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
+
+    A listener may have the memo looked up without a call into this class
+    (``dnsd._replay``, the compiled loop of a quiet listener): ``replay_table``
+    gives it a cell whose item maps a client key (any bytes the listener derives
+    from the sender's address) to that client's scope's memo, as
+    ``remember_client`` fills it in; the item is a fresh dict with every snapshot
+    and every time the memo is dropped, so nothing stale is replayed.
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
                  stats: Stats | None = None, host_names: frozenset[bytes] = host_names()):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
-        self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]]] = (snapshot, {})  # swapped in one step
+        # swapped in one step: the snapshot, its memo (scope -> query[2:] -> reply[2:]) and the replay
+        # tables made from that memo (listener address -> client key -> the client's scope's memo)
+        self._current: tuple[Snapshot, dict[Scope, dict[bytes, bytes]], dict[str, dict[bytes, dict]]] = (
+            snapshot, {}, {})
+        self._replay_cells: dict[str, list[dict[bytes, dict]]] = {}  # listener address -> [its current table]
         self._memo_size = 0
         self._turns = [0] * snapshot.rotation_slots
         self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
@@ -174,12 +186,12 @@ class Answerer:
     def snapshot(self, new: Snapshot) -> None:
         if new.rotation_slots > len(self._turns):
             self._turns += [0] * (new.rotation_slots - len(self._turns))
-        self._current = (new, {})
+        self._current = (new, {}, self._fresh_replay_tables())
         self._memo_size = 0
 
     def handle(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """The reply to send, a Forward to carry out, or None to drop the message."""
-        snapshot, memo = self._current
+        snapshot, memo, _ = self._current
         scope_slot = snapshot.clients.get(client_ip)
         if scope_slot is not None:
             scope = snapshot.scopes[scope_slot]
@@ -223,10 +235,53 @@ class Answerer:
 
         The memo stays sans-IO: whatever clock the reply needs is its own. It is forgotten with the snapshot.
         """
-        snapshot, memo = self._current
+        snapshot, memo, _ = self._current
         scope = snapshot.scope_of(client_ip, listener_ip)
         if scope is not None:
             self._memo_put(memo, scope, query[2:], remembered)
+
+    def replay_table(self, listener_ip: str) -> list[dict[bytes, dict]]:
+        """The replay cell of the listener on ``listener_ip``: a one-item list whose item is the current table
+        (client key -> that client's scope's memo, query[2:] -> reply[2:] bytes, or something else that is
+        not to be replayed as is). The item is replaced, never changed in place, when the snapshot or the
+        memo is; ``forget_replay`` when the listener closes."""
+        cell = self._replay_cells.get(listener_ip)
+        if cell is None:
+            cell = self._replay_cells[listener_ip] = [self._current[2].setdefault(listener_ip, {})]
+        return cell
+
+    def forget_replay(self, listener_ip: str) -> None:
+        """Stop keeping a replay table for ``listener_ip`` (its listener closed)."""
+        self._replay_cells.pop(listener_ip, None)
+        self._current[2].pop(listener_ip, None)
+
+    def remember_client(self, key: bytes, client_ip: str, listener_ip: str) -> None:
+        """Let the replay table of ``listener_ip`` lead ``key`` (the listener's key for ``client_ip``) to the memo
+        of the scope ``client_ip`` gets there: queries it asks again are then replayed without a call here.
+
+        Called after answering the client; a key already in the table, a listener without a table and a
+        client that gets no scope (REFUSED) change nothing. The table holds at most ``REPLAY_CLIENTS`` keys.
+        """
+        snapshot, memo, tables = self._current  # one generation: a table never leads to an older memo
+        table = tables.get(listener_ip)
+        if table is None or key in table:
+            return
+        scope = snapshot.scope_of(client_ip, listener_ip)
+        if scope is None:
+            return
+        replies = memo.get(scope)
+        if replies is None:
+            replies = memo[scope] = {}
+        if len(table) >= REPLAY_CLIENTS:
+            table.clear()
+        table[key] = replies
+
+    def _fresh_replay_tables(self) -> dict[str, dict[bytes, dict]]:
+        """New, empty replay tables for every listener that has a cell, put in the cells (see ``replay_table``)."""
+        tables = {listener_ip: {} for listener_ip in self._replay_cells}
+        for listener_ip, cell in self._replay_cells.items():
+            cell[0] = tables[listener_ip]
+        return tables
 
     def _remember(self, memo: dict[Scope, dict[bytes, bytes]], scope: Scope, query: bytes, reply: bytes) -> None:
         """Keep a reply that the next identical query may have as is (see the class docstring)."""
@@ -242,6 +297,9 @@ class Answerer:
         if self._memo_size >= REPLY_MEMO_SIZE:
             memo.clear()
             self._memo_size = 0
+            snapshot, current_memo, _ = self._current
+            if current_memo is memo:  # the tables lead to the memo's old scope dicts: new ones, empty
+                self._current = (snapshot, memo, self._fresh_replay_tables())
         replies = memo.get(scope)
         if replies is None:
             replies = memo[scope] = {}

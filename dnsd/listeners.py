@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from netcore.holders import describe_holders
 
@@ -39,22 +40,35 @@ ForwardDatagram = Callable[["Listener", Forward, tuple], None]
 ServeTcp = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+class Replay(Protocol):
+    """What lets a quiet listener replay remembered replies in C (``dnsd.answer.Answerer`` is one;
+    see ``dnsd.udp.serve``): a cell per listener address, filled in per client, dropped on closing."""
+
+    def replay_table(self, listener_ip: str) -> list[dict[bytes, dict]]: ...
+
+    def remember_client(self, key: bytes, client_ip: str, listener_ip: str) -> None: ...
+
+    def forget_replay(self, listener_ip: str) -> None: ...
+
+
 class Listeners:
     """The listeners on the gateway addresses of the current snapshot, keyed by address.
 
     ``answer`` runs in each listener's UDP thread; ``forward_datagram`` too, and
     must hand the Forward to the event loop itself; ``serve_tcp`` runs on the
     event loop, one call per connection. The UDP threads count their replies in ``stats``.
+    With ``replay``, a quiet UDP thread replays the replies it remembered (``dnsd.udp.serve``).
     """
 
     def __init__(self, port: int, udp_window: float, answer: Answer, forward_datagram: ForwardDatagram,
-                 serve_tcp: ServeTcp, stats: Stats):
+                 serve_tcp: ServeTcp, stats: Stats, replay: Replay | None = None):
         self.port = port
         self._udp_window = udp_window
         self._stats = stats
         self._answer = answer
         self._forward_datagram = forward_datagram
         self._serve_tcp = serve_tcp
+        self._replay = replay
         self._open: dict[str, Listener] = {}
         self._bind_errors: dict[str, str] = {}
 
@@ -75,7 +89,8 @@ class Listeners:
         for address in sorted(wanted - self._open.keys()):
             try:
                 self._open[address] = await Listener.open(address, self.port, self._udp_window, self._answer,
-                                                          self._forward_datagram, self._serve_tcp, self._stats)
+                                                          self._forward_datagram, self._serve_tcp, self._stats,
+                                                          self._replay)
             except OSError as err:
                 reason = await self._bind_failure(address, err)
                 if self._bind_errors.get(address) != reason:
@@ -111,21 +126,24 @@ class Listener:
     """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.udp``) and a TCP server."""
 
     def __init__(self, address: str, udp_socket: socket.socket, tcp: asyncio.Server, udp_window: float,
-                 answer: Answer, forward_datagram: ForwardDatagram, stats: Stats):
+                 answer: Answer, forward_datagram: ForwardDatagram, stats: Stats, replay: Replay | None = None):
         self.address = address
+        self._replay = replay
         self.udp_socket = udp_socket
         self.tcp = tcp
         self._stopping = threading.Event()
         loop = asyncio.get_running_loop()
         self._udp_done = loop.create_future()
         self._thread = threading.Thread(target=self._serve_udp,
-                                        args=(loop, udp_window, answer, forward_datagram, stats),
+                                        args=(loop, udp_window, answer, forward_datagram, stats,
+                                              replay.replay_table(address) if replay is not None else None),
                                         name=f"dnsd-udp-{address}", daemon=True)
         self._thread.start()
 
     @classmethod
     async def open(cls, address: str, port: int, udp_window: float, answer: Answer,
-                   forward_datagram: ForwardDatagram, serve_tcp: ServeTcp, stats: Stats) -> Listener:
+                   forward_datagram: ForwardDatagram, serve_tcp: ServeTcp, stats: Stats,
+                   replay: Replay | None = None) -> Listener:
         """Bind both sockets to exactly ``address``:``port`` and start serving; OSError if either cannot be bound."""
         udp_socket = bound_socket(address, port, socket.SOCK_DGRAM)
         try:
@@ -134,7 +152,7 @@ class Listener:
         except OSError:
             udp_socket.close()
             raise
-        return cls(address, udp_socket, tcp, udp_window, answer, forward_datagram, stats)
+        return cls(address, udp_socket, tcp, udp_window, answer, forward_datagram, stats, replay)
 
     @property
     def alive(self) -> bool:
@@ -142,13 +160,14 @@ class Listener:
         return not self._udp_done.done()
 
     def _serve_udp(self, loop: asyncio.AbstractEventLoop, window: float, answer: Answer,
-                   forward_datagram: ForwardDatagram, stats: Stats) -> None:
+                   forward_datagram: ForwardDatagram, stats: Stats, replay_cell: list | None) -> None:
         """The UDP thread: answers through ``answer`` (the GIL keeps the snapshot swap atomic)."""
-        address = self.address
+        address, replay = self.address, self._replay
         try:
             serve_datagrams(DatagramBatch(self.udp_socket), lambda data, client: answer(data, client, address, False),
                             lambda forward, client: forward_datagram(self, forward, client), self._stopping, window,
-                            stats)
+                            stats, replay_cell,
+                            (lambda key, client: replay.remember_client(key, client, address)) if replay else None)
         except Exception as err:  # noqa: BLE001 - a thread must not die silently
             log.error("UDP listener on %s failed: %s", address, err)
         finally:
@@ -170,6 +189,8 @@ class Listener:
         self.tcp.close()
         await self._udp_done
         self.udp_socket.close()
+        if self._replay is not None:
+            self._replay.forget_replay(self.address)
 
 
 def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.socket:

@@ -65,7 +65,8 @@ class DnsServer:
         self.query_counts = QueryCounts() if config.metrics else None
         self.query_log = query_log
         answer_udp = answer_tcp = self._answer
-        if self.query_counts is not None or query_log is not None:  # every query observed
+        observed = self.query_counts is not None or query_log is not None
+        if observed:  # every query observed
             answer_tcp = self._answer_observed
             answer_udp = self._answer_observed if query_log is not None else self._answer_counted
             resolver = ObservedResolver(resolver, self.query_counts, query_log, self.network_of)
@@ -78,8 +79,10 @@ class DnsServer:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._tcp = TcpConnections(answer_tcp, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
+        # replayed replies are neither counted per query nor logged: only a server that does neither replays
+        replay = None if observed else self.answerer
         self._listeners = Listeners(config.port, config.udp_window, answer_udp, self._forward_datagram_later,
-                                    self._tcp.serve, stats)
+                                    self._tcp.serve, stats, replay)
         self._control = ControlSocket(config.control_path, self, config.managed) if config.control_path else None
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

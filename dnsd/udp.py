@@ -42,6 +42,11 @@ from netcore.linux import LIBC
 
 from .stats import Stats
 
+try:  # the compiled loop of a quiet listener (dnsd/_replay.c); without it the socket module's calls do
+    from . import _replay
+except ImportError:
+    _replay = None
+
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
@@ -241,7 +246,8 @@ class DatagramBatch:
 
 
 def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward: Callable[[object, tuple], None],
-          stopping: threading.Event, window: float = DEFAULT_WINDOW, stats: Stats | None = None) -> None:
+          stopping: threading.Event, window: float = DEFAULT_WINDOW, stats: Stats | None = None,
+          replay_cell: list | None = None, remember: Callable[[bytes, str], None] | None = None) -> None:
     """Answer datagrams on ``batch``'s socket until ``stopping`` is set and the socket shut down.
 
     ``answer(message, client_ip)`` returns reply bytes, None to drop, or anything
@@ -251,6 +257,13 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     counted in ``stats.answered_udp``. Runs in the calling thread, which it
     gives a timer slack of ``TIMER_SLACK`` so that a pause of ``gather_pause`` ends
     when it should (see ``set_timer_slack``).
+
+    With ``replay_cell`` (``Answerer.replay_table``) and the compiled ``dnsd._replay``, a quiet
+    listener's reads and the replies the answerer remembered are ``_replay.replay``'s, in C;
+    every other datagram comes back here, and after answering one from a client with a reply,
+    ``remember(address_key, client_ip)`` (``Answerer.remember_client``) lets its next ones be
+    replayed. ``stats.observe_batch`` (metrics) is then not called for the replayed replies:
+    a server with metrics passes no cell.
     """
     if stats is None:
         stats = Stats()
@@ -258,6 +271,8 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         set_timer_slack(TIMER_SLACK)
     receive, answer_all = batch.receive, batch.answer_all
     receive_one, send_one = batch.sock.recvfrom_into, batch.sock.sendto
+    replay = _replay.replay if _replay is not None and replay_cell is not None else None
+    fd = batch.fd
     lone, lone_view = batch.lone, batch.lone_view
     scoped = batch.family == socket.AF_INET6
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
@@ -267,12 +282,17 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     while True:
         if alone:  # runs once per query below some twenty thousand a second: no call that is not needed
             try:
-                length, client = receive_one(lone)
+                if replay is not None:
+                    length, client, key, woke, interval = replay(fd, lone, replay_cell, quiet, last_wake, stats)
+                else:
+                    length, client = receive_one(lone)
+                    woke = monotonic()
+                    key, interval = None, woke - last_wake
             except OSError:
                 if stopping.is_set():
                     return
                 raise
-            woke = monotonic()
+            last_wake = woke
             if client is None:  # a shut-down socket
                 if stopping.is_set():
                     return
@@ -288,13 +308,14 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
                     except OSError:  # no route to the client, buffer full: dropped, as UDP may
                         pass
                     stats.answered_udp += 1
+                    if key is not None:
+                        remember(key, ip)
                     observe = stats.observe_batch
                     if observe is not None:
                         observe(batch, monotonic() - woke, 1)
             elif result is not None:
                 forward(result, client)
-            alone = woke - last_wake > quiet  # reads_alone(1, woke - last_wake, window)
-            last_wake = woke
+            alone = interval > quiet  # reads_alone(1, interval, window)
             continue
         if stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
             return

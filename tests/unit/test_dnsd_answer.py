@@ -253,6 +253,106 @@ def test_the_memo_is_bounded(lan, dns, monkeypatch):
             assert sum(len(replies) for replies in answerer._current[1].values()) <= 3
 
 
+# -- replay tables (what dnsd/_replay.c looks up) ----------------------------------------------------
+
+
+def replayed(answerer: Answerer, query: bytes, client: str, listener: str) -> bytes | None:
+    """What the compiled loop would send for ``query`` from ``client`` (keyed by its address bytes, as the loop
+    keys it) to the listener on ``listener``, or None where it would hand the query to Python."""
+    key = ipaddress.ip_address(client).packed
+    replies = answerer.replay_table(listener)[0].get(key)
+    tail = replies.get(query[2:]) if replies is not None else None
+    return query[:2] + tail if tail.__class__ is bytes else None
+
+
+def ask_and_remember(answerer, dns, name, client="10.89.1.2", listener=GATEWAY_A, **query_options) -> bytes:
+    """A UDP listener's part for a query Python answers: answer it, then remember the client."""
+    reply = ask(answerer, dns, name, client=client, listener=listener, **query_options)
+    answerer.remember_client(ipaddress.ip_address(client).packed, client, listener)
+    return reply
+
+
+def test_a_remembered_client_is_replayed_what_the_answerer_says(lan, dns):
+    answerer = answerer_for(lan)
+    answerer.replay_table(GATEWAY_A)
+    assert replayed(answerer, dns.query("a2", query_id=7), "10.89.1.2", GATEWAY_A) is None
+    ask_and_remember(answerer, dns, "a2", query_id=1)
+    for query_id in (7, 8):
+        query = dns.query("a2", query_id=query_id)
+        assert replayed(answerer, query, "10.89.1.2", GATEWAY_A) == answerer_for(lan).handle(
+            query, "10.89.1.2", GATEWAY_A, False)
+    # another container of the same network shares the scope, but is replayed only once it is remembered
+    assert replayed(answerer, dns.query("a2"), "10.89.1.3", GATEWAY_A) is None
+    ask_and_remember(answerer, dns, "a1", client="10.89.1.3")
+    assert dns.rdata(replayed(answerer, dns.query("a2"), "10.89.1.3", GATEWAY_A)) == ["10.89.1.3"]
+
+
+def test_what_is_never_remembered_is_never_replayed(lan, dns):
+    """Rotating sets, EDNS queries, NXDOMAIN and REFUSED are the answerer's every time."""
+    answerer = answerer_for(lan)
+    answerer.replay_table(GATEWAY_A)
+    answerer.replay_table(GATEWAY_B)
+    for name, options in (("web", {}), ("a2", {"edns_payload": 1232}), ("nosuch", {})):
+        ask_and_remember(answerer, dns, name, **options)
+        assert replayed(answerer, dns.query(name, **options), "10.89.1.2", GATEWAY_A) is None
+    ask_and_remember(answerer, dns, "b1", client="192.168.7.7", listener=GATEWAY_B)  # REFUSED: not a client
+    assert answerer.replay_table(GATEWAY_B)[0] == {}
+
+
+def test_replay_tables_are_per_listener(lan, dns):
+    """A container on two networks may get another scope through each gateway: one table per listener."""
+    answerer = answerer_for(lan)
+    answerer.replay_table(GATEWAY_A)
+    answerer.replay_table(GATEWAY_B)
+    ask_and_remember(answerer, dns, "b1", client="10.89.1.5", listener=GATEWAY_B)
+    assert dns.rdata(replayed(answerer, dns.query("b1"), "10.89.1.5", GATEWAY_B)) == ["10.89.2.2"]
+    assert replayed(answerer, dns.query("b1"), "10.89.1.5", GATEWAY_A) is None
+
+
+def test_a_new_snapshot_puts_new_tables_in_the_cells(lan, dns):
+    """Nothing remembered from an old snapshot is replayed: the cell's item is replaced, not emptied, so a
+    listener thread still holding the old table cannot add to what is replayed now."""
+    builder = SnapshotBuilder()
+    with lan.dns_records() as (networks, containers):
+        answerer = Answerer(builder.build(networks, containers))
+    cell = answerer.replay_table(GATEWAY_B)
+    ask_and_remember(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)
+    old_table = cell[0]
+    b1 = next(c for c in lan.containers if c.name == "b1")
+    lan.remove_container(b1)
+    new_b1 = lan.container("b1", lan.networks[1], "10.89.2.9")
+    answerer.snapshot = builder.patch({b1.id, new_b1.id}, lan.container_records({b1.id, new_b1.id}))
+    assert answerer.replay_table(GATEWAY_B) is cell and cell[0] == {} and cell[0] is not old_table
+    assert replayed(answerer, dns.query("b1"), "10.89.2.5", GATEWAY_B) is None
+    ask_and_remember(answerer, dns, "b1", client="10.89.2.5", listener=GATEWAY_B)
+    assert dns.rdata(replayed(answerer, dns.query("b1"), "10.89.2.5", GATEWAY_B)) == ["10.89.2.9"]
+
+
+def test_a_dropped_memo_drops_the_tables_and_both_are_bounded(lan, dns, monkeypatch):
+    monkeypatch.setattr("dnsd.answer.REPLY_MEMO_SIZE", 3)
+    monkeypatch.setattr("dnsd.answer.REPLAY_CLIENTS", 2)
+    answerer = answerer_for(lan)
+    cell = answerer.replay_table(GATEWAY_A)
+    for client in ("10.89.1.2", "10.89.1.3", "10.89.1.4"):
+        ask_and_remember(answerer, dns, "a2", client=client)
+        assert len(cell[0]) <= 2
+    for name in ("a1", "a3", "six", "ab"):  # the fourth remembered reply drops the memo, the table with it
+        ask_and_remember(answerer, dns, name)
+    table = cell[0]
+    replies = table[ipaddress.ip_address("10.89.1.2").packed]
+    assert replies is next(iter(answerer._current[1].values())) and len(replies) <= 3
+
+
+def test_a_closed_listener_keeps_no_table(lan, dns):
+    answerer = answerer_for(lan)
+    answerer.replay_table(GATEWAY_A)
+    answerer.forget_replay(GATEWAY_A)
+    answerer.snapshot = answerer.snapshot
+    assert answerer._current[2] == {} and answerer._replay_cells == {}
+    answerer.remember_client(b"\x0a\x59\x01\x02", "10.89.1.2", GATEWAY_A)  # no table: nothing to fill
+    assert answerer._current[2] == {}
+
+
 # -- isolation ---------------------------------------------------------------------------------------
 
 

@@ -222,6 +222,25 @@ async def test_a_container_change_is_patched_in_a_network_change_rebuilds(server
     assert full_reads == [lan.generation()] and server.listen_addresses == {GATEWAY_A, GATEWAY_B, GATEWAY_C}
 
 
+async def test_replayed_answers_follow_every_change_of_a_name(server, lan, dns):
+    """A quiet listener replays what it answered before (dnsd/_replay.c) from the answerer's memo, until
+    the next snapshot: a container re-created with a new address is answered with it at once."""
+    port = server.config.port
+    moving = lan.container("moving", lan.net_a, "127.0.1.20")
+    await server.sync()
+    for query_id in range(1, 4):
+        reply = await udp_ask(dns.query("moving", query_id=query_id), GATEWAY_A, port)
+        assert dns.parse(reply).header.id == query_id and dns.rdata(reply) == ["127.0.1.20"]
+    replies = server.answerer.replay_table(GATEWAY_A)[0][socket.inet_aton(A1)]
+    assert dns.query("moving", query_id=9)[2:] in replies  # what the compiled loop answered from
+    lan.remove_container(moving)
+    lan.container("moving", lan.net_a, "127.0.1.21")
+    await server.sync()
+    for _ in range(2):
+        assert dns.rdata(await udp_ask(dns.query("moving"), GATEWAY_A, port)) == ["127.0.1.21"]
+    assert server.stats.answered_udp == 5
+
+
 async def test_ping_reports_managed_mode(start_server):
     server = await start_server(managed=True)
     assert await control(server.config.control_path, "ping") == [f"pong {os.getpid()} managed"]

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from dnsd import udp
+from dnsd.stats import Stats
 from netcore.linux import LIBC
 
 
@@ -112,11 +113,13 @@ def test_ipv6_senders_are_spelled_and_answered():
 
 
 @contextlib.contextmanager
-def serving(batch: udp.DatagramBatch, answer, forward=lambda *_: None, window: float = 0.005):
+def serving(batch: udp.DatagramBatch, answer, forward=lambda *_: None, window: float = 0.005, stats=None,
+            replay_cell=None, remember=None):
     """``udp.serve`` on ``batch`` in a thread for the ``with`` block; stopped as dnsd stops it (the event, then
     a shutdown that wakes the blocked read), and checked to have ended."""
     stopping = threading.Event()
-    thread = threading.Thread(target=udp.serve, args=(batch, answer, forward, stopping, window))
+    thread = threading.Thread(target=udp.serve,
+                              args=(batch, answer, forward, stopping, window, stats, replay_cell, remember))
     thread.start()
     try:
         yield
@@ -317,3 +320,113 @@ def test_a_lone_read_names_a_link_local_sender_as_inet_ntop_does():
         udp.serve(batch, lambda data, ip: seen.append(ip) or b"a:" + data, lambda *_: None, stopping, 0.005)
     assert seen == ["fe80::1"]
     assert sent == [(b"a:q", ("fe80::1%eth0", 5353, 0, 2))]
+
+
+def test_the_compiled_loop_of_a_quiet_listener_is_built():
+    """dnsd/_replay.c is built by ``pip install -e .`` (.ci/setup installs the compiler); the tests below need it."""
+    assert udp._replay is not None, "dnsd._replay is not built: install gcc and run pip install -e ."
+
+
+def query(query_id: int, name: bytes = b"web") -> bytes:
+    """A DNS query for ``name`` A as a client sends it (header, one question)."""
+    return (query_id.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+            + bytes([len(name)]) + name + b"\x00\x00\x01\x00\x01")
+
+
+class Remembering:
+    """An answerer in small: answers every query with its own tail, and remembers a client's replies as
+    ``Answerer.remember_client`` does (the table's item maps the client key to one memo dict)."""
+
+    def __init__(self):
+        self.cell = [{}]
+        self.memo: dict[bytes, object] = {}
+        self.asked: list[bytes] = []
+        self.remembered: list[tuple[bytes, str]] = []
+
+    def answer(self, data: bytes, ip: str) -> bytes:
+        self.asked.append(data)
+        tail = b"\x81\x80" + data[4:] + b"|python"
+        self.memo.setdefault(data[2:], tail)
+        return data[:2] + tail
+
+    def remember(self, key: bytes, ip: str) -> None:
+        self.remembered.append((key, ip))
+        self.cell[0][key] = self.memo
+
+
+def test_a_quiet_listener_replays_remembered_replies_without_python(server_socket):
+    """The first query of a client is Python's; once its key leads to the memo, its next ones are replayed in C
+    (a reply with the new query's ID and the remembered tail, counted in stats) and Python is not asked."""
+    answerer, stats = Remembering(), Stats()
+    with serving(udp.DatagramBatch(server_socket), answerer.answer, window=0.001, stats=stats,
+                 replay_cell=answerer.cell, remember=answerer.remember), client_socket() as client:
+        for query_id in range(1, 6):
+            client.sendto(query(query_id), server_socket.getsockname())
+            reply = client.recv(200)
+            assert reply == query(query_id)[:2] + b"\x81\x80" + query(query_id)[4:] + b"|python"
+            time.sleep(0.01)  # further apart than half the window: quiet
+        answerer.memo[query(0)[2:]] = b"\x81\x80|changed in place"  # the memo is the answerer's own dict
+        client.sendto(query(9), server_socket.getsockname())
+        assert client.recv(200) == b"\x00\x09\x81\x80|changed in place"
+    assert answerer.asked == [query(1)]
+    assert answerer.remembered == [(socket.inet_aton("127.0.0.1"), "127.0.0.1")]
+    assert stats.answered_udp == 6
+
+
+def test_a_replaced_table_or_a_reply_that_is_not_bytes_goes_to_python(server_socket):
+    """A new snapshot puts a new table in the cell: read per datagram, so nothing is replayed from the old
+    one; a memo entry that is not bytes (a cached forwarded answer, with its expiry) is Python's to answer."""
+    answerer = Remembering()
+    with serving(udp.DatagramBatch(server_socket), answerer.answer, window=0.001,
+                 replay_cell=answerer.cell, remember=answerer.remember), client_socket() as client:
+        client.sendto(query(1), server_socket.getsockname())
+        client.recv(200)
+        time.sleep(0.01)
+        answerer.cell[0] = {}  # as Answerer.snapshot = new does
+        answerer.memo = {query(0)[2:]: object()}
+        client.sendto(query(2), server_socket.getsockname())
+        assert client.recv(200).endswith(b"|python")
+        time.sleep(0.01)
+        client.sendto(query(3), server_socket.getsockname())
+        assert client.recv(200).endswith(b"|python")
+    assert answerer.asked == [query(1), query(2), query(3)]
+
+
+def test_a_query_soon_after_the_one_before_is_pythons_and_switches_to_batches(server_socket):
+    """Within half a window of the query before, even a remembered query goes to Python, which reads on in
+    batches; short datagrams and unknown questions are Python's too."""
+    answerer = Remembering()
+    batch = udp.DatagramBatch(server_socket)
+    batches = _counting_batches(batch)
+    with serving(batch, answerer.answer, window=1.0, replay_cell=answerer.cell,
+                 remember=answerer.remember), client_socket() as client:
+        client.sendto(query(1), server_socket.getsockname())  # the first: quiet, Python's (not yet remembered)
+        client.recv(200)
+        client.sendto(query(2), server_socket.getsockname())  # within 0.5 s: busy, Python's, then batches
+        client.recv(200)
+        client.sendto(query(3), server_socket.getsockname())
+        client.recv(200)
+    assert answerer.asked == [query(1), query(2), query(3)]
+    assert batches  # the third was read by recvmmsg
+
+
+def test_replayed_replies_go_to_ipv6_senders_keyed_by_their_sixteen_bytes():
+    try:
+        server = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        server.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6")
+    answerer = Remembering()
+    with server, serving(udp.DatagramBatch(server), answerer.answer, window=0.001, replay_cell=answerer.cell,
+                         remember=answerer.remember), client_socket(socket.AF_INET6, "::1") as client:
+        for query_id in (1, 2):
+            client.sendto(query(query_id), server.getsockname())
+            assert client.recv(200)[:2] == query(query_id)[:2]
+            time.sleep(0.01)
+    assert answerer.remembered == [(socket.inet_pton(socket.AF_INET6, "::1"), "::1")]
+    assert answerer.asked == [query(1)]
+
+
+def test_replay_refuses_a_buffer_smaller_than_a_header(server_socket):
+    with pytest.raises(ValueError, match="less than a DNS header"):
+        udp._replay.replay(server_socket.fileno(), bytearray(4), [{}], 0.0, 0.0, Stats())
