@@ -9,20 +9,22 @@
  * other datagram goes back to Python, which answers it as before. What to remember, for which
  * client, and when to forget stays in Python; this file only looks up and sends.
  *
- * replay(fd, buffer, cell, quiet, last, stats)
+ * replay(fd, buffer, cell, quiet, last, stats, patience)
  *     Read datagrams from the UDP socket ``fd`` into ``buffer`` (a writable buffer, at least 12
- *     bytes), one at a time, blocking without the GIL. For each: if it came more than ``quiet``
- *     seconds after the one before (``last``: the time.monotonic() of that one), ``cell`` is a list
+ *     bytes), one at a time, blocking without the GIL. A datagram read within ``quiet`` seconds of
+ *     the one before (``last``: the time.monotonic() of the one before the first) was waiting in
+ *     the queue; ``patience`` such datagrams in a row mean the listener is behind, and the last of
+ *     them goes back to Python, which then reads in batches. For each other datagram: if ``cell`` is a list
  *     whose first item, ``table``, is a dict (read anew for every datagram:
  *     ``Answerer.replay_table``), ``table[address]`` (address: the sender's 4 or 16 address bytes) is a dict and
  *     ``table[address][datagram[2:]]`` is bytes, send ``datagram[:2] + that`` to the sender
  *     (dropped if it cannot go at once, as UDP may), add 1 to ``stats.answered_udp`` and read on.
- *     Otherwise return ``(length, client, address, woke, interval)`` for Python to answer: the
+ *     Otherwise return ``(length, client, address, woke, behind)`` for Python to answer: the
  *     datagram is ``buffer[:length]``, ``client`` the sender as the socket module spells it
  *     ((ip, port), or (ip, port, flowinfo, scope_id) for IPv6, the ip without a "%scope"), ``woke``
- *     its time.monotonic() and ``interval`` the seconds since the datagram before. A shut-down
- *     socket returns ``(0, None, None, woke, interval)``. Raises OSError if a read fails (EINTR is
- *     retried).
+ *     its time.monotonic() and ``behind`` True if it is the last of a run of ``patience``. A
+ *     shut-down socket returns ``(0, None, None, woke, False)``. Raises OSError if a read fails
+ *     (EINTR is retried).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -114,7 +116,8 @@ static PyObject *replay(PyObject *module, PyObject *args)
     Py_buffer buffer;
     PyObject *cell, *stats;
     double quiet, last;
-    if (!PyArg_ParseTuple(args, "iw*OddO:replay", &fd, &buffer, &cell, &quiet, &last, &stats))
+    int patience, soon = 0;
+    if (!PyArg_ParseTuple(args, "iw*OddOi:replay", &fd, &buffer, &cell, &quiet, &last, &stats, &patience))
         return NULL;
     PyObject *result = NULL;
     char *data = buffer.buf;
@@ -143,19 +146,20 @@ static PyObject *replay(PyObject *module, PyObject *args)
         }
         double woke = monotonic();
         if (from_length == 0 || (from.ss_family != AF_INET && from.ss_family != AF_INET6)) {
-            result = Py_BuildValue("(nOOdd)", (Py_ssize_t)0, Py_None, Py_None, woke, woke - last); /* shut down */
+            result = Py_BuildValue("(nOOdO)", (Py_ssize_t)0, Py_None, Py_None, woke, Py_False); /* shut down */
             goto done;
         }
         PyObject *key = address_key(&from);
         if (key == NULL)
             goto done;
-        double interval = woke - last;
+        soon = woke - last > quiet ? 0 : soon + 1;
         last = woke;
-        PyObject *tail = (interval > quiet && length >= 12) ? remembered(cell, key, data, length) : NULL;
+        PyObject *tail = (soon < patience && length >= 12) ? remembered(cell, key, data, length) : NULL;
         if (tail == NULL) {
             PyObject *client = client_tuple(&from);
             if (client != NULL)
-                result = Py_BuildValue("(nNNdd)", (Py_ssize_t)length, client, key, woke, interval);
+                result = Py_BuildValue("(nNNdO)", (Py_ssize_t)length, client, key, woke,
+                                       soon >= patience ? Py_True : Py_False);
             else
                 Py_DECREF(key);
             goto done;
@@ -175,7 +179,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"replay", replay, METH_VARARGS,
-     "replay(fd, buffer, cell, quiet, last, stats) -> (length, client, address, woke, interval): send remembered "
+     "replay(fd, buffer, cell, quiet, last, stats, patience) -> (length, client, address, woke, behind): send remembered "
      "replies until a datagram needs Python (see dnsd/_replay.c)."},
     {NULL, NULL, 0, NULL},
 };
