@@ -9,10 +9,15 @@ ctypes (Python has no binding for them).
 ``serve`` is the loop of a listener's own thread. A wake-up is the expensive
 part of a query below some twenty thousand a second (the kernel's switch to the
 thread and back costs more than the answering), and there every query is a
-wake-up of its own, so the loop then reads it alone through the socket module's
-``recvfrom_into`` and ``sendto``: C calls with no ctypes conversion and no
-message headers to reset, the least Python a wake-up can run (``reads_alone``
-decides). Queries less than half a window apart switch it to batches: block until at
+wake-up of its own, so the loop then reads it alone (``reads_alone`` decides):
+in C, through ``dnsd._replay`` (dnsd/_replay.c), which sends the replies the
+answerer remembered straight from its memo and hands every other datagram back
+here, where it is answered as ever; without that compiled module, through the
+socket module's ``recvfrom_into`` and ``sendto``, C calls with no ctypes
+conversion and no message headers to reset. The interpreter's part of a wake-up
+(a few µs: the socket module's address tuples, the frames of the answering)
+was what made dnsd's quiet queries cost more CPU than dnsmasq's (issue 18;
+README, Benchmarks). Queries less than half a window apart switch it to batches: block until at
 least one datagram came, answer every one that is there, send all the replies
 with one call, two system calls through ctypes without argument conversion and
 only the used message headers reset. While queries keep coming faster than two
@@ -54,6 +59,10 @@ DEFAULT_WINDOW = 0.0001  # seconds, the longest a listener lets queries gather; 
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
+# the compiled loop (dnsd/_replay.c): a datagram read sooner than this after the one before was waiting in the
+# queue, and so many in a row mean the listener is behind and turns to batches
+QUEUED_INTERVAL = 0.00001  # seconds
+BACKLOG_RUN = 4
 TIMER_SLACK = 0.000005  # seconds a listener thread's sleep may overrun (Linux's default is 50 µs; see serve)
 PR_SET_TIMERSLACK = 29  # prctl(2)
 
@@ -277,17 +286,18 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     scoped = batch.family == socket.AF_INET6
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
     last_wake = -1.0
-    quiet = quiet_interval(window)
+    quiet = QUEUED_INTERVAL if replay is not None else quiet_interval(window)
     alone = True  # one datagram per read, through Python's socket calls (see reads_alone)
     while True:
         if alone:  # runs once per query below some twenty thousand a second: no call that is not needed
             try:
                 if replay is not None:
-                    length, client, key, woke, interval = replay(fd, lone, replay_cell, quiet, last_wake, stats)
+                    length, client, key, woke, behind = replay(fd, lone, replay_cell, quiet, last_wake, stats,
+                                                               BACKLOG_RUN)
                 else:
                     length, client = receive_one(lone)
                     woke = monotonic()
-                    key, interval = None, woke - last_wake
+                    key, behind = None, woke - last_wake <= quiet  # not reads_alone(1, woke - last_wake, quiet)
             except OSError:
                 if stopping.is_set():
                     return
@@ -315,7 +325,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
                         observe(batch, monotonic() - woke, 1)
             elif result is not None:
                 forward(result, client)
-            alone = interval > quiet  # reads_alone(1, interval, window)
+            alone = not behind
             continue
         if stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
             return
@@ -337,7 +347,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
             observe(batch, monotonic() - woke, answered)
         interval = woke - last_wake
         last_wake = woke
-        alone = reads_alone(count, interval, window)
+        alone = reads_alone(count, interval, quiet)
         if window and not alone:
             pause = gather_pause(count, size, interval, window)
             if pause:
@@ -346,16 +356,18 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
                     sleep(rest)
 
 
-def reads_alone(count: int, interval: float, window: float) -> bool:
-    """Whether the next read should take one datagram through Python's own socket call, not a batch.
+def reads_alone(count: int, interval: float, quiet: float) -> bool:
+    """Whether the next read should take one datagram alone, not a batch.
 
-    ``count`` datagrams came in the ``interval`` (seconds) since the wake-up before. One query a
-    wake-up at a rate under ``_MIN_PER_WINDOW`` queries a window (``DEFAULT_WINDOW`` if ``window`` is 0)
-    has nothing to gather, and ``socket.recvfrom``/``sendto`` cost less per wake-up than the batch's ctypes
-    calls. A query sooner than ``quiet_interval(window)`` after the one before, or several at one wake-up,
-    mean batches.
+    ``count`` datagrams came in the ``interval`` (seconds) since the wake-up before: alone if
+    they came further apart than ``quiet`` on average. For a listener reading through Python's
+    socket calls ``quiet`` is ``quiet_interval(window)``: under ``_MIN_PER_WINDOW`` queries a
+    window nothing would gather, and ``socket.recvfrom``/``sendto`` cost less per wake-up than
+    the batch's ctypes calls. For one with the compiled loop it is ``QUEUED_INTERVAL``: its lone
+    reads cost less than a batch's share of a wake-up up to saturation, where datagrams wait in
+    the queue (README, Benchmarks).
     """
-    return count == 1 and interval > quiet_interval(window)
+    return interval > count * quiet
 
 
 def quiet_interval(window: float) -> float:

@@ -219,21 +219,24 @@ def test_a_lone_read_takes_any_udp_payload_and_drops_what_cannot_be_sent(server_
         assert forwarded == [(("forward", b"forward"), client.getsockname())]
 
 
-def test_a_listener_reads_alone_under_two_queries_a_window():
-    # one query 1 ms after the one before, window 0.15 ms: nothing would gather, read alone
-    assert udp.reads_alone(1, 0.001, 0.00015)
+def test_a_listener_reads_alone_while_queries_come_further_apart_than_quiet():
+    quiet = udp.quiet_interval(0.00015)  # Python's socket calls, a 0.15 ms window: 75 µs
+    # one query 1 ms after the one before: nothing would gather, read alone
+    assert udp.reads_alone(1, 0.001, quiet)
     # one query 0.1 ms after the one before (10,000 a second): still under two a window
-    assert udp.reads_alone(1, 0.0001, 0.00015)
+    assert udp.reads_alone(1, 0.0001, quiet)
     # one query 50 µs after the one before (20,000 a second): batches, which gather
-    assert not udp.reads_alone(1, 0.00005, 0.00015)
-    # several queries at one wake-up: batches
-    assert not udp.reads_alone(2, 0.01, 0.00015)
-    assert not udp.reads_alone(64, 0.01, 0.00015)
+    assert not udp.reads_alone(1, 0.00005, quiet)
+    # several queries at one wake-up: alone only if they came further apart than quiet on average
+    assert not udp.reads_alone(64, 0.001, quiet)
+    assert udp.reads_alone(2, 0.001, quiet)
     # a listener that never waits (window 0) still tells quiet from busy by the default window
-    assert udp.reads_alone(1, 0.001, 0.0)
-    assert not udp.reads_alone(1, 0.00001, 0.0)
+    assert udp.quiet_interval(0.0) == udp.quiet_interval(udp.DEFAULT_WINDOW) == udp.DEFAULT_WINDOW / 2
     # the first query after start (no wake-up before: a very long interval)
-    assert udp.reads_alone(1, 1e9, 0.00015)
+    assert udp.reads_alone(1, 1e9, quiet)
+    # the compiled loop reads alone up to saturation: 50,000 queries a second, five at a 0.1 ms wake-up
+    assert udp.reads_alone(5, 0.0001, udp.QUEUED_INTERVAL)
+    assert not udp.reads_alone(64, 0.0003, udp.QUEUED_INTERVAL)  # 213,000 a second: behind
 
 
 def test_a_listener_gathers_for_half_a_batch_at_the_rate_it_just_saw():
@@ -392,22 +395,33 @@ def test_a_replaced_table_or_a_reply_that_is_not_bytes_goes_to_python(server_soc
     assert answerer.asked == [query(1), query(2), query(3)]
 
 
-def test_a_query_soon_after_the_one_before_is_pythons_and_switches_to_batches(server_socket):
-    """Within half a window of the query before, even a remembered query goes to Python, which reads on in
-    batches; short datagrams and unknown questions are Python's too."""
+def test_the_compiled_loop_turns_to_batches_only_when_behind(server_socket, monkeypatch):
+    """A few queries close together are jitter and stay replayed; ``BACKLOG_RUN`` in a row, each within
+    ``QUEUED_INTERVAL`` of the one before, mean the listener is behind: the last of them is Python's, which
+    reads on in batches."""
+    monkeypatch.setattr(udp, "QUEUED_INTERVAL", 0.05)  # 50 ms: "waiting in the queue" at a test's pace
     answerer = Remembering()
     batch = udp.DatagramBatch(server_socket)
     batches = _counting_batches(batch)
-    with serving(batch, answerer.answer, window=1.0, replay_cell=answerer.cell,
+
+    def ask(query_id: int, pause: float) -> None:
+        client.sendto(query(query_id), server_socket.getsockname())
+        assert client.recv(200)[:2] == query(query_id)[:2]
+        time.sleep(pause)
+
+    with serving(batch, answerer.answer, window=0.001, replay_cell=answerer.cell,
                  remember=answerer.remember), client_socket() as client:
-        client.sendto(query(1), server_socket.getsockname())  # the first: quiet, Python's (not yet remembered)
-        client.recv(200)
-        client.sendto(query(2), server_socket.getsockname())  # within 0.5 s: busy, Python's, then batches
-        client.recv(200)
-        client.sendto(query(3), server_socket.getsockname())
-        client.recv(200)
-    assert answerer.asked == [query(1), query(2), query(3)]
-    assert batches  # the third was read by recvmmsg
+        ask(1, 0.1)  # the first: Python's, then remembered
+        for query_id in range(2, 2 + udp.BACKLOG_RUN - 1):  # one quiet, then BACKLOG_RUN - 2 soon after
+            ask(query_id, 0.01)
+        time.sleep(0.1)
+        assert answerer.asked == [query(1)] and batches == []
+        run = range(10, 10 + udp.BACKLOG_RUN + 1)  # one quiet, then BACKLOG_RUN soon after
+        for query_id in run:
+            ask(query_id, 0.01)
+        ask(20, 0)
+    assert answerer.asked == [query(1), query(run[-1]), query(20)]
+    assert batches == [1]
 
 
 def test_replayed_replies_go_to_ipv6_senders_keyed_by_their_sixteen_bytes():
@@ -429,4 +443,4 @@ def test_replayed_replies_go_to_ipv6_senders_keyed_by_their_sixteen_bytes():
 
 def test_replay_refuses_a_buffer_smaller_than_a_header(server_socket):
     with pytest.raises(ValueError, match="less than a DNS header"):
-        udp._replay.replay(server_socket.fileno(), bytearray(4), [{}], 0.0, 0.0, Stats())
+        udp._replay.replay(server_socket.fileno(), bytearray(4), [{}], 0.0, 0.0, Stats(), 4)
