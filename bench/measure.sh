@@ -86,6 +86,12 @@ code_description() {  # repo
     if [ -n "$(git -C "$1" status --porcelain -- netcore dnsd 2>/dev/null || true)" ]; then
         text+=" + uncommitted changes in netcore/ or dnsd/"
     fi
+    # dnsd/_replay.c is built by pip install -e (setup.py); without it dnsd reads through Python's socket calls
+    if (cd "$1" && python3 -c "import dnsd._replay" 2>/dev/null); then
+        text+="; dnsd._replay compiled"
+    else
+        text+="; dnsd._replay NOT built (pip install -e $1): quiet listeners read through Python's socket calls"
+    fi
     echo "$text"
 }
 
