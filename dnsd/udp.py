@@ -6,31 +6,37 @@ second those trips cost more than the answering does. ``DatagramBatch`` keeps
 preallocated message headers and buffers and calls the two system calls through
 ctypes (Python has no binding for them).
 
-``serve`` is the loop of a listener's own thread. A wake-up is the expensive
-part of a query below some twenty thousand a second (the kernel's switch to the
-thread and back costs more than the answering), and there every query is a
-wake-up of its own, so the loop then reads it alone (``reads_alone`` decides):
-in C, through ``dnsd._replay`` (dnsd/_replay.c), which sends the replies the
-answerer remembered straight from its memo and hands every other datagram back
-here, where it is answered as ever; without that compiled module, through the
-socket module's ``recvfrom_into`` and ``sendto``, C calls with no ctypes
-conversion and no message headers to reset. The interpreter's part of a wake-up
-(a few µs: the socket module's address tuples, the frames of the answering)
-was what made dnsd's quiet queries cost more CPU than dnsmasq's (issue 18;
-README, Benchmarks). Queries less than half a window apart switch it to batches: block until at
-least one datagram came, answer every one that is there, send all the replies
-with one call, two system calls through ctypes without argument conversion and
-only the used message headers reset. While queries keep coming faster than two
-a window it lets the next ones gather before reading again: as long as half a
-batch takes to arrive at the rate just seen, at most one ``window`` (0.1 ms, so
-a gathered query waits at most that long and on average half as long). A
-saturated listener (a full batch, or half a batch in less time than answering
-took) reads on at once and adds no wait, and a listener asked less than twice a
-window never waits (the interrupt moderation of network cards, applied to a
-socket). A busy-poll (spinning on non-blocking reads before sleeping) is not
-used: it saves a wake-up only by spending the time until the next query, 500 to
-20 µs at 2,000 to 50,000 queries a second, which is more than dnsd spends per
-query at each of those rates (README, Benchmarks).
+``serve`` is the loop of a listener's own thread. Unless queries wait in the
+queue, every query is a wake-up of that thread, and the wake-up (the kernel's
+switch to the thread and back) costs more than the answering, so the loop reads
+one datagram at a time while it keeps up (``reads_alone`` decides). With the
+compiled ``dnsd._replay`` (dnsd/_replay.c) those reads are C: it sends a reply
+the answerer remembered straight from the answerer's memo (``Answerer.replay_table``)
+and hands every other datagram back here, where it is answered as ever. The
+interpreter's part of a wake-up (a few µs: the socket module's address tuples,
+the frames of the answering) was what made dnsd's quiet queries cost more CPU
+than dnsmasq's (issue 18; README, Benchmarks). It reads alone until
+``BACKLOG_RUN`` datagrams in a row each come within ``QUEUED_INTERVAL`` of the
+one before: those were waiting, the listener is behind. Without the compiled
+module the lone reads are the socket module's ``recvfrom_into`` and ``sendto``
+(C calls with no ctypes conversion and no message headers to reset), and a
+query less than half a window after the one before ends them, from some twenty
+thousand queries a second.
+
+Behind, it reads in batches: block until at least one datagram came, answer
+every one that is there, send all the replies with one call, two system calls
+through ctypes without argument conversion and only the used message headers
+reset. While queries keep coming faster than two a window it lets the next ones
+gather before reading again: as long as half a batch takes to arrive at the rate
+just seen, at most one ``window`` (0.1 ms, so a gathered query waits at most that
+long and on average half as long). A saturated listener (a full batch, or half a
+batch in less time than answering took) reads on at once and adds no wait (the
+interrupt moderation of network cards, applied to a socket). Once a wake-up's
+queries came further apart than the lone reads' limit on average, it reads alone
+again. A busy-poll (spinning on non-blocking reads before sleeping) is not used:
+it saves a wake-up only by spending the time until the next query, 500 to 20 µs
+at 2,000 to 50,000 queries a second, which is more than dnsd spends per query at
+each of those rates (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -287,9 +293,9 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
     last_wake = -1.0
     quiet = QUEUED_INTERVAL if replay is not None else quiet_interval(window)
-    alone = True  # one datagram per read, through Python's socket calls (see reads_alone)
+    alone = True  # one datagram per read, in C or through Python's socket calls (see reads_alone)
     while True:
-        if alone:  # runs once per query below some twenty thousand a second: no call that is not needed
+        if alone:  # runs once per query Python answers while the listener keeps up: no call that is not needed
             try:
                 if replay is not None:
                     length, client, key, woke, behind = replay(fd, lone, replay_cell, quiet, last_wake, stats,

@@ -73,6 +73,19 @@ def test_names_are_answered_the_moment_run_returns_and_gone_when_rm_returns(app)
         assert app.exec("client", "getent", "hosts", f"fresh{i}", check=False).returncode == 2
 
 
+def test_a_name_glibc_asks_again_and_again_follows_its_container(app):
+    """glibc asks plain queries without EDNS, which a quiet listener replays in C once answered
+    (dnsd/_replay.c): the replayed answer follows the container to a new address and goes with it."""
+    for _ in range(3):
+        assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
+    app.nc("rm", "web")
+    app.nc("run", "--name", "web", "--net", "app", "--ip", "10.61.0.9")
+    for _ in range(3):
+        assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.9", "web"]
+    app.nc("rm", "web")
+    assert app.exec("client", "getent", "hosts", "web", check=False).returncode == 2
+
+
 def test_nodata_ptr_and_unknown_names(app):
     assert dig(app, "client", "web", "AAAA")[:2] == ("NOERROR", [])
     assert dig(app, "client", "web", "MX")[:2] == ("NOERROR", [])
