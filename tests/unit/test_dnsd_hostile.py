@@ -93,11 +93,11 @@ hostile = st.one_of(
 @given(message=hostile)
 def test_live_udp_listener_survives_hostile_datagrams(live, message):
     port = live.config.port
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((A1, 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # open until the valid query is answered:
+        sock.bind((A1, 0))  # a late reply to the hostile one cannot reach a new socket on the same port
         sock.sendto(message, (GATEWAY_A, port))
-    TRIED["udp"] += 1
-    assert ask_valid_over_udp(port) == [EXPECTED]
+        TRIED["udp"] += 1
+        assert ask_valid_over_udp(port) == [EXPECTED]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
