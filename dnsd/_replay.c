@@ -9,22 +9,23 @@
  * other datagram goes back to Python, which answers it as before. What to remember, for which
  * client, and when to forget stays in Python; this file only looks up and sends.
  *
- * replay(fd, buffer, cell, quiet, last, stats, patience)
+ * replay(fd, buffer, cell, quiet, last, run, stats, patience)
  *     Read datagrams from the UDP socket ``fd`` into ``buffer`` (a writable buffer, at least 12
  *     bytes), one at a time, blocking without the GIL. A datagram read within ``quiet`` seconds of
  *     the one before (``last``: the time.monotonic() of the one before the first) was waiting in
- *     the queue; ``patience`` such datagrams in a row mean the listener is behind, and the last of
- *     them goes back to Python, which then reads in batches. For each other datagram: if ``cell`` is a list
+ *     the queue; ``patience`` such datagrams in a row (``run`` of them came before the first, in
+ *     earlier calls) mean the listener is behind, and the last of them goes back to Python, which
+ *     then reads in batches. For each other datagram: if ``cell`` is a list
  *     whose first item, ``table``, is a dict (read anew for every datagram:
  *     ``Answerer.replay_table``), ``table[address]`` (address: the sender's 4 or 16 address bytes) is a dict and
  *     ``table[address][datagram[2:]]`` is bytes, send ``datagram[:2] + that`` to the sender
  *     (dropped if it cannot go at once, as UDP may), add 1 to ``stats.answered_udp`` and read on.
- *     Otherwise return ``(length, client, address, woke, behind)`` for Python to answer: the
+ *     Otherwise return ``(length, client, address, woke, run)`` for Python to answer: the
  *     datagram is ``buffer[:length]``, ``client`` the sender as the socket module spells it
  *     ((ip, port), or (ip, port, flowinfo, scope_id) for IPv6, the ip without a "%scope"), ``woke``
- *     its time.monotonic() and ``behind`` True if it is the last of a run of ``patience``. A
- *     shut-down socket returns ``(0, None, None, woke, False)``. Raises OSError if a read fails
- *     (EINTR is retried).
+ *     its time.monotonic() and ``run`` how many datagrams in a row, this one included, came within
+ *     ``quiet`` of the one before (the listener is behind from ``patience``). A shut-down socket
+ *     returns ``(0, None, None, woke, 0)``. Raises OSError if a read fails (EINTR is retried).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -116,8 +117,8 @@ static PyObject *replay(PyObject *module, PyObject *args)
     Py_buffer buffer;
     PyObject *cell, *stats;
     double quiet, last;
-    int patience, soon = 0;
-    if (!PyArg_ParseTuple(args, "iw*OddOi:replay", &fd, &buffer, &cell, &quiet, &last, &stats, &patience))
+    int run, patience;
+    if (!PyArg_ParseTuple(args, "iw*OddiOi:replay", &fd, &buffer, &cell, &quiet, &last, &run, &stats, &patience))
         return NULL;
     PyObject *result = NULL;
     char *data = buffer.buf;
@@ -146,20 +147,19 @@ static PyObject *replay(PyObject *module, PyObject *args)
         }
         double woke = monotonic();
         if (from_length == 0 || (from.ss_family != AF_INET && from.ss_family != AF_INET6)) {
-            result = Py_BuildValue("(nOOdO)", (Py_ssize_t)0, Py_None, Py_None, woke, Py_False); /* shut down */
+            result = Py_BuildValue("(nOOdi)", (Py_ssize_t)0, Py_None, Py_None, woke, 0); /* shut down */
             goto done;
         }
         PyObject *key = address_key(&from);
         if (key == NULL)
             goto done;
-        soon = woke - last > quiet ? 0 : soon + 1;
+        run = woke - last > quiet ? 0 : run + 1;
         last = woke;
-        PyObject *tail = (soon < patience && length >= 12) ? remembered(cell, key, data, length) : NULL;
+        PyObject *tail = (run < patience && length >= 12) ? remembered(cell, key, data, length) : NULL;
         if (tail == NULL) {
             PyObject *client = client_tuple(&from);
             if (client != NULL)
-                result = Py_BuildValue("(nNNdO)", (Py_ssize_t)length, client, key, woke,
-                                       soon >= patience ? Py_True : Py_False);
+                result = Py_BuildValue("(nNNdi)", (Py_ssize_t)length, client, key, woke, run);
             else
                 Py_DECREF(key);
             goto done;
@@ -179,7 +179,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"replay", replay, METH_VARARGS,
-     "replay(fd, buffer, cell, quiet, last, stats, patience) -> (length, client, address, woke, behind): send remembered "
+     "replay(fd, buffer, cell, quiet, last, run, stats, patience) -> (length, client, address, woke, run): send remembered "
      "replies until a datagram needs Python (see dnsd/_replay.c)."},
     {NULL, NULL, 0, NULL},
 };

@@ -293,13 +293,15 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     monotonic, sleep, size = time.monotonic, time.sleep, batch.size
     last_wake = -1.0
     quiet = QUEUED_INTERVAL if replay is not None else quiet_interval(window)
+    run = 0
     alone = True  # one datagram per read, in C or through Python's socket calls (see reads_alone)
     while True:
         if alone:  # runs once per query Python answers while the listener keeps up: no call that is not needed
             try:
-                if replay is not None:
-                    length, client, key, woke, behind = replay(fd, lone, replay_cell, quiet, last_wake, stats,
-                                                               BACKLOG_RUN)
+                if replay is not None:  # run: datagrams in a row that were queued, whoever answered them
+                    length, client, key, woke, run = replay(fd, lone, replay_cell, quiet, last_wake, run, stats,
+                                                            BACKLOG_RUN)
+                    behind = run >= BACKLOG_RUN
                 else:
                     length, client = receive_one(lone)
                     woke = monotonic()
@@ -354,6 +356,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         interval = woke - last_wake
         last_wake = woke
         alone = reads_alone(count, interval, quiet)
+        run = 0
         if window and not alone:
             pause = gather_pause(count, size, interval, window)
             if pause:
