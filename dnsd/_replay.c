@@ -22,7 +22,8 @@
  *     (dropped if it cannot go at once, as UDP may), add 1 to ``stats.answered_udp`` and read on.
  *     Otherwise return ``(length, client, address, woke, run)`` for Python to answer: the
  *     datagram is ``buffer[:length]``, ``client`` the sender as the socket module spells it
- *     ((ip, port), or (ip, port, flowinfo, scope_id) for IPv6, the ip without a "%scope"), ``woke``
+ *     ((ip, port), or (ip, port, flowinfo, scope_id) for IPv6, the ip without a "%scope"),
+ *     ``address`` its key, or None if ``table`` already leads it to a memo (nothing to remember), ``woke``
  *     its time.monotonic() and ``run`` how many datagrams in a row, this one included, came within
  *     ``quiet`` of the one before (the listener is behind from ``patience``). A shut-down socket
  *     returns ``(0, None, None, woke, 0)``. Raises OSError if a read fails (EINTR is retried).
@@ -69,8 +70,9 @@ static double monotonic(void)
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
-/* The remembered reply tail for this datagram, borrowed (valid while the GIL is held), or NULL (no error set). */
-static PyObject *remembered(PyObject *cell, PyObject *key, const char *data, Py_ssize_t length)
+/* The remembered reply tail for this datagram, borrowed (valid while the GIL is held), or NULL (no error set);
+ * *known is set to 1 if the table leads the sender's key to a memo (the client is remembered already). */
+static PyObject *remembered(PyObject *cell, PyObject *key, const char *data, Py_ssize_t length, int *known)
 {
     if (!PyList_CheckExact(cell) || PyList_GET_SIZE(cell) < 1)
         return NULL;
@@ -82,6 +84,7 @@ static PyObject *remembered(PyObject *cell, PyObject *key, const char *data, Py_
         PyErr_Clear();
         return NULL;
     }
+    *known = 1;
     PyObject *question = PyBytes_FromStringAndSize(data + 2, length - 2);
     if (question == NULL) {
         PyErr_Clear();
@@ -155,8 +158,13 @@ static PyObject *replay(PyObject *module, PyObject *args)
             goto done;
         run = woke - last > quiet ? 0 : run + 1;
         last = woke;
-        PyObject *tail = (run < patience && length >= 12) ? remembered(cell, key, data, length) : NULL;
+        int known = 0;
+        PyObject *tail = (run < patience && length >= 12) ? remembered(cell, key, data, length, &known) : NULL;
         if (tail == NULL) {
+            if (known) { /* nothing for Python to remember: a rotating set, EDNS, a forwarded name... */
+                Py_DECREF(key);
+                key = Py_NewRef(Py_None);
+            }
             PyObject *client = client_tuple(&from);
             if (client != NULL)
                 result = Py_BuildValue("(nNNdi)", (Py_ssize_t)length, client, key, woke, run);

@@ -275,9 +275,9 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
 
     With ``replay_cell`` (``Answerer.replay_table``) and the compiled ``dnsd._replay``, a quiet
     listener's reads and the replies the answerer remembered are ``_replay.replay``'s, in C;
-    every other datagram comes back here, and after answering one from a client with a reply,
-    ``remember(address_key, client_ip)`` (``Answerer.remember_client``) lets its next ones be
-    replayed. ``stats.observe_batch`` (metrics) is then not called for the replayed replies:
+    every other datagram comes back here, and after answering one from a client the table does not
+    know yet with a reply, ``remember(address_key, client_ip)`` (``Answerer.remember_client``) lets its
+    next ones be replayed. ``stats.observe_batch`` (metrics) is then not called for the replayed replies:
     a server with metrics passes no cell.
     """
     if stats is None:

@@ -393,6 +393,8 @@ def test_a_replaced_table_or_a_reply_that_is_not_bytes_goes_to_python(server_soc
         client.sendto(query(3), server_socket.getsockname())
         assert client.recv(200).endswith(b"|python")
     assert answerer.asked == [query(1), query(2), query(3)]
+    # a client the table knows is not remembered again: the second table learnt of it with query 2
+    assert [key for key, _ in answerer.remembered] == [socket.inet_aton("127.0.0.1")] * 2
 
 
 def test_the_compiled_loop_turns_to_batches_only_when_behind(server_socket, monkeypatch):
