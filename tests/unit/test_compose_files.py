@@ -30,7 +30,7 @@ def test_default_names_in_order_then_parents_with_the_override(tmp_path):
 
 
 def test_no_file_is_one_line(tmp_path):
-    with pytest.raises(ComposeError, match="no Compose file found in .* give one with -f FILE"):
+    with pytest.raises(ComposeError, match=r"no Compose file found in .* give one with -f FILE"):
         resolve(ProjectOptions(), str(tmp_path), {})
 
 
@@ -40,7 +40,7 @@ def test_f_repeated_and_stdin_and_missing(tmp_path):
     source = resolve(ProjectOptions(files=("one.yaml", "x/two.yaml", "-")), str(tmp_path), {}, stdin=lambda: "a: 1\n")
     assert [f.display for f in source.files] == ["one.yaml", "x/two.yaml", "(stdin)"]
     assert source.files[2].text == "a: 1\n"
-    with pytest.raises(ComposeError, match="Compose file nope.yaml not found"):
+    with pytest.raises(ComposeError, match=r"Compose file nope\.yaml not found"):
         resolve(ProjectOptions(files=("nope.yaml",)), str(tmp_path), {})
 
 

@@ -91,5 +91,5 @@ def test_null_keeps_and_a_single_file_is_made_unique():
 
 
 def test_shapes_that_clash_are_refused_with_the_line():
-    with pytest.raises(ComposeError, match="f1.yaml:3: services.web.ports: cannot override a list with a mapping"):
+    with pytest.raises(ComposeError, match=r"f1\.yaml:3: services\.web\.ports: cannot override a list with a mapping"):
         merged(BASE, "services:\n  web:\n    ports: {a: 1}\n")
