@@ -317,11 +317,12 @@ def _call(source: str, name: str, args: list):
 
 def header_of(cell: str, headers: Mapping[str, str]) -> str:
     """A table column's header: the command's name for the cell's field, else the field in capitals with
-    words apart (``{{.NetworkID}}`` -> ``NETWORK ID``), else the cell in capitals."""
-    match = re.fullmatch(r"\s*\{\{\s*\.([A-Za-z_0-9]+)\s*\}\}\s*", cell)
+    words apart (``{{.NetworkID}}`` -> ``NETWORK ID``, ``{{.State.Status}}`` -> ``STATUS``), else the cell in
+    capitals."""
+    match = re.fullmatch(r"\s*\{\{\s*\.([A-Za-z_0-9.]+)\s*\}\}\s*", cell)
     if not match:
         return cell.strip().upper()
-    field = match.group(1)
+    field = match.group(1).rsplit(".", 1)[-1]
     if field in headers:
         return headers[field]
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", field).upper()
