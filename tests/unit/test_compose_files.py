@@ -96,3 +96,17 @@ def test_project_name_precedence(tmp_path):
 def test_the_project_name_is_interpolated_as_compose_project_name(tmp_path):
     write(tmp_path / "p" / "compose.yaml", "services:\n  web:\n    hostname: ${COMPOSE_PROJECT_NAME}-web\n")
     assert load(ProjectOptions(), str(tmp_path / "p"), {}).service("web").hostname == "p-web"
+
+
+def test_extends_in_the_same_file_and_another(tmp_path):
+    write(tmp_path / "base.yaml", "services:\n  common:\n    dns: [1.1.1.1]\n    ports: ['80:80']\n")
+    write(tmp_path / "compose.yaml", "services:\n  web:\n    extends: {file: base.yaml, service: common}\n"
+                                     "    ports: ['81:81']\n  api:\n    extends: web\n    hostname: api\n")
+    project = load(ProjectOptions(), str(tmp_path), {})
+    web, api = project.service("web"), project.service("api")
+    assert web.dns == api.dns == ("1.1.1.1",)
+    assert [p.container_ports for p in web.ports] == [(80, 80), (81, 81)]
+    assert api.hostname == "api" and api.ports == web.ports
+    write(tmp_path / "compose.yaml", "services:\n  a:\n    extends: b\n  b:\n    extends: a\n")
+    with pytest.raises(ComposeError, match="extends makes a cycle"):
+        load(ProjectOptions(), str(tmp_path), {})
