@@ -46,15 +46,15 @@ def test_pihole_with_its_dotenv():
     assert not any("TIMEZONE" in w for w in p.warnings)  # .env set it
 
 
-def test_mailcow_with_defaults_and_a_variable_boolean():
-    p = loaded("mailcow-dockerized", {"IPV4_NETWORK": "10.77.1"})
-    network = p.network("mailcow-network")
+def test_interpolated_subnets_addresses_and_a_variable_boolean():
+    p = loaded("interpolated-mail", {"IPV4_NETWORK": "10.77.1"})
+    network = p.network("mail-network")
     assert (network.subnet4.subnet, network.subnet6.subnet, network.enable_ipv6) == (
         "10.77.1.0/24", "fd4d:6169:6c63:6f77::/64", True)
-    assert network.driver_opts == (("com.docker.network.bridge.name", "br-mailcow"),)
-    unbound = p.service("unbound-mailcow").networks[0]
-    assert (unbound.ipv4_address, unbound.aliases) == ("10.77.1.254", ("unbound-mailcow", "unbound"))
-    assert p.service("netfilter-mailcow").network_mode == "host"
-    assert p.service("mysql-mailcow").ports[0].host_ip == "127.0.0.1"
+    assert network.driver_opts == (("com.docker.network.bridge.name", "br-mail"),)
+    unbound = p.service("unbound-mail").networks[0]
+    assert (unbound.ipv4_address, unbound.aliases) == ("10.77.1.254", ("unbound-mail", "unbound"))
+    assert p.service("netfilter-mail").network_mode == "host"
+    assert p.service("mysql-mail").ports[0].host_ip == "127.0.0.1"
     plan = plan_up(p, [])
     assert len([a for a in plan.build if a.kind == "container"]) == len(p.services)
