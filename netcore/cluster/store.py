@@ -527,6 +527,7 @@ class LeaseKeeper:
     store: ClusterStore
     ttl: int
     on_regrant: Callable[[int], Awaitable[None]] | None = None
+    interval: float | None = None  # seconds between refreshes; None: ttl / 3
     on_conflict: Callable[[Conflict], Awaitable[None]] | None = None
     lease: int = 0
     held: dict[str, bytes] = field(default_factory=dict)
@@ -558,7 +559,7 @@ class LeaseKeeper:
         self.held.clear()
 
     async def _keepalive(self) -> None:
-        interval = max(0.05, self.ttl / 3)
+        interval = self.interval if self.interval is not None else max(0.05, self.ttl / 3)
         while not self._stopped:
             try:
                 remaining = await self.store.refresh(self.lease)
@@ -567,9 +568,9 @@ class LeaseKeeper:
                 self.backoff.reset()
                 await asyncio.sleep(interval)
             except (StoreUnavailable, StoreRefused) as err:
-                log.warning("lease keepalive: %s", err)
-                await asyncio.sleep(min(interval, self.backoff.next_delay()))
-                self.backoff.waits += 1
+                if self.backoff.current == 0:  # the first failure of a run says so; the others wait quietly
+                    log.warning("lease keepalive: %s", err)
+                await self.backoff.wait()  # 0.2 s doubling to 2 s: sooner than the interval, never a hot loop
 
     async def regrant(self, lost: int) -> None:
         """Replace lease ``lost`` (if it is still the current one) and re-put the held keys under the new one."""
