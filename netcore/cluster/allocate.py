@@ -66,14 +66,20 @@ def lowest_free_vni(taken: Iterable[int]) -> int:
 
 def subnet_owners(overlays: dict[str, str], hosts: Iterable[HostRecord]) -> dict[str, ipam.IPNetwork]:
     """Every subnet in use cluster-wide, described for an error: ``{"overlay network NAME": net,
-    "a local network of host H": net, ...}``. ``overlays`` maps a subnet CIDR to its network's name or ID."""
+    "a local network of host H": net, ...}``. ``overlays`` maps a subnet CIDR to its network's name (or ID).
+    Every subnet is kept, even where two descriptions would read the same (the CIDR is then added)."""
     owners: dict[str, ipam.IPNetwork] = {}
-    for cidr, network in overlays.items():
-        owners[f"overlay network {network}"] = ipaddress.ip_network(cidr)
+
+    def add(description: str, cidr: str) -> None:
+        if description in owners:
+            description = f"{description} [{cidr}]"
+        owners[description] = ipaddress.ip_network(cidr)
+
+    for cidr, network in sorted(overlays.items()):
+        add(f"overlay network {network}", cidr)
     for host in hosts:
-        for index, cidr in enumerate(host.local_subnets):
-            owners[f"a local network of host {host.name}" + (f" (#{index + 1})" if index else "")] = \
-                ipaddress.ip_network(cidr)
+        for cidr in host.local_subnets:
+            add(f"a local network of host {host.name}", cidr)
     return owners
 
 
@@ -119,6 +125,25 @@ def _holder(kv: KeyValue | None) -> Claim | None:
     return None if kv is None else _decoded(kv, Claim)
 
 
+def store_of(keeper: LeaseKeeper) -> ClusterStore:
+    return keeper.store
+
+
+async def _overlay_names(store: ClusterStore, subnet_claims: Iterable[KeyValue]) -> dict[str, str]:
+    """subnet CIDR -> the name of the overlay network holding it (its ID's first 12 digits if unreadable)."""
+    names = {}
+    for kv in (await store.list(keys.NETWORKS)).items:
+        record = _decoded(kv, NetworkRecord)
+        if record is not None:
+            names[record.id] = record.name
+    overlays = {}
+    for kv in subnet_claims:
+        claim = _holder(kv)
+        owner = claim.owner if claim is not None else "?"
+        overlays[keys.parse_key(kv.key).parts[0]] = names.get(owner, owner[:12])
+    return overlays
+
+
 # -- networks ----------------------------------------------------------------------------------------------------
 
 
@@ -156,10 +181,7 @@ async def create_network(store: ClusterStore, spec: OverlaySpec) -> NetworkRecor
         hosts = await store.list(keys.HOSTS)
         subnets = await store.list(keys.SUBNETS)
         vnis = await store.list(keys.VNIS)
-        overlays = {}
-        for kv in subnets.items:
-            claim = _holder(kv)
-            overlays[keys.parse_key(kv.key).parts[0]] = claim.owner[:12] if claim else "(unreadable claim)"
+        overlays = await _overlay_names(store, subnets.items)
         subnet, gateway = plan_overlay_subnet(spec.subnet, spec.gateway, subnet_owners(overlays, _hosts(hosts.items)))
         vni = lowest_free_vni(int(keys.parse_key(kv.key).parts[0]) for kv in vnis.items)
         record = NetworkRecord(id=spec.network_id, name=spec.name, subnet=str(subnet), gateway=str(gateway),
@@ -243,8 +265,11 @@ async def allocate_address(keeper: LeaseKeeper, network: NetworkRecord, endpoint
         if held and requested is None:
             address = held[0]  # asked again for the same endpoint: the address it holds
         else:
-            taken = [keys.parse_key(kv.key).parts[1] for kv in items if kv.value != mine]
-            address = lowest_free_address(network, taken, requested)
+            others = {keys.parse_key(kv.key).parts[1]: kv for kv in items if kv.value != mine}
+            if requested is not None and str(ipam.parse_address(requested)) in others:
+                raise _address_taken(str(ipam.parse_address(requested)), others[str(ipam.parse_address(requested))],
+                                     network)
+            address = lowest_free_address(network, others, requested)
         key = keys.address_key(network.id, address)
         result = await keeper.txn(
             [absent(key), exists(keys.network_key(network.id))], lambda lease, key=key: [Put(key, mine, lease)],
@@ -259,11 +284,15 @@ async def allocate_address(keeper: LeaseKeeper, network: NetworkRecord, endpoint
             if ok:
                 return address
         if requested is not None:
-            claim = _holder(holder_kvs[0]) if holder_kvs else None
-            where = f" by a container on host {claim.host}" if claim and claim.host else ""
-            raise Conflict(f"address {address} is already in use{where} on network {network.name}")
+            raise _address_taken(address, holder_kvs[0] if holder_kvs else None, network)
         items = fresh
     raise StoreUnavailable(f"cluster store {keeper.store.description}: address allocation kept losing races")
+
+
+def _address_taken(address: str, holder: KeyValue | None, network: NetworkRecord) -> Conflict:
+    claim = _holder(holder)
+    where = f" by a container on host {claim.host}" if claim and claim.host else ""
+    return Conflict(f"address {address} is already in use{where} on network {network.name}")
 
 
 async def release_address(keeper: LeaseKeeper, network_id: str, address: str, endpoint_id: str, host: str) -> bool:
@@ -315,11 +344,7 @@ async def publish_host(keeper: LeaseKeeper, record: HostRecord) -> None:
             if other is None or other.host_id != record.host_id:
                 where = f" at {other.address}" if other is not None else ""
                 raise Conflict(f"host name {record.name} is taken by another host{where} in the cluster")
-        overlays = {}
-        for kv in subnets.items:
-            claim = _holder(kv)
-            overlays[keys.parse_key(kv.key).parts[0]] = claim.owner[:12] if claim else "?"
-        owners = subnet_owners(overlays, ())
+        owners = subnet_owners(await _overlay_names(store_of(keeper), subnets.items), ())
         for cidr in record.local_subnets:
             ipam.check_no_overlap(ipaddress.ip_network(cidr), owners)
         same = absent(key) if current is None else mod_is(key, current.mod_revision)
