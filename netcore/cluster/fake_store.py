@@ -1,7 +1,7 @@
 """``FakeClusterStore``: an in-memory ``ClusterStore`` with etcd's semantics, for tests without etcd or root.
 
 It keeps what etcd keeps and behaves where etcd's behaviour matters to netcore (each point checked against
-etcd 3.4 by tests/integration/test_cluster_store.py):
+etcd 3.4 by tests/integration/test_cluster_etcd.py):
 
 - one global revision, bumped once per write request (a transaction is one revision, whatever it changes);
   a key's create/mod revisions; a transaction's compares, prefix compares included (an empty range passes a

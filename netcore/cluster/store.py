@@ -596,6 +596,8 @@ class LeaseKeeper:
                   failure: Sequence[Operation] = ()) -> TxnResult:
         """A transaction whose success branch ``success(lease)`` may put keys under this lease (those puts are
         held for re-putting; its deletes are forgotten). Retried once under a new lease if the lease is gone."""
+        if not self.lease:
+            raise RuntimeError("LeaseKeeper.start() was not called: its writes would outlive the host")
         for attempt in (1, 2):
             lease = self.lease
             operations = list(success(lease))

@@ -310,3 +310,11 @@ def test_store_urls_name_every_endpoint():
 def test_bad_store_urls_are_one_line_errors(url):
     with pytest.raises(NetcoreError, match="bad store URL"):
         parse_store_url(url)
+
+
+async def test_a_keeper_that_was_not_started_writes_nothing():
+    store = FakeClusterStore()
+    keeper = LeaseKeeper(store, ttl=3)
+    with pytest.raises(RuntimeError, match="start"):
+        await keeper.put(P + "k", b"v")
+    assert await store.get(P + "k") is None

@@ -250,5 +250,24 @@ async def test_lease_expiry_removes_a_hosts_keys_everywhere(etcd):
         await observer.close()
 
 
+async def test_a_revoked_lease_is_granted_again_and_the_hosts_keys_put_back(etcd):
+    store = store_for(etcd.endpoints)
+    other = store_for(list(reversed(etcd.endpoints)))
+    try:
+        keeper = LeaseKeeper(store, ttl=3)
+        first = await keeper.start()
+        await allocate.publish_host(keeper, HostRecord("h1", "192.0.2.11", "i1"))
+        await other.revoke(first)  # as etcd does when the TTL ends while the host is cut off
+        assert await other.get(keys.host_key("h1")) is None
+        await eventually(lambda: keeper.regrants == 1, 10, "the keeper noticed at its next refresh")
+        kv = await other.get(keys.host_key("h1"))
+        assert kv is not None and kv.lease == keeper.lease != first
+        await keeper.stop()
+        assert await other.get(keys.host_key("h1")) is None
+    finally:
+        await store.close()
+        await other.close()
+
+
 def test_store_url_of_the_test_cluster_parses(etcd):
     assert [f"{h}:{p}" for h, p in parse_store_url(etcd.url)] == etcd.endpoints
