@@ -152,11 +152,12 @@ def read_request(environ: dict[str, str], stdin: bytes) -> Request:
         raise CniError(DECODE_FAILURE, "cannot decode the network configuration", str(err)) from None
     if not isinstance(config, dict):
         raise CniError(DECODE_FAILURE, "cannot decode the network configuration", "stdin is not a JSON object")
+    if command == "VERSION":  # libcni sends {"cniVersion": ...}; answered whatever it holds
+        version = config.get("cniVersion")
+        return Request(command, "", "", "", {}, config, version if isinstance(version, str) and version else LATEST, "")
     version = config.get("cniVersion", "0.1.0")  # as libcni's decoder: no cniVersion is 0.1.0
     if not isinstance(version, str):
         raise CniError(DECODE_FAILURE, "cannot decode the network configuration", "cniVersion is not a string")
-    if command == "VERSION":
-        return Request(command, "", "", "", {}, config, version or LATEST, "")
     if version not in SUPPORTED_VERSIONS:
         raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI version",
                        f"cniVersion {version[:20]!r}: {PLUGIN_NAME} supports {', '.join(SUPPORTED_VERSIONS)}")

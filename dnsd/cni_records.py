@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Iterator
 
 from netcore.model import Attached, Container, Endpoint, Network
@@ -47,9 +48,13 @@ def network_of(name: str, attachment: Attachment) -> Network:
     def first(values: Iterable[str], version: int) -> str | None:
         return next((value for value in values if (":" in value) == (version == 6)), None)
 
-    return Network(id=network_id(name), name=name, bridge="",
-                   subnet=first(attachment.subnets, 4) or "", gateway=first(attachment.gateways, 4) or "",
-                   subnet6=first(attachment.subnets, 6), gateway6=first(attachment.gateways, 6))
+    def subnet(version: int) -> str | None:
+        address = first(attachment.subnets, version)  # the container's address with its prefix length
+        return str(ipaddress.ip_interface(address).network) if address else None
+
+    return Network(id=network_id(name), name=name, bridge="", subnet=subnet(4) or "",
+                   gateway=first(attachment.gateways, 4) or "", subnet6=subnet(6),
+                   gateway6=first(attachment.gateways, 6))
 
 
 def _spellings(names: Iterable[str], domain: str) -> list[str]:

@@ -330,6 +330,9 @@ class _Write:
         except sqlite3.Error as err:
             self._rollback()
             raise StoreError(f"cannot write {self._store.path}: {err}") from None
+        except BaseException:  # __exit__ is not called when __enter__ raises: the transaction must not stay open
+            self._rollback()
+            raise
         return self._touched
 
     def __exit__(self, kind, error, traceback) -> bool:
