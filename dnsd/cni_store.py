@@ -213,10 +213,11 @@ class Registrations:
                 self._touch_network_if_empty(network, touched)
             return self._db.execute("SELECT count(*) FROM attachments").fetchone()[0]
 
-    def keep_only(self, network: str, valid: set[tuple[str, str]]) -> int:
+    def keep_only(self, network: str, valid: set[tuple[str, str]], alive=namespace_id,
+                  current_boot: str | None = None) -> int:
         """CNI's GC: unregister every attachment of ``network`` whose (container ID, ifname) is not in
         ``valid``; returns how many rows remain (all networks)."""
-        with self._write(lambda _path: "", "") as touched:
+        with self._write(alive, current_boot) as touched:
             rows = self._db.execute("SELECT container_id, ifname FROM attachments WHERE network = ?",
                                     (network,)).fetchall()
             for container_id, ifname in rows:

@@ -203,10 +203,12 @@ def test_store_sweeps_gone_namespaces_and_earlier_boots(tmp_path):
 
 def test_store_gc_keeps_only_valid_attachments(tmp_path):
     store = Registrations(str(tmp_path))
-    store.add(attachment(), current_boot="b")
-    store.add(attachment(ID2, ipv4=("10.88.0.3",)), current_boot="b")
-    store.add(attachment(ID2, network="net2", ipv4=("10.89.0.3",)), current_boot="b")
-    assert store.keep_only("net1", {(ID1, "eth0")}) == 2
+    alive = {"/ns/1": "1:1", "/ns/2": "1:2"}.get
+    store.add(attachment(netns="/ns/1", netns_id="1:1"), alive=alive, current_boot="b")
+    store.add(attachment(ID2, ipv4=("10.88.0.3",), netns="/ns/2", netns_id="1:2"), alive=alive, current_boot="b")
+    store.add(attachment(ID2, network="net2", ipv4=("10.89.0.3",), netns="/ns/2", netns_id="1:2"), alive=alive,
+              current_boot="b")
+    assert store.keep_only("net1", {(ID1, "eth0")}, alive=alive, current_boot="b") == 2
     assert sorted((a.container_id, a.network) for a in store.attachments()) == [(ID1, "net1"), (ID2, "net2")]
 
 
