@@ -35,6 +35,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CNI_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins and dnsname
+DNSNAME_DIR = "/run/containers/cni"  # dnsname keeps its dnsmasq files under it (rootful, no XDG_RUNTIME_DIR)
 UPSTREAM_ADDRESS = "192.0.2.53"  # TEST-NET-1, on the sandbox's loopback: resolv.conf's nameserver
 
 
@@ -101,9 +102,11 @@ class CniBox:
             ["nsenter", f"--net={self.netns_path}", sys.executable, os.path.join(HERE, "fake_upstream.py"),
              "--address", UPSTREAM_ADDRESS, "--nxdomain-unknown"], stdout=subprocess.PIPE, text=True)
         assert self.upstream.stdout.readline().strip() == "ready"
+        os.makedirs(DNSNAME_DIR, exist_ok=True)  # dnsname's files: a private tmpfs over it in the holder's view
         self.holder = subprocess.Popen(
             ["unshare", "-m", "--propagation", "unchanged", "sh", "-c",
-             f"mount --bind {resolv} /etc/resolv.conf && echo ready && exec sleep infinity"],
+             f"mount -t tmpfs tmpfs {DNSNAME_DIR} && mount --bind {resolv} /etc/resolv.conf "
+             "&& echo ready && exec sleep infinity"],
             stdout=subprocess.PIPE, text=True)
         assert self.holder.stdout.readline().strip() == "ready"
 
