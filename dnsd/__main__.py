@@ -217,6 +217,7 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
     ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.cni_records``), not
     netcore's store.
     """
+    service = None
     if cni:
         from .cni_records import CniRecords
 
@@ -235,11 +236,18 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
             os.replace(f"{pid_path}.tmp", pid_path)
 
         await server.start(on_up=write_pid_file)
+        if cni:  # the plugin's calls, taken here (dnsd.cni_service)
+            from .cni_service import CniService
+
+            service = CniService(server, state_dir)
+            await service.open()
         log.info("serving %s (%s mode), generation %s", state_dir, MANAGED if config.managed else FOREGROUND,
                  server.generation)
         await server.wait_stopped()
         log.info("stopping")
     finally:
+        if service is not None:
+            service.close()
         await server.close()
         store.close()
         _remove_own_pid_file(pid_path)

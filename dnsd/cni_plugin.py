@@ -48,11 +48,13 @@ then stops dnsd, so an ADD is never left with a dnsd stopping under it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
 import sys
+import time
 
 from netcore.dnsd_protocol import ERROR, PING, REPLY_TIMEOUT, SOCKET_NAME, SYNC, parse_sync_reply
 
@@ -185,17 +187,10 @@ def read_request(environ: dict[str, str], stdin: bytes) -> Request:
         raise CniError(INVALID_CONFIG, "invalid network configuration",
                        f"name {network!r}: an alphanumeric, then alphanumerics, '_', '.' or '-'" if network
                        else "the configuration has no network name")
-    for key in ("stateDir", "domainName"):
-        if key in config and not isinstance(config[key], str):
-            raise CniError(INVALID_CONFIG, "invalid network configuration", f"{key} must be a string")
+    if not isinstance(config.get("domainName", ""), str):
+        raise CniError(INVALID_CONFIG, "invalid network configuration", "domainName must be a string")
     cni_args = parse_cni_args(environ.get("CNI_ARGS", ""))
     return Request(command, container_id, environ.get("CNI_NETNS", ""), ifname, cni_args, config, version, network)
-
-
-def state_dir_of(request: Request, environ: dict[str, str]) -> str:
-    """Where the registrations live: the configuration's ``stateDir``, else $NETCORE_CNI_STATE_DIR, else
-    DEFAULT_STATE_DIR."""
-    return request.config.get("stateDir") or environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
 
 
 def _address(text: object, what: str) -> str:
@@ -302,7 +297,11 @@ def error_result(version: str, error: CniError) -> dict:
 # -- dnsd: the control socket, started and stopped as registrations come and go ---------------------------------
 
 class Dnsd:
-    """The dnsd serving a state dir (``dnsd --cni``), through its control socket."""
+    """The dnsd serving a state dir (``dnsd --cni``), seen from a plugin process: its control socket.
+
+    dnsd itself runs the same commands for the requests it takes on its CNI socket
+    (``dnsd.cni_service``), with an object of its own in place of this one.
+    """
 
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
@@ -340,24 +339,38 @@ class Dnsd:
         served} for the listeners that are down. CniError (50) if dnsd cannot be started or does not confirm."""
         reply = self.request(SYNC)
         if reply is None:
-            from netcore.errors import NetcoreError
-
-            try:
-                return self._control().sync()
-            except NetcoreError as err:
-                raise CniError(NOT_AVAILABLE, "dnsd is not available", str(err)) from None
+            self._start()
+            reply = self.request(SYNC)
         try:
-            return parse_sync_reply(reply)[1]
+            return parse_sync_reply(reply or "")[1]
         except ValueError:
-            details = reply[len(ERROR):].strip() if reply.startswith(ERROR) else f"reply {reply[:80]!r}"
+            details = reply[len(ERROR):].strip() if reply and reply.startswith(ERROR) else f"reply {reply!r:.80}"
             raise CniError(NOT_AVAILABLE, "dnsd did not confirm the change", details) from None
+
+    def _start(self) -> None:
+        """Start dnsd; first wait for a supervisor whose dnsd answers no more (one stopping after the last
+        DEL holds the supervisor's lock until it is gone). CniError (50) if dnsd does not come up."""
+        from netcore.dnsd_protocol import STOP_TIMEOUT
+        from netcore.errors import NetcoreError
+
+        control = self._control()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while control.supervisor_pid() is not None and control.status() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if control.status() is not None:
+            return  # a dnsd came up meanwhile (the supervisor's restart of one that died)
+        try:
+            control.start()
+        except NetcoreError as err:
+            raise CniError(NOT_AVAILABLE, "dnsd is not available", str(err)) from None
 
     def running(self) -> bool:
         return self.request(PING, timeout=2.0) is not None
 
     def stop(self) -> None:
-        """Stop the dnsd of this state dir and its supervisor, if one runs."""
-        self._control().stop()
+        """Stop the dnsd of this state dir and its supervisor, if one runs (called with the lock held exclusively)."""
+        if self.running() or os.path.exists(self.socket_path):
+            self._control().stop()
 
 
 class _Lock:
@@ -383,7 +396,7 @@ class _Lock:
         os.close(self._fd)
 
 
-# -- the commands ----------------------------------------------------------------------------------------------
+# -- the commands: each given the dnsd to keep in step ----------------------------------------------------------
 
 def _open(state_dir: str) -> Registrations:
     try:
@@ -392,11 +405,11 @@ def _open(state_dir: str) -> Registrations:
         raise CniError(IO_FAILURE, "cannot open the registrations", str(err)) from None
 
 
-def cmd_add(request: Request, state_dir: str) -> dict:
+def cmd_add(request: Request, dnsd: Dnsd) -> dict:
     """ADD (see the module's docstring); the result to print."""
     attachment = attachment_of(request, namespace_id(request.netns))
-    store = _open(state_dir)
-    lock = _Lock(state_dir)
+    store = _open(dnsd.state_dir)
+    lock = _Lock(dnsd.state_dir)
     try:
         lock.shared()
         try:
@@ -404,12 +417,12 @@ def cmd_add(request: Request, state_dir: str) -> dict:
         except StoreError as err:
             raise CniError(IO_FAILURE, "cannot register the container", str(err)) from None
         try:
-            down = Dnsd(state_dir).sync()
+            down = dnsd.sync()
             unserved = {gateway: down[gateway] for gateway in attachment.gateways if gateway in down}
             if unserved:
                 raise CniError(NOT_AVAILABLE, "dnsd cannot serve the network's gateway", "; ".join(unserved.values()))
         except CniError:
-            _undo(store, attachment, state_dir)
+            _undo(store, attachment, dnsd)
             raise
     finally:
         lock.close()  # releases the lock
@@ -417,92 +430,84 @@ def cmd_add(request: Request, state_dir: str) -> dict:
     return add_result(request, attachment)
 
 
-def _undo(store: Registrations, attachment: Attachment, state_dir: str) -> None:
+def _undo(store: Registrations, attachment: Attachment, dnsd: Dnsd) -> None:
     """Take a failed ADD's registration back (the lock is held shared), and tell dnsd if it runs."""
     try:
         store.remove(attachment.container_id, attachment.ifname, attachment.network)
     except StoreError as err:
         print(f"{PLUGIN_NAME}: could not take the registration back: {err}", file=sys.stderr)
-    dnsd = Dnsd(state_dir)
     if dnsd.running():
-        dnsd.request(SYNC)
+        with contextlib.suppress(CniError):
+            dnsd.sync()
 
 
-def cmd_del(request: Request, state_dir: str) -> None:
-    """DEL: best effort, as the spec asks; only a store that cannot be written fails it."""
-    if not os.path.isdir(state_dir):
-        return  # nothing was ever registered here
-    store = _open(state_dir)
-    lock = _Lock(state_dir)
+def _remove_then_sync_or_stop(store: Registrations, lock: _Lock, dnsd: Dnsd, remove) -> None:
+    """``remove()`` (a store write returning the rows left) under the shared lock; then dnsd synced, or,
+    with none left, stopped: under the exclusive lock, once every ADD under way has finished, and only if
+    none came in between."""
+    lock.shared()
     try:
-        lock.shared()
-        try:
-            remaining = store.remove(request.container_id, request.ifname, request.network)
-        except StoreError as err:
-            raise CniError(IO_FAILURE, "cannot remove the registration", str(err)) from None
-        if remaining:
-            _sync_best_effort(state_dir)
-        else:
-            lock.release()
-            lock.exclusive()  # every ADD under way has finished, and the next waits
-            _stop_if_unused(store, state_dir)
-    finally:
-        lock.close()
-        store.close()
-
-
-def _sync_best_effort(state_dir: str) -> None:
-    try:
-        Dnsd(state_dir).sync()
-    except CniError as err:
-        print(f"{PLUGIN_NAME}: {err.msg}: {err.details}", file=sys.stderr)
-
-
-def _stop_if_unused(store: Registrations, state_dir: str) -> None:
-    """With the lock held exclusively: stop dnsd if nothing is registered (an ADD may have come in between)."""
+        remaining = remove()
+    except StoreError as err:
+        raise CniError(IO_FAILURE, "cannot remove the registration", str(err)) from None
+    if remaining:
+        _sync_best_effort(dnsd)
+        return
+    lock.release()
+    lock.exclusive()
     try:
         remaining = store.sweep()
     except StoreError as err:
         print(f"{PLUGIN_NAME}: {err}", file=sys.stderr)
         return
-    dnsd = Dnsd(state_dir)
     if remaining:
-        _sync_best_effort(state_dir)
-    elif dnsd.running() or os.path.exists(dnsd.socket_path):
+        _sync_best_effort(dnsd)
+    else:
         dnsd.stop()
 
 
-def cmd_gc(request: Request, state_dir: str) -> None:
-    """GC (1.1.0): drop this network's registrations whose attachment the runtime no longer lists."""
-    valid_list = request.config.get("cni.dev/valid-attachments") or []
-    if not isinstance(valid_list, list) or not all(isinstance(item, dict) for item in valid_list):
-        raise CniError(INVALID_CONFIG, "invalid network configuration", "cni.dev/valid-attachments is not a list")
-    valid = {(str(item.get("containerID", "")), str(item.get("ifname", ""))) for item in valid_list}
-    if not os.path.isdir(state_dir):
-        return
-    store = _open(state_dir)
-    lock = _Lock(state_dir)
+def cmd_del(request: Request, dnsd: Dnsd) -> None:
+    """DEL: best effort, as the spec asks; only a store that cannot be written fails it."""
+    if not os.path.isdir(dnsd.state_dir):
+        return  # nothing was ever registered here
+    store = _open(dnsd.state_dir)
+    lock = _Lock(dnsd.state_dir)
     try:
-        lock.shared()
-        try:
-            remaining = store.keep_only(request.network, valid)
-        except StoreError as err:
-            raise CniError(IO_FAILURE, "cannot remove registrations", str(err)) from None
-        if remaining:
-            _sync_best_effort(state_dir)
-        else:
-            lock.release()
-            lock.exclusive()
-            _stop_if_unused(store, state_dir)
+        _remove_then_sync_or_stop(store, lock, dnsd,
+                                  lambda: store.remove(request.container_id, request.ifname, request.network))
     finally:
         lock.close()
         store.close()
 
 
-def cmd_status(request: Request, state_dir: str) -> None:
+def _sync_best_effort(dnsd: Dnsd) -> None:
+    try:
+        dnsd.sync()
+    except CniError as err:
+        print(f"{PLUGIN_NAME}: {err.msg}: {err.details}", file=sys.stderr)
+
+
+def cmd_gc(request: Request, dnsd: Dnsd) -> None:
+    """GC (1.1.0): drop this network's registrations whose attachment the runtime no longer lists."""
+    valid_list = request.config.get("cni.dev/valid-attachments") or []
+    if not isinstance(valid_list, list) or not all(isinstance(item, dict) for item in valid_list):
+        raise CniError(INVALID_CONFIG, "invalid network configuration", "cni.dev/valid-attachments is not a list")
+    valid = {(str(item.get("containerID", "")), str(item.get("ifname", ""))) for item in valid_list}
+    if not os.path.isdir(dnsd.state_dir):
+        return
+    store = _open(dnsd.state_dir)
+    lock = _Lock(dnsd.state_dir)
+    try:
+        _remove_then_sync_or_stop(store, lock, dnsd, lambda: store.keep_only(request.network, valid))
+    finally:
+        lock.close()
+        store.close()
+
+
+def cmd_status(request: Request, dnsd: Dnsd) -> None:
     """STATUS (1.1.0): ready to serve ADD, or why not."""
     try:
-        store = Registrations(state_dir)
+        store = Registrations(dnsd.state_dir)
     except StoreError as err:
         raise CniError(NOT_AVAILABLE, "the registrations cannot be used", str(err)) from None
     try:
@@ -511,16 +516,17 @@ def cmd_status(request: Request, state_dir: str) -> None:
         raise CniError(NOT_AVAILABLE, "the registrations cannot be read", str(err)) from None
     finally:
         store.close()
-    if registered and not Dnsd(state_dir).running():
+    if registered and not dnsd.running():
         raise CniError(LIMITED_CONNECTIVITY, "dnsd is not running",
-                       f"containers are registered in {state_dir} and no dnsd answers; the next ADD starts one")
+                       f"containers are registered in {dnsd.state_dir} and no dnsd answers; the next ADD starts one")
 
 
-def cmd_check(request: Request, state_dir: str) -> None:
+def cmd_check(request: Request, dnsd: Dnsd) -> None:
     """CHECK: the attachment is registered, and dnsd answers its name on the gateway with all its addresses."""
     if request.config.get("prevResult") is None:
         raise CniError(INVALID_CONFIG, "missing prevResult", "CHECK needs the prevResult of the ADD")
     expected = attachment_of(request)
+    state_dir = dnsd.state_dir
     store = _open(state_dir) if os.path.isdir(state_dir) else None
     try:
         registered = store.find(request.container_id, request.ifname, request.network) if store else None
@@ -552,25 +558,23 @@ def cmd_check(request: Request, state_dir: str) -> None:
                            f"missing {', '.join(missing)}")
 
 
-def run(environ: dict[str, str], stdin: bytes) -> tuple[int, dict | None]:
-    """One call: (exit status, the document to print on stdout, if any)."""
+def state_dir_of(environ: dict[str, str], default: str = DEFAULT_STATE_DIR) -> str:
+    """Where the registrations live (one dnsd per state dir): $NETCORE_CNI_STATE_DIR, else ``default`` (the
+    one ``dnsd cni-install --state-dir`` wrote into the executable, else DEFAULT_STATE_DIR)."""
+    return environ.get(STATE_DIR_ENV) or default
+
+
+def run(environ: dict[str, str], stdin: bytes, dnsd: Dnsd) -> tuple[int, dict | None]:
+    """One call, keeping ``dnsd`` in step: (exit status, the document to print on stdout, if any)."""
     version = LATEST
     try:
         request = read_request(environ, stdin)
         version = request.version if request.version in SUPPORTED_VERSIONS else LATEST
         if request.command == "VERSION":
             return 0, version_result(request)
-        state_dir = state_dir_of(request, environ)
         if request.command == "ADD":
-            return 0, cmd_add(request, state_dir)
-        if request.command == "DEL":
-            cmd_del(request, state_dir)
-        elif request.command == "CHECK":
-            cmd_check(request, state_dir)
-        elif request.command == "STATUS":
-            cmd_status(request, state_dir)
-        else:
-            cmd_gc(request, state_dir)
+            return 0, cmd_add(request, dnsd)
+        {"DEL": cmd_del, "CHECK": cmd_check, "STATUS": cmd_status, "GC": cmd_gc}[request.command](request, dnsd)
         return 0, None
     except CniError as err:
         return 1, error_result(version, err)
@@ -578,14 +582,16 @@ def run(environ: dict[str, str], stdin: bytes) -> tuple[int, dict | None]:
         return 1, error_result(version, CniError(IO_FAILURE, "I/O failure", str(err)))
 
 
-def main() -> int:
-    """The ``netcore-dns`` executable (written by ``dnsd cni-install DIR``)."""
+def main(state_dir: str = DEFAULT_STATE_DIR) -> int:
+    """The plugin's whole path in this process (the executable runs it when no dnsd takes the call on its
+    CNI socket, see ``dnsd.cni_install``): exit status, the document on stdout."""
+    environ = dict(os.environ)
     try:
         stdin = sys.stdin.buffer.read()
     except OSError as err:
         status, document = 1, error_result(LATEST, CniError(IO_FAILURE, "cannot read stdin", str(err)))
     else:
-        status, document = run(dict(os.environ), stdin)
+        status, document = run(environ, stdin, Dnsd(state_dir_of(environ, state_dir)))
     if document is not None:
         sys.stdout.write(json.dumps(document))
         sys.stdout.flush()

@@ -70,13 +70,14 @@ class PluginFailed(AssertionError):
 class CniBox:
     """A sandbox for CNI chains (see the module's docstring)."""
 
-    def __init__(self, prefix: str | None = None):
+    def __init__(self, prefix: str | None = None, python_only: bool = False):
+        self.python_only = python_only  # netcore-dns as the Python script, not the C executable
         self.prefix = prefix or f"cni{uuid.uuid4().hex[:6]}"
         self.netns = self.prefix
         self.netns_path = f"/run/netns/{self.netns}"
         self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.plugin_dir = os.path.join(self.workdir, "bin")
-        self.state_dir = os.path.join(self.workdir, "netcore-cni")  # our plugin's stateDir
+        self.state_dir = os.path.join(self.workdir, "netcore-cni")  # our plugin's (cni-install --state-dir)
         self.xdg_runtime_dir = os.path.join(self.workdir, "xdg")  # dnsname's files
         self.ipam_dir = os.path.join(self.workdir, "ipam")
         self.holder: subprocess.Popen | None = None
@@ -90,8 +91,9 @@ class CniBox:
 
     def _set_up(self) -> None:
         os.makedirs(self.xdg_runtime_dir)
-        subprocess.run([sys.executable, "-m", "dnsd", "cni-install", self.plugin_dir], check=True,
-                       capture_output=True, env={**os.environ, "PYTHONPATH": REPO})
+        subprocess.run([sys.executable, "-m", "dnsd", "cni-install", "--state-dir", self.state_dir,
+                        *(["--python-only"] if self.python_only else []), self.plugin_dir],
+                       check=True, capture_output=True, env={**os.environ, "PYTHONPATH": REPO})
         resolv = os.path.join(self.workdir, "resolv.conf")
         with open(resolv, "w") as out:
             out.write(f"nameserver {UPSTREAM_ADDRESS}\n")
@@ -145,8 +147,7 @@ class CniBox:
                     "ipam": {"type": "host-local", "dataDir": self.ipam_dir,
                              "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]}}]
         if dns == "netcore-dns":
-            plugins.append({"type": "netcore-dns", "stateDir": self.state_dir, "capabilities": {"aliases": True},
-                            **dns_options})
+            plugins.append({"type": "netcore-dns", "capabilities": {"aliases": True}, **dns_options})
         elif dns == "dnsname":
             plugins.append({"type": "dnsname", "domainName": dns_options.get("domainName", "dns.podman"),
                             "capabilities": {"aliases": True}})

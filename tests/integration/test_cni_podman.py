@@ -77,8 +77,7 @@ class PodmanCni:
                              "ranges": [[{"subnet": subnet, "gateway": subnet.replace("0/24", "1")}]],
                              "routes": [{"dst": "0.0.0.0/0"}]}}]
         if self.dns_plugin == "netcore-dns":
-            plugins.append({"type": "netcore-dns", "stateDir": self.box.state_dir, "domainName": "dns.podman",
-                            "capabilities": {"aliases": True}})
+            plugins.append({"type": "netcore-dns", "domainName": "dns.podman", "capabilities": {"aliases": True}})
         else:
             plugins.append({"type": "dnsname", "domainName": "dns.podman", "capabilities": {"aliases": True}})
         with open(os.path.join(self.config_dir, f"{full}.conflist"), "w") as out:

@@ -18,8 +18,9 @@ from dnsd.answer import Answerer
 from dnsd.builder import SnapshotBuilder
 from dnsd.cni_check import addresses_in, query
 from dnsd.cni_install import MARKER, install
-from dnsd.cni_plugin import CniError, attachment_of, parse_cni_args, read_request, run
+from dnsd.cni_plugin import CniError, Dnsd, attachment_of, parse_cni_args, read_request, run, state_dir_of
 from dnsd.cni_records import CniRecords, network_id, to_records
+from dnsd.cni_service import format_answer, parse_call
 from dnsd.cni_store import Attachment, Registrations
 
 ID1 = "1" * 64
@@ -43,16 +44,13 @@ def env(command: str = "ADD", **extra: str) -> dict[str, str]:
             "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=web", "CNI_PATH": "/usr/lib/cni", **extra}
 
 
-def config(state_dir: str = "", **extra) -> dict:
-    conf = {"cniVersion": "1.0.0", "name": "net1", "type": "netcore-dns", "prevResult": BRIDGE_RESULT,
+def config(**extra) -> dict:
+    return {"cniVersion": "1.0.0", "name": "net1", "type": "netcore-dns", "prevResult": BRIDGE_RESULT,
             "runtimeConfig": {"aliases": {"net1": ["api", "www"]}}, **extra}
-    if state_dir:
-        conf["stateDir"] = state_dir
-    return conf
 
 
-def error_of(environ: dict, stdin: bytes) -> dict:
-    status, document = run(environ, stdin)
+def error_of(environ: dict, stdin: bytes, state_dir: str = "/nonexistent/netcore-cni") -> dict:
+    status, document = run(environ, stdin, Dnsd(state_dir))
     assert status == 1
     assert set(document) == {"cniVersion", "code", "msg", "details"}
     return document
@@ -76,7 +74,7 @@ def error_of(environ: dict, stdin: bytes) -> dict:
     ({**env(), "CNI_ARGS": "K8S_POD_NAME"}, json.dumps(config()).encode(), 4, "CNI_ARGS"),
     (env(), json.dumps({**config(), "name": ""}).encode(), 7, "name"),
     (env(), json.dumps({**config(), "name": "bad/name"}).encode(), 7, "name"),
-    (env(), json.dumps({**config(), "stateDir": 5}).encode(), 7, "stateDir"),
+    (env(), json.dumps({**config(), "domainName": 5}).encode(), 7, "domainName"),
 ])
 def test_bad_calls_get_the_specs_error_document(tmp_path, environ, stdin, code, where):
     document = error_of(environ, stdin)
@@ -99,10 +97,10 @@ def test_bad_calls_get_the_specs_error_document(tmp_path, environ, stdin, code, 
 ])
 def test_bad_configurations_register_nothing(tmp_path, change, where):
     state_dir = str(tmp_path / "state")
-    conf = {**config(state_dir), **change}
+    conf = {**config(), **change}
     if conf.get("prevResult") is None:
         del conf["prevResult"]
-    document = error_of(env(), json.dumps(conf).encode())
+    document = error_of(env(), json.dumps(conf).encode(), state_dir)
     assert document["code"] == 7
     assert where in document["details"]
     assert not os.path.exists(state_dir)  # no store, no dnsd
@@ -117,10 +115,10 @@ def test_cni_args():
 
 
 def test_version_answers_without_a_container():
-    status, document = run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.4.0"}')
+    status, document = run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.4.0"}', Dnsd("/nonexistent"))
     assert status == 0
     assert document == {"cniVersion": "0.4.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
-    assert run({"CNI_COMMAND": "VERSION"}, b"")[1]["cniVersion"] == "1.1.0"
+    assert run({"CNI_COMMAND": "VERSION"}, b"", Dnsd("/nonexistent"))[1]["cniVersion"] == "1.1.0"
 
 
 def test_attachment_from_prev_result_name_aliases_hostname():
@@ -301,16 +299,22 @@ def test_check_query_and_reply_parsing():
 
 # -- the install command -------------------------------------------------------------------------------------
 
-def test_install_writes_an_executable_that_answers_version(tmp_path):
-    path = install(str(tmp_path), sys.executable)
-    mode = os.stat(path).st_mode
-    assert mode & stat.S_IXUSR and os.path.basename(path) == "netcore-dns"
-    with open(path) as script:
-        assert script.readline() == f"#!{sys.executable} -IS\n"
+@pytest.mark.parametrize("python_only", [False, True])
+def test_install_writes_an_executable_that_answers_version(tmp_path, python_only):
+    path, kind = install(str(tmp_path), sys.executable, str(tmp_path / "state"), python_only=python_only)
+    assert kind == ("python" if python_only else "c")
+    assert os.stat(path).st_mode & stat.S_IXUSR and os.path.basename(path) == "netcore-dns"
+    if python_only:
+        with open(path) as script:
+            assert script.readline() == f"#!{sys.executable} -IS\n"
+    # no dnsd: the executable runs the Python plugin (the C one with stdin as it came)
     proc = subprocess.run([path], input='{"cniVersion": "1.0.0"}', env={"CNI_COMMAND": "VERSION"},
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
-    install(str(tmp_path), sys.executable)  # our own file is rewritten
+    proc = subprocess.run([path], input='{"cniVersion": "1.0.0", "name": "n"}', env={"CNI_COMMAND": "ADD"},
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 4  # CNI_CONTAINERID ... missing
+    install(str(tmp_path), sys.executable, python_only=not python_only)  # our own file is rewritten
 
 
 def test_install_never_replaces_a_file_it_did_not_write(tmp_path):
@@ -322,6 +326,21 @@ def test_install_never_replaces_a_file_it_did_not_write(tmp_path):
                           text=True, timeout=30)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "not replaced" in proc.stderr
     assert MARKER not in (tmp_path / "netcore-dns").read_text()
+    proc = subprocess.run([sys.executable, "-m", "dnsd", "cni-install", "--state-dir", "relative", str(tmp_path)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_state_dir_and_the_call_protocol():
+    assert state_dir_of({}, "/run/x") == "/run/x"
+    assert state_dir_of({"NETCORE_CNI_STATE_DIR": "/tmp/y"}, "/run/x") == "/tmp/y"
+    assert parse_call(b"CNI_COMMAND=ADD\0CNI_ARGS=A=1;B=2\0\0{}") == (
+        {"CNI_COMMAND": "ADD", "CNI_ARGS": "A=1;B=2"}, b"{}")
+    for bad in (b"CNI_COMMAND=ADD\0{}", b"PATH=/bin\0\0{}", b"CNI_X\0\0"):
+        with pytest.raises(ValueError):
+            parse_call(bad)
+    assert format_answer(0, None) == b"0"
+    assert format_answer(1, {"code": 7}) == b'1{"code": 7}'
 
 
 def test_plugin_imports_only_what_it_needs(tmp_path):
