@@ -31,11 +31,17 @@ stdout.
 
 Errors are the spec's error document on stdout (``cniVersion``, ``code``,
 ``msg``, ``details``) and exit status 1; nothing is registered by an ADD that
-fails. The plugin configuration's own keys: ``stateDir`` (default
-``$NETCORE_CNI_STATE_DIR``, else ``DEFAULT_STATE_DIR``) and ``domainName``.
+fails. The plugin configuration's own key: ``domainName`` (dnsname's: names
+are also answered as ``NAME.DOMAIN``, and the domain goes into ``dns.search``).
+The state dir (the registrations, dnsd's sockets, pid files and log) is the
+installation's (``dnsd cni-install --state-dir``, default ``DEFAULT_STATE_DIR``),
+or ``$NETCORE_CNI_STATE_DIR`` if the runtime's environment sets it.
 
-The plugin is a process per call: it imports only ``json``, ``os``, ``sys``,
-``socket``, ``fcntl`` and what ``dnsd.cni_store`` and
+Where this code runs: inside dnsd, for the calls the ``netcore-dns``
+executable hands it (``dnsd.cni_service``), and in a process of its own
+(``main``) for the others: the first ADD, which starts dnsd, and any call
+while no dnsd takes them. That process imports only ``json``, ``os``, ``sys``,
+``socket``, ``fcntl``, ``contextlib``, ``time`` and what ``dnsd.cni_store`` and
 ``netcore.dnsd_protocol`` import (``sqlite3``); starting and stopping dnsd and
 CHECK's DNS query load more, on those calls only.
 
