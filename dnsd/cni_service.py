@@ -139,6 +139,8 @@ class CniService:
             await writer.drain()
         except (ConnectionError, RuntimeError) as err:  # the client went, or the pool is shut down (stopping)
             log.debug("CNI call dropped: %s", err)
+        except Exception:  # a bug: logged; unanswered, the client runs the call itself
+            log.exception("CNI call failed")
         finally:
             writer.close()
             if self.stopping:  # the last DEL is answered (or the call dropped): now stop

@@ -123,6 +123,14 @@ def test_del_is_idempotent_and_the_last_one_stops_dnsd(box):
     chain.delete(cid(2), client, name="client")
     assert wait_gone(pids)  # the last DEL stopped dnsd and its supervisor
     assert rows(box) == []
+    for round_ in range(3):  # an ADD right after the last DEL starts a new dnsd, and is answered when it returns
+        address = chain.add(cid(1), web, name="web")["ips"][0]["address"].split("/")[0]
+        chain.add(cid(2), client, name="client")
+        assert dig(box, client, "10.75.0.1", "web") == [address], round_
+        pids = box.dnsd_pids()
+        chain.delete(cid(2), client, name="client")
+        chain.delete(cid(1), web, name="web")
+        assert wait_gone(pids) and rows(box) == []
 
 
 def test_dnsd_is_supervised_and_restarted(box):
@@ -325,3 +333,26 @@ def test_same_checks_against_dnsname(box, plugin):
     chain.delete(cid(1), web, name="web")
     assert dig(box, client, "10.84.0.1", "web") == []
     chain.delete(cid(2), client, name="client")
+
+
+def test_the_python_script_plugin():
+    """`dnsd cni-install --python-only` (no C compiler): the whole plugin in Python on every call, same behaviour."""
+    box = CniBox(python_only=True)
+    try:
+        with open(os.path.join(box.plugin_dir, "netcore-dns")) as script:
+            assert script.readline().endswith(" -IS\n")
+        chain = box.chain("py", "10.85.0.0/24")
+        web, client = box.container("web"), box.container("client")
+        chain.add(cid(1), web, name="web", aliases=["api"])
+        chain.add(cid(2), client, name="client")
+        assert dig(box, client, "10.85.0.1", "api") == ["10.85.0.2"]
+        assert not os.path.exists(os.path.join(box.state_dir, "cni.sock")) or box.dnsd_pids()
+        chain.check(cid(1), web, name="web", plugins=("netcore-dns",))
+        pids = box.dnsd_pids()
+        chain.delete(cid(1), web, name="web")
+        assert dig(box, client, "10.85.0.1", "web") == []
+        chain.delete(cid(2), client, name="client")
+        assert wait_gone(pids) and rows(box) == []
+    finally:
+        box.close()
+    assert box.leftovers() == []
