@@ -18,11 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
+
+#define ANSWER_TIMEOUT 60 /* seconds; dnsd answers in milliseconds, waiting for a busy store at most 30 s */
 
 static void run_python(void) {
     char *argv[] = {NETCORE_CNI_PYTHON, "-I", "-S", "-c", NETCORE_CNI_FALLBACK, NULL};
@@ -95,6 +98,9 @@ int main(void) {
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0 || connect(sock, (struct sockaddr *)&address, sizeof address) != 0)
         run_python(); /* no dnsd: stdin untouched, the Python plugin reads it */
+    /* a dnsd that takes the call but never answers: after ANSWER_TIMEOUT the call is run here */
+    struct timeval timeout = {.tv_sec = ANSWER_TIMEOUT};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 
     /* the environment entries dnsd takes, then stdin */
     size_t capacity = 65536, length = 0;
