@@ -12,6 +12,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -355,3 +356,26 @@ def test_the_python_script_plugin():
     finally:
         box.close()
     assert box.leftovers() == []
+
+
+def test_forwarding_through_the_cache_and_metrics(box):
+    """dnsd.options in the state dir reaches the dnsd the plugin starts: metrics on the box's loopback count
+    the CNI network's queries; a forwarded name asked twice goes upstream once (the cache)."""
+    os.makedirs(box.state_dir, mode=0o700)
+    with open(os.path.join(box.state_dir, "dnsd.options"), "w") as options:
+        options.write("--metrics 127.0.0.1:9153  # Prometheus, on the runtime namespace's loopback\n")
+    chain = box.chain("met", "10.86.0.0/24")
+    web, client = box.container("web"), box.container("client")
+    chain.add(cid(1), web, name="web")
+    chain.add(cid(2), client, name="client")
+    assert dig(box, client, "10.86.0.1", "web") == ["10.86.0.2"]
+    for _ in range(2):
+        assert dig(box, client, "10.86.0.1", "cached.upstream.test") == ["192.0.2.1"]
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9153/metrics').read().decode())"
+    metrics = subprocess.run([*box.enter, sys.executable, "-c", fetch], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+              if line and not line.startswith("#")}
+    assert values["dnsd_forward_requests_total"] == 1  # the second one came from the cache
+    assert values["dnsd_cache_hits_total"] >= 1
+    assert any(key.startswith("dnsd_requests_total{") and 'network="met"' in key for key in values)
