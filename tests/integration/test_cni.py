@@ -379,3 +379,34 @@ def test_forwarding_through_the_cache_and_metrics(box):
     assert values["dnsd_forward_requests_total"] == 1  # the second one came from the cache
     assert values["dnsd_cache_hits_total"] >= 1
     assert any(key.startswith("dnsd_requests_total{") and 'network="met"' in key for key in values)
+
+
+@pytest.mark.parametrize("python_only", [False, True])
+def test_an_add_racing_the_last_del(python_only):
+    """The last DEL stops dnsd while an ADD comes in: the ADD either registers with the old dnsd before it
+    decides to stop (which then stays) or starts a new one once the old one is gone; either way its name is
+    answered when it returns, and dnsd runs. With the C executable dnsd itself orders them; with the Python
+    script, the lock in the state dir does."""
+    box = CniBox(python_only=python_only)
+    try:
+        _race(box)
+    finally:
+        box.close()
+    assert box.leftovers() == []
+
+
+def _race(box: CniBox) -> None:
+    chain = box.chain("race", "10.87.0.0/24")
+    client = box.container("client")
+    namespaces = [box.container(f"r{n}") for n in range(12)]
+    chain.add(cid(100), namespaces[0], name="r0")
+    for n in range(1, 12):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            gone = pool.submit(chain.delete, cid(100 + n - 1), namespaces[n - 1], f"r{n - 1}")
+            added = pool.submit(chain.add, cid(100 + n), namespaces[n], f"r{n}")
+            gone.result()
+            address = added.result()["ips"][0]["address"].split("/")[0]
+        assert dig(box, namespaces[n], "10.87.0.1", f"r{n}") == [address], n
+        assert [name for *_, name in rows(box)] == [f"r{n}"]
+    chain.add(cid(99), client, name="client")
+    assert dig(box, client, "10.87.0.1", "r11")
