@@ -112,8 +112,22 @@ def _macvlan_beside_a_bridge() -> FirewallState:
     return desired_state([app, lan, quiet], [c1], [endpoint])
 
 
+def _internal_dual_stack() -> FirewallState:
+    """Issue 23 item 2: an internal dual-stack network beside a normal one, and an internal macvlan network
+    on a dummy parent with a shim (no forward chain: only the gateway namespace's input side is its)."""
+    vault = Network(id=_id("vault"), name="vault", bridge=f"br-{_id('vault')[:12]}", subnet="10.89.3.0/24",
+                    gateway="10.89.3.1", subnet6="fd00:89:3::/64", gateway6="fd00:89:3::1", internal=True)
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1")
+    dummy = Network(id=_id("dummy"), name="dummy", bridge=f"mv-{_id('dummy')[:12]}", subnet="192.168.78.0/24",
+                    gateway="192.168.78.1", driver="macvlan", internal=True,
+                    options={"parent": "dm-x", "macvlan_mode": "bridge", "shim_address": "192.168.78.254"})
+    return desired_state([vault, app, dummy], [], [])
+
+
 STATES = {
     "published_ports": _published_ports(),
+    "internal_dual_stack": _internal_dual_stack(),
     "macvlan_beside_a_bridge": _macvlan_beside_a_bridge(),
     "container_on_two_networks": _container_on_two_networks(),
     "empty": FirewallState(),
@@ -162,6 +176,21 @@ def test_the_real_nft_accepts_every_rendering(case):
     proc = subprocess.run(["unshare", "--net", nft, "--check", "-f", "-"], input=render(STATES[case]).script,
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(case for case in STATES if case != "empty"))
+def test_the_real_nft_lists_every_rendering_as_rendered(case):
+    """What `netcore ps` compares (nft_apply.status): the table nft lists back, normalized, is the rendering,
+    so a command that changes nothing does not apply the same table again."""
+    reason = _nft_check_available()
+    if reason:
+        pytest.skip(reason)
+    nft = shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH)
+    ruleset = render(STATES[case])
+    proc = subprocess.run(["unshare", "--net", "sh", "-c", f"{nft} -f - && {nft} list table inet netcore"],
+                          input=ruleset.script, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert normalize_listing(proc.stdout) == normalize_listing(ruleset.table)
 
 
 def test_the_real_nft_rejects_a_broken_script():
@@ -234,8 +263,9 @@ def test_ipv6_networks_are_masqueraded_and_served_dns_on_both_families():
     table = render(STATES["ipv6"]).table
     assert "ip6 saddr fd00:89:6::/64 masquerade" in _chain(table, "postrouting")
     dns = _chain(table, "input")
-    assert "ip daddr 10.89.6.1 meta l4proto { tcp, udp } th dport 53 accept" in dns
-    assert "ip6 daddr fd00:89:6::1 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "ip saddr 10.89.6.0/24 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "ip6 saddr fd00:89:6::/64 ip6 daddr @dnsd6 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "elements = { 10.89.6.1 }" in table and "elements = { fd00:89:6::1 }" in table
 
 
 def test_a_network_admits_replies_and_its_own_bridge_and_drops_everything_else():
@@ -256,12 +286,90 @@ def test_an_internal_network_lets_nothing_in_or_out():
     table = render(STATES["internal"]).table
     assert "ct state established" not in _chain(table, f"in-{network.id[:12]}")
     out = _chain(table, f"out-{network.id[:12]}").splitlines()[2:]
-    assert [rule.strip().split(" comment")[0] for rule in out] == ["counter drop"]
+    assert [rule.strip().split(" comment")[0] for rule in out] == [f'oifname "{network.bridge}" return',
+                                                                    "counter drop"]
+
+
+def _rules(table: str, chain: str) -> list[str]:
+    """The rules of a chain without their comments (the chain's own comment and hook lines left out)."""
+    lines = [line.strip() for line in _chain(table, chain).splitlines()[1:]]
+    return [line.split(" comment")[0] for line in lines if not line.startswith(("comment ", "type "))]
+
+
+def test_an_internal_networks_out_chain_runs_before_any_in_chain():
+    """Issue 23 item 2: a published port of another network is a host address too; its in chain accepts
+    `ct status dnat`, so the internal network's own chain must decide first."""
+    table = render(STATES["published_ports"]).table
+    vault = next(n for n in STATES["published_ports"].networks if n.internal)
+    assert _rules(table, "forward") == ["iifname vmap @forward-internal", "oifname vmap @forward-in",
+                                        "iifname vmap @forward-out"]
+    internal = table.split("map forward-internal {")[1].split("}")[0]
+    assert f'"{vault.bridge}" : jump out-{vault.short_id}' in internal and internal.count("jump") == 1
+    assert vault.bridge not in table.split("map forward-out {")[1].split("}")[0]
+
+
+def test_an_internal_network_reaches_only_its_own_dnsd_in_the_gateway_namespace():
+    """Issue 23 item 2: DNS to its own gateway, replies, IPv6 neighbour discovery; nothing else."""
+    table = render(STATES["internal_dual_stack"]).table
+    by_name = {n.name: n for n in STATES["internal_dual_stack"].networks}
+    vault, app, dummy = by_name["vault"], by_name["app"], by_name["dummy"]
+    rules = _rules(table, "input")
+    mine = [rule for rule in rules if f'"{vault.bridge}"' in rule]
+    assert mine == [
+        f'iifname "{vault.bridge}" ip saddr 10.89.3.0/24 ip daddr 10.89.3.1 meta l4proto {{ tcp, udp }} th dport 53 '
+        "accept",
+        f'iifname "{vault.bridge}" ip6 saddr fd00:89:3::/64 ip6 daddr fd00:89:3::1 meta l4proto {{ tcp, udp }} th '
+        "dport 53 accept",
+        f'iifname "{vault.bridge}" ct state established,related accept',
+        f'iifname "{vault.bridge}" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept',
+        f'iifname "{vault.bridge}" counter drop']
+    # its sources asking any other dnsd address are dropped as a netcore subnet's source on a foreign link
+    drop = "ip saddr @subnets4 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 counter drop"
+    assert rules.index(mine[1]) < rules.index(drop) < rules.index(mine[-1])
+    assert "elements = { 10.89.3.0/24, 10.89.7.0/24, 192.168.78.0/24 }" in table
+    # the shim of an internal macvlan network is held to the same, without IPv6 neighbour discovery
+    assert [rule for rule in rules if f'"{dummy.bridge}"' in rule][1:] == [
+        f'iifname "{dummy.bridge}" ct state established,related accept', f'iifname "{dummy.bridge}" counter drop']
+    # a normal network's containers reach the gateway namespace as on Docker: only its dnsd rule names it
+    assert [rule for rule in rules if f'"{app.bridge}"' in rule] == [
+        f'iifname "{app.bridge}" ip saddr 10.89.7.0/24 ip daddr @dnsd4 meta l4proto {{ tcp, udp }} th dport 53 accept']
+
+
+def test_dnsd_is_reached_from_each_networks_own_link_and_the_gateway_namespace():
+    """Issue 24 item 1: a netcore subnet's source reaches dnsd's port only on its network's own link (or from the
+    gateway namespace itself); dropped on any other link, before dnsd reads it. Sources outside every netcore
+    subnet pass, and dnsd REFUSES them."""
+    table = render(STATES["macvlan_beside_a_bridge"]).table
+    by_name = {n.name: n for n in STATES["macvlan_beside_a_bridge"].networks}
+    assert "elements = { 10.89.7.1, 192.168.77.79 }" in table.split("set dnsd4 {")[1].split("}")[0] + "}"
+    assert "elements = { 10.89.7.0/24, 192.168.77.0/24 }" in table.split("set subnets4 {")[1].split("}")[0] + "}"
+    assert _rules(table, "input") == [
+        'iifname "lo" ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept',
+        f'iifname "{by_name["app"].bridge}" ip saddr 10.89.7.0/24 ip daddr @dnsd4 meta l4proto {{ tcp, udp }} '
+        "th dport 53 accept",
+        f'iifname "{by_name["lan"].bridge}" ip saddr 192.168.77.0/24 ip daddr @dnsd4 meta l4proto '
+        "{ tcp, udp } th dport 53 accept",
+        # the shim's LAN: what a vepa switch sends back arrives on the parent (the kernel answers ARP for the
+        # shim's address there too)
+        'iifname "eth0" ip saddr 192.168.77.0/24 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept',
+        "ip saddr @subnets4 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 counter drop"]
+    assert "set dnsd6" not in table and "subnets6" not in table  # no IPv6 address served: no set, no rule
+    assert "set dnsd" not in render(FirewallState((DEFAULT,))).table  # the default bridge has no dnsd
+    # the default bridge's containers are netcore sources too: on their own link they reach dnsd (REFUSED there)
+    table = render(STATES["default_and_user"]).table
+    assert 'iifname "netcore0" ip saddr 172.17.0.0/16 ip daddr @dnsd4' in table
+    assert "elements = { 10.89.1.0/24, 172.17.0.0/16 }" in table
+
+
+def test_adjacent_subnets_are_one_interval():
+    state = FirewallState((net("a", "10.89.0.0/24"), net("b", "10.89.1.0/24")))
+    assert "elements = { 10.89.0.0/23 }" in render(state).table
 
 
 def test_the_default_bridge_has_no_dns_rule_but_is_isolated_like_any_network():
     table = render(STATES["default_and_user"]).table
-    assert "netcore0" not in _chain(table, "input") and f'"{FRONT.bridge}"' in _chain(table, "input")
+    assert "netcore0" not in _chain(table, "dns-untracked-in") and FRONT.gateway in table.split("set dnsd4")[1]
+    assert "172.17.0.1" not in table
     assert '"netcore0" : jump in-' in table
     assert "counter drop" in _chain(table, f"in-{DEFAULT.id[:12]}")
 
