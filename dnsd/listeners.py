@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import ipaddress
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from netcore.holders import describe_holders
+from netcore.holders import PROC_NET, TCP_TIME_WAIT, describe_holders, parse_table
 
 from .answer import Forward
 from .stats import Stats
@@ -197,7 +198,16 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
     """A socket bound to exactly this address (never a wildcard), even before the address exists.
 
     UDP gets a 4 MiB receive buffer and stays blocking (its thread waits in
-    recvmmsg); TCP listens. OSError if the address cannot be bound.
+    recvmmsg); TCP listens. Both set SO_REUSEPORT, so that a port published on
+    every address of the gateway namespace (``-p 53:53/udp`` for a Pi-hole,
+    issue 23 item 3) can be held beside them: the kernel lets a wildcard and
+    a specific socket share a port only when both set it (as the same user),
+    and then gives each packet to the most specific socket, dnsd's for its
+    address (netcore.ports.HostPort.shares_dns_port). What SO_REUSEPORT would
+    also let in, another socket on exactly this address and port, is refused
+    as before: one found there after the bind (``/proc/net``) is EADDRINUSE,
+    as a socket without the option always is. OSError if the address cannot
+    be bound.
     """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -214,12 +224,31 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
             except PermissionError:  # not root: as much as net.core.rmem_max allows
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TCP only: UDP must not share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers; LISTEN still excludes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setblocking(kind == socket.SOCK_DGRAM)  # UDP: its thread blocks in recvmmsg; TCP: the event loop
         sock.bind((address, port))
+        if _shared(sock, address, port, "udp" if kind == socket.SOCK_DGRAM else "tcp"):
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         if kind == socket.SOCK_STREAM:
             sock.listen(socket.SOMAXCONN)
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _shared(sock: socket.socket, address: str, port: int, protocol: str) -> bool:
+    """Whether another socket of this network namespace is bound to exactly ``address``:``port`` (one that
+    also set SO_REUSEPORT, as the same user: any other would have made the bind fail). Reads the one table
+    of /proc/net that can hold it; a table that cannot be read finds nothing."""
+    own = os.fstat(sock.fileno()).st_ino
+    wanted = ipaddress.ip_address(address)
+    table = protocol + ("6" if wanted.version == 6 else "")
+    try:
+        with open(os.path.join(PROC_NET, table)) as f:
+            found = parse_table(protocol, f.read())
+    except OSError:
+        return False
+    return any(other.port == port and other.address == wanted and other.inode not in (0, own)
+               and not (protocol == "tcp" and other.state == TCP_TIME_WAIT) for other in found)

@@ -342,10 +342,15 @@ class _PortRules:
       masquerade of DNATed packets from its own subnet (hairpin, a container through its own port) and
       from 127.0.0.0/8 in ``postrouting``, and where the host reaches it through 127.0.0.1 (the bridge has
       ``route_localnet``) an ``input`` rule that drops new packets from the bridge to 127.0.0.0/8, so
-      containers never reach the host's loopback services through that setting (CVE-2020-8558's lesson).
+      containers never reach the host's loopback services through that setting (CVE-2020-8558's lesson);
+    - when a port is published on dnsd's port (``-p 53:53/udp`` for a Pi-hole, issue 23 item 3), a first
+      rule in both DNAT chains that leaves dnsd's own addresses (the ``dnsd4``/``dnsd6`` sets) alone: every
+      other host address forwards to the published container, dnsd's answer as dnsd.
     """
 
-    def __init__(self, mappings: tuple[Mapping, ...], networks: dict[str, NetworkRules]):
+    def __init__(self, mappings: tuple[Mapping, ...], networks: dict[str, NetworkRules], dns_port: int = 53,
+                 dnsd_sets: tuple[tuple[str, str], ...] = ()):
+        """``dnsd_sets``: (family, set name) of the sets of dnsd's addresses the table declares."""
         self.maps: dict[str, list[tuple[str, str]]] = {name: [] for name in
                                                        ("published4", "published4-addr", "published4-lo",
                                                         "published6", "published6-addr")}
@@ -380,6 +385,10 @@ class _PortRules:
                 guard.add((mapping.protocol, mapping.host_port))
                 localnet.add(network.id)
         self.guard = sorted(guard)
+        on_dns_port = any(m.host_port == dns_port and m.protocol in ("tcp", "udp") for m in mappings)
+        self.dnsd_first = [f"{family} daddr @{name} meta l4proto {{ tcp, udp }} th dport {dns_port} return "
+                           f'comment "dnsd\'s own addresses stay dnsd\'s"' for family, name in dnsd_sets] \
+            if on_dns_port else []
         self.localnet_bridges = sorted(networks[n].bridge for n in localnet)
         self.postrouting, self.input = [], []
         for network in sorted((networks[n] for n in self.networks), key=lambda n: n.id):
@@ -440,9 +449,9 @@ class _PortRules:
                                  [f'iifname != "lo" ip daddr {LOOPBACK4} meta l4proto . th dport @published-guard '
                                   'counter drop comment "published on the host\'s loopback: not from outside"'],
                                  hook=f"type filter hook prerouting priority {PRIORITY_RAW}; policy accept;")]
-        body += ["", *_chain("published-prerouting", prerouting,
+        body += ["", *_chain("published-prerouting", self.dnsd_first + prerouting,
                              hook=f"type nat hook prerouting priority {PRIORITY_DSTNAT}; policy accept;")]
-        body += ["", *_chain("published-output", output,
+        body += ["", *_chain("published-output", self.dnsd_first + output,
                              hook=f"type nat hook output priority {PRIORITY_OUTPUT_NAT}; policy accept;")]
         return body
 
@@ -494,7 +503,7 @@ def render(state: FirewallState) -> Ruleset:
         if network.internal and _has_device(network):
             input_rules += _internal_input_rules(network)
 
-    ports = _PortRules(state.ports, {n.id: n for n in networks})
+    ports = _PortRules(state.ports, {n.id: n for n in networks}, state.dns_port, dnsd_sets)
     postrouting_rules += ports.postrouting
     input_rules += ports.input
 

@@ -112,6 +112,23 @@ def _macvlan_beside_a_bridge() -> FirewallState:
     return desired_state([app, lan, quiet], [c1], [endpoint])
 
 
+def _dns_port_published() -> FirewallState:
+    """Issue 23 item 3: `pihole` on a dual-stack `app` publishes port 53 (UDP and TCP) on every address, beside
+    `other` and a macvlan network `lan` whose shim dnsd serves; dnsd's addresses keep their port 53."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1", subnet6="fd00:89:7::/64", gateway6="fd00:89:7::1")
+    other = Network(id=_id("other"), name="other", bridge=f"br-{_id('other')[:12]}", subnet="10.89.9.0/24",
+                    gateway="10.89.9.1")
+    lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
+    pihole = Container(id="a" * 64, name="pihole", hostname="pihole", netns="ns-pihole")
+    endpoint = Endpoint(id="1" * 64, container_id=pihole.id, network_id=app.id, ifname="eth0", host_ifname="veth1",
+                        mac="02:42:0a:59:07:02", ipv4="10.89.7.2", ipv6="fd00:89:7::2")
+    ports = [PortBinding(pihole.id, "udp", 53, "", 53), PortBinding(pihole.id, "tcp", 53, "", 53)]
+    return desired_state([app, other, lan], [pihole], [endpoint], ports)
+
+
 def _internal_dual_stack() -> FirewallState:
     """Issue 23 item 2: an internal dual-stack network beside a normal one, and an internal macvlan network
     on a dummy parent with a shim (no forward chain: only the gateway namespace's input side is its)."""
@@ -127,6 +144,7 @@ def _internal_dual_stack() -> FirewallState:
 
 STATES = {
     "published_ports": _published_ports(),
+    "dns_port_published": _dns_port_published(),
     "internal_dual_stack": _internal_dual_stack(),
     "macvlan_beside_a_bridge": _macvlan_beside_a_bridge(),
     "container_on_two_networks": _container_on_two_networks(),
@@ -364,6 +382,19 @@ def test_dnsd_is_reached_from_each_networks_own_link_and_the_gateway_namespace()
 def test_adjacent_subnets_are_one_interval():
     state = FirewallState((net("a", "10.89.0.0/24"), net("b", "10.89.1.0/24")))
     assert "elements = { 10.89.0.0/23 }" in render(state).table
+
+
+def test_port_53_published_leaves_dnsds_addresses_to_dnsd():
+    """Issue 23 item 3: the DNAT chains return dnsd's own addresses first; every other host address maps."""
+    table = render(STATES["dns_port_published"]).table
+    first = ["ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 return",
+             "ip6 daddr @dnsd6 meta l4proto { tcp, udp } th dport 53 return"]
+    assert _rules(table, "published-prerouting")[:2] == first
+    assert _rules(table, "published-output")[:2] == first
+    assert "elements = { 10.89.7.1, 10.89.9.1, 192.168.77.79 }" in table
+    assert "tcp . 53 : 10.89.7.2 . 53, udp . 53 : 10.89.7.2 . 53" in table
+    # other published ports leave the DNAT chains as they were
+    assert "return" not in _chain(render(STATES["published_ports"]).table, "published-prerouting")
 
 
 def test_the_default_bridge_has_no_dns_rule_but_is_isolated_like_any_network():
