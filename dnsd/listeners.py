@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import functools
 import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -32,6 +34,10 @@ UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits witho
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind before the bridge has its address
 IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # past net.core.rmem_max, as root
+SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
+# a classic BPF program of one instruction, BPF_RET | BPF_K with k = 0: every packet to the first socket of the
+# reuseport group, the listener's own (see bound_socket)
+_FIRST_OF_GROUP = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("=HBBI", 0x06, 0, 0, 0))
 
 # (message, client address, listener address, over TCP) -> reply bytes, a Forward, or None to drop
 Answer = Callable[[bytes, str, str, bool], "bytes | Forward | None"]
@@ -204,10 +210,13 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
     a specific socket share a port only when both set it (as the same user),
     and then gives each packet to the most specific socket, dnsd's for its
     address (netcore.ports.HostPort.shares_dns_port). What SO_REUSEPORT would
-    also let in, another socket on exactly this address and port, is refused
-    as before: one found there after the bind (``/proc/net``) is EADDRINUSE,
-    as a socket without the option always is. OSError if the address cannot
-    be bound.
+    also let in, another socket on exactly this address and port, is kept
+    out: one found there after the bind (``/proc/net``) is EADDRINUSE, as a
+    socket without the option always is; and one that joins later gets
+    nothing, as the group's program (SO_ATTACH_REUSEPORT_CBPF, one
+    instruction, run only where the kernel picks among the group) sends
+    every packet to its first socket, this one. OSError if the address
+    cannot be bound.
     """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -231,7 +240,10 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
         if _shared(sock, address, port, "udp" if kind == socket.SOCK_DGRAM else "tcp"):
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         if kind == socket.SOCK_STREAM:
-            sock.listen(socket.SOMAXCONN)
+            sock.listen(socket.SOMAXCONN)  # a TCP socket joins its reuseport group here
+        with contextlib.suppress(OSError):  # a kernel before 4.5: no later joiner is kept out
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF,
+                            struct.pack("@HP", 1, ctypes.addressof(_FIRST_OF_GROUP)))
     except OSError:
         sock.close()
         raise

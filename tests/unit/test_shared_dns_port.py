@@ -116,6 +116,27 @@ def test_dnsd_does_not_listen_beside_a_squatter_on_its_address(free_port, kind, 
 
 
 @pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_a_socket_that_joins_dnsds_address_later_gets_none_of_its_queries(free_port, kind):
+    """SO_REUSEPORT would let a later socket of the same user on exactly dnsd's address take a share of its
+    queries; the group's program sends every one to dnsd's listener."""
+    dnsd = bound_socket(DNSD_ADDRESS, free_port, KINDS[kind])
+    dnsd.setblocking(True)
+    joiner = socket.socket(socket.AF_INET, KINDS[kind])
+    joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        joiner.bind((DNSD_ADDRESS, free_port))
+        if kind == "tcp":
+            joiner.listen(16)
+        for _ in range(16):  # spread over the group by the 4-tuple's hash, without the program
+            reach(DNSD_ADDRESS, free_port, kind)
+            assert received(dnsd, kind)
+        assert not received(joiner, kind, wait=False)
+    finally:
+        joiner.close()
+        dnsd.close()
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
 def test_port_53_on_every_address_is_refused_beside_any_other_socket_on_that_port(free_port, kind):
     """As Docker's bind of the wildcard would be: a resolver of the host on one address (one that set
     SO_REUSEPORT too, or the kernel would have refused already) keeps the port; dnsd's addresses do not."""
