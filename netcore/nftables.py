@@ -137,6 +137,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .drivers.base import IFNAMSIZ
 from .firewall import SHORT_ID, FirewallState, NetworkRules
@@ -187,11 +188,37 @@ def _check(network: NetworkRules) -> None:
         raise ValueError(f"network {network.name} has no subnet")
 
 
-def _net(cidr: str, version: int, what: str) -> str:
+class Cidr(NamedTuple):
+    """A parsed subnet (``network``) and its text as nft lists it (``text``, e.g. ``10.89.0.0/24``)."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    text: str
+
+
+def _parse_net(cidr: str, version: int, what: str) -> Cidr:
     network = ipaddress.ip_network(cidr, strict=False)
     if network.version != version:
         raise ValueError(f"{what} {cidr!r} is not an IPv{version} subnet")
-    return network.with_prefixlen
+    return Cidr(network, network.with_prefixlen)
+
+
+def _subnets(network: NetworkRules) -> dict[int, Cidr | None]:
+    """The network's subnets by IP version, parsed once (ValueError for a malformed one)."""
+    return {4: _parse_net(network.subnet, 4, f"subnet of {network.name}") if network.subnet else None,
+            6: _parse_net(network.subnet6, 6, f"IPv6 subnet of {network.name}") if network.subnet6 else None}
+
+
+def _disjoint(subnets: list[Cidr]) -> list[Cidr]:
+    """``subnets`` sorted, each one inside another left out: what an interval set takes (nft refuses
+    overlapping elements; two networks never share addresses, but a firewall must not fail on a store that
+    says otherwise). Adjacent ones stay apart, as nft lists them."""
+    kept: list[Cidr] = []
+    end = -1
+    for start, prefix, cidr in sorted((int(c.network.network_address), c.network.prefixlen, c) for c in subnets):
+        if start > end:
+            kept.append(cidr)
+            end = start + (1 << (cidr.network.max_prefixlen - prefix)) - 1
+    return kept
 
 
 def _addr(address: str, version: int, what: str) -> str:
@@ -270,11 +297,11 @@ def _set(name: str, kind: str, elements: list[str], interval: bool = False) -> l
     return [*lines, "\t\telements = { " + ", ".join(elements) + " }", "\t}"]
 
 
-def _dnsd_input_rules(networks: list[NetworkRules], dnsd_sets: tuple[tuple[str, str], ...], dns_port: int,
-                      rules: list[str]) -> dict[int, list[str]]:
+def _dnsd_input_rules(networks: list[NetworkRules], parsed: dict[str, dict[int, Cidr | None]],
+                      dnsd_sets: tuple[tuple[str, str], ...], dns_port: int, rules: list[str]) -> dict[int, list[str]]:
     """Append to ``rules`` what decides who reaches dnsd's port (issue 24 item 1), and return the subnets of
-    every network with a link in the gateway namespace, per IP version, collapsed (the ``subnets4``/``6``
-    sets; empty lists for a version without dnsd addresses):
+    every network with a link in the gateway namespace, per IP version, as the ``subnets4``/``6`` sets hold
+    them (empty lists for a version without dnsd addresses); ``parsed``: each network's ``_subnets``.
 
     - the gateway namespace itself (``lo``) reaches every dnsd address;
     - a network's own subnet, arriving on its own link (its bridge, its shim, a LAN network's parent: what a
@@ -287,30 +314,28 @@ def _dnsd_input_rules(networks: list[NetworkRules], dnsd_sets: tuple[tuple[str, 
     - what is left, sources outside every netcore subnet, reaches dnsd, which REFUSES them (README).
     """
     family_of = {int(name[-1]): family for family, name in dnsd_sets}
-    subnets: dict[int, list[str]] = {4: [], 6: []}
+    found: dict[int, list[Cidr]] = {4: [], 6: []}
     own_link = []
     for network in networks:
         if not _has_device(network):
             continue
-        for version, subnet, gateway in ((4, network.subnet, network.gateway), (6, network.subnet6, network.gateway6)):
-            family = family_of.get(version)
-            if not subnet or family is None:
+        for version, gateway in ((4, network.gateway), (6, network.gateway6)):
+            subnet, family = parsed[network.id][version], family_of.get(version)
+            if subnet is None or family is None:
                 continue
-            cidr = _net(subnet, version, f"subnet of {network.name}")
-            subnets[version].append(cidr)
+            found[version].append(subnet)
             if network.internal and not (network.dns and gateway):
                 continue  # nothing of it reaches dnsd: its input rules drop it
             target = _addr(gateway, version, f"gateway of {network.name}") if network.internal else f"@dnsd{version}"
             for device in filter(None, (network.bridge, network.parent)):
-                own_link.append(f'iifname "{device}" {family} saddr {cidr} {family} daddr {target} meta l4proto '
-                                f'{{ tcp, udp }} th dport {dns_port} accept comment "dnsd: {network.name}, on its '
-                                'own link"')
-    drops = []
+                own_link.append(f'iifname "{device}" {family} saddr {subnet.text} {family} daddr {target} '
+                                f'meta l4proto {{ tcp, udp }} th dport {dns_port} accept comment "dnsd: '
+                                f'{network.name}, on its own link"')
+    drops, subnets = [], {4: [], 6: []}
     for version, family in sorted(family_of.items()):
         rules.append(f'iifname "lo" {family} daddr @dnsd{version} meta l4proto {{ tcp, udp }} th dport {dns_port} '
                      'accept comment "dnsd: the gateway namespace itself"')
-        subnets[version] = [net.with_prefixlen for net in ipaddress.collapse_addresses(
-            ipaddress.ip_network(cidr) for cidr in subnets[version])]
+        subnets[version] = [subnet.text for subnet in _disjoint(found[version])]
         if subnets[version]:
             drops.append(f"{family} saddr @subnets{version} {family} daddr @dnsd{version} meta l4proto {{ tcp, udp }} "
                          f'th dport {dns_port} counter drop comment "dnsd: a netcore subnet\'s source on another '
@@ -477,16 +502,19 @@ def render(state: FirewallState) -> Ruleset:
         return Ruleset(script=header + reset, table="", digest="")
 
     input_rules, postrouting_rules, untracked_in, untracked_out = [], [], [], []
-    dnsd_addresses: dict[int, list[str]] = {4: [], 6: []}
+    dnsd_addresses: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
+    parsed = {network.id: _subnets(network) for network in networks}
     for network in networks:
         bridge = f'"{network.bridge}"'
-        v4 = network.subnet and _net(network.subnet, 4, f"subnet of {network.name}")
-        v6 = network.subnet6 and _net(network.subnet6, 6, f"IPv6 subnet of {network.name}")
+        v4, v6 = (parsed[network.id][version] and parsed[network.id][version].text for version in (4, 6))
         if network.dns:
             for family, gateway, version in (("ip", network.gateway, 4), ("ip6", network.gateway6, 6)):
                 if gateway:
-                    address = _addr(gateway, version, f"gateway of {network.name}")
-                    dnsd_addresses[version].append(address)
+                    parsed_address = ipaddress.ip_address(gateway)
+                    if parsed_address.version != version:
+                        raise ValueError(f"gateway of {network.name} {gateway!r} is not an IPv{version} address")
+                    address = parsed_address.compressed
+                    dnsd_addresses[version].append((int(parsed_address), address))
                     untracked_in.append(f"iifname {bridge} {family} daddr {address} udp dport {state.dns_port} "
                                         f'notrack comment "dnsd of {network.name}"')
                     untracked_out.append(f"oifname {bridge} {family} saddr {address} udp sport {state.dns_port} "
@@ -498,7 +526,7 @@ def render(state: FirewallState) -> Ruleset:
                                              f'comment "{network.name}"')
     dnsd_sets = tuple((family, f"dnsd{version}") for family, version in (("ip", 4), ("ip6", 6))
                       if dnsd_addresses[version])
-    subnets = _dnsd_input_rules(networks, dnsd_sets, state.dns_port, input_rules)
+    subnets = _dnsd_input_rules(networks, parsed, dnsd_sets, state.dns_port, input_rules)
     for network in networks:
         if network.internal and _has_device(network):
             input_rules += _internal_input_rules(network)
@@ -515,7 +543,7 @@ def render(state: FirewallState) -> Ruleset:
     for version in (4, 6):
         if dnsd_addresses[version]:
             body += ["", *_set(f"dnsd{version}", f"ipv{version}_addr",
-                               sorted(dnsd_addresses[version], key=ipaddress.ip_address))]
+                               [address for _, address in sorted(dnsd_addresses[version])])]
             if subnets[version]:
                 body += ["", *_set(f"subnets{version}", f"ipv{version}_addr", subnets[version], interval=True)]
     body += ports.declarations()
