@@ -519,3 +519,20 @@ def test_an_unknown_namespace_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(nft_apply.NftError, match="does not exist"):
         nft_apply.enable_forwarding("nft-test-no-such-ns")
 
+
+def test_masquerade_off_keeps_only_the_published_ports_own_masquerade():
+    """Issue 23 item 10 (moby/moby#46466): with enable_ip_masquerade=false nothing of the network's is NATed on
+    its way out; what is kept is the published ports' own: DNATed connections from its own subnet (hairpin)
+    and from 127.0.0.0/8, which cannot work without it, and no other source (Docker masquerades every
+    host-local source there, `fib saddr type local`)."""
+    routed = Network(id=_id("routed"), name="routed", bridge=f"br-{_id('routed')[:12]}", subnet="10.89.5.0/24",
+                     gateway="10.89.5.1", subnet6="fd00:89:5::/64", gateway6="fd00:89:5::1",
+                     options={OPT_MASQUERADE: "false"})
+    web = Container(id="a" * 64, name="web", hostname="web", netns="ns-web")
+    endpoint = Endpoint(id="1" * 64, container_id=web.id, network_id=routed.id, ifname="eth0", host_ifname="veth1",
+                        mac="02:42:0a:59:05:02", ipv4="10.89.5.2", ipv6="fd00:89:5::2")
+    table = render(desired_state([routed], [web], [endpoint], [PortBinding(web.id, "tcp", 80, "", 8080)])).table
+    bridge = f'"{routed.bridge}"'
+    assert _rules(table, "postrouting") == [
+        f"oifname {bridge} ct status dnat ip saddr {{ 10.89.5.0/24, 127.0.0.0/8 }} masquerade",
+        f"oifname {bridge} ct status dnat ip6 saddr fd00:89:5::/64 masquerade"]
