@@ -141,7 +141,7 @@ from typing import NamedTuple
 
 from .drivers.base import IFNAMSIZ
 from .firewall import SHORT_ID, FirewallState, NetworkRules
-from .model import NAME_MAX, NAME_RE
+from .model import DNS_PORT, NAME_MAX, NAME_RE
 from .ports import Mapping
 
 TABLE_FAMILY = "inet"
@@ -181,9 +181,9 @@ def _check(network: NetworkRules) -> None:
         raise ValueError(f"network id {network.id!r}: expected at least {SHORT_ID} lowercase hex digits")
     if len(network.name) > NAME_MAX or not NAME_RE.match(network.name):  # nothing nft would read as syntax
         raise ValueError(f"network name {network.name!r} is not a valid network name")
-    for device in filter(None, (network.bridge, network.parent)):
-        if len(device) > IFNAMSIZ or not NAME_RE.match(device):
-            raise ValueError(f"bridge {device!r} of network {network.name} is not an interface name")
+    for what, device in (("bridge", network.bridge), ("parent", network.parent)):
+        if device is not None and (len(device) > IFNAMSIZ or not NAME_RE.match(device)):
+            raise ValueError(f"{what} {device!r} of network {network.name} is not an interface name")
     if network.subnet is None and network.subnet6 is None:
         raise ValueError(f"network {network.name} has no subnet")
 
@@ -311,7 +311,7 @@ def _dnsd_input_rules(networks: list[NetworkRules], parsed: dict[str, dict[int, 
     - any other source inside a netcore subnet is dropped: it arrived on a link that is not its network's
       (spoofed on the uplink, a container posing as another network's, an internal network's way out),
       which dnsd, answering by source address, could not tell;
-    - what is left, sources outside every netcore subnet, reaches dnsd, which REFUSES them (README).
+    - what is left, sources outside every netcore subnet, reaches dnsd, which REFUSES them, as it always did.
     """
     family_of = {int(name[-1]): family for family, name in dnsd_sets}
     found: dict[int, list[Cidr]] = {4: [], 6: []}
@@ -369,11 +369,11 @@ class _PortRules:
       ``route_localnet``) an ``input`` rule that drops new packets from the bridge to 127.0.0.0/8, so
       containers never reach the host's loopback services through that setting (CVE-2020-8558's lesson);
     - when a port is published on dnsd's port (``-p 53:53/udp`` for a Pi-hole, issue 23 item 3), a first
-      rule in both DNAT chains that leaves dnsd's own addresses (the ``dnsd4``/``dnsd6`` sets) alone: every
-      other host address forwards to the published container, dnsd's answer as dnsd.
+      rule in both DNAT chains that leaves dnsd's own addresses (the ``dnsd4``/``dnsd6`` sets) alone: they
+      answer as dnsd, and every other host address forwards to the published container.
     """
 
-    def __init__(self, mappings: tuple[Mapping, ...], networks: dict[str, NetworkRules], dns_port: int = 53,
+    def __init__(self, mappings: tuple[Mapping, ...], networks: dict[str, NetworkRules], dns_port: int = DNS_PORT,
                  dnsd_sets: tuple[tuple[str, str], ...] = ()):
         """``dnsd_sets``: (family, set name) of the sets of dnsd's addresses the table declares."""
         self.maps: dict[str, list[tuple[str, str]]] = {name: [] for name in

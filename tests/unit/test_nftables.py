@@ -426,6 +426,7 @@ def test_the_dns_port_follows_the_state():
 @pytest.mark.parametrize("bad, message", [
     ({"bridge": 'br"; flush ruleset'}, "not an interface name"),
     ({"bridge": "br-waytoolongname"}, "not an interface name"),
+    ({"parent": 'eth0"; flush ruleset'}, "parent .* not an interface name"),
     ({"name": "a b"}, "not a valid network name"),
     ({"id": "xyz"}, "hex digits"),
     ({"subnet": "fd00::/64"}, "not an IPv4 subnet"),
