@@ -132,8 +132,13 @@ class SnapshotBuilder:
         self._containers: dict[str, _ContainerNames] = {}
         self._clients: dict[str, int] = {}
         self._listeners: dict[str, Scope] = {}
-        self._served_subnets = tuple(ipaddress.ip_network(subnet, strict=False) for network in served
-                                     for subnet in (network.subnet, network.subnet6) if subnet)
+        subnets = {network.id: tuple(ipaddress.ip_network(subnet, strict=False)
+                                     for subnet in (network.subnet, network.subnet6) if subnet) for network in served}
+        self._served_subnets = tuple(subnet for network in served for subnet in subnets[network.id])
+        # each listener address -> its network's subnets: where a source that is no container lies to be answered
+        # there (issue 24 item 1)
+        self._listener_subnets = {gateway: subnets[names.network.id] for names in self._networks.values()
+                                  for gateway in names.gateways}
         self._network_upstreams = {network.id: _upstreams(network.dns) for network in served}
         self._host_entries = self._gateway_entries(self._networks.values())
 
@@ -173,7 +178,8 @@ class SnapshotBuilder:
         self._refresh_scopes(change)
         self._finished = True
         return Snapshot(self._clients, tuple(self._scope_table), self._listeners, self._served_subnets,
-                        self._network_upstreams, self._rotation_slot_count, self._host_entries)
+                        self._network_upstreams, self._rotation_slot_count, self._host_entries,
+                        self._listener_subnets)
 
     def _replace_contributions(self, change: _Change, changed: set[str],
                                containers: Iterable[Attached]) -> tuple[list[_ContainerNames], list[tuple]]:

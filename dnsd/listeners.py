@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import functools
+import ipaddress
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from netcore.holders import describe_holders
+from netcore.holders import PROC_NET, TCP_TIME_WAIT, describe_holders, parse_table
 
 from .answer import Forward
 from .stats import Stats
@@ -31,6 +34,10 @@ UDP_RECEIVE_BUFFER = 4 * 1024 * 1024  # a dnsperf-style opening burst fits witho
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # bind before the bridge has its address
 IPV6_FREEBIND = getattr(socket, "IPV6_FREEBIND", 78)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # past net.core.rmem_max, as root
+SO_ATTACH_REUSEPORT_CBPF = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF", 51)
+# a classic BPF program of one instruction, BPF_RET | BPF_K with k = 0: every packet to the first socket of the
+# reuseport group, the listener's own (see bound_socket)
+_FIRST_OF_GROUP = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("=HBBI", 0x06, 0, 0, 0))
 
 # (message, client address, listener address, over TCP) -> reply bytes, a Forward, or None to drop
 Answer = Callable[[bytes, str, str, bool], "bytes | Forward | None"]
@@ -197,7 +204,19 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
     """A socket bound to exactly this address (never a wildcard), even before the address exists.
 
     UDP gets a 4 MiB receive buffer and stays blocking (its thread waits in
-    recvmmsg); TCP listens. OSError if the address cannot be bound.
+    recvmmsg); TCP listens. Both set SO_REUSEPORT, so that a port published on
+    every address of the gateway namespace (``-p 53:53/udp`` for a Pi-hole,
+    issue 23 item 3) can be held beside them: the kernel lets a wildcard and
+    a specific socket share a port only when both set it (as the same user),
+    and then gives each packet to the most specific socket, dnsd's for its
+    address (netcore.ports.HostPort.shares_dns_port). What SO_REUSEPORT would
+    also let in, another socket on exactly this address and port, is kept
+    out: one found there after the bind (``/proc/net``) is EADDRINUSE, as a
+    socket without the option always is; and one that joins later gets
+    nothing, as the group's program (SO_ATTACH_REUSEPORT_CBPF, one
+    instruction, run only where the kernel picks among the group) sends
+    every packet to its first socket, this one. OSError if the address
+    cannot be bound.
     """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, kind)
@@ -214,12 +233,34 @@ def bound_socket(address: str, port: int, kind: socket.SocketKind) -> socket.soc
             except PermissionError:  # not root: as much as net.core.rmem_max allows
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TCP only: UDP must not share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers; LISTEN still excludes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setblocking(kind == socket.SOCK_DGRAM)  # UDP: its thread blocks in recvmmsg; TCP: the event loop
         sock.bind((address, port))
+        if _shared(sock, address, port, "udp" if kind == socket.SOCK_DGRAM else "tcp"):
+            raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
         if kind == socket.SOCK_STREAM:
-            sock.listen(socket.SOMAXCONN)
+            sock.listen(socket.SOMAXCONN)  # a TCP socket joins its reuseport group here
+        with contextlib.suppress(OSError):  # a kernel before 4.5: no later joiner is kept out
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF,
+                            struct.pack("@HP", 1, ctypes.addressof(_FIRST_OF_GROUP)))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _shared(sock: socket.socket, address: str, port: int, protocol: str) -> bool:
+    """Whether another socket of this network namespace is bound to exactly ``address``:``port`` (one that
+    also set SO_REUSEPORT, as the same user: any other would have made the bind fail). Reads the one table
+    of /proc/net that can hold it; a table that cannot be read finds nothing."""
+    own = os.fstat(sock.fileno()).st_ino
+    wanted = ipaddress.ip_address(address)
+    table = protocol + ("6" if wanted.version == 6 else "")
+    try:
+        with open(os.path.join(PROC_NET, table)) as f:
+            found = parse_table(protocol, f.read())
+    except OSError:
+        return False
+    return any(other.port == port and other.address == wanted and other.inode not in (0, own)
+               and not (protocol == "tcp" and other.state == TCP_TIME_WAIT) for other in found)

@@ -9,7 +9,8 @@ that answering is a dictionary lookup and a byte join:
 * which scope a client address gets (a container sees all its DNS-enabled
   networks: its address maps to the slot of its scope in ``scopes``) and which
   one an address that is no container gets (the network of the gateway it
-  asked), and the subnets outside of which dnsd refuses to serve;
+  asked, if the address lies in that network's subnets: issue 24 item 1), and
+  the subnets outside of which dnsd refuses to serve;
 * the upstream servers configured on containers and networks.
 
 Answer records start with the compression pointer 0xC00C, which points at the
@@ -253,7 +254,8 @@ class Snapshot:
 
     def __init__(self, clients: dict[str, int], scopes: tuple[Scope | None, ...], listeners: dict[str, Scope],
                  served_subnets: tuple[Subnet, ...], network_upstreams: dict[str, tuple[Upstream, ...]],
-                 rotation_slots: int, host_entries: dict[str, Entry] | None = None):
+                 rotation_slots: int, host_entries: dict[str, Entry] | None = None,
+                 listener_subnets: dict[str, tuple[Subnet, ...]] | None = None):
         self.clients = clients  # container address -> the slot of its scope in ``scopes``
         self.scopes = scopes  # per slot: a scope shared by containers on the same networks with the same --dns
         self.listeners = listeners  # gateway address -> the scope of that gateway's network
@@ -263,10 +265,12 @@ class Snapshot:
         self.host_entries = host_entries or {}  # gateway address -> its network's gateways as A and AAAA records
         # other addresses of the gateway namespace (dnsd.local_addresses): set by the reloader before serving
         self.host_sources: frozenset[str] = frozenset()
-        # whether a source that is no container lies in a served subnet; a plain function, so no reference cycle
-        # keeps an old snapshot alive after the swap
+        # gateway address -> the subnets of its network (the builder's, shared by its snapshots)
+        self.listener_subnets = listener_subnets or {}
+        # whether a source that is no container lies in the subnets of the network of the gateway it asked; a
+        # plain function, so no reference cycle keeps an old snapshot alive after the swap
         self.serves_source = functools.lru_cache(maxsize=SERVED_SOURCES_CACHE)(
-            functools.partial(_in_subnets, served_subnets))
+            functools.partial(_in_listener_subnets, self.listener_subnets))
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -286,13 +290,20 @@ class Snapshot:
     def stranger_scope(self, client_ip: str, listener_ip: str) -> Scope | None:
         """The scope of a source that is no container: the gateway namespace itself (its source is a gateway
         address, or another address of that namespace: ``host_sources``) sees every network (``host_scope``);
-        any other, the asked network's, if the source lies in a served subnet."""
+        any other, the asked network's, if the source lies in that network's subnets; else None (REFUSED).
+
+        A source of one network's subnet asking another network's gateway is that other network's client no
+        more than a stranger is: answering it as one gave an internal network's container a way out through
+        a spare address of its own subnet (issue 24 item 1, the class of Docker's CVE-2024-29018). Which
+        interface a query arrived on dnsd does not see; netcore's firewall drops a query to a gateway from
+        any interface but that network's own (netcore.nftables).
+        """
         scope = self.listeners.get(listener_ip)
         if scope is None:
             return None
         if client_ip in self.listeners or client_ip in self.host_sources:
             return self.host_scope
-        if not self.serves_source(client_ip):
+        if not self.serves_source(client_ip, listener_ip):
             return None
         return scope
 
@@ -358,12 +369,12 @@ def upstreams_changed(old: Snapshot, new: Snapshot) -> bool:
             != {scope.dns for scope in new.scopes if scope is not None})
 
 
-def _in_subnets(subnets: tuple[Subnet, ...], address: str) -> bool:
+def _in_listener_subnets(by_listener: dict[str, tuple[Subnet, ...]], address: str, listener_ip: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(parsed in subnet for subnet in subnets)
+    return any(parsed in subnet for subnet in by_listener.get(listener_ip, ()))
 
 
 def _address_of_reverse_name(name: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

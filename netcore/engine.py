@@ -218,7 +218,7 @@ class Engine:
         running = self.ports.held()  # None: no port holder runs
         held = running or set()
         added = set(wanted) - held
-        for port, reason in self.ports.hold(added).items():
+        for port, reason in self.ports.hold(added, self._dnsd_addresses()).items():
             if wanted[port].container_id == container_id:
                 raise PortError(reason)
             self.warnings.append(f"published port {port} of container {wanted[port].container} is not held: "
@@ -236,6 +236,11 @@ class Engine:
         if not wanted and (running is not None or added):
             self.ports.stop()  # nothing to hold: no holder process
         self._firewall_generation = generation
+
+    def _dnsd_addresses(self) -> frozenset[str]:
+        """Where dnsd listens (every network's ``dns_addresses``): the sockets a port published on dnsd's
+        port on every address shares that port with (netcore.port_holder.bind, issue 23 item 3)."""
+        return frozenset(address for network in self.store.networks() for address in network.dns_addresses)
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
@@ -562,7 +567,7 @@ class Engine:
                 continue
             try:
                 for address in addresses:
-                    self.ports.check(HostPort(request.protocol, address, port))
+                    self.ports.check(HostPort(request.protocol, address, port), self._dnsd_addresses())
             except PortError:
                 if fixed:
                     raise

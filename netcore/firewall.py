@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
+from .model import DNS_PORT, OPT_PARENT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
 from .ports import Mapping, mappings
 
 SHORT_ID = 12  # hex digits of a network's ID that name its firewall chains (Docker's short ID)
@@ -43,7 +43,9 @@ class NetworkRules:
     bridge, and macvlan networks without a shim); ``routed``: its containers'
     traffic crosses the gateway namespace (bridges; not macvlan and ipvlan,
     whose containers sit on the parent's LAN: only dnsd's port on the shim is
-    theirs here).
+    theirs here); ``parent``: a macvlan/ipvlan network's parent link (its LAN:
+    the shim's address is reached through it too, when the LAN's switch sends
+    a container's frames back to it, vepa with hairpin), None for a bridge.
     """
 
     id: str
@@ -58,6 +60,7 @@ class NetworkRules:
     masquerade: bool = True
     dns: bool = True
     routed: bool = True
+    parent: str | None = None
 
     @classmethod
     def from_network(cls, network: Network) -> NetworkRules:
@@ -67,7 +70,8 @@ class NetworkRules:
         return cls(id=network.id, name=network.name, bridge=network.bridge, subnet=network.subnet,
                    gateway=listen4, subnet6=network.subnet6, gateway6=listen6,
                    internal=network.internal, icc=network.icc, masquerade=network.masquerade,
-                   dns=bool(network.dns_addresses), routed=network.routed_by_gateway)
+                   dns=bool(network.dns_addresses), routed=network.routed_by_gateway,
+                   parent=None if network.routed_by_gateway else network.options.get(OPT_PARENT))
 
     @property
     def short_id(self) -> str:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import ipaddress
 import os
 import signal
 import socket
@@ -44,7 +45,8 @@ from collections.abc import Iterable
 
 from . import linux, netlink
 from .errors import NetcoreError
-from .holders import describe_holders
+from .holders import TCP_TIME_WAIT, describe_holders, parse_table
+from .model import DNS_PORT
 from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports
 
 SOCKET_NAME = "ports.sock"
@@ -67,11 +69,18 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def bind(port: HostPort, proc_net: str = "/proc/thread-self/net") -> socket.socket:
+def bind(port: HostPort, proc_net: str = "/proc/thread-self/net", dns_port: int = DNS_PORT,
+         shared_with: Iterable[str] = ()) -> socket.socket:
     """A socket bound to ``port`` in the calling thread's network namespace (TCP and SCTP listening, IPv6
     only for an IPv6 address), the way Docker holds a published port. PortError (one line) when the port is
     in use (naming its holder, read from ``proc_net``), the address is not the namespace's, or the kernel
-    lacks the protocol."""
+    lacks the protocol.
+
+    dnsd's port on every address (``HostPort.shares_dns_port``) shares the port with dnsd's listeners on
+    ``shared_with`` (dnsd's addresses): both set SO_REUSEPORT. Any other socket on that port, on any
+    address of the family, is in use as for any published port (Docker's bind of the wildcard would fail
+    there too), even one that set SO_REUSEPORT as well and so let the bind succeed: found in ``proc_net``.
+    """
     family = _family(port.address)
     kind = socket.SOCK_DGRAM if port.protocol == "udp" else socket.SOCK_STREAM
     where = f"{_host(port.address)}:{port.port}"
@@ -87,7 +96,15 @@ def bind(port: HostPort, proc_net: str = "/proc/thread-self/net") -> socket.sock
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers; LISTEN still excludes
+        shared = port.shares_dns_port(dns_port)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((port.address, port.port))
+        others = _others_on_port(sock, port, shared_with, proc_net) if shared else []
+        if others:
+            sock.close()
+            holders = "; ".join(dict.fromkeys(describe_holders(address, port.port, proc_net) for address in others))
+            raise PortError(f"Bind for {where} failed: port is already allocated ({port.protocol}, {holders})")
         if kind == socket.SOCK_STREAM:
             sock.listen(LISTEN_BACKLOG)
         return sock
@@ -100,6 +117,22 @@ def bind(port: HostPort, proc_net: str = "/proc/thread-self/net") -> socket.sock
         if err.errno == errno.EADDRNOTAVAIL:
             raise PortError(f"cannot publish on {port.address}: not an address of the gateway namespace") from None
         raise PortError(f"cannot bind {port}: {err.strerror}") from None
+
+
+def _others_on_port(sock: socket.socket, port: HostPort, shared_with: Iterable[str], proc_net: str) -> list[str]:
+    """The addresses of the sockets of ``port``'s protocol and family on its port, other than ``sock`` and
+    those on ``shared_with``, from ``proc_net``'s table (TCP: not in TIME_WAIT); [] when it cannot be read."""
+    own = os.fstat(sock.fileno()).st_ino
+    allowed = {ipaddress.ip_address(address) for address in shared_with}
+    table = port.protocol + ("6" if _family(port.address) == socket.AF_INET6 else "")
+    try:
+        with open(os.path.join(proc_net, table)) as f:
+            found = parse_table(port.protocol, f.read())
+    except OSError:
+        return []
+    return [str(other.address) for other in found
+            if other.port == port.port and other.inode not in (0, own) and other.address not in allowed
+            and not (port.protocol == "tcp" and other.state == TCP_TIME_WAIT)]
 
 
 def _request(path: str, text: str, fds: Iterable[int] = (), timeout: float = 10.0) -> str | None:
@@ -135,10 +168,11 @@ class HostPorts:
             return _NoSwitch()
         return linux.entered_netns(linux.netns_path(self.namespace))
 
-    def check(self, port: HostPort) -> None:
-        """PortError unless ``port`` can be bound in the gateway namespace now (the socket is closed again)."""
+    def check(self, port: HostPort, shared_with: Iterable[str] = ()) -> None:
+        """PortError unless ``port`` can be bound in the gateway namespace now (the socket is closed again);
+        ``shared_with``: dnsd's addresses (see ``bind``)."""
         with self._in_gateway():
-            bind(port).close()
+            bind(port, shared_with=shared_with).close()
 
     def local_range(self) -> tuple[tuple[int, int], frozenset[int]]:
         """The gateway namespace's ``ip_local_port_range`` and ``ip_local_reserved_ports`` (the kernel's
@@ -185,17 +219,18 @@ class HostPorts:
         theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
         return live is None or theirs is None or live == theirs
 
-    def hold(self, ports: Iterable[HostPort]) -> dict[HostPort, str]:
-        """Bind each port and hand it to the holder (started if needed); {port: reason} of those that failed."""
+    def hold(self, ports: Iterable[HostPort], shared_with: Iterable[str] = ()) -> dict[HostPort, str]:
+        """Bind each port and hand it to the holder (started if needed); {port: reason} of those that failed.
+        ``shared_with``: dnsd's addresses (see ``bind``)."""
         failures: dict[HostPort, str] = {}
-        wanted = sorted(ports)
+        wanted, shared_with = sorted(ports), frozenset(shared_with)
         if not wanted:
             return failures
         self._ensure_running()
         for port in wanted:
             try:
                 with self._in_gateway():
-                    sock = bind(port)
+                    sock = bind(port, shared_with=shared_with)
             except PortError as err:
                 failures[port] = str(err)
                 continue

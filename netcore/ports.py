@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .model import STATE_RUNNING, Container, Endpoint, Network, PortBinding
+from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 PORT_MAX = 65535
@@ -231,6 +231,16 @@ class HostPort(NamedTuple):
         protocol, _, rest = text.partition(" ")
         host, _, port = rest.rpartition(":")
         return cls(protocol, host.strip("[]"), int(port))
+
+    def shares_dns_port(self, dns_port: int = DNS_PORT) -> bool:
+        """Whether this socket takes dnsd's port (``dns_port``, UDP or TCP) on every address of its family
+        (``-p 53:53/udp`` for a Pi-hole, issue 23 item 3), and so shares the port with dnsd's listeners on
+        the gateway addresses. The kernel lets a wildcard and a specific socket share a port only when both
+        set SO_REUSEPORT (as the same user), so such a socket does, as dnsd's listeners always do: the more
+        specific socket gets the packets for its address (dnsd's), and the firewall maps the others
+        (netcore.nftables). Any other published port keeps its port to itself."""
+        return (self.protocol in ("udp", "tcp") and self.port == dns_port
+                and ipaddress.ip_address(self.address).is_unspecified)
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,8 @@ class FakePorts:
     """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
     refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed), ``running``
     whether a holder process runs at all,
-    ``forgotten`` every port whose conntrack entries were cleared, in order."""
+    ``forgotten`` every port whose conntrack entries were cleared, in order; ``shared_with`` the dnsd
+    addresses the engine passed with its last check or hold."""
 
     def __init__(self):
         self.busy: set[HostPort] = set()
@@ -311,12 +312,14 @@ class FakePorts:
         self.range = ((32768, 32775), frozenset({32770}))
         self.stops = 0
         self.running = False  # a holder process runs (it may hold nothing)
+        self.shared_with: frozenset[str] = frozenset()
 
     def _reason(self, port: HostPort) -> str:
         return f"Bind for {port.address}:{port.port} failed: port is already allocated ({port.protocol}, " \
                "held by squatter (pid 7))"
 
-    def check(self, port: HostPort) -> None:
+    def check(self, port: HostPort, shared_with=()) -> None:
+        self.shared_with = frozenset(shared_with)
         if port in self.busy:
             raise PortError(self._reason(port))
 
@@ -326,7 +329,8 @@ class FakePorts:
     def held(self) -> set[HostPort] | None:
         return set(self.holding) if self.holding or self.running else None
 
-    def hold(self, ports) -> dict[HostPort, str]:
+    def hold(self, ports, shared_with=()) -> dict[HostPort, str]:
+        self.shared_with = frozenset(shared_with)
         failures = {}
         for port in ports:
             if port in self.busy:

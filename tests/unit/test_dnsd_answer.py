@@ -365,8 +365,10 @@ def test_a_closed_listener_keeps_no_table(lan, dns):
     ("10.89.1.5", GATEWAY_B, "a2", True),
     ("10.89.1.200", GATEWAY_A, "a2", True),  # no container: the asked gateway's network only
     ("10.89.1.200", GATEWAY_A, "b1", False),
-    ("10.89.1.200", GATEWAY_B, "b1", True),
-    ("10.89.1.200", GATEWAY_B, "a2", False),
+    ("10.89.2.200", GATEWAY_B, "b1", True),
+    ("10.89.2.200", GATEWAY_B, "a2", False),
+    ("10.89.1.200", GATEWAY_B, "b1", None),  # ... and only from its subnets (issue 24 item 1): REFUSED
+    ("10.89.1.200", GATEWAY_B, "a2", None),
     ("10.89.2.2", GATEWAY_A, "d1", False),  # the default bridge has no names
 ])
 def test_isolation_matrix(lan, dns, client, listener, name, seen):
@@ -374,6 +376,8 @@ def test_isolation_matrix(lan, dns, client, listener, name, seen):
     reply = ask(answerer, dns, name, client=client, listener=listener)
     if seen:
         assert rcode(reply) == NOERROR and dns.rdata(reply)
+    elif seen is None:  # no client of that gateway's network: refused, never forwarded
+        assert not isinstance(reply, Forward) and rcode(reply) == REFUSED
     else:  # not answered here: it goes upstream like any name dnsd does not hold
         assert isinstance(reply, Forward)
 
@@ -631,7 +635,7 @@ def test_upstream_order_is_one_per_client_whichever_gateway_it_asks(upstream_wor
 
 @pytest.mark.parametrize("client, listener, expected", [
     ("10.89.1.200", GATEWAY_A, [[("10.0.0.1", 53), ("10.0.0.2", 5353)]]),  # no container: the asked network's
-    ("10.89.1.200", GATEWAY_B, [[("10.0.0.3", 53)]]),
+    ("10.89.2.200", GATEWAY_B, [[("10.0.0.3", 53)]]),
     ("10.89.3.200", "10.89.3.1", [[DEFAULT_UPSTREAM]]),
 ])
 def test_a_source_that_is_no_container_gets_the_asked_networks_upstreams(upstream_world, dns, client, listener,
@@ -639,6 +643,24 @@ def test_a_source_that_is_no_container_gets_the_asked_networks_upstreams(upstrea
     answerer = answerer_for(upstream_world, default_upstreams=(DEFAULT_UPSTREAM,))
     forward = answerer.handle(dns.query("example.com"), client, listener, False)
     assert forward.upstream_groups == as_upstreams(expected)
+
+
+@pytest.mark.parametrize("client, listener", [
+    ("10.89.5.200", GATEWAY_A),  # a spare address of the internal network, at a gateway that forwards
+    ("10.89.5.200", "10.89.6.1"),
+    ("10.89.1.200", GATEWAY_B),  # any source of one network's subnet at another network's gateway
+    ("192.0.2.7", GATEWAY_A),  # outside every served subnet
+])
+def test_a_source_that_is_no_container_outside_the_asked_networks_subnets_is_refused(upstream_world, dns, client,
+                                                                                      listener):
+    """Issue 24 item 1 (attack a, the class of Docker's CVE-2024-29018): no forwarded answer, no local one."""
+    answerer = answerer_for(upstream_world, default_upstreams=(DEFAULT_UPSTREAM,))
+    for name in ("example.com", "plain"):
+        reply = answerer.handle(dns.query(name), client, listener, False)
+        assert not isinstance(reply, Forward) and rcode(reply) == REFUSED, name
+    # through its own network's gateway, an internal network's source gets no way out either
+    reply = answerer.handle(dns.query("example.com"), "10.89.5.200", "10.89.5.1", False)
+    assert not isinstance(reply, Forward) and rcode(reply) == NXDOMAIN
 
 
 def groups_of(answerer, dns, client, listener=GATEWAY_A):

@@ -94,10 +94,25 @@ def test_only_sources_inside_served_subnets_are_served(world):
     world.network("neta", "10.89.1.0/24", "10.89.1.1", subnet6="fd00:89:1::/64", gateway6="fd00:89:1::1")
     world.network("bridge", "172.17.0.0/16", "172.17.0.1")
     snapshot = build_snapshot(*world.records())
-    assert snapshot.serves_source("10.89.1.77") and snapshot.serves_source("fd00:89:1::77")
-    assert not snapshot.serves_source("172.17.0.5") and not snapshot.serves_source("10.89.2.1")
+    for gateway in ("10.89.1.1", "fd00:89:1::1"):  # either family's gateway serves both families of its network
+        assert snapshot.serves_source("10.89.1.77", gateway) and snapshot.serves_source("fd00:89:1::77", gateway)
+        assert not snapshot.serves_source("172.17.0.5", gateway) and not snapshot.serves_source("10.89.2.1", gateway)
+    assert not snapshot.serves_source("172.17.0.5", "172.17.0.1")  # the default bridge is served by nobody
     assert snapshot.scope_of("10.89.1.77", "10.89.1.1") is snapshot.listeners["10.89.1.1"]
     assert snapshot.scope_of("192.168.0.1", "10.89.1.1") is None
+
+
+def test_a_source_of_one_networks_subnet_is_no_client_of_another_networks_gateway(world):
+    """Issue 24 item 1: a spare address of an internal network's subnet, asking a network that forwards
+    (the class of Docker's CVE-2024-29018), is refused; asking its own gateway it sees its own network."""
+    vault = world.network("vault", "10.89.3.0/24", "10.89.3.1", internal=True)
+    world.network("app", "10.89.7.0/24", "10.89.7.1", dns=("192.0.2.53",))
+    world.container("v1", vault, "10.89.3.2")
+    snapshot = build_snapshot(*world.records())
+    assert snapshot.scope_of("10.89.3.77", "10.89.7.1") is None
+    assert snapshot.scope_of("10.89.3.77", "10.89.3.1") is snapshot.listeners["10.89.3.1"]
+    assert snapshot.upstreams_for(snapshot.scope_of("10.89.3.77", "10.89.3.1"), (), 3) == ()
+    assert snapshot.scope_of("10.89.7.77", "10.89.7.1") is snapshot.listeners["10.89.7.1"]
 
 
 def test_reverse_names_inside_served_subnets_are_owned(world):

@@ -64,7 +64,7 @@ def test_a_taken_host_port_is_one_line_and_changes_nothing(world, engine):
 
 def test_a_port_taken_between_the_check_and_the_hold_takes_the_run_back(world, engine):
     class Racing(type(world.ports)):
-        def check(self, port):  # free when checked, taken by the time it is bound
+        def check(self, port, shared_with=()):  # free when checked, taken by the time it is bound
             pass
     racing = Racing()
     racing.busy.add(HostPort("tcp", "0.0.0.0", 8080))
@@ -125,3 +125,13 @@ def test_purge_releases_every_port_and_stops_the_holder(world, engine):
     engine.run("web", "app", publish=publish("8080:80"))
     engine.purge()
     assert world.ports.holding == set() and world.ports.stops >= 1 and engine.store.ports() == []
+
+
+def test_port_53_is_checked_and_held_beside_dnsds_addresses(world, engine):
+    """Issue 23 item 3: the port holder learns where dnsd listens, the sockets a port published on dnsd's
+    port may share it with (netcore.port_holder.bind)."""
+    engine.create_network("other", ["10.2.0.0/24"], ipv6=True)
+    engine.run("pihole", "app", publish=publish("53:53/udp", "53:53/tcp"))
+    assert world.ports.holding == {HostPort("udp", "0.0.0.0", 53), HostPort("tcp", "0.0.0.0", 53)}
+    other = engine.store.find_network("other")
+    assert world.ports.shared_with == {"10.1.0.1", other.gateway, other.gateway6}

@@ -112,8 +112,40 @@ def _macvlan_beside_a_bridge() -> FirewallState:
     return desired_state([app, lan, quiet], [c1], [endpoint])
 
 
+def _dns_port_published() -> FirewallState:
+    """Issue 23 item 3: `pihole` on a dual-stack `app` publishes port 53 (UDP and TCP) on every address, beside
+    `other` and a macvlan network `lan` whose shim dnsd serves; dnsd's addresses keep their port 53."""
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1", subnet6="fd00:89:7::/64", gateway6="fd00:89:7::1")
+    other = Network(id=_id("other"), name="other", bridge=f"br-{_id('other')[:12]}", subnet="10.89.9.0/24",
+                    gateway="10.89.9.1")
+    lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
+    pihole = Container(id="a" * 64, name="pihole", hostname="pihole", netns="ns-pihole")
+    endpoint = Endpoint(id="1" * 64, container_id=pihole.id, network_id=app.id, ifname="eth0", host_ifname="veth1",
+                        mac="02:42:0a:59:07:02", ipv4="10.89.7.2", ipv6="fd00:89:7::2")
+    ports = [PortBinding(pihole.id, "udp", 53, "", 53), PortBinding(pihole.id, "tcp", 53, "", 53)]
+    return desired_state([app, other, lan], [pihole], [endpoint], ports)
+
+
+def _internal_dual_stack() -> FirewallState:
+    """Issue 23 item 2: an internal dual-stack network beside a normal one, and an internal macvlan network
+    on a dummy parent with a shim (no forward chain: only the gateway namespace's input side is its)."""
+    vault = Network(id=_id("vault"), name="vault", bridge=f"br-{_id('vault')[:12]}", subnet="10.89.3.0/24",
+                    gateway="10.89.3.1", subnet6="fd00:89:3::/64", gateway6="fd00:89:3::1", internal=True)
+    app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
+                  gateway="10.89.7.1")
+    dummy = Network(id=_id("dummy"), name="dummy", bridge=f"mv-{_id('dummy')[:12]}", subnet="192.168.78.0/24",
+                    gateway="192.168.78.1", driver="macvlan", internal=True,
+                    options={"parent": "dm-x", "macvlan_mode": "bridge", "shim_address": "192.168.78.254"})
+    return desired_state([vault, app, dummy], [], [])
+
+
 STATES = {
     "published_ports": _published_ports(),
+    "dns_port_published": _dns_port_published(),
+    "internal_dual_stack": _internal_dual_stack(),
     "macvlan_beside_a_bridge": _macvlan_beside_a_bridge(),
     "container_on_two_networks": _container_on_two_networks(),
     "empty": FirewallState(),
@@ -162,6 +194,21 @@ def test_the_real_nft_accepts_every_rendering(case):
     proc = subprocess.run(["unshare", "--net", nft, "--check", "-f", "-"], input=render(STATES[case]).script,
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(case for case in STATES if case != "empty"))
+def test_the_real_nft_lists_every_rendering_as_rendered(case):
+    """What `netcore ps` compares (nft_apply.status): the table nft lists back, normalized, is the rendering,
+    so a command that changes nothing does not apply the same table again."""
+    reason = _nft_check_available()
+    if reason:
+        pytest.skip(reason)
+    nft = shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH)
+    ruleset = render(STATES[case])
+    proc = subprocess.run(["unshare", "--net", "sh", "-c", f"{nft} -f - && {nft} list table inet netcore"],
+                          input=ruleset.script, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert normalize_listing(proc.stdout) == normalize_listing(ruleset.table)
 
 
 def test_the_real_nft_rejects_a_broken_script():
@@ -234,8 +281,9 @@ def test_ipv6_networks_are_masqueraded_and_served_dns_on_both_families():
     table = render(STATES["ipv6"]).table
     assert "ip6 saddr fd00:89:6::/64 masquerade" in _chain(table, "postrouting")
     dns = _chain(table, "input")
-    assert "ip daddr 10.89.6.1 meta l4proto { tcp, udp } th dport 53 accept" in dns
-    assert "ip6 daddr fd00:89:6::1 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "ip saddr 10.89.6.0/24 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "ip6 saddr fd00:89:6::/64 ip6 daddr @dnsd6 meta l4proto { tcp, udp } th dport 53 accept" in dns
+    assert "elements = { 10.89.6.1 }" in table and "elements = { fd00:89:6::1 }" in table
 
 
 def test_a_network_admits_replies_and_its_own_bridge_and_drops_everything_else():
@@ -256,12 +304,117 @@ def test_an_internal_network_lets_nothing_in_or_out():
     table = render(STATES["internal"]).table
     assert "ct state established" not in _chain(table, f"in-{network.id[:12]}")
     out = _chain(table, f"out-{network.id[:12]}").splitlines()[2:]
-    assert [rule.strip().split(" comment")[0] for rule in out] == ["counter drop"]
+    assert [rule.strip().split(" comment")[0] for rule in out] == [f'oifname "{network.bridge}" return',
+                                                                    "counter drop"]
+
+
+def _rules(table: str, chain: str) -> list[str]:
+    """The rules of a chain without their comments (the chain's own comment and hook lines left out)."""
+    lines = [line.strip() for line in _chain(table, chain).splitlines()[1:]]
+    return [line.split(" comment")[0] for line in lines if not line.startswith(("comment ", "type "))]
+
+
+def test_an_internal_networks_out_chain_runs_before_any_in_chain():
+    """Issue 23 item 2: a published port of another network is a host address too; its in chain accepts
+    `ct status dnat`, so the internal network's own chain must decide first."""
+    table = render(STATES["published_ports"]).table
+    vault = next(n for n in STATES["published_ports"].networks if n.internal)
+    assert _rules(table, "forward") == ["iifname vmap @forward-internal", "oifname vmap @forward-in",
+                                        "iifname vmap @forward-out"]
+    internal = table.split("map forward-internal {")[1].split("}")[0]
+    assert f'"{vault.bridge}" : jump out-{vault.short_id}' in internal and internal.count("jump") == 1
+    assert vault.bridge not in table.split("map forward-out {")[1].split("}")[0]
+
+
+def test_an_internal_network_reaches_only_its_own_dnsd_in_the_gateway_namespace():
+    """Issue 23 item 2: DNS to its own gateway, replies, IPv6 neighbour discovery; nothing else."""
+    table = render(STATES["internal_dual_stack"]).table
+    by_name = {n.name: n for n in STATES["internal_dual_stack"].networks}
+    vault, app, dummy = by_name["vault"], by_name["app"], by_name["dummy"]
+    rules = _rules(table, "input")
+    mine = [rule for rule in rules if f'"{vault.bridge}"' in rule]
+    assert mine == [
+        f'iifname "{vault.bridge}" ip saddr 10.89.3.0/24 ip daddr 10.89.3.1 meta l4proto {{ tcp, udp }} th dport 53 '
+        "accept",
+        f'iifname "{vault.bridge}" ip6 saddr fd00:89:3::/64 ip6 daddr fd00:89:3::1 meta l4proto {{ tcp, udp }} th '
+        "dport 53 accept",
+        f'iifname "{vault.bridge}" ct state established,related accept',
+        f'iifname "{vault.bridge}" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept',
+        f'iifname "{vault.bridge}" counter drop']
+    # its sources asking any other dnsd address are dropped as a netcore subnet's source on a foreign link
+    drop = "ip saddr @subnets4 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 counter drop"
+    assert rules.index(mine[1]) < rules.index(drop) < rules.index(mine[-1])
+    assert "elements = { 10.89.3.0/24, 10.89.7.0/24, 192.168.78.0/24 }" in table
+    # the shim of an internal macvlan network is held to the same, without IPv6 neighbour discovery
+    assert [rule for rule in rules if f'"{dummy.bridge}"' in rule][1:] == [
+        f'iifname "{dummy.bridge}" ct state established,related accept', f'iifname "{dummy.bridge}" counter drop']
+    # a normal network's containers reach the gateway namespace as on Docker: only its dnsd rule names it
+    assert [rule for rule in rules if f'"{app.bridge}"' in rule] == [
+        f'iifname "{app.bridge}" ip saddr 10.89.7.0/24 ip daddr @dnsd4 meta l4proto {{ tcp, udp }} th dport 53 accept']
+
+
+def test_dnsd_is_reached_from_each_networks_own_link_and_the_gateway_namespace():
+    """Issue 24 item 1: a netcore subnet's source reaches dnsd's port only on its network's own link (or from the
+    gateway namespace itself); dropped on any other link, before dnsd reads it. Sources outside every netcore
+    subnet pass, and dnsd REFUSES them."""
+    table = render(STATES["macvlan_beside_a_bridge"]).table
+    by_name = {n.name: n for n in STATES["macvlan_beside_a_bridge"].networks}
+    assert "elements = { 10.89.7.1, 192.168.77.79 }" in table.split("set dnsd4 {")[1].split("}")[0] + "}"
+    assert "elements = { 10.89.7.0/24, 192.168.77.0/24 }" in table.split("set subnets4 {")[1].split("}")[0] + "}"
+    assert _rules(table, "input") == [
+        'iifname "lo" ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept',
+        f'iifname "{by_name["app"].bridge}" ip saddr 10.89.7.0/24 ip daddr @dnsd4 meta l4proto {{ tcp, udp }} '
+        "th dport 53 accept",
+        f'iifname "{by_name["lan"].bridge}" ip saddr 192.168.77.0/24 ip daddr @dnsd4 meta l4proto '
+        "{ tcp, udp } th dport 53 accept",
+        # the shim's LAN: what a vepa switch sends back arrives on the parent (the kernel answers ARP for the
+        # shim's address there too)
+        'iifname "eth0" ip saddr 192.168.77.0/24 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 accept',
+        "ip saddr @subnets4 ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 counter drop"]
+    assert "set dnsd6" not in table and "subnets6" not in table  # no IPv6 address served: no set, no rule
+    assert "set dnsd" not in render(FirewallState((DEFAULT,))).table  # the default bridge has no dnsd
+    # the default bridge's containers are netcore sources too: on their own link they reach dnsd (REFUSED there)
+    table = render(STATES["default_and_user"]).table
+    assert 'iifname "netcore0" ip saddr 172.17.0.0/16 ip daddr @dnsd4' in table
+    assert "elements = { 10.89.1.0/24, 172.17.0.0/16 }" in table
+
+
+def test_the_subnet_sets_hold_no_overlap_and_list_as_rendered():
+    """nft refuses overlapping interval elements: a subnet inside another is left out (two networks never
+    share addresses, but the firewall must not fail on a store that says otherwise); adjacent ones stay apart,
+    as nft lists them (checked against the real nft when root)."""
+    state = FirewallState((net("a", "10.89.0.0/24"), net("b", "10.89.1.0/24"), net("c", "10.89.0.0/16"),
+                           net("d", "10.90.0.0/24")))
+    assert "elements = { 10.89.0.0/16, 10.90.0.0/24 }" in render(state).table
+    state = FirewallState((net("a", "10.89.0.0/24"), net("b", "10.89.1.0/24")))
+    assert "elements = { 10.89.0.0/24, 10.89.1.0/24 }" in render(state).table
+    reason = _nft_check_available()
+    if reason:
+        pytest.skip(reason)
+    nft = shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH)
+    ruleset = render(state)
+    proc = subprocess.run(["unshare", "--net", "sh", "-c", f"{nft} -f - && {nft} list table inet netcore"],
+                          input=ruleset.script, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0 and normalize_listing(proc.stdout) == normalize_listing(ruleset.table), proc.stderr
+
+
+def test_port_53_published_leaves_dnsds_addresses_to_dnsd():
+    """Issue 23 item 3: the DNAT chains return dnsd's own addresses first; every other host address maps."""
+    table = render(STATES["dns_port_published"]).table
+    first = ["ip daddr @dnsd4 meta l4proto { tcp, udp } th dport 53 return",
+             "ip6 daddr @dnsd6 meta l4proto { tcp, udp } th dport 53 return"]
+    assert _rules(table, "published-prerouting")[:2] == first
+    assert _rules(table, "published-output")[:2] == first
+    assert "elements = { 10.89.7.1, 10.89.9.1, 192.168.77.79 }" in table
+    assert "tcp . 53 : 10.89.7.2 . 53, udp . 53 : 10.89.7.2 . 53" in table
+    # other published ports leave the DNAT chains as they were
+    assert "return" not in _chain(render(STATES["published_ports"]).table, "published-prerouting")
 
 
 def test_the_default_bridge_has_no_dns_rule_but_is_isolated_like_any_network():
     table = render(STATES["default_and_user"]).table
-    assert "netcore0" not in _chain(table, "input") and f'"{FRONT.bridge}"' in _chain(table, "input")
+    assert "netcore0" not in _chain(table, "dns-untracked-in") and FRONT.gateway in table.split("set dnsd4")[1]
+    assert "172.17.0.1" not in table
     assert '"netcore0" : jump in-' in table
     assert "counter drop" in _chain(table, f"in-{DEFAULT.id[:12]}")
 
@@ -273,6 +426,7 @@ def test_the_dns_port_follows_the_state():
 @pytest.mark.parametrize("bad, message", [
     ({"bridge": 'br"; flush ruleset'}, "not an interface name"),
     ({"bridge": "br-waytoolongname"}, "not an interface name"),
+    ({"parent": 'eth0"; flush ruleset'}, "parent .* not an interface name"),
     ({"name": "a b"}, "not a valid network name"),
     ({"id": "xyz"}, "hex digits"),
     ({"subnet": "fd00::/64"}, "not an IPv4 subnet"),
@@ -365,3 +519,21 @@ def test_an_unknown_namespace_is_an_error(tmp_path, monkeypatch):
         nft_apply.apply(render(STATES["one"]), "nft-test-no-such-ns")
     with pytest.raises(nft_apply.NftError, match="does not exist"):
         nft_apply.enable_forwarding("nft-test-no-such-ns")
+
+
+def test_masquerade_off_keeps_only_the_published_ports_own_masquerade():
+    """Issue 23 item 10 (moby/moby#46466): with enable_ip_masquerade=false nothing of the network's is NATed on
+    its way out; what is kept is the published ports' own: DNATed connections from its own subnet (hairpin)
+    and from 127.0.0.0/8, which cannot work without it, and no other source (Docker masquerades every
+    host-local source there, `fib saddr type local`)."""
+    routed = Network(id=_id("routed"), name="routed", bridge=f"br-{_id('routed')[:12]}", subnet="10.89.5.0/24",
+                     gateway="10.89.5.1", subnet6="fd00:89:5::/64", gateway6="fd00:89:5::1",
+                     options={OPT_MASQUERADE: "false"})
+    web = Container(id="a" * 64, name="web", hostname="web", netns="ns-web")
+    endpoint = Endpoint(id="1" * 64, container_id=web.id, network_id=routed.id, ifname="eth0", host_ifname="veth1",
+                        mac="02:42:0a:59:05:02", ipv4="10.89.5.2", ipv6="fd00:89:5::2")
+    table = render(desired_state([routed], [web], [endpoint], [PortBinding(web.id, "tcp", 80, "", 8080)])).table
+    bridge = f'"{routed.bridge}"'
+    assert _rules(table, "postrouting") == [
+        f"oifname {bridge} ct status dnat ip saddr {{ 10.89.5.0/24, 127.0.0.0/8 }} masquerade",
+        f"oifname {bridge} ct status dnat ip6 saddr fd00:89:5::/64 masquerade"]
