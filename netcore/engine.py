@@ -462,8 +462,9 @@ class Engine:
         """Create a container on network ``net`` (default: the default bridge; or ``host``, ``none``,
         ``container:NAME``) with its first endpoint, and publish ``publish`` (netcore.ports.parse_publish)
         on the host. NetcoreError (one line, nothing changed) for a bad name, a taken name, address or host
-        port (``Bind for 0.0.0.0:8080 failed: port is already allocated ...``), or -p without a network
-        that can be reached (host, none, container: modes; an internal network)."""
+        port (``Bind for 0.0.0.0:8080 failed: port is already allocated ...``), two ``publish`` specs that
+        collide with each other (exit 2; overlapping ones that agree are merged, netcore.ports.plan_requests),
+        or -p without a network that can be reached (host, none, container: modes; an internal network)."""
         if name is not None:
             validate_name(name, "container")
         for alias in aliases:
@@ -480,6 +481,10 @@ class Engine:
                                + ("the container uses the host's ports directly" if mode == MODE_HOST else
                                   "its ports are published by the container whose namespace it shares"
                                   if mode == MODE_CONTAINER else "it has no network to publish from"))
+        try:
+            requests = ports.plan_requests(publish)  # two -p of this run that collide: one line, exit 2
+        except ports.PublishError as err:
+            raise NetcoreError(str(err), exit_code=2) from None
         with self.action():
             with self.store.transaction():
                 name = name or self._generate_name()
@@ -501,7 +506,7 @@ class Engine:
                 if mode == MODE_BRIDGE:
                     network = self.store.network(net or DEFAULT_BRIDGE)
                     endpoints.append(self._plan_endpoint(container, network, aliases, ip))
-                    self._plan_ports(container, network, publish)
+                    self._plan_ports(container, network, requests)
             self._build(container, lambda: self._build_container(container, endpoints),
                         lambda: self._drop_container(container))
             container = replace(container, state=STATE_RUNNING)
@@ -514,12 +519,13 @@ class Engine:
                               container.id)
             return container
 
-    def _plan_ports(self, container: Container, network: Network, publish: list[PublishSpec]) -> None:
-        """Choose a host port for each container port of ``publish`` and record the bindings (inside the
-        transaction that records the container). Each port is checked free in the store (netcore.ports
-        .conflict: every address collides with each one) and bindable in the gateway namespace now; a
-        fixed port that is not is one line, a range or an ephemeral request takes the next that is."""
-        if not publish:
+    def _plan_ports(self, container: Container, network: Network, requests: list[ports.PortRequest]) -> None:
+        """Choose a host port for each of ``requests`` (netcore.ports.plan_requests: merged, exact ports
+        first) and record the bindings (inside the transaction that records the container). Each port is
+        checked free in the store (netcore.ports.conflict: every address collides with each one) and
+        bindable in the gateway namespace now; a fixed port that is not is one line, a range or an
+        ephemeral request takes the next that is."""
+        if not requests:
             return
         if network.internal:
             raise NetcoreError(f"-p needs a network that is not internal: nothing outside network {network.name} "
@@ -529,28 +535,27 @@ class Engine:
                                "is reached on its own address on the LAN, not through the host")
         taken = self.store.ports()
         local_range = None
-        for spec in publish:
-            for request in spec.requests():
-                fixed = request.host_ports is not None and request.host_ports[0] == request.host_ports[1]
-                if request.host_ports is None:
-                    if local_range is None:
-                        local_range = self.ports.local_range()
-                    meta = f"ports.last.{request.protocol}"
-                    last = self.store.meta(meta)
-                    candidates = ports.ephemeral_candidates(*local_range, int(last) if last else None)
-                    where = f"an ephemeral port ({local_range[0][0]}-{local_range[0][1]})"
-                else:
-                    first, end = request.host_ports
-                    candidates = iter(range(first, end + 1))
-                    where = f"port {first}" if first == end else f"ports {first}-{end}"
-                binding = self._free_port(container, network, request, candidates, taken, fixed)
-                if binding is None:
-                    raise Conflict(f"no free host port for {ports.port_key(request.protocol, request.container_port)}"
-                                   f" of container {container.name} among {where}")
-                if request.host_ports is None:
-                    self.store.set_meta(meta, str(binding.host_port))
-                taken.append(binding)
-                self.store.insert(binding)
+        for request in requests:
+            fixed = request.fixed
+            if request.host_ports is None:
+                if local_range is None:
+                    local_range = self.ports.local_range()
+                meta = f"ports.last.{request.protocol}"
+                last = self.store.meta(meta)
+                candidates = ports.ephemeral_candidates(*local_range, int(last) if last else None)
+                where = f"an ephemeral port ({local_range[0][0]}-{local_range[0][1]})"
+            else:
+                first, end = request.host_ports
+                candidates = iter(range(first, end + 1))
+                where = f"port {first}" if first == end else f"ports {first}-{end}"
+            binding = self._free_port(container, network, request, candidates, taken, fixed)
+            if binding is None:
+                raise Conflict(f"no free host port for {ports.port_key(request.protocol, request.container_port)}"
+                               f" of container {container.name} among {where}")
+            if request.host_ports is None:
+                self.store.set_meta(meta, str(binding.host_port))
+            taken.append(binding)
+            self.store.insert(binding)
 
     def _free_port(self, container: Container, network: Network, request: ports.PortRequest, candidates,
                    taken: list[PortBinding], fixed: bool) -> PortBinding | None:
@@ -560,6 +565,9 @@ class Engine:
         for port in candidates:
             other = ports.conflict(request.protocol, request.host_ip, port, taken)
             if other is not None:
+                if fixed and other.container_id == container.id:  # plan_requests rules this out; never "by itself"
+                    raise NetcoreError(f"-p {request.spec} collides with another -p of container {container.name} "
+                                       f"on {request.protocol} host port {port}", exit_code=2)
                 if fixed:
                     owner = "container " + (self.store.find_container_by_id(other.container_id) or container).name
                     raise Conflict(f"Bind for {_show_host(request.host_ip)}:{port} failed: port is already "
