@@ -253,9 +253,10 @@ def run_loop(coroutine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
         from .aardvark import print_helper_dir
-        return print_helper_dir()
+        return print_helper_dir(words[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
     try:
