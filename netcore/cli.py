@@ -20,6 +20,7 @@ from typing import TextIO
 from . import ports, topology, views
 from .engine import Engine, missing_capabilities
 from .errors import NetcoreError, NotFound
+from .model import STATE_RUNNING
 from .nft_apply import NftablesFirewall
 
 DEFAULT_STATE_DIR = "/var/lib/netcore"
@@ -208,14 +209,15 @@ def ps(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
             print(c.id[:12], file=out)
         return 0
     networks = {n.id: n for n in store.networks()}
+    interrupted = any(c.state != STATE_RUNNING for c in containers) and not engine.action_in_progress()
     rows = []
     for c in containers:
         endpoints = store.endpoints_of_container(c.id)
         nets = ",".join(networks[e.network_id].name for e in endpoints) or c.mode
         addresses = ",".join(e.ipv4 for e in endpoints if e.ipv4)
         published = views.ports_column(store.ports_of_container(c.id), _published_ipv6(endpoints, networks))
-        rows.append([c.id[:12], c.name, nets, addresses, published])
-    print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES", "PORTS"], rows), file=out)
+        rows.append([c.id[:12], c.name, views.status(c, interrupted), nets, addresses, published])
+    print(views.table(["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "IP ADDRESSES", "PORTS"], rows), file=out)
     return 0
 
 

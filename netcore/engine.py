@@ -26,7 +26,7 @@ from . import drivers, ipam, ports, sandbox
 from .clock import Clock, SystemClock
 from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
-from .errors import Conflict, NetcoreError
+from .errors import Conflict, NetcoreError, NotFound
 from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
 from .host_resolver import HostResolver
 from .kernel import Kernel, LinuxKernel
@@ -141,6 +141,7 @@ class Engine:
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self.notices: list[str] = []  # what the command changed beyond its own objects (forwarding switched on)
+        self.reconciled: list[Network | Container | Endpoint] = []  # rows reconciliation removed in this process
         self._in_action = False
         self._firewall_generation: int | None = None  # the store generation whose firewall this engine applied
 
@@ -184,6 +185,19 @@ class Engine:
             yield
         finally:
             os.close(fd)
+
+    def action_in_progress(self) -> bool:
+        """Whether another netcore process holds the state dir's lock now (an action runs). Rows left
+        ``creating`` or ``removing`` while none does are an interrupted action's, which the next
+        mutating command finishes (``reconcile``). Takes the lock only for a moment, never waits."""
+        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def apply_firewall(self, force: bool = False) -> None:
         """Hand the firewall the state the store calls for now (netcore.firewall.desired_state).
@@ -426,8 +440,17 @@ class Engine:
             self.store.delete(network)
 
     def remove_network(self, ref: str) -> Network:
+        """Remove network ``ref``; Conflict for the default bridge or while containers are attached (named).
+        A network this command's reconciliation removed (a ``network rm`` killed part way) counts as
+        removed. Returns the network."""
         with self.action():
-            network = self.store.network(ref)
+            try:
+                network = self.store.network(ref)
+            except NotFound:
+                found = self._just_reconciled(Network, ref)
+                if found is None:
+                    raise
+                return found
             if network.name == DEFAULT_BRIDGE:
                 raise Conflict(f"{DEFAULT_BRIDGE} is a pre-defined network and cannot be removed")
             attached = self.store.endpoints_on_network(network.id)
@@ -718,12 +741,22 @@ class Engine:
         they are named too, or ``force`` removes them as well (Docker's rm -f).
         All victims are recorded as removing in one transaction, then torn down in
         ``removal_order``; a process killed in between leaves them for reconcile().
-        Returns the removed containers in the order they went.
+        A ref naming a container that this command's reconciliation removed (the rest of an
+        ``rm`` that was killed) counts as removed. Returns the removed containers in the order
+        they went, those reconciliation removed first.
         """
         with self.action():
             victims: dict[str, Container] = {}
+            gone: list[Container] = []  # named, but reconciliation removed them just now: done
             for ref in refs:
-                container = self.store.container(ref)
+                try:
+                    container = self.store.container(ref)
+                except NotFound:
+                    found = self._just_reconciled(Container, ref)
+                    if found is None:
+                        raise
+                    gone += [found] if found not in gone else []
+                    continue
                 victims.setdefault(container.id, container)
             for container in list(victims.values()):
                 others = [d for d in self.sharing(container) if d.id not in victims]
@@ -734,7 +767,7 @@ class Engine:
                 victims.update((d.id, d) for d in others)
             ordered = removal_order(victims.values())
             self._mark_removing(ordered)
-            removed: list[Container] = []
+            removed: list[Container] = list(gone)
             for victim in ordered:
                 if all(victim.id != r.id for r in removed):  # else it went with the namespace it shared
                     removed += self._drop_container(victim)
@@ -782,13 +815,24 @@ class Engine:
             raise Conflict(f"container {container.name} uses {how} (--net {container.mode}): "
                            "it cannot be connected to or disconnected from networks")
 
-    def disconnect(self, net_ref: str, container_ref: str) -> Endpoint:
+    def disconnect(self, net_ref: str, container_ref: str) -> Endpoint | None:
+        """Remove ``container_ref``'s endpoint on ``net_ref``; Conflict if it has none. If this command's
+        reconciliation removed that endpoint (a ``disconnect`` or ``connect`` killed part way), its
+        container, or the network, there is nothing left to do: None, no error. Returns the endpoint."""
         with self.action():
-            network = self.store.network(net_ref)
-            container = self.store.container(container_ref)
+            try:
+                network = self.store.network(net_ref)
+                container = self.store.container(container_ref)
+            except NotFound:
+                if self._just_reconciled(Network, net_ref) or self._just_reconciled(Container, container_ref):
+                    return None
+                raise
             self._check_connectable(container)
             endpoint = next((e for e in self.store.endpoints_of_container(container.id)
                              if e.network_id == network.id), None)
+            if endpoint is None and any(isinstance(r, Endpoint) and (r.container_id, r.network_id) ==
+                                        (container.id, network.id) for r in self.reconciled):
+                return None
             if endpoint is None:
                 raise Conflict(f"container {container.name} is not connected to network {network.name}")
             with self.store.transaction():
@@ -820,6 +864,7 @@ class Engine:
                 continue
             for dropped in self._drop_container(container):
                 gone.add(dropped.id)
+                self.reconciled.append(dropped)
                 if dropped.id in unsettled:
                     notes.append(f"removed half-{'created' if dropped.state == STATE_CREATING else 'removed'} "
                                  f"container {dropped.name} (namespace {dropped.netns})")
@@ -832,10 +877,12 @@ class Engine:
             self._teardown_endpoint(endpoint)
             with self.store.transaction():
                 self.store.delete(endpoint)
+            self.reconciled.append(endpoint)
             notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
                          f"endpoint {endpoint.host_ifname}")
         for network in networks:
             self._drop_network(network)
+            self.reconciled.append(network)
             notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
                          f"network {network.name} (bridge {network.bridge})")
         boot = self.clock.boot_id()
@@ -845,6 +892,15 @@ class Engine:
                 self.store.set_meta("boot_id", boot)
         self.notes += notes
         return notes
+
+    def _just_reconciled(self, kind: type, ref: str) -> Network | Container | None:
+        """The network or container (``kind``) named by ``ref`` (name, full ID or ID prefix, as the store
+        resolves them) that reconciliation removed in this process, else None: asked to remove it, the
+        command has nothing left to do and succeeds (issue 23, item 7: ``rm X`` repeated after an ``rm``
+        killed part way said "no such container" and failed a ``set -e`` script)."""
+        hexadecimal = bool(ref) and all(c in "0123456789abcdef" for c in ref)
+        return next((r for r in self.reconciled if isinstance(r, kind) and
+                     (ref in (r.name, r.id) or (hexadecimal and r.id.startswith(ref)))), None)
 
     def _reconcile_kernel(self) -> list[str]:
         notes = []
