@@ -81,6 +81,14 @@ def _rtnl(namespace: str | None, action: str) -> Iterator[IPRoute]:
         raise _kernel_error(action, err) from None
 
 
+def local_addresses(namespace: str | None) -> set[str]:
+    """Every address of every link of ``namespace`` (None: this process's), as ``ipaddress`` prints them:
+    the destinations a packet to a host port of that namespace can have. KernelError if they cannot be
+    read."""
+    with _rtnl(namespace, "cannot read addresses") as ipr:
+        return {str(ipaddress.ip_address(a.get("address"))) for a in ipr.addr("dump") if a.get("address")}
+
+
 def namespace_exists(name: str) -> bool:
     return os.path.exists(os.path.join(NETNS_DIR, name))
 

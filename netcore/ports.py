@@ -293,6 +293,26 @@ class HostPort(NamedTuple):
         return cls(protocol, host.strip("[]"), int(port))
 
 
+def published_flow(port: HostPort, protocol: str, destination: str, destination_port: int,
+                   local: Iterable[str]) -> bool:
+    """Whether a connection-tracking flow, by its original direction's ``protocol`` (``tcp``, ``udp``,
+    ``sctp``), ``destination`` address and ``destination_port``, is a flow to the published host port
+    ``port``: the same protocol and port, to ``port``'s own address, or for a port on every address
+    (``0.0.0.0``/``::``) to any address of that family the gateway namespace has (``local``) or a loopback
+    one. A flow the gateway namespace forwards to another machine's port of the same number is not
+    (issue 24, item 6: only the published port's flows are deleted). Pure."""
+    if protocol != port.protocol or destination_port != port.port:
+        return False
+    wanted, found = ipaddress.ip_address(port.address), ipaddress.ip_address(destination)
+    if found.version == 6 and found.ipv4_mapped is not None:
+        found = found.ipv4_mapped
+    if wanted.version != found.version:
+        return False
+    if not wanted.is_unspecified:
+        return found == wanted
+    return found.is_loopback or str(found) in {str(ipaddress.ip_address(a)) for a in local}
+
+
 @dataclass(frozen=True)
 class Mapping:
     """One published port as the firewall maps it, in one address family: packets to ``host_ip``

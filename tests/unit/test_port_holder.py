@@ -1,0 +1,108 @@
+"""The port holder process (netcore.port_holder) on loopback, without root: a silent client never stalls it,
+there is one holder per state dir, and ``stop`` ends even one that does not answer (issue 24, item 6: a client
+that connected and sent nothing stalled ``run -p`` 20.7 s, a second holder was started beside the first, and a
+holder outlived ``purge``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from netcore.port_holder import CLIENT_TIMEOUT, EXIT_ALREADY_RUNNING, LOCK_NAME, HostPorts, locked_holder
+from netcore.ports import HostPort
+
+
+def free_udp_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+def holder_pids(socket_path: str) -> list[int]:
+    """Every live port holder process serving ``socket_path``, by command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"netcore.port_holder" in argv and socket_path.encode() in argv:
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def ports(tmp_path):
+    held = HostPorts(str(tmp_path), None)
+    first = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
+    assert held.hold([first]) == {}
+    try:
+        yield held, first
+    finally:
+        held.stop()
+        for pid in holder_pids(held.socket_path):  # only ones this test started (its own state dir)
+            os.kill(pid, signal.SIGKILL)
+
+
+def silent_client(path: str) -> socket.socket:
+    """A client that connects to the holder's socket and sends nothing."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    client.connect(path)
+    return client
+
+
+def test_a_silent_client_stalls_nobody_and_is_dropped(ports):
+    held, first = ports
+    pid = held.pid()
+    with silent_client(held.socket_path) as silent:
+        assert held.held() == {first}  # answered beside the silent one (before: timed out, so None)
+        second = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
+        assert held.hold([second]) == {}
+        assert held.held() == {first, second}
+        assert holder_pids(held.socket_path) == [pid]  # no second holder started beside the first
+        silent.settimeout(CLIENT_TIMEOUT + 4)  # a bound for the test, not a speed claim: the holder drops it
+        assert silent.recv(64) == b""
+
+
+def test_one_holder_per_state_dir(ports, tmp_path):
+    held, _ = ports
+    assert locked_holder(str(tmp_path / LOCK_NAME), held.socket_path) == held.pid()
+    second = subprocess.run([sys.executable, "-m", "netcore.port_holder", held.socket_path], capture_output=True,
+                            timeout=30)
+    assert second.returncode == EXIT_ALREADY_RUNNING
+    assert held.pid() is not None and holder_pids(held.socket_path) == [held.pid()]
+
+
+def test_stop_ends_a_holder_that_does_not_answer(ports):
+    held, first = ports
+    pid = held.pid()
+    os.kill(pid, signal.SIGSTOP)  # it keeps its lock and its ports but answers nobody
+    try:
+        assert held.held() is None
+        held.stop()  # what purge calls
+        assert holder_pids(held.socket_path) == []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            again.bind((first.address, first.port))  # its port is free again
+    finally:
+        if holder_pids(held.socket_path):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_holder_that_does_not_answer_is_replaced_not_joined_by_a_second(ports):
+    held, _ = ports
+    pid = held.pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        second = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
+        assert held.hold([second]) == {}
+        assert holder_pids(held.socket_path) == [held.pid()] and held.pid() != pid
+    finally:
+        if pid in holder_pids(held.socket_path):
+            os.kill(pid, signal.SIGKILL)
