@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -106,3 +107,48 @@ def test_a_holder_that_does_not_answer_is_replaced_not_joined_by_a_second(ports)
     finally:
         if pid in holder_pids(held.socket_path):
             os.kill(pid, signal.SIGKILL)
+
+
+class FakeConntrack:
+    """pyroute2's Conntrack as forget uses it: the namespace it was made for, its entries, what it deleted."""
+
+    made: ClassVar[list[dict]] = []
+    entries: ClassVar[list] = []
+    deleted: ClassVar[list] = []
+
+    def __init__(self, **kwargs):
+        FakeConntrack.made.append(kwargs)
+        self.family = kwargs["nfgen_family"]
+
+    def dump_entries(self):
+        return [e for e in FakeConntrack.entries if e.family == self.family]
+
+    def delete(self, entry):
+        FakeConntrack.deleted.append(entry)
+
+    def close(self):
+        pass
+
+
+def test_forget_asks_for_conntrack_in_the_gateway_namespace_and_deletes_only_the_ports_flows(monkeypatch, tmp_path):
+    """pyroute2 opens its socket at the first request: one made under a temporary setns deleted the host's
+    entries. forget hands pyroute2 the gateway namespace instead, and matches the flows exactly."""
+    from types import SimpleNamespace
+
+    import pyroute2
+
+    from netcore import netlink
+
+    def entry(family, proto, daddr, dport):
+        return SimpleNamespace(family=family, tuple_orig=SimpleNamespace(proto=proto, daddr=daddr, dport=dport))
+
+    to_host = entry(socket.AF_INET, socket.IPPROTO_UDP, "192.0.2.1", 7000)
+    forwarded = entry(socket.AF_INET, socket.IPPROTO_UDP, "198.51.100.7", 7000)  # a container's, to elsewhere
+    other_port = entry(socket.AF_INET, socket.IPPROTO_UDP, "192.0.2.1", 7001)
+    FakeConntrack.made, FakeConntrack.entries, FakeConntrack.deleted = [], [to_host, forwarded, other_port], []
+    monkeypatch.setattr(pyroute2, "Conntrack", FakeConntrack)
+    seen = []
+    monkeypatch.setattr(netlink, "local_addresses", lambda namespace: seen.append(namespace) or {"192.0.2.1"})
+    assert HostPorts(str(tmp_path), "gw-ns").forget([HostPort("udp", "0.0.0.0", 7000)]) == 1
+    assert FakeConntrack.deleted == [to_host]
+    assert [m.get("netns") for m in FakeConntrack.made] == ["gw-ns", "gw-ns"] and seen == ["gw-ns"]

@@ -21,6 +21,7 @@ from netcore.ports import (
     parse_reserved_ports,
     plan_requests,
     port_lines,
+    published_flow,
 )
 
 # -- the grammar: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO], as moby's nat.ParsePortSpec reads it --
@@ -221,3 +222,21 @@ def test_a_spec_prints_as_it_is_written():
     for text in ("8090:8090/tcp", "[::]:8090:8090/tcp", "127.0.0.1::53/udp", "80/tcp", "8000-8001:80-81/sctp",
                  "8000-8010:80/tcp"):
         assert str(parse_publish(text)) == text
+
+
+def test_a_published_ports_flows_are_those_to_its_address_or_the_gateway_namespaces_own():
+    """Issue 24, item 6: conntrack entries are deleted for exactly the published port's flows."""
+    local = {"192.0.2.1", "10.81.0.1", "127.0.0.1", "fd00::1"}
+    every = HostPort("udp", "0.0.0.0", 7000)
+    assert published_flow(every, "udp", "192.0.2.1", 7000, local)  # the host's LAN address
+    assert published_flow(every, "udp", "127.0.0.1", 7000, local)  # the host itself through loopback
+    assert published_flow(every, "udp", "127.0.0.9", 7000, local)
+    assert not published_flow(every, "udp", "198.51.100.7", 7000, local)  # forwarded to another machine's 7000
+    assert not published_flow(every, "tcp", "192.0.2.1", 7000, local)
+    assert not published_flow(every, "udp", "192.0.2.1", 7001, local)
+    assert not published_flow(every, "udp", "fd00::1", 7000, local)  # 0.0.0.0 is IPv4 only
+    assert published_flow(HostPort("udp", "::", 7000), "udp", "fd00::1", 7000, local)
+    one = HostPort("udp", "192.0.2.1", 7000)
+    assert published_flow(one, "udp", "192.0.2.1", 7000, local)
+    assert published_flow(one, "udp", "::ffff:192.0.2.1", 7000, local)
+    assert not published_flow(one, "udp", "10.81.0.1", 7000, local)
