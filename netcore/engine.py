@@ -387,11 +387,12 @@ class Engine:
                     raise Conflict(f"network with name {name} already exists")
                 if any(n.bridge == bridge for n in self.store.networks()):
                     raise Conflict(f"bridge name {bridge} is already used by another network")
-                taken = self._taken_subnets()
-                if v4:
-                    ipam.check_no_overlap(v4[0], taken)
+                links = self.kernel.links()
+                if v4:  # a given subnet may share the routes the driver expects (macvlan: the parent's LAN)
+                    ipam.check_no_overlap(v4[0], self._taken_subnets(network_driver.shared_routes(options, links)))
                     subnet = v4[0]
-                else:
+                taken = self._taken_subnets()
+                if not v4:
                     subnet = ipam.choose_subnet(taken.values())
                 gw = ipam.plan_gateway(subnet, gateway4)
                 rng = ipam.plan_ip_range(subnet, ip_range)
@@ -406,7 +407,8 @@ class Engine:
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
                     labels=dict(labels or {}), driver=network_driver.name, state=STATE_CREATING,
                     created=self.clock.now())
-                network = network_driver.plan_network(network, self.store.networks(), self.kernel.links())
+                network = network_driver.plan_network(network, self.store.networks(), links)
+                self._warn_aux_in_range(network)
                 self.store.insert(network)
             self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
@@ -418,8 +420,10 @@ class Engine:
             self._confirm(network, undo, f"network {name} not created")
             return network
 
-    def _taken_subnets(self) -> dict[str, ipam.IPNetwork]:
-        """Subnets a new network must not overlap: other networks' and the gateway namespace's routes."""
+    def _taken_subnets(self, shared: set = frozenset()) -> dict[str, ipam.IPNetwork]:
+        """Subnets a new network must not overlap: other networks' and the gateway namespace's routes, but
+        the ``shared`` ones, (destination, link) pairs the network's driver expects to overlap
+        (``NetworkDriver.shared_routes``: a macvlan parent's connected route)."""
         taken: dict[str, ipam.IPNetwork] = {}
         for n in self.store.networks():
             taken[f"network {n.name}"] = ipaddress.ip_network(n.subnet)
@@ -427,9 +431,24 @@ class Engine:
                 taken[f"network {n.name} (IPv6)"] = ipaddress.ip_network(n.subnet6)
         bridges = {ipaddress.ip_network(n.subnet) for n in self.store.networks()}
         for route in self.kernel.routes():
-            if route not in bridges and not route.is_link_local:
-                taken[f"route {route} in the gateway namespace"] = route
+            destination = route.destination
+            if destination not in bridges and not destination.is_link_local and tuple(route) not in shared:
+                via = f" via {route.device}" if route.device else ""
+                taken[f"route {destination}{via} in the gateway namespace"] = destination
         return taken
+
+    def _warn_aux_in_range(self, network: Network) -> None:
+        """A warning for each of ``network``'s ``aux_addresses`` (the host's own on a macvlan parent) inside the
+        range its containers get addresses from: IPAM keeps it out, but the LAN's other machines are not
+        known to netcore (issue 23, item 1)."""
+        subnet = ipaddress.ip_network(network.subnet)
+        pool = ipaddress.ip_network(network.ip_range) if network.ip_range else subnet
+        for name, address in network.aux_addresses.items():
+            if ipaddress.ip_address(address) in pool:
+                self.warnings.append(
+                    f"network {network.name}: the host's address {address} ({name}) is inside {pool}, where "
+                    "containers get their addresses; netcore keeps it out, but not the LAN's other machines' "
+                    "addresses: give --ip-range a share of the LAN that no other machine uses")
 
     def _build_network(self, network: Network) -> None:
         drivers.get(network.driver).build_network(self.kernel, network)

@@ -12,7 +12,6 @@ refuses, with a message a user can act on; deleting what is gone is no error.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Protocol
 
@@ -27,11 +26,13 @@ class Kernel(Protocol):
     def ensure(self) -> bool:
         """Create the gateway namespace if it is missing; True if it had to be created."""
 
-    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """Destinations of the gateway namespace's main routing table (the default route excluded)."""
+    def routes(self) -> list[netlink.Route]:
+        """The gateway namespace's main routing table (the default route excluded): destination and the
+        link each leaves by."""
 
     def links(self) -> dict[str, dict]:
-        """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None}."""
+        """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None,
+        "addresses": ["ADDRESS/PREFIXLEN", ...]} (no link-local IPv6 addresses)."""
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:

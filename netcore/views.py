@@ -34,6 +34,8 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
     config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
     if network.ip_range:
         config[0]["IPRange"] = network.ip_range
+    if network.aux_addresses:
+        config[0]["AuxiliaryAddresses"] = network.aux_addresses
     if network.subnet6:
         config.append({"Subnet": network.subnet6, "Gateway": network.gateway6})
     containers = {}

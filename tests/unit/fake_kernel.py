@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from netcore.engine import Engine
 from netcore.model import STATE_RUNNING
-from netcore.netlink import KernelError, missing_feature
+from netcore.netlink import KernelError, Route, missing_feature
 from netcore.port_holder import PortError
 from netcore.ports import HostPort
 
@@ -131,16 +131,16 @@ class FakeKernel:
             return True
         return False
 
-    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    def routes(self) -> list[Route]:
         self._call("routes")
-        connected = [ipaddress.ip_interface(a).network for link in self.gateway.links.values() if link.up
-                     for a in link.addresses]
-        return connected + [ipaddress.ip_network(r) for r in self.extra_routes]
+        connected = [Route(ipaddress.ip_interface(a).network, name) for name, link in self.gateway.links.items()
+                     if link.up for a in link.addresses]
+        return connected + [Route(ipaddress.ip_network(r), None) for r in self.extra_routes]
 
     def links(self) -> dict[str, dict]:
         self._call("links")
-        return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master}
-                for name, link in self.gateway.links.items()}
+        return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master,
+                       "addresses": list(link.addresses)} for name, link in self.gateway.links.items()}
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:
@@ -203,9 +203,10 @@ class FakeKernel:
             name, Link(kind, parent=(self.gateway_ns, base) if kind == "vlan" else None))
         link.up = True
 
-    def add_physical(self, name: str, mtu: int = 1500) -> None:
-        """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give."""
-        self.gateway.links[name] = Link("physical", mtu=mtu, up=True)
+    def add_physical(self, name: str, mtu: int = 1500, addresses: list[str] = ()) -> None:
+        """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give,
+        with the host's ``addresses`` on it ("192.168.77.50/24": its connected route comes with it)."""
+        self.gateway.links[name] = Link("physical", mtu=mtu, up=True, addresses=list(addresses))
 
     def runs_in_gateway(self, pid: int) -> bool:
         return True
