@@ -148,14 +148,14 @@ def network_create(engine: Engine, args: argparse.Namespace, out: TextIO) -> int
 
 
 def network_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.store.networks()]
+    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.networks_to_show()]
     print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
     return 0
 
 
 def network_inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     store = engine.store
-    networks = [store.network(ref) for ref in args.names]
+    networks = [engine.network_to_show(ref) for ref in args.names]
     down = engine.dnsd.listeners_down() if any(n.dns_enabled for n in networks) else {}
     documents = []
     for network in networks:

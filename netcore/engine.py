@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
-from . import drivers, ipam, ports, sandbox
+from . import drivers, ipam, ports, resolvconf, sandbox
 from .clock import Clock, SystemClock
 from .dnsd_control import MANAGED, DnsdControl
 from .drivers import NetworkRequest
@@ -484,17 +484,51 @@ class Engine:
     def _ensure_default_bridge(self) -> None:
         if self.store.find_network(DEFAULT_BRIDGE):
             return
-        taken = self._taken_subnets()
-        preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
-        subnet = (preferred if not any(preferred.overlaps(t) for t in taken.values())
-                  else ipam.choose_subnet(taken.values()))
-        network = Network(id=secrets.token_hex(32), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
-                          subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
-                          options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,
-                          created=self.clock.now())
+        network = self._plan_default_bridge()
         with self.store.transaction():
             self.store.insert(network)
         self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
+
+    def _plan_default_bridge(self) -> Network:
+        """The default ``bridge`` as the first action builds it: Docker's 172.17.0.0/16 unless a network or a
+        route of the gateway namespace overlaps it, else the lowest free pool subnet; its ID is the state
+        dir's own (``default_bridge_id``), so it is the same before and after it is built."""
+        gone = self.namespace is not None and not self.kernel.namespace_exists(self.namespace)
+        taken = {} if gone else self._taken_subnets()  # no gateway namespace yet: no route there either
+        preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
+        subnet = (preferred if not any(preferred.overlaps(t) for t in taken.values())
+                  else ipam.choose_subnet(taken.values()))
+        return Network(id=self.default_bridge_id(), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
+                       subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
+                       options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,
+                       created=self.clock.now())
+
+    def default_bridge_id(self) -> str:
+        """The default bridge's 64-hex ID: drawn once per state dir, kept in the store's bookkeeping."""
+        return self.store.meta_setdefault("default_bridge_id", secrets.token_hex(32))
+
+    def networks_to_show(self) -> list[Network]:
+        """What ``network ls`` lists: the stored networks, with the default ``bridge`` before the first
+        mutating command has built it (the README promises it from the first use: issue 23, item 5).
+        A read: no lock is taken and nothing is built; the bridge shown is the one the next action builds,
+        with the same ID."""
+        networks = self.store.networks()
+        if any(n.name == DEFAULT_BRIDGE for n in networks):
+            return networks
+        return [replace(self._plan_default_bridge(), state=STATE_RUNNING, created=""), *networks]
+
+    def network_to_show(self, ref: str) -> Network:
+        """The network ``ref`` names (as ``Store.network`` resolves it), the default ``bridge`` included before
+        it is built (``networks_to_show``); NotFound as the store raises it."""
+        try:
+            return self.store.network(ref)
+        except NotFound:
+            planned = next((n for n in self.networks_to_show() if n.name == DEFAULT_BRIDGE), None)
+            hexadecimal = bool(ref) and all(c in "0123456789abcdef" for c in ref)
+            if planned is not None and (ref in (planned.name, planned.id) or
+                                        (hexadecimal and planned.id.startswith(ref))):
+                return planned
+            raise
 
     # -- containers -----------------------------------------------------------
 
@@ -706,17 +740,30 @@ class Engine:
             None if network.internal else network.gateway6)
 
     def _write_etc(self, container: Container) -> None:
-        """resolv.conf names the embedded DNS of each DNS network joined (else the container's own --dns)."""
+        """resolv.conf names the embedded DNS of each DNS network joined, else the container's own --dns, else
+        (the default bridge, --net none) the host's name servers as Docker copies them (netcore.resolvconf:
+        loopback ones left out, systemd-resolved's rule, Docker's defaults when none is left; in sandbox mode
+        the gateway namespace's /etc/netns file first) with the host's search domains and options."""
         if container.mode not in (MODE_BRIDGE, MODE_NONE):
             return  # host and container: modes use the namespace's owner's files
         endpoints = self.store.endpoints_of_container(container.id)
         networks = [self.store.network(e.network_id) for e in endpoints]
         nameservers = [n.dns_addresses[0] for n in networks if n.dns_addresses]
+        addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
+        hosts = sandbox.hosts_file(container.hostname, addresses)
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
-        addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
-        self.kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers),
-                              sandbox.hosts_file(container.hostname, addresses))
+        if nameservers:
+            self.kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers), hosts)
+            return
+        host = resolvconf.choose_source(self.kernel.read_text, self.namespace, sandbox.ETC_NETNS)
+        copied = resolvconf.for_container(host, ipv6=any(e.ipv6 for e in endpoints))
+        source = host.source or "no resolv.conf found"
+        header = (f"# written by netcore: Docker's default name servers ({source} names none a container can use)"
+                  if copied.defaulted else f"# written by netcore: the name servers of {source}, loopback ones left "
+                  "out (Docker's rule)")
+        self.kernel.write_etc(container.netns, sandbox.resolv_conf(list(copied.nameservers), copied.search,
+                                                                   copied.options, header), hosts)
 
     def _drop_container(self, container: Container) -> list[Container]:
         """Tear down whatever exists of the container in the kernel, then its rows; return what was dropped.

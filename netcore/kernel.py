@@ -88,6 +88,9 @@ class Kernel(Protocol):
     def remove_etc(self, namespace: str) -> None:
         """Remove the namespace's /etc/netns directory, if any."""
 
+    def read_text(self, path: str) -> str | None:
+        """The text of a file of the host (the gateway namespace's resolv.conf), None if it cannot be read."""
+
 
 class LinuxKernel(netlink.Gateway):
     """The real kernel: netlink.Gateway for the gateway namespace, netlink's and sandbox's functions for the rest."""
@@ -100,6 +103,7 @@ class LinuxKernel(netlink.Gateway):
     delete_container_link = staticmethod(netlink.delete_container_link)
     write_etc = staticmethod(sandbox.write_etc)
     remove_etc = staticmethod(sandbox.remove_etc)
+    read_text = staticmethod(sandbox.read_text)
 
     def runs_in_gateway(self, pid: int) -> bool:
         if self.namespace is None:

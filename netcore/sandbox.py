@@ -25,10 +25,19 @@ def etc_dir(namespace: str) -> str:
     return os.path.join(ETC_NETNS, namespace)
 
 
-def resolv_conf(nameservers: list[str]) -> str:
-    lines = ["# written by netcore: the embedded DNS of each network this container joins"]
+EMBEDDED_HEADER = "# written by netcore: the embedded DNS of each network this container joins"
+
+
+def resolv_conf(nameservers: list[str], search: tuple[str, ...] = (), options: tuple[str, ...] = ("ndots:0",),
+                header: str = EMBEDDED_HEADER) -> str:
+    """A container's resolv.conf: ``header`` (a comment), a ``nameserver`` line each, ``search`` and
+    ``options`` lines when there are any."""
+    lines = [header]
     lines += [f"nameserver {ns}" for ns in nameservers]
-    lines.append("options ndots:0")
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"
 
 
@@ -149,6 +158,16 @@ def _create_atomically(name: str, data: bytes, dir_fd: int) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def read_text(path: str) -> str | None:
+    """The text of the file at ``path`` (a resolv.conf: what the engine reads of the host), None if it cannot
+    be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(65536)
+    except OSError:
+        return None
 
 
 def remove_etc(namespace: str) -> None:

@@ -60,6 +60,7 @@ class FakeKernel:
         self.gateway_ns = namespace or HOST
         self.namespaces: dict[str, Namespace] = {HOST: Namespace()}
         self.etc: dict[str, tuple[str, str]] = {}  # namespace -> (resolv.conf, hosts)
+        self.files: dict[str, str] = {}  # the host's files netcore reads (path -> text): /etc/resolv.conf ...
         self.extra_routes: list[str] = []  # routes of the gateway namespace netcore did not make
         self.calls: list[tuple[str, str | None]] = []
         self._kill: tuple[str, int] | None = None
@@ -263,6 +264,9 @@ class FakeKernel:
     def remove_etc(self, namespace: str) -> None:
         self._call("remove_etc", namespace)
         self.etc.pop(namespace, None)
+
+    def read_text(self, path: str) -> str | None:
+        return self.files.get(path)
 
     # -- what tests read ------------------------------------------------------------
 
