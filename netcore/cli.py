@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from . import ports, topology, views
+from .dnsd_control import dnsd_options
 from .engine import Engine, missing_capabilities
 from .errors import NetcoreError, NotFound
 from .model import STATE_RUNNING
@@ -127,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "in sandbox mode delete the gateway namespace")
     commands.add_parser("firewall-reload",
                         help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
+    dns_options = commands.add_parser("dns-options", help="show or change the options of the dnsd netcore "
+                                                          "starts (STATE_DIR/dnsd.options)")
+    dns_options.add_argument("action", nargs="?", choices=("show", "set", "reset"), default="show")
+    dns_options.add_argument("words", nargs=argparse.REMAINDER, metavar="-- OPTION...",
+                             help="set: dnsd's options, e.g. -- --metrics --query-log /var/log/dnsd-queries.log")
     host_dns = commands.add_parser("host-dns", help="point the host's resolver (systemd-resolved) at dnsd for "
                                                     "NAME.NETWORK, or stop (host mode only)")
     host_dns.add_argument("state", choices=("on", "off"))
@@ -285,6 +291,25 @@ def firewall_reload(engine: Engine, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+def dns_options(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    """``netcore dns-options [show]``: the options of the dnsd netcore starts, one line (empty: none), and
+    whether the running dnsd uses them; ``set -- WORDS``: replace them and restart dnsd with them (the old
+    ones kept if dnsd refuses the new, one line, exit 1); ``reset``: none."""
+    words = _command(args.words)
+    if args.action == "show":
+        if words:
+            raise NetcoreError("dns-options show takes no options: use dns-options set -- OPTION...", exit_code=2)
+        print(" ".join(dnsd_options(engine.state_dir)), file=out)
+        return 0
+    if args.action == "set" and not words:
+        raise NetcoreError("dns-options set needs the options: dns-options set -- OPTION... (reset: none)",
+                           exit_code=2)
+    if args.action == "reset" and words:
+        raise NetcoreError("dns-options reset takes no options", exit_code=2)
+    print(" ".join(engine.set_dnsd_options(words if args.action == "set" else [])), file=out)
+    return 0
+
+
 def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     resolver = engine.host_resolver
     resolver.check_host_mode()  # before the action, which would make a gateway namespace
@@ -299,7 +324,7 @@ HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int]] = {
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
     "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "port": port, "up": up, "down": down,
     "purge": purge,
-    "firewall-reload": firewall_reload, "host-dns": host_dns,
+    "firewall-reload": firewall_reload, "host-dns": host_dns, "dns-options": dns_options,
 }
 READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec"})  # they re-assert the firewall
 
@@ -316,6 +341,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
         name = command_name(args)
         if name in READ_ONLY:
             engine.assert_firewall()  # every command puts a missing or changed table back
+            engine.revive_dnsd()  # ... and a dnsd that should run, with the options of dnsd.options
         return HANDLERS[name](engine, args, out)
     finally:
         for note in engine.notes:

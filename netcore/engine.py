@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from . import drivers, ipam, ports, resolvconf, sandbox
 from .clock import Clock, SystemClock
-from .dnsd_control import MANAGED, DnsdControl
+from .dnsd_control import MANAGED, DnsdControl, dnsd_options, write_dnsd_options
 from .drivers import NetworkRequest
 from .errors import Conflict, NetcoreError, NotFound
 from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
@@ -168,6 +168,7 @@ class Engine:
             try:
                 self.reconcile(gateway_created=self.kernel.ensure())
                 self._replace_stale_dnsd()
+                self._restart_if_options_changed()
                 self._ensure_default_bridge()
                 yield
                 self._warn_dns_down(self.sync_dns())
@@ -274,15 +275,51 @@ class Engine:
                 self.warnings.append(f"firewall not applied: {err}")
 
     def revive_dnsd(self) -> None:
-        """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
-        under it) so the next lookup is answered; a dnsd killed is restarted by its supervisor."""
+        """Restart a dnsd that should run and is not serving (stopped, its supervisor gave up, the gateway
+        namespace was deleted under it), or that runs with other options than ``STATE_DIR/dnsd.options`` now
+        holds, so the next lookup is answered as configured; a dnsd killed is restarted by its supervisor.
+        Every command calls it, reads too (issue 23, item 6: ``network ls``, ``ps``, ``port`` and ``network
+        inspect`` left DNS down). It also keeps ``dnsd.log`` bounded."""
+        self.dnsd.rotate_log()
         if not any(n.dns_enabled for n in self.store.networks()):
             return
         found = self.dnsd.status()
         gone = self.namespace is not None and not self.kernel.namespace_exists(self.namespace)
-        if found is None or gone or self._dnsd_is_stale(found[0]):
+        if (found is None or gone or self._dnsd_is_stale(found[0])
+                or (found[1] == MANAGED and self.dnsd.options_changed(found[0]))):
             with self.action():
                 pass  # action() rebuilds the gateway namespace, replaces a stale dnsd and syncs (starting dnsd)
+
+    def _restart_if_options_changed(self) -> None:
+        """Stop a managed dnsd started with other options than ``STATE_DIR/dnsd.options`` holds now; the sync
+        that ends the action starts it with the new ones (a dnsd run by hand is left alone)."""
+        found = self.dnsd.status()
+        if found is None or found[1] != MANAGED or not self.dnsd.options_changed(found[0]):
+            return
+        self.dnsd.stop()
+        self.notices.append(f"restarted dnsd (pid {found[0]}) with the options of dnsd.options")
+
+    def set_dnsd_options(self, words: list[str]) -> list[str]:
+        """``netcore dns-options set WORDS`` (``reset``: no words): write ``STATE_DIR/dnsd.options`` and restart
+        the managed dnsd with them, if one should run. If dnsd refuses them (it exits at start), the old file
+        is put back, dnsd started again with it, and NetcoreError names dnsd's reason: the options are never
+        left broken. Returns the words now in force."""
+        with self._locked():
+            old = dnsd_options(self.state_dir)
+            write_dnsd_options(self.state_dir, words)
+        notices = list(self.notices)
+        try:
+            with self.action():
+                pass  # the action restarts a dnsd whose options differ, and its sync starts one that should run
+        except NetcoreError as err:
+            with self._locked():
+                write_dnsd_options(self.state_dir, old)
+            with suppress(NetcoreError), self.action():
+                pass
+            raise NetcoreError(f"dnsd options not changed: {err}") from None
+        finally:
+            self.notices = notices  # the restart is this command's own doing: its output says what is in force
+        return dnsd_options(self.state_dir)
 
     def _dnsd_is_stale(self, pid: int) -> bool:
         """Whether dnsd ``pid`` runs in another network namespace than the live gateway namespace

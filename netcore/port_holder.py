@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from . import linux, netlink
 from .errors import NetcoreError
 from .holders import describe_holders
+from .logfile import rotate_log
 from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
 
 SOCKET_NAME = "ports.sock"
@@ -287,6 +288,7 @@ class HostPorts:
             if namespace is not None:
                 linux.enter_netns(namespace)
         log_path = os.path.join(self.state_dir, LOG_NAME)
+        rotate_log(log_path)
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
                                     start_new_session=True, preexec_fn=enter)

@@ -299,6 +299,12 @@ class FakeDnsd:
     def listeners_down(self) -> dict[str, str] | None:
         return dict(self.down)
 
+    def options_changed(self, pid: int) -> bool:
+        return False
+
+    def rotate_log(self) -> None:
+        pass
+
 
 class FakePorts:
     """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
