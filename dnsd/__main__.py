@@ -152,6 +152,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                            f"(default {DEFAULTS.query_log_max_bytes // 2**20}, "
                                            f"{DEFAULTS.query_log_backups} old files kept)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
+    parser.add_argument("--cni", action="store_true",
+                        help="serve what the netcore-dns CNI plugin registered in the state dir (dnsd.cni_records) "
+                             "instead of netcore's store")
     args = parser.parse_args(argv)
     if not args.state_dir:
         parser.error("no state dir: pass --state-dir or set NETCORE_STATE_DIR")
@@ -208,9 +211,19 @@ def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
     return DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
 
 
-async def serve(state_dir: str, config: ServerConfig) -> None:
-    """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do."""
-    store = Store.open_readonly(state_dir)
+async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None:
+    """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do.
+
+    ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.cni_records``), not
+    netcore's store.
+    """
+    service = None
+    if cni:
+        from .cni_records import CniRecords
+
+        store = CniRecords(state_dir)
+    else:
+        store = Store.open_readonly(state_dir)
     server = make_server(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()
@@ -223,11 +236,18 @@ async def serve(state_dir: str, config: ServerConfig) -> None:
             os.replace(f"{pid_path}.tmp", pid_path)
 
         await server.start(on_up=write_pid_file)
+        if cni:  # the plugin's calls, taken here (dnsd.cni_service)
+            from .cni_service import CniService
+
+            service = CniService(server, state_dir)
+            await service.open()
         log.info("serving %s (%s mode), generation %s", state_dir, MANAGED if config.managed else FOREGROUND,
                  server.generation)
         await server.wait_stopped()
         log.info("stopping")
     finally:
+        if service is not None:
+            service.close()
         await server.close()
         store.close()
         _remove_own_pid_file(pid_path)
@@ -257,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     if words[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
         from .aardvark import print_helper_dir
         return print_helper_dir(words[1:])
+    if words[:1] == ["cni-install"]:  # see dnsd.cni_install
+        from .cni_install import main as cni_install
+        return cni_install(words[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
     try:
         if not os.path.isdir(args.state_dir):
             raise DnsdError(f"state dir {args.state_dir} does not exist")
-        if args.netns:
+        if args.netns and not args.cni:  # the CNI server serves the runtime's namespace, where it is started
             enter_netns(args.netns)
             upstreams = tuple(args.upstream)
         else:
@@ -275,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                               cache_size=args.cache_size, host_aliases=args.host_aliases, metrics=args.metrics,
                               query_log=args.query_log, query_log_rate=args.query_log_rate,
                               query_log_max_bytes=args.query_log_size * 2**20)
-        run_loop(serve(args.state_dir, config))
+        run_loop(serve(args.state_dir, config, args.cni))
     except NetcoreError as err:
         print(f"dnsd: {err}", file=sys.stderr)
         return err.exit_code

@@ -139,6 +139,12 @@ class DnsServer:
         """Have ``wait_stopped`` return: the caller then closes the server."""
         self._stopped.set()
 
+    def stop_taking_commands(self) -> None:
+        """Close the control socket now, ahead of ``close``: whoever comes next finds no dnsd here and starts
+        another (the CNI server, stopping after the last DEL; ``dnsd.cni_service``)."""
+        if self._control is not None:
+            self._control.close()
+
     async def close(self) -> None:
         """Close the control socket and the listeners, end every task and TCP connection."""
         if self._control is not None:

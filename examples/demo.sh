@@ -4,13 +4,14 @@
 # Everything it creates is removed on exit. Run as root: sudo bash examples/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash .ci/setup >/dev/null
+bash .ci/setup demo >/dev/null  # Debian's packages the demo uses, and the project in .venv
+netcore() { .venv/bin/python -m netcore "$@"; }
 
 export NETCORE_NETNS="demo$$" NETCORE_STATE_DIR
 NETCORE_STATE_DIR=$(mktemp -d /tmp/netcore-demo.XXXXXX)
-trap 'python3 -m netcore purge; rm -rf "$NETCORE_STATE_DIR"' EXIT
+trap 'netcore purge; rm -rf "$NETCORE_STATE_DIR"' EXIT
 
-step() { printf '\n\033[1m$ netcore %s\033[0m\n' "$*"; python3 -m netcore "$@"; }
+step() { printf '\n\033[1m$ netcore %s\033[0m\n' "$*"; netcore "$@"; }
 
 step network create --subnet 10.42.0.0/24 app
 step run --name web --net app
@@ -22,7 +23,7 @@ step exec client -- dig +short web.app
 echo; echo "# three containers share the alias 'api': every answer holds all three, the first rotating"
 for i in 1 2 3; do step run --name "api$i" --net app --net-alias api >/dev/null; done
 for i in 1 2 3 4 5 6; do
-    printf 'query %d: %s\n' "$i" "$(python3 -m netcore exec client -- dig +short api | paste -sd' ')"
+    printf 'query %d: %s\n' "$i" "$(netcore exec client -- dig +short api | paste -sd' ')"
 done
 
 echo; echo "# 'web' joins the default bridge later (no names there, as in Docker)"

@@ -9,7 +9,6 @@ makes `netcore run --name x && netcore exec y -- getent hosts x` work with no sl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -17,69 +16,42 @@ import subprocess
 import sys
 import time
 
+from .dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is netcore.dnsd_protocol
+    ERROR,
+    EXIT_ALREADY_SUPERVISED,
+    FOREGROUND,
+    LOG_NAME,
+    MANAGED,
+    OK,
+    OPTIONS_NAME,
+    PID_NAME,
+    PING,
+    REPLY_TIMEOUT,
+    SOCKET_NAME,
+    START_TIMEOUT,
+    STATS,
+    STATUS,
+    STOP,
+    STOP_TIMEOUT,
+    SUPERVISOR_PID_NAME,
+    SYNC,
+    format_pong,
+    format_sync_reply,
+    parse_pong,
+    parse_sync_reply,
+)
 from .errors import NetcoreError
 from .logfile import rotate_log
 
-# the one home of these names: dnsd, its supervisor and the test sandbox import them from here
-SOCKET_NAME = "dnsd.sock"
-PID_NAME = "dnsd.pid"  # the serving dnsd's pid, while it serves
-SUPERVISOR_PID_NAME = "dnsd-supervisor.pid"  # dnsd.supervise's pid, locked while it runs
-LOG_NAME = "dnsd.log"
-OPTIONS_NAME = "dnsd.options"  # more dnsd options for the dnsd netcore starts (--metrics, --query-log ...)
-EXIT_ALREADY_SUPERVISED = 75  # dnsd.supervise: another supervisor serves this state dir
-STOP_TIMEOUT = 5.0
-START_TIMEOUT = 10.0
-REPLY_TIMEOUT = 10.0
-
-# the words of the control socket's line protocol, one command a line (dnsd.control answers them)
-PING = "ping"  # -> format_pong
-SYNC = "sync"  # reload, then -> format_sync_reply
-STATUS = "status"  # -> format_sync_reply, without reloading
-STATS = "stats"  # -> one line of JSON: dnsd's counters by name
-STOP = "stop"  # -> OK, then dnsd stops
-OK = "ok"
-ERROR = "error"  # the first word of a reply to a command that failed or is unknown
-MANAGED, FOREGROUND = "managed", "foreground"  # how dnsd runs: started by netcore, or by someone else
-
-
-def format_pong(pid: int, managed: bool) -> str:
-    """dnsd's reply to ``ping``: ``pong PID MODE``, MODE ``managed`` or ``foreground``."""
-    return f"pong {pid} {MANAGED if managed else FOREGROUND}"
-
-
-def parse_pong(reply: str | None) -> tuple[int, str] | None:
-    """(pid, mode) of a ``format_pong`` line; None if ``reply`` is none."""
-    fields = (reply or "").split()
-    if len(fields) != 3 or fields[0] != "pong" or not fields[1].isdigit():
-        return None
-    return int(fields[1]), fields[2]
-
-
-def format_sync_reply(generation: int | None, down: dict[str, str]) -> str:
-    """dnsd's reply to ``sync`` and ``status``: ``ok GENERATION``, followed, when some listener is down,
-    by a JSON object on the same line mapping each gateway address dnsd cannot listen on to why
-    (``ok 17 {"10.89.0.1": "cannot listen on 10.89.0.1 port 53: ..."}``)."""
-    reply = f"{OK} {generation if generation is not None else 0}"
-    if down:
-        reply += " " + json.dumps(dict(sorted(down.items())), separators=(",", ":"))
-    return reply
-
-
-def parse_sync_reply(reply: str) -> tuple[int, dict[str, str]]:
-    """(generation, {address: why it is down}) of a ``format_sync_reply`` line; ValueError if it is none."""
-    fields = reply.split(" ", 2)
-    if len(fields) < 2 or fields[0] != OK or not fields[1].isdigit():
-        raise ValueError(f"not a sync reply: {reply[:80]!r}")
-    down = json.loads(fields[2]) if len(fields) == 3 else {}
-    if not isinstance(down, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in down.items()):
-        raise ValueError(f"bad listener report in sync reply: {reply[:80]!r}")
-    return int(fields[1]), down
-
 
 class DnsdControl:
-    def __init__(self, state_dir: str, namespace: str | None):
+    """The dnsd of one state dir. ``dnsd_args``: more arguments for the dnsd ``start`` runs, before those of
+    ``dnsd.options`` (the CNI plugin's ``--cni``)."""
+
+    def __init__(self, state_dir: str, namespace: str | None, dnsd_args: tuple[str, ...] = ()):
         self.state_dir = state_dir
         self.namespace = namespace
+        self.dnsd_args = tuple(dnsd_args)
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
 
     def request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
@@ -132,11 +104,11 @@ class DnsdControl:
 
     def dnsd_argv(self) -> list[str]:
         """The arguments the dnsd netcore starts gets now (its supervisor passes them on): the state dir,
-        ``--managed``, the gateway namespace, then the words of ``STATE_DIR/dnsd.options``."""
+        ``--managed``, the gateway namespace, ``dnsd_args``, then the words of ``STATE_DIR/dnsd.options``."""
         argv = ["--state-dir", self.state_dir, "--managed"]
         if self.namespace:
             argv += ["--netns", self.namespace]
-        return argv + dnsd_options(self.state_dir)
+        return [*argv, *self.dnsd_args, *dnsd_options(self.state_dir)]
 
     def options_changed(self, pid: int) -> bool:
         """Whether managed dnsd ``pid`` was started with other arguments than it would get now (``dnsd_argv``:

@@ -81,21 +81,6 @@ def parse_server(text: str) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
-
-
-def missing_capabilities(status_path: str = "/proc/self/status") -> list[str]:
-    """The capabilities netcore needs (``CAPABILITIES``) that this process lacks in its effective set.
-
-    The CLI checks them at its entry, before anything is written; the Engine
-    does not (an Engine given an in-memory kernel runs without root). Returns
-    names, e.g. ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"].
-    """
-    with open(status_path) as f:
-        effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    return [name for name, bit in CAPABILITIES.items() if not effective >> bit & 1]
-
-
 def _show_host(host_ip: str) -> str:
     """A binding's host address as Docker's messages show it: every address is ``0.0.0.0``."""
     return f"[{host_ip}]" if ":" in host_ip else host_ip or "0.0.0.0"
@@ -148,6 +133,17 @@ class Engine:
     def close(self) -> None:
         self.kernel.close()
         self.store.close()
+
+    def begin_request(self) -> None:
+        """Start a command on a long-lived engine (netcored's): what the last one noted is forgotten, and a
+        kernel socket left in a gateway namespace that is no longer the live one is let go (it is opened
+        again, in the live one, when next needed)."""
+        self.notes.clear()
+        self.warnings.clear()
+        self.notices.clear()
+        self.reconciled.clear()  # "just removed by reconciliation" is this command's, not an earlier one's
+        self._firewall_generation = None  # the firewall and the held ports are checked again, as a new process did
+        self.kernel.revalidate()
 
     # -- the frame of every action --------------------------------------------
 
@@ -1098,9 +1094,12 @@ class Engine:
 
     # -- reads ------------------------------------------------------------------
 
-    def exec_in(self, ref: str, argv: list[str]) -> int:
+    def exec_target(self, ref: str) -> str | None:
+        """The network namespace a command of container ``ref`` runs in (None: the host's own, for a container
+        of ``--net host`` in host mode); NetcoreError when the container is not running. Revives dnsd first
+        (``revive_dnsd``), so the command's lookups are answered. netcore.sandbox.run_in runs it there."""
         container = self.store.container(ref)
         if container.state != STATE_RUNNING:
             raise NetcoreError(f"container {container.name} is not running")
         self.revive_dnsd()
-        return sandbox.run_in(container.netns or None, argv)
+        return container.netns or None

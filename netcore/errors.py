@@ -25,3 +25,9 @@ class Conflict(NetcoreError):
 
 class StoreError(NetcoreError):
     """The store refused or failed a write: the message says which, and that its transaction was rolled back."""
+
+
+def os_error_text(err: OSError) -> str:
+    """An OSError as one line, as the C library would say it: ``strerror: filename``, else the error's own text."""
+    text = err.strerror or str(err)
+    return f"{text}: {err.filename}" if err.filename else text

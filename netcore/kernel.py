@@ -57,6 +57,10 @@ class Kernel(Protocol):
     def close(self) -> None:
         """Release what the object holds open (the gateway's netlink socket)."""
 
+    def revalidate(self) -> None:
+        """Release what was opened in a gateway namespace that is no longer the live one (a long-lived
+        engine calls this before each command)."""
+
     # -- named namespaces -------------------------------------------------------
     def namespace_exists(self, name: str) -> bool:
         """Whether /run/netns/NAME exists."""

@@ -159,12 +159,14 @@ class Gateway:
 
     def __init__(self, namespace: str | None):
         self.namespace = namespace  # None: the host's own namespace
-        self._socket: IPRoute | None = None  # opened once per command: each open costs ~10 ms
+        self._socket: IPRoute | None = None  # opened once and kept: each open costs ~10 ms
+        self._socket_namespace: int | None = None  # the inode of the namespace it was opened in
 
     @contextmanager
     def _rtnl(self, action: str) -> Iterator[IPRoute]:
         try:
             if self._socket is None:
+                self._socket_namespace = self._namespace_inode()
                 self._socket = _open_rtnl(self.namespace)
             yield self._socket
         except NetcoreError:
@@ -176,6 +178,22 @@ class Gateway:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+    def revalidate(self) -> None:
+        """Let the kept socket go if the gateway namespace is no longer the one it was opened in (deleted, or
+        deleted and made anew under the same name): the next call opens one in the live namespace."""
+        if self._socket is not None and self._namespace_inode() != self._socket_namespace:
+            self.close()
+
+    def _namespace_inode(self) -> int | None:
+        """The identity of the gateway namespace now: the inode of its /run/netns file (None: the host's, or
+        none by that name)."""
+        if self.namespace is None:
+            return None
+        try:
+            return os.stat(os.path.join(NETNS_DIR, self.namespace)).st_ino
+        except OSError:
+            return None
 
     def ensure(self) -> bool:
         """Create the gateway namespace if it is missing; True if it had to be created."""

@@ -22,9 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get through PYTHONPATH
     sys.path.insert(0, ROOT)
 
+from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
 from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
 from netcore.linux import NETNS_DIR  # noqa: E402
 from netcore.port_holder import HostPorts  # noqa: E402
+from netcore.processes import runs_module  # noqa: E402
 
 
 @dataclass
@@ -65,6 +67,10 @@ class Sandbox:
         """The serving dnsd's pid, from its pid file (what `ping` on the control socket reports)."""
         return self._read_pid(PID_NAME)
 
+    def agent_pid(self) -> int | None:
+        """The pid of the sandbox's netcored, from its pid file."""
+        return self._read_pid(AGENT_PID_NAME)
+
     def supervisor_pid(self) -> int | None:
         """The pid of dnsd's supervisor, from its pid file."""
         return self._read_pid(SUPERVISOR_PID_NAME)
@@ -104,9 +110,12 @@ def cleanup(box: Sandbox) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    supervisor, pid = box.supervisor_pid(), box.dnsd_pid()
+    supervisor, pid, agent = box.supervisor_pid(), box.dnsd_pid(), box.agent_pid()
     holder = HostPorts(box.state_dir, box.prefix).pid()  # the port holder netcore started for this sandbox
     subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
+    agent = agent or box.agent_pid()  # purge started one
+    if agent and runs_module(agent, "netcore.agent", box.state_dir):  # purge stops it; a safety net
+        os.kill(agent, signal.SIGKILL)
     if holder and HostPorts(box.state_dir, box.prefix).pid() == holder:  # purge did not stop it
         os.kill(holder, signal.SIGKILL)
     # the supervisor first, or it would start the dnsd killed next anew

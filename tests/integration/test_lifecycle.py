@@ -57,6 +57,12 @@ def control(sandbox, command: str) -> str:
         return sock.makefile().readline().strip()
 
 
+def process_name(pid: int) -> str:
+    """The name the kernel gives a process (its executable's, as ``python`` in a virtual environment)."""
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
 def dns_field(sandbox, network: str) -> dict:
     return json.loads(sandbox.nc("network", "inspect", network).stdout)[0]["DNS"]
 
@@ -70,7 +76,7 @@ def test_network_create_fails_and_names_the_squatter_then_works_once_it_is_gone(
     assert all(line.startswith("netcore: switched on net.ipv4.ip_forward") for line in notices), notices
     assert "Traceback" not in error, error
     assert error.startswith("netcore: network app not created: dnsd cannot listen on 10.87.0.1 port 53")
-    assert f"python3 (pid {squatter.pid}, udp 10.87.0.1:53)" in error, error
+    assert f"{process_name(squatter.pid)} (pid {squatter.pid}, udp 10.87.0.1:53)" in error, error
     # the store and the kernel hold no trace of it
     assert "app" not in sandbox.nc("network", "ls").stdout.split()
     assert sorted(n for n, kind in gateway_links(sandbox).items() if kind == "bridge") == ["netcore0"]
@@ -85,7 +91,7 @@ def test_a_wildcard_squatter_is_named_too(sandbox):
     squatter = start_squatter(sandbox, "0.0.0.0", "tcp")
     proc = sandbox.nc("network", "create", "--subnet", "10.88.0.0/24", "app", check=False)
     assert proc.returncode != 0
-    assert f"python3 (pid {squatter.pid}, tcp 0.0.0.0:53)" in proc.stderr, proc.stderr
+    assert f"{process_name(squatter.pid)} (pid {squatter.pid}, tcp 0.0.0.0:53)" in proc.stderr, proc.stderr
     assert "app" not in sandbox.nc("network", "ls").stdout.split()
 
 

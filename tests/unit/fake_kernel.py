@@ -215,6 +215,9 @@ class FakeKernel:
     def close(self) -> None:
         self.calls.append(("close", None))
 
+    def revalidate(self) -> None:
+        self.calls.append(("revalidate", None))
+
     # -- named namespaces -------------------------------------------------------
 
     def namespace_exists(self, name: str) -> bool:

@@ -7,6 +7,8 @@ import argparse
 import pytest
 
 from netcore import cli
+from netcore.agent.server import AGENT_VERBS
+from netcore.cli import commands, parser
 
 
 def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
@@ -20,7 +22,7 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]
 
 
 def test_every_subcommand_has_its_handler():
-    assert sorted(_subcommands(cli.build_parser())) == sorted(cli.HANDLERS)
+    assert sorted(_subcommands(parser.build_parser())) == sorted([*commands.HANDLERS, *AGENT_VERBS])
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["network"], ["network", "create"], ["run", "--bogus"],
@@ -39,6 +41,7 @@ def test_a_usage_error_is_one_line_and_exit_2(argv, capsys):
 
 def test_an_os_error_is_one_line_naming_the_command_and_the_file(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(cli, "missing_capabilities", lambda: [])  # as root, or an unprivileged test run
     (tmp_path / "file").write_text("")
     state_dir = str(tmp_path / "file" / "state")
     assert cli.main(["--state-dir", state_dir, "ps"]) == 1
@@ -48,6 +51,7 @@ def test_an_os_error_is_one_line_naming_the_command_and_the_file(tmp_path, capsy
 
 def test_netcore_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    monkeypatch.setattr(cli, "missing_capabilities", lambda: [])
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError):
         cli.main(["--state-dir", str(tmp_path / "file" / "state"), "ps"])

@@ -11,10 +11,10 @@ import re
 import pytest
 
 from fake_kernel import GATEWAY_NS, Killed, new_world
-from netcore.engine import missing_capabilities
 from netcore.errors import NetcoreError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.netlink import KernelError
+from netcore.privileges import missing_capabilities
 
 world = pytest.fixture(new_world)
 

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from netcore import cli
 from netcore.errors import StoreError
 from netcore.model import MODE_CONTAINER, Container, removal_order
 from netcore.store import Store
@@ -74,13 +71,3 @@ def test_deleting_a_container_others_share_says_what_failed_and_writes_nothing(s
         store.delete(side)
         store.delete(web)
     assert store.containers() == []
-
-
-def test_any_other_sqlite_error_is_one_line_saying_nothing_was_half_written(monkeypatch, capsys, tmp_path):
-    def failing(args, out):
-        raise sqlite3.OperationalError("disk I/O error")
-    monkeypatch.setattr(cli, "run_command", failing)
-    assert cli.main(["--state-dir", str(tmp_path), "purge"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("netcore: purge: the store in ")
-    assert "disk I/O error" in err and "nothing was half-written" in err

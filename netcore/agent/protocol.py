@@ -1,0 +1,132 @@
+"""netcored's wire protocol, pure: JSON lines over the agent's unix socket (``STATE_DIR/netcored.sock``).
+
+One connection carries one request. The client writes one line::
+
+    {"netcored": 1, "verb": "run", "params": {...}, "netns": "NAME" or null, "debug": false}
+
+and reads lines until the last one::
+
+    {"out": "TEXT"}      text for the client's stdout (a command's output, several lines at once)
+    {"err": "TEXT"}      one line for the client's stderr (a note, a warning, an error), without "netcore: "
+    {"exit": N, ...}     the last line: the command's exit status, and what the verb returns beside it
+                         (``run`` the container's network namespace for ``-- CMD``, ``agent status`` its state)
+
+Why JSON lines: the standard library has everything both sides need, so the thin client imports nothing
+heavy (json, socket: a few milliseconds); a reply can stream (``logs -f``, Compose's progress lines) line by
+line; a person can speak it with ``socat``; and every line is self-delimiting, so a malformed one costs one
+error line, not the connection's framing. An RPC library would cost the client its import time and the
+socket a second framing.
+
+Versions: every request carries ``netcored``, the protocol version the client speaks. An agent of another
+version answers one ``err`` line naming both and exits 2, serving on (netcore.agent.server). A request line
+longer than ``MAX_REQUEST`` bytes, malformed JSON, a missing field or an unknown verb each get one ``err``
+line and exit 2 as well.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+PROTOCOL = 1  # bump on any change a client of the other version would misread
+MAX_REQUEST = 1 << 20  # bytes of one request line, newline included
+USAGE = 2  # exit status of a request the agent refuses to read (as a usage error on the command line)
+
+
+class ProtocolError(ValueError):
+    """A line the other side cannot take; ``str()`` is one line for a person, without a "netcore:" prefix."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: ``verb`` (a command as users type it: ``run``, ``network create``, ``agent status``), its
+    ``params`` (the command's parsed arguments, JSON values), the gateway namespace the client means
+    (``netns``, None: the host's; the agent refuses a request for another one) and ``debug`` (an unexpected
+    error's traceback goes back to the client too: NETCORE_DEBUG=1)."""
+
+    verb: str
+    params: dict
+    netns: str | None = None
+    debug: bool = False
+
+    def encode(self) -> bytes:
+        return encode({"netcored": PROTOCOL, "verb": self.verb, "params": self.params, "netns": self.netns,
+                       "debug": self.debug})
+
+
+def encode(message: dict) -> bytes:
+    """One line: ``message`` as compact JSON and a newline. TypeError for a value JSON cannot hold."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def decode_request(line: bytes, verbs: frozenset[str] | set[str]) -> Request:
+    """The request on ``line`` (one line, newline optional). ProtocolError for a line that is too long, not
+    JSON, not an object, of another protocol version, without a verb, with a verb not in ``verbs``, or
+    with params that are not an object."""
+    if len(line) > MAX_REQUEST:
+        raise ProtocolError(f"request of {len(line)} bytes refused: at most {MAX_REQUEST}")
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ProtocolError(f"malformed request: {err}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed request: not a JSON object")
+    version = message.get("netcored")
+    if version != PROTOCOL:
+        raise ProtocolError(f"this netcore speaks protocol {version!r}, netcored speaks {PROTOCOL}: "
+                            "use the same release for both (netcore agent stop; the next command starts one)")
+    verb, params = message.get("verb"), message.get("params", {})
+    if not isinstance(verb, str) or not verb:
+        raise ProtocolError("malformed request: no verb")
+    if verb not in verbs:
+        raise ProtocolError(f"unknown verb {verb!r}")
+    if not isinstance(params, dict):
+        raise ProtocolError("malformed request: params is not a JSON object")
+    netns = message.get("netns")
+    if netns is not None and not isinstance(netns, str):
+        raise ProtocolError("malformed request: netns is not a string")
+    return Request(verb, params, netns, message.get("debug") is True)
+
+
+def decode_reply(line: bytes) -> dict:
+    """One reply line as a dict with exactly one of ``out``, ``err`` or ``exit`` (an ``exit`` line may carry
+    more keys). ProtocolError for anything else: a client of another release reads one line, not a traceback."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ProtocolError(f"malformed reply from netcored: {err}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed reply from netcored: not a JSON object")
+    if "exit" in message:
+        if not isinstance(message["exit"], int):
+            raise ProtocolError("malformed reply from netcored: exit is not a number")
+        return message
+    if len(message) == 1 and isinstance(message.get("out", message.get("err")), str):
+        return message
+    raise ProtocolError(f"malformed reply from netcored: {sorted(message)}")
+
+
+class LineReader:
+    """Lines from a stream socket, at most ``limit`` bytes each (a longer one raises ProtocolError once its
+    first ``limit`` bytes are in, so a peer cannot make the reader hold more). ``sock`` needs ``recv``."""
+
+    def __init__(self, sock, limit: int = MAX_REQUEST):
+        self._sock = sock
+        self._limit = limit
+        self._buffer = b""
+
+    def readline(self) -> bytes | None:
+        """The next line without its newline; None at the end of the stream (a last line without a newline
+        is returned first). ProtocolError for a line over the limit."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[:end], self._buffer[end + 1:]
+                return line
+            if len(self._buffer) > self._limit:
+                raise ProtocolError(f"request of more than {self._limit} bytes refused")
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                line, self._buffer = self._buffer, b""
+                return line or None
+            self._buffer += chunk

@@ -1,0 +1,293 @@
+"""netcored: the one long-lived agent of a state dir, which runs every netcore command (issue 26).
+
+It holds the state dir's agent lock for its whole life (two agents never serve one state dir), keeps one
+Engine open (the store, the netlink socket in the gateway namespace), and serves requests on
+``STATE_DIR/netcored.sock`` (root's, mode 0600) in the protocol of netcore.agent.protocol.
+
+Threads: the accept loop runs in the main thread; each connection gets a thread that reads its request
+(a client that sends nothing within ``REQUEST_TIMEOUT`` is dropped, so it never holds up anyone) and
+streams the reply; every command runs in the one engine thread, in arrival order, so the SQLite connection
+and the netlink sockets stay on the thread that made them and actions never overlap. A command runs to its
+end even when its client went away: an action is never left half-done by a client.
+
+A killed agent leaves what a killed CLI used to leave: rows in a transitional state, repaired by the next
+action under the state dir's lock (netcore.engine), which the next command's new agent takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import io
+import logging
+import os
+import selectors
+import socket
+import sqlite3
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from ..cli.commands import HANDLERS, READ_ONLY
+from ..engine import Engine
+from ..errors import NetcoreError, os_error_text
+from ..nft_apply import NftablesFirewall
+from . import protocol
+from .client import LOCK_NAME, PID_NAME, SOCKET_NAME
+from .protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
+
+log = logging.getLogger("netcored")
+
+REQUEST_TIMEOUT = 1.0  # seconds a client has to send its request line once connected
+IDLE_CHECK = 10.0  # seconds between checks that the socket file is still this agent's
+AGENT_VERBS = frozenset({"agent status", "agent stop"})
+VERBS = frozenset(HANDLERS) | AGENT_VERBS
+
+
+class _Reply(io.TextIOBase):
+    """A command's stdout, sent to its client as ``out`` lines as it is written; writes to a client that went
+    away are dropped (the command goes on)."""
+
+    def __init__(self, conn: socket.socket):
+        self._conn = conn
+        self.gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            self.send({"out": text})
+        return len(text)
+
+    def send(self, message: dict) -> None:
+        if self.gone:
+            return
+        try:
+            self._conn.sendall(encode(message))
+        except OSError:
+            self.gone = True
+
+
+class Agent:
+    """The agent of ``state_dir`` for gateway namespace ``namespace`` (None: the host's own).
+
+    ``engine_factory`` makes its one Engine, on the engine thread (default: the real one, with the nftables
+    firewall); unit tests give an engine on an in-memory kernel."""
+
+    def __init__(self, state_dir: str, namespace: str | None, engine_factory: Callable[[], Engine] | None = None):
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self._engine_factory = engine_factory or (
+            lambda: Engine(state_dir, namespace, firewall=NftablesFirewall(namespace)))
+        self.socket_path = os.path.join(state_dir, SOCKET_NAME)
+        self.started = time.monotonic()
+        self._stopping = threading.Event()
+        self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # stop() wakes the accept loop
+        self._listener: socket.socket | None = None
+        self._engine: Engine | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netcored-engine")
+
+    # -- life ----------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped (``agent stop``, ``purge``, ``stop()``: netcore.agent's SIGTERM and SIGINT); 0 also
+        when another agent already serves the state dir (it got the lock first). NetcoreError/OSError for a
+        state dir it cannot use."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        lock = os.open(os.path.join(self.state_dir, LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            log.info("another netcored serves %s", self.state_dir)
+            return 0
+        try:
+            self._worker.submit(self._open_engine).result()  # the engine lives on its thread
+            self._listener = self._listen()
+            self._write_pid()
+            _sd_notify("READY=1")
+            log.info("serving %s (%s), protocol %d", self.state_dir, self.namespace or "host namespace", PROTOCOL)
+            self._accept_loop()
+        finally:
+            self._shutdown()
+            os.close(lock)
+        return 0
+
+    def stop(self) -> None:
+        """Stop accepting; the command under way finishes first."""
+        self._stopping.set()
+        listener = self._listener
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+
+    def _listen(self) -> socket.socket:
+        """The socket, made anew (a stale one of a killed agent is removed: this agent holds the lock)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # 0600 from birth: no moment in which another user could connect
+        try:
+            listener.bind(self.socket_path)
+        finally:
+            os.umask(old_umask)
+        listener.listen(128)
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        return listener
+
+    def _write_pid(self) -> None:
+        path = os.path.join(self.state_dir, PID_NAME)
+        with open(f"{path}.tmp", "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(f"{path}.tmp", path)
+
+    def _accept_loop(self) -> None:
+        """Accept until stop() writes to the wake pipe; every ``IDLE_CHECK`` seconds without a client, check
+        that the socket file is still this agent's (the state dir was not removed under it)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                ready = selector.select(IDLE_CHECK)
+                if not ready:
+                    if not self._still_ours():
+                        log.info("socket %s is gone or another's: stopping", self.socket_path)
+                        return
+                    continue
+                if any(key.fileobj is self._listener for key, _ in ready) and not self._stopping.is_set():
+                    self._accept()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=self._serve_connection, args=(conn,), daemon=True,
+                             name="netcored-client").start()
+
+    def _still_ours(self) -> bool:
+        """Whether the socket file is still the one this agent bound (the state dir was not removed under it)."""
+        try:
+            return os.stat(self.socket_path).st_ino == self._socket_inode
+        except OSError:
+            return False
+
+    def _shutdown(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            if self._still_ours():
+                os.unlink(self.socket_path)
+        self._worker.submit(self._close_engine).result()
+        self._worker.shutdown(wait=True)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        pid_path = os.path.join(self.state_dir, PID_NAME)
+        try:
+            with open(pid_path) as f:
+                if int(f.read().strip()) == os.getpid():
+                    os.unlink(pid_path)
+        except (OSError, ValueError):
+            pass
+
+    # -- the engine thread ---------------------------------------------------------------------------------
+
+    def _open_engine(self) -> None:
+        self._engine = self._engine_factory()
+
+    def _close_engine(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def _execute(self, verb: str, args: argparse.Namespace, reply: _Reply, debug: bool) -> dict:
+        """Run one command on the engine thread. Its notes, notices and warnings go to the client as ``err``
+        lines, then its error if it failed (the order the CLI printed them in before the agent)."""
+        engine = self._engine
+        engine.begin_request()
+        failure: list[str] = []
+        try:
+            if verb in READ_ONLY:
+                engine.assert_firewall()  # every command puts a missing or changed table back
+                engine.revive_dnsd()  # ... and a dnsd that should run, with the options of dnsd.options
+            result = HANDLERS[verb](engine, args, reply)
+            return result if isinstance(result, dict) else {"exit": result}
+        except NetcoreError as err:
+            failure.append(str(err))
+            return {"exit": err.exit_code}
+        except sqlite3.Error as err:  # a read, or a write outside Store.transaction(): never half a change either
+            failure.append(f"{verb}: the store in {self.state_dir} failed: {err}; nothing was half-written "
+                           "(every change is one transaction, rolled back on error)")
+            return {"exit": 1}
+        except OSError as err:
+            failure.append(f"{verb}: {os_error_text(err)}")
+            return {"exit": 1}
+        except Exception as err:  # a bug: one line to the client, the traceback to the log; the agent serves on
+            log.exception("%s failed", verb)
+            if debug:
+                failure += traceback.format_exc().rstrip().splitlines()
+            failure.append(f"{verb}: internal error in netcored: {type(err).__name__}: {err} "
+                           f"(traceback in {os.path.join(self.state_dir, 'netcored.log')})")
+            return {"exit": 1}
+        finally:
+            lines = [*(f"reconciled: {note}" for note in engine.notes), *engine.notices,
+                     *(f"warning: {warning}" for warning in engine.warnings), *failure]
+            for line in lines:
+                reply.send({"err": line})
+
+    # -- one connection ------------------------------------------------------------------------------------
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        with conn:
+            reply = _Reply(conn)
+            try:
+                conn.settimeout(REQUEST_TIMEOUT)
+                line = LineReader(conn).readline()
+                conn.settimeout(None)
+                if line is None:
+                    return
+                request = decode_request(line, VERBS)
+                namespace = request.netns
+                if namespace != self.namespace:
+                    raise ProtocolError(f"state dir {self.state_dir} serves "
+                                        f"{'namespace ' + self.namespace if self.namespace else 'the host namespace'}"
+                                        f", not {'namespace ' + namespace if namespace else 'the host namespace'}:"
+                                        " one state dir serves one gateway namespace")
+            except (ProtocolError, TimeoutError, OSError) as err:
+                text = str(err) if isinstance(err, ProtocolError) else "no request within " \
+                    f"{REQUEST_TIMEOUT:g} s" if isinstance(err, TimeoutError) else f"cannot read the request: {err}"
+                reply.send({"err": text})
+                reply.send({"exit": protocol.USAGE})
+                return
+            if request.verb in AGENT_VERBS:
+                reply.send(self._agent_verb(request.verb))
+                return
+            args = argparse.Namespace(**request.params)
+            result = self._worker.submit(self._execute, request.verb, args, reply, request.debug).result()
+            reply.send(result)
+            if request.verb == "purge" and result.get("exit") == 0:
+                self.stop()  # nothing left to serve; the next command starts a new agent
+
+    def _agent_verb(self, verb: str) -> dict:
+        if verb == "agent stop":
+            self.stop()
+            return {"exit": 0}
+        return {"exit": 0, "agent": {"pid": os.getpid(), "protocol": PROTOCOL,
+                                     "uptime": round(time.monotonic() - self.started, 3),
+                                     "state_dir": self.state_dir, "netns": self.namespace}}
+def _sd_notify(state: str) -> None:
+    """Tell systemd (``Type=notify``) ``state`` through $NOTIFY_SOCKET, if it set one (sd_notify(3)'s protocol:
+    one datagram to a unix socket, ``@`` for the abstract namespace). Nothing when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as err:
+            log.warning("cannot notify systemd: %s", err)

@@ -1,0 +1,218 @@
+"""netcored without root: its wire protocol (pure), and a real agent on a real unix socket in a thread, with an
+engine on the in-memory kernel: round trips, versions, bad and silent clients, one agent per state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import stat
+import threading
+import time
+
+import pytest
+
+from fake_kernel import GATEWAY_NS, FakeClock, FakeDnsd, FakeKernel, FakePorts
+from netcore.agent import protocol
+from netcore.agent.client import SOCKET_NAME, AgentClient, AgentUnavailable
+from netcore.agent.protocol import MAX_REQUEST, PROTOCOL, LineReader, ProtocolError, Request, decode_reply
+from netcore.agent.server import REQUEST_TIMEOUT, VERBS, Agent
+from netcore.cli import commands
+from netcore.engine import Engine
+
+# -- the protocol, pure -----------------------------------------------------------------------------------
+
+
+def test_a_request_goes_through_the_wire_whole():
+    request = Request("network create", {"name": "app", "subnet": ["10.1.0.0/24"]}, "gw", True)
+    line = request.encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert protocol.decode_request(line, VERBS) == request
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    (b"not json", "malformed request"),
+    (b"[1, 2]", "not a JSON object"),
+    (json.dumps({"netcored": PROTOCOL + 1, "verb": "ps"}).encode(), f"speaks protocol {PROTOCOL + 1}"),
+    (json.dumps({"verb": "ps"}).encode(), "speaks protocol None"),
+    (json.dumps({"netcored": PROTOCOL}).encode(), "no verb"),
+    (json.dumps({"netcored": PROTOCOL, "verb": "fly"}).encode(), "unknown verb 'fly'"),
+    (json.dumps({"netcored": PROTOCOL, "verb": "ps", "params": []}).encode(), "params is not a JSON object"),
+    (json.dumps({"netcored": PROTOCOL, "verb": "ps", "netns": 3}).encode(), "netns is not a string"),
+    (b"\xff\xfe", "malformed request"),
+])
+def test_a_bad_request_is_one_line(line, words):
+    with pytest.raises(ProtocolError) as raised:
+        protocol.decode_request(line, VERBS)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_an_oversized_request_is_refused_before_it_is_parsed():
+    with pytest.raises(ProtocolError, match="at most"):
+        protocol.decode_request(b"x" * (MAX_REQUEST + 1), VERBS)
+
+
+@pytest.mark.parametrize("reply", [b'{"out": 3}', b'{"exit": "0"}', b'{"what": 1}', b"{", b'{"out": "a", "err": "b"}'])
+def test_a_reply_of_another_shape_is_one_line_not_a_traceback(reply):
+    with pytest.raises(ProtocolError, match="malformed reply"):
+        decode_reply(reply)
+
+
+class _Chunks:
+    def __init__(self, *chunks: bytes):
+        self.chunks = list(chunks)
+
+    def recv(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_the_line_reader_joins_chunks_and_stops_a_long_line_at_its_limit():
+    reader = LineReader(_Chunks(b'{"a"', b': 1}\n{"b": 2}\n', b"tail"))
+    assert [reader.readline(), reader.readline(), reader.readline(), reader.readline()] == [
+        b'{"a": 1}', b'{"b": 2}', b"tail", None]
+    with pytest.raises(ProtocolError):
+        LineReader(_Chunks(b"x" * 40, b"x" * 40), limit=50).readline()
+
+
+# -- a real agent, in a thread, on the in-memory kernel ------------------------------------------------
+
+
+class Running:
+    """An Agent serving ``state_dir`` from a thread; ``client`` reaches it (never starts another)."""
+
+    def __init__(self, state_dir: str):
+        self.state_dir = state_dir
+        self.kernel = FakeKernel(GATEWAY_NS)
+        self.agent = Agent(state_dir, GATEWAY_NS, engine_factory=lambda: Engine(
+            state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=FakeDnsd(), clock=FakeClock(), ports=FakePorts()))
+        self.result: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(self.agent.run()), daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(state_dir, SOCKET_NAME)):
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the agent did not come up"
+            time.sleep(0.01)
+        self.client = AgentClient(state_dir, GATEWAY_NS)
+
+    def call(self, verb: str, **params) -> tuple[int, str, list[str]]:
+        out, err = [], []
+        reply = self.client.call(verb, params, out.append, err.append, start=False)
+        return reply["exit"], "".join(out), err
+
+    def raw(self, data: bytes) -> list[dict]:
+        """Send ``data`` as it is on a new connection; the reply lines."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(os.path.join(self.state_dir, SOCKET_NAME))
+            sock.sendall(data)
+            reader = LineReader(sock)
+            lines = []
+            while (line := reader.readline()) is not None:
+                lines.append(json.loads(line))
+            return lines
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def running(tmp_path):
+    agent = Running(str(tmp_path / "state"))
+    yield agent
+    if agent.thread.is_alive():
+        agent.stop()
+
+
+def _create(name: str, subnet: str) -> dict:
+    return {"name": name, "driver": "bridge", "subnet": [subnet], "ip_range": None, "gateway": None,
+            "internal": False, "ipv6": False, "dns": [], "opt": [], "label": []}
+
+
+def _run(name: str, net: str, publish=()) -> dict:
+    return {"name": name, "net": net, "aliases": [], "ip": None, "hostname": None, "dns": [],
+            "publish": list(publish), "detach": False, "cmd": []}
+
+
+def test_commands_go_through_the_socket_and_read_their_own_writes(running):
+    status, out, err = running.call("network create", **_create("app", "10.1.0.0/24"))
+    assert status == 0 and len(out.strip()) == 64, (out, err)
+    assert running.call("run", **_run("web", "app"))[0] == 0
+    status, out, _ = running.call("ps", quiet=False)
+    assert status == 0 and "web" in out and "10.1.0.2" in out
+    assert stat.S_IMODE(os.stat(os.path.join(running.state_dir, SOCKET_NAME)).st_mode) == 0o600
+
+
+def test_a_netcore_error_is_one_line_and_its_exit_status(running):
+    status, out, err = running.call("network rm", names=["nope"])
+    assert (status, out) == (1, "") and len(err) == 1 and "nope" in err[0]
+
+
+def test_a_client_of_another_version_gets_one_line_and_the_agent_serves_on(running):
+    lines = running.raw(json.dumps({"netcored": PROTOCOL + 1, "verb": "ps", "params": {}}).encode() + b"\n")
+    assert lines[0]["err"].startswith(f"this netcore speaks protocol {PROTOCOL + 1}, netcored speaks {PROTOCOL}")
+    assert lines[1:] == [{"exit": protocol.USAGE}]
+    assert running.call("ps", quiet=True)[0] == 0
+
+
+@pytest.mark.parametrize("data", [b"{not json\n", b'{"netcored": 1, "verb": "fly"}\n', b"\n",
+                                  b"x" * (MAX_REQUEST + 10) + b"\n"])
+def test_a_malformed_unknown_or_oversized_request_is_one_line_and_the_agent_serves_on(running, data):
+    lines = running.raw(data)
+    assert len(lines) == 2 and "err" in lines[0] and lines[1] == {"exit": protocol.USAGE}, lines
+    assert running.call("ps", quiet=True)[0] == 0
+
+
+def test_a_silent_client_is_dropped_and_holds_up_no_one(running):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(os.path.join(running.state_dir, SOCKET_NAME))  # connects, sends nothing
+        assert running.call("network create", **_create("app", "10.1.0.0/24"))[0] == 0  # served meanwhile
+        silent.settimeout(REQUEST_TIMEOUT * 10)
+        reply = b""
+        while chunk := silent.recv(4096):
+            reply += chunk
+    lines = [json.loads(line) for line in reply.splitlines()]
+    assert "no request within" in lines[0]["err"] and lines[1] == {"exit": protocol.USAGE}
+
+
+def test_a_request_for_another_namespace_is_refused(running):
+    out, err = [], []
+    reply = AgentClient(running.state_dir, "other").call("ps", {"quiet": True}, out.append, err.append, start=False)
+    assert reply["exit"] == protocol.USAGE and "one state dir serves one gateway namespace" in err[0]
+
+
+def test_a_store_failure_is_one_line_saying_nothing_was_half_written(running, monkeypatch):
+    def failing(engine, args, out):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setitem(commands.HANDLERS, "purge", failing)
+    status, _, err = running.call("purge")
+    assert status == 1 and len(err) == 1
+    assert err[0].startswith("purge: the store in ") and "disk I/O error" in err[0]
+    assert "nothing was half-written" in err[0]
+
+
+def test_a_bug_is_one_line_to_the_client_and_the_agent_serves_on(running, monkeypatch):
+    monkeypatch.setitem(commands.HANDLERS, "ps", lambda engine, args, out: 1 / 0)
+    status, _, err = running.call("ps", quiet=True)
+    assert status == 1 and err[-1].startswith("ps: internal error in netcored: ZeroDivisionError")
+    monkeypatch.undo()
+    assert running.call("ps", quiet=True)[0] == 0
+
+
+def test_a_second_agent_on_the_state_dir_exits_at_once_and_the_first_serves_on(running):
+    assert Agent(running.state_dir, GATEWAY_NS, engine_factory=lambda: pytest.fail("must not open")).run() == 0
+    assert running.call("ps", quiet=True)[0] == 0
+
+
+def test_agent_status_and_stop(running):
+    out, err = [], []
+    reply = running.client.call("agent status", {}, out.append, err.append, start=False)
+    assert reply["exit"] == 0 and reply["agent"]["pid"] == os.getpid()
+    assert (reply["agent"]["protocol"], reply["agent"]["state_dir"], reply["agent"]["netns"]) == (
+        PROTOCOL, running.state_dir, GATEWAY_NS)
+    running.client.call("agent stop", {}, out.append, err.append, start=False)
+    running.thread.join(10)
+    assert running.result == [0] and not os.path.exists(os.path.join(running.state_dir, SOCKET_NAME))
+    with pytest.raises(AgentUnavailable):
+        running.client.call("ps", {"quiet": True}, out.append, err.append, start=False)
