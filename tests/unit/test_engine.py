@@ -245,7 +245,7 @@ def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
     import os
     from argparse import Namespace
 
-    from netcore import cli
+    from netcore.cli import commands as cli
 
     first = app.engine()
     first.run("db", "app")

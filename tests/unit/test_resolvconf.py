@@ -9,7 +9,7 @@ from argparse import Namespace
 import pytest
 
 from fake_kernel import GATEWAY_NS, new_world
-from netcore import cli
+from netcore.cli import commands as cli
 from netcore.resolvconf import (
     DOCKER_DEFAULTS,
     SYSTEMD_RESOLV_CONF,
