@@ -239,10 +239,10 @@ class HostPorts:
         namespace's own); the number deleted. Flows the gateway namespace forwards elsewhere to a port of
         the same number stay. PortError if conntrack cannot be read.
 
-        The conntrack netlink socket is made in the gateway namespace by pyroute2 itself (``netns=``):
-        pyroute2 opens it lazily, at the first request, so a socket made under a temporary setns came
-        into being in whatever namespace the thread was in by then, and deleted the host's entries
-        (issue 24, item 6). In host mode the gateway namespace is the host's."""
+        Every netlink socket of it is made and used while this thread is in the gateway namespace: pyroute2
+        opens a conntrack socket lazily, at its first request, so one made in the block and used after it
+        came into being in the host's namespace and deleted the host's entries (issue 24, item 6).
+        (pyroute2's own ``netns=`` forks a child to make the socket, which hangs in netcored's threads.)"""
         wanted = list(ports)
         if not wanted:
             return 0
@@ -251,19 +251,21 @@ class HostPorts:
         numbers = {number: name for name, number in PROTOCOL_NUMBERS.items()}
         deleted = 0
         try:
-            local = netlink.local_addresses(self.namespace)
-            for family in (socket.AF_INET, socket.AF_INET6):
-                conntrack = Conntrack(nfgen_family=family, netns=self.namespace)
-                try:
-                    for entry in list(conntrack.dump_entries()):
-                        flow = entry.tuple_orig
-                        protocol = numbers.get(flow.proto)
-                        if protocol and flow.daddr and any(
-                                published_flow(port, protocol, flow.daddr, flow.dport, local) for port in wanted):
-                            conntrack.delete(entry)
-                            deleted += 1
-                finally:
-                    conntrack.close()
+            with self._in_gateway():
+                local = netlink.local_addresses(None)  # this thread's namespace: the gateway's
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    conntrack = Conntrack(nfgen_family=family)
+                    try:
+                        for entry in list(conntrack.dump_entries()):
+                            flow = entry.tuple_orig
+                            protocol = numbers.get(flow.proto)
+                            if protocol and flow.daddr and any(
+                                    published_flow(port, protocol, flow.daddr, flow.dport, local)
+                                    for port in wanted):
+                                conntrack.delete(entry)
+                                deleted += 1
+                    finally:
+                        conntrack.close()
         except Exception as err:  # noqa: BLE001  (pyroute2 raises its own kinds; the user reads one line)
             raise PortError(f"cannot clear conntrack entries of published ports: {err}") from None
         return deleted

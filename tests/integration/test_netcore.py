@@ -320,5 +320,6 @@ def test_the_default_bridge_is_listed_from_the_first_use_and_gets_the_hosts_name
     sandbox.nc("run", "--name", "plain")
     assert sandbox.nc("network", "ls").stdout.splitlines()[1].split()[0] == listed[1].split()[0]  # the same ID
     resolv = sandbox.exec("plain", "cat", "/etc/resolv.conf").stdout.splitlines()
-    assert resolv[1:] == ["nameserver 172.17.0.1", "search sandbox.test"]  # 127.0.0.1 left out, as Docker does
+    assert resolv[1:] == ["nameserver 172.17.0.1", "search sandbox.test",  # 127.0.0.1 left out, as Docker does
+                          "options timeout:1 attempts:1"]
     assert resolv[0].startswith(f"# written by netcore: the name servers of /etc/netns/{sandbox.prefix}/resolv.conf")

@@ -110,29 +110,36 @@ def test_a_holder_that_does_not_answer_is_replaced_not_joined_by_a_second(ports)
 
 
 class FakeConntrack:
-    """pyroute2's Conntrack as forget uses it: the namespace it was made for, its entries, what it deleted."""
+    """pyroute2's Conntrack as forget uses it: whether the thread was in the gateway namespace at each step
+    (``inside``, set by the test's stand-in for entering it), its entries, what it deleted."""
 
-    made: ClassVar[list[dict]] = []
+    inside = False
+    steps: ClassVar[list[tuple[str, bool]]] = []
     entries: ClassVar[list] = []
     deleted: ClassVar[list] = []
 
     def __init__(self, **kwargs):
-        FakeConntrack.made.append(kwargs)
+        FakeConntrack.steps.append(("made", FakeConntrack.inside))
         self.family = kwargs["nfgen_family"]
 
     def dump_entries(self):
+        FakeConntrack.steps.append(("dump", FakeConntrack.inside))
         return [e for e in FakeConntrack.entries if e.family == self.family]
 
     def delete(self, entry):
+        FakeConntrack.steps.append(("delete", FakeConntrack.inside))
         FakeConntrack.deleted.append(entry)
 
     def close(self):
-        pass
+        FakeConntrack.steps.append(("close", FakeConntrack.inside))
 
 
-def test_forget_asks_for_conntrack_in_the_gateway_namespace_and_deletes_only_the_ports_flows(monkeypatch, tmp_path):
-    """pyroute2 opens its socket at the first request: one made under a temporary setns deleted the host's
-    entries. forget hands pyroute2 the gateway namespace instead, and matches the flows exactly."""
+def test_forget_uses_conntrack_only_inside_the_gateway_namespace_and_deletes_only_the_ports_flows(monkeypatch,
+                                                                                               tmp_path):
+    """pyroute2 opens its socket at the first request: one made under a temporary setns and used after it
+    deleted the host's entries. Every step happens inside the gateway namespace now, and the flows match
+    exactly."""
+    import contextlib
     from types import SimpleNamespace
 
     import pyroute2
@@ -142,13 +149,26 @@ def test_forget_asks_for_conntrack_in_the_gateway_namespace_and_deletes_only_the
     def entry(family, proto, daddr, dport):
         return SimpleNamespace(family=family, tuple_orig=SimpleNamespace(proto=proto, daddr=daddr, dport=dport))
 
+    @contextlib.contextmanager
+    def in_gateway():
+        FakeConntrack.inside = True
+        try:
+            yield
+        finally:
+            FakeConntrack.inside = False
+
     to_host = entry(socket.AF_INET, socket.IPPROTO_UDP, "192.0.2.1", 7000)
     forwarded = entry(socket.AF_INET, socket.IPPROTO_UDP, "198.51.100.7", 7000)  # a container's, to elsewhere
     other_port = entry(socket.AF_INET, socket.IPPROTO_UDP, "192.0.2.1", 7001)
-    FakeConntrack.made, FakeConntrack.entries, FakeConntrack.deleted = [], [to_host, forwarded, other_port], []
+    FakeConntrack.steps, FakeConntrack.entries, FakeConntrack.deleted = [], [to_host, forwarded, other_port], []
     monkeypatch.setattr(pyroute2, "Conntrack", FakeConntrack)
     seen = []
-    monkeypatch.setattr(netlink, "local_addresses", lambda namespace: seen.append(namespace) or {"192.0.2.1"})
-    assert HostPorts(str(tmp_path), "gw-ns").forget([HostPort("udp", "0.0.0.0", 7000)]) == 1
+    monkeypatch.setattr(netlink, "local_addresses",
+                        lambda namespace: seen.append((namespace, FakeConntrack.inside)) or {"192.0.2.1"})
+    ports = HostPorts(str(tmp_path), "gw-ns")
+    monkeypatch.setattr(ports, "_in_gateway", in_gateway)
+    assert ports.forget([HostPort("udp", "0.0.0.0", 7000)]) == 1
     assert FakeConntrack.deleted == [to_host]
-    assert [m.get("netns") for m in FakeConntrack.made] == ["gw-ns", "gw-ns"] and seen == ["gw-ns"]
+    assert seen == [(None, True)]  # the addresses of the namespace the thread is in: the gateway's
+    assert [step for step, _ in FakeConntrack.steps] == ["made", "dump", "delete", "close", "made", "dump", "close"]
+    assert all(inside for _, inside in FakeConntrack.steps)
