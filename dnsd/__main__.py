@@ -273,12 +273,13 @@ def run_loop(coroutine) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
         from .aardvark import print_helper_dir
-        return print_helper_dir()
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["cni-install"]:  # see dnsd.cni_install
+        return print_helper_dir(words[1:])
+    if words[:1] == ["cni-install"]:  # see dnsd.cni_install
         from .cni_install import main as cni_install
-        return cni_install((sys.argv[1:] if argv is None else argv)[1:])
+        return cni_install(words[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")
     try:

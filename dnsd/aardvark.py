@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import logging.handlers
 import os
@@ -327,7 +328,7 @@ def run(directory: str, port: int, search_domain: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``aardvark-dns`` entry point (``dnsd/podman_helper/aardvark-dns`` calls it)."""
+    """The ``aardvark-dns`` entry point (the script ``helper_dir`` writes calls it)."""
     args = parse_args(argv)
     if args.version or args.command == "version":
         from importlib.metadata import PackageNotFoundError, version
@@ -352,36 +353,60 @@ sys.exit(main())
 """
 
 
-def helper_dir() -> str:
-    """The directory to list first in containers.conf's ``helper_binaries_dir``: it holds ``aardvark-dns``.
+ROOT_HELPER_DIR = "/var/lib/dnsd/podman-helper"  # root: a state dir, kept across reboots as containers.conf is
 
-    The directory is ``podman_helper`` inside the installed package; the script
-    is written there on the first call (and again if this interpreter or the
-    package moved), so it runs dnsd with this interpreter and is executable
-    whichever way the package was installed (editable, wheel, PYTHONPATH).
-    OSError if the package directory is not writable and the script is missing or stale.
-    """
+
+def default_helper_dir(uid: int | None = None, environ: dict[str, str] | None = None) -> str:
+    """Where ``dnsd podman-helper-dir`` writes the helper when no directory is named: for root
+    ``ROOT_HELPER_DIR``, for anyone else (rootless Podman) ``$XDG_STATE_HOME/dnsd/podman-helper``
+    (``~/.local/state`` when unset, as the XDG base directory spec says). Never inside the installed
+    package (issue 23, item 9: an editable install wrote into the checkout). Pure given ``uid`` and
+    ``environ`` (default: this process's)."""
+    uid = os.getuid() if uid is None else uid
+    environ = os.environ if environ is None else environ
+    if uid == 0:
+        return ROOT_HELPER_DIR
+    state = environ.get("XDG_STATE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"),
+                                                         ".local", "state")
+    return os.path.join(state, "dnsd", "podman-helper")
+
+
+def helper_dir(directory: str | None = None) -> str:
+    """Prepare ``directory`` (default ``default_helper_dir()``) to be listed first in containers.conf's
+    ``helper_binaries_dir``, and return its absolute path: it holds ``aardvark-dns``, a script that runs
+    dnsd with this interpreter from wherever this package is (editable, wheel, PYTHONPATH). The script is
+    written on the first call and again if this interpreter or the package moved; the directory is made
+    (0755) if missing. Podman runs what is there, as root for rootful Podman: OSError (EPERM) when the
+    directory or the script is writable by others than its owner, and any OSError of the writing."""
+    directory = os.path.abspath(directory or default_helper_dir())
     package = os.path.dirname(os.path.abspath(__file__))
-    directory = os.path.join(package, "podman_helper")
     path = os.path.join(directory, HELPER_NAME)
     text = HELPER_SCRIPT.format(interpreter=sys.executable, package_parent=os.path.dirname(package))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    if os.stat(directory).st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{directory} is writable by others than its owner, and Podman would run "
+                      "what they put there: use a directory only its owner can write")
     with contextlib.suppress(OSError), open(path) as script:
-        if script.read() == text and os.access(path, os.X_OK):
+        if script.read() == text and os.access(path, os.X_OK) and not os.stat(path).st_mode & 0o022:
             return directory
-    os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(directory, f".{HELPER_NAME}.{os.getpid()}")
-    with open(temporary, "w") as script:
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o755), "w") as script:
         script.write(text)
     os.chmod(temporary, 0o755)
     os.replace(temporary, path)
     return directory
 
 
-def print_helper_dir() -> int:
-    """``dnsd podman-helper-dir``: prints ``helper_dir()``; one line on stderr and 1 if it cannot be prepared."""
+def print_helper_dir(argv: list[str] = ()) -> int:
+    """``dnsd podman-helper-dir [DIR]``: prepares ``helper_dir(DIR)`` and prints it; one line on stderr and
+    exit 1 if it cannot be prepared, 2 for more than one argument."""
+    if len(argv) > 1 or any(a.startswith("-") for a in argv):
+        print("dnsd: usage: dnsd podman-helper-dir [DIR]", file=sys.stderr)
+        return 2
     try:
-        print(helper_dir())
+        print(helper_dir(argv[0] if argv else None))
     except OSError as err:
-        print(f"dnsd: cannot prepare the podman helper: {err}", file=sys.stderr)
+        print(f"dnsd: cannot prepare the podman helper: {err.strerror or err}"
+              + (f": {err.filename}" if err.filename else ""), file=sys.stderr)
         return 1
     return 0

@@ -41,6 +41,7 @@ from .dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is net
     parse_sync_reply,
 )
 from .errors import NetcoreError
+from .logfile import rotate_log
 
 
 class DnsdControl:
@@ -82,12 +83,10 @@ class DnsdControl:
         this waits for that one's dnsd instead.
         """
         log_path = os.path.join(self.state_dir, LOG_NAME)
-        argv = [sys.executable, "-m", "dnsd.supervise", "--state-dir", self.state_dir, "--managed"]
-        if self.namespace:
-            argv += ["--netns", self.namespace]
-        argv += [*self.dnsd_args, *dnsd_options(self.state_dir)]
+        argv = [sys.executable, "-m", "dnsd.supervise", *self.dnsd_argv()]
+        rotate_log(log_path)
         # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
-        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
@@ -102,6 +101,30 @@ class DnsdControl:
             proc.kill()  # the child dies with it
             proc.wait()
         raise NetcoreError(f"dnsd did not come up within {START_TIMEOUT:.0f}s: see {log_path}")
+
+    def dnsd_argv(self) -> list[str]:
+        """The arguments the dnsd netcore starts gets now (its supervisor passes them on): the state dir,
+        ``--managed``, the gateway namespace, ``dnsd_args``, then the words of ``STATE_DIR/dnsd.options``."""
+        argv = ["--state-dir", self.state_dir, "--managed"]
+        if self.namespace:
+            argv += ["--netns", self.namespace]
+        return [*argv, *self.dnsd_args, *dnsd_options(self.state_dir)]
+
+    def options_changed(self, pid: int) -> bool:
+        """Whether managed dnsd ``pid`` was started with other arguments than it would get now (``dnsd_argv``:
+        ``dnsd.options`` was changed since); False when its command line cannot be read."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+        except OSError:
+            return False
+        if "dnsd" not in argv:
+            return False
+        return argv[argv.index("dnsd") + 1:] != self.dnsd_argv()
+
+    def rotate_log(self) -> None:
+        """Keep ``dnsd.log`` bounded (``rotate_log``); every command calls it, as dnsd writes while it runs."""
+        rotate_log(os.path.join(self.state_dir, LOG_NAME))
 
     @staticmethod
     def _last_log_line(path: str) -> str:
@@ -177,6 +200,24 @@ def dnsd_options(state_dir: str) -> list[str]:
             return [word for line in options for word in line.split("#", 1)[0].split()]
     except FileNotFoundError:
         return []
+
+
+OPTIONS_HEADER = "# dnsd's options, set by `netcore dns-options set` (words as on dnsd's command line)\n"
+
+
+def write_dnsd_options(state_dir: str, words: list[str]) -> None:
+    """Replace STATE_DIR/dnsd.options with ``words`` (one line, after a comment), atomically and 0600; no file
+    at all for no words. OSError if it cannot be written."""
+    path = os.path.join(state_dir, OPTIONS_NAME)
+    if not words:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w") as out:
+        out.write(OPTIONS_HEADER + " ".join(words) + "\n")
+    os.replace(temporary, path)
 
 
 def is_dnsd_process(pid: int, state_dir: str, supervisor: bool = False) -> bool:

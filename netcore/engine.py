@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
-from . import drivers, ipam, ports, sandbox
+from . import drivers, ipam, ports, resolvconf, sandbox
 from .clock import Clock, SystemClock
-from .dnsd_control import MANAGED, DnsdControl
+from .dnsd_control import MANAGED, DnsdControl, dnsd_options, write_dnsd_options
 from .drivers import NetworkRequest
-from .errors import Conflict, NetcoreError
+from .errors import Conflict, NetcoreError, NotFound
 from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
 from .host_resolver import HostResolver
 from .kernel import Kernel, LinuxKernel
@@ -126,6 +126,7 @@ class Engine:
         self.notes: list[str] = []  # what reconciliation did, for the user to read
         self.warnings: list[str] = []  # what is wrong but did not fail the command (a DNS listener down)
         self.notices: list[str] = []  # what the command changed beyond its own objects (forwarding switched on)
+        self.reconciled: list[Network | Container | Endpoint] = []  # rows reconciliation removed in this process
         self._in_action = False
         self._firewall_generation: int | None = None  # the store generation whose firewall this engine applied
 
@@ -140,6 +141,7 @@ class Engine:
         self.notes.clear()
         self.warnings.clear()
         self.notices.clear()
+        self.reconciled.clear()  # "just removed by reconciliation" is this command's, not an earlier one's
         self._firewall_generation = None  # the firewall and the held ports are checked again, as a new process did
         self.kernel.revalidate()
 
@@ -162,6 +164,7 @@ class Engine:
             try:
                 self.reconcile(gateway_created=self.kernel.ensure())
                 self._replace_stale_dnsd()
+                self._restart_if_options_changed()
                 self._ensure_default_bridge()
                 yield
                 self._warn_dns_down(self.sync_dns())
@@ -179,6 +182,19 @@ class Engine:
             yield
         finally:
             os.close(fd)
+
+    def action_in_progress(self) -> bool:
+        """Whether another netcore process holds the state dir's lock now (an action runs). Rows left
+        ``creating`` or ``removing`` while none does are an interrupted action's, which the next
+        mutating command finishes (``reconcile``). Takes the lock only for a moment, never waits."""
+        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def apply_firewall(self, force: bool = False) -> None:
         """Hand the firewall the state the store calls for now (netcore.firewall.desired_state).
@@ -260,15 +276,51 @@ class Engine:
                 self.warnings.append(f"firewall not applied: {err}")
 
     def revive_dnsd(self) -> None:
-        """Restart a dnsd that is not serving (its supervisor gave up, the gateway namespace was deleted
-        under it) so the next lookup is answered; a dnsd killed is restarted by its supervisor."""
+        """Restart a dnsd that should run and is not serving (stopped, its supervisor gave up, the gateway
+        namespace was deleted under it), or that runs with other options than ``STATE_DIR/dnsd.options`` now
+        holds, so the next lookup is answered as configured; a dnsd killed is restarted by its supervisor.
+        Every command calls it, reads too (issue 23, item 6: ``network ls``, ``ps``, ``port`` and ``network
+        inspect`` left DNS down). It also keeps ``dnsd.log`` bounded."""
+        self.dnsd.rotate_log()
         if not any(n.dns_enabled for n in self.store.networks()):
             return
         found = self.dnsd.status()
         gone = self.namespace is not None and not self.kernel.namespace_exists(self.namespace)
-        if found is None or gone or self._dnsd_is_stale(found[0]):
+        if (found is None or gone or self._dnsd_is_stale(found[0])
+                or (found[1] == MANAGED and self.dnsd.options_changed(found[0]))):
             with self.action():
                 pass  # action() rebuilds the gateway namespace, replaces a stale dnsd and syncs (starting dnsd)
+
+    def _restart_if_options_changed(self) -> None:
+        """Stop a managed dnsd started with other options than ``STATE_DIR/dnsd.options`` holds now; the sync
+        that ends the action starts it with the new ones (a dnsd run by hand is left alone)."""
+        found = self.dnsd.status()
+        if found is None or found[1] != MANAGED or not self.dnsd.options_changed(found[0]):
+            return
+        self.dnsd.stop()
+        self.notices.append(f"restarted dnsd (pid {found[0]}) with the options of dnsd.options")
+
+    def set_dnsd_options(self, words: list[str]) -> list[str]:
+        """``netcore dns-options set WORDS`` (``reset``: no words): write ``STATE_DIR/dnsd.options`` and restart
+        the managed dnsd with them, if one should run. If dnsd refuses them (it exits at start), the old file
+        is put back, dnsd started again with it, and NetcoreError names dnsd's reason: the options are never
+        left broken. Returns the words now in force."""
+        with self._locked():
+            old = dnsd_options(self.state_dir)
+            write_dnsd_options(self.state_dir, words)
+        notices = list(self.notices)
+        try:
+            with self.action():
+                pass  # the action restarts a dnsd whose options differ, and its sync starts one that should run
+        except NetcoreError as err:
+            with self._locked():
+                write_dnsd_options(self.state_dir, old)
+            with suppress(NetcoreError), self.action():
+                pass
+            raise NetcoreError(f"dnsd options not changed: {err}") from None
+        finally:
+            self.notices = notices  # the restart is this command's own doing: its output says what is in force
+        return dnsd_options(self.state_dir)
 
     def _dnsd_is_stale(self, pid: int) -> bool:
         """Whether dnsd ``pid`` runs in another network namespace than the live gateway namespace
@@ -373,11 +425,12 @@ class Engine:
                     raise Conflict(f"network with name {name} already exists")
                 if any(n.bridge == bridge for n in self.store.networks()):
                     raise Conflict(f"bridge name {bridge} is already used by another network")
-                taken = self._taken_subnets()
-                if v4:
-                    ipam.check_no_overlap(v4[0], taken)
+                links = self.kernel.links()
+                if v4:  # a given subnet may share the routes the driver expects (macvlan: the parent's LAN)
+                    ipam.check_no_overlap(v4[0], self._taken_subnets(network_driver.shared_routes(options, links)))
                     subnet = v4[0]
-                else:
+                taken = self._taken_subnets()
+                if not v4:
                     subnet = ipam.choose_subnet(taken.values())
                 gw = ipam.plan_gateway(subnet, gateway4)
                 rng = ipam.plan_ip_range(subnet, ip_range)
@@ -392,7 +445,8 @@ class Engine:
                     gateway6=str(gw6) if gw6 else None, internal=internal, dns=servers, options=options,
                     labels=dict(labels or {}), driver=network_driver.name, state=STATE_CREATING,
                     created=self.clock.now())
-                network = network_driver.plan_network(network, self.store.networks(), self.kernel.links())
+                network = network_driver.plan_network(network, self.store.networks(), links)
+                self._warn_aux_in_range(network)
                 self.store.insert(network)
             self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
             network = replace(network, state=STATE_RUNNING)
@@ -404,8 +458,10 @@ class Engine:
             self._confirm(network, undo, f"network {name} not created")
             return network
 
-    def _taken_subnets(self) -> dict[str, ipam.IPNetwork]:
-        """Subnets a new network must not overlap: other networks' and the gateway namespace's routes."""
+    def _taken_subnets(self, shared: set = frozenset()) -> dict[str, ipam.IPNetwork]:
+        """Subnets a new network must not overlap: other networks' and the gateway namespace's routes, but
+        the ``shared`` ones, (destination, link) pairs the network's driver expects to overlap
+        (``NetworkDriver.shared_routes``: a macvlan parent's connected route)."""
         taken: dict[str, ipam.IPNetwork] = {}
         for n in self.store.networks():
             taken[f"network {n.name}"] = ipaddress.ip_network(n.subnet)
@@ -413,9 +469,24 @@ class Engine:
                 taken[f"network {n.name} (IPv6)"] = ipaddress.ip_network(n.subnet6)
         bridges = {ipaddress.ip_network(n.subnet) for n in self.store.networks()}
         for route in self.kernel.routes():
-            if route not in bridges and not route.is_link_local:
-                taken[f"route {route} in the gateway namespace"] = route
+            destination = route.destination
+            if destination not in bridges and not destination.is_link_local and tuple(route) not in shared:
+                via = f" via {route.device}" if route.device else ""
+                taken[f"route {destination}{via} in the gateway namespace"] = destination
         return taken
+
+    def _warn_aux_in_range(self, network: Network) -> None:
+        """A warning for each of ``network``'s ``aux_addresses`` (the host's own on a macvlan parent) inside the
+        range its containers get addresses from: IPAM keeps it out, but the LAN's other machines are not
+        known to netcore (issue 23, item 1)."""
+        subnet = ipaddress.ip_network(network.subnet)
+        pool = ipaddress.ip_network(network.ip_range) if network.ip_range else subnet
+        for name, address in network.aux_addresses.items():
+            if ipaddress.ip_address(address) in pool:
+                self.warnings.append(
+                    f"network {network.name}: the host's address {address} ({name}) is inside {pool}, where "
+                    "containers get their addresses; netcore keeps it out, but not the LAN's other machines' "
+                    "addresses: give --ip-range a share of the LAN that no other machine uses")
 
     def _build_network(self, network: Network) -> None:
         drivers.get(network.driver).build_network(self.kernel, network)
@@ -426,8 +497,17 @@ class Engine:
             self.store.delete(network)
 
     def remove_network(self, ref: str) -> Network:
+        """Remove network ``ref``; Conflict for the default bridge or while containers are attached (named).
+        A network this command's reconciliation removed (a ``network rm`` killed part way) counts as
+        removed. Returns the network."""
         with self.action():
-            network = self.store.network(ref)
+            try:
+                network = self.store.network(ref)
+            except NotFound:
+                found = self._just_reconciled(Network, ref)
+                if found is None:
+                    raise
+                return found
             if network.name == DEFAULT_BRIDGE:
                 raise Conflict(f"{DEFAULT_BRIDGE} is a pre-defined network and cannot be removed")
             attached = self.store.endpoints_on_network(network.id)
@@ -442,17 +522,51 @@ class Engine:
     def _ensure_default_bridge(self) -> None:
         if self.store.find_network(DEFAULT_BRIDGE):
             return
-        taken = self._taken_subnets()
-        preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
-        subnet = (preferred if not any(preferred.overlaps(t) for t in taken.values())
-                  else ipam.choose_subnet(taken.values()))
-        network = Network(id=secrets.token_hex(32), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
-                          subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
-                          options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,
-                          created=self.clock.now())
+        network = self._plan_default_bridge()
         with self.store.transaction():
             self.store.insert(network)
         self._build(network, lambda: self._build_network(network), lambda: self._drop_network(network))
+
+    def _plan_default_bridge(self) -> Network:
+        """The default ``bridge`` as the first action builds it: Docker's 172.17.0.0/16 unless a network or a
+        route of the gateway namespace overlaps it, else the lowest free pool subnet; its ID is the state
+        dir's own (``default_bridge_id``), so it is the same before and after it is built."""
+        gone = self.namespace is not None and not self.kernel.namespace_exists(self.namespace)
+        taken = {} if gone else self._taken_subnets()  # no gateway namespace yet: no route there either
+        preferred = ipaddress.ip_network(DEFAULT_BRIDGE_SUBNET)
+        subnet = (preferred if not any(preferred.overlaps(t) for t in taken.values())
+                  else ipam.choose_subnet(taken.values()))
+        return Network(id=self.default_bridge_id(), name=DEFAULT_BRIDGE, bridge=DEFAULT_BRIDGE_DEVICE,
+                       subnet=str(subnet), gateway=str(ipam.plan_gateway(subnet, None)),
+                       options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE_DEVICE}, state=STATE_CREATING,
+                       created=self.clock.now())
+
+    def default_bridge_id(self) -> str:
+        """The default bridge's 64-hex ID: drawn once per state dir, kept in the store's bookkeeping."""
+        return self.store.meta_setdefault("default_bridge_id", secrets.token_hex(32))
+
+    def networks_to_show(self) -> list[Network]:
+        """What ``network ls`` lists: the stored networks, with the default ``bridge`` before the first
+        mutating command has built it (the README promises it from the first use: issue 23, item 5).
+        A read: no lock is taken and nothing is built; the bridge shown is the one the next action builds,
+        with the same ID."""
+        networks = self.store.networks()
+        if any(n.name == DEFAULT_BRIDGE for n in networks):
+            return networks
+        return [replace(self._plan_default_bridge(), state=STATE_RUNNING, created=""), *networks]
+
+    def network_to_show(self, ref: str) -> Network:
+        """The network ``ref`` names (as ``Store.network`` resolves it), the default ``bridge`` included before
+        it is built (``networks_to_show``); NotFound as the store raises it."""
+        try:
+            return self.store.network(ref)
+        except NotFound:
+            planned = next((n for n in self.networks_to_show() if n.name == DEFAULT_BRIDGE), None)
+            hexadecimal = bool(ref) and all(c in "0123456789abcdef" for c in ref)
+            if planned is not None and (ref in (planned.name, planned.id) or
+                                        (hexadecimal and planned.id.startswith(ref))):
+                return planned
+            raise
 
     # -- containers -----------------------------------------------------------
 
@@ -462,8 +576,9 @@ class Engine:
         """Create a container on network ``net`` (default: the default bridge; or ``host``, ``none``,
         ``container:NAME``) with its first endpoint, and publish ``publish`` (netcore.ports.parse_publish)
         on the host. NetcoreError (one line, nothing changed) for a bad name, a taken name, address or host
-        port (``Bind for 0.0.0.0:8080 failed: port is already allocated ...``), or -p without a network
-        that can be reached (host, none, container: modes; an internal network)."""
+        port (``Bind for 0.0.0.0:8080 failed: port is already allocated ...``), two ``publish`` specs that
+        collide with each other (exit 2; overlapping ones that agree are merged, netcore.ports.plan_requests),
+        or -p without a network that can be reached (host, none, container: modes; an internal network)."""
         if name is not None:
             validate_name(name, "container")
         for alias in aliases:
@@ -480,6 +595,10 @@ class Engine:
                                + ("the container uses the host's ports directly" if mode == MODE_HOST else
                                   "its ports are published by the container whose namespace it shares"
                                   if mode == MODE_CONTAINER else "it has no network to publish from"))
+        try:
+            requests = ports.plan_requests(publish)  # two -p of this run that collide: one line, exit 2
+        except ports.PublishError as err:
+            raise NetcoreError(str(err), exit_code=2) from None
         with self.action():
             with self.store.transaction():
                 name = name or self._generate_name()
@@ -501,7 +620,7 @@ class Engine:
                 if mode == MODE_BRIDGE:
                     network = self.store.network(net or DEFAULT_BRIDGE)
                     endpoints.append(self._plan_endpoint(container, network, aliases, ip))
-                    self._plan_ports(container, network, publish)
+                    self._plan_ports(container, network, requests)
             self._build(container, lambda: self._build_container(container, endpoints),
                         lambda: self._drop_container(container))
             container = replace(container, state=STATE_RUNNING)
@@ -514,12 +633,13 @@ class Engine:
                               container.id)
             return container
 
-    def _plan_ports(self, container: Container, network: Network, publish: list[PublishSpec]) -> None:
-        """Choose a host port for each container port of ``publish`` and record the bindings (inside the
-        transaction that records the container). Each port is checked free in the store (netcore.ports
-        .conflict: every address collides with each one) and bindable in the gateway namespace now; a
-        fixed port that is not is one line, a range or an ephemeral request takes the next that is."""
-        if not publish:
+    def _plan_ports(self, container: Container, network: Network, requests: list[ports.PortRequest]) -> None:
+        """Choose a host port for each of ``requests`` (netcore.ports.plan_requests: merged, exact ports
+        first) and record the bindings (inside the transaction that records the container). Each port is
+        checked free in the store (netcore.ports.conflict: every address collides with each one) and
+        bindable in the gateway namespace now; a fixed port that is not is one line, a range or an
+        ephemeral request takes the next that is."""
+        if not requests:
             return
         if network.internal:
             raise NetcoreError(f"-p needs a network that is not internal: nothing outside network {network.name} "
@@ -529,28 +649,27 @@ class Engine:
                                "is reached on its own address on the LAN, not through the host")
         taken = self.store.ports()
         local_range = None
-        for spec in publish:
-            for request in spec.requests():
-                fixed = request.host_ports is not None and request.host_ports[0] == request.host_ports[1]
-                if request.host_ports is None:
-                    if local_range is None:
-                        local_range = self.ports.local_range()
-                    meta = f"ports.last.{request.protocol}"
-                    last = self.store.meta(meta)
-                    candidates = ports.ephemeral_candidates(*local_range, int(last) if last else None)
-                    where = f"an ephemeral port ({local_range[0][0]}-{local_range[0][1]})"
-                else:
-                    first, end = request.host_ports
-                    candidates = iter(range(first, end + 1))
-                    where = f"port {first}" if first == end else f"ports {first}-{end}"
-                binding = self._free_port(container, network, request, candidates, taken, fixed)
-                if binding is None:
-                    raise Conflict(f"no free host port for {ports.port_key(request.protocol, request.container_port)}"
-                                   f" of container {container.name} among {where}")
-                if request.host_ports is None:
-                    self.store.set_meta(meta, str(binding.host_port))
-                taken.append(binding)
-                self.store.insert(binding)
+        for request in requests:
+            fixed = request.fixed
+            if request.host_ports is None:
+                if local_range is None:
+                    local_range = self.ports.local_range()
+                meta = f"ports.last.{request.protocol}"
+                last = self.store.meta(meta)
+                candidates = ports.ephemeral_candidates(*local_range, int(last) if last else None)
+                where = f"an ephemeral port ({local_range[0][0]}-{local_range[0][1]})"
+            else:
+                first, end = request.host_ports
+                candidates = iter(range(first, end + 1))
+                where = f"port {first}" if first == end else f"ports {first}-{end}"
+            binding = self._free_port(container, network, request, candidates, taken, fixed)
+            if binding is None:
+                raise Conflict(f"no free host port for {ports.port_key(request.protocol, request.container_port)}"
+                               f" of container {container.name} among {where}")
+            if request.host_ports is None:
+                self.store.set_meta(meta, str(binding.host_port))
+            taken.append(binding)
+            self.store.insert(binding)
 
     def _free_port(self, container: Container, network: Network, request: ports.PortRequest, candidates,
                    taken: list[PortBinding], fixed: bool) -> PortBinding | None:
@@ -560,6 +679,9 @@ class Engine:
         for port in candidates:
             other = ports.conflict(request.protocol, request.host_ip, port, taken)
             if other is not None:
+                if fixed and other.container_id == container.id:  # plan_requests rules this out; never "by itself"
+                    raise NetcoreError(f"-p {request.spec} collides with another -p of container {container.name} "
+                                       f"on {request.protocol} host port {port}", exit_code=2)
                 if fixed:
                     owner = "container " + (self.store.find_container_by_id(other.container_id) or container).name
                     raise Conflict(f"Bind for {_show_host(request.host_ip)}:{port} failed: port is already "
@@ -656,17 +778,30 @@ class Engine:
             None if network.internal else network.gateway6)
 
     def _write_etc(self, container: Container) -> None:
-        """resolv.conf names the embedded DNS of each DNS network joined (else the container's own --dns)."""
+        """resolv.conf names the embedded DNS of each DNS network joined, else the container's own --dns, else
+        (the default bridge, --net none) the host's name servers as Docker copies them (netcore.resolvconf:
+        loopback ones left out, systemd-resolved's rule, Docker's defaults when none is left; in sandbox mode
+        the gateway namespace's /etc/netns file first) with the host's search domains and options."""
         if container.mode not in (MODE_BRIDGE, MODE_NONE):
             return  # host and container: modes use the namespace's owner's files
         endpoints = self.store.endpoints_of_container(container.id)
         networks = [self.store.network(e.network_id) for e in endpoints]
         nameservers = [n.dns_addresses[0] for n in networks if n.dns_addresses]
+        addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
+        hosts = sandbox.hosts_file(container.hostname, addresses)
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
-        addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
-        self.kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers),
-                              sandbox.hosts_file(container.hostname, addresses))
+        if nameservers:
+            self.kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers), hosts)
+            return
+        host = resolvconf.choose_source(self.kernel.read_text, self.namespace, sandbox.ETC_NETNS)
+        copied = resolvconf.for_container(host, ipv6=any(e.ipv6 for e in endpoints))
+        source = host.source or "no resolv.conf found"
+        header = (f"# written by netcore: Docker's default name servers ({source} names none a container can use)"
+                  if copied.defaulted else f"# written by netcore: the name servers of {source}, loopback ones left "
+                  "out (Docker's rule)")
+        self.kernel.write_etc(container.netns, sandbox.resolv_conf(list(copied.nameservers), copied.search,
+                                                                   copied.options, header), hosts)
 
     def _drop_container(self, container: Container) -> list[Container]:
         """Tear down whatever exists of the container in the kernel, then its rows; return what was dropped.
@@ -710,12 +845,22 @@ class Engine:
         they are named too, or ``force`` removes them as well (Docker's rm -f).
         All victims are recorded as removing in one transaction, then torn down in
         ``removal_order``; a process killed in between leaves them for reconcile().
-        Returns the removed containers in the order they went.
+        A ref naming a container that this command's reconciliation removed (the rest of an
+        ``rm`` that was killed) counts as removed. Returns the removed containers in the order
+        they went, those reconciliation removed first.
         """
         with self.action():
             victims: dict[str, Container] = {}
+            gone: list[Container] = []  # named, but reconciliation removed them just now: done
             for ref in refs:
-                container = self.store.container(ref)
+                try:
+                    container = self.store.container(ref)
+                except NotFound:
+                    found = self._just_reconciled(Container, ref)
+                    if found is None:
+                        raise
+                    gone += [found] if found not in gone else []
+                    continue
                 victims.setdefault(container.id, container)
             for container in list(victims.values()):
                 others = [d for d in self.sharing(container) if d.id not in victims]
@@ -726,7 +871,7 @@ class Engine:
                 victims.update((d.id, d) for d in others)
             ordered = removal_order(victims.values())
             self._mark_removing(ordered)
-            removed: list[Container] = []
+            removed: list[Container] = list(gone)
             for victim in ordered:
                 if all(victim.id != r.id for r in removed):  # else it went with the namespace it shared
                     removed += self._drop_container(victim)
@@ -774,13 +919,24 @@ class Engine:
             raise Conflict(f"container {container.name} uses {how} (--net {container.mode}): "
                            "it cannot be connected to or disconnected from networks")
 
-    def disconnect(self, net_ref: str, container_ref: str) -> Endpoint:
+    def disconnect(self, net_ref: str, container_ref: str) -> Endpoint | None:
+        """Remove ``container_ref``'s endpoint on ``net_ref``; Conflict if it has none. If this command's
+        reconciliation removed that endpoint (a ``disconnect`` or ``connect`` killed part way), its
+        container, or the network, there is nothing left to do: None, no error. Returns the endpoint."""
         with self.action():
-            network = self.store.network(net_ref)
-            container = self.store.container(container_ref)
+            try:
+                network = self.store.network(net_ref)
+                container = self.store.container(container_ref)
+            except NotFound:
+                if self._just_reconciled(Network, net_ref) or self._just_reconciled(Container, container_ref):
+                    return None
+                raise
             self._check_connectable(container)
             endpoint = next((e for e in self.store.endpoints_of_container(container.id)
                              if e.network_id == network.id), None)
+            if endpoint is None and any(isinstance(r, Endpoint) and (r.container_id, r.network_id) ==
+                                        (container.id, network.id) for r in self.reconciled):
+                return None
             if endpoint is None:
                 raise Conflict(f"container {container.name} is not connected to network {network.name}")
             with self.store.transaction():
@@ -812,6 +968,7 @@ class Engine:
                 continue
             for dropped in self._drop_container(container):
                 gone.add(dropped.id)
+                self.reconciled.append(dropped)
                 if dropped.id in unsettled:
                     notes.append(f"removed half-{'created' if dropped.state == STATE_CREATING else 'removed'} "
                                  f"container {dropped.name} (namespace {dropped.netns})")
@@ -824,10 +981,12 @@ class Engine:
             self._teardown_endpoint(endpoint)
             with self.store.transaction():
                 self.store.delete(endpoint)
+            self.reconciled.append(endpoint)
             notes.append(f"removed half-{'connected' if endpoint.state == STATE_CREATING else 'disconnected'} "
                          f"endpoint {endpoint.host_ifname}")
         for network in networks:
             self._drop_network(network)
+            self.reconciled.append(network)
             notes.append(f"removed half-{'created' if network.state == STATE_CREATING else 'removed'} "
                          f"network {network.name} (bridge {network.bridge})")
         boot = self.clock.boot_id()
@@ -837,6 +996,15 @@ class Engine:
                 self.store.set_meta("boot_id", boot)
         self.notes += notes
         return notes
+
+    def _just_reconciled(self, kind: type, ref: str) -> Network | Container | None:
+        """The network or container (``kind``) named by ``ref`` (name, full ID or ID prefix, as the store
+        resolves them) that reconciliation removed in this process, else None: asked to remove it, the
+        command has nothing left to do and succeeds (issue 23, item 7: ``rm X`` repeated after an ``rm``
+        killed part way said "no such container" and failed a ``set -e`` script)."""
+        hexadecimal = bool(ref) and all(c in "0123456789abcdef" for c in ref)
+        return next((r for r in self.reconciled if isinstance(r, kind) and
+                     (ref in (r.name, r.id) or (hexadecimal and r.id.startswith(ref)))), None)
 
     def _reconcile_kernel(self) -> list[str]:
         notes = []

@@ -11,6 +11,7 @@ inode of each socket a process holds (``socket:[INODE]``), in any namespace.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -98,7 +99,13 @@ def read_sockets(proc_net: str = PROC_NET) -> list[BoundSocket]:
 
 
 def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[tuple[str, int]]]:
-    """inode -> [(process name, pid)] of the processes holding these sockets, found through /proc/PID/fd."""
+    """inode -> [(process name, pid)] of the processes holding these sockets, found through /proc/PID/fd.
+
+    Every descriptor of every process is looked at: a process holding several of the sockets (dnsd's UDP
+    and TCP listeners, the port holder's IPv4 and IPv6 sockets) is named for each of them (issue 23,
+    item 4: stopping at its first match left the others to "an unknown process"). The name is
+    ``process_name``'s: netcore's own processes are named for what they are.
+    """
     wanted = {f"socket:[{inode}]": inode for inode in inodes}
     owners: dict[int, list[tuple[str, int]]] = {}
     if not wanted:
@@ -111,18 +118,66 @@ def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[tuple
             fds = os.listdir(fd_dir)
         except OSError:  # gone, or not ours to read
             continue
+        name = None
         for fd in fds:
             try:
                 inode = wanted.get(os.readlink(os.path.join(fd_dir, fd)))
             except OSError:
                 continue
-            if inode is not None:
-                owners.setdefault(inode, []).append((_process_name(proc, entry), int(entry)))
-                break
+            if inode is None:
+                continue
+            if name is None:
+                name = process_name(proc, entry)
+            if (name, int(entry)) not in owners.get(inode, []):  # two descriptors of one socket: one owner
+                owners.setdefault(inode, []).append((name, int(entry)))
     return owners
 
 
-def _process_name(proc: str, pid: str) -> str:
+DNSD_MODULE = "dnsd"  # ``python -m dnsd``: netcore's dnsd (and one run by hand)
+SUPERVISOR_MODULE = "dnsd.supervise"
+PORT_HOLDER_MODULE = "netcore.port_holder"
+AARDVARK_HELPER_MARK = "# dnsd in aardvark-dns's place"  # the second line of dnsd.aardvark.HELPER_SCRIPT
+
+
+def role_of(argv: list[str], script_head: str = "") -> str | None:
+    """What a process of netcore's is, by its command line ``argv`` (``/proc/PID/cmdline`` split at NULs):
+    ``dnsd``, ``dnsd's supervisor``, ``netcore's port holder``, ``dnsd (as aardvark-dns)``, each followed
+    by ``of state dir DIR`` when its command line names one; None for any other process. ``script_head``
+    is the start of the script ``argv[1]`` names, if any (the aardvark-dns helper is recognised by it).
+    Pure."""
+    module = None
+    if "-m" in argv[1:-1]:  # python3 [-u ...] -m MODULE
+        module = argv[argv.index("-m", 1) + 1]
+    elif "dnsd" in (os.path.basename(a) for a in argv[:2]):
+        module = DNSD_MODULE  # the console script
+    roles = {DNSD_MODULE: "dnsd", SUPERVISOR_MODULE: "dnsd's supervisor", PORT_HOLDER_MODULE: "netcore's port holder"}
+    role = roles.get(module or "")
+    if role is None and AARDVARK_HELPER_MARK in script_head:
+        return "dnsd (as aardvark-dns)"
+    if role is None:
+        return None
+    if "--state-dir" in argv[:-1]:
+        return f"{role} of state dir {argv[argv.index('--state-dir') + 1]}"
+    if module == PORT_HOLDER_MODULE and len(argv) >= 4:  # its one argument is STATE_DIR/ports.sock
+        return f"{role} of state dir {os.path.dirname(argv[3])}"
+    return role
+
+
+def process_name(proc: str, pid: str) -> str:
+    """How an error line names process ``pid``: netcore's own processes by their role (``role_of``: dnsd,
+    its supervisor, the port holder), any other by its ``comm`` (``nginx``); ``?`` if it is gone."""
+    try:
+        with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        argv = []
+    head = ""
+    if len(argv) >= 2 and os.path.isabs(argv[1]):
+        with contextlib.suppress(OSError), open(argv[1], "rb") as script:
+            head = script.read(256).decode(errors="replace")
+    role = role_of(argv, head)
+    if role is not None:
+        return role
     try:
         with open(os.path.join(proc, pid, "comm")) as f:
             return f.read().strip() or "?"
@@ -133,7 +188,9 @@ def _process_name(proc: str, pid: str) -> str:
 def describe_holders(address: str, port: int, proc_net: str = PROC_NET) -> str:
     """What holds ``address``:``port`` in the network namespace of ``proc_net`` (this process's by default;
     ``/proc/thread-self/net`` for a thread that entered another one with setns), for an error line:
-    ``held by python3 (pid 4242, udp 10.89.0.1:53)``; several holders are joined with ``;``,
+    ``held by nginx (pid 4242, udp 10.89.0.1:53)``, ``held by dnsd of state dir /var/lib/netcore (pid 42,
+    udp 10.89.0.1:53)`` (netcore's own processes by their role, ``process_name``); every holder of every
+    conflicting socket is named, joined with ``;``,
     and when no socket is found (it closed meanwhile, or another namespace) ``holder not found``."""
     found = conflicting(read_sockets(proc_net), address, port)
     if not found:

@@ -12,7 +12,6 @@ refuses, with a message a user can act on; deleting what is gone is no error.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Protocol
 
@@ -27,11 +26,13 @@ class Kernel(Protocol):
     def ensure(self) -> bool:
         """Create the gateway namespace if it is missing; True if it had to be created."""
 
-    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """Destinations of the gateway namespace's main routing table (the default route excluded)."""
+    def routes(self) -> list[netlink.Route]:
+        """The gateway namespace's main routing table (the default route excluded): destination and the
+        link each leaves by."""
 
     def links(self) -> dict[str, dict]:
-        """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None}."""
+        """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None,
+        "addresses": ["ADDRESS/PREFIXLEN", ...]} (no link-local IPv6 addresses)."""
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:
@@ -91,6 +92,9 @@ class Kernel(Protocol):
     def remove_etc(self, namespace: str) -> None:
         """Remove the namespace's /etc/netns directory, if any."""
 
+    def read_text(self, path: str) -> str | None:
+        """The text of a file of the host (the gateway namespace's resolv.conf), None if it cannot be read."""
+
 
 class LinuxKernel(netlink.Gateway):
     """The real kernel: netlink.Gateway for the gateway namespace, netlink's and sandbox's functions for the rest."""
@@ -103,6 +107,7 @@ class LinuxKernel(netlink.Gateway):
     delete_container_link = staticmethod(netlink.delete_container_link)
     write_etc = staticmethod(sandbox.write_etc)
     remove_etc = staticmethod(sandbox.remove_etc)
+    read_text = staticmethod(sandbox.read_text)
 
     def runs_in_gateway(self, pid: int) -> bool:
         if self.namespace is None:

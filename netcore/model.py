@@ -30,6 +30,9 @@ OPT_MACVLAN_MODE = "macvlan_mode"  # bridge (default), private, vepa, passthru
 OPT_IPVLAN_MODE = "ipvlan_mode"  # l2 (default), l3
 OPT_SHIM_ADDRESS = "shim_address"  # the address of the shim link in the gateway namespace (dnsd listens there)
 OPT_PARENT_CREATED = "netcore.parent_created"  # "vlan" or "dummy": netcore made the parent and deletes it
+# addresses of the subnet no container gets, as Docker's --aux-address: "NAME=IP,NAME=IP" (macvlan/ipvlan: the
+# host's own addresses on the parent, issue 23, item 1)
+OPT_AUX_ADDRESSES = "netcore.aux_addresses"
 LAN_DRIVERS = ("macvlan", "ipvlan")  # containers sit on the parent's LAN, not behind the gateway namespace
 _FALSE = ("false", "0", "no")
 
@@ -119,10 +122,19 @@ class Network:
         return (shim,) if shim else ()
 
     @property
+    def aux_addresses(self) -> dict[str, str]:
+        """Addresses of the subnet taken by others, by name (Docker's ``--aux-address NAME=IP``, which inspect
+        shows as ``AuxiliaryAddresses``): on macvlan and ipvlan the host's own addresses on the parent
+        (``eth0=192.168.0.50``), recorded at ``network create``."""
+        text = self.options.get(OPT_AUX_ADDRESSES, "")
+        return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+    @property
     def reserved_addresses(self) -> tuple[str, ...]:
-        """Addresses of the subnet no container gets besides the gateway: the shim's on macvlan and ipvlan."""
+        """Addresses of the subnet no container gets besides the gateway: the shim's on macvlan and ipvlan,
+        and the ``aux_addresses``."""
         shim = None if self.routed_by_gateway else self.options.get(OPT_SHIM_ADDRESS)
-        return (shim,) if shim else ()
+        return (*((shim,) if shim else ()), *self.aux_addresses.values())
 
     @property
     def enable_ipv6(self) -> bool:

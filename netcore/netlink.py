@@ -13,6 +13,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -24,6 +25,13 @@ NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
+
+
+class Route(NamedTuple):
+    """A route of the gateway namespace: its ``destination`` and the ``device`` (link name) it leaves by."""
+
+    destination: ipaddress.IPv4Network | ipaddress.IPv6Network
+    device: str | None
 
 
 class KernelError(NetcoreError):
@@ -79,6 +87,14 @@ def _rtnl(namespace: str | None, action: str) -> Iterator[IPRoute]:
         raise
     except (NetlinkError, OSError) as err:
         raise _kernel_error(action, err) from None
+
+
+def local_addresses(namespace: str | None) -> set[str]:
+    """Every address of every link of ``namespace`` (None: this process's), as ``ipaddress`` prints them:
+    the destinations a packet to a host port of that namespace can have. KernelError if they cannot be
+    read."""
+    with _rtnl(namespace, "cannot read addresses") as ipr:
+        return {str(ipaddress.ip_address(a.get("address"))) for a in ipr.addr("dump") if a.get("address")}
 
 
 def namespace_exists(name: str) -> bool:
@@ -186,26 +202,36 @@ class Gateway:
             return True
         return False
 
-    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """Destinations of the main routing table (the default route excluded)."""
+    def routes(self) -> list[Route]:
+        """The main routing table's routes (the default route excluded): each destination with the name of
+        the link it leaves by (None for one without, e.g. a blackhole route)."""
         found = []
         with self._rtnl("cannot read routes") as ipr:
+            names = {link["index"]: link.get("ifname") for link in ipr.link("dump")}
             for family in (2, 10):
                 for route in ipr.route("dump", family=family, table=MAIN_TABLE):
                     dst = route.get("dst")
                     if dst and route["dst_len"] > 0:
-                        found.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+                        found.append(Route(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False),
+                                           names.get(route.get("oif"))))
         return found
 
     def links(self) -> dict[str, dict]:
-        """Every link by name: its kind and the name of its master bridge, if any."""
+        """Every link by name: its kind, the name of its master bridge, if any, and its addresses
+        (``"192.168.0.50/24"``, link-local IPv6 ones left out)."""
         with self._rtnl("cannot list links") as ipr:
             raw = list(ipr.link("dump"))
+            addresses = list(ipr.addr("dump"))
         by_index = {link["index"]: link.get("ifname") for link in raw}
         result = {}
         for link in raw:
             info = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
-            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master"))}
+            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master")), "addresses": []}
+        for address in addresses:
+            owner = result.get(by_index.get(address["index"]))
+            value = address.get("address")
+            if owner is not None and value and not ipaddress.ip_address(value).is_link_local:
+                owner["addresses"].append(f"{value}/{address['prefixlen']}")
         return result
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,

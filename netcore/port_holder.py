@@ -34,8 +34,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -46,12 +48,17 @@ from collections.abc import Iterable
 from . import linux, netlink
 from .errors import NetcoreError
 from .holders import TCP_TIME_WAIT, describe_holders, parse_table
+from .logfile import rotate_log
 from .model import DNS_PORT
-from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports
+from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
 
 SOCKET_NAME = "ports.sock"
+LOCK_NAME = "ports.lock"  # locked by the running holder, which writes its pid there: one holder per state dir
 LOG_NAME = "ports.log"
 START_TIMEOUT = 5.0
+CLIENT_TIMEOUT = 1.0  # a client that sends no request within this many seconds is dropped (issue 24, item 6)
+REPLY_TIMEOUT = 2.0  # a holder answers at once (it never waits on a client); one that does not within this is stuck
+EXIT_ALREADY_RUNNING = 75  # another holder keeps this state dir's ports
 MESSAGE_MAX = 1 << 20  # a `list` reply of every held port fits
 PROTOCOL_NUMBERS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 LISTEN_BACKLOG = 1  # never used: every packet for the port is DNATed before it reaches this socket
@@ -135,7 +142,7 @@ def _others_on_port(sock: socket.socket, port: HostPort, shared_with: Iterable[s
             and not (port.protocol == "tcp" and other.state == TCP_TIME_WAIT)]
 
 
-def _request(path: str, text: str, fds: Iterable[int] = (), timeout: float = 10.0) -> str | None:
+def _request(path: str, text: str, fds: Iterable[int] = (), timeout: float = REPLY_TIMEOUT) -> str | None:
     """One request to the holder and its reply; None when no holder answers."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
@@ -245,37 +252,55 @@ class HostPorts:
             _request(self.socket_path, f"release {port}")
 
     def stop(self) -> None:
-        """Stop the holder (every port it holds is released); no error if there is none."""
+        """Stop the holder (every port it holds is released); no error if there is none. A holder that
+        does not answer (found by its lock, ``LOCK_NAME``) is killed: nothing outlives ``purge``."""
         status = self._status()
-        if status is None:
+        pid = status[0] if status else self._locked_pid()
+        if pid is None:
             self._unlink()
             return
-        _request(self.socket_path, "stop")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _alive(status[0]):
-            time.sleep(0.01)
+        if status is not None:
+            _request(self.socket_path, "stop", timeout=CLIENT_TIMEOUT)
+        _end(pid, 0 if status is None else 5.0)
         self._unlink()
 
+    def _locked_pid(self) -> int | None:
+        """The pid of the holder that keeps this state dir's lock, when one does; else None."""
+        return locked_holder(os.path.join(self.state_dir, LOCK_NAME), self.socket_path)
+
     def forget(self, ports: Iterable[HostPort]) -> int:
-        """Delete the gateway namespace's conntrack entries whose original destination port is one of
-        ``ports`` (by protocol); the number deleted. PortError if conntrack cannot be read."""
-        wanted = {(PROTOCOL_NUMBERS[p.protocol], p.port) for p in ports}
+        """Delete the gateway namespace's conntrack entries of flows to ``ports`` (``ports.published_flow``:
+        the same protocol and port, to the port's address or, for every address, to one of the gateway
+        namespace's own); the number deleted. Flows the gateway namespace forwards elsewhere to a port of
+        the same number stay. PortError if conntrack cannot be read.
+
+        Every netlink socket of it is made and used while this thread is in the gateway namespace: pyroute2
+        opens a conntrack socket lazily, at its first request, so one made in the block and used after it
+        came into being in the host's namespace and deleted the host's entries (issue 24, item 6).
+        (pyroute2's own ``netns=`` forks a child to make the socket, which hangs in netcored's threads.)"""
+        wanted = list(ports)
         if not wanted:
             return 0
         from pyroute2 import Conntrack  # imported here: only ports need it
 
+        numbers = {number: name for name, number in PROTOCOL_NUMBERS.items()}
         deleted = 0
         try:
-            for family in (socket.AF_INET, socket.AF_INET6):
-                with self._in_gateway():  # the netlink socket belongs to the namespace it was opened in
+            with self._in_gateway():
+                local = netlink.local_addresses(None)  # this thread's namespace: the gateway's
+                for family in (socket.AF_INET, socket.AF_INET6):
                     conntrack = Conntrack(nfgen_family=family)
-                try:
-                    for entry in list(conntrack.dump_entries()):
-                        if (entry.tuple_orig.proto, entry.tuple_orig.dport) in wanted:
-                            conntrack.delete(entry)
-                            deleted += 1
-                finally:
-                    conntrack.close()
+                    try:
+                        for entry in list(conntrack.dump_entries()):
+                            flow = entry.tuple_orig
+                            protocol = numbers.get(flow.proto)
+                            if protocol and flow.daddr and any(
+                                    published_flow(port, protocol, flow.daddr, flow.dport, local)
+                                    for port in wanted):
+                                conntrack.delete(entry)
+                                deleted += 1
+                    finally:
+                        conntrack.close()
         except Exception as err:  # noqa: BLE001  (pyroute2 raises its own kinds; the user reads one line)
             raise PortError(f"cannot clear conntrack entries of published ports: {err}") from None
         return deleted
@@ -285,9 +310,14 @@ class HostPorts:
             os.unlink(self.socket_path)
 
     def _ensure_running(self) -> None:
+        """Start a holder unless one answers. One that holds the lock without answering (it cannot be made
+        to hang by a client any more, but could be stopped with SIGSTOP) is killed first, so there is
+        never a second holder beside it (issue 24, item 6)."""
         if _request(self.socket_path, "list") is not None:
             return
-        self._unlink()  # a dead holder's socket file
+        stuck = self._locked_pid()
+        if stuck is not None:
+            _end(stuck, 0)
         argv = [sys.executable, "-m", "netcore.port_holder", self.socket_path]
         namespace = self.namespace
 
@@ -295,19 +325,62 @@ class HostPorts:
             if namespace is not None:
                 linux.enter_netns(namespace)
         log_path = os.path.join(self.state_dir, LOG_NAME)
-        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        rotate_log(log_path)
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
                                     start_new_session=True, preexec_fn=enter)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if _request(self.socket_path, "list", timeout=1.0) is not None:
+            if _request(self.socket_path, "list", timeout=CLIENT_TIMEOUT) is not None:
                 return
-            if proc.poll() is not None:
+            if proc.poll() not in (None, EXIT_ALREADY_RUNNING):  # 75: another one came up meanwhile; ask it
                 raise PortError(f"the port holder exited at start (status {proc.returncode}): see {log_path}")
             time.sleep(0.01)
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         raise PortError(f"the port holder did not come up within {START_TIMEOUT:.0f} s: see {log_path}")
+
+
+def locked_holder(lock_path: str, socket_path: str) -> int | None:
+    """The pid of a live port holder of ``socket_path`` that keeps ``lock_path`` locked, or None: the lock
+    is free (no holder), the file names no pid, or that pid is not a port holder of this socket (checked
+    against its command line, so a reused pid is never signalled)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a holder runs
+        else:
+            return None
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        return None
+    try:
+        with open(f"/proc/{text}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    return int(text) if b"netcore.port_holder" in argv and socket_path.encode() in argv else None
+
+
+def _end(pid: int, grace: float) -> None:
+    """End holder ``pid``: wait ``grace`` seconds for it to go by itself, then SIGKILL it and wait until it is gone."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.01)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.01)
 
 
 class _NoSwitch:
@@ -335,11 +408,28 @@ def _alive(pid: int) -> bool:
 # -- the holder process -----------------------------------------------------------------------------------------
 
 
-def serve(path: str) -> None:
+def serve(path: str) -> int:
     """Keep the sockets handed over on ``path`` until told to stop. Requests, one a message:
     ``hold KEY`` with one file descriptor (replacing any kept under KEY), ``release KEY``, ``list`` (reply:
-    ``pid PID`` then one KEY a line), ``stop``. Replies ``ok`` or ``error: ...``."""
+    ``pid PID`` then one KEY a line), ``stop``. Replies ``ok`` or ``error: ...``.
+
+    One holder per state dir: it locks ``LOCK_NAME`` beside ``path`` (and writes its pid there) before
+    it binds, and returns ``EXIT_ALREADY_RUNNING`` when another holder has it. Clients are served
+    side by side; one that sends nothing within ``CLIENT_TIMEOUT`` seconds is dropped, so a silent
+    client never stalls another, nor the netcore command that needs the holder (the CVE-2024-8418
+    pattern, issue 24, item 6). Returns 0 once stopped."""
+    lock_path = os.path.join(os.path.dirname(path), LOCK_NAME)
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        return EXIT_ALREADY_RUNNING
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
     held: dict[str, socket.socket] = {}
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a dead holder's socket file: the lock says no other holder serves it
     old_umask = os.umask(0o077)
     try:
         server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -347,40 +437,70 @@ def serve(path: str) -> None:
     finally:
         os.umask(old_umask)
     server.listen(16)
+    server.setblocking(False)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    waiting = selectors.DefaultSelector()
+    waiting.register(server, selectors.EVENT_READ)
+    deadlines: dict[socket.socket, float] = {}
     try:
         while True:
-            conn, _ = server.accept()
-            with conn:
-                try:
-                    message, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-                except OSError:
+            now = time.monotonic()
+            for conn in [c for c, deadline in deadlines.items() if deadline <= now]:  # silent too long: dropped
+                waiting.unregister(conn)
+                del deadlines[conn]
+                conn.close()
+            timeout = max(0.0, min(deadlines.values()) - now) if deadlines else None
+            for key, _events in waiting.select(timeout):
+                if key.fileobj is server:
+                    with contextlib.suppress(BlockingIOError, InterruptedError):
+                        conn, _ = server.accept()
+                        conn.setblocking(False)
+                        waiting.register(conn, selectors.EVENT_READ)
+                        deadlines[conn] = time.monotonic() + CLIENT_TIMEOUT
                     continue
-                word, _, key = message.decode(errors="replace").partition(" ")
-                reply = "ok"
-                if word == "hold" and fds:
-                    if key in held:
-                        held.pop(key).close()
-                    held[key] = socket.socket(fileno=fds[0])
-                elif word == "release":
-                    if key in held:
-                        held.pop(key).close()
-                elif word == "list":
-                    reply = "\n".join([f"pid {os.getpid()}", *sorted(held)])
-                elif word == "stop":
-                    conn.send(b"ok")
-                    return
-                else:
-                    for fd in fds:
-                        os.close(fd)
-                    reply = f"error: unknown request {word!r}"
-                conn.send(reply.encode())
+                conn = key.fileobj
+                waiting.unregister(conn)
+                del deadlines[conn]
+                with conn:
+                    if _answer(conn, held):
+                        return 0
     finally:
         for sock in held.values():
             sock.close()
         server.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        os.close(lock)  # the lock goes last: no new holder binds while this one still has the socket file
+
+
+def _answer(conn: socket.socket, held: dict[str, socket.socket]) -> bool:
+    """Read one request from ``conn`` (readable, non-blocking) and answer it; True when it says ``stop``."""
+    try:
+        message, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+    except OSError:
+        return False
+    word, _, key = message.decode(errors="replace").partition(" ")
+    reply = "ok"
+    if word == "hold" and fds:
+        if key in held:
+            held.pop(key).close()
+        held[key] = socket.socket(fileno=fds[0])
+    elif word == "release":
+        if key in held:
+            held.pop(key).close()
+    elif word == "list":
+        reply = "\n".join([f"pid {os.getpid()}", *sorted(held)])
+    elif word == "stop":
+        with contextlib.suppress(OSError):
+            conn.send(b"ok")
+        return True
+    else:
+        for fd in fds:
+            os.close(fd)
+        reply = f"error: unknown request {word!r}"
+    with contextlib.suppress(OSError):  # a client gone meanwhile
+        conn.send(reply.encode())
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,8 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netcore.port_holder", description=__doc__.splitlines()[0])
     parser.add_argument("socket", help="the Unix socket to serve (STATE_DIR/ports.sock)")
     args = parser.parse_args(argv)
-    serve(args.socket)
-    return 0
+    return serve(args.socket)
 
 
 if __name__ == "__main__":

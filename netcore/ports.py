@@ -56,6 +56,14 @@ class PublishSpec:
         first, last = self.host_ports
         return str(first) if first == last else f"{first}-{last}"
 
+    def __str__(self) -> str:
+        """The spec as ``-p`` takes it, normalised: ``[::]:8090:8090/tcp``, ``127.0.0.1::53/udp``, ``80/tcp``."""
+        ports = "-".join(dict.fromkeys(map(str, self.container_ports)))
+        host = self.requested
+        if self.host_ip:
+            return f"{_host(self.host_ip)}:{host}:{ports}/{self.protocol}"
+        return f"{host}:{ports}/{self.protocol}" if host else f"{ports}/{self.protocol}"
+
     def requests(self) -> list[PortRequest]:
         """One request per container port, each with the host ports it may take (first, last), or None."""
         first, last = self.container_ports
@@ -67,7 +75,7 @@ class PublishSpec:
                 host = self.host_ports  # a host range for one container port: the first free of it
             else:
                 host = (self.host_ports[0] + offset,) * 2  # equal ranges: port to port
-            requests.append(PortRequest(self.protocol, container_port, self.host_ip, host, self.requested))
+            requests.append(PortRequest(self.protocol, container_port, self.host_ip, host, self.requested, str(self)))
         return requests
 
 
@@ -79,6 +87,12 @@ class PortRequest(NamedTuple):
     host_ip: str
     host_ports: tuple[int, int] | None
     requested: str
+    spec: str = ""  # the -p it came from (PublishSpec's str), for messages
+
+    @property
+    def fixed(self) -> bool:
+        """Whether it asks for exactly one host port."""
+        return self.host_ports is not None and self.host_ports[0] == self.host_ports[1]
 
 
 def _port_range(text: str, what: str, spec: str) -> tuple[int, int]:
@@ -211,6 +225,52 @@ def conflict(protocol: str, host_ip: str, host_port: int, bindings: Iterable[Por
     return None
 
 
+def covers(wide: str, narrow: str) -> bool:
+    """Whether host IP ``wide`` takes in every address ``narrow`` does: '' (every address) covers
+    everything, ``0.0.0.0`` every IPv4 address, ``::`` every IPv6 address, and an address itself."""
+    if not wide or wide == narrow:
+        return True
+    if not narrow:
+        return False
+    first, second = ipaddress.ip_address(wide), ipaddress.ip_address(narrow)
+    return first.is_unspecified and first.version == second.version
+
+
+def plan_requests(specs: Iterable[PublishSpec]) -> list[PortRequest]:
+    """The port requests of one container's ``-p`` specs, merged among themselves and in the order they
+    are given host ports: exact host ports first, then ranges and ephemeral ones (Docker's order,
+    moby's ``cmpPortBinding``, so a range cannot take the port a later exact request names), each group in
+    the order given.
+
+    Two requests for the same protocol, container port and host port (or range, or ephemeral port)
+    whose host addresses overlap are one request: the one with the wider address stays (``-p 8090:8090
+    -p '[::]:8090:8090'``: every address already takes in ``[::]``), as Docker allocates one host port
+    for bindings that differ only in host address (``needSamePort``). Two exact requests of one host
+    port and protocol on overlapping addresses for different container ports cannot both be published:
+    PublishError, one line naming both specs (issue 23, item 8). Pure."""
+    merged: list[PortRequest] = []
+    for spec in specs:
+        for request in spec.requests():
+            same = next((i for i, kept in enumerate(merged)
+                         if (kept.protocol, kept.container_port, kept.host_ports) ==
+                         (request.protocol, request.container_port, request.host_ports)
+                         and overlaps(kept.host_ip, request.host_ip)), None)
+            if same is None:
+                merged.append(request)
+            elif covers(request.host_ip, merged[same].host_ip) and request.host_ip != merged[same].host_ip:
+                merged[same] = request
+    fixed = [r for r in merged if r.fixed]
+    for i, first in enumerate(fixed):
+        for second in fixed[i + 1:]:
+            if (first.protocol, first.host_ports) == (second.protocol, second.host_ports) \
+                    and overlaps(first.host_ip, second.host_ip):
+                where = first.host_ip if covers(second.host_ip, first.host_ip) else second.host_ip
+                raise PublishError(f"-p {first.spec} and -p {second.spec} collide: both publish {first.protocol} "
+                                   f"host port {first.host_ports[0]} on {_host(where) if where else 'every address'}"
+                                   f" (to container ports {first.container_port} and {second.container_port})")
+    return fixed + [r for r in merged if not r.fixed]
+
+
 # -- what each binding maps to -------------------------------------------------------------------------------
 
 
@@ -241,6 +301,26 @@ class HostPort(NamedTuple):
         (netcore.nftables). Any other published port keeps its port to itself."""
         return (self.protocol in ("udp", "tcp") and self.port == dns_port
                 and ipaddress.ip_address(self.address).is_unspecified)
+
+
+def published_flow(port: HostPort, protocol: str, destination: str, destination_port: int,
+                   local: Iterable[str]) -> bool:
+    """Whether a connection-tracking flow, by its original direction's ``protocol`` (``tcp``, ``udp``,
+    ``sctp``), ``destination`` address and ``destination_port``, is a flow to the published host port
+    ``port``: the same protocol and port, to ``port``'s own address, or for a port on every address
+    (``0.0.0.0``/``::``) to any address of that family the gateway namespace has (``local``) or a loopback
+    one. A flow the gateway namespace forwards to another machine's port of the same number is not
+    (issue 24, item 6: only the published port's flows are deleted). Pure."""
+    if protocol != port.protocol or destination_port != port.port:
+        return False
+    wanted, found = ipaddress.ip_address(port.address), ipaddress.ip_address(destination)
+    if found.version == 6 and found.ipv4_mapped is not None:
+        found = found.ipv4_mapped
+    if wanted.version != found.version:
+        return False
+    if not wanted.is_unspecified:
+        return found == wanted
+    return found.is_loopback or str(found) in {str(ipaddress.ip_address(a)) for a in local}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ so the command sees the container's resolv.conf and hosts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -24,10 +25,19 @@ def etc_dir(namespace: str) -> str:
     return os.path.join(ETC_NETNS, namespace)
 
 
-def resolv_conf(nameservers: list[str]) -> str:
-    lines = ["# written by netcore: the embedded DNS of each network this container joins"]
+EMBEDDED_HEADER = "# written by netcore: the embedded DNS of each network this container joins"
+
+
+def resolv_conf(nameservers: list[str], search: tuple[str, ...] = (), options: tuple[str, ...] = ("ndots:0",),
+                header: str = EMBEDDED_HEADER) -> str:
+    """A container's resolv.conf: ``header`` (a comment), a ``nameserver`` line each, ``search`` and
+    ``options`` lines when there are any."""
+    lines = [header]
     lines += [f"nameserver {ns}" for ns in nameservers]
-    lines.append("options ndots:0")
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"
 
 
@@ -44,19 +54,52 @@ def write_etc(namespace: str, resolv: str, hosts: str) -> None:
     mounts (`exec`, `ip netns exec`), and a bind mount pins an inode: a file
     replaced by rename would leave them reading the old one forever
     (podman#11042). So an existing file keeps its inode (see ``rewrite_in_place``),
-    and only a missing one is created, atomically, by rename. Raises OSError if
-    the directory cannot be written.
+    and only a missing one is created, atomically, by rename.
+
+    Nothing is written through a link (issue 24, item 6): ``/etc/netns`` and
+    ``/etc/netns/<namespace>`` are opened without following a symlink, and
+    every file is opened relative to that directory, so a symlinked directory
+    is refused; a file with more than one hard link is refused too (writing
+    it in place would change the other name's file). Refusals are one
+    NetcoreError line; OSError if the directory cannot be written.
     """
-    directory = etc_dir(namespace)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    for name, text in (("hosts", hosts), ("resolv.conf", resolv)):  # the servers last: the names are there first
-        path = os.path.join(directory, name)
-        if not rewrite_in_place(path, text.encode()):
-            _create_atomically(path, text.encode())
+    directory = _open_etc_dir(namespace)
+    try:
+        for name, text in (("hosts", hosts), ("resolv.conf", resolv)):  # the servers last: the names are there first
+            if not rewrite_in_place(name, text.encode(), directory):
+                _create_atomically(name, text.encode(), directory)
+    finally:
+        os.close(directory)
 
 
-def rewrite_in_place(path: str, data: bytes) -> bool:
-    """Give the regular file at ``path`` the content ``data`` without changing its inode; False if there is none.
+def _open_etc_dir(namespace: str) -> int:
+    """A descriptor of the directory /etc/netns/<namespace>, made (0755) if missing, reached without following a
+    symlink at ``/etc/netns`` or at ``<namespace>``. NetcoreError when either is a symlink or not a directory."""
+    parent = os.open(os.path.dirname(ETC_NETNS) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in (os.path.basename(ETC_NETNS), namespace):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except OSError as err:
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                where = os.path.join(ETC_NETNS, namespace) if name == namespace else ETC_NETNS
+                raise NetcoreError(f"refusing to write {where}: it is a symbolic link or not a directory "
+                                   "(netcore writes only into a directory of its own)") from None
+            os.close(parent)
+            parent = child
+        return parent
+    except BaseException:
+        os.close(parent)
+        raise
+
+
+def rewrite_in_place(path: str, data: bytes, dir_fd: int | None = None) -> bool:
+    """Give the regular file at ``path`` (relative to ``dir_fd`` when given) the content ``data`` without
+    changing its inode; False if there is none (or a symlink is there: not ours to write through, it is
+    replaced). NetcoreError for a file with more than one hard link: writing it would write the other's.
 
     One pwrite(2) of ``data`` padded with newlines to at least the old length,
     then ftruncate(2) to ``len(data)``: a reader sees the old content, the new
@@ -71,7 +114,7 @@ def rewrite_in_place(path: str, data: bytes) -> bool:
     last read. Raises OSError if the file cannot be written.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     except OSError as err:
@@ -82,6 +125,9 @@ def rewrite_in_place(path: str, data: bytes) -> bool:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return False
+        if before.st_nlink > 1:
+            raise NetcoreError(f"refusing to write {path}: it has {before.st_nlink} hard links, and writing it "
+                               "would change the file of another name")
         if before.st_size == len(data) and os.pread(fd, before.st_size + 1, 0) == data:
             return True
         padded = data + b"\n" * max(0, before.st_size - len(data))
@@ -98,17 +144,30 @@ def rewrite_in_place(path: str, data: bytes) -> bool:
         os.close(fd)
 
 
-def _create_atomically(path: str, data: bytes) -> None:
-    """A new file (mode 0644) appears whole or not at all: written aside, then renamed into place."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+def _create_atomically(name: str, data: bytes, dir_fd: int) -> None:
+    """A new file ``name`` in directory ``dir_fd`` (mode 0644) appears whole or not at all: written aside
+    (a fresh file, whatever was left under the temporary name), then renamed into place."""
+    tmp = f".{name}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         os.fchmod(fd, 0o644)
         if os.write(fd, data) != len(data):
             raise OSError(errno.EIO, f"short write to {tmp}")
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def read_text(path: str) -> str | None:
+    """The text of the file at ``path`` (a resolv.conf: what the engine reads of the host), None if it cannot
+    be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(65536)
+    except OSError:
+        return None
 
 
 def remove_etc(namespace: str) -> None:
@@ -121,12 +180,14 @@ def _enter(namespace: str | None) -> None:
         return
     linux.enter_netns(namespace)
     directory = etc_dir(namespace)
-    if not os.path.isdir(directory):
-        return
+    if os.path.islink(directory) or os.path.islink(ETC_NETNS) or not os.path.isdir(directory):
+        return  # netcore's files are in a directory of its own; nothing is mounted through a symlink
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", linux.MS_REC | linux.MS_SLAVE)
     for name in os.listdir(directory):
         target = os.path.join("/etc", name)
+        if os.path.islink(os.path.join(directory, name)):
+            continue  # a mount would follow it
         if os.path.exists(target):
             linux.mount(os.path.join(directory, name), target, linux.MS_BIND)
 

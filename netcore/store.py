@@ -407,6 +407,13 @@ class Store:
         """Bookkeeping of netcore's own (not a change readers follow); call inside transaction()."""
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def meta_setdefault(self, key: str, value: str) -> str:
+        """The bookkeeping value of ``key``, set to ``value`` first if it has none, in one transaction of its own
+        (so two processes asking at once get the same one). Not to be called inside ``transaction()``."""
+        with self.transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return self.meta(key)
+
     def generation(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from .linux import netns_path
-from .model import MODE_BRIDGE, MODE_CONTAINER, Container, Endpoint, Network, PortBinding, dns_names
+from .model import MODE_BRIDGE, MODE_CONTAINER, STATE_RUNNING, Container, Endpoint, Network, PortBinding, dns_names
 from .ports import port_key, published_addresses
 
 
@@ -34,6 +34,8 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
     config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
     if network.ip_range:
         config[0]["IPRange"] = network.ip_range
+    if network.aux_addresses:
+        config[0]["AuxiliaryAddresses"] = network.aux_addresses
     if network.subnet6:
         config.append({"Subnet": network.subnet6, "Gateway": network.gateway6})
     containers = {}
@@ -86,6 +88,16 @@ def ports_column(bindings: list[PortBinding], ipv6: bool) -> str:
     return ", ".join(f"{f'[{address}]' if ':' in address else address}:{binding.host_port}->"
                      f"{port_key(binding.protocol, binding.container_port)}"
                      for binding in bindings for address in published_addresses(binding, ipv6))
+
+
+def status(container: Container, interrupted: bool) -> str:
+    """``ps``'s STATUS: ``running``, or a transitional state as such: ``creating``/``removing`` while an
+    action is at it, ``creating (interrupted)``/``removing (interrupted)`` when the process doing it died
+    (``interrupted``: no netcore process holds the state dir's lock) and the next mutating command
+    finishes it (issue 23, item 7)."""
+    if container.state == STATE_RUNNING:
+        return container.state
+    return f"{container.state} (interrupted)" if interrupted else container.state
 
 
 def container_document(container: Container, attached: list[tuple[Network, Endpoint]],

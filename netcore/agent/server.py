@@ -212,6 +212,7 @@ class Agent:
         try:
             if verb in READ_ONLY:
                 engine.assert_firewall()  # every command puts a missing or changed table back
+                engine.revive_dnsd()  # ... and a dnsd that should run, with the options of dnsd.options
             result = HANDLERS[verb](engine, args, reply)
             return result if isinstance(result, dict) else {"exit": result}
         except NetcoreError as err:

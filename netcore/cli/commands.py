@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .. import ports, topology, views
+from ..dnsd_control import dnsd_options
 from ..engine import Engine
 from ..errors import NetcoreError, NotFound
+from ..model import STATE_RUNNING
 
 
 def _command(argv: list[str]) -> list[str]:
@@ -41,14 +43,14 @@ def network_create(engine: Engine, args: argparse.Namespace, out: TextIO) -> int
 
 
 def network_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.store.networks()]
+    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.networks_to_show()]
     print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
     return 0
 
 
 def network_inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     store = engine.store
-    networks = [store.network(ref) for ref in args.names]
+    networks = [engine.network_to_show(ref) for ref in args.names]
     down = engine.dnsd.listeners_down() if any(n.dns_enabled for n in networks) else {}
     documents = []
     for network in networks:
@@ -103,14 +105,15 @@ def ps(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
             print(c.id[:12], file=out)
         return 0
     networks = {n.id: n for n in store.networks()}
+    interrupted = any(c.state != STATE_RUNNING for c in containers) and not engine.action_in_progress()
     rows = []
     for c in containers:
         endpoints = store.endpoints_of_container(c.id)
         nets = ",".join(networks[e.network_id].name for e in endpoints) or c.mode
         addresses = ",".join(e.ipv4 for e in endpoints if e.ipv4)
         published = views.ports_column(store.ports_of_container(c.id), _published_ipv6(endpoints, networks))
-        rows.append([c.id[:12], c.name, nets, addresses, published])
-    print(views.table(["CONTAINER ID", "NAME", "NETWORKS", "IP ADDRESSES", "PORTS"], rows), file=out)
+        rows.append([c.id[:12], c.name, views.status(c, interrupted), nets, addresses, published])
+    print(views.table(["CONTAINER ID", "NAME", "STATUS", "NETWORKS", "IP ADDRESSES", "PORTS"], rows), file=out)
     return 0
 
 
@@ -178,6 +181,25 @@ def firewall_reload(engine: Engine, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+def dns_options(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    """``netcore dns-options [show]``: the options of the dnsd netcore starts, one line (empty: none);
+    ``set -- WORDS``: replace them and restart dnsd with them (the old ones kept if dnsd refuses the new, one
+    line, exit 1); ``reset``: none."""
+    words = _command(args.words)
+    if args.action == "show":
+        if words:
+            raise NetcoreError("dns-options show takes no options: use dns-options set -- OPTION...", exit_code=2)
+        print(" ".join(dnsd_options(engine.state_dir)), file=out)
+        return 0
+    if args.action == "set" and not words:
+        raise NetcoreError("dns-options set needs the options: dns-options set -- OPTION... (reset: none)",
+                           exit_code=2)
+    if args.action == "reset" and words:
+        raise NetcoreError("dns-options reset takes no options", exit_code=2)
+    print(" ".join(engine.set_dnsd_options(words if args.action == "set" else [])), file=out)
+    return 0
+
+
 def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     resolver = engine.host_resolver
     resolver.check_host_mode()  # before the action, which would make a gateway namespace
@@ -192,6 +214,6 @@ HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int | dict]] 
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
     "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "port": port, "up": up, "down": down,
     "purge": purge,
-    "firewall-reload": firewall_reload, "host-dns": host_dns,
+    "firewall-reload": firewall_reload, "host-dns": host_dns, "dns-options": dns_options,
 }
 READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec"})  # they re-assert the firewall

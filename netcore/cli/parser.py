@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "in sandbox mode delete the gateway namespace")
     commands.add_parser("firewall-reload",
                         help="apply netcore's whole nftables table again (after a flush or a firewall reload)")
+    dns_options = commands.add_parser("dns-options", help="show or change the options of the dnsd netcore "
+                                                          "starts (STATE_DIR/dnsd.options)")
+    dns_options.add_argument("action", nargs="?", choices=("show", "set", "reset"), default="show")
+    dns_options.add_argument("words", nargs=argparse.REMAINDER, metavar="-- OPTION...",
+                             help="set: dnsd's options, e.g. -- --metrics --query-log /var/log/dnsd-queries.log")
     host_dns = commands.add_parser("host-dns", help="point the host's resolver (systemd-resolved) at dnsd for "
                                                     "NAME.NETWORK, or stop (host mode only)")
     host_dns.add_argument("state", choices=("on", "off"))

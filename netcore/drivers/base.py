@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import NetcoreError
+from ..ipam import IPNetwork
 from ..kernel import Kernel
 from ..model import NAME_RE, Endpoint, Network
 
@@ -50,6 +51,12 @@ class NetworkDriver(Protocol):
 
     def device_name(self, network_id: str, options: dict[str, str]) -> str:
         """The name of the network's device in the gateway namespace (the store's ``bridge``)."""
+
+    def shared_routes(self, options: dict[str, str], links: dict[str, dict]) -> set[tuple[IPNetwork, str]]:
+        """The routes of the gateway namespace, as (destination, link name), that a network of this driver with
+        ``options`` (as ``validate`` returned them) may overlap with a ``--subnet`` it is given: macvlan's
+        and ipvlan's parent's connected routes (the network is meant to share the parent's LAN, issue 23,
+        item 1); none for a bridge. Every other route and every other network stays refused."""
 
     def plan_network(self, network: Network, others: list[Network], links: dict[str, dict]) -> Network:
         """``network`` as planned by the engine (IPAM done, not yet stored), completed with what the driver

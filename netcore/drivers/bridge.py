@@ -45,6 +45,11 @@ class BridgeDriver:
         return check_device_name(options.get(OPT_BRIDGE_NAME) or f"br-{network_id[:12]}")
 
     @staticmethod
+    def shared_routes(options: dict[str, str], links: dict[str, dict]) -> set:
+        """None: a bridge's subnet overlaps no route of the gateway namespace."""
+        return set()
+
+    @staticmethod
     def plan_network(network: Network, others: list[Network], links: dict[str, dict]) -> Network:
         """Nothing to add: the bridge is named and addressed by the engine's plan."""
         return network

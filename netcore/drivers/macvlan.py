@@ -29,9 +29,10 @@ import ipaddress
 from dataclasses import replace
 
 from ..errors import Conflict, NetcoreError
-from ..ipam import plan_ip_range, prefixlen, usable_bounds
+from ..ipam import IPNetwork, plan_ip_range, prefixlen, usable_bounds
 from ..kernel import Kernel
 from ..model import (
+    OPT_AUX_ADDRESSES,
     OPT_IPVLAN_MODE,
     OPT_MACVLAN_MODE,
     OPT_MTU,
@@ -111,6 +112,26 @@ class LanDriver:
 
     # -- plan: after IPAM, against the other networks and the gateway namespace's links ------------------
 
+    @staticmethod
+    def shared_routes(options: dict[str, str], links: dict[str, dict]) -> set[tuple[IPNetwork, str]]:
+        """The parent's connected routes (the networks of its addresses), as (destination, parent): a macvlan
+        or ipvlan network is meant to share its parent's LAN, so a ``--subnet`` may overlap them (podman#12971,
+        moby/libnetwork#1915; issue 23, item 1). None when the parent does not exist yet (a VLAN netcore
+        makes) or has no address."""
+        parent = options.get(OPT_PARENT)
+        if parent not in links:
+            return set()
+        return {(ipaddress.ip_interface(a).network, parent) for a in links[parent].get("addresses", ())}
+
+    @staticmethod
+    def host_addresses(network: Network, parent: str, links: dict[str, dict]) -> dict[str, str]:
+        """The parent's own addresses inside the network's subnet, named as Docker's ``--aux-address`` would
+        be (``eth0``, ``eth0-2``, ...): no container and no shim may take them."""
+        subnet = ipaddress.ip_network(network.subnet)
+        found = [ipaddress.ip_interface(a).ip for a in links.get(parent, {}).get("addresses", ())]
+        inside = [str(a) for a in found if a.version == subnet.version and a in subnet]
+        return {parent if i == 0 else f"{parent}-{i + 1}": a for i, a in enumerate(inside)}
+
     def plan_network(self, network: Network, others: list[Network], links: dict[str, dict]) -> Network:
         """``network`` with what the driver decides before anything is built: its parent (a dummy ``dm-ID``
         when none is given; the network is then internal), whether netcore makes the parent
@@ -134,6 +155,9 @@ class LanDriver:
                 raise NetcoreError(f"invalid parent {parent!r}: an interface name has at most {IFNAMSIZ} characters")
             options[OPT_PARENT_CREATED] = "vlan"
         self._check_parent_shared(network, parent, others)
+        aux = self.host_addresses(network, parent, links)
+        if aux:
+            options[OPT_AUX_ADDRESSES] = ",".join(f"{name}={address}" for name, address in aux.items())
         planned = replace(network, internal=internal, options=options)
         if self.has_shim(planned):
             options[OPT_SHIM_ADDRESS] = str(self._shim_address(planned))
@@ -169,8 +193,17 @@ class LanDriver:
                 raise NetcoreError(f"invalid {OPT_SHIM_ADDRESS} {given}: not a host address of {subnet}")
         else:
             rng = plan_ip_range(subnet, network.ip_range)
-            last = usable_bounds(subnet)[1]
-            address = ipaddress.ip_address(min(last, int(rng.broadcast_address)) if rng else last)
+            first, last = usable_bounds(subnet)
+            if rng:
+                first, last = max(first, int(rng.network_address)), min(last, int(rng.broadcast_address))
+            taken = {network.gateway, *network.aux_addresses.values()}
+            candidate = last  # the highest of the range that is not the router's or the host's
+            while candidate > first and str(ipaddress.ip_address(candidate)) in taken:
+                candidate -= 1
+            address = ipaddress.ip_address(candidate)
+        if str(address) in network.aux_addresses.values():
+            raise Conflict(f"{OPT_SHIM_ADDRESS} {address} is the host's own address on the parent: give -o "
+                           f"{OPT_SHIM_ADDRESS}=IP another host address")
         if str(address) == network.gateway:
             raise Conflict(f"{OPT_SHIM_ADDRESS} {address} is the gateway (the LAN's router): give -o "
                            f"{OPT_SHIM_ADDRESS}=IP another host address")

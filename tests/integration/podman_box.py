@@ -95,7 +95,8 @@ class PodmanBox:
     def _set_up(self) -> None:
         helpers = [os.path.dirname(AARDVARK)]  # Podman finds netavark there too
         if self.server == "dnsd":
-            helper = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir"], check=True, text=True,
+            helper = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir",
+                                     os.path.join(self.workdir, "helper")], check=True, text=True,
                                     capture_output=True, env={**os.environ, "PYTHONPATH": REPO}).stdout.strip()
             helpers.insert(0, helper)
         conf = os.path.join(self.workdir, "containers.conf")

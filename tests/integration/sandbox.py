@@ -132,8 +132,20 @@ def cleanup(box: Sandbox) -> None:
     shutil.rmtree(box.state_dir, ignore_errors=True)
 
 
+# The sandbox's own resolv.conf, as /etc/netns/<prefix>/resolv.conf: what netcore copies into a container on the
+# default bridge (issue 23, item 5), so no test's container names the machine's own name servers. 127.0.0.1 is
+# left out (loopback), 172.17.0.1 is the default bridge's gateway in the sandbox's gateway namespace, where
+# nothing listens on port 53: a lookup there stays inside the sandbox, and fails within a second (the firewall
+# may drop it rather than refuse it: timeout:1 attempts:1, which netcore copies with the servers).
+SANDBOX_RESOLV_CONF = "nameserver 127.0.0.1\nnameserver 172.17.0.1\nsearch sandbox.test\noptions timeout:1 attempts:1\n"
+
+
 def new_sandbox(prefix: str = "nct", state_dir: str | None = None) -> Sandbox:
-    return Sandbox(prefix=f"{prefix}{secrets.token_hex(3)}", state_dir=state_dir or tempfile.mkdtemp(prefix="netcore-"))
+    box = Sandbox(prefix=f"{prefix}{secrets.token_hex(3)}", state_dir=state_dir or tempfile.mkdtemp(prefix="netcore-"))
+    os.makedirs(os.path.join("/etc/netns", box.prefix), exist_ok=True)  # cleanup removes it
+    with open(os.path.join("/etc/netns", box.prefix, "resolv.conf"), "w") as f:
+        f.write(SANDBOX_RESOLV_CONF)
+    return box
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02):

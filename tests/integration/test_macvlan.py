@@ -293,3 +293,33 @@ def test_ipvlan_l2_containers_reach_each_other_and_the_router(node01):
     node01.nc("run", "--name", "c2", "--net", "iv")
     assert pings(node01, "c2", "192.168.77.64") and pings(node01, "c1", ROUTER)
     assert node01.exec("c2", "getent", "hosts", "c1").stdout.split() == ["192.168.77.64", "c1"]
+
+
+def test_a_parent_on_the_lan_as_on_a_real_host(node01, node02):
+    """Issue 23, item 1 (podman#12971, moby/libnetwork#1915), seed note 004 as written: each node's eth0 has its
+    own address on the LAN (192.168.77.50 and .51), so its connected route covers the subnet. netcore refused
+    the network ("overlaps ... route ... in the gateway namespace"); now the parent's own route is shared,
+    the host's address is kept out of IPAM, and a share containing it is a warning."""
+    ip("-n", node01.prefix, "addr", "add", "192.168.77.50/24", "dev", "eth0")
+    ip("-n", node02.prefix, "addr", "add", "192.168.77.51/24", "dev", "eth0")
+    proc = node01.nc("network", "create", "-d", "macvlan", "--subnet", SUBNET, "--ip-range", "192.168.77.64/28",
+                     "--gateway", ROUTER, "-o", "macvlan_mode=bridge", "-o", "parent=eth0", "my_macvlan", check=False)
+    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    wide = node02.nc("network", "create", "-d", "macvlan", "--subnet", SUBNET, "--ip-range", "192.168.77.48/28",
+                     "--gateway", ROUTER, "-o", "parent=eth0", "my_macvlan", check=False)
+    assert wide.returncode == 0, wide.stderr
+    warnings = [line for line in wide.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "netcore: warning: network my_macvlan: the host's address 192.168.77.51 (eth0) is inside 192.168.77.48/28")
+    node01.nc("run", "--name", "c1", "--hostname", "c1", "--net", "my_macvlan")
+    for name in ("c2", "c3", "c4", "c5"):
+        node02.nc("run", "--name", name, "--net", "my_macvlan")
+    [doc] = json.loads(node02.nc("network", "inspect", "my_macvlan").stdout)
+    assert doc["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"eth0": "192.168.77.51"}
+    given = sorted(c["IPv4Address"] for c in doc["Containers"].values())
+    assert given == ["192.168.77.48/24", "192.168.77.49/24", "192.168.77.50/24", "192.168.77.52/24"]  # not .51
+    assert pings(node01, "c1", "192.168.77.48") and pings(node02, "c2", "192.168.77.64")
+    assert pings(node01, "c1", ROUTER)
+    assert pings(node01, "c1", "192.168.77.51")  # node02 itself, on the LAN
+    bridge = node01.nc("network", "create", "--subnet", SUBNET, "br", check=False)  # a bridge still may not
+    assert bridge.returncode == 1 and "overlaps" in bridge.stderr

@@ -308,3 +308,18 @@ def test_without_privileges_a_command_says_so_in_one_line_and_changes_nothing(sa
     assert len(proc.stderr.strip().splitlines()) == 1
     assert (sandbox.nc("network", "ls").stdout, sandbox.namespaces()) == before
     assert "x" not in sandbox.nc("ps").stdout
+
+
+def test_the_default_bridge_is_listed_from_the_first_use_and_gets_the_hosts_name_servers(sandbox):
+    """Issue 23, item 5: ``network ls`` listed nothing before the first mutating command, and a container on the
+    default bridge got a resolv.conf with no name server at all. The sandbox's "host" is its gateway namespace,
+    whose resolv.conf is /etc/netns/<prefix>/resolv.conf (sandbox.SANDBOX_RESOLV_CONF): nothing is sent to it."""
+    listed = sandbox.nc("network", "ls").stdout.splitlines()
+    assert len(listed) == 2 and listed[1].split()[1:] == ["bridge", "bridge", "local"]
+    assert sandbox.namespaces() == []  # a read: nothing built
+    sandbox.nc("run", "--name", "plain")
+    assert sandbox.nc("network", "ls").stdout.splitlines()[1].split()[0] == listed[1].split()[0]  # the same ID
+    resolv = sandbox.exec("plain", "cat", "/etc/resolv.conf").stdout.splitlines()
+    assert resolv[1:] == ["nameserver 172.17.0.1", "search sandbox.test",  # 127.0.0.1 left out, as Docker does
+                          "options timeout:1 attempts:1"]
+    assert resolv[0].startswith(f"# written by netcore: the name servers of /etc/netns/{sandbox.prefix}/resolv.conf")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -63,6 +65,31 @@ def udp_from(box, where: str, address: str, port: int) -> str:
     if where in (box.prefix, f"{box.prefix}lan"):
         return in_ns(where, UDP_ASK, address, str(port))
     return box.exec(where, sys.executable, "-c", UDP_ASK, address, str(port)).stdout.strip()
+
+
+def answers(client: subprocess.Popen) -> queue.Queue:
+    """The lines ``client`` prints, as a queue a reader thread fills: a test waits on it with a bound and never
+    blocks on a client that stopped getting answers."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in client.stdout:
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def first_answer_from(lines: queue.Queue, name: str, started: float, bound: float) -> float | None:
+    """Seconds from ``started`` to the first answer by ``name`` (``UDP_STREAM``'s ``STAMP NAME SOURCE`` lines),
+    or None if none came within ``bound`` seconds."""
+    while time.monotonic() - started < bound:
+        try:
+            stamp, who, _source = lines.get(timeout=0.2).split()
+        except queue.Empty:
+            continue
+        if who == name:
+            return float(stamp) - started
+    return None
 
 
 def held(box) -> set[str]:
@@ -197,18 +224,49 @@ def test_udp_reaches_the_new_container_within_a_second_after_a_restart(lan):
     client = box.spawn_in(lan_ns, sys.executable, "-c", UDP_STREAM, HOST_LAN, "7000", "40500",
                           stdout=subprocess.PIPE, text=True)
     assert client.stdout.readline().strip() == "ready"
-    assert client.stdout.readline().split()[1] == "old"
+    lines = answers(client)
+    assert first_answer_from(lines, "old", time.monotonic(), 5) is not None
     box.nc("rm", "old")
     box.nc("run", "--name", "new", "--net", "pub", "-p", "7000:7000/udp")
     serve(box, "new", udp_port=7000)
-    started = time.monotonic()
-    answered = None
-    while time.monotonic() - started < 5:
-        stamp, name, _source = client.stdout.readline().split()
-        if name == "new":
-            answered = float(stamp) - started
-            break
+    answered = first_answer_from(lines, "new", time.monotonic(), 5)
     assert answered is not None and answered < 1.0, answered
+
+
+def test_udp_reaches_a_new_container_with_another_address_and_only_the_gateways_entries_go(lan):
+    """Issue 24, item 6 (moby/moby#8795 class): the new container got another address, so a stale entry in
+    the gateway namespace would keep the client on the old one; netcore deleted the host's entries instead
+    (its test passed because the new container reused the old address). A flow the gateway namespace
+    forwards to the LAN's port 7000 is another flow, and stays."""
+    box, lan_ns, gw = lan, f"{lan.prefix}lan", lan.prefix
+    box.nc("network", "create", "--subnet", "10.85.0.0/24", "pub")
+    box.nc("run", "--name", "old", "--net", "pub", "-p", "7000:7000/udp")
+    serve(box, "old", udp_port=7000)
+    outbound = box.spawn_in(lan_ns, sys.executable, "-c", UDP_NAME_SERVER, "0.0.0.0", "7000", "lanside",
+                            stdout=subprocess.PIPE, text=True)
+    assert outbound.stdout.readline().strip() == "ready"
+    assert udp_from(box, "old", NEIGHBOUR, 7000).startswith("lanside ")  # a forwarded flow to the LAN's 7000
+    client = box.spawn_in(lan_ns, sys.executable, "-c", UDP_STREAM, HOST_LAN, "7000", "40501",
+                          stdout=subprocess.PIPE, text=True)
+    assert client.stdout.readline().strip() == "ready"
+    lines = answers(client)
+    assert first_answer_from(lines, "old", time.monotonic(), 5) is not None
+    box.nc("rm", "old")
+    box.nc("run", "--name", "spacer", "--net", "pub")  # takes old's address (10.85.0.2)
+    box.nc("run", "--name", "new", "--net", "pub", "-p", "7000:7000/udp")
+    assert json.loads(box.nc("inspect", "new").stdout)[0]["NetworkSettings"]["Networks"]["pub"]["IPAddress"] \
+        == "10.85.0.3"
+    serve(box, "new", udp_port=7000)
+    answered = first_answer_from(lines, "new", time.monotonic(), 10)  # a bound for the test, not a speed claim
+    assert answered is not None, "the client still follows the removed container's stale entry"
+    from pyroute2 import Conntrack
+
+    conntrack = Conntrack(netns=gw)  # the sandbox's gateway namespace, never the host's
+    try:
+        flows = [(e.tuple_orig.daddr, e.tuple_orig.dport) for e in conntrack.dump_entries()]
+    finally:
+        conntrack.close()
+    assert (NEIGHBOUR, 7000) in flows  # the forwarded flow to the LAN's own port 7000 was left alone
 
 
 def test_rm_purge_and_a_killed_holder_leave_no_rule_and_no_held_port_behind(lan):

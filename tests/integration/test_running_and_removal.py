@@ -30,8 +30,9 @@ sys.exit(1)
 
 def test_a_running_process_resolves_names_of_a_network_connected_after_it_started(sandbox):
     """podman#11042: the container's resolv.conf must change in place, under the bind mount `exec` made."""
-    sandbox.nc("run", "--name", "client")  # the default bridge only: no embedded DNS in its resolv.conf
-    assert "nameserver" not in sandbox.exec("client", "cat", "/etc/resolv.conf").stdout
+    sandbox.nc("run", "--name", "client")  # the default bridge only: the host's servers, no embedded DNS
+    resolv = sandbox.exec("client", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 172.17.0.1" in resolv and "10.71.0.1" not in resolv
     proc = sandbox.popen("exec", "client", "--", "python3", "-c", RESOLVER_LOOP, "12",
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
@@ -153,3 +154,38 @@ def test_half_removed_shared_namespace_is_reconciled_by_the_next_command(sandbox
     assert sandbox.nc("ps", "-q").stdout == "" and sandbox.namespaces() == [sandbox.prefix]
     assert not os.path.exists(f"/etc/netns/{namespace}")
 
+
+
+def test_repeating_a_killed_rm_succeeds_and_ps_shows_the_half_removed_container(sandbox):
+    """Issue 23, item 7: after an ``rm`` killed part way (its rows recorded as removing, its namespace already
+    deleted), ``ps`` says so, and ``rm X`` again prints X and exits 0 (it printed "no such container: X" and
+    exited 1, stopping a ``set -e`` script). ``network rm`` and ``disconnect`` alike."""
+    sandbox.nc("network", "create", "--subnet", "10.75.0.0/24", "app")
+    sandbox.nc("network", "create", "--subnet", "10.76.0.0/24", "spare")
+    web_id = sandbox.nc("run", "--name", "web", "--net", "app").stdout.strip()
+    sandbox.nc("run", "--name", "db", "--net", "app")
+    sandbox.nc("network", "connect", "spare", "db")
+    with sqlite3.connect(os.path.join(sandbox.state_dir, "netcore.db")) as db:
+        db.execute("UPDATE containers SET state = 'removing' WHERE name = 'web'")
+        db.execute("UPDATE endpoints SET state = 'removing' WHERE container_id = ?", (web_id,))
+    subprocess.run(["ip", "netns", "delete", f"{sandbox.prefix}-{web_id[:12]}"], check=True)
+    status = {line.split()[1]: line for line in sandbox.nc("ps").stdout.splitlines()[1:]}
+    assert "removing (interrupted)" in status["web"] and "running" in status["db"]
+    proc = sandbox.nc("rm", "web", check=False)
+    assert (proc.returncode, proc.stdout) == (0, "web\n"), proc.stderr
+    assert "reconciled: removed half-removed container web" in proc.stderr and "no such" not in proc.stderr
+    assert sandbox.nc("rm", "web", check=False).returncode == 1  # a third time it is unknown, as in Docker
+
+    with sqlite3.connect(os.path.join(sandbox.state_dir, "netcore.db")) as db:  # a killed disconnect, network rm
+        db.execute("UPDATE endpoints SET state = 'removing' WHERE network_id = (SELECT id FROM networks "
+                   "WHERE name = 'spare')")
+    proc = sandbox.nc("network", "disconnect", "spare", "db", check=False)
+    assert proc.returncode == 0 and "reconciled: removed half-disconnected endpoint" in proc.stderr, proc.stderr
+    with sqlite3.connect(os.path.join(sandbox.state_dir, "netcore.db")) as db:
+        db.execute("UPDATE networks SET state = 'removing' WHERE name = 'spare'")
+    proc = sandbox.nc("network", "rm", "spare", check=False)
+    assert (proc.returncode, proc.stdout) == (0, "spare\n"), proc.stderr
+    assert "reconciled: removed half-removed network spare" in proc.stderr
+    db_id = sandbox.nc("ps", "-q").stdout.split()
+    assert sandbox.namespaces() == sorted([sandbox.prefix, *(f"{sandbox.prefix}-{i}" for i in db_id)])
+    assert len(db_id) == 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from netcore.engine import Engine
 from netcore.model import STATE_RUNNING
-from netcore.netlink import KernelError, missing_feature
+from netcore.netlink import KernelError, Route, missing_feature
 from netcore.port_holder import PortError
 from netcore.ports import HostPort
 
@@ -60,6 +60,7 @@ class FakeKernel:
         self.gateway_ns = namespace or HOST
         self.namespaces: dict[str, Namespace] = {HOST: Namespace()}
         self.etc: dict[str, tuple[str, str]] = {}  # namespace -> (resolv.conf, hosts)
+        self.files: dict[str, str] = {}  # the host's files netcore reads (path -> text): /etc/resolv.conf ...
         self.extra_routes: list[str] = []  # routes of the gateway namespace netcore did not make
         self.calls: list[tuple[str, str | None]] = []
         self._kill: tuple[str, int] | None = None
@@ -131,16 +132,16 @@ class FakeKernel:
             return True
         return False
 
-    def routes(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    def routes(self) -> list[Route]:
         self._call("routes")
-        connected = [ipaddress.ip_interface(a).network for link in self.gateway.links.values() if link.up
-                     for a in link.addresses]
-        return connected + [ipaddress.ip_network(r) for r in self.extra_routes]
+        connected = [Route(ipaddress.ip_interface(a).network, name) for name, link in self.gateway.links.items()
+                     if link.up for a in link.addresses]
+        return connected + [Route(ipaddress.ip_network(r), None) for r in self.extra_routes]
 
     def links(self) -> dict[str, dict]:
         self._call("links")
-        return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master}
-                for name, link in self.gateway.links.items()}
+        return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master,
+                       "addresses": list(link.addresses)} for name, link in self.gateway.links.items()}
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:
@@ -203,9 +204,10 @@ class FakeKernel:
             name, Link(kind, parent=(self.gateway_ns, base) if kind == "vlan" else None))
         link.up = True
 
-    def add_physical(self, name: str, mtu: int = 1500) -> None:
-        """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give."""
-        self.gateway.links[name] = Link("physical", mtu=mtu, up=True)
+    def add_physical(self, name: str, mtu: int = 1500, addresses: list[str] = ()) -> None:
+        """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give,
+        with the host's ``addresses`` on it ("192.168.77.50/24": its connected route comes with it)."""
+        self.gateway.links[name] = Link("physical", mtu=mtu, up=True, addresses=list(addresses))
 
     def runs_in_gateway(self, pid: int) -> bool:
         return True
@@ -266,6 +268,9 @@ class FakeKernel:
         self._call("remove_etc", namespace)
         self.etc.pop(namespace, None)
 
+    def read_text(self, path: str) -> str | None:
+        return self.files.get(path)
+
     # -- what tests read ------------------------------------------------------------
 
     def container_namespaces(self) -> list[str]:
@@ -296,6 +301,12 @@ class FakeDnsd:
 
     def listeners_down(self) -> dict[str, str] | None:
         return dict(self.down)
+
+    def options_changed(self, pid: int) -> bool:
+        return False
+
+    def rotate_log(self) -> None:
+        pass
 
 
 class FakePorts:

@@ -29,7 +29,8 @@ def test_every_subcommand_has_its_handler():
                                   ["network", "create", "-o", "novalue", "n"], ["rm"], ["up"],
                                   # issue 14: malformed -p specs, before anything is written
                                   ["run", "-p", "80:"], ["run", "-p", "70000:80"], ["run", "-p", "8000-8002:80-81"],
-                                  ["run", "-p", "1.2.3.4.5::80"], ["run", "-p", "80/icmp"], ["port", "web", "x/tcp"]])
+                                  ["run", "-p", "1.2.3.4.5::80"], ["run", "-p", "80/icmp"], ["port", "web", "x/tcp"],
+                                  ["dns-options", "bogus"]])
 def test_a_usage_error_is_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(argv)

@@ -17,9 +17,11 @@ ID1, ID2 = "a" * 64, "b" * 64
 
 
 @pytest.fixture(scope="module")
-def helper():
-    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir"], check=True, capture_output=True,
-                         text=True, cwd=REPO).stdout.strip()
+def helper(tmp_path_factory):
+    named = str(tmp_path_factory.mktemp("helper") / "bin")
+    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", named], check=True,
+                         capture_output=True, text=True, cwd=REPO).stdout.strip()
+    assert out == named
     path = os.path.join(out, "aardvark-dns")
     with open(path) as script:
         assert script.readline() == f"#!{sys.executable}\n"
@@ -135,3 +137,43 @@ def test_usage_errors_are_one_line(helper, argv, status, message):
 def test_version(helper):
     result = subprocess.run([helper, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("aardvark-dns 1.4.0 (dnsd ")
+
+
+# -- issue 23, item 9: the helper is written where the user says, or under a state dir; never into the package ---
+
+
+def test_the_helper_goes_where_it_is_told_and_never_into_the_installed_package(tmp_path):
+    package_helper = os.path.join(REPO, "dnsd", "podman_helper")
+    before = os.path.exists(package_helper) and sorted(os.listdir(package_helper))
+    named = tmp_path / "helpers"
+    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", str(named)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"{named}\n", "")
+    assert sorted(os.listdir(named)) == ["aardvark-dns"]
+    assert oct(os.stat(named / "aardvark-dns").st_mode & 0o777) == "0o755"
+    assert (os.path.exists(package_helper) and sorted(os.listdir(package_helper))) == before
+    again = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", str(named)], capture_output=True,
+                           text=True, cwd=REPO)
+    assert again.returncode == 0 and sorted(os.listdir(named)) == ["aardvark-dns"]
+
+
+def test_the_default_helper_dir_is_a_state_dir_not_the_package():
+    from dnsd.aardvark import ROOT_HELPER_DIR, default_helper_dir
+
+    assert default_helper_dir(0, {}) == ROOT_HELPER_DIR == "/var/lib/dnsd/podman-helper"
+    assert default_helper_dir(1000, {"HOME": "/home/u"}) == "/home/u/.local/state/dnsd/podman-helper"
+    assert default_helper_dir(1000, {"HOME": "/home/u", "XDG_STATE_HOME": "/x"}) == "/x/dnsd/podman-helper"
+
+
+def test_a_helper_dir_others_can_write_is_refused_in_one_line(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", str(shared)], capture_output=True,
+                         text=True, cwd=REPO)
+    assert out.returncode == 1 and out.stdout == "" and os.listdir(shared) == []
+    assert out.stderr.startswith("dnsd: cannot prepare the podman helper: ") and out.stderr.count("\n") == 1
+    assert "writable by others" in out.stderr
+    usage = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", "a", "b"], capture_output=True,
+                           text=True, cwd=REPO)
+    assert (usage.returncode, usage.stderr) == (2, "dnsd: usage: dnsd podman-helper-dir [DIR]\n")

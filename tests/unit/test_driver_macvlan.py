@@ -261,3 +261,65 @@ def test_dnsd_listens_on_the_shim_and_not_on_the_lans_router(engine):
     assert "192.168.77.79" in snapshot.listeners and ROUTER not in snapshot.listeners
     names = snapshot.listeners["192.168.77.79"].names
     assert {b"\x02c1\x00", b"\x02db\x00"} <= set(names)
+
+
+# -- issue 23, item 1: a macvlan network on the host's own LAN (seed note 004: node01 is 192.168.0.50) -------------
+
+
+@pytest.fixture
+def on_lan(world):
+    """The gateway namespace's eth0 is on the LAN, as a real host's is: 192.168.77.50/24 (its connected route)."""
+    engine = world.engine()
+    world.kernel.ensure()
+    world.kernel.add_physical("eth0", addresses=["192.168.77.50/24"])
+    with engine.action():
+        pass
+    return engine
+
+
+def test_a_macvlan_network_shares_its_parents_lan_and_keeps_the_hosts_address_out_of_ipam(world, on_lan):
+    network = lan(on_lan, ip_range="192.168.77.64/28")  # node01's share of the LAN
+    assert network.aux_addresses == {"eth0": "192.168.77.50"}
+    assert on_lan.warnings == []  # the host's address is not in the share: nothing to warn about
+    assert network_document(network, [])["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"eth0": "192.168.77.50"}
+    other = on_lan.create_network("other", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0"})
+    assert other.aux_addresses == {}  # the host has no address there
+
+
+def test_the_host_address_inside_the_range_is_a_warning_and_no_container_gets_it(world, on_lan):
+    network = lan(on_lan, ip_range="192.168.77.48/29")
+    assert len(on_lan.warnings) == 1
+    assert on_lan.warnings[0].startswith("network my_macvlan: the host's address 192.168.77.50 (eth0) is inside "
+                                         "192.168.77.48/29")
+    assert network.options["shim_address"] == "192.168.77.55"
+    addresses = [on_lan.store.endpoints_of_container(on_lan.run(f"c{i}", "my_macvlan").id)[0].ipv4
+                 for i in range(4)]
+    assert addresses == ["192.168.77.48", "192.168.77.49", "192.168.77.51", "192.168.77.52"]
+    with pytest.raises(Conflict, match=r"address 192\.168\.77\.50 is already in use"):
+        on_lan.run("c9", "my_macvlan", ip="192.168.77.50")
+
+
+def test_the_shim_never_takes_the_hosts_address(world, on_lan):
+    network = lan(on_lan, ip_range="192.168.77.48/28", name="a")  # .63 is the highest of the share: free
+    assert network.options["shim_address"] == "192.168.77.63"
+    world.kernel.add_physical("eth1", addresses=["192.168.79.254/24"])
+    shifted = on_lan.create_network("b", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
+                                    options={"parent": "eth1"})
+    assert shifted.options["shim_address"] == "192.168.79.253"
+    on_lan.remove_network("b")
+    with pytest.raises(Conflict, match=r"shim_address 192\.168\.79\.254 is the host.s own address"):
+        on_lan.create_network("c", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
+                              options={"parent": "eth1", "shim_address": "192.168.79.254"})
+
+
+def test_overlap_with_any_other_route_or_network_is_still_refused(world, on_lan):
+    world.kernel.add_physical("eth1", addresses=["192.168.80.7/24"])
+    with pytest.raises(Conflict, match=r"overlaps 192\.168\.80\.0/24 of route 192\.168\.80\.0/24 via eth1"):
+        on_lan.create_network("x", ["192.168.80.0/24"], None, "192.168.80.1", driver="macvlan",
+                              options={"parent": "eth0"})  # the LAN of another link than the parent
+    with pytest.raises(Conflict, match=r"route 192\.168\.77\.0/24 via eth0"):
+        on_lan.create_network("br", ["192.168.77.0/24"])  # a bridge never shares the host's LAN
+    lan(on_lan, ip_range="192.168.77.64/28")
+    with pytest.raises(Conflict, match="of network my_macvlan"):
+        lan(on_lan, name="again", ip_range="192.168.77.128/28")  # one network per subnet on one host
+    assert on_lan.create_network("auto", driver="macvlan", options={"parent": "eth0"}).subnet != "192.168.77.0/24"

@@ -40,6 +40,9 @@ class LabDriver:
     def device_name(self, network_id: str, options: dict[str, str]) -> str:
         return f"tst-{network_id[:8]}"
 
+    def shared_routes(self, options: dict[str, str], links: dict[str, dict]) -> set:
+        return set()
+
     def plan_network(self, network: Network, others: list[Network], links: dict[str, dict]) -> Network:
         self.asked.append(("plan_network", network.name))
         return network

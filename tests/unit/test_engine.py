@@ -193,3 +193,78 @@ def test_a_stray_veth_on_a_bridge_is_removed_in_a_sweep(app):
     assert list(app.kernel.namespaces["elsewhere"].links) == ["lo"]
     del app.kernel.namespaces["elsewhere"]
     app.assert_consistent(after)
+
+
+# -- issue 23, item 7: repeating a killed removal succeeds; ps shows a transitional state as such -----------------
+
+WEB_ID = ""  # set by the test: the ID of `web`, for the repeat by ID prefix
+REPEATS = [  # (the action killed part way and repeated, the kernel call it dies at, what the repeat returns, note)
+    (_rm, "delete_namespace", lambda e: [c.name for c in e.remove_containers(["web"])], ["web"],
+     "removed half-removed container web"),
+    (_rm, "delete_namespace", lambda e: [c.name for c in e.remove_containers([WEB_ID[:6]])], ["web"],
+     "removed half-removed container web"),
+    (_network_rm, "delete_link", lambda e: e.remove_network("spare").name, "spare",
+     "removed half-removed network spare"),
+    (_disconnect, "delete_link", lambda e: e.disconnect("app", "web"), None, "removed half-disconnected endpoint"),
+]
+
+
+@pytest.mark.parametrize("action, method, repeat, result, note", REPEATS,
+                         ids=["rm", "rm-by-id-prefix", "network-rm", "disconnect"])
+def test_repeating_a_killed_removal_succeeds_once_reconciliation_finished_it(app, action, method, repeat, result,
+                                                                            note):
+    global WEB_ID
+    first = app.engine()
+    first.create_network("spare", ["10.9.0.0/24"])
+    WEB_ID = first.store.container("web").id
+    app.kernel.kill_at(method)
+    with pytest.raises(Killed):
+        action(first)
+    app.kernel.revive()
+    again = app.engine()  # the user runs the same command again (a `set -e` script must not stop)
+    assert repeat(again) == result
+    assert any(n.startswith(note) for n in again.notes), again.notes
+    app.assert_consistent(again)
+
+
+def test_a_name_reconciliation_did_not_remove_is_still_unknown(app):
+    first = app.engine()
+    app.kernel.kill_at("delete_namespace")
+    with pytest.raises(Killed):
+        first.remove_containers(["web"])
+    app.kernel.revive()
+    again = app.engine()
+    with pytest.raises(NetcoreError, match=r"^no such container: nosuch$"):
+        again.remove_containers(["web", "nosuch"])  # an unknown name still removes nothing else
+    assert again.store.containers() == []  # web went by reconciliation, before the names were resolved
+
+
+def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
+    import fcntl
+    import io
+    import os
+    from argparse import Namespace
+
+    from netcore.cli import commands as cli
+
+    first = app.engine()
+    first.run("db", "app")
+    app.kernel.kill_at("delete_namespace")
+    with pytest.raises(Killed):
+        first.remove_containers(["web"])
+    app.kernel.revive()
+    reader = app.engine()
+    out = io.StringIO()
+    cli.ps(reader, Namespace(quiet=False), out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:4] == ["CONTAINER", "ID", "NAME", "STATUS"]
+    status = {line.split()[1]: line.split("   ")[2].strip() for line in lines[1:]}
+    assert status == {"web": "removing (interrupted)", "db": "running"}
+    fd = os.open(os.path.join(app.state_dir, "lock"), os.O_RDWR)  # another netcore process is at it now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        out = io.StringIO()
+        cli.ps(reader, Namespace(quiet=False), out)
+        assert "removing " in out.getvalue() and "interrupted" not in out.getvalue()
+    finally:
+        os.close(fd)

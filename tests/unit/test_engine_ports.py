@@ -135,3 +135,20 @@ def test_port_53_is_checked_and_held_beside_dnsds_addresses(world, engine):
     assert world.ports.holding == {HostPort("udp", "0.0.0.0", 53), HostPort("tcp", "0.0.0.0", 53)}
     other = engine.store.find_network("other")
     assert world.ports.shared_with == {"10.1.0.1", other.gateway, other.gateway6}
+
+
+def test_two_specs_of_one_run_merge_or_collide_never_with_the_container_itself(world, engine):
+    """Issue 23, item 8: ``run -p 8090:8090 -p '[::]:8090:8090'`` was refused as "published by container c4",
+    c4 being the container the run creates."""
+    engine.run("c4", "app", publish=publish("8090:8090", "[::]:8090:8090"))
+    assert rows(engine) == [("c4", "tcp", 8090, "", 8090)]
+    assert world.ports.holding == {HostPort("tcp", "0.0.0.0", 8090)}
+    engine.run("c5", "app", publish=publish("9000-9001:80", "9000:81"))  # the exact port first, the range after
+    assert rows(engine)[1:] == [("c5", "tcp", 81, "", 9000), ("c5", "tcp", 80, "", 9001)]
+    before = (engine.store.containers(), engine.store.ports())
+    with pytest.raises(NetcoreError) as collide:
+        engine.run("c6", "app", publish=publish("7000:80", "7000:81"))
+    assert collide.value.exit_code == 2
+    assert str(collide.value) == ("-p 7000:80/tcp and -p 7000:81/tcp collide: both publish tcp host port 7000 on "
+                                  "every address (to container ports 80 and 81)")
+    assert (engine.store.containers(), engine.store.ports()) == before

@@ -10,7 +10,16 @@ import socket
 import pytest
 
 from netcore.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
-from netcore.holders import BoundSocket, conflicting, describe_holders, parse_address, parse_table, socket_owners
+from netcore.holders import (
+    BoundSocket,
+    conflicting,
+    describe_holders,
+    parse_address,
+    parse_table,
+    process_name,
+    role_of,
+    socket_owners,
+)
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
@@ -114,3 +123,69 @@ def test_pong_round_trips_and_anything_else_is_no_pong():
     assert parse_pong(format_pong(4242, managed=True)) == (4242, "managed")
     assert parse_pong(format_pong(7, managed=False)) == (7, "foreground")
     assert parse_pong(None) is None and parse_pong("ok 3") is None and parse_pong("pong x managed") is None
+
+
+# -- issue 23, item 4: every holder named, netcore's own processes by their role ----------------------------------
+
+
+def test_every_socket_of_one_process_is_named_not_only_its_first():
+    """A process holding both a UDP and a TCP socket on one port (as dnsd does on 53) is named for each: the
+    old search stopped at a process's first matching descriptor and called the rest "an unknown process"."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        udp.bind(("127.0.1.79", 0))
+        port = udp.getsockname()[1]
+        tcp.bind(("127.0.1.79", port))
+        tcp.listen(1)
+        inodes = {os.fstat(s.fileno()).st_ino for s in (udp, tcp)}
+        owners = socket_owners(inodes)
+        described = describe_holders("127.0.1.79", port)
+    assert sorted(owners) == sorted(inodes)
+    assert all(pids == [(pids[0][0], os.getpid())] for pids in owners.values())
+    assert "unknown" not in described
+    assert f"(pid {os.getpid()}, udp 127.0.1.79:{port})" in described
+    assert f"(pid {os.getpid()}, tcp 127.0.1.79:{port})" in described
+
+
+def test_netcores_processes_are_named_by_their_role():
+    assert role_of(["/usr/bin/python3", "-m", "dnsd", "--state-dir", "/var/lib/netcore", "--managed"]) == \
+        "dnsd of state dir /var/lib/netcore"
+    assert role_of(["/usr/bin/python3", "-u", "-m", "dnsd.supervise", "--state-dir", "/s"]) == \
+        "dnsd's supervisor of state dir /s"
+    assert role_of(["/usr/bin/python3", "-m", "netcore.port_holder", "/s/ports.sock"]) == \
+        "netcore's port holder of state dir /s"
+    assert role_of(["/usr/bin/python3", "/usr/local/bin/dnsd", "--upstream", "9.9.9.9"]) == "dnsd"
+    head = "#!/usr/bin/python3\n# dnsd in aardvark-dns's place: netavark runs this\n"
+    assert role_of(["/usr/bin/python3", "/h/aardvark-dns", "--config", "/c"], head) == "dnsd (as aardvark-dns)"
+    for other in (["/usr/sbin/nginx"], ["/usr/bin/python3", "-m", "http.server"], ["python3", "-m"], []):
+        assert role_of(other) is None
+
+
+def test_a_process_is_named_from_a_proc_tree(tmp_path):
+    for pid, argv, comm in (("10", [b"python3", b"-m", b"dnsd", b"--state-dir", b"/st"], b"python3\n"),
+                            ("11", [b"/usr/sbin/unbound", b"-d"], b"unbound\n")):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(argv) + b"\0")
+        (tmp_path / pid / "comm").write_bytes(comm)
+    assert process_name(str(tmp_path), "10") == "dnsd of state dir /st"
+    assert process_name(str(tmp_path), "11") == "unbound"
+    assert process_name(str(tmp_path), "12") == "?"
+
+
+def test_the_port_holder_is_named_as_such_when_it_holds_a_port(tmp_path):
+    """A real port holder process (netcore.port_holder, started by HostPorts in this namespace, no root
+    needed for a loopback port above 1024) is named for what it is, not ``python3``."""
+    from netcore.port_holder import HostPorts
+    from netcore.ports import HostPort
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.1.80", 0))
+        port = probe.getsockname()[1]
+    ports = HostPorts(str(tmp_path), None)
+    try:
+        assert ports.hold([HostPort("udp", "127.0.1.80", port)]) == {}
+        described = describe_holders("127.0.1.80", port)
+        assert described == (f"held by netcore's port holder of state dir {tmp_path} "
+                             f"(pid {ports.pid()}, udp 127.0.1.80:{port})")
+    finally:
+        ports.stop()

@@ -19,7 +19,9 @@ from netcore.ports import (
     parse_port_range,
     parse_publish,
     parse_reserved_ports,
+    plan_requests,
     port_lines,
+    published_flow,
 )
 
 # -- the grammar: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO], as moby's nat.ParsePortSpec reads it --
@@ -72,11 +74,14 @@ def test_malformed_specs_are_one_line_naming_the_fault(spec):
 
 
 def test_each_container_port_gets_its_own_request_with_the_host_ports_it_may_take():
-    assert parse_publish("8000-8001:80-81").requests() == [PortRequest("tcp", 80, "", (8000, 8000), "8000-8001"),
-                                                           PortRequest("tcp", 81, "", (8001, 8001), "8000-8001")]
-    assert parse_publish("8000-8010:80").requests() == [PortRequest("tcp", 80, "", (8000, 8010), "8000-8010")]
-    assert parse_publish("127.0.0.1::80-81/udp").requests() == [PortRequest("udp", 80, "127.0.0.1", None, ""),
-                                                                PortRequest("udp", 81, "127.0.0.1", None, "")]
+    spec = "8000-8001:80-81/tcp"
+    assert parse_publish("8000-8001:80-81").requests() == [PortRequest("tcp", 80, "", (8000, 8000), "8000-8001", spec),
+                                                           PortRequest("tcp", 81, "", (8001, 8001), "8000-8001", spec)]
+    assert parse_publish("8000-8010:80").requests() == [PortRequest("tcp", 80, "", (8000, 8010), "8000-8010",
+                                                                    "8000-8010:80/tcp")]
+    spec = "127.0.0.1::80-81/udp"
+    assert parse_publish(spec).requests() == [PortRequest("udp", 80, "127.0.0.1", None, "", spec),
+                                              PortRequest("udp", 81, "127.0.0.1", None, "", spec)]
 
 
 # -- host ports ----------------------------------------------------------------------------------------------
@@ -175,3 +180,63 @@ def test_a_mapping_knows_whether_the_host_reaches_it_through_loopback():
     assert mapping(4, "").reaches_loopback and mapping(4, "127.0.0.2").reaches_loopback
     assert not mapping(4, "192.0.2.1").reaches_loopback and not mapping(6, "").reaches_loopback
     assert mapping(4, "127.0.0.2").loopback and not mapping(4, "").loopback
+
+
+# -- issue 23, item 8: the specs of one run, merged among themselves or refused in one line ---------------------
+
+
+def _planned(*specs: str) -> list[tuple]:
+    return [(r.protocol, r.container_port, r.host_ip, r.host_ports) for r in plan_requests(map(parse_publish, specs))]
+
+
+def test_specs_of_one_run_that_agree_are_merged_into_the_wider_address():
+    assert _planned("8090:8090", "[::]:8090:8090") == [("tcp", 8090, "", (8090, 8090))]
+    assert _planned("[::]:8090:8090", "8090:8090") == [("tcp", 8090, "", (8090, 8090))]
+    assert _planned("127.0.0.1:8080:80", "0.0.0.0:8080:80") == [("tcp", 80, "0.0.0.0", (8080, 8080))]
+    assert _planned("8080:80", "8080:80") == [("tcp", 80, "", (8080, 8080))]
+    assert _planned("8000-8001:80-81", "8001:81") == [("tcp", 80, "", (8000, 8000)), ("tcp", 81, "", (8001, 8001))]
+    # no overlap: both stay (one port on each family; on two addresses; on two protocols)
+    assert _planned("0.0.0.0:53:53/udp", "[::]:53:53/udp") == [("udp", 53, "0.0.0.0", (53, 53)),
+                                                                ("udp", 53, "::", (53, 53))]
+    assert _planned("127.0.0.1:80:80", "127.0.0.2:80:80") == [("tcp", 80, "127.0.0.1", (80, 80)),
+                                                              ("tcp", 80, "127.0.0.2", (80, 80))]
+    assert _planned("53:53/udp", "53:53") == [("udp", 53, "", (53, 53)), ("tcp", 53, "", (53, 53))]
+
+
+def test_exact_ports_go_before_ranges_and_ephemeral_ones_as_in_docker():
+    assert _planned("8000-8001:80", "90", "8000:81") == [("tcp", 81, "", (8000, 8000)),
+                                                         ("tcp", 80, "", (8000, 8001)), ("tcp", 90, "", None)]
+
+
+def test_two_specs_of_one_run_that_collide_are_one_line_naming_both():
+    with pytest.raises(PublishError) as collide:
+        plan_requests(map(parse_publish, ("8080:80", "127.0.0.1:8080:81")))
+    assert str(collide.value) == ("-p 8080:80/tcp and -p 127.0.0.1:8080:81/tcp collide: both publish tcp host port "
+                                  "8080 on 127.0.0.1 (to container ports 80 and 81)")
+    with pytest.raises(PublishError, match=r"^-p \[::\]:53:53/udp and -p 53:5353/udp collide: both publish udp "
+                                           r"host port 53 on \[::\] \(to container ports 53 and 5353\)$"):
+        plan_requests(map(parse_publish, ("[::]:53:53/udp", "53:5353/udp")))
+
+
+def test_a_spec_prints_as_it_is_written():
+    for text in ("8090:8090/tcp", "[::]:8090:8090/tcp", "127.0.0.1::53/udp", "80/tcp", "8000-8001:80-81/sctp",
+                 "8000-8010:80/tcp"):
+        assert str(parse_publish(text)) == text
+
+
+def test_a_published_ports_flows_are_those_to_its_address_or_the_gateway_namespaces_own():
+    """Issue 24, item 6: conntrack entries are deleted for exactly the published port's flows."""
+    local = {"192.0.2.1", "10.81.0.1", "127.0.0.1", "fd00::1"}
+    every = HostPort("udp", "0.0.0.0", 7000)
+    assert published_flow(every, "udp", "192.0.2.1", 7000, local)  # the host's LAN address
+    assert published_flow(every, "udp", "127.0.0.1", 7000, local)  # the host itself through loopback
+    assert published_flow(every, "udp", "127.0.0.9", 7000, local)
+    assert not published_flow(every, "udp", "198.51.100.7", 7000, local)  # forwarded to another machine's 7000
+    assert not published_flow(every, "tcp", "192.0.2.1", 7000, local)
+    assert not published_flow(every, "udp", "192.0.2.1", 7001, local)
+    assert not published_flow(every, "udp", "fd00::1", 7000, local)  # 0.0.0.0 is IPv4 only
+    assert published_flow(HostPort("udp", "::", 7000), "udp", "fd00::1", 7000, local)
+    one = HostPort("udp", "192.0.2.1", 7000)
+    assert published_flow(one, "udp", "192.0.2.1", 7000, local)
+    assert published_flow(one, "udp", "::ffff:192.0.2.1", 7000, local)
+    assert not published_flow(one, "udp", "10.81.0.1", 7000, local)

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from netcore import sandbox
+from netcore.errors import NetcoreError
 
 
 @pytest.fixture
@@ -85,3 +86,46 @@ def test_unchanged_content_is_not_rewritten(etc):
     before = os.stat(etc / "resolv.conf")
     sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n")
     assert os.stat(etc / "resolv.conf").st_mtime_ns == before.st_mtime_ns
+
+
+# -- issue 24, item 6: nothing is written through a symlinked directory or a hard-linked file --------------------
+
+
+def test_a_symlinked_namespace_directory_is_refused_and_its_target_untouched(etc, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "resolv.conf").write_text("precious\n")
+    etc.parent.mkdir()
+    etc.symlink_to(elsewhere)
+    with pytest.raises(NetcoreError, match=r"^refusing to write .*/netns/ns1: it is a symbolic link"):
+        sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n")
+    assert sorted(os.listdir(elsewhere)) == ["resolv.conf"] and read(elsewhere / "resolv.conf") == "precious\n"
+
+
+def test_a_symlinked_etc_netns_is_refused(etc, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    etc.parent.symlink_to(elsewhere)
+    with pytest.raises(NetcoreError, match=r"^refusing to write .*/netns: it is a symbolic link"):
+        sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n")
+    assert os.listdir(elsewhere) == []
+
+
+def test_a_hard_linked_file_is_refused_and_the_other_name_keeps_its_content(etc, tmp_path):
+    sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n")
+    precious = tmp_path / "shadow"
+    precious.write_text("root:x:0:0\n")
+    os.unlink(etc / "hosts")
+    os.link(precious, etc / "hosts")  # someone planted a hard link to another file under our name
+    with pytest.raises(NetcoreError, match=r"^refusing to write hosts: it has 2 hard links"):
+        sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n10.1.0.2\tweb\n")
+    assert read(precious) == "root:x:0:0\n"
+
+
+def test_a_leftover_temporary_file_that_is_a_hard_link_is_not_written_through(etc, tmp_path):
+    etc.mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.write_text("keep\n")
+    os.link(precious, etc / ".resolv.conf.tmp")
+    sandbox.write_etc("ns1", SHORT, "127.0.0.1\tlocalhost\n")
+    assert read(precious) == "keep\n" and read(etc / "resolv.conf") == SHORT
