@@ -19,9 +19,11 @@ side):
   file and exits 0. SIGTERM and SIGINT stop it too.
 
 The records come from ``dnsd.aardvark_config`` (pure); the serving is
-dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source, so
-Podman's containers get the same answers as netcore's. Names not held go to
-the container's upstreams, else its networks', else the nameservers of
+dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source,
+answering by aardvark-dns's rules where they differ from Docker's
+(``dnsd.dialect.podman``: a client on several networks, reverse names, the
+search domain, no reply when no upstream answered). Names not held go to the
+container's upstreams, else its networks', else the nameservers of
 ``/etc/resolv.conf`` as dnsd finds it at start.
 
 Logs go to syslog (as aardvark-dns's), and to the file named by
@@ -52,6 +54,7 @@ from .aardvark_config import (
     to_records,
 )
 from .config import DnsdError, ServerConfig
+from .dialect import podman
 
 log = logging.getLogger("dnsd")
 
@@ -94,9 +97,8 @@ class AardvarkRecords:
     Methods other than ``mark_changed`` run in the reload thread.
     """
 
-    def __init__(self, directory: str, search_domain: str = DEFAULT_SEARCH_DOMAIN):
+    def __init__(self, directory: str):
         self.directory = directory
-        self.search_domain = search_domain
         self._generation = 0
         self._changed = threading.Event()
         self._changed.set()
@@ -149,7 +151,7 @@ class AardvarkRecords:
         if configs == self._configs:
             return
         entries = _entries_by_container(configs)
-        networks, attached = to_records(configs, self.search_domain)
+        networks, attached = to_records(configs)
         same_networks = [_without_containers(c) for c in configs] == [_without_containers(c) for c in self._configs]
         self._last_change = ({container_id for container_id in entries.keys() | self._entries.keys()
                               if entries.get(container_id) != self._entries.get(container_id)}
@@ -309,8 +311,8 @@ def run(directory: str, port: int, search_domain: str) -> int:
         write_pid_file(directory)
         from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
 
-        config = ServerConfig(port=port, upstreams=host_nameservers())
-        run_loop(serve(AardvarkRecords(directory, search_domain), config, write_end))
+        config = ServerConfig(port=port, upstreams=host_nameservers(), dialect=podman(search_domain))
+        run_loop(serve(AardvarkRecords(directory), config, write_end))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)
