@@ -41,7 +41,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
 from .aardvark_config import (
@@ -55,6 +55,7 @@ from .aardvark_config import (
 )
 from .config import DnsdError, ServerConfig
 from .dialect import podman
+from .snapshot import Upstream
 
 log = logging.getLogger("dnsd")
 
@@ -214,9 +215,13 @@ def remove_pid_file(directory: str) -> None:
         os.unlink(path)
 
 
-async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None) -> None:
+async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None,
+                nameservers: Callable[[], tuple[Upstream, ...]] | None = None) -> None:
     """Serve until SIGTERM/SIGINT or a SIGHUP leaves no network; ``ready_fd`` gets one byte once serving.
 
+    ``nameservers()`` (``/etc/resolv.conf``'s: the upstreams of a container whose networks and itself name
+    none) is read again at every SIGHUP, as aardvark-dns 1.4 does (it makes its servers anew then) and
+    1.12 again (cc25b2f): a host whose resolv.conf changed is followed from the next container on.
     DnsdError if the directory names no network at start, or a listener cannot open (aardvark-dns fails
     its start then too); the caller reports it.
     """
@@ -230,6 +235,8 @@ async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | 
 
     async def reload() -> None:
         try:
+            if nameservers is not None:
+                server.answerer.default_upstreams = tuple(Upstream(*server) for server in nameservers())
             await server.sync()
         except Exception as err:  # noqa: BLE001 - a directory that cannot be read now; the next SIGHUP retries
             log.error("reload failed: %s", err)
@@ -312,7 +319,7 @@ def run(directory: str, port: int, search_domain: str) -> int:
         from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
 
         config = ServerConfig(port=port, upstreams=host_nameservers(), dialect=podman(search_domain))
-        run_loop(serve(AardvarkRecords(directory), config, write_end))
+        run_loop(serve(AardvarkRecords(directory), config, write_end, host_nameservers))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)

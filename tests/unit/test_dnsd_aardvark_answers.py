@@ -12,12 +12,20 @@ run, against Debian's aardvark-dns and against dnsd: docs (i23-dnsd).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 
 import dnslib
 import pytest
 
-from test_dnsd_aardvark_run import Server, helper, port  # noqa: F401 - the helper and a free port are fixtures
+import dnsd.__main__
+from dnsd import aardvark
+from dnsd.config import ServerConfig
+from dnsd.dialect import podman
+from dnsd.snapshot import Upstream
+from test_dnsd_aardvark_run import Server, helper, port  # noqa: F401 - the helper and a port are fixtures
 
 ONE, TWO, ABTWO, CONE = "1" * 64, "2" * 64, "3" * 64, "4" * 64
 
@@ -90,3 +98,34 @@ def test_reverse_lookups_answer_every_name_of_the_container(serve):
     assert [str(record.rdata) for record in reverse.rr] == ["atwo.", "a2.", "2a."]
     reverse = ask(server, "2.1.0.127.in-addr.arpa", "127.0.1.3", "127.0.1.1", "PTR")
     assert [str(record.rdata) for record in reverse.rr] == ["aone.", "a1.", "1a."]
+
+
+async def test_a_sighup_reads_the_hosts_nameservers_again(tmp_path, free_port, monkeypatch):
+    """aardvark-dns 1.4 makes its servers anew at every SIGHUP, reading /etc/resolv.conf again (1.12 again,
+    cc25b2f): a container started after the host's resolver changed is forwarded to the new one. In process,
+    the nameservers read from a list, the SIGHUP sent to this process."""
+    (tmp_path / "net").write_text(f"127.0.0.1\n{ONE} 127.0.0.2  web\n")
+    made, real = [], dnsd.__main__.make_server
+    monkeypatch.setattr(dnsd.__main__, "make_server", lambda config, records: made.append(real(config, records))
+                        or made[-1])
+    read = iter([(("192.0.2.9", 53),)])
+    config = ServerConfig(port=free_port, upstreams=(Upstream("192.0.2.1", 53),), dialect=podman())
+    serving = asyncio.create_task(aardvark.serve(aardvark.AardvarkRecords(str(tmp_path)), config, None,
+                                                 lambda: next(read)))
+
+    def upstreams() -> tuple:
+        forward = made[0].answerer.handle(bytes(dnslib.DNSRecord.question("example.com").pack()), "127.0.0.2",
+                                          "127.0.0.1", False)
+        return forward.upstream_groups
+
+    try:
+        async with asyncio.timeout(5):
+            while not made or made[0].generation is None:
+                await asyncio.sleep(0.01)
+            assert upstreams() == ((Upstream("192.0.2.1", 53),),)
+            os.kill(os.getpid(), signal.SIGHUP)
+            while upstreams() != ((Upstream("192.0.2.9", 53),),):
+                await asyncio.sleep(0.01)
+    finally:
+        made[0].request_stop()
+        await serving
