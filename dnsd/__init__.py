@@ -9,5 +9,6 @@ name encoding they share. ``server`` is the asyncio shell that wires the rest:
 (the ``Forwarder``, built by ``__main__``), and ``stats``, the counters they
 all share. ``config`` holds dnsd's settings and their defaults. ``aardvark``
 runs the same server as Podman's aardvark-dns, over the records
-``aardvark_config`` reads from netavark's config directory.
+``aardvark_config`` reads from netavark's config directory, answering by
+aardvark-dns's rules where they differ from Docker's (``dialect``).
 """
