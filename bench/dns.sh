@@ -2,6 +2,7 @@
 # DNS benchmark: dnsd side by side with aardvark-dns and dnsmasq, same records, same run (issue 4).
 #
 #   sudo bench/dns.sh [--records N] [--seconds S] [--runs R] [--mode qps|cpu|sweep] [--rates LIST] [--staleness PAIRS]
+#                     [--code DIR]
 #
 # Everything happens inside network namespaces named <prefix>* (prefix ncb + 6 random hex
 # digits) that this script creates and removes on exit, also on failure or Ctrl-C:
@@ -20,6 +21,7 @@ set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
+CODE=$REPO           # --code: the checkout whose netcore and dnsd are measured (this one by default)
 
 # ---- options ------------------------------------------------------------------
 RECORDS=100
@@ -51,6 +53,9 @@ usage() {
   --staleness N     netcore run/rm + lookup pairs against dnsd afterwards (default 200, 0: skip)
   --name-prefix P   container names P0..PN-1 (default c)
   --servers LIST    comma-separated subset of dnsd,aardvark-dns,dnsmasq (default all three)
+  --code DIR        measure the netcore and dnsd of another checkout (a worktree of an older commit,
+                    its dnsd/_replay.c built if it has one); this script, its helpers and its
+                    results stay this checkout's, so two codes are measured the same way
   --keep            wait for Enter before tearing down
   --serve-only      build the sandbox and start the servers, print one line 'ready KEY=VALUE...'
                     (c0ns, clientns, server, dnsd_pid, work, records) on stdout, measure nothing, and
@@ -68,6 +73,7 @@ while [ $# -gt 0 ]; do
         --staleness) STALENESS=$2; shift 2 ;;
         --name-prefix) NAME_PREFIX=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --code) CODE=$(cd "$2" && pwd) || { echo "dns.sh: --code $2 is not a directory" >&2; exit 2; }; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --serve-only) SERVE_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -86,6 +92,7 @@ for server in ${SERVERS//,/ }; do
     case $server in dnsd|aardvark-dns|dnsmasq) ;; *) echo "dns.sh: unknown server $server in --servers" >&2; exit 2 ;; esac
 done
 wanted() { [[ ,$SERVERS, == *,$1,* ]]; }
+[ -d "$CODE/netcore" ] && [ -d "$CODE/dnsd" ] || { echo "dns.sh: --code $CODE holds no netcore/ and dnsd/" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "dns.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 
 # ---- the sandbox's names and addresses ------------------------------------------
@@ -138,9 +145,9 @@ ensure_packages() {
     [ -n "$AARDVARK" ] || { echo "dns.sh: aardvark-dns not found after installing it" >&2; exit 1; }
 }
 
-netcore() {
-    NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
-        python3 -m netcore "$@"
+netcore() {  # from CODE: `python3 -m` puts the working directory first on the path (dnsd, which netcore starts, too)
+    (cd "$CODE" && NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$CODE${PYTHONPATH:+:$PYTHONPATH} \
+        python3 -m netcore "$@")
 }
 
 setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
@@ -314,7 +321,7 @@ report() {
     title+=" servers pinned to CPU $SERVER_CPU, dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}') to CPU $LOAD_CPU"
     title+=$'\n'"aardvark-dns $("$AARDVARK" version 2>/dev/null | awk -F'"' '/"version"/ {print $4}')"
     title+=", dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}')"
-    title+=$'\n'"$(code_description "$REPO")"
+    title+=$'\n'"$(code_description "$CODE")"
     title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
     title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
     python3 "$BENCH_DIR/dns_report.py" "$WORK/cases.tsv" --title "$title" --out "$out"
@@ -324,9 +331,9 @@ report() {
 staleness() {
     [ "$STALENESS" -gt 0 ] || return 0
     log "staleness: $STALENESS netcore run + lookup pairs against dnsd"
-    NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} \
+    (cd "$CODE" && NETCORE_NETNS=$GWNS NETCORE_STATE_DIR=$STATE PYTHONPATH=$CODE${PYTHONPATH:+:$PYTHONPATH} \
         python3 "$BENCH_DIR/dns_staleness.py" --pairs "$STALENESS" --network "$NETWORK" --server "$GATEWAY" \
-        --client-netns "$C0NS" --dnsd-pid "$DNSD_PID" --containers "$CONTAINERS" --records "$RECORDS" | tee -a "$RESULT_FILE"
+        --client-netns "$C0NS" --dnsd-pid "$DNSD_PID" --containers "$CONTAINERS" --records "$RECORDS") | tee -a "$RESULT_FILE"
 }
 
 # ---- main ---------------------------------------------------------------------------

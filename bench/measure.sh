@@ -117,8 +117,8 @@ stop_pid() {
 # named PREFIX* and /etc/netns/PREFIX*.
 remove_sandbox() {  # prefix gwns state repo
     local prefix=$1 gwns=$2 state=$3 repo=$4 dnsd_pid ns
-    [ -d "$state" ] && timeout 300 env NETCORE_NETNS="$gwns" NETCORE_STATE_DIR="$state" \
-        PYTHONPATH="$repo" python3 -m netcore purge >/dev/null 2>&1
+    [ -d "$state" ] && (cd "$repo" && timeout 300 env NETCORE_NETNS="$gwns" NETCORE_STATE_DIR="$state" \
+        PYTHONPATH="$repo" python3 -m netcore purge >/dev/null 2>&1)
     dnsd_pid=$(cat "$state/dnsd.pid" 2>/dev/null) || dnsd_pid=
     if [ -n "$dnsd_pid" ] && tr '\0' ' ' <"/proc/$dnsd_pid/cmdline" 2>/dev/null | grep -qF -- "$state"; then
         stop_pid "$dnsd_pid"
@@ -143,7 +143,7 @@ sandbox_cleanup() {
     trap '' INT TERM
     log "tearing down $PREFIX*"
     for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-    remove_sandbox "$PREFIX" "$GWNS" "$STATE" "$REPO"
+    remove_sandbox "$PREFIX" "$GWNS" "$STATE" "${CODE:-$REPO}"  # CODE: the checkout dns.sh --code measured
     [ "$ETC_NETNS_EXISTED" -eq 1 ] || rmdir /etc/netns 2>/dev/null
     rm -rf "$WORK"
     exit "$status"

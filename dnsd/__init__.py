@@ -9,7 +9,8 @@ name encoding they share. ``server`` is the asyncio shell that wires the rest:
 (the ``Forwarder``, built by ``__main__``), and ``stats``, the counters they
 all share. ``config`` holds dnsd's settings and their defaults. ``aardvark``
 runs the same server as Podman's aardvark-dns, over the records
-``aardvark_config`` reads from netavark's config directory; ``dnsd --cni`` over
-what the ``netcore-dns`` CNI plugin registered (``cni_plugin``, ``cni_store``,
+``aardvark_config`` reads from netavark's config directory, answering by
+aardvark-dns's rules where they differ from Docker's (``dialect``); ``dnsd --cni``
+over what the ``netcore-dns`` CNI plugin registered (``cni_plugin``, ``cni_store``,
 ``cni_records``, ``cni_service``; installed by ``cni_install``).
 """

@@ -11,22 +11,29 @@
  *
  * replay(fd, buffer, cell, quiet, last, run, stats, patience)
  *     Read datagrams from the UDP socket ``fd`` into ``buffer`` (a writable buffer, at least 12
- *     bytes), one at a time, blocking without the GIL. A datagram read within ``quiet`` seconds of
- *     the one before (``last``: the time.monotonic() of the one before the first) was waiting in
- *     the queue; ``patience`` such datagrams in a row (``run`` of them came before the first, in
- *     earlier calls) mean the listener is behind, and the last of them goes back to Python, which
- *     then reads in batches. For each other datagram: if ``cell`` is a list
+ *     bytes), one at a time, blocking without the GIL. A datagram that was waiting in the queue when
+ *     its read was asked, or that arrived within ``quiet`` seconds of the one before (``last``: the
+ *     arrival of the one before the first, on time.time()'s clock), counts towards being behind. The
+ *     arrival times are the kernel's (SCM_TIMESTAMPNS, which dnsd.udp turns on for the socket with
+ *     SO_TIMESTAMPNS), so neither the time the loop spent on the datagram before (on a slow or busy
+ *     machine longer than any fixed limit, while the queue grows) nor the thread losing its CPU after
+ *     a read counts; without a time stamp, the time the read returned stands in for its arrival,
+ *     and a read that returned within ``quiet`` of being asked took a queued datagram. ``patience``
+ *     such datagrams in a row (``run`` of them came before the first, in earlier calls) mean the
+ *     listener is behind, and the last of them goes back to Python, which then reads in batches.
+ *     For each other datagram: if ``cell`` is a list
  *     whose first item, ``table``, is a dict (read anew for every datagram:
  *     ``Answerer.replay_table``), ``table[address]`` (address: the sender's 4 or 16 address bytes) is a dict and
  *     ``table[address][datagram[2:]]`` is bytes, send ``datagram[:2] + that`` to the sender
  *     (dropped if it cannot go at once, as UDP may), add 1 to ``stats.answered_udp`` and read on.
- *     Otherwise return ``(length, client, address, woke, run)`` for Python to answer: the
+ *     Otherwise return ``(length, client, address, woke, run, last)`` for Python to answer: the
  *     datagram is ``buffer[:length]``, ``client`` the sender as the socket module spells it
  *     ((ip, port), or (ip, port, flowinfo, scope_id) for IPv6, the ip without a "%scope"),
  *     ``address`` its key, or None if ``table`` already leads it to a memo (nothing to remember), ``woke``
- *     its time.monotonic() and ``run`` how many datagrams in a row, this one included, came within
- *     ``quiet`` of the one before (the listener is behind from ``patience``). A shut-down socket
- *     returns ``(0, None, None, woke, 0)``. Raises OSError if a read fails (EINTR is retried).
+ *     the time.monotonic() its read returned, ``run`` how many datagrams in a row, this one included,
+ *     counted towards being behind (the listener is behind from ``patience``) and ``last`` its arrival
+ *     (for the next call). A shut-down socket returns ``(0, None, None, woke, 0, last)``. Raises
+ *     OSError if a read fails (EINTR is retried).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -63,11 +70,30 @@ static PyObject *address_key(const struct sockaddr_storage *from)
     return PyBytes_FromStringAndSize((const char *)&((const struct sockaddr_in6 *)from)->sin6_addr, 16);
 }
 
-static double monotonic(void)
+static double seconds_of(clockid_t clock)
 {
     struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now); /* the clock of time.monotonic() */
+    clock_gettime(clock, &now);
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+static double monotonic(void)
+{
+    return seconds_of(CLOCK_MONOTONIC); /* the clock of time.monotonic() */
+}
+
+/* When the datagram of ``message`` arrived (CLOCK_REALTIME, seconds), from its SCM_TIMESTAMPNS; -1 without one. */
+static double arrival(struct msghdr *message)
+{
+    for (struct cmsghdr *part = CMSG_FIRSTHDR(message); part != NULL; part = CMSG_NXTHDR(message, part)) {
+        if (part->cmsg_level == SOL_SOCKET && part->cmsg_type == SCM_TIMESTAMPNS
+            && part->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec stamp;
+            memcpy(&stamp, CMSG_DATA(part), sizeof stamp);
+            return (double)stamp.tv_sec + (double)stamp.tv_nsec * 1e-9;
+        }
+    }
+    return -1.0;
 }
 
 /* The remembered reply tail for this datagram, borrowed (valid while the GIL is held), or NULL (no error set);
@@ -131,13 +157,21 @@ static PyObject *replay(PyObject *module, PyObject *args)
     }
     for (;;) {
         struct sockaddr_storage from;
-        socklen_t from_length = sizeof from;
+        char control[CMSG_SPACE(sizeof(struct timespec))];
+        struct iovec part = {data, (size_t)buffer.len};
+        struct msghdr message = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &part, .msg_iovlen = 1,
+                                 .msg_control = control, .msg_controllen = sizeof control};
         ssize_t length;
         int error;
+        double asked, returned, woke;
         Py_BEGIN_ALLOW_THREADS
-        length = recvfrom(fd, data, (size_t)buffer.len, 0, (struct sockaddr *)&from, &from_length);
+        asked = seconds_of(CLOCK_REALTIME); /* the clock of the kernel's arrival times */
+        length = recvmsg(fd, &message, 0);
         error = errno;
+        returned = seconds_of(CLOCK_REALTIME); /* before taking the GIL back: waiting for it is not waiting */
+        woke = monotonic();
         Py_END_ALLOW_THREADS
+        socklen_t from_length = message.msg_namelen;
         if (length < 0) {
             if (error == EINTR) {
                 if (PyErr_CheckSignals() < 0)
@@ -148,16 +182,19 @@ static PyObject *replay(PyObject *module, PyObject *args)
             PyErr_SetFromErrno(PyExc_OSError);
             goto done;
         }
-        double woke = monotonic();
         if (from_length == 0 || (from.ss_family != AF_INET && from.ss_family != AF_INET6)) {
-            result = Py_BuildValue("(nOOdi)", (Py_ssize_t)0, Py_None, Py_None, woke, 0); /* shut down */
+            result = Py_BuildValue("(nOOdid)", (Py_ssize_t)0, Py_None, Py_None, woke, 0, last); /* shut down */
             goto done;
         }
         PyObject *key = address_key(&from);
         if (key == NULL)
             goto done;
-        run = woke - last > quiet ? 0 : run + 1;
-        last = woke;
+        double arrived = arrival(&message);
+        int queued = arrived >= 0 ? arrived <= asked : returned - asked <= quiet;
+        if (arrived < 0)
+            arrived = returned;
+        run = queued || arrived - last <= quiet ? run + 1 : 0;
+        last = arrived;
         int known = 0;
         PyObject *tail = (run < patience && length >= 12) ? remembered(cell, key, data, length, &known) : NULL;
         if (tail == NULL) {
@@ -167,7 +204,7 @@ static PyObject *replay(PyObject *module, PyObject *args)
             }
             PyObject *client = client_tuple(&from);
             if (client != NULL)
-                result = Py_BuildValue("(nNNdi)", (Py_ssize_t)length, client, key, woke, run);
+                result = Py_BuildValue("(nNNdid)", (Py_ssize_t)length, client, key, woke, run, last);
             else
                 Py_DECREF(key);
             goto done;
@@ -175,8 +212,8 @@ static PyObject *replay(PyObject *module, PyObject *args)
         Py_DECREF(key);
         /* the reply: the query's ID, then the remembered tail, straight from the bytes object */
         struct iovec parts[2] = {{data, 2}, {PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)}};
-        struct msghdr message = {.msg_name = &from, .msg_namelen = from_length, .msg_iov = parts, .msg_iovlen = 2};
-        (void)sendmsg(fd, &message, MSG_DONTWAIT); /* no route, buffer full: dropped, as UDP may */
+        struct msghdr reply = {.msg_name = &from, .msg_namelen = from_length, .msg_iov = parts, .msg_iovlen = 2};
+        (void)sendmsg(fd, &reply, MSG_DONTWAIT); /* no route, buffer full: dropped, as UDP may */
         if (count_reply(stats) < 0)
             goto done;
     }
@@ -187,7 +224,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"replay", replay, METH_VARARGS,
-     "replay(fd, buffer, cell, quiet, last, run, stats, patience) -> (length, client, address, woke, run): send remembered "
+     "replay(fd, buffer, cell, quiet, last, run, stats, patience) -> (length, client, address, woke, run, last): "
+     "send remembered "
      "replies until a datagram needs Python (see dnsd/_replay.c)."},
     {NULL, NULL, 0, NULL},
 };

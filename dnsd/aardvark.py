@@ -19,9 +19,11 @@ side):
   file and exits 0. SIGTERM and SIGINT stop it too.
 
 The records come from ``dnsd.aardvark_config`` (pure); the serving is
-dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source, so
-Podman's containers get the same answers as netcore's. Names not held go to
-the container's upstreams, else its networks', else the nameservers of
+dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source,
+answering by aardvark-dns's rules where they differ from Docker's
+(``dnsd.dialect.podman``: a client on several networks, reverse names, the
+search domain, no reply when no upstream answered). Names not held go to the
+container's upstreams, else its networks', else the nameservers of
 ``/etc/resolv.conf`` as dnsd finds it at start.
 
 Logs go to syslog (as aardvark-dns's), and to the file named by
@@ -40,7 +42,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
 from .aardvark_config import (
@@ -53,6 +55,8 @@ from .aardvark_config import (
     to_records,
 )
 from .config import DnsdError, ServerConfig
+from .dialect import podman
+from .snapshot import Upstream
 
 log = logging.getLogger("dnsd")
 
@@ -95,9 +99,8 @@ class AardvarkRecords:
     Methods other than ``mark_changed`` run in the reload thread.
     """
 
-    def __init__(self, directory: str, search_domain: str = DEFAULT_SEARCH_DOMAIN):
+    def __init__(self, directory: str):
         self.directory = directory
-        self.search_domain = search_domain
         self._generation = 0
         self._changed = threading.Event()
         self._changed.set()
@@ -150,7 +153,7 @@ class AardvarkRecords:
         if configs == self._configs:
             return
         entries = _entries_by_container(configs)
-        networks, attached = to_records(configs, self.search_domain)
+        networks, attached = to_records(configs)
         same_networks = [_without_containers(c) for c in configs] == [_without_containers(c) for c in self._configs]
         self._last_change = ({container_id for container_id in entries.keys() | self._entries.keys()
                               if entries.get(container_id) != self._entries.get(container_id)}
@@ -213,9 +216,13 @@ def remove_pid_file(directory: str) -> None:
         os.unlink(path)
 
 
-async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None) -> None:
+async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None,
+                nameservers: Callable[[], tuple[Upstream, ...]] | None = None) -> None:
     """Serve until SIGTERM/SIGINT or a SIGHUP leaves no network; ``ready_fd`` gets one byte once serving.
 
+    ``nameservers()`` (``/etc/resolv.conf``'s: the upstreams of a container whose networks and itself name
+    none) is read again at every SIGHUP, as aardvark-dns 1.4 does (it makes its servers anew then) and
+    1.12 again (cc25b2f): a host whose resolv.conf changed is followed from the next container on.
     DnsdError if the directory names no network at start, or a listener cannot open (aardvark-dns fails
     its start then too); the caller reports it.
     """
@@ -229,6 +236,8 @@ async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | 
 
     async def reload() -> None:
         try:
+            if nameservers is not None:
+                server.answerer.default_upstreams = tuple(Upstream(*server) for server in nameservers())
             await server.sync()
         except Exception as err:  # noqa: BLE001 - a directory that cannot be read now; the next SIGHUP retries
             log.error("reload failed: %s", err)
@@ -310,8 +319,8 @@ def run(directory: str, port: int, search_domain: str) -> int:
         write_pid_file(directory)
         from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
 
-        config = ServerConfig(port=port, upstreams=host_nameservers())
-        run_loop(serve(AardvarkRecords(directory, search_domain), config, write_end))
+        config = ServerConfig(port=port, upstreams=host_nameservers(), dialect=podman(search_domain))
+        run_loop(serve(AardvarkRecords(directory), config, write_end, host_nameservers))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)

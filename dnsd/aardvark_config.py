@@ -25,9 +25,10 @@ The records: a ``netcore.model.Network`` per file (internal ones marked, the
 gateways as its gateway addresses, its upstreams as its ``dns``), and per
 container ID a ``Container`` (the first name, the container's upstreams) with
 an ``Endpoint`` per address pair on each network whose aliases are its other
-names. Each name also gets the ``.dns.podman`` spelling (aardvark-dns's
+names, as netavark wrote them. ``NAME.dns.podman`` (aardvark-dns's
 ``--filter-search-domain``, which Podman puts in containers' resolv.conf as
-their search domain), so ``NAME.dns.podman`` is answered as ``NAME``.
+their search domain) is answered as ``NAME`` by the rules of
+``dnsd.dialect.podman``, not by names of its own.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class ConfigProblem:
 
 @dataclass(frozen=True)
 class ContainerEntry:
-    """One container line: its ID (lower-cased, as aardvark-dns keys it), addresses, names (lower-cased), upstreams."""
+    """One container line: its ID (lower-cased, as aardvark-dns keys it), addresses, names (as written, each once
+    whatever its case: a reverse name answers them as spelled), upstreams."""
 
     id: str
     ipv4: tuple[str, ...]
@@ -131,7 +133,11 @@ def parse_container_line(line: str) -> ContainerEntry:
     ipv6 = _addresses(v6, "IPv6 address", version=6)
     if not ipv4 and not ipv6:
         raise ValueError(f"container {container_id[:12]} has no address")
-    name_list = tuple(dict.fromkeys(name.lower() for name in names.split(",") if name))
+    spelled: dict[str, str] = {}  # each name once, case-blind, as first written
+    for name in names.split(","):
+        if name:
+            spelled.setdefault(name.lower(), name)
+    name_list = tuple(spelled.values())
     if not name_list:
         raise ValueError(f"container {container_id[:12]} has no name")
     upstreams = _addresses(fields[4], "DNS server") if len(fields) == 5 and fields[4] else ()
@@ -151,19 +157,15 @@ def parse_config_dir(files: dict[str, str]) -> tuple[list[NetworkConfig], list[C
     return networks, problems
 
 
-def to_records(networks: list[NetworkConfig], search_domain: str = DEFAULT_SEARCH_DOMAIN,
-               ) -> tuple[list[Network], list[tuple[Container, list[Endpoint]]]]:
+def to_records(networks: list[NetworkConfig]) -> tuple[list[Network], list[tuple[Container, list[Endpoint]]]]:
     """The networks and containers (each with its endpoints) that ``dnsd.builder`` makes a snapshot of.
 
     A container's first name is its name, the rest of the names on each
-    network are that network's aliases (every name also spelled
-    NAME``search_domain``). A container on several networks gets the
+    network are that network's aliases. A container on several networks gets the
     upstreams of the first line that names any (aardvark-dns keys them by
     address, so it is one list in practice). Network and endpoint IDs are
     derived from names (sha256), stable across reloads.
     """
-    suffix = search_domain if search_domain.startswith(".") or not search_domain else f".{search_domain}"
-    suffix = suffix.rstrip(".")
     records: list[Network] = []
     containers: dict[str, tuple[ContainerEntry, list[tuple[Network, int, ContainerEntry]]]] = {}
     for config in networks:
@@ -180,8 +182,7 @@ def to_records(networks: list[NetworkConfig], search_domain: str = DEFAULT_SEARC
                               dns=first.upstreams)
         endpoints = []
         for network, index, entry in places:
-            names = [*entry.names, *(f"{name}{suffix}" for name in entry.names if suffix)]
-            aliases = tuple(name for name in dict.fromkeys(names) if name != container.name)
+            aliases = tuple(name for name in entry.names if name.lower() != container.name.lower())
             pairs = max(len(entry.ipv4), len(entry.ipv6))
             for pair in range(pairs):
                 ipv4 = entry.ipv4[pair] if pair < len(entry.ipv4) else None

@@ -14,7 +14,8 @@ from typing import Protocol
 
 import dnslib
 
-from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup
+from .dialect import DOCKER, Dialect
+from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup, name_under
 from .stats import Stats
 from .wire import (
     BADVERS,
@@ -27,6 +28,7 @@ from .wire import (
     ONE_ANSWER,
     OPT_FIXED,
     REFUSED,
+    SERVFAIL,
     TCP_MESSAGE_MAX,
     TYPE_OPT,
     UDP_PAYLOAD_PLAIN,
@@ -100,9 +102,13 @@ class Forward:
     dnssec_ok: bool = False  # the query's DO bit, copied into the OPT of an error reply of dnsd's own
     udp_limit: int = UDP_PAYLOAD_PLAIN  # bytes a UDP reply to this client may have (``_udp_limit``)
     listener_ip: str = ""  # the gateway address it was asked at (for the metrics and the query log)
+    answer_failure: bool = True  # SERVFAIL when no upstream answered; False: no reply (``Dialect``)
 
-    def error_reply(self, rcode: int) -> bytes:
-        """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED)."""
+    def error_reply(self, rcode: int) -> bytes | None:
+        """The reply dnsd gives itself when forwarding fails (SERVFAIL) or is refused (REFUSED); None for a
+        failure the dialect leaves unanswered (aardvark-dns sends nothing when no upstream answered)."""
+        if rcode == SERVFAIL and not self.answer_failure:
+            return None
         return reply_without_answers(self.query, HEADER_SIZE + len(self.question), rcode, self.edns,
                                      dnssec_ok=self.dnssec_ok)
 
@@ -166,7 +172,7 @@ class Answerer:
     """
 
     def __init__(self, snapshot: Snapshot, default_upstreams: tuple[tuple[str, int], ...] = (),
-                 stats: Stats | None = None, host_names: frozenset[bytes] = host_names()):
+                 stats: Stats | None = None, host_names: frozenset[bytes] = host_names(), dialect: Dialect = DOCKER):
         self.default_upstreams = tuple(Upstream(*server) for server in default_upstreams)  # dnsd's own namespace
         # swapped in one step: the snapshot, its memo (scope -> query[2:] -> reply[2:]) and the replay
         # tables made from that memo (listener address -> client key -> the client's scope's memo)
@@ -177,6 +183,8 @@ class Answerer:
         self._turns = [0] * snapshot.rotation_slots
         self.stats = stats if stats is not None else Stats()  # malformed messages, NXDOMAIN for want of upstreams
         self.host_names = host_names  # wire names answered with the asked gateway's addresses (Snapshot.host_entry)
+        self._search_suffix = dialect.search_suffix  # names under it are ours: never forwarded
+        self._answer_failure = dialect.answer_upstream_failure
 
     @property
     def snapshot(self) -> Snapshot:
@@ -368,17 +376,22 @@ class Answerer:
         configured anywhere) is NXDOMAIN, as aardvark-dns answers for internal
         networks: every libc gives up at once, where musl ignores REFUSED and
         retries SERVFAIL until its 5 s timeout. SERVFAIL is kept for upstreams
-        that were asked and failed (``dnsd.forward``).
+        that were asked and failed (``dnsd.forward``). The reverse name of a
+        served subnet's address, and a name under the dialect's search domain
+        (``.dns.podman``: aardvark-dns answers those NXDOMAIN in every release),
+        are ours: NXDOMAIN, never forwarded.
         """
         edns = edns_payload is not None
-        if snapshot.owns_reverse_name(name):  # an address of ours this source may not see, or no one's
+        suffix = self._search_suffix
+        if snapshot.owns_reverse_name(name) or (  # an address of ours this source may not see, or no one's
+                suffix is not None and (name == suffix or name_under(name, suffix) is not None)):
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         groups = snapshot.upstreams_for(scope, self.default_upstreams, MAX_UPSTREAMS)  # whichever gateway was asked
         if not groups:
             self.stats.nxdomain_no_upstream += 1
             return reply_without_answers(data, question_end, NXDOMAIN, edns, dnssec_ok=dnssec_ok)
         return Forward(data, data[HEADER_SIZE:question_end], groups, edns, dnssec_ok, _udp_limit(edns_payload),
-                       listener_ip)
+                       listener_ip, self._answer_failure)
 
     def _handle_unusual(self, data: bytes, client_ip: str, listener_ip: str, tcp: bool) -> bytes | Forward | None:
         """Everything the fast path does not take: validate fully, then answer, reply an error or drop.

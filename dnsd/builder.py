@@ -36,8 +36,9 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Attached, Container, Endpoint, Network, dns_names, group_by_container
+from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 
+from .dialect import DOCKER, NAME_DOT_NETWORK, Dialect
 from .snapshot import (
     Entry,
     Names,
@@ -65,19 +66,24 @@ ScopeKey = tuple[tuple[str, ...], tuple[str, ...], str]
 
 
 def build_snapshot(networks: Iterable[Network], containers: Iterable[Container], endpoints: Iterable[Endpoint],
-                   ttl: int = 0) -> Snapshot:
+                   ttl: int = 0, dialect: Dialect = DOCKER) -> Snapshot:
     """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead).
 
     ``ttl``: seconds, as dnsd's ``--ttl``. Endpoints of containers not among ``containers`` are left out.
     """
-    return SnapshotBuilder(ttl).build(networks, group_by_container(containers, endpoints))
+    return SnapshotBuilder(ttl, dialect).build(networks, group_by_container(containers, endpoints))
 
 
 class SnapshotBuilder:
-    """Builds snapshots from records, and patches the last one it made from the records of changed containers."""
+    """Builds snapshots from records, and patches the last one it made from the records of changed containers.
 
-    def __init__(self, ttl: int = 0):
+    ``dialect`` (``dnsd.dialect``) says whose rules the names follow: Docker's (netcore's networks) or
+    aardvark-dns's (Podman's); ``ttl`` is in seconds.
+    """
+
+    def __init__(self, ttl: int = 0, dialect: Dialect = DOCKER):
         self._ttl = ttl.to_bytes(4, "big")
+        self._dialect = dialect
         self._shared: dict[tuple[bytes, ...], _SharedEntry] = {}  # records -> the entry of names holding them all
         self._retired: dict[tuple[bytes, ...], _SharedEntry] = {}  # during a full build: the previous ones
         self._rotation_slot_count = 0
@@ -234,12 +240,12 @@ class SnapshotBuilder:
                 stale.update(view.networks[0].views)
         for view in stale:
             for use in view.scopes:
-                self._scope_table[use.slot] = view.scope(use.networks, use.dns)
+                self._scope_table[use.slot] = view.scope(use.networks, self._dialect, use.dns)
             if len(view.networks) == 1 and view in change.rewritten:
                 network = view.networks[0]
                 if not listeners_copied:
                     self._listeners, listeners_copied = self._listeners.copy(), True
-                scope = view.scope((network.network,))
+                scope = view.scope((network.network,), self._dialect)
                 for gateway in network.gateways:
                     self._listeners[gateway] = scope
 
@@ -268,11 +274,15 @@ class SnapshotBuilder:
         return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns, own_resolver)
 
     def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
-        """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope)."""
+        """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope).
+
+        A reverse name answers ``NAME.NETWORK.`` (Docker) or every name of the container there, each bare
+        (aardvark-dns), as spelled, in the order the dialect lists them.
+        """
         packed = [_packed_address(address) for address in (endpoint.ipv4, endpoint.ipv6) if address]
-        short_names = dict.fromkeys(name.lower() for name in dns_names(container, endpoint))
+        spelled = self._dialect.names_of(container, endpoint)
         names: dict[bytes, None] = {}  # a set that keeps its order: equal contributions get equal tuples
-        for short_name in short_names:
+        for short_name in dict.fromkeys(name.lower() for name in spelled):
             wire = encode_name(short_name)
             if wire is not None:
                 names[wire] = None
@@ -282,11 +292,15 @@ class SnapshotBuilder:
             type_class = A_IN if len(address) == 4 else AAAA_IN
             records[type_class] = self._record(type_class, address)
         address_entry = entry_of(records)
-        target = encode_name(f"{container.name}.{network.network.name}.")
-        if target is None or not packed:
-            return _EndpointNames(network, tuple(names), address_entry, (), None)
+        if self._dialect.pointer_names == NAME_DOT_NETWORK:
+            targets = [encode_name(f"{container.name}.{network.network.name}.")]
+        else:
+            targets = [encode_name(f"{name}.") for name in dict.fromkeys(spelled)]
+        pointers = tuple(dict.fromkeys(self._record(PTR_IN, target) for target in targets if target is not None))
+        if not pointers or not packed:
+            return _EndpointNames(network, tuple(names), address_entry, (), ())
         return _EndpointNames(network, tuple(names), address_entry, tuple(_reverse_name(address) for address in packed),
-                              self._record(PTR_IN, target))
+                              pointers)
 
     def _record(self, type_class: bytes, rdata: bytes) -> bytes:
         return b"\xc0\x0c" + type_class + self._ttl + len(rdata).to_bytes(2, "big") + rdata
@@ -391,7 +405,7 @@ class SnapshotBuilder:
             use = self._scopes[key] = _ScopeUse(key, slot, view, tuple(self._networks[i].network for i in network_ids),
                                                 _upstreams(dns, own_resolver))
             view.scopes.add(use)
-            self._scope_table[slot] = view.scope(use.networks, use.dns)
+            self._scope_table[slot] = view.scope(use.networks, self._dialect, use.dns)
         use.users += 1
         return use
 
@@ -409,7 +423,10 @@ class SnapshotBuilder:
 
     def _shared_entry(self, contributions: list[Entry]) -> _SharedEntry:
         """The entry with all the records of these contributions, made once per distinct set of records."""
-        records = tuple(sorted({record for entry in contributions for record in records_in(entry)}))
+        every = (record for entry in contributions for records in records_in(entry) for record in _records_of(records))
+        # Docker's: sorted, so equal sets are one entry whatever the order; aardvark-dns's: in the order contributed
+        # (its networks, then the lines of each file), as it answers them
+        records = tuple(sorted(set(every)) if self._dialect.rotate else dict.fromkeys(every))
         shared = self._shared.get(records)
         if shared is None:
             shared = self._retired.pop(records, None)
@@ -421,12 +438,15 @@ class SnapshotBuilder:
         return shared
 
     def _merged_entry(self, records: tuple[bytes, ...]) -> Entry:
-        """The entry of a name with these sorted records; several A or AAAA records rotate."""
+        """The entry of a name with these records, in this order; several A or AAAA records rotate if the dialect
+        rotates them."""
         by_type: dict[bytes, list[bytes]] = {}
         for record in records:
             by_type.setdefault(record[2:6], []).append(record)
+        rotate = self._dialect.rotate
         return entry_of({type_class: found[0] if len(found) == 1 else
-                         RecordSet(tuple(found), self._take_rotation_slot() if type_class in (A_IN, AAAA_IN) else -1)
+                         RecordSet(tuple(found),
+                                   self._take_rotation_slot() if rotate and type_class in (A_IN, AAAA_IN) else -1)
                          for type_class, found in by_type.items()})
 
     def _release(self, shared: _SharedEntry) -> None:
@@ -497,14 +517,21 @@ class _View:
         self.merged: dict[bytes, _SharedEntry] = {}  # names whose entry is a shared one (several contributions)
         self.scopes: set[_ScopeUse] = set()
 
-    def scope(self, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = ()) -> Scope:
+    def scope(self, networks: tuple[Network, ...], dialect: Dialect, dns: tuple[Upstream, ...] = ()) -> Scope:
         """A Scope of these names as they are now, for sources on ``networks`` (the view's, in their order).
 
-        Over several networks, the scope prefers, per gateway it is asked through, the names of that
-        gateway's network when it has inter-container communication (see ``Scope.by_listener``).
+        Over several networks, in Docker's dialect, the scope prefers, per gateway it is asked through, the
+        names of that gateway's network when it has inter-container communication (see ``Scope.by_listener``);
+        in aardvark-dns's, a name has the addresses of all of them. The qualified names are NAME.NETWORK
+        (Docker's) or NAME.SEARCH-DOMAIN for every name of the view (aardvark-dns's).
         """
-        qualified = {member.wire_name: member.view.names for member in self.networks if member.wire_name is not None}
-        if len(self.networks) == 1:
+        if dialect.qualified_names:
+            qualified = {member.wire_name: member.view.names for member in self.networks
+                         if member.wire_name is not None}
+        else:
+            suffix = dialect.search_suffix
+            qualified = {suffix: self.names} if suffix is not None else {}
+        if len(self.networks) == 1 or not dialect.prefer_asked_network:
             return Scope(self.names, networks, dns, qualified)
         by_listener = {}
         for member in self.networks:
@@ -547,17 +574,21 @@ class _EndpointNames:
     __slots__ = ("network", "names", "address_entry", "reverse_names", "pointer_entry")
 
     def __init__(self, network: _NetworkNames, names: tuple[bytes, ...], address_entry: Entry,
-                 reverse_names: tuple[bytes, ...], pointer_entry: Entry | None):
+                 reverse_names: tuple[bytes, ...], pointers: tuple[bytes, ...]):
         self.network = network
         self.names = names
         self.address_entry = address_entry  # no other endpoint of its network has these records: its addresses
         self.reverse_names = reverse_names
-        self.pointer_entry = pointer_entry
+        # the PTR records of its reverse names, in their order: one record as its bytes (Docker's one name)
+        self.pointer_entry = None if not pointers else pointers[0] if len(pointers) == 1 else RecordSet(pointers, -1)
 
     @property
     def key(self) -> tuple:
         """Equal for two endpoints that contribute the same names with the same records."""
-        return (self.network, self.names, self.reverse_names, records_in(self.address_entry), self.pointer_entry)
+        pointers = self.pointer_entry
+        if pointers.__class__ is RecordSet:
+            pointers = _records_of(pointers)
+        return (self.network, self.names, self.reverse_names, records_in(self.address_entry), pointers)
 
 
 class _ContainerNames:
@@ -590,6 +621,18 @@ def _remove_contribution(names: Names, crowded: dict[bytes, list[Entry]], name: 
         if len(crowd) == 1:  # one left: the name maps straight to it again
             names[name] = crowd[0]
             del crowded[name]
+
+
+def _records_of(records: bytes | RecordSet) -> tuple[bytes, ...]:
+    """The answer records of a lone record or a record set, each alone (a set of PTR records differs in size)."""
+    if records.__class__ is bytes:
+        return (records,)
+    wire, found, start = records.wire, [], 0
+    while start < len(wire):
+        end = start + 12 + int.from_bytes(wire[start + 10:start + 12], "big")  # name pointer, type, class, TTL, length
+        found.append(wire[start:end])
+        start = end
+    return tuple(found)
 
 
 def _interface_order(endpoint: Endpoint) -> tuple[int, str]:

@@ -266,7 +266,7 @@ class CachingResolver:
         self.forwarder = forwarder
         self.cache = cache
 
-    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
+    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes | None:
         """The reply for the client: a kept one, else the forwarder's (kept if it may be, and then with the TTLs
         the cache gives it: an NXDOMAIN's SOA says how long it is kept, RFC 2308 section 3)."""
         limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit

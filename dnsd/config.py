@@ -12,6 +12,7 @@ from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
 from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
+from .dialect import DOCKER, Dialect
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
 from .querylog import (
     DEFAULT_BACKUPS as DEFAULT_QUERY_LOG_BACKUPS,
@@ -49,6 +50,7 @@ class ServerConfig:
     query_log_rate: int = DEFAULT_QUERY_LOG_RATE  # lines a second at most
     query_log_max_bytes: int = DEFAULT_QUERY_LOG_MAX_BYTES  # per file, then rotated
     query_log_backups: int = DEFAULT_QUERY_LOG_BACKUPS  # rotated files kept
+    dialect: Dialect = DOCKER  # whose rules the names follow: Docker's, or aardvark-dns's (dnsd.aardvark)
 
     @property
     def client_share(self) -> int:

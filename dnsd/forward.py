@@ -47,11 +47,12 @@ class Resolver(Protocol):
     calls ``resolve``.
     """
 
-    async def resolve(self, forward: Forward, tcp: bool, client: str) -> bytes:
+    async def resolve(self, forward: Forward, tcp: bool, client: str) -> bytes | None:
         """The reply for the client that asked ``forward`` (over TCP if ``tcp``; ``client`` is its address).
 
         Never raises for a failure upstream: the reply then is dnsd's own
-        SERVFAIL or REFUSED (``Forward.error_reply``).
+        SERVFAIL or REFUSED (``Forward.error_reply``), or None where the
+        dialect sends no reply (aardvark-dns's, when no upstream answered).
         """
 
 
@@ -73,9 +74,9 @@ class Forwarder:
         self.stats = stats if stats is not None else Stats()  # in flight, forwarded, SERVFAIL, refused at the cap
         self._inflight_by_client: dict[str, int] = {}
 
-    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes:
+    async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes | None:
         """The reply for the client: an upstream's, with the client's ID and made to fit its UDP limit
-        (``truncate_reply``), or SERVFAIL or REFUSED of our own."""
+        (``truncate_reply``), or SERVFAIL or REFUSED of our own (``Forward.error_reply``: None for no reply)."""
         reply = await self.ask(forward, tcp, client)
         if reply.__class__ is int:
             return forward.error_reply(reply)

@@ -183,12 +183,12 @@ class ObservedResolver:
         self.query_log = query_log
         self.network_of = network_of
 
-    async def resolve(self, forward, tcp: bool, client: str = "") -> bytes:
-        """The inner resolver's reply, observed."""
+    async def resolve(self, forward, tcp: bool, client: str = "") -> bytes | None:
+        """The inner resolver's reply (None: none is sent), observed."""
         started = perf_counter()
         reply = await self.inner.resolve(forward, tcp, client)
         seconds = perf_counter() - started
-        rcode = reply[3] & 0x0F
+        rcode = reply[3] & 0x0F if reply is not None else None
         if self.counts is not None:
             table = self.counts.loop
             key = (None, "tcp" if tcp else "udp", b"", rcode, UPSTREAM)

@@ -18,6 +18,7 @@ from netcore.linux import release_free_memory
 from netcore.model import Attached, Network
 
 from .builder import SnapshotBuilder
+from .dialect import DOCKER, Dialect
 from .local_addresses import local_addresses
 from .snapshot import Snapshot
 from .stats import Stats
@@ -40,16 +41,17 @@ class RecordSource(Protocol):
 
 
 class Reloader:
-    """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds.
+    """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds, names
+    follow ``dialect``'s rules (``dnsd.dialect``).
 
     Counts its patches and full builds in ``stats``. Not safe for concurrent
     ``reload`` calls: the caller serialises them.
     """
 
-    def __init__(self, records: RecordSource, ttl: int, stats: Stats):
+    def __init__(self, records: RecordSource, ttl: int, stats: Stats, dialect: Dialect = DOCKER):
         self._records = records
         self._stats = stats
-        self._builder = SnapshotBuilder(ttl)
+        self._builder = SnapshotBuilder(ttl, dialect)
         self._last_host_sources: frozenset[str] = frozenset()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnsd-reload")
         self.generation: int | None = None  # of the last snapshot made; None before the first

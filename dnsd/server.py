@@ -61,7 +61,8 @@ class DnsServer:
         self.config = config
         self.stats = stats
         self.cache = cache  # forwarded answers, looked up on the fast path (see ``_answer``)
-        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases))
+        self.answerer = Answerer(Snapshot.empty(), config.upstreams, stats, host_names(config.host_aliases),
+                                 config.dialect)
         self.query_counts = QueryCounts() if config.metrics else None
         self.query_log = query_log
         answer_udp = answer_tcp = self._answer
@@ -75,7 +76,7 @@ class DnsServer:
         self._metrics = (MetricsEndpoint(*config.metrics, DnsdCollector(self, self.network_of))
                          if config.metrics else None)
         self.resolver = resolver
-        self._reloader = Reloader(records, config.ttl, stats)
+        self._reloader = Reloader(records, config.ttl, stats, config.dialect)
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._tcp = TcpConnections(answer_tcp, resolver, self._spawn, config.tcp_idle, config.tcp_max, stats)
@@ -291,4 +292,5 @@ class DnsServer:
 
     async def _forward_datagram(self, listener: Listener, forward: Forward, client: tuple) -> None:
         reply = await self.resolver.resolve(forward, tcp=False, client=client[0])
-        listener.send_datagram(reply, client)
+        if reply is not None:  # None: the dialect sends nothing when no upstream answered (dnsd.dialect)
+            listener.send_datagram(reply, client)

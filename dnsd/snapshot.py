@@ -226,27 +226,41 @@ class HostScope(Scope):
 
     NAME.NETWORK always; a bare NAME when one network alone has it (a name that
     two networks hold is ambiguous from outside, so NXDOMAIN-or-forward, as any
-    name not held). Looked up network by network: only queries from the
-    gateway namespace come here, and they are few.
+    name not held); NAME.SUFFIX, for a suffix every network shares (aardvark-dns's
+    search domain: ``shared``), as that bare NAME. Looked up network by network:
+    only queries from the gateway namespace come here, and they are few.
     """
 
-    __slots__ = ("own_names",)
+    __slots__ = ("own_names", "shared")
 
-    def __init__(self, own_names: tuple[Names, ...], networks: tuple[Network, ...], qualified: dict[bytes, Names]):
+    def __init__(self, own_names: tuple[Names, ...], networks: tuple[Network, ...], qualified: dict[bytes, Names],
+                 shared: tuple[bytes, ...] = ()):
         super().__init__({}, networks, (), qualified)
         self.own_names = own_names  # each served network's own names
+        self.shared = shared  # wire suffixes several networks qualify their own names with
 
     def qualified_entry(self, name: bytes) -> Entry | None:
-        """The entry of a bare name one network alone has, else of NAME.NETWORK."""
+        """The entry of a bare name one network alone has, else of NAME.NETWORK, else of NAME.SUFFIX as NAME."""
+        found = self._bare_entry(name)
+        if found is None:
+            found = self._qualified_entry(name)
+        for suffix in self.shared:
+            if found is not None:
+                break
+            bare = name_under(name, suffix)
+            if bare is not None:
+                found = self._bare_entry(bare)
+        return found
+
+    def _bare_entry(self, name: bytes) -> Entry | None:
         found = None
         for names in self.own_names:
             entry = names.get(name)
             if entry is not None:
                 if found is not None:
-                    found = None
-                    break
+                    return None
                 found = entry
-        return found if found is not None else self._qualified_entry(name)
+        return found
 
 
 class Snapshot:
@@ -312,10 +326,15 @@ class Snapshot:
         """The scope of the gateway namespace itself: every served network's names (see ``HostScope``)."""
         by_network = {scope.networks[0].id: scope for scope in self.listeners.values()}
         networks = tuple(scope.networks[0] for scope in by_network.values())
-        qualified = {}
+        qualified: dict[bytes, Names] = {}
+        shared = set()  # a suffix two networks qualify with (a search domain) names no one network
         for scope in by_network.values():
-            qualified.update(scope.qualified)
-        return HostScope(tuple(scope.names for scope in by_network.values()), networks, qualified)
+            for suffix, names in scope.qualified.items():
+                if qualified.setdefault(suffix, names) is not names:
+                    shared.add(suffix)
+        for suffix in shared:
+            del qualified[suffix]
+        return HostScope(tuple(scope.names for scope in by_network.values()), networks, qualified, tuple(shared))
 
     def host_entry(self, listener_ip: str) -> Entry | None:
         """The entry of the host's own name (``HOST_NAME``) asked at ``listener_ip``: the gateway addresses
@@ -359,6 +378,20 @@ class Snapshot:
             return False
         address = _address_of_reverse_name(name)
         return address is not None and any(address in subnet for subnet in self.served_subnets)
+
+
+def name_under(name: bytes, suffix: bytes) -> bytes | None:
+    """The wire name ``name`` (lower-cased) without ``suffix`` (a wire name) if it ends with it at a label, else None.
+
+    ``b"\x02a2\x03dns\x06podman\x00"`` under ``b"\x03dns\x06podman\x00"`` is ``b"\x02a2\x00"``; a name equal to
+    ``suffix`` has no name left: None.
+    """
+    if len(name) <= len(suffix) or not name.endswith(suffix):
+        return None
+    end, offset = len(name) - len(suffix), 0
+    while offset < end:
+        offset += name[offset] + 1
+    return name[:end] + b"\x00" if offset == end else None
 
 
 def upstreams_changed(old: Snapshot, new: Snapshot) -> bool:

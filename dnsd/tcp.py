@@ -89,6 +89,8 @@ class TcpConnections:
 
     async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter, client_ip: str) -> None:
         reply = await self._resolver.resolve(forward, tcp=True, client=client_ip)
+        if reply is None:  # the dialect sends nothing when no upstream answered (dnsd.dialect): the client times out
+            return
         try:
             await self._write_message(writer, reply)
         except (ConnectionError, TimeoutError):

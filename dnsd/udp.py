@@ -9,18 +9,23 @@ ctypes (Python has no binding for them).
 ``serve`` is the loop of a listener's own thread. Unless queries wait in the
 queue, every query is a wake-up of that thread, and the wake-up (the kernel's
 switch to the thread and back) costs more than the answering, so the loop reads
-one datagram at a time while it keeps up (``reads_alone`` decides). With the
+one datagram at a time while it keeps up (``leaves_batches`` decides). With the
 compiled ``dnsd._replay`` (dnsd/_replay.c) those reads are C: it sends a reply
 the answerer remembered straight from the answerer's memo (``Answerer.replay_table``)
 and hands every other datagram back here, where it is answered as ever. The
 interpreter's part of a wake-up (a few µs: the socket module's address tuples,
 the frames of the answering) was what made dnsd's quiet queries cost more CPU
 than dnsmasq's (issue 18; README, Benchmarks). It reads alone until
-``BACKLOG_RUN`` datagrams in a row each come within ``QUEUED_INTERVAL`` of the
-one before: those were waiting, the listener is behind. Without the compiled
-module the lone reads are the socket module's ``recvfrom_into`` and ``sendto``
-(C calls with no ctypes conversion and no message headers to reset), and a
-query less than half a window after the one before ends them, from some twenty
+``BACKLOG_RUN`` datagrams in a row were waiting in the queue when their read was
+asked, or arrived within ``QUEUED_INTERVAL`` of the one before (over 100,000 a
+second): the listener is behind, or about to be. The arrival times are the
+kernel's (``SO_TIMESTAMPNS``), not the time between reads, which holds the
+answering too: on a slow or busy machine that took longer than
+``QUEUED_INTERVAL`` while the queue grew, and such a listener read alone, two
+system calls a query, at saturation (issue 23). Without the compiled module the
+lone reads are the socket module's ``recvfrom_into`` and ``sendto`` (C calls
+with no ctypes conversion and no message headers to reset), and a read that
+found a datagram within half a window of asking ends them, from some twenty
 thousand queries a second.
 
 Behind, it reads in batches: block until at least one datagram came, answer
@@ -31,16 +36,22 @@ gather before reading again: as long as half a batch takes to arrive at the rate
 just seen, at most one ``window`` (0.1 ms, so a gathered query waits at most that
 long and on average half as long). A saturated listener (a full batch, or half a
 batch in less time than answering took) reads on at once and adds no wait (the
-interrupt moderation of network cards, applied to a socket). Once a wake-up's
-queries came further apart than the lone reads' limit on average, it reads alone
-again. A busy-poll (spinning on non-blocking reads before sleeping) is not used:
-it saves a wake-up only by spending the time until the next query, 500 to 20 µs
-at 2,000 to 50,000 queries a second, which is more than dnsd spends per query at
-each of those rates (README, Benchmarks).
+interrupt moderation of network cards, applied to a socket); one that read
+batches ``SATURATED_WAKEUPS`` wake-ups in a row, at more than a query per
+``BATCH_EXIT_INTERVAL``, lets half a batch gather for up to ``SATURATED_WINDOW``
+instead (``gather_window``), so a client with many queries in flight gets its
+replies in bursts. It reads alone again once a read that followed no pause had
+to wait (the queue was empty), or once the queries that came during a pause came
+further apart than ``BATCH_EXIT_INTERVAL`` (the compiled loop's) or half a
+window on average (``leaves_batches``). A busy-poll (spinning on non-blocking
+reads before sleeping) is not used: it saves a wake-up only by spending the time
+until the next query, 500 to 20 µs at 2,000 to 50,000 queries a second, which is
+more than dnsd spends per query at each of those rates (README, Benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -65,12 +76,24 @@ DEFAULT_WINDOW = 0.0001  # seconds, the longest a listener lets queries gather; 
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
-# the compiled loop (dnsd/_replay.c): a datagram read sooner than this after the one before was waiting in the
-# queue, and so many in a row mean the listener is behind and turns to batches
+# the compiled loop (dnsd/_replay.c): so many datagrams in a row that were waiting in the queue when their read
+# was asked, or arrived within QUEUED_INTERVAL of the one before, mean the listener is behind and turns to batches
 QUEUED_INTERVAL = 0.00001  # seconds
 BACKLOG_RUN = 4
+# ...and its batches end once a wake-up's queries came further apart than this on average (not at QUEUED_INTERVAL
+# itself: a saturated listener measures about that, and flipping to lone reads there costs 2 system calls a query)
+BATCH_EXIT_INTERVAL = 0.000015  # seconds
+# a listener that read in batches this many wake-ups in a row, the last of them at more than a query per
+# BATCH_EXIT_INTERVAL, is saturated: it may let queries gather for up to SATURATED_WINDOW (never less than its
+# window), so its replies leave in bursts that a client reads with few wake-ups (see gather_window)
+SATURATED_WAKEUPS = 8
+SATURATED_WINDOW = 0.001  # seconds
 TIMER_SLACK = 0.000005  # seconds a listener thread's sleep may overrun (Linux's default is 50 µs; see serve)
 PR_SET_TIMERSLACK = 29  # prctl(2)
+# socket(7): every datagram comes with the time it arrived (CLOCK_REALTIME, ns) as an SCM_TIMESTAMPNS message, so
+# the listener knows whether it was waiting in the queue when the read was asked (the socket module lacks the name)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_CONTROL = 32  # bytes of ancillary data per datagram: a cmsghdr (16 bytes) and the timespec (16)
 
 
 class _IoVec(ctypes.Structure):
@@ -101,6 +124,7 @@ _HEADER_INTS = ctypes.sizeof(_MMsgHdr) // 4  # 32-bit words per message header
 _HEADER_BYTES = ctypes.sizeof(_MMsgHdr)
 _LENGTH_INDEX = _MMsgHdr.length.offset // 4  # of a header viewed as 32-bit words: bytes received
 _NAME_INDEX = _MsgHdr.name.offset // _WORD  # of a header viewed as 64-bit words: the address pointer
+_CONTROL_LENGTH_INDEX = _MsgHdr.controllen.offset // 4  # of a header viewed as 32-bit words: ancillary bytes received
 _IOV_LENGTH_INDEX = _IoVec.length.offset // _WORD
 _IOV_WORDS = ctypes.sizeof(_IoVec) // _WORD
 _ADDRESS_SIZE = {socket.AF_INET: 16, socket.AF_INET6: 28}  # sockaddr_in, sockaddr_in6
@@ -116,12 +140,15 @@ class DatagramBatch:
     ``receive`` waits for datagrams and takes what is queued; ``answer_all``
     answers them and sends the replies in one go. A reply goes to the very
     ``sockaddr`` the kernel wrote on receiving: addresses are only decoded to be
-    looked up (and for forwarding, rarely).
+    looked up (and for forwarding, rarely). It turns on the socket's arrival times
+    (``SO_TIMESTAMPNS``; ``first_arrival``), which the compiled loop reads too.
     """
 
     def __init__(self, sock: socket.socket, size: int = BATCH):
         self.sock = sock
         self.fd = sock.fileno()
+        with contextlib.suppress(OSError):  # without them, the time a read waited stands in (see first_arrival)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.size = size
         self.family = sock.family
         address_size = _ADDRESS_SIZE[sock.family]
@@ -130,12 +157,15 @@ class DatagramBatch:
         self._in = mmap.mmap(-1, size * SLOT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._out = mmap.mmap(-1, size * SLOT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._addresses = bytearray(size * address_size)
+        self._control = bytearray(size * _CONTROL)
+        self._control_words = memoryview(self._control).cast("q")
         self.lone = bytearray(SLOT)  # the buffer of a read of one datagram (see ``serve``)
         self.lone_view = memoryview(self.lone)
         self._in_view = memoryview(self._in)
         self._out_view = memoryview(self._out)
         in_base, out_base = _address_of(self._in), _address_of(self._out)
         self._addresses_base = _address_of(self._addresses)
+        control_base = _address_of(self._control)
         self._in_iov = (_IoVec * size)()
         self._out_iov = (_IoVec * size)()
         self._in_headers = (_MMsgHdr * size)()
@@ -149,6 +179,8 @@ class DatagramBatch:
             incoming.namelen = address_size
             incoming.iov = ctypes.addressof(self._in_iov[i])
             incoming.iovlen = 1
+            incoming.control = control_base + i * _CONTROL
+            incoming.controllen = _CONTROL
             outgoing.namelen = address_size
             outgoing.iov = ctypes.addressof(self._out_iov[i])
             outgoing.iovlen = 1
@@ -183,6 +215,15 @@ class DatagramBatch:
             raise OSError(code, errno.errorcode.get(code, str(code)))
         self.count = count
         return count
+
+    def first_arrival(self) -> float | None:
+        """When the first datagram of the last ``receive`` arrived (``time.time()``'s clock, seconds), from the
+        kernel's SCM_TIMESTAMPNS; None if it came without one."""
+        if self.count and self._in_words[_CONTROL_LENGTH_INDEX] >= _CONTROL:
+            words = self._control_words  # a cmsghdr (length; level and type), then the timespec
+            if words[1] == socket.SOL_SOCKET | SO_TIMESTAMPNS << 32:
+                return words[2] + words[3] * 1e-9
+        return None
 
     def client_ip(self, i: int) -> str:
         """The sender's address, spelled as ``socket.inet_ntop`` spells it."""
@@ -268,7 +309,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     ``answer(message, client_ip)`` returns reply bytes, None to drop, or anything
     else to be passed on as ``forward(result, client_address)`` (which must be
     safe to call from this thread). Quiet, it reads one datagram at a time, busy, in
-    batches (``reads_alone``; the module's docstring says why). The replies sent are
+    batches (``leaves_batches``; the module's docstring says why). The replies sent are
     counted in ``stats.answered_udp``. Runs in the calling thread, which it
     gives a timer slack of ``TIMER_SLACK`` so that a pause of ``gather_pause`` ends
     when it should (see ``set_timer_slack``).
@@ -284,28 +325,33 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         stats = Stats()
     if window:
         set_timer_slack(TIMER_SLACK)
-    receive, answer_all = batch.receive, batch.answer_all
+    receive, answer_all, first_arrival = batch.receive, batch.answer_all, batch.first_arrival
     receive_one, send_one = batch.sock.recvfrom_into, batch.sock.sendto
     replay = _replay.replay if _replay is not None and replay_cell is not None else None
     fd = batch.fd
     lone, lone_view = batch.lone, batch.lone_view
     scoped = batch.family == socket.AF_INET6
-    monotonic, sleep, size = time.monotonic, time.sleep, batch.size
+    monotonic, clock, sleep, size = time.monotonic, time.time, time.sleep, batch.size
     last_wake = -1.0
     quiet = QUEUED_INTERVAL if replay is not None else quiet_interval(window)
+    leave = BATCH_EXIT_INTERVAL if replay is not None else quiet  # batches end at this spacing (leaves_batches)
     run = 0
-    alone = True  # one datagram per read, in C or through Python's socket calls (see reads_alone)
+    arrived = 0.0  # the compiled loop: when the last datagram it read arrived (time.time()'s clock)
+    batched = 0  # wake-ups in a row that read a batch and stayed with batches
+    paused = False  # the last batch was followed by a pause that let queries gather
+    alone = True  # one datagram per read, in C or through Python's socket calls (see leaves_batches)
     while True:
         if alone:  # runs once per query Python answers while the listener keeps up: no call that is not needed
             try:
                 if replay is not None:  # run: datagrams in a row that were queued, whoever answered them
-                    length, client, key, woke, run = replay(fd, lone, replay_cell, quiet, last_wake, run, stats,
-                                                            BACKLOG_RUN)
+                    length, client, key, woke, run, arrived = replay(fd, lone, replay_cell, quiet, arrived, run,
+                                                                     stats, BACKLOG_RUN)
                     behind = run >= BACKLOG_RUN
-                else:
+                else:  # behind: the read found a datagram within ``quiet`` of asking (the answering before not counted)
+                    asked = monotonic()
                     length, client = receive_one(lone)
                     woke = monotonic()
-                    key, behind = None, woke - last_wake <= quiet  # not reads_alone(1, woke - last_wake, quiet)
+                    key, behind = None, woke - asked <= quiet
             except OSError:
                 if stopping.is_set():
                     return
@@ -337,6 +383,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
             continue
         if stopping.is_set():  # a shut-down socket reads as one empty datagram, so this is checked each time
             return
+        asked, asked_at = monotonic(), clock()
         try:
             count = receive()
         except OSError as err:
@@ -348,6 +395,8 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         if count == 0:
             continue
         woke = monotonic()
+        first = first_arrival()  # the queue was empty when the read was asked if the first came after that
+        emptied = first > asked_at if first is not None else woke - asked > QUEUED_INTERVAL
         answered = answer_all(answer, forward)
         stats.answered_udp += answered  # after the call, not around it: no other thread's count gets lost
         observe = stats.observe_batch
@@ -355,14 +404,51 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
             observe(batch, monotonic() - woke, answered)
         interval = woke - last_wake
         last_wake = woke
-        alone = reads_alone(count, interval, quiet)
+        alone = leaves_batches(count, size, interval, emptied, paused, leave)
         run = 0
+        batched = 0 if alone else batched + 1
+        paused = False
         if window and not alone:
-            pause = gather_pause(count, size, interval, window)
+            pause = gather_pause(count, size, interval, gather_window(window, batched, count, interval))
             if pause:
                 rest = pause - (monotonic() - woke)
                 if rest > 0:
                     sleep(rest)
+                    paused = True
+
+
+def gather_window(window: float, batched: int, count: int, interval: float) -> float:
+    """The longest a listener reading in batches lets queries gather now (seconds; see ``gather_pause``).
+
+    ``window`` (the 0.1 ms of ``DEFAULT_WINDOW``, so a query waits at most that long below saturation),
+    unless the listener is saturated: ``batched`` wake-ups in a row read batches, at least
+    ``SATURATED_WAKEUPS``, and the last ``count`` queries came at more than one per
+    ``BATCH_EXIT_INTERVAL`` in the ``interval`` (seconds) before it. Then up to ``SATURATED_WINDOW``
+    (0f62df0's window): a client with many queries in flight (dnsperf at saturation) then gets its
+    replies in bursts and reads them with few wake-ups of its own; with the short window it woke
+    for every few replies, and dnsd's QPS fell from 1.07-1.14x dnsmasq's to 1.03-1.04x (issue 23).
+    A window of 0 never waits.
+    """
+    if window and batched >= SATURATED_WAKEUPS and interval <= count * BATCH_EXIT_INTERVAL:
+        return max(window, SATURATED_WINDOW)
+    return window
+
+
+def leaves_batches(count: int, size: int, interval: float, emptied: bool, paused: bool, leave: float) -> bool:
+    """Whether a listener reading in batches should read alone again after a wake-up.
+
+    ``count`` datagrams (of at most ``size``) came in the ``interval`` (seconds) since the wake-up
+    before; ``emptied``: the queue was empty when the read that took them was asked (its first
+    datagram arrived later, by the kernel's time stamp). After a pause (``paused``), what came
+    meanwhile tells the rate: alone once they came further apart than ``leave`` on average, unless
+    half a batch or more was there (still behind: ``reads_alone``). Without one, the queue tells:
+    alone once it was empty. Not the rate alone: a saturated listener on a slow or busy machine sees
+    a low rate, its own, while its queue stays full, and its lone reads would cost two system calls a
+    query (issue 23).
+    """
+    if paused:
+        return count < size // 2 and reads_alone(count, interval, leave)
+    return emptied
 
 
 def reads_alone(count: int, interval: float, quiet: float) -> bool:
@@ -372,9 +458,9 @@ def reads_alone(count: int, interval: float, quiet: float) -> bool:
     they came further apart than ``quiet`` on average. For a listener reading through Python's
     socket calls ``quiet`` is ``quiet_interval(window)``: under ``_MIN_PER_WINDOW`` queries a
     window nothing would gather, and ``socket.recvfrom``/``sendto`` cost less per wake-up than
-    the batch's ctypes calls. For one with the compiled loop it is ``QUEUED_INTERVAL``: its lone
+    the batch's ctypes calls. For one with the compiled loop it is ``BATCH_EXIT_INTERVAL``: its lone
     reads cost less than a batch's share of a wake-up up to saturation, where datagrams wait in
-    the queue (README, Benchmarks).
+    the queue (README, Benchmarks). ``leaves_batches`` says when this rule applies.
     """
     return interval > count * quiet
 

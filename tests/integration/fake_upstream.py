@@ -7,7 +7,8 @@ each --answer NAME=IP with A IP; any other name with NOERROR and no answer, or
 with NXDOMAIN given --nxdomain-unknown (an upstream that does not know the name).
 Every A record has TTL 60. --log FILE appends one line per query received
 ("udp NAME" or "tcp NAME"), so a test can count what reached the upstream;
---delay MS answers that much later (a benchmark's distant upstream).
+--delay MS answers that much later (a benchmark's distant upstream); --drop
+NAME never answers NAME (an upstream that does not reply).
 """
 
 import argparse
@@ -22,9 +23,10 @@ NXDOMAIN_UNKNOWN = False
 LOG = None  # --log: an open file, one line per query
 LOG_LOCK = threading.Lock()
 DELAY = 0.0  # --delay, in seconds
+DROP: set[str] = set()  # --drop: lower-cased names with their trailing dot, never answered
 
 
-def reply_for(data: bytes, udp: bool) -> bytes:
+def reply_for(data: bytes, udp: bool) -> bytes | None:
     query = DNSRecord.parse(data)
     reply = query.reply()
     reply.header.ra = 1
@@ -33,6 +35,8 @@ def reply_for(data: bytes, udp: bool) -> bytes:
         with LOG_LOCK:
             LOG.write(f"{'udp' if udp else 'tcp'} {name}\n")
             LOG.flush()
+    if name in DROP:
+        return None
     if DELAY:
         time.sleep(DELAY)
     if name in ANSWERS:
@@ -62,7 +66,9 @@ def reply_for(data: bytes, udp: bool) -> bytes:
 class UDPHandler(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
-        sock.sendto(reply_for(data, udp=True), self.client_address)
+        out = reply_for(data, udp=True)
+        if out is not None:
+            sock.sendto(out, self.client_address)
 
 
 class TCPHandler(socketserver.StreamRequestHandler):
@@ -73,7 +79,8 @@ class TCPHandler(socketserver.StreamRequestHandler):
                 return
             data = self.rfile.read(int.from_bytes(head, "big"))
             out = reply_for(data, udp=False)
-            self.wfile.write(len(out).to_bytes(2, "big") + out)
+            if out is not None:
+                self.wfile.write(len(out).to_bytes(2, "big") + out)
 
 
 def main():
@@ -84,11 +91,13 @@ def main():
     parser.add_argument("--nxdomain-unknown", action="store_true")
     parser.add_argument("--log", metavar="FILE")
     parser.add_argument("--delay", type=float, default=0.0, metavar="MS")
+    parser.add_argument("--drop", action="append", default=[], metavar="NAME")
     args = parser.parse_args()
     global NXDOMAIN_UNKNOWN, LOG, DELAY
     NXDOMAIN_UNKNOWN = args.nxdomain_unknown
     LOG = open(args.log, "a") if args.log else None  # noqa: SIM115 - open for the process's life
     DELAY = args.delay / 1000
+    DROP.update(name.lower().rstrip(".") + "." for name in args.drop)
     for answer in args.answer:
         name, _, address = answer.partition("=")
         ANSWERS[name.lower().rstrip(".") + "."] = address

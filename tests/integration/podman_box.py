@@ -73,10 +73,14 @@ def remove_image(tag: str) -> None:
 
 
 class PodmanBox:
-    """One sandbox for Podman; ``server`` is "dnsd" (dnsd's helper dir first) or "aardvark" (Debian's)."""
+    """One sandbox for Podman; ``server`` is "dnsd" (dnsd's helper dir first) or "aardvark" (Debian's).
 
-    def __init__(self, server: str, image: str, prefix: str | None = None):
+    ``upstream_options`` go to the fake upstream (fake_upstream.py: ``--answer NAME=IP``, ``--drop NAME``).
+    """
+
+    def __init__(self, server: str, image: str, prefix: str | None = None, upstream_options: tuple[str, ...] = ()):
         self.server = server
+        self.upstream_options = upstream_options
         self.image = image
         self.prefix = prefix or f"pdm{uuid.uuid4().hex[:6]}"
         self.netns = self.prefix
@@ -112,7 +116,8 @@ class PodmanBox:
         self.ip("addr", "add", f"{UPSTREAM_ADDRESS}/32", "dev", "lo")
         self.upstream = subprocess.Popen(
             ["nsenter", f"--net={self.netns_path}", sys.executable, os.path.join(HERE, "fake_upstream.py"),
-             "--address", UPSTREAM_ADDRESS, "--nxdomain-unknown"], stdout=subprocess.PIPE, text=True)
+             "--address", UPSTREAM_ADDRESS, "--nxdomain-unknown", *self.upstream_options],
+            stdout=subprocess.PIPE, text=True)
         assert self.upstream.stdout.readline().strip() == "ready"
         os.makedirs("/run/containers/networks", exist_ok=True)
         # / is private on this machine and /run/netns shared: "unchanged" keeps it so (containers' namespaces
