@@ -32,6 +32,7 @@ from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
 from .stats import Stats
 
 RESOLV_CONF = "/etc/resolv.conf"
+RESOLV_CONF_ENV = "DNSD_RESOLV_CONF"  # another file to read the host's nameservers from (tests point it at their own)
 MAX_WINDOW_MS = 10.0
 MAX_CACHE_SIZE = 10_000_000
 
@@ -182,8 +183,11 @@ def enter_netns(name: str) -> None:
         raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
 
 
-def host_nameservers(path: str = RESOLV_CONF) -> tuple[Upstream, ...]:
-    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS."""
+def host_nameservers(path: str | None = None) -> tuple[Upstream, ...]:
+    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS: of ``path``, else of
+    the file $DNSD_RESOLV_CONF names, else of /etc/resolv.conf. A server may carry a port (``IP:PORT``,
+    ``[IPv6]:PORT``), which glibc's resolv.conf has no syntax for: for a file of dnsd's own."""
+    path = path or os.environ.get(RESOLV_CONF_ENV) or RESOLV_CONF
     servers = []
     try:
         with open(path) as resolv_conf:

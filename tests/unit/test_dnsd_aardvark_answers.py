@@ -16,12 +16,14 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 
 import dnslib
 import pytest
 
 import dnsd.__main__
 from dnsd import aardvark
+from dnsd.__main__ import RESOLV_CONF_ENV
 from dnsd.config import ServerConfig
 from dnsd.dialect import podman
 from dnsd.snapshot import Upstream
@@ -44,7 +46,38 @@ def addresses(reply: dnslib.DNSRecord) -> list[str]:
 
 
 @pytest.fixture
-def serve(helper, tmp_path, port):  # noqa: F811 - the imported fixtures
+def nxdomain_upstream(tmp_path, monkeypatch):
+    """An upstream on loopback answering NXDOMAIN to every query, the one the helper's resolv.conf names (the
+    suite's tests with an upstream in every test): names dnsd forwards get an answer, and none leaves the
+    machine."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                query, client = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            reply = dnslib.DNSRecord.parse(query).reply()
+            reply.header.rcode = dnslib.RCODE.NXDOMAIN
+            sock.sendto(reply.pack(), client)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    resolv = tmp_path / "upstream-resolv.conf"
+    resolv.write_text(f"nameserver 127.0.0.1:{sock.getsockname()[1]}\n")
+    monkeypatch.setenv(RESOLV_CONF_ENV, str(resolv))
+    yield
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+@pytest.fixture
+def serve(helper, tmp_path, port, nxdomain_upstream):  # noqa: F811 - the imported fixtures
     servers = []
 
     def start(files: dict[str, str]) -> Server:
