@@ -187,7 +187,7 @@ def rss_child(state_dir: str, mode: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import dnsd.server  # noqa: F401  (everything dnsd imports is loaded before the first reading)
-    from netcore.linux import release_free_memory
+    from netcore.system.linux import release_free_memory
 
     reader = Store.open_readonly(state_dir)
     reload_thread = ThreadPoolExecutor(max_workers=1)

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 
-from netcore.dnsd_control import OK, SYNC, DnsdControl
-from netcore.linux import entered_netns, netns_path
+from netcore.services.dnsd_control import OK, SYNC, DnsdControl
+from netcore.system.linux import entered_netns, netns_path
 
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix
 

@@ -27,10 +27,9 @@ from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netcore import nft_apply
-from netcore.firewall import desired_state
+from netcore.firewall import apply as nft_apply, desired_state
+from netcore.firewall.nftables import render
 from netcore.model import Container, Endpoint, Network
-from netcore.nftables import render
 
 
 def world(networks: int, containers: int) -> tuple[list[Network], list[Container], list[Endpoint]]:

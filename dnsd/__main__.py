@@ -16,10 +16,10 @@ import os
 import signal
 import sys
 
-from netcore import linux
-from netcore.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
+from netcore.services.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.store import Store
+from netcore.system import linux
 
 from .cache import AnswerCache, CachingResolver
 from .config import DnsdError, ServerConfig

@@ -332,7 +332,7 @@ class Dnsd:
 
     def _control(self):
         """netcore's dnsd control for this state dir, starting ``dnsd --cni`` from this plugin's package."""
-        from netcore.dnsd_control import DnsdControl  # subprocess and friends: loaded only to start or stop
+        from netcore.services.dnsd_control import DnsdControl  # subprocess and friends: loaded only to start or stop
 
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.environ.get("PYTHONPATH")

@@ -18,7 +18,7 @@ import os
 import socket
 from typing import Protocol
 
-from netcore.dnsd_control import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
+from netcore.services.dnsd_control import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
 
 from .config import DnsdError
 

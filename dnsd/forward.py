@@ -27,7 +27,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from netcore import linux
+from netcore.system import linux
 
 from .answer import Forward
 from .snapshot import Upstream

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from netcore.linux import release_free_memory
 from netcore.model import Attached, Network
+from netcore.system.linux import release_free_memory
 
 from .builder import SnapshotBuilder
 from .dialect import DOCKER, Dialect

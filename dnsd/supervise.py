@@ -30,8 +30,8 @@ import subprocess
 import sys
 import time
 
-from netcore import linux
-from netcore.dnsd_control import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
+from netcore.services.dnsd_control import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
+from netcore.system import linux
 
 RESTART_DELAY = 0.1  # seconds before restarting a dnsd that had come up
 MAX_FAILURES = 5  # restarts in a row that never came up (0.1, 0.2, 0.4, 0.8, 1.6 s apart), then give up

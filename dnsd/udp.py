@@ -60,7 +60,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from netcore.linux import LIBC
+from netcore.system.linux import LIBC
 
 from .stats import Stats
 

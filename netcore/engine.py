@@ -22,15 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
-from . import drivers, ipam, ports, resolvconf, sandbox
-from .clock import Clock, SystemClock
-from .dnsd_control import MANAGED, DnsdControl, dnsd_options, write_dnsd_options
-from .drivers import NetworkRequest
-from .errors import Conflict, NetcoreError, NotFound
-from .firewall import Firewall, NoFirewall, desired_state as desired_firewall
-from .host_resolver import HostResolver
-from .kernel import Kernel, LinuxKernel
-from .model import (
+from netcore import ipam, network as drivers, ports
+from netcore.errors import Conflict, NetcoreError, NotFound
+from netcore.firewall import Firewall, NoFirewall, desired_state as desired_firewall
+from netcore.kernel import Kernel, sandbox
+from netcore.kernel.linux_kernel import LinuxKernel
+from netcore.model import (
     DEFAULT_BRIDGE,
     DEFAULT_BRIDGE_DEVICE,
     DEFAULT_BRIDGE_SUBNET,
@@ -52,9 +49,14 @@ from .model import (
     parse_dns_server,
     removal_order,
 )
-from .port_holder import HostPorts, PortError
-from .ports import HostPort, PublishSpec
-from .store import Store
+from netcore.network import NetworkRequest
+from netcore.ports import HostPort, PublishSpec
+from netcore.ports.holder import HostPorts, PortError
+from netcore.services import resolvconf
+from netcore.services.dnsd_control import MANAGED, DnsdControl, dnsd_options, write_dnsd_options
+from netcore.services.host_resolver import HostResolver
+from netcore.store import Store
+from netcore.system.clock import Clock, SystemClock
 
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
@@ -102,7 +104,7 @@ class Engine:
     ``dnsd`` (a DnsdControl: sync/status/stop), ``clock``
     (netcore.clock.Clock: creation times, the boot ID), ``firewall``
     (netcore.firewall.Firewall: NoFirewall by default; the CLI passes
-    netcore.nft_apply.NftablesFirewall) and ``ports`` (netcore.port_holder.HostPorts:
+    netcore.nft_apply.NftablesFirewall) and ``ports`` (netcore.ports.holder.HostPorts:
     binds and holds published host ports). Unit tests pass in-memory ones.
     Checks no privilege (the CLI does, ``missing_capabilities``);
     NetcoreError for a bad namespace name.
@@ -255,7 +257,7 @@ class Engine:
 
     def _dnsd_addresses(self) -> frozenset[str]:
         """Where dnsd listens (every network's ``dns_addresses``): the sockets a port published on dnsd's
-        port on every address shares that port with (netcore.port_holder.bind, issue 23 item 3)."""
+        port on every address shares that port with (netcore.ports.holder.bind, issue 23 item 3)."""
         return frozenset(address for network in self.store.networks() for address in network.dns_addresses)
 
     def reload_firewall(self) -> None:

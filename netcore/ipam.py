@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Iterator
 
-from .errors import Conflict, NetcoreError
+from netcore.errors import Conflict, NetcoreError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

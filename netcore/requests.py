@@ -15,8 +15,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .errors import NetcoreError
-from .model import (
+from netcore.errors import NetcoreError
+from netcore.model import (
     DEFAULT_BRIDGE,
     DNS_PORT,
     MODE_BRIDGE,
@@ -27,7 +27,7 @@ from .model import (
     NAME_RE,
     parse_dns_server,
 )
-from .ports import PublishSpec
+from netcore.ports import PublishSpec
 
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)  # `--net host` and `--net none` are modes, not networks
 

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, Union
 
-from .errors import Conflict, NetcoreError, NotFound, StoreError
-from .model import STATE_RUNNING, Attached, Container, Endpoint, Network, PortBinding, group_by_container
+from netcore.errors import Conflict, NetcoreError, NotFound, StoreError
+from netcore.model import STATE_RUNNING, Attached, Container, Endpoint, Network, PortBinding, group_by_container
 
 DB_NAME = "netcore.db"
 

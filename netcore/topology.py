@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import Conflict, NetcoreError
-from .ports import PORT_MAX, PublishError, PublishSpec, parse_publish
+from netcore.errors import Conflict, NetcoreError
+from netcore.ports import PORT_MAX, PublishError, PublishSpec, parse_publish
 
 
 class Loader(yaml.SafeLoader):

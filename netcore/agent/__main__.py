@@ -12,8 +12,8 @@ import os
 import signal
 import sys
 
-from ..cli.parser import DEFAULT_STATE_DIR
-from ..errors import NetcoreError
+from netcore.cli.parser import DEFAULT_STATE_DIR
+from netcore.errors import NetcoreError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s netcored[%(process)d] %(levelname)s %(message)s")
-    from .server import Agent  # the engine's imports: after the usage is checked
+    from netcore.agent.server import Agent  # the engine's imports: after the usage is checked
 
     agent = Agent(args.state_dir, args.netns)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..errors import NetcoreError
-from .protocol import LineReader, ProtocolError, Request, decode_reply
+from netcore.agent.protocol import LineReader, ProtocolError, Request, decode_reply
+from netcore.errors import NetcoreError
 
 SOCKET_NAME = "netcored.sock"  # the agent's socket in the state dir, root's, mode 0600
 PID_NAME = "netcored.pid"  # its pid, written once it serves

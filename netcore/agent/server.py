@@ -31,13 +31,13 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..cli.commands import HANDLERS, READ_ONLY
-from ..engine import Engine
-from ..errors import NetcoreError, os_error_text
-from ..nft_apply import NftablesFirewall
-from . import protocol
-from .client import LOCK_NAME, PID_NAME, SOCKET_NAME
-from .protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
+from netcore.agent import protocol
+from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
+from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
+from netcore.cli.commands import HANDLERS, READ_ONLY
+from netcore.engine import Engine
+from netcore.errors import NetcoreError, os_error_text
+from netcore.firewall.apply import NftablesFirewall
 
 log = logging.getLogger("netcored")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import NetcoreError, os_error_text
-from ..privileges import missing_capabilities
-from .parser import build_parser, command_name, request_params
+from netcore.cli.parser import build_parser, command_name, request_params
+from netcore.errors import NetcoreError, os_error_text
+from netcore.system.privileges import missing_capabilities
 
 DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _request(args, verb: str, debug: bool) -> int:
-    from ..agent.client import AgentClient
+    from netcore.agent.client import AgentClient
 
     client = AgentClient(args.state_dir, args.netns)
     if verb.startswith("agent "):
@@ -55,7 +55,7 @@ def _request(args, verb: str, debug: bool) -> int:
     reply = client.call(verb, request_params(args), _print_out, _print_err, debug=debug)
     target = reply.get("exec")
     if target:
-        from ..sandbox import run_in
+        from netcore.kernel.sandbox import run_in
 
         sys.stdout.flush()
         return run_in(target["netns"], target["argv"])
@@ -64,7 +64,7 @@ def _request(args, verb: str, debug: bool) -> int:
 
 def _agent(client, verb: str) -> int:
     """``agent status`` and ``agent stop``: they never start an agent."""
-    from ..agent.client import AgentUnavailable
+    from netcore.agent.client import AgentUnavailable
 
     try:
         reply = client.call(verb, {}, _print_out, _print_err, start=False)

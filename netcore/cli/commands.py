@@ -13,11 +13,12 @@ import json
 from collections.abc import Callable
 from typing import TextIO
 
-from .. import ports, topology, views
-from ..dnsd_control import dnsd_options
-from ..engine import Engine
-from ..errors import NetcoreError, NotFound
-from ..model import STATE_RUNNING
+from netcore import ports, topology
+from netcore.cli import views
+from netcore.engine import Engine
+from netcore.errors import NetcoreError, NotFound
+from netcore.model import STATE_RUNNING
+from netcore.services.dnsd_control import dnsd_options
 
 
 def _command(argv: list[str]) -> list[str]:

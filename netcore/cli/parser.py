@@ -25,7 +25,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def _publish(text: str) -> str:
     """A ``-p`` value checked here (a malformed one is a usage error before any request), kept as written:
     the agent parses it again (netcore.ports.parse_publish), so a request carries only JSON values."""
-    from .. import ports  # only a command with -p pays for the grammar's import
+    from netcore import ports  # only a command with -p pays for the grammar's import
 
     try:
         ports.parse_publish(text)
@@ -35,7 +35,7 @@ def _publish(text: str) -> str:
 
 
 def _port_filter(text: str) -> tuple[int, str]:
-    from .. import ports
+    from netcore import ports
 
     try:
         return ports.parse_port_filter(text)

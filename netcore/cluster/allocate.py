@@ -24,11 +24,10 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .. import ipam
-from ..errors import Conflict, NetcoreError, NotFound
-from . import keys
-from .keys import Claim, EndpointRecord, HostRecord, NetworkRecord, RecordError
-from .store import (
+from netcore import ipam
+from netcore.cluster import keys
+from netcore.cluster.keys import Claim, EndpointRecord, HostRecord, NetworkRecord, RecordError
+from netcore.cluster.store import (
     ClusterStore,
     Delete,
     Get,
@@ -43,6 +42,7 @@ from .store import (
     unchanged_since,
     value_is,
 )
+from netcore.errors import Conflict, NetcoreError, NotFound
 
 OVERLAY_POOLS: tuple[tuple[str, int], ...] = (("10.0.0.0/8", 24),)  # Docker's default overlay pool
 VNI_FIRST = 4096  # Docker's overlay VXLAN IDs start here (swarm's vxlan-id start)

@@ -20,9 +20,9 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import ndmsg
 
-from .. import linux
-from ..errors import NetcoreError
-from .dataplane import DataplanePlan, FdbEntry, NeighEntry, RemoteEndpoint, plan
+from netcore.cluster.dataplane import DataplanePlan, FdbEntry, NeighEntry, RemoteEndpoint, plan
+from netcore.errors import NetcoreError
+from netcore.system import linux
 
 NUD_PERMANENT = ndmsg.states["permanent"]
 NUD_NOARP = ndmsg.states["noarp"]

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from .store import (
+from netcore.cluster.store import (
     DELETE,
     PUT,
     Compacted,

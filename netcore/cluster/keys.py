@@ -35,7 +35,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from ..model import NAME_MAX, NAME_RE
+from netcore.model import NAME_MAX, NAME_RE
 
 PREFIX = "/netcore/v1/"
 HOSTS = PREFIX + "hosts/"

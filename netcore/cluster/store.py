@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import NetcoreError
+from netcore.errors import NetcoreError
 
 log = logging.getLogger("netcore.cluster")
 

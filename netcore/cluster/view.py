@@ -19,10 +19,10 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import keys
-from .dataplane import RemoteEndpoint
-from .keys import EndpointRecord, HostRecord, NetworkRecord, RecordError
-from .store import PUT, Event
+from netcore.cluster import keys
+from netcore.cluster.dataplane import RemoteEndpoint
+from netcore.cluster.keys import EndpointRecord, HostRecord, NetworkRecord, RecordError
+from netcore.cluster.store import PUT, Event
 
 CHANGE_LOG = 4096  # changes kept for changes_since; a reader further behind rebuilds from the whole view
 

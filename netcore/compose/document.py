@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import ComposeError, Location, Path, located
+from netcore.compose.errors import ComposeError, Location, Path, located
 
 RESET_TAG = "!reset"  # Compose: remove this value from what the earlier files said (13-merge.md)
 OVERRIDE_TAG = "!override"  # Compose: replace this value instead of merging it

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 
 from dotenv.parser import parse_stream
 
-from .errors import ComposeError
-from .interpolate import InterpolationError, substitute
+from netcore.compose.errors import ComposeError
+from netcore.compose.interpolate import InterpolationError, substitute
 
 
 def _quote(original: str) -> str:

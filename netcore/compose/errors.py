@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import NetcoreError
+from netcore.errors import NetcoreError
 
 Path = tuple  # of str (mapping keys) and int (list indices), from the document's root
 

@@ -28,8 +28,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .envfile import parse_env
-from .errors import ComposeError
+from netcore.compose.envfile import parse_env
+from netcore.compose.errors import ComposeError
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",

@@ -27,8 +27,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .document import Document
-from .errors import Path, dotted, matches
+from netcore.compose.document import Document
+from netcore.compose.errors import Path, dotted, matches
 
 Lookup = Callable[[str], "str | None"]  # a variable's value, None when unset
 

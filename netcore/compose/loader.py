@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from .document import Document, parse
-from .errors import ComposeError, Location
-from .files import ProjectOptions, ProjectSource, SourceFile, project_name, resolve
-from .interpolate import InterpolationError, interpolate, substitute
-from .merge import merge, unique
-from .model import Project, normalize
-from .schema import validate
+from netcore.compose.document import Document, parse
+from netcore.compose.errors import ComposeError, Location
+from netcore.compose.files import ProjectOptions, ProjectSource, SourceFile, project_name, resolve
+from netcore.compose.interpolate import InterpolationError, interpolate, substitute
+from netcore.compose.merge import merge, unique
+from netcore.compose.model import Project, normalize
+from netcore.compose.schema import validate
 
 Reader = Callable[[str], str]  # path -> text, for the files ``extends: {file: ...}`` names
 

@@ -21,8 +21,8 @@ Positions travel with the values, so an error about a merged value names the fil
 
 from __future__ import annotations
 
-from .document import OVERRIDE_TAG, RESET_TAG, Document
-from .errors import Location, Path, matches
+from netcore.compose.document import OVERRIDE_TAG, RESET_TAG, Document
+from netcore.compose.errors import Location, Path, matches
 
 _S = ("services", "*")
 _REPLACED = ((*_S, "command"), (*_S, "entrypoint"), (*_S, "healthcheck", "test"))

@@ -37,12 +37,12 @@ import json
 import shlex
 from dataclasses import dataclass, field, replace
 
-from ..errors import NetcoreError
-from ..ipam import parse_subnet
-from ..model import NAME_MAX, NAME_RE, parse_dns_server
-from ..ports import PublishError, PublishSpec, parse_publish
-from .document import Document
-from .errors import ComposeError, Path
+from netcore.compose.document import Document
+from netcore.compose.errors import ComposeError, Path
+from netcore.errors import NetcoreError
+from netcore.ipam import parse_subnet
+from netcore.model import NAME_MAX, NAME_RE, parse_dns_server
+from netcore.ports import PublishError, PublishSpec, parse_publish
 
 DEFAULT_NETWORK = "default"
 NETWORK_MODES = ("host", "none", "bridge")  # and service:NAME, container:NAME

@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..ports import PublishSpec
-from .errors import ComposeError
-from .model import ComposeNetwork, Project, Service
+from netcore.compose.errors import ComposeError
+from netcore.compose.model import ComposeNetwork, Project, Service
+from netcore.ports import PublishSpec
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -17,8 +17,8 @@ from importlib import resources
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from .document import Document
-from .errors import ComposeError, Path
+from netcore.compose.document import Document
+from netcore.compose.errors import ComposeError, Path
 
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
                "object": "a mapping", "array": "a list", "null": "null"}

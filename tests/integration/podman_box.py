@@ -221,7 +221,7 @@ class PodmanBox:
 
     def socket(self, source_netns: str | None = None, family: int = socket.AF_INET) -> socket.socket:
         """A UDP socket that lives in the sandbox namespace (or the namespace at ``source_netns``)."""
-        from netcore.linux import entered_netns
+        from netcore.system.linux import entered_netns
 
         with entered_netns(source_netns or self.netns_path):
             return socket.socket(family, socket.SOCK_DGRAM)

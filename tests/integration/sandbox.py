@@ -23,10 +23,10 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
     sys.path.insert(0, ROOT)
 
 from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
-from netcore.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
-from netcore.linux import NETNS_DIR  # noqa: E402
-from netcore.port_holder import HostPorts  # noqa: E402
-from netcore.processes import runs_module  # noqa: E402
+from netcore.ports.holder import HostPorts  # noqa: E402
+from netcore.services.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
+from netcore.system.linux import NETNS_DIR  # noqa: E402
+from netcore.system.processes import runs_module  # noqa: E402
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 from netcore.cluster.dataplane import FdbEntry, NeighEntry, RemoteEndpoint
 from netcore.cluster.dataplane_netlink import DataplaneError, VxlanDataplane
-from netcore.netlink import namespace_exists
+from netcore.kernel.netlink import namespace_exists
 
 VNI = 4242
 GATEWAY_MAC = "02:42:0a:c8:00:01"

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from netcore.dnsd_control import DnsdControl
-from netcore.logfile import LOG_MAX_BYTES
+from netcore.services.dnsd_control import DnsdControl
+from netcore.system.logfile import LOG_MAX_BYTES
 from sandbox import wait_for
 from test_dns_e2e import dig
 

@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from netcore import nft_apply
-from netcore.firewall import desired_state
-from netcore.nftables import render
+from netcore.firewall import apply as nft_apply, desired_state
+from netcore.firewall.nftables import render
 from netcore.store import Store
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 

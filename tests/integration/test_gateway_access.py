@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from netcore import nft_apply
+from netcore.firewall import apply as nft_apply
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER
 from test_dns_e2e import dig
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from netcore.dnsd_control import SOCKET_NAME
-from netcore.linux import netns_path
+from netcore.services.dnsd_control import SOCKET_NAME
+from netcore.system.linux import netns_path
 from sandbox import wait_for
 from test_dns_e2e import container_ns, dig
 from test_reliability import assert_consistent, gateway_links

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from netcore import nft_apply
+from netcore.firewall import apply as nft_apply
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):

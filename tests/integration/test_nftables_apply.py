@@ -17,10 +17,9 @@ import sys
 
 import pytest
 
-from netcore import nft_apply
 from netcore.errors import NetcoreError
-from netcore.firewall import FirewallState, NetworkRules
-from netcore.nftables import render
+from netcore.firewall import FirewallState, NetworkRules, apply as nft_apply
+from netcore.firewall.nftables import render
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 if not shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):

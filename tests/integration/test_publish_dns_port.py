@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from netcore import nft_apply
-from netcore.port_holder import HostPorts
+from netcore.firewall import apply as nft_apply
+from netcore.ports.holder import HostPorts
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)

@@ -15,10 +15,9 @@ import time
 
 import pytest
 
-from netcore import nft_apply
-from netcore.firewall import desired_state
-from netcore.nftables import render
-from netcore.port_holder import HostPorts
+from netcore.firewall import apply as nft_apply, desired_state
+from netcore.firewall.nftables import render
+from netcore.ports.holder import HostPorts
 from netcore.store import Store
 from sandbox import wait_for
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER, UDP_STREAM

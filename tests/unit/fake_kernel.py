@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netcore.engine import Engine
+from netcore.kernel.netlink import KernelError, Route, missing_feature
 from netcore.model import STATE_RUNNING
-from netcore.netlink import KernelError, Route, missing_feature
-from netcore.port_holder import PortError
 from netcore.ports import HostPort
+from netcore.ports.holder import PortError
 
 HOST = ""  # the host's own namespace, where the gateway's links live when there is no gateway namespace
 
@@ -310,7 +310,7 @@ class FakeDnsd:
 
 
 class FakePorts:
-    """netcore.port_holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
+    """netcore.ports.holder.HostPorts in memory: ``busy`` are ports host processes hold (check and hold
     refuse them), ``holding`` what the holder keeps (set it empty: the holder was killed), ``running``
     whether a holder process runs at all,
     ``forgotten`` every port whose conntrack entries were cleared, in order; ``shared_with`` the dnsd

@@ -7,13 +7,7 @@ import dnslib
 import pytest
 
 from dnsd.aardvark import AardvarkRecords
-from dnsd.aardvark_config import (
-    ConfigProblem,
-    parse_config_dir,
-    parse_container_line,
-    parse_network_file,
-    to_records,
-)
+from dnsd.aardvark_config import ConfigProblem, parse_config_dir, parse_container_line, parse_network_file, to_records
 from dnsd.answer import Answerer, Forward
 from dnsd.builder import SnapshotBuilder
 from dnsd.dialect import podman

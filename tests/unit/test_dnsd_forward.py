@@ -14,7 +14,7 @@ from dnsd.answer import Forward
 from dnsd.forward import Forwarder, NamespaceSockets
 from dnsd.snapshot import Upstream
 from dnsd.wire import REFUSED, SERVFAIL
-from netcore import linux
+from netcore.system import linux
 
 UPSTREAM = "127.0.0.153"
 SECOND_UPSTREAM = "127.0.0.154"

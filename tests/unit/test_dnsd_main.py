@@ -16,8 +16,8 @@ import pytest
 
 from dnsd.__main__ import host_nameservers, main, parse_args
 from dnsd.config import ServerConfig
-from netcore import linux
 from netcore.store import Store
+from netcore.system import linux
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY, CLIENT = "127.0.1.1", "127.0.1.2"

@@ -12,7 +12,7 @@ import pytest
 
 from dnsd import udp
 from dnsd.stats import Stats
-from netcore.linux import LIBC
+from netcore.system.linux import LIBC
 
 
 @pytest.fixture(scope="module", autouse=True)

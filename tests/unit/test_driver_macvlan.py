@@ -14,10 +14,10 @@ import pytest
 
 from dnsd.builder import build_snapshot
 from fake_kernel import Killed, new_world
+from netcore.cli.views import dns_state, network_document
 from netcore.errors import Conflict, NetcoreError
 from netcore.firewall import desired_state
 from netcore.ports import parse_publish
-from netcore.views import dns_state, network_document
 
 world = pytest.fixture(new_world)
 

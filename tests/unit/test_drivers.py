@@ -14,11 +14,11 @@ import re
 import pytest
 
 from fake_kernel import new_world
-from netcore import drivers
-from netcore.drivers import NetworkRequest
+from netcore import network as drivers
 from netcore.errors import NetcoreError
 from netcore.ipam import prefixlen
 from netcore.model import Endpoint, Network
+from netcore.network import NetworkRequest
 
 
 class LabDriver:

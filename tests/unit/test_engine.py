@@ -12,9 +12,9 @@ import pytest
 
 from fake_kernel import GATEWAY_NS, Killed, new_world
 from netcore.errors import NetcoreError
+from netcore.kernel.netlink import KernelError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
-from netcore.netlink import KernelError
-from netcore.privileges import missing_capabilities
+from netcore.system.privileges import missing_capabilities
 
 world = pytest.fixture(new_world)
 

@@ -7,8 +7,8 @@ import pytest
 
 from fake_kernel import Killed, new_world
 from netcore.errors import Conflict, NetcoreError
-from netcore.port_holder import PortError
 from netcore.ports import HostPort, parse_publish
+from netcore.ports.holder import PortError
 
 world = pytest.fixture(new_world)
 
@@ -129,7 +129,7 @@ def test_purge_releases_every_port_and_stops_the_holder(world, engine):
 
 def test_port_53_is_checked_and_held_beside_dnsds_addresses(world, engine):
     """Issue 23 item 3: the port holder learns where dnsd listens, the sockets a port published on dnsd's
-    port may share it with (netcore.port_holder.bind)."""
+    port may share it with (netcore.ports.holder.bind)."""
     engine.create_network("other", ["10.2.0.0/24"], ipv6=True)
     engine.run("pihole", "app", publish=publish("53:53/udp", "53:53/tcp"))
     assert world.ports.holding == {HostPort("udp", "0.0.0.0", 53), HostPort("tcp", "0.0.0.0", 53)}

@@ -143,7 +143,7 @@ def test_the_desired_state_counts_running_records_only():
 
 def test_a_firewall_that_cannot_work_stops_the_action_before_anything_changes(world):
     """Issue 13: `nft` missing is one line naming the package, and nothing changed."""
-    from netcore.nft_apply import INSTALL_HINT, NftError
+    from netcore.firewall.apply import INSTALL_HINT, NftError
 
     class Missing(RecordingFirewall):
         def check_ready(self) -> None:

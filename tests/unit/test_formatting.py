@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from netcore.formatting import CONTAINER_FILTERS, NETWORK_FILTERS, FormatError, go_text, parse_filters, render, select
+from netcore.cli.formatting import (
+    CONTAINER_FILTERS,
+    NETWORK_FILTERS,
+    FormatError,
+    go_text,
+    parse_filters,
+    render,
+    select,
+)
 
 WEB = {"Id": "abc123", "Name": "/web", "State": {"Status": "running"},
        "Config": {"Labels": {"com.docker.compose.project": "shop", "tier": "front"}},

@@ -9,8 +9,7 @@ import socket
 
 import pytest
 
-from netcore.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
-from netcore.holders import (
+from netcore.ports.holders import (
     BoundSocket,
     conflicting,
     describe_holders,
@@ -20,6 +19,7 @@ from netcore.holders import (
     role_of,
     socket_owners,
 )
+from netcore.services.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0
@@ -106,8 +106,8 @@ def test_sync_reply_round_trips_and_carries_the_listeners_that_are_down():
 
 
 def test_inspect_says_whether_dnsd_listens_on_a_networks_gateways_and_why_not():
+    from netcore.cli.views import dns_state
     from netcore.model import Network
-    from netcore.views import dns_state
     app = Network(id="a" * 64, name="app", bridge="br-app", subnet="10.89.0.0/24", gateway="10.89.0.1",
                   subnet6="fd00::/64", gateway6="fd00::1", dns=("9.9.9.9",))
     bridge = Network(id="b" * 64, name="bridge", bridge="netcore0", subnet="172.17.0.0/16", gateway="172.17.0.1")
@@ -152,7 +152,7 @@ def test_netcores_processes_are_named_by_their_role():
         "dnsd of state dir /var/lib/netcore"
     assert role_of(["/usr/bin/python3", "-u", "-m", "dnsd.supervise", "--state-dir", "/s"]) == \
         "dnsd's supervisor of state dir /s"
-    assert role_of(["/usr/bin/python3", "-m", "netcore.port_holder", "/s/ports.sock"]) == \
+    assert role_of(["/usr/bin/python3", "-m", "netcore.ports.holder", "/s/ports.sock"]) == \
         "netcore's port holder of state dir /s"
     assert role_of(["/usr/bin/python3", "/usr/local/bin/dnsd", "--upstream", "9.9.9.9"]) == "dnsd"
     head = "#!/usr/bin/python3\n# dnsd in aardvark-dns's place: netavark runs this\n"
@@ -173,10 +173,10 @@ def test_a_process_is_named_from_a_proc_tree(tmp_path):
 
 
 def test_the_port_holder_is_named_as_such_when_it_holds_a_port(tmp_path):
-    """A real port holder process (netcore.port_holder, started by HostPorts in this namespace, no root
+    """A real port holder process (netcore.ports.holder, started by HostPorts in this namespace, no root
     needed for a loopback port above 1024) is named for what it is, not ``python3``."""
-    from netcore.port_holder import HostPorts
     from netcore.ports import HostPort
+    from netcore.ports.holder import HostPorts
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.1.80", 0))

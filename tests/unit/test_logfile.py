@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from netcore.dnsd_control import OPTIONS_NAME, dnsd_options, write_dnsd_options
-from netcore.logfile import rotate_log
+from netcore.services.dnsd_control import OPTIONS_NAME, dnsd_options, write_dnsd_options
+from netcore.system.logfile import rotate_log
 
 
 def test_a_log_past_its_limit_is_copied_aside_and_truncated_in_place(tmp_path):

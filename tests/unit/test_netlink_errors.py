@@ -6,7 +6,7 @@ import errno
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netcore.netlink import _kernel_error
+from netcore.kernel.netlink import _kernel_error
 
 
 def test_a_full_bridge_says_the_network_is_full():

@@ -19,8 +19,8 @@ import subprocess
 
 import pytest
 
-from netcore import nft_apply
-from netcore.firewall import FirewallState, NetworkRules, desired_state
+from netcore.firewall import FirewallState, NetworkRules, apply as nft_apply, desired_state
+from netcore.firewall.nftables import Ruleset, normalize_listing, render
 from netcore.model import (
     DEFAULT_BRIDGE,
     DEFAULT_BRIDGE_DEVICE,
@@ -31,7 +31,6 @@ from netcore.model import (
     Network,
     PortBinding,
 )
-from netcore.nftables import Ruleset, normalize_listing, render
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "nft")
 

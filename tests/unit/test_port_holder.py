@@ -1,4 +1,4 @@
-"""The port holder process (netcore.port_holder) on loopback, without root: a silent client never stalls it,
+"""The port holder process (netcore.ports.holder) on loopback, without root: a silent client never stalls it,
 there is one holder per state dir, and ``stop`` ends even one that does not answer (issue 24, item 6: a client
 that connected and sent nothing stalled ``run -p`` 20.7 s, a second holder was started beside the first, and a
 holder outlived ``purge``)."""
@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from netcore.port_holder import CLIENT_TIMEOUT, EXIT_ALREADY_RUNNING, LOCK_NAME, HostPorts, locked_holder
 from netcore.ports import HostPort
+from netcore.ports.holder import CLIENT_TIMEOUT, EXIT_ALREADY_RUNNING, LOCK_NAME, HostPorts, locked_holder
 
 
 def free_udp_port(address: str) -> int:
@@ -34,7 +34,7 @@ def holder_pids(socket_path: str) -> list[int]:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if b"netcore.port_holder" in argv and socket_path.encode() in argv:
+            if b"netcore.ports.holder" in argv and socket_path.encode() in argv:
                 found.append(int(entry))
     return found
 
@@ -75,7 +75,7 @@ def test_a_silent_client_stalls_nobody_and_is_dropped(ports):
 def test_one_holder_per_state_dir(ports, tmp_path):
     held, _ = ports
     assert locked_holder(str(tmp_path / LOCK_NAME), held.socket_path) == held.pid()
-    second = subprocess.run([sys.executable, "-m", "netcore.port_holder", held.socket_path], capture_output=True,
+    second = subprocess.run([sys.executable, "-m", "netcore.ports.holder", held.socket_path], capture_output=True,
                             timeout=30)
     assert second.returncode == EXIT_ALREADY_RUNNING
     assert held.pid() is not None and holder_pids(held.socket_path) == [held.pid()]
@@ -144,7 +144,7 @@ def test_forget_uses_conntrack_only_inside_the_gateway_namespace_and_deletes_onl
 
     import pyroute2
 
-    from netcore import netlink
+    from netcore.kernel import netlink
 
     def entry(family, proto, daddr, dport):
         return SimpleNamespace(family=family, tuple_orig=SimpleNamespace(proto=proto, daddr=daddr, dport=dport))

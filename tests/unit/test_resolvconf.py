@@ -10,7 +10,7 @@ import pytest
 
 from fake_kernel import GATEWAY_NS, new_world
 from netcore.cli import commands as cli
-from netcore.resolvconf import (
+from netcore.services.resolvconf import (
     DOCKER_DEFAULTS,
     SYSTEMD_RESOLV_CONF,
     ResolvConf,

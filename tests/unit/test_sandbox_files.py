@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from netcore import sandbox
 from netcore.errors import NetcoreError
+from netcore.kernel import sandbox
 
 
 @pytest.fixture

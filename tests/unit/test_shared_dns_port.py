@@ -1,5 +1,5 @@
 """Port 53 published on every address beside dnsd's listeners (issue 23 item 3), on loopback sockets, no root:
-dnsd's listener (dnsd.listeners.bound_socket) and the port holder's socket (netcore.port_holder.bind) share the
+dnsd's listener (dnsd.listeners.bound_socket) and the port holder's socket (netcore.ports.holder.bind) share the
 port, each gets the packets for its own addresses, and nothing else shares dnsd's address."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import socket
 import pytest
 
 from dnsd.listeners import bound_socket
-from netcore.port_holder import PortError, bind
 from netcore.ports import HostPort
+from netcore.ports.holder import PortError, bind
 
 DNSD_ADDRESS, OTHER_ADDRESS = "127.0.1.1", "127.0.0.1"  # a gateway's address; any other of the namespace
 KINDS = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}

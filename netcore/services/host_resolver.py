@@ -29,8 +29,8 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 
-from .errors import NetcoreError
-from .model import Network
+from netcore.errors import NetcoreError
+from netcore.model import Network
 
 HOST_DNS_NAME = "host-dns.json"  # in the state dir: present while on; bridge -> interface index set up
 RESOLVECTL = "resolvectl"

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 
-from .linux import netns_path
-from .model import MODE_BRIDGE, MODE_CONTAINER, STATE_RUNNING, Container, Endpoint, Network, PortBinding, dns_names
-from .ports import port_key, published_addresses
+from netcore.model import (
+    MODE_BRIDGE,
+    MODE_CONTAINER,
+    STATE_RUNNING,
+    Container,
+    Endpoint,
+    Network,
+    PortBinding,
+    dns_names,
+)
+from netcore.ports import port_key, published_addresses
+from netcore.system.linux import netns_path
 
 
 def _prefixlen(cidr: str | None) -> int:

@@ -10,11 +10,11 @@ the container's namespace. Options are Docker's: ``...bridge.name``,
 
 from __future__ import annotations
 
-from ..errors import NetcoreError
-from ..ipam import prefixlen
-from ..kernel import Kernel
-from ..model import BOOLEAN_OPTIONS, KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
-from .base import NetworkRequest, check_device_name
+from netcore.errors import NetcoreError
+from netcore.ipam import prefixlen
+from netcore.kernel import Kernel
+from netcore.model import BOOLEAN_OPTIONS, KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
+from netcore.network.base import NetworkRequest, check_device_name
 
 
 class BridgeDriver:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from .dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is netcore.dnsd_protocol
+from netcore.dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is netcore.dnsd_protocol
     ERROR,
     EXIT_ALREADY_SUPERVISED,
     FOREGROUND,
@@ -40,8 +40,8 @@ from .dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is net
     parse_pong,
     parse_sync_reply,
 )
-from .errors import NetcoreError
-from .logfile import rotate_log
+from netcore.errors import NetcoreError
+from netcore.system.logfile import rotate_log
 
 
 class DnsdControl:

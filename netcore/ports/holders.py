@@ -135,7 +135,7 @@ def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[tuple
 
 DNSD_MODULE = "dnsd"  # ``python -m dnsd``: netcore's dnsd (and one run by hand)
 SUPERVISOR_MODULE = "dnsd.supervise"
-PORT_HOLDER_MODULE = "netcore.port_holder"
+PORT_HOLDER_MODULE = "netcore.ports.holder"
 AARDVARK_HELPER_MARK = "# dnsd in aardvark-dns's place"  # the second line of dnsd.aardvark.HELPER_SCRIPT
 
 

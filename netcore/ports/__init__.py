@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
+from netcore.model import DNS_PORT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 PORT_MAX = 65535

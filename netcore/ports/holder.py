@@ -10,7 +10,7 @@ mapping silently. netcore does the same in two parts:
   by python3 (pid 42, tcp 0.0.0.0:8080))``;
 - it hands the bound socket (SCM_RIGHTS over a Unix socket,
   ``STATE_DIR/ports.sock``) to the port holder, ``python -m
-  netcore.port_holder``, a process started in the gateway namespace that does
+  netcore.ports.holder``, a process started in the gateway namespace that does
   nothing but keep the sockets it is given, and closes them when told.
 
 The holder knows no policy: the engine derives which ports must be held from
@@ -45,12 +45,13 @@ import sys
 import time
 from collections.abc import Iterable
 
-from . import linux, netlink
-from .errors import NetcoreError
-from .holders import TCP_TIME_WAIT, describe_holders, parse_table
-from .logfile import rotate_log
-from .model import DNS_PORT
-from .ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
+from netcore.errors import NetcoreError
+from netcore.kernel import netlink
+from netcore.model import DNS_PORT
+from netcore.ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
+from netcore.ports.holders import TCP_TIME_WAIT, describe_holders, parse_table
+from netcore.system import linux
+from netcore.system.logfile import rotate_log
 
 SOCKET_NAME = "ports.sock"
 LOCK_NAME = "ports.lock"  # locked by the running holder, which writes its pid there: one holder per state dir
@@ -318,7 +319,7 @@ class HostPorts:
         stuck = self._locked_pid()
         if stuck is not None:
             _end(stuck, 0)
-        argv = [sys.executable, "-m", "netcore.port_holder", self.socket_path]
+        argv = [sys.executable, "-m", "netcore.ports.holder", self.socket_path]
         namespace = self.namespace
 
         def enter() -> None:  # in the child, before exec: the holder lives in the gateway namespace
@@ -367,7 +368,7 @@ def locked_holder(lock_path: str, socket_path: str) -> int | None:
             argv = f.read().split(b"\0")
     except OSError:
         return None
-    return int(text) if b"netcore.port_holder" in argv and socket_path.encode() in argv else None
+    return int(text) if b"netcore.ports.holder" in argv and socket_path.encode() in argv else None
 
 
 def _end(pid: int, grace: float) -> None:
@@ -504,8 +505,8 @@ def _answer(conn: socket.socket, held: dict[str, socket.socket]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netcore.port_holder SOCKET``: what HostPorts starts in the gateway namespace."""
-    parser = argparse.ArgumentParser(prog="netcore.port_holder", description=__doc__.splitlines()[0])
+    """``python -m netcore.ports.holder SOCKET``: what HostPorts starts in the gateway namespace."""
+    parser = argparse.ArgumentParser(prog="netcore.ports.holder", description=__doc__.splitlines()[0])
     parser.add_argument("socket", help="the Unix socket to serve (STATE_DIR/ports.sock)")
     args = parser.parse_args(argv)
     return serve(args.socket)

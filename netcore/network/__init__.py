@@ -3,10 +3,10 @@ on a stored network use. Adding one is a module here and one ``register`` line b
 
 from __future__ import annotations
 
-from ..errors import NetcoreError
-from .base import NetworkDriver, NetworkRequest
-from .bridge import BridgeDriver
-from .macvlan import IpvlanDriver, MacvlanDriver
+from netcore.errors import NetcoreError
+from netcore.network.base import NetworkDriver, NetworkRequest
+from netcore.network.bridge import BridgeDriver
+from netcore.network.macvlan import IpvlanDriver, MacvlanDriver
 
 __all__ = ["NetworkDriver", "NetworkRequest", "available", "get", "register", "unregister"]
 

@@ -32,8 +32,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import NetcoreError
-from .views import table
+from netcore.cli.views import table
+from netcore.errors import NetcoreError
 
 
 class FormatError(NetcoreError):

@@ -18,10 +18,10 @@ import os
 import shutil
 import subprocess
 
-from . import linux
-from .errors import NetcoreError
-from .firewall import FirewallState
-from .nftables import TABLE, Ruleset, normalize_listing, render
+from netcore.errors import NetcoreError
+from netcore.firewall import FirewallState
+from netcore.firewall.nftables import TABLE, Ruleset, normalize_listing, render
+from netcore.system import linux
 
 NFT_SEARCH_PATH = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin", "/sbin"]))
 INSTALL_HINT = "nftables is not installed (no nft command): install it with `apt-get install nftables`"

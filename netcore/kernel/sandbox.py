@@ -15,8 +15,8 @@ import stat
 import subprocess
 import time
 
-from . import linux
-from .errors import NetcoreError
+from netcore.errors import NetcoreError
+from netcore.system import linux
 
 ETC_NETNS = "/etc/netns"
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from ..errors import Conflict, NetcoreError
-from ..ipam import IPNetwork, plan_ip_range, prefixlen, usable_bounds
-from ..kernel import Kernel
-from ..model import (
+from netcore.errors import Conflict, NetcoreError
+from netcore.ipam import IPNetwork, plan_ip_range, prefixlen, usable_bounds
+from netcore.kernel import Kernel
+from netcore.model import (
     OPT_AUX_ADDRESSES,
     OPT_IPVLAN_MODE,
     OPT_MACVLAN_MODE,
@@ -42,7 +42,7 @@ from ..model import (
     Endpoint,
     Network,
 )
-from .base import IFNAMSIZ, NetworkRequest, check_device_name
+from netcore.network.base import IFNAMSIZ, NetworkRequest, check_device_name
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")  # Linux's macvlan modes (Docker's macvlan_mode)
 IPVLAN_MODES = ("l2", "l3")  # Docker's ipvlan_mode (l3s is not offered)

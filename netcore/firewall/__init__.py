@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import DNS_PORT, OPT_PARENT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
-from .ports import Mapping, mappings
+from netcore.model import DNS_PORT, OPT_PARENT, STATE_RUNNING, Container, Endpoint, Network, PortBinding
+from netcore.ports import Mapping, mappings
 
 SHORT_ID = 12  # hex digits of a network's ID that name its firewall chains (Docker's short ID)
 

@@ -1,4 +1,5 @@
-"""What the engine asks of the kernel, as one object it is given: ``Kernel``, and ``LinuxKernel``, the real one.
+"""What the engine asks of the kernel, as one object it is given: ``Kernel`` (the real one: netcore.kernel
+.linux_kernel.LinuxKernel, the only module here that imports pyroute2 through netcore.kernel.netlink).
 
 The engine never calls netlink or the /etc/netns files directly: it holds a
 ``Kernel`` (constructor parameter, ``LinuxKernel`` by default), so unit tests
@@ -12,10 +13,10 @@ refuses, with a message a user can act on; deleting what is gone is no error.
 
 from __future__ import annotations
 
-import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from . import netlink, sandbox
+if TYPE_CHECKING:  # the protocol names netlink's shapes; importing it would load pyroute2 for every client
+    from netcore.kernel import netlink
 
 
 class Kernel(Protocol):
@@ -94,24 +95,3 @@ class Kernel(Protocol):
 
     def read_text(self, path: str) -> str | None:
         """The text of a file of the host (the gateway namespace's resolv.conf), None if it cannot be read."""
-
-
-class LinuxKernel(netlink.Gateway):
-    """The real kernel: netlink.Gateway for the gateway namespace, netlink's and sandbox's functions for the rest."""
-
-    namespace_exists = staticmethod(netlink.namespace_exists)
-    list_namespaces = staticmethod(netlink.list_namespaces)
-    create_namespace = staticmethod(netlink.create_namespace)
-    delete_namespace = staticmethod(netlink.delete_namespace)
-    configure_container_interface = staticmethod(netlink.configure_container_interface)
-    delete_container_link = staticmethod(netlink.delete_container_link)
-    write_etc = staticmethod(sandbox.write_etc)
-    remove_etc = staticmethod(sandbox.remove_etc)
-    read_text = staticmethod(sandbox.read_text)
-
-    def runs_in_gateway(self, pid: int) -> bool:
-        if self.namespace is None:
-            return True
-        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
-        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
-        return live is None or theirs is None or live == theirs

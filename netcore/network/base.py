@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import NetcoreError
-from ..ipam import IPNetwork
-from ..kernel import Kernel
-from ..model import NAME_RE, Endpoint, Network
+from netcore.errors import NetcoreError
+from netcore.ipam import IPNetwork
+from netcore.kernel import Kernel
+from netcore.model import NAME_RE, Endpoint, Network
 
 IFNAMSIZ = 15  # a Linux interface name holds at most 15 characters (IFNAMSIZ - 1)
 

@@ -18,8 +18,8 @@ from typing import NamedTuple
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import linux
-from .errors import NetcoreError
+from netcore.errors import NetcoreError
+from netcore.system import linux
 
 NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254

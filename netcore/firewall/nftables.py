@@ -139,10 +139,10 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .drivers.base import IFNAMSIZ
-from .firewall import SHORT_ID, FirewallState, NetworkRules
-from .model import DNS_PORT, NAME_MAX, NAME_RE
-from .ports import Mapping
+from netcore.firewall import SHORT_ID, FirewallState, NetworkRules
+from netcore.model import DNS_PORT, NAME_MAX, NAME_RE
+from netcore.network.base import IFNAMSIZ
+from netcore.ports import Mapping
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "netcore"

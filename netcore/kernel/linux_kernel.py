@@ -1,0 +1,28 @@
+"""``LinuxKernel``: the real ``netcore.kernel.Kernel``, on netlink (pyroute2) and the /etc/netns files."""
+
+from __future__ import annotations
+
+import os
+
+from netcore.kernel import netlink, sandbox
+
+
+class LinuxKernel(netlink.Gateway):
+    """The real kernel: netlink.Gateway for the gateway namespace, netlink's and sandbox's functions for the rest."""
+
+    namespace_exists = staticmethod(netlink.namespace_exists)
+    list_namespaces = staticmethod(netlink.list_namespaces)
+    create_namespace = staticmethod(netlink.create_namespace)
+    delete_namespace = staticmethod(netlink.delete_namespace)
+    configure_container_interface = staticmethod(netlink.configure_container_interface)
+    delete_container_link = staticmethod(netlink.delete_container_link)
+    write_etc = staticmethod(sandbox.write_etc)
+    remove_etc = staticmethod(sandbox.remove_etc)
+    read_text = staticmethod(sandbox.read_text)
+
+    def runs_in_gateway(self, pid: int) -> bool:
+        if self.namespace is None:
+            return True
+        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
+        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
+        return live is None or theirs is None or live == theirs
