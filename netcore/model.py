@@ -17,23 +17,18 @@ DEFAULT_BRIDGE_DEVICE = "netcore0"
 DEFAULT_BRIDGE_SUBNET = "172.17.0.0/16"
 DEFAULT_MTU = 1500
 
-OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+# The options the derived facts below read. Every other option name is its driver's (netcore.network).
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade"
-KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQUERADE)
-BOOLEAN_OPTIONS = (OPT_ICC, OPT_MASQUERADE)  # true or false, true by default (Docker's bridge driver)
 
-# macvlan and ipvlan (netcore.drivers.macvlan): Docker's options, and the facts netcore keeps beside them
+# networks whose traffic does not cross the gateway namespace (netcore.network.macvlan): the link they hang on,
+# and the shim's address in the gateway namespace (dnsd listens there)
 OPT_PARENT = "parent"  # the interface in the gateway namespace the network's links hang on
-OPT_MACVLAN_MODE = "macvlan_mode"  # bridge (default), private, vepa, passthru
-OPT_IPVLAN_MODE = "ipvlan_mode"  # l2 (default), l3
-OPT_SHIM_ADDRESS = "shim_address"  # the address of the shim link in the gateway namespace (dnsd listens there)
-OPT_PARENT_CREATED = "netcore.parent_created"  # "vlan" or "dummy": netcore made the parent and deletes it
+OPT_SHIM_ADDRESS = "shim_address"
 # addresses of the subnet no container gets, as Docker's --aux-address: "NAME=IP,NAME=IP" (macvlan/ipvlan: the
 # host's own addresses on the parent, issue 23, item 1)
 OPT_AUX_ADDRESSES = "netcore.aux_addresses"
-LAN_DRIVERS = ("macvlan", "ipvlan")  # containers sit on the parent's LAN, not behind the gateway namespace
 _FALSE = ("false", "0", "no")
 
 # Docker's rule for container and network names, with a bound on the length so
@@ -92,6 +87,7 @@ class Network:
     options: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
     driver: str = "bridge"
+    routed: bool = True  # its driver's word: the gateway namespace routes, filters and masquerades its traffic
     state: str = STATE_RUNNING
     created: str = ""
 
@@ -102,10 +98,11 @@ class Network:
 
     @property
     def routed_by_gateway(self) -> bool:
-        """Whether the containers' traffic crosses the gateway namespace: on a bridge it does (the gateway
+        """Whether the containers' traffic crosses the gateway namespace (``routed``, as the network's driver
+        said when it was made: netcore.network.NetworkDriver.routed): on a bridge it does (the gateway
         namespace routes, filters and masquerades it); on macvlan and ipvlan it goes straight onto the
         parent's LAN, and the gateway namespace only holds the shim (docs/ARCHITECTURE.md)."""
-        return self.driver not in LAN_DRIVERS
+        return self.routed
 
     @property
     def dns_addresses(self) -> tuple[str, ...]:
@@ -174,6 +171,7 @@ class Container:
     mode: str = MODE_BRIDGE
     peer: str | None = None  # container id whose namespace is shared (MODE_CONTAINER)
     dns: tuple[str, ...] = ()  # the container's own --dns servers, "IP" or "IP:PORT"
+    labels: dict = field(default_factory=dict)  # kept and shown by inspect (Compose's project labels among them)
     state: str = STATE_RUNNING
     created: str = ""
 

@@ -222,6 +222,23 @@ class ContainerSpec(_Plain):
             return ()
         return self.networks or (Attachment(DEFAULT_BRIDGE),)
 
+    @classmethod
+    def from_flags(cls, name: str | None = None, net: str | None = None, aliases=(), ip: str | None = None,
+                   hostname: str | None = None, dns=(), publish=(), labels: dict | None = None) -> ContainerSpec:
+        """The spec of Docker's ``run`` flags: ``--net NETWORK|host|none|container:NAME`` with ``--net-alias``
+        and ``--ip`` (which need a network: NetcoreError naming the mode otherwise), ``--hostname``,
+        ``--dns``, ``-p`` (parsed: netcore.ports.PublishSpec). Not yet checked."""
+        if net in (MODE_HOST, MODE_NONE) or (net or "").startswith("container:"):
+            if aliases or ip:
+                raise NetcoreError(f"--net-alias and --ip need a bridge network, not --net {net}")
+            return cls(name=name, net=net, hostname=hostname, dns=tuple(dns), publish=tuple(publish),
+                       labels=dict(labels or {}))
+        networks = (Attachment(net, tuple(aliases), ip),) if net else ()
+        if not net and (aliases or ip):
+            networks = (Attachment(DEFAULT_BRIDGE, tuple(aliases), ip),)
+        return cls(name=name, networks=networks, hostname=hostname, dns=tuple(dns), publish=tuple(publish),
+                   labels=dict(labels or {}))
+
     def check(self) -> ContainerSpec:
         """Normalised, or NetcoreError with one line: names, aliases, hostname and servers valid; Docker's
         refusals: ``--net-alias``/``--ip`` and ``-p`` need networks (not host, none, container:), a network

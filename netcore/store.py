@@ -80,13 +80,22 @@ CREATE TABLE ports (
 CREATE INDEX ports_by_container ON ports(container_id);
 """
 
+# Version 3 (issue 25): whether the gateway namespace routes a network's traffic is the driver's to say and is
+# kept with the network (before, the model knew which drivers did not: macvlan and ipvlan); containers carry
+# labels (Compose's project and service among them). Readers select both columns: OLDEST_READABLE is 3.
+SCHEMA_V3 = """
+ALTER TABLE networks ADD COLUMN routed INTEGER NOT NULL DEFAULT 1;
+UPDATE networks SET routed = 0 WHERE driver IN ('macvlan', 'ipvlan');
+ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+"""
+
 # A step is SQL (one or more statements) or a function of the connection. It runs inside the migration's
 # transaction with foreign keys off (a step may rebuild a table); they are checked before the commit. Never
 # edit or reorder a released step: append one. A step that changes what readers select (renames or drops a
 # column they read, changes a value's meaning) also raises OLDEST_READABLE to its own version.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[Migration] = [SCHEMA_V1, SCHEMA_V2]
-OLDEST_READABLE = 1  # the oldest version this module's reads work on
+MIGRATIONS: list[Migration] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
+OLDEST_READABLE = 3  # the oldest version this module's reads work on
 
 
 class SchemaVersionError(NetcoreError):
@@ -147,8 +156,8 @@ SCALARS = (str, int, float, bytes, type(None))  # kept as they are; bool is not 
 
 # Every field that is not a scalar declares its codec here; an undeclared one fails the import.
 CODECS: dict[type, dict[str, Codec]] = {
-    Network: {"internal": BOOL, "dns": JSON_TUPLE, "options": JSON_DICT, "labels": JSON_DICT},
-    Container: {"dns": JSON_TUPLE},
+    Network: {"internal": BOOL, "dns": JSON_TUPLE, "options": JSON_DICT, "labels": JSON_DICT, "routed": BOOL},
+    Container: {"dns": JSON_TUPLE, "labels": JSON_DICT},
     Endpoint: {"aliases": JSON_TUPLE},
     PortBinding: {},
 }

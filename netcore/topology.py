@@ -23,6 +23,7 @@ import yaml
 
 from netcore.errors import Conflict, NetcoreError
 from netcore.ports import PORT_MAX, PublishError, PublishSpec, parse_publish
+from netcore.requests import Attachment as RequestAttachment, ConnectSpec, ContainerSpec as RequestSpec, NetworkSpec
 
 
 class Loader(yaml.SafeLoader):
@@ -38,7 +39,7 @@ Loader.yaml_implicit_resolvers = {
 Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(
     r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
 
-NETWORK_KEYS = {"subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
+NETWORK_KEYS = {"driver", "subnet", "ip_range", "gateway", "internal", "ipv6", "subnet6", "dns", "options", "labels"}
 CONTAINER_KEYS = {"networks", "net", "hostname", "dns", "ports"}
 ATTACHMENT_KEYS = {"aliases", "ip"}
 
@@ -168,6 +169,20 @@ def creation_order(containers: list[ContainerSpec]) -> list[ContainerSpec]:
     return ordered
 
 
+def network_spec(name: str, spec: dict) -> NetworkSpec:
+    """The request of a topology's network ``name`` (its keys: ``NETWORK_KEYS``, as ``network create`` takes
+    them: ``driver``, ``subnet``, ``subnet6``, ``ip_range``, ``gateway``, ``internal``, ``ipv6``, ``dns``,
+    ``options``, ``labels``)."""
+    gateway = spec.get("gateway")
+    return NetworkSpec(name, str(spec.get("driver") or "bridge"),
+                       tuple(str(s) for s in (spec.get("subnet"), spec.get("subnet6")) if s),
+                       str(spec["ip_range"]) if spec.get("ip_range") else None, (str(gateway),) if gateway else (),
+                       bool(spec.get("internal")), bool(spec.get("ipv6") or spec.get("subnet6")),
+                       tuple(_strings(spec.get("dns"), name)),
+                       {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
+                       {str(k): str(v) for k, v in (spec.get("labels") or {}).items()})
+
+
 def up(engine, topology: Topology) -> list[str]:
     with engine.action():  # one lock, one reconciliation, one dnsd sync for the whole file
         return _up(engine, topology)
@@ -180,20 +195,16 @@ def _up(engine, topology: Topology) -> list[str]:
         if store.find_network(name):
             done.append(f"network {name}: exists")
             continue
-        subnets = [s for s in (spec.get("subnet"), spec.get("subnet6")) if s]
-        engine.create_network(name, subnets, spec.get("ip_range"), spec.get("gateway"), bool(spec.get("internal")),
-                              bool(spec.get("ipv6") or spec.get("subnet6")), _strings(spec.get("dns"), name),
-                              {str(k): str(v) for k, v in (spec.get("options") or {}).items()},
-                              {str(k): str(v) for k, v in (spec.get("labels") or {}).items()})
+        engine.create_network(network_spec(name, spec))
         done.append(f"network {name}: created")
     for spec in creation_order(topology.containers):
         container = store.find_container(spec.name)
         pending = list(spec.attachments)
         if container is None:
             first = pending.pop(0) if pending else None
-            engine.run(spec.name, spec.mode or (first.network if first else None),
-                       first.aliases if first else [], first.ip if first else None, spec.hostname, spec.dns,
-                       spec.ports)
+            engine.run(RequestSpec.from_flags(spec.name, spec.mode or (first.network if first else None),
+                                                first.aliases if first else [], first.ip if first else None,
+                                                spec.hostname, spec.dns, spec.ports))
             done.append(f"container {spec.name}: created")
             container = store.container(spec.name)
         else:
@@ -201,7 +212,8 @@ def _up(engine, topology: Topology) -> list[str]:
         connected = {e.network_id for e in store.endpoints_of_container(container.id)}
         for attachment in pending:
             if store.network(attachment.network).id not in connected:
-                engine.connect(attachment.network, spec.name, attachment.aliases, attachment.ip)
+                engine.connect(ConnectSpec(spec.name, RequestAttachment(attachment.network, tuple(attachment.aliases),
+                                                                 attachment.ip)))
                 done.append(f"container {spec.name}: connected to {attachment.network}")
     return done
 

@@ -18,6 +18,7 @@ from netcore.cli import views
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, NotFound
 from netcore.model import STATE_RUNNING
+from netcore.requests import Attachment, ConnectSpec, ContainerSpec, NetworkSpec
 from netcore.services.dnsd_control import dnsd_options
 
 
@@ -37,8 +38,9 @@ def _exec(engine: Engine, ref: str, argv: list[str]) -> dict:
 
 
 def network_create(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    network = engine.create_network(args.name, args.subnet, args.ip_range, args.gateway, args.internal,
-                                     args.ipv6, args.dns, dict(args.opt), dict(args.label), args.driver)
+    network = engine.create_network(NetworkSpec(
+        args.name, args.driver, tuple(args.subnet), args.ip_range, (args.gateway,) if args.gateway else (),
+        args.internal, args.ipv6, tuple(args.dns), dict(args.opt), dict(args.label)))
     print(network.id, file=out)
     return 0
 
@@ -69,7 +71,7 @@ def network_rm(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def network_connect(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    engine.connect(args.network, args.container, args.alias, args.ip)
+    engine.connect(ConnectSpec(args.container, Attachment(args.network, tuple(args.alias), args.ip)))
     return 0
 
 
@@ -80,7 +82,8 @@ def network_disconnect(engine: Engine, args: argparse.Namespace, out: TextIO) ->
 
 def run(engine: Engine, args: argparse.Namespace, out: TextIO) -> int | dict:
     publish = [ports.parse_publish(text) for text in args.publish]  # checked by the client's parser already
-    container = engine.run(args.name, args.net, args.aliases, args.ip, args.hostname, args.dns, publish)
+    container = engine.run(ContainerSpec.from_flags(args.name, args.net, args.aliases, args.ip, args.hostname,
+                                                    args.dns, publish))
     command = _command(args.cmd)
     if command:
         return _exec(engine, container.id, command)

@@ -4,11 +4,11 @@ on a stored network use. Adding one is a module here and one ``register`` line b
 from __future__ import annotations
 
 from netcore.errors import NetcoreError
-from netcore.network.base import NetworkDriver, NetworkRequest
+from netcore.network.base import NetworkDriver
 from netcore.network.bridge import BridgeDriver
 from netcore.network.macvlan import IpvlanDriver, MacvlanDriver
 
-__all__ = ["NetworkDriver", "NetworkRequest", "available", "get", "register", "unregister"]
+__all__ = ["NetworkDriver", "available", "get", "register", "unregister"]
 
 _DRIVERS: dict[str, NetworkDriver] = {}
 

@@ -18,36 +18,26 @@ driver needs to remember goes in the network's stored options
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from netcore.errors import NetcoreError
 from netcore.ipam import IPNetwork
 from netcore.kernel import Kernel
 from netcore.model import NAME_RE, Endpoint, Network
+from netcore.requests import NetworkSpec
 
 IFNAMSIZ = 15  # a Linux interface name holds at most 15 characters (IFNAMSIZ - 1)
-
-
-@dataclass(frozen=True)
-class NetworkRequest:
-    """A ``network create`` request as the driver sees it, before IPAM: the options are the user's ``-o``
-    as given, the subnets the ``--subnet`` values as given (the engine parses and checks them)."""
-
-    name: str
-    subnets: tuple[str, ...] = ()
-    internal: bool = False
-    ipv6: bool = False
-    options: dict[str, str] | None = None
 
 
 class NetworkDriver(Protocol):
     """One kind of network (``network create -d NAME``). Methods raise NetcoreError with one line a user can act on."""
 
     name: str  # what `-d` takes and the store's `driver` column holds
+    routed: bool  # whether containers' traffic crosses the gateway namespace (stored: Network.routed)
 
-    def validate(self, request: NetworkRequest) -> dict[str, str]:
-        """The request's options, normalized for the store; NetcoreError for an option or subnet it refuses."""
+    def validate(self, spec: NetworkSpec) -> dict[str, str]:
+        """The options of ``spec`` (checked already: NetworkSpec.check), normalized for the store; NetcoreError
+        for an option, a value or a subnet the driver refuses. The driver owns its option names."""
 
     def device_name(self, network_id: str, options: dict[str, str]) -> str:
         """The name of the network's device in the gateway namespace (the store's ``bridge``)."""

@@ -13,17 +13,23 @@ from __future__ import annotations
 from netcore.errors import NetcoreError
 from netcore.ipam import prefixlen
 from netcore.kernel import Kernel
-from netcore.model import BOOLEAN_OPTIONS, KNOWN_OPTIONS, OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
-from netcore.network.base import NetworkRequest, check_device_name
+from netcore.model import OPT_ICC, OPT_MASQUERADE, OPT_MTU, Endpoint, Network
+from netcore.network.base import check_device_name
+from netcore.requests import NetworkSpec
+
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+KNOWN_OPTIONS = (OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQUERADE)  # Docker's bridge options netcore implements
+BOOLEAN_OPTIONS = (OPT_ICC, OPT_MASQUERADE)  # true or false, true by default (Docker's bridge driver)
 
 
 class BridgeDriver:
     """Networks on Linux bridges (``-d bridge``, the default)."""
 
     name = "bridge"
+    routed = True  # the gateway namespace routes, filters and masquerades a bridge's traffic
 
     @staticmethod
-    def validate(request: NetworkRequest) -> dict[str, str]:
+    def validate(request: NetworkSpec) -> dict[str, str]:
         """Only Docker's bridge options it implements (KNOWN_OPTIONS): MTU 68 to 65535, ICC and IP
         masquerading true/false."""
         options = dict(request.options or {})

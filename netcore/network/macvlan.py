@@ -31,18 +31,13 @@ from dataclasses import replace
 from netcore.errors import Conflict, NetcoreError
 from netcore.ipam import IPNetwork, plan_ip_range, prefixlen, usable_bounds
 from netcore.kernel import Kernel
-from netcore.model import (
-    OPT_AUX_ADDRESSES,
-    OPT_IPVLAN_MODE,
-    OPT_MACVLAN_MODE,
-    OPT_MTU,
-    OPT_PARENT,
-    OPT_PARENT_CREATED,
-    OPT_SHIM_ADDRESS,
-    Endpoint,
-    Network,
-)
-from netcore.network.base import IFNAMSIZ, NetworkRequest, check_device_name
+from netcore.model import OPT_AUX_ADDRESSES, OPT_MTU, OPT_PARENT, OPT_SHIM_ADDRESS, Endpoint, Network
+from netcore.network.base import IFNAMSIZ, check_device_name
+from netcore.requests import NetworkSpec
+
+OPT_MACVLAN_MODE = "macvlan_mode"  # Docker's: bridge (default), private, vepa, passthru
+OPT_IPVLAN_MODE = "ipvlan_mode"  # Docker's: l2 (default), l3
+OPT_PARENT_CREATED = "netcore.parent_created"  # "vlan" or "dummy": netcore made the parent and deletes it
 
 MACVLAN_MODES = ("bridge", "private", "vepa", "passthru")  # Linux's macvlan modes (Docker's macvlan_mode)
 IPVLAN_MODES = ("l2", "l3")  # Docker's ipvlan_mode (l3s is not offered)
@@ -69,6 +64,7 @@ class LanDriver:
     mode_option = ""
     modes: tuple[str, ...] = ()
     prefix = ""  # of the shim's name: the prefix and the ID's first 12 hex digits make IFNAMSIZ
+    routed = False  # containers sit on the parent's LAN; the gateway namespace only holds the shim
 
     def mode(self, network: Network) -> str:
         """The network's mode as stored (the first of ``modes`` when not given)."""
@@ -80,7 +76,7 @@ class LanDriver:
 
     # -- validate: the request alone ---------------------------------------------
 
-    def validate(self, request: NetworkRequest) -> dict[str, str]:
+    def validate(self, request: NetworkSpec) -> dict[str, str]:
         """Docker's options for the driver: ``parent``, the mode option, ``com.docker.network.driver.mtu``,
         and netcore's ``shim_address``. NetcoreError for any other option, an unknown mode, a bad parent
         name or MTU, or IPv6 (not offered yet)."""

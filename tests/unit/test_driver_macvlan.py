@@ -18,6 +18,7 @@ from netcore.cli.views import dns_state, network_document
 from netcore.errors import Conflict, NetcoreError
 from netcore.firewall import desired_state
 from netcore.ports import parse_publish
+from support.engine_calls import connect_container, create_network, run_container
 
 world = pytest.fixture(new_world)
 
@@ -42,7 +43,7 @@ def nameservers(world, container) -> list[str]:
 
 def lan(engine, name="my_macvlan", ip_range="192.168.77.64/28", **options):
     options = {"parent": "eth0", **options}
-    return engine.create_network(name, [SUBNET], ip_range, ROUTER, driver="macvlan", options=options)
+    return create_network(engine, name, [SUBNET], ip_range, ROUTER, driver="macvlan", options=options)
 
 
 def test_bridge_mode_builds_a_shim_and_children_born_in_the_containers(world, engine):
@@ -52,8 +53,8 @@ def test_bridge_mode_builds_a_shim_and_children_born_in_the_containers(world, en
     shim = world.kernel.gateway.links[network.bridge]
     assert (shim.kind, shim.mode, shim.parent[1], shim.addresses, shim.up) == \
         ("macvlan", "bridge", "eth0", ["192.168.77.79/24"], True)
-    c1 = engine.run("c1", "my_macvlan")
-    c2 = engine.run("c2", "my_macvlan")
+    c1 = run_container(engine, "c1", "my_macvlan")
+    c2 = run_container(engine, "c2", "my_macvlan")
     inside = world.kernel.namespaces[c1.netns]
     eth0 = inside.links["eth0"]
     assert (eth0.kind, eth0.mode, eth0.parent[1], eth0.addresses) == ("macvlan", "bridge", "eth0", ["192.168.77.64/24"])
@@ -72,12 +73,12 @@ def test_the_shim_address_is_reserved_and_may_be_chosen(engine):
     network = lan(engine, ip_range=None, shim_address="192.168.77.200")
     assert network.dns_addresses == ("192.168.77.200",) and network.reserved_addresses == ("192.168.77.200",)
     with pytest.raises(Conflict, match=re.escape("address 192.168.77.200 is already in use")):
-        engine.run("c1", "my_macvlan", ip="192.168.77.200")
+        run_container(engine, "c1", "my_macvlan", ip="192.168.77.200")
     engine.remove_network("my_macvlan")
     default = lan(engine, ip_range=None)
     assert default.options["shim_address"] == "192.168.77.254"  # the subnet's highest without --ip-range
     with pytest.raises(NetcoreError, match=r"^invalid shim_address 10\.0\.0\.1: not a host address of 192"):
-        engine.create_network("other", ["192.168.78.0/24"], driver="macvlan",
+        create_network(engine, "other", ["192.168.78.0/24"], driver="macvlan",
                               options={"parent": "eth0", "shim_address": "10.0.0.1"})
 
 
@@ -89,28 +90,28 @@ def test_the_shim_address_cannot_be_the_router(engine):
 def test_private_mode_has_no_shim_and_so_no_names(world, engine):
     network = lan(engine, macvlan_mode="private")
     assert network.bridge not in world.kernel.gateway.links and network.dns_addresses == ()
-    c1 = engine.run("c1", "my_macvlan", dns=["192.168.77.53"])
+    c1 = run_container(engine, "c1", "my_macvlan", dns=["192.168.77.53"])
     assert world.kernel.namespaces[c1.netns].links["eth0"].mode == "private"
     assert nameservers(world, c1) == ["192.168.77.53"]  # its own --dns only
     rules = desired_state(engine.store.networks(), engine.store.containers(), engine.store.endpoints())
     [mine] = [n for n in rules.networks if n.name == "my_macvlan"]
     assert (mine.dns, mine.routed, mine.masquerade) == (False, False, False)
     with pytest.raises(NetcoreError, match="macvlan_mode=private has no shim: drop -o shim_address"):
-        engine.create_network("other", ["192.168.78.0/24"], driver="macvlan",
+        create_network(engine, "other", ["192.168.78.0/24"], driver="macvlan",
                               options={"parent": "eth0", "macvlan_mode": "private", "shim_address": "192.168.78.9"})
 
 
 def test_passthru_takes_its_parent_whole(world, engine):
     lan(engine, ip_range="192.168.77.64/28")
     with pytest.raises(Conflict, match="a passthru network takes its parent whole"):
-        engine.create_network("pt", ["192.168.78.0/24"], driver="macvlan",
+        create_network(engine, "pt", ["192.168.78.0/24"], driver="macvlan",
                               options={"parent": "eth0", "macvlan_mode": "passthru"})
     engine.remove_network("my_macvlan")
-    network = engine.create_network("pt", ["192.168.78.0/24"], driver="macvlan",
+    network = create_network(engine, "pt", ["192.168.78.0/24"], driver="macvlan",
                                     options={"parent": "eth0", "macvlan_mode": "passthru"})
     with pytest.raises(Conflict, match="a passthru network takes its parent whole"):
         lan(engine)
-    c1 = engine.run("c1", "pt")
+    c1 = run_container(engine, "c1", "pt")
     child = world.kernel.namespaces[c1.netns].links["eth0"]
     assert (child.mode, child.mac) == ("passthru", None)  # a passthru link's MAC would be the parent's
     assert network.bridge not in world.kernel.gateway.links and network.dns_addresses == ()
@@ -118,9 +119,9 @@ def test_passthru_takes_its_parent_whole(world, engine):
 
 def test_several_networks_share_a_parent_and_disconnect_deletes_the_child(world, engine):
     lan(engine)
-    engine.create_network("second", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0"})
-    c1 = engine.run("c1", "my_macvlan")
-    engine.connect("second", "c1")
+    create_network(engine, "second", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0"})
+    c1 = run_container(engine, "c1", "my_macvlan")
+    connect_container(engine, "second", "c1")
     assert sorted(world.kernel.namespaces[c1.netns].links) == ["eth0", "eth1", "lo"]
     engine.disconnect("second", "c1")
     assert sorted(world.kernel.namespaces[c1.netns].links) == ["eth0", "lo"]
@@ -134,7 +135,7 @@ def test_a_vlan_parent_is_made_and_deleted_with_the_network_only_if_netcore_made
     assert (vlan.kind, vlan.parent[1], vlan.up) == ("vlan", "eth0", True)
     assert world.kernel.gateway.links[network.bridge].parent[1] == "eth0.10"
     with pytest.raises(Conflict, match=re.escape("parent eth0.10 was made by netcore for network my_macvlan")):
-        engine.create_network("b", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0.10"})
+        create_network(engine, "b", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0.10"})
     engine.remove_network("my_macvlan")
     assert "eth0.10" not in world.kernel.gateway.links
     world.kernel.create_parent("vlan", "eth0.20", "eth0", 20)  # the user's own sub-interface
@@ -153,18 +154,18 @@ def test_a_kernel_without_the_feature_fails_with_one_line_naming_it(world, engin
     world.kernel.unsupported = {"vlan", "dummy", "ipvlan"}  # this project's CI kernel
     before = dict(world.kernel.gateway.links)
     with pytest.raises(NetcoreError) as raised:
-        engine.create_network("n", [SUBNET], driver=driver, options=options)
+        create_network(engine, "n", [SUBNET], driver=driver, options=options)
     assert str(raised.value).endswith(f": this kernel has no {feature}")
     assert "\n" not in str(raised.value)
     assert engine.store.find_network("n") is None and world.kernel.gateway.links.keys() == before.keys()
 
 
 def test_no_parent_means_a_dummy_parent_and_an_internal_network(world, engine):
-    network = engine.create_network("solo", [SUBNET], driver="macvlan")
+    network = create_network(engine, "solo", [SUBNET], driver="macvlan")
     dummy = f"dm-{network.id[:12]}"
     assert network.internal and network.options["parent"] == dummy
     assert world.kernel.gateway.links[dummy].kind == "dummy"
-    c1 = engine.run("c1", "solo")
+    c1 = run_container(engine, "c1", "solo")
     assert world.kernel.namespaces[c1.netns].default_routes == {}  # internal: no route out
     engine.remove_containers(["c1"])
     engine.remove_network("solo")
@@ -172,10 +173,10 @@ def test_no_parent_means_a_dummy_parent_and_an_internal_network(world, engine):
 
 
 def test_ipvlan_children_share_the_parents_mac_and_the_shim_takes_the_mode(world, engine):
-    network = engine.create_network("iv", [SUBNET], driver="ipvlan", options={"parent": "eth0", "ipvlan_mode": "l3"})
+    network = create_network(engine, "iv", [SUBNET], driver="ipvlan", options={"parent": "eth0", "ipvlan_mode": "l3"})
     assert network.bridge == f"iv-{network.id[:12]}"
     assert world.kernel.gateway.links[network.bridge].mode == "l3"
-    c1 = engine.run("c1", "iv")
+    c1 = run_container(engine, "c1", "iv")
     child = world.kernel.namespaces[c1.netns].links["eth0"]
     assert (child.kind, child.mode, child.mac) == ("ipvlan", "l3", None)
 
@@ -198,7 +199,7 @@ def test_ipvlan_children_share_the_parents_mac_and_the_shim_takes_the_mode(world
 def test_bad_requests_get_one_line_and_change_nothing(world, engine, driver, options, message):
     before = dict(world.kernel.gateway.links)
     with pytest.raises(NetcoreError) as raised:
-        engine.create_network("n", [SUBNET], driver=driver, options=options)
+        create_network(engine, "n", [SUBNET], driver=driver, options=options)
     assert str(raised.value).startswith(message)
     assert engine.store.find_network("n") is None and world.kernel.gateway.links.keys() == before.keys()
 
@@ -207,25 +208,25 @@ def test_publishing_a_port_on_macvlan_is_refused_with_one_line(engine):
     lan(engine)
     with pytest.raises(NetcoreError, match=r"^-p needs a bridge network: a container on macvlan network my_macvlan "
                                            r"is reached on its own address on the LAN"):
-        engine.run("web", "my_macvlan", publish=[parse_publish("8080:80")])
+        run_container(engine, "web", "my_macvlan", publish=[parse_publish("8080:80")])
     assert engine.store.find_container("web") is None
 
 
 def test_ipv6_is_refused_with_one_line(engine):
     with pytest.raises(NetcoreError, match=r"^--ipv6 is not supported by netcore's macvlan driver yet$"):
-        engine.create_network("n", [SUBNET], ipv6=True, driver="macvlan", options={"parent": "eth0"})
+        create_network(engine, "n", [SUBNET], ipv6=True, driver="macvlan", options={"parent": "eth0"})
 
 
 def test_reconciliation_rebuilds_a_missing_shim_and_removes_a_half_run_container(world, engine):
     network = lan(engine)
-    engine.run("c1", "my_macvlan")
+    run_container(engine, "c1", "my_macvlan")
     world.kernel.kill_at("create_lan_link")
     with pytest.raises(Killed):
-        world.engine().run("c2", "my_macvlan")
+        run_container(world.engine(), "c2", "my_macvlan")
     world.kernel.revive()
     world.kernel.delete_link(network.bridge)  # and the shim is gone (deleted by hand)
     after = world.engine()
-    after.run("c3", "my_macvlan")
+    run_container(after, "c3", "my_macvlan")
     assert any(note.startswith("removed half-created container c2") for note in after.notes)
     assert f"recreated missing bridge {network.bridge} of network my_macvlan" in after.notes
     assert world.kernel.gateway.links[network.bridge].addresses == ["192.168.77.79/24"]
@@ -235,17 +236,17 @@ def test_reconciliation_rebuilds_a_missing_shim_and_removes_a_half_run_container
 
 def test_a_missing_parent_is_a_note_not_a_failure_of_every_command(world, engine):
     lan(engine)
-    engine.create_network("other", ["10.9.0.0/24"])
+    create_network(engine, "other", ["10.9.0.0/24"])
     world.kernel.delete_link("eth0")  # takes the shim along, as the kernel does
     world.clock.boot = "boot-2"  # a sweep
     after = world.engine()
-    after.run("web", "other")
+    run_container(after, "web", "other")
     assert any(re.match(r"could not rebuild network my_macvlan: .*there is no interface eth0", n) for n in after.notes)
 
 
 def test_inspect_says_which_macvlan_networks_have_names(engine):
     bridged = lan(engine)
-    private = engine.create_network("quiet", ["192.168.78.0/24"], driver="macvlan",
+    private = create_network(engine, "quiet", ["192.168.78.0/24"], driver="macvlan",
                                     options={"parent": "eth0", "macvlan_mode": "private"})
     assert dns_state(bridged, {}) == {"Enabled": True, "Servers": [], "Listening": True}
     assert dns_state(bridged, {"192.168.77.79": "in use"})["Error"] == "dnsd in use"
@@ -255,7 +256,7 @@ def test_inspect_says_which_macvlan_networks_have_names(engine):
 
 def test_dnsd_listens_on_the_shim_and_not_on_the_lans_router(engine):
     lan(engine)
-    engine.run("c1", "my_macvlan", aliases=["db"])
+    run_container(engine, "c1", "my_macvlan", aliases=["db"])
     store = engine.store
     snapshot = build_snapshot(store.networks(), store.containers(), store.endpoints())
     assert "192.168.77.79" in snapshot.listeners and ROUTER not in snapshot.listeners
@@ -282,7 +283,7 @@ def test_a_macvlan_network_shares_its_parents_lan_and_keeps_the_hosts_address_ou
     assert network.aux_addresses == {"eth0": "192.168.77.50"}
     assert on_lan.warnings == []  # the host's address is not in the share: nothing to warn about
     assert network_document(network, [])["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"eth0": "192.168.77.50"}
-    other = on_lan.create_network("other", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0"})
+    other = create_network(on_lan, "other", ["192.168.78.0/24"], driver="macvlan", options={"parent": "eth0"})
     assert other.aux_addresses == {}  # the host has no address there
 
 
@@ -292,34 +293,34 @@ def test_the_host_address_inside_the_range_is_a_warning_and_no_container_gets_it
     assert on_lan.warnings[0].startswith("network my_macvlan: the host's address 192.168.77.50 (eth0) is inside "
                                          "192.168.77.48/29")
     assert network.options["shim_address"] == "192.168.77.55"
-    addresses = [on_lan.store.endpoints_of_container(on_lan.run(f"c{i}", "my_macvlan").id)[0].ipv4
+    addresses = [on_lan.store.endpoints_of_container(run_container(on_lan, f"c{i}", "my_macvlan").id)[0].ipv4
                  for i in range(4)]
     assert addresses == ["192.168.77.48", "192.168.77.49", "192.168.77.51", "192.168.77.52"]
     with pytest.raises(Conflict, match=r"address 192\.168\.77\.50 is already in use"):
-        on_lan.run("c9", "my_macvlan", ip="192.168.77.50")
+        run_container(on_lan, "c9", "my_macvlan", ip="192.168.77.50")
 
 
 def test_the_shim_never_takes_the_hosts_address(world, on_lan):
     network = lan(on_lan, ip_range="192.168.77.48/28", name="a")  # .63 is the highest of the share: free
     assert network.options["shim_address"] == "192.168.77.63"
     world.kernel.add_physical("eth1", addresses=["192.168.79.254/24"])
-    shifted = on_lan.create_network("b", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
+    shifted = create_network(on_lan, "b", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
                                     options={"parent": "eth1"})
     assert shifted.options["shim_address"] == "192.168.79.253"
     on_lan.remove_network("b")
     with pytest.raises(Conflict, match=r"shim_address 192\.168\.79\.254 is the host.s own address"):
-        on_lan.create_network("c", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
+        create_network(on_lan, "c", ["192.168.79.0/24"], None, "192.168.79.1", driver="macvlan",
                               options={"parent": "eth1", "shim_address": "192.168.79.254"})
 
 
 def test_overlap_with_any_other_route_or_network_is_still_refused(world, on_lan):
     world.kernel.add_physical("eth1", addresses=["192.168.80.7/24"])
     with pytest.raises(Conflict, match=r"overlaps 192\.168\.80\.0/24 of route 192\.168\.80\.0/24 via eth1"):
-        on_lan.create_network("x", ["192.168.80.0/24"], None, "192.168.80.1", driver="macvlan",
+        create_network(on_lan, "x", ["192.168.80.0/24"], None, "192.168.80.1", driver="macvlan",
                               options={"parent": "eth0"})  # the LAN of another link than the parent
     with pytest.raises(Conflict, match=r"route 192\.168\.77\.0/24 via eth0"):
-        on_lan.create_network("br", ["192.168.77.0/24"])  # a bridge never shares the host's LAN
+        create_network(on_lan, "br", ["192.168.77.0/24"])  # a bridge never shares the host's LAN
     lan(on_lan, ip_range="192.168.77.64/28")
     with pytest.raises(Conflict, match="of network my_macvlan"):
         lan(on_lan, name="again", ip_range="192.168.77.128/28")  # one network per subnet on one host
-    assert on_lan.create_network("auto", driver="macvlan", options={"parent": "eth0"}).subnet != "192.168.77.0/24"
+    assert create_network(on_lan, "auto", driver="macvlan", options={"parent": "eth0"}).subnet != "192.168.77.0/24"

@@ -18,18 +18,20 @@ from netcore import network as drivers
 from netcore.errors import NetcoreError
 from netcore.ipam import prefixlen
 from netcore.model import Endpoint, Network
-from netcore.network import NetworkRequest
+from netcore.requests import NetworkSpec
+from support.engine_calls import connect_container, create_network, run_container
 
 
 class LabDriver:
     """``-d test``: takes the option ``test.tag`` only, and no IPv6."""
 
     name = "test"
+    routed = True
 
     def __init__(self):
         self.asked: list[tuple[str, str]] = []
 
-    def validate(self, request: NetworkRequest) -> dict[str, str]:
+    def validate(self, request: NetworkSpec) -> dict[str, str]:
         options = dict(request.options or {})
         if set(options) - {"test.tag"}:
             raise NetcoreError(f"the test driver takes only test.tag, not {sorted(set(options) - {'test.tag'})}")
@@ -87,16 +89,16 @@ def test_driver():
 
 def test_a_registered_driver_builds_networks_and_endpoints_through_the_engine(world, test_driver):
     engine = world.engine()
-    network = engine.create_network("lab", ["10.5.0.0/24"], driver="test", options={"test.tag": "x"})
+    network = create_network(engine, "lab", ["10.5.0.0/24"], driver="test", options={"test.tag": "x"})
     assert network.bridge.startswith("tst-") and engine.store.network("lab").driver == "test"
     assert world.kernel.gateway.links[network.bridge].mtu == 1400
-    web = engine.run("web", "lab")
+    web = run_container(engine, "web", "lab")
     [endpoint] = engine.store.endpoints()
     assert world.kernel.gateway.links[endpoint.host_ifname].isolated
     assert world.kernel.namespaces[web.netns].links["eth0"].addresses == ["10.5.0.2/24"]  # the engine's part
-    engine.connect("bridge", "web")  # a container on networks of two drivers
+    connect_container(engine, "bridge", "web")  # a container on networks of two drivers
     engine.disconnect("lab", "web")
-    engine.connect("lab", "web")
+    connect_container(engine, "lab", "web")
     world.assert_consistent(engine)
     engine.remove_containers(["web"])
     engine.remove_network("lab")
@@ -109,13 +111,13 @@ def test_a_registered_driver_builds_networks_and_endpoints_through_the_engine(wo
 
 def test_reconciliation_asks_the_networks_own_driver(world, test_driver):
     engine = world.engine()
-    engine.create_network("lab", ["10.5.0.0/24"], driver="test")
-    engine.run("web", "lab")
+    create_network(engine, "lab", ["10.5.0.0/24"], driver="test")
+    run_container(engine, "web", "lab")
     world.kernel.reboot()
     world.clock.boot = "boot-2"
     test_driver.asked.clear()
     after = world.engine()
-    after.run("db", "lab")
+    run_container(after, "db", "lab")
     assert test_driver.asked[:2] == [("build_network", "lab"), ("build_endpoint", "eth0")]
     world.assert_consistent(after)
 
@@ -123,11 +125,11 @@ def test_reconciliation_asks_the_networks_own_driver(world, test_driver):
 def test_the_driver_validates_the_request_and_an_unknown_driver_names_the_available_ones(world, test_driver):
     engine = world.engine()
     with pytest.raises(NetcoreError, match="the test driver has no IPv6"):
-        engine.create_network("lab", driver="test", ipv6=True)
+        create_network(engine, "lab", driver="test", ipv6=True)
     with pytest.raises(NetcoreError, match=re.escape("takes only test.tag")):
-        engine.create_network("lab", driver="test", options={"com.docker.network.driver.mtu": "1400"})
+        create_network(engine, "lab", driver="test", options={"com.docker.network.driver.mtu": "1400"})
     with pytest.raises(NetcoreError) as raised:
-        engine.create_network("lab", driver="vxlan")
+        create_network(engine, "lab", driver="vxlan")
     assert str(raised.value) == "unsupported driver 'vxlan': available are 'bridge', 'ipvlan', 'macvlan', 'test'"
     assert engine.store.find_network("lab") is None
 

@@ -15,6 +15,7 @@ from netcore.errors import NetcoreError
 from netcore.kernel.netlink import KernelError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.system.privileges import missing_capabilities
+from support.engine_calls import connect_container, create_network, run_container
 
 world = pytest.fixture(new_world)
 
@@ -23,8 +24,8 @@ world = pytest.fixture(new_world)
 def app(world):
     """A world with a network `app` (10.1.0.0/24) and a container `web` on it."""
     engine = world.engine()
-    engine.create_network("app", ["10.1.0.0/24"])
-    engine.run("web", "app")
+    create_network(engine, "app", ["10.1.0.0/24"])
+    run_container(engine, "web", "app")
     return world
 
 
@@ -38,11 +39,11 @@ def test_an_engine_is_built_without_root_and_capabilities_are_read_from_proc_sta
 
 def test_run_records_then_builds_then_confirms(world):
     engine = world.engine()
-    network = engine.create_network("app", ["10.1.0.0/24"])
+    network = create_network(engine, "app", ["10.1.0.0/24"])
     seen = []
     world.kernel.observer = lambda method, arg: seen.append(
         (method, [c.state for c in engine.store.containers()], [e.state for e in engine.store.endpoints()]))
-    container = engine.run("web", "app")
+    container = run_container(engine, "web", "app")
     world.kernel.observer = None
     assert seen[0][0] == "ensure" and seen[0][1:] == ([], [])  # the lock is taken first; nothing recorded yet
     builds = [s for s in seen if s[0] in ("create_namespace", "attach_endpoint", "write_etc")]
@@ -64,10 +65,10 @@ def test_a_failed_run_is_undone_in_the_kernel_and_the_store(app, method):
     engine = app.engine()
     app.kernel.fail_at(method, KernelError("the kernel refused"))
     with pytest.raises(NetcoreError, match="the kernel refused"):
-        engine.run("db", "app")
+        run_container(engine, "db", "app")
     assert engine.store.find_container("db") is None
     app.assert_consistent(engine)
-    assert engine.run("db", "app")  # and the next one works, with the address the failed one had
+    assert run_container(engine, "db", "app")  # and the next one works, with the address the failed one had
     assert engine.store.endpoints_of_container(engine.store.container("db").id)[0].ipv4 == "10.1.0.3"
 
 
@@ -75,12 +76,12 @@ def test_a_failed_network_create_and_connect_are_undone(app):
     engine = app.engine()
     app.kernel.fail_at("create_bridge", KernelError("cannot create bridge"))
     with pytest.raises(NetcoreError, match="cannot create bridge"):
-        engine.create_network("other", ["10.2.0.0/24"])
+        create_network(engine, "other", ["10.2.0.0/24"])
     assert engine.store.find_network("other") is None
-    engine.create_network("other", ["10.2.0.0/24"])
+    create_network(engine, "other", ["10.2.0.0/24"])
     app.kernel.fail_at("configure_container_interface", KernelError("no address"))
     with pytest.raises(NetcoreError, match="no address"):
-        engine.connect("other", "web")
+        connect_container(engine, "other", "web")
     assert [e.ifname for e in engine.store.endpoints()] == ["eth0"]
     assert list(app.kernel.namespaces[engine.store.container("web").netns].links) == ["lo", "eth0"]
     app.assert_consistent(engine)
@@ -90,17 +91,17 @@ def test_a_listener_dnsd_cannot_open_undoes_run(app):
     engine = app.engine()
     app.dnsd.down = {"10.1.0.1": "cannot listen on 10.1.0.1 port 53: address already in use"}
     with pytest.raises(NetcoreError, match=re.escape("container db not created: dnsd cannot listen on 10.1.0.1")):
-        engine.run("db", "app")
+        run_container(engine, "db", "app")
     assert engine.store.find_container("db") is None
     app.assert_consistent(engine)
 
 
 def _run(engine):
-    engine.run("db", "app")
+    run_container(engine, "db", "app")
 
 
 def _connect(engine):
-    engine.connect("other", "web")
+    connect_container(engine, "other", "web")
 
 
 def _disconnect(engine):
@@ -112,7 +113,7 @@ def _rm(engine):
 
 
 def _network_create(engine):
-    engine.create_network("other", ["10.2.0.0/24"])
+    create_network(engine, "other", ["10.2.0.0/24"])
 
 
 def _network_rm(engine):
@@ -135,9 +136,9 @@ KILLS = [
 def test_a_kill_in_the_middle_leaves_rows_in_transition_and_the_next_command_reconciles(app, action, method, left,
                                                                                        note):
     first = app.engine()
-    first.create_network("spare", ["10.9.0.0/24"])
+    create_network(first, "spare", ["10.9.0.0/24"])
     if action is _connect:
-        first.create_network("other", ["10.2.0.0/24"])
+        create_network(first, "other", ["10.2.0.0/24"])
     app.kernel.kill_at(method)
     with pytest.raises(Killed):
         action(first)
@@ -145,7 +146,7 @@ def test_a_kill_in_the_middle_leaves_rows_in_transition_and_the_next_command_rec
     assert {r.state for r in (*networks, *containers, *endpoints)} == {left}
     app.kernel.revive()
     after = app.engine()  # the next netcore process
-    after.run("later", "app")
+    run_container(after, "later", "app")
     assert any(n.startswith(note) for n in after.notes), after.notes
     app.assert_consistent(after)
     addresses = [e.ipv4 for e in after.store.endpoints_on_network(after.store.network("app").id)]
@@ -158,14 +159,14 @@ def test_after_a_reboot_the_next_command_rebuilds_what_the_store_holds(app):
     app.kernel.reboot()
     app.clock.boot = "boot-2"
     after = app.engine()
-    after.run("db", "app")
+    run_container(after, "db", "app")
     bridge = after.store.network("app").bridge
     assert f"recreated missing bridge {bridge} of network app" in after.notes
     assert "rebuilt missing namespace of container web" in after.notes
     assert app.kernel.namespaces[web.netns].links["eth0"].addresses == ["10.1.0.2/24"]
     app.assert_consistent(after)
     again = app.engine()
-    again.run("third", "app")
+    run_container(again, "third", "app")
     assert again.notes == []  # the same boot, nothing unsettled: no sweep of the kernel
 
 
@@ -175,7 +176,7 @@ def test_leftovers_are_swept_when_the_gateway_namespace_is_made_anew(app):
     del app.kernel.namespaces[GATEWAY_NS]  # `ip netns delete` from outside: bridges and host veth ends go
     app.kernel.namespaces[f"{GATEWAY_NS}-deadbeef0000"] = type(app.kernel.namespaces[web.netns])()
     after = app.engine()
-    after.run("db", "app")
+    run_container(after, "db", "app")
     assert f"removed leftover namespace {GATEWAY_NS}-deadbeef0000" in after.notes
     assert "rebuilt missing interface eth0 of container web" in after.notes
     app.assert_consistent(after)
@@ -188,7 +189,7 @@ def test_a_stray_veth_on_a_bridge_is_removed_in_a_sweep(app):
     app.kernel.attach_endpoint("elsewhere", "vethstray", "eth0", bridge, 1500, "02:00:00:00:00:01", False)
     app.clock.boot = "boot-2"  # a sweep runs after a reboot (here: the boot ID alone changed)
     after = app.engine()
-    after.run("db", "app")
+    run_container(after, "db", "app")
     assert after.notes == ["removed leftover veth vethstray"]
     assert list(app.kernel.namespaces["elsewhere"].links) == ["lo"]
     del app.kernel.namespaces["elsewhere"]
@@ -215,7 +216,7 @@ def test_repeating_a_killed_removal_succeeds_once_reconciliation_finished_it(app
                                                                             note):
     global WEB_ID
     first = app.engine()
-    first.create_network("spare", ["10.9.0.0/24"])
+    create_network(first, "spare", ["10.9.0.0/24"])
     WEB_ID = first.store.container("web").id
     app.kernel.kill_at(method)
     with pytest.raises(Killed):
@@ -248,7 +249,7 @@ def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
     from netcore.cli import commands as cli
 
     first = app.engine()
-    first.run("db", "app")
+    run_container(first, "db", "app")
     app.kernel.kill_at("delete_namespace")
     with pytest.raises(Killed):
         first.remove_containers(["web"])

@@ -9,6 +9,7 @@ from netcore.errors import NetcoreError
 from netcore.firewall import FirewallState, NetworkRules, desired_state
 from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network, PortBinding
 from netcore.ports import Mapping, parse_publish
+from support.engine_calls import connect_container, create_network, run_container
 
 
 class RecordingFirewall:
@@ -46,7 +47,7 @@ def ports_of(state: FirewallState) -> list[tuple]:
 
 def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
     _world, fw, engine = recorded
-    app = engine.create_network("app", ["10.1.0.0/24", "fd00:1::/64"], internal=True, ipv6=True,
+    app = create_network(engine, "app", ["10.1.0.0/24", "fd00:1::/64"], internal=True, ipv6=True,
                                 options={"com.docker.network.bridge.enable_icc": "false"})
     [bridge, rules] = fw.applied[-1].networks
     assert bridge.name == "bridge" and bridge.masquerade and bridge.icc and not bridge.internal
@@ -54,14 +55,14 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
                                  subnet6="fd00:1::/64", gateway6="fd00:1::1", internal=True, icc=False,
                                  masquerade=False, dns=True)
     assert fw.applied[-1].ports == ()
-    engine.create_network("pub", ["10.2.0.0/24", "fd00:2::/64"], ipv6=True)
-    engine.run("web", "pub", publish=[parse_publish("8080:80")])
+    create_network(engine, "pub", ["10.2.0.0/24", "fd00:2::/64"], ipv6=True)
+    run_container(engine, "web", "pub", publish=[parse_publish("8080:80")])
     assert ports_of(fw.applied[-1]) == [("web", "pub", "*", 8080, "10.2.0.2", 80),
                                         ("web", "pub", "*", 8080, "fd00:2::2", 80)]
-    engine.connect("app", "web")  # eth1, internal: the published port still leads to eth0
+    connect_container(engine, "app", "web")  # eth1, internal: the published port still leads to eth0
     assert ports_of(fw.applied[-1]) == [("web", "pub", "*", 8080, "10.2.0.2", 80),
                                         ("web", "pub", "*", 8080, "fd00:2::2", 80)]
-    engine.connect("bridge", "web")  # eth2
+    connect_container(engine, "bridge", "web")  # eth2
     engine.disconnect("pub", "web")  # eth0 gone: the next non-internal interface takes the port
     assert ports_of(fw.applied[-1]) == [("web", "bridge", "*", 8080, "172.17.0.2", 80)]
     engine.remove_containers(["web"])
@@ -74,10 +75,10 @@ def test_each_action_hands_the_firewall_the_state_of_the_store(recorded):
 def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(recorded):
     """Issue 13: a rejected ruleset is one line with nft's message, and the store and kernel as they were."""
     world, fw, engine = recorded
-    engine.create_network("app", ["10.1.0.0/24"])
+    create_network(engine, "app", ["10.1.0.0/24"])
     before = (engine.store.containers(), engine.store.endpoints(), engine.store.networks())
-    for action, expected in ((lambda: engine.run("web", "app"), "container web not created: "),
-                             (lambda: engine.create_network("db", ["10.2.0.0/24"]), "network db not created: ")):
+    for action, expected in ((lambda: run_container(engine, "web", "app"), "container web not created: "),
+                             (lambda: create_network(engine, "db", ["10.2.0.0/24"]), "network db not created: ")):
         fw.error = OSError("nft: netlink: Error: Could not process rule:\nNo such file or directory")
         with pytest.raises(NetcoreError) as raised:
             action()
@@ -86,19 +87,19 @@ def test_a_refused_ruleset_takes_back_the_run_connect_or_create_that_needed_it(r
         assert "\n" not in message
         assert (engine.store.containers(), engine.store.endpoints(), engine.store.networks()) == before
         world.assert_consistent(engine)
-    engine.run("web", "app")
+    run_container(engine, "web", "app")
     fw.error = OSError("refused")
     with pytest.raises(NetcoreError, match=r"not connected|refused"):
-        engine.connect("bridge", "web")
+        connect_container(engine, "bridge", "web")
     assert [e.network_id for e in engine.store.endpoints()] == [engine.store.network("app").id]
     world.assert_consistent(engine)
 
 
 def test_a_failing_apply_after_a_removal_is_one_line_and_the_removal_stays_done(recorded):
     world, fw, engine = recorded
-    engine.create_network("app", ["10.1.0.0/24"])
-    engine.run("web", "app")
-    engine.run("db", "app")
+    create_network(engine, "app", ["10.1.0.0/24"])
+    run_container(engine, "web", "app")
+    run_container(engine, "db", "app")
     fw.error = OSError("nft: netlink: Error: Could not process rule:\nNo such file or directory")
     with pytest.raises(NetcoreError) as raised:
         engine.remove_containers(["web"])
@@ -107,15 +108,16 @@ def test_a_failing_apply_after_a_removal_is_one_line_and_the_removal_stays_done(
     assert "\n" not in message and "next command applies the firewall again" in message
     world.assert_consistent(engine)
     assert [c.name for c in engine.store.containers()] == ["db"]
-    engine.run("cache", "app", publish=[parse_publish("127.0.0.1:53:53/udp")])  # the next action applies it whole
+    # the next action applies it whole
+    run_container(engine, "cache", "app", publish=[parse_publish("127.0.0.1:53:53/udp")])
     assert ports_of(fw.applied[-1]) == [("cache", "app", "127.0.0.1", 53, "10.1.0.2", 53)]
     assert [n.name for n in fw.applied[-1].networks] == ["bridge", "app"]
 
 
 def test_purge_hands_the_firewall_what_is_left_and_keeps_going_past_its_failure(recorded):
     world, fw, engine = recorded
-    engine.create_network("app", ["10.1.0.0/24"])
-    engine.run("web", "app")
+    create_network(engine, "app", ["10.1.0.0/24"])
+    run_container(engine, "web", "app")
     engine.purge()
     assert fw.applied[-1] == FirewallState()
     fw.error = RuntimeError("nft is gone")
@@ -151,6 +153,6 @@ def test_a_firewall_that_cannot_work_stops_the_action_before_anything_changes(wo
 
     engine = world.engine(firewall=Missing())
     with pytest.raises(NetcoreError, match="apt-get install nftables") as raised:
-        engine.create_network("app", ["10.1.0.0/24"])
+        create_network(engine, "app", ["10.1.0.0/24"])
     assert "\n" not in str(raised.value)
     assert engine.store.networks() == [] and engine.store.generation() == 0

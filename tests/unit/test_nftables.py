@@ -101,10 +101,11 @@ def _macvlan_beside_a_bridge() -> FirewallState:
     app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
                   gateway="10.89.7.1")
     lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
-                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan", routed=False,
                   options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
     quiet = Network(id=_id("quiet"), name="quiet", bridge=f"mv-{_id('quiet')[:12]}", subnet="192.168.78.0/24",
-                    gateway="192.168.78.1", driver="macvlan", options={"parent": "eth0", "macvlan_mode": "private"})
+                    gateway="192.168.78.1", driver="macvlan", routed=False,
+                    options={"parent": "eth0", "macvlan_mode": "private"})
     c1 = Container(id="c" * 64, name="c1", hostname="c1", netns="ns-c1")
     endpoint = Endpoint(id="4" * 64, container_id=c1.id, network_id=lan.id, ifname="eth0", host_ifname="mvl1",
                         mac="02:42:c0:a8:4d:40", ipv4="192.168.77.64")
@@ -119,7 +120,7 @@ def _dns_port_published() -> FirewallState:
     other = Network(id=_id("other"), name="other", bridge=f"br-{_id('other')[:12]}", subnet="10.89.9.0/24",
                     gateway="10.89.9.1")
     lan = Network(id=_id("lan"), name="lan", bridge=f"mv-{_id('lan')[:12]}", subnet="192.168.77.0/24",
-                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan",
+                  gateway="192.168.77.1", ip_range="192.168.77.64/28", driver="macvlan", routed=False,
                   options={"parent": "eth0", "macvlan_mode": "bridge", "shim_address": "192.168.77.79"})
     pihole = Container(id="a" * 64, name="pihole", hostname="pihole", netns="ns-pihole")
     endpoint = Endpoint(id="1" * 64, container_id=pihole.id, network_id=app.id, ifname="eth0", host_ifname="veth1",
@@ -136,7 +137,7 @@ def _internal_dual_stack() -> FirewallState:
     app = Network(id=_id("app"), name="app", bridge=f"br-{_id('app')[:12]}", subnet="10.89.7.0/24",
                   gateway="10.89.7.1")
     dummy = Network(id=_id("dummy"), name="dummy", bridge=f"mv-{_id('dummy')[:12]}", subnet="192.168.78.0/24",
-                    gateway="192.168.78.1", driver="macvlan", internal=True,
+                    gateway="192.168.78.1", driver="macvlan", routed=False, internal=True,
                     options={"parent": "dm-x", "macvlan_mode": "bridge", "shim_address": "192.168.78.254"})
     return desired_state([vault, app, dummy], [], [])
 

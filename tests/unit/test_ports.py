@@ -147,7 +147,7 @@ def test_nothing_maps_without_a_running_container_and_a_running_non_internal_int
     every = PortBinding(WEB.id, "tcp", 80, "", 8080)
     assert mappings([every], [BACK], [WEB], [endpoint(BACK, "eth0", "10.2.0.2")]) == []
     lan = Network(id="d" * 64, name="lan", bridge="mv-lan", subnet="192.168.7.0/24", gateway="192.168.7.1",
-                  driver="macvlan")  # reached on the LAN itself, not through the host
+                  driver="macvlan", routed=False)  # reached on the LAN itself, not through the host
     assert [m.address for m in mappings([every], [lan, APP], [WEB], [endpoint(lan, "eth0", "192.168.7.5"),
                                                                      endpoint(APP, "eth1", "10.1.0.2")])] == [
         "10.1.0.2"]

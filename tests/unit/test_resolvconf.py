@@ -18,6 +18,7 @@ from netcore.services.resolvconf import (
     for_container,
     parse,
 )
+from support.engine_calls import create_network, run_container
 
 world = pytest.fixture(new_world)
 
@@ -75,18 +76,18 @@ def test_a_container_on_the_default_bridge_gets_the_hosts_name_servers(world):
     world.kernel.files["/etc/resolv.conf"] = "nameserver 198.51.100.1\n"
     world.kernel.files[f"/etc/netns/{GATEWAY_NS}/resolv.conf"] = HOST
     engine = world.engine()
-    engine.run("plain")
+    run_container(engine, "plain")
     text = resolv(world, engine, "plain")
     assert text.splitlines() == [
         f"# written by netcore: the name servers of /etc/netns/{GATEWAY_NS}/resolv.conf, loopback ones left out "
         "(Docker's rule)", "nameserver 192.0.2.53", "search corp.example lab.example", "options edns0 timeout:2"]
-    engine.run("boxed", "none")  # --net none: Docker copies the host's file there too
+    run_container(engine, "boxed", "none")  # --net none: Docker copies the host's file there too
     assert "nameserver 192.0.2.53" in resolv(world, engine, "boxed")
-    engine.run("own", dns=["192.0.2.99"])  # the container's own --dns wins
+    run_container(engine, "own", dns=["192.0.2.99"])  # the container's own --dns wins
     assert [line for line in resolv(world, engine, "own").splitlines() if line.startswith("nameserver")] == \
         ["nameserver 192.0.2.99"]
-    engine.create_network("app", ["10.1.0.0/24"])
-    engine.run("named", "app")  # a user-defined network: the embedded DNS only
+    create_network(engine, "app", ["10.1.0.0/24"])
+    run_container(engine, "named", "app")  # a user-defined network: the embedded DNS only
     assert [line for line in resolv(world, engine, "named").splitlines() if line.startswith("nameserver")] == \
         ["nameserver 10.1.0.1"]
 
@@ -94,7 +95,7 @@ def test_a_container_on_the_default_bridge_gets_the_hosts_name_servers(world):
 def test_with_only_loopback_servers_the_default_bridge_gets_dockers_defaults_and_says_so(world):
     world.kernel.files["/etc/resolv.conf"] = "nameserver 127.0.0.1\n"
     engine = world.engine()
-    engine.run("plain")
+    run_container(engine, "plain")
     lines = resolv(world, engine, "plain").splitlines()
     assert lines[0] == ("# written by netcore: Docker's default name servers (/etc/resolv.conf names none a "
                         "container can use)")
@@ -114,7 +115,7 @@ def test_network_ls_shows_the_default_bridge_before_the_first_action_without_bui
     cli.network_inspect(engine, Namespace(names=["bridge"]), out)
     assert '"Subnet": "172.17.0.0/16"' in out.getvalue()
     later = world.engine()
-    later.run("plain")  # the first action builds it, with the ID shown
+    run_container(later, "plain")  # the first action builds it, with the ID shown
     assert later.store.network("bridge").id[:12] == shown_id
     out = io.StringIO()
     cli.network_ls(later, Namespace(), out)

@@ -190,28 +190,51 @@ def newer_code(monkeypatch):
 # -- a store of the release before versions ---------------------------------------------------------------
 
 
+V3_COLUMNS = ("\n, routed INTEGER NOT NULL DEFAULT 1)", "\n, labels TEXT NOT NULL DEFAULT '{}')")  # as ALTER adds them
+
+
+def without_v3_columns(schema: set[tuple]) -> set[tuple]:
+    """A schema as version 2 had it: the two columns version 3 adds (ALTER TABLE appends them) cut off."""
+    cut = set()
+    for kind, name, table, sql in schema:
+        for column in V3_COLUMNS:
+            if sql and sql.endswith(column):
+                sql = sql[: -len(column)] + "\n)"
+        cut.add((kind, name, table, sql))
+    return cut
+
+
 def test_version_1_is_exactly_the_schema_the_release_before_versions_created(old_store, tmp_path):
     Store.open(str(tmp_path / "new")).close()
     assert user_version(str(tmp_path / "new")) == current_version() == V
-    # later versions added only the published ports (version 2); the rest is the old release's, exactly
-    assert {row for row in schema_of(str(tmp_path / "new")) if row[2] != "ports"} == schema_of(old_store)
+    # later versions added the published ports (version 2) and two columns (version 3: networks.routed,
+    # containers.labels); the rest is the old release's, exactly
+    new = {row for row in schema_of(str(tmp_path / "new")) if row[2] != "ports"}
+    assert new != schema_of(old_store) and without_v3_columns(new) == schema_of(old_store)
     assert raw(str(tmp_path / "new"), "SELECT * FROM meta") == [("generation", "0")]
 
 
 def test_a_store_of_the_release_before_versions_opens_as_version_1_with_every_record_intact(old_store):
-    before = dump(old_store)
+    before = raw(old_store, "SELECT * FROM networks") + raw(old_store, "SELECT * FROM containers")
+    rows = {table: raw(old_store, f"SELECT * FROM {table}") for table in ("endpoints", "meta", "changes")}
     assert user_version(old_store) == 0
-    reader = Store.open_readonly(old_store)  # dnsd before netcore upgraded it: version 1 as far as it knows
-    assert reader.schema_version() == 1
-    assert_fixture_records(reader)
-    reader.close()
+    with pytest.raises(SchemaVersionError, match="schema version 1, older than this dnsd reads"):
+        Store.open_readonly(old_store)  # dnsd before netcore upgraded it (version 3 added columns it reads)
     writer = Store.open(old_store)
     assert writer.schema_version() == V and user_version(old_store) == V
     assert_fixture_records(writer)
     assert writer.ports() == []
     writer.close()
-    # stamped and upgraded, not re-created: every table, index and row as it was, the ports table beside them
-    assert [line for line in dump(old_store) if " ports" not in line and '"ports"' not in line] == before
+    reader = Store.open_readonly(old_store)  # once upgraded, dnsd reads it
+    assert reader.schema_version() == V
+    assert_fixture_records(reader)
+    reader.close()
+    # stamped and upgraded, not re-created: every row as it was, networks and containers with version 3's
+    # columns beside their old ones (the bridge and macvlan drivers routed, no container labels)
+    after = raw(old_store, "SELECT * FROM networks") + raw(old_store, "SELECT * FROM containers")
+    assert [row[:-1] for row in after] == before
+    assert [row[-1] for row in after] == [1] * len(NETWORKS) + ["{}"] * len(CONTAINERS)
+    assert {table: raw(old_store, f"SELECT * FROM {table}") for table in rows} == rows
 
 
 def test_dnsd_answers_the_names_it_answered_before_the_upgrade(old_store, dns):
@@ -373,7 +396,10 @@ def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, mo
 
 
 def test_a_reader_reads_older_versions_down_to_the_oldest_it_declares(old_store, newer_code):
-    Store.open_readonly(old_store).close()  # version 1 (unstamped) read by a newer dnsd: columns it reads exist
+    with pytest.raises(SchemaVersionError) as raised:
+        Store.open_readonly(old_store)  # version 1 (unstamped): version 3 added columns readers select
+    assert str(raised.value) == (f"the store in {old_store} has schema version 1, older than this dnsd reads "
+                                 "(3): run any netcore command (e.g. netcore network ls) to upgrade it")
     newer_code.setattr(store_module, "OLDEST_READABLE", V + 1)  # a later step changed what readers select
     with pytest.raises(SchemaVersionError) as raised:
         Store.open_readonly(old_store)

@@ -1,0 +1,1 @@
+"""Helpers the tests share, imported as modules (``from support.engine_calls import ...``)."""
