@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 
-from netcore.services.dnsd_control import OK, SYNC, DnsdControl
+from netcore.dnsd_protocol import OK, SYNC
+from netcore.dnsd_protocol.control import DnsdControl
 from netcore.system.linux import entered_netns, netns_path
 
 NAME_PREFIX = "stale"  # not hex: cannot be mistaken for a container ID prefix

@@ -16,8 +16,8 @@ import os
 import signal
 import sys
 
+from netcore.dnsd_protocol import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
-from netcore.services.dnsd_control import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.store import Store
 from netcore.system import linux
 

@@ -314,7 +314,7 @@ class Dnsd:
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
 
     def request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
-        """One line in, one line out; None when no dnsd answers (netcore.dnsd_control's client, without its imports)."""
+        """One line in, one line out; None when no dnsd answers (DnsdControl's request, without its imports)."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(timeout)
@@ -332,7 +332,7 @@ class Dnsd:
 
     def _control(self):
         """netcore's dnsd control for this state dir, starting ``dnsd --cni`` from this plugin's package."""
-        from netcore.services.dnsd_control import DnsdControl  # subprocess and friends: loaded only to start or stop
+        from netcore.dnsd_protocol.control import DnsdControl  # subprocess and friends: loaded only to start or stop
 
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.environ.get("PYTHONPATH")

@@ -1,11 +1,11 @@
-"""The control socket: a Unix socket in the state dir, one line in, one line out (netcore.dnsd_control speaks it).
+"""The control socket: a Unix socket in the state dir, one line in, one line out (netcore.dnsd_protocol speaks it).
 
 ``ping`` -> ``pong PID MODE``; ``sync`` (reload, then report) and ``status``
 (report) -> ``ok GENERATION [{ADDRESS: WHY, ...}]`` (see
-``netcore.dnsd_control.format_sync_reply``); ``stats`` -> one line of JSON,
+``netcore.dnsd_protocol.control.format_sync_reply``); ``stats`` -> one line of JSON,
 ``{"answered_udp":1234,...}`` (``DnsServer.stats_report``); ``stop`` -> ``ok``,
 then dnsd stops; anything else -> ``error ...``. The words and reply formats
-are netcore.dnsd_control's.
+are netcore.dnsd_protocol.control's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import socket
 from typing import Protocol
 
-from netcore.services.dnsd_control import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
+from netcore.dnsd_protocol import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
 
 from .config import DnsdError
 

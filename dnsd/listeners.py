@@ -22,7 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from netcore.ports.holders import PROC_NET, TCP_TIME_WAIT, describe_holders, parse_table
+from netcore.system.holders import PROC_NET, TCP_TIME_WAIT, describe_holders, parse_table
 
 from .answer import Forward
 from .stats import Stats

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from netcore.services.dnsd_control import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
+from netcore.dnsd_protocol import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
 from netcore.system import linux
 
 RESTART_DELAY = 0.1  # seconds before restarting a dnsd that had come up

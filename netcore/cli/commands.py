@@ -15,11 +15,11 @@ from typing import TextIO
 
 from netcore import ports, topology
 from netcore.cli import views
+from netcore.dnsd_protocol.control import dnsd_options
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, NotFound
 from netcore.model import STATE_RUNNING
 from netcore.requests import Attachment, ConnectSpec, ContainerSpec, NetworkSpec
-from netcore.services.dnsd_control import dnsd_options
 
 
 def _command(argv: list[str]) -> list[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netcore.dnsd_protocol.control import DnsdControl
 from netcore.firewall import Firewall
 from netcore.kernel import Kernel
 from netcore.model import Container, Endpoint, Network
 from netcore.ports.holder import HostPorts
-from netcore.services.dnsd_control import DnsdControl
 from netcore.services.host_resolver import HostResolver
 from netcore.store import Store
 from netcore.system.clock import Clock

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 
+from netcore.dnsd_protocol import MANAGED
 from netcore.engine.context import Context
 from netcore.engine.lock import StateLock
 from netcore.errors import NetcoreError
 from netcore.firewall import desired_state as desired_firewall
 from netcore.model import Network
 from netcore.ports.holder import PortError
-from netcore.services.dnsd_control import MANAGED
 
 
 class Follower:

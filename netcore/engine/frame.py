@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from netcore import network as drivers, ports
+from netcore.dnsd_protocol.control import DnsdControl, dnsd_options, write_dnsd_options
 from netcore.engine.build import Builder
 from netcore.engine.context import Context, Report
 from netcore.engine.follow import Follower
@@ -41,7 +42,6 @@ from netcore.model import (
 )
 from netcore.ports.holder import HostPorts
 from netcore.requests import ConnectSpec, ContainerSpec, NetworkSpec, validate_name
-from netcore.services.dnsd_control import DnsdControl, dnsd_options, write_dnsd_options
 from netcore.services.host_resolver import HostResolver
 from netcore.store import Store
 from netcore.system.clock import Clock, SystemClock

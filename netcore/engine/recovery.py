@@ -13,15 +13,7 @@ from netcore.engine.context import Context
 from netcore.engine.follow import Follower
 from netcore.engine.lock import StateLock
 from netcore.errors import NetcoreError
-from netcore.model import (
-    MODE_BRIDGE,
-    MODE_NONE,
-    STATE_CREATING,
-    STATE_REMOVING,
-    Container,
-    Network,
-    removal_order,
-)
+from netcore.model import MODE_BRIDGE, MODE_NONE, STATE_CREATING, STATE_REMOVING, Container, Network, removal_order
 
 
 class Recovery:

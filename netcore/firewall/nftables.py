@@ -140,8 +140,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from netcore.firewall import SHORT_ID, FirewallState, NetworkRules
+from netcore.kernel.names import IFNAMSIZ
 from netcore.model import DNS_PORT, NAME_MAX, NAME_RE
-from netcore.network.base import IFNAMSIZ
 from netcore.ports import Mapping
 
 TABLE_FAMILY = "inet"

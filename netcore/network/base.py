@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from netcore.errors import NetcoreError
 from netcore.ipam import IPNetwork
 from netcore.kernel import Kernel
-from netcore.model import NAME_RE, Endpoint, Network
+from netcore.model import Endpoint, Network
 from netcore.requests import NetworkSpec
-
-IFNAMSIZ = 15  # a Linux interface name holds at most 15 characters (IFNAMSIZ - 1)
 
 
 class NetworkDriver(Protocol):
@@ -77,11 +74,3 @@ class NetworkDriver(Protocol):
     def ports(self, network: Network, links: dict[str, dict]) -> list[str]:
         """Which of ``links`` (netcore.kernel.Kernel.links) hang on the network: those of no stored endpoint
         are leftovers that reconciliation deletes."""
-
-
-def check_device_name(name: str, what: str = "bridge") -> str:
-    """``name`` if Linux takes it as an interface name (at most 15 of [a-zA-Z0-9_.-]); else NetcoreError
-    ``invalid WHAT name ...``."""
-    if len(name) > IFNAMSIZ or not NAME_RE.match(name):
-        raise NetcoreError(f"invalid {what} name {name!r}: at most {IFNAMSIZ} of [a-zA-Z0-9_.-]")
-    return name

@@ -13,8 +13,8 @@ from __future__ import annotations
 from netcore.errors import NetcoreError
 from netcore.ipam import prefixlen
 from netcore.kernel import Kernel
+from netcore.kernel.names import check_device_name
 from netcore.model import OPT_ICC, OPT_MASQUERADE, OPT_MTU, Endpoint, Network
-from netcore.network.base import check_device_name
 from netcore.requests import NetworkSpec
 
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"

@@ -31,8 +31,8 @@ from dataclasses import replace
 from netcore.errors import Conflict, NetcoreError
 from netcore.ipam import IPNetwork, plan_ip_range, prefixlen, usable_bounds
 from netcore.kernel import Kernel
+from netcore.kernel.names import IFNAMSIZ, check_device_name
 from netcore.model import OPT_AUX_ADDRESSES, OPT_MTU, OPT_PARENT, OPT_SHIM_ADDRESS, Endpoint, Network
-from netcore.network.base import IFNAMSIZ, check_device_name
 from netcore.requests import NetworkSpec
 
 OPT_MACVLAN_MODE = "macvlan_mode"  # Docker's: bridge (default), private, vepa, passthru

@@ -49,8 +49,8 @@ from netcore.errors import NetcoreError
 from netcore.kernel import netlink
 from netcore.model import DNS_PORT
 from netcore.ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
-from netcore.ports.holders import TCP_TIME_WAIT, describe_holders, parse_table
 from netcore.system import linux
+from netcore.system.holders import TCP_TIME_WAIT, describe_holders, parse_table
 from netcore.system.logfile import rotate_log
 
 SOCKET_NAME = "ports.sock"

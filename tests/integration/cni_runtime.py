@@ -155,7 +155,7 @@ class CniBox:
 
     def dnsd_pids(self) -> list[int]:
         """The dnsd and supervisor processes serving the box's state dir."""
-        from netcore.services.dnsd_control import is_dnsd_process
+        from netcore.dnsd_protocol.control import is_dnsd_process
 
         found = []
         for entry in os.listdir("/proc"):

@@ -23,8 +23,9 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
     sys.path.insert(0, ROOT)
 
 from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
+from netcore.dnsd_protocol import PID_NAME, SUPERVISOR_PID_NAME  # noqa: E402
+from netcore.dnsd_protocol.control import is_dnsd_process  # noqa: E402
 from netcore.ports.holder import HostPorts  # noqa: E402
-from netcore.services.dnsd_control import PID_NAME, SUPERVISOR_PID_NAME, is_dnsd_process  # noqa: E402
 from netcore.system.linux import NETNS_DIR  # noqa: E402
 from netcore.system.processes import runs_module  # noqa: E402
 

@@ -19,7 +19,7 @@ UPSTREAM = "127.0.0.2"  # a network's loopback --dns is asked from the gateway n
 
 
 def with_options(sandbox, *options: str) -> None:
-    """Options for the dnsd netcore starts (netcore.dnsd_control.dnsd_options): before the first network."""
+    """Options for the dnsd netcore starts (netcore.dnsd_protocol.control.dnsd_options): before the first network."""
     with open(os.path.join(sandbox.state_dir, "dnsd.options"), "w") as file:
         file.write(" ".join(options) + "\n")
 

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from netcore.services.dnsd_control import DnsdControl
+from netcore.dnsd_protocol.control import DnsdControl
 from netcore.system.logfile import LOG_MAX_BYTES
 from sandbox import wait_for
 from test_dns_e2e import dig

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from netcore.services.dnsd_control import SOCKET_NAME
+from netcore.dnsd_protocol import SOCKET_NAME
 from netcore.system.linux import netns_path
 from sandbox import wait_for
 from test_dns_e2e import container_ns, dig

@@ -281,7 +281,7 @@ async def test_forwards_to_the_networks_upstream_over_udp_and_tcp(world, free_po
 
 async def test_a_taken_address_is_reported_with_its_holder_and_served_once_free(start_server, dns, free_port):
     """Issue 11, item 4: a listener dnsd cannot open is named, with what holds it, in the sync reply."""
-    from netcore.services.dnsd_control import parse_sync_reply
+    from netcore.dnsd_protocol import parse_sync_reply
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     squatter.bind((GATEWAY_B, free_port))
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dnsd import supervise
-from netcore.services.dnsd_control import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
+from netcore.dnsd_protocol import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 SAFETY = 10.0  # seconds: only so that a broken supervisor fails the test instead of hanging it

@@ -9,7 +9,8 @@ import socket
 
 import pytest
 
-from netcore.ports.holders import (
+from netcore.dnsd_protocol import format_pong, format_sync_reply, parse_pong, parse_sync_reply
+from netcore.system.holders import (
     BoundSocket,
     conflicting,
     describe_holders,
@@ -19,7 +20,6 @@ from netcore.ports.holders import (
     role_of,
     socket_owners,
 )
-from netcore.services.dnsd_control import format_pong, format_sync_reply, parse_pong, parse_sync_reply
 
 UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100590A:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 40001 2 0000000000000000 0

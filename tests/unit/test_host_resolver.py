@@ -99,7 +99,8 @@ def test_plan_skips_networks_without_dns_and_bridges_not_there_yet(world):
 
 
 def test_dnsd_options_of_the_state_dir_are_words_with_comments_left_out(tmp_path):
-    from netcore.services.dnsd_control import OPTIONS_NAME, dnsd_options
+    from netcore.dnsd_protocol import OPTIONS_NAME
+    from netcore.dnsd_protocol.control import dnsd_options
     assert dnsd_options(str(tmp_path)) == []
     (tmp_path / OPTIONS_NAME).write_text("# metrics for Prometheus\n--metrics  # loopback of the gateway namespace\n"
                                          "--query-log /var/log/q.log --query-log-rate 50\n")

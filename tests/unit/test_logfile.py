@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from netcore.services.dnsd_control import OPTIONS_NAME, dnsd_options, write_dnsd_options
+from netcore.dnsd_protocol import OPTIONS_NAME
+from netcore.dnsd_protocol.control import dnsd_options, write_dnsd_options
 from netcore.system.logfile import rotate_log
 
 

@@ -16,27 +16,20 @@ import subprocess
 import sys
 import time
 
-from netcore.dnsd_protocol import (  # noqa: F401 - re-exported: the names' home is netcore.dnsd_protocol
-    ERROR,
+from netcore.dnsd_protocol import (
     EXIT_ALREADY_SUPERVISED,
-    FOREGROUND,
     LOG_NAME,
     MANAGED,
-    OK,
     OPTIONS_NAME,
-    PID_NAME,
     PING,
     REPLY_TIMEOUT,
     SOCKET_NAME,
     START_TIMEOUT,
-    STATS,
     STATUS,
     STOP,
     STOP_TIMEOUT,
     SUPERVISOR_PID_NAME,
     SYNC,
-    format_pong,
-    format_sync_reply,
     parse_pong,
     parse_sync_reply,
 )

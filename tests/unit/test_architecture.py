@@ -1,0 +1,212 @@
+"""The import rule of docs/ARCHITECTURE.md, checked over the source with ``ast``: which part of netcore and dnsd
+may import which, pure modules import no I/O, no import circle, and the thin client imports nothing heavy."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGES = ("netcore", "dnsd")
+
+# netcore's parts, lowest first; a module belongs to the first part whose pattern matches its name
+NETCORE_PARTS = [
+    ("base", r"netcore\.(errors|model|ipam|requests|ports|kernel\.names|dnsd_protocol|system(\..*)?)$"),
+    ("kernel", r"netcore\.kernel(\..*)?$"),
+    ("store", r"netcore\.store$"),
+    ("network", r"netcore\.network(\..*)?$"),
+    ("firewall", r"netcore\.firewall(\..*)?$"),
+    ("ports", r"netcore\.ports\..*$"),
+    ("services", r"netcore\.(services(\..*)?|dnsd_protocol\..*)$"),
+    ("cluster", r"netcore\.cluster(\..*)?$"),
+    ("compose", r"netcore\.compose(\..*)?$"),
+    ("engine", r"netcore\.engine(\..*)?$"),
+    ("front", r"netcore\.(cli\.(commands|views|formatting)|topology)$"),
+    ("agent", r"netcore\.agent\.(server|__main__)$"),
+    ("client", r"netcore(\.__main__|\.cli|\.cli\.parser|\.agent|\.agent\.client|\.agent\.protocol)?$"),
+]
+# what each part may import besides itself
+NETCORE_MAY_IMPORT = {
+    "base": set(),
+    "kernel": {"base"},
+    "store": {"base"},
+    "network": {"base", "kernel"},
+    "firewall": {"base", "kernel"},
+    "ports": {"base", "kernel"},
+    "services": {"base"},
+    "cluster": {"base", "kernel"},
+    "compose": {"base"},
+    "engine": {"base", "kernel", "store", "network", "firewall", "ports", "services", "cluster"},
+    "front": {"base", "kernel", "store", "network", "firewall", "ports", "services", "cluster", "compose",
+              "engine"},
+    "agent": {"base", "kernel", "store", "network", "firewall", "ports", "services", "cluster", "compose",
+              "engine", "front", "client"},
+    "client": {"base", "kernel"},  # the thin CLI: its light part of kernel is netcore.kernel.sandbox (exec)
+}
+# dnsd may use these of netcore, and nothing else (netcore never imports dnsd)
+DNSD_MAY_IMPORT = re.compile(r"netcore(\.(errors|model|dnsd_protocol(\..*)?|system(\..*)?|store))?$")
+# decide, never do I/O: no module of these imports one that talks to the kernel, files or sockets
+PURE = re.compile(r"netcore\.(errors|model|ipam|requests|ports|kernel\.names|firewall|firewall\.nftables|"
+                  r"services\.resolvconf|cli\.(views|formatting)|compose\.(document|interpolate|merge|model|plan|"
+                  r"errors)|cluster\.(keys|dataplane))$")
+IO_MODULES = {"subprocess", "socket", "sqlite3", "fcntl", "ctypes", "threading", "asyncio", "selectors", "pyroute2"}
+PURE_EXCEPTIONS = {("netcore.ipam", "socket")}  # inet_pton: addresses as integers, 20x faster than ipaddress
+LIGHT_CLIENT = ["netcore.cli", "netcore.cli.parser", "netcore.agent.client", "netcore.agent.protocol"]
+HEAVY = ("pyroute2", "dnslib", "sqlite3", "yaml", "netcore.engine", "netcore.store", "netcore.kernel.netlink")
+
+
+@cache
+def modules() -> dict[str, str]:
+    """Every module of the two packages: dotted name -> file."""
+    found = {}
+    for package in PACKAGES:
+        for directory, _, names in os.walk(os.path.join(ROOT, package)):
+            for name in names:
+                if name.endswith(".py"):
+                    path = os.path.join(directory, name)
+                    dotted = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                    found[dotted] = path
+    return found
+
+
+def _type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+@cache
+def imports(module: str, top_level_only: bool = False) -> frozenset[str]:
+    """The modules of the two packages and the other top-level packages ``module`` imports (``if TYPE_CHECKING``
+    blocks left out; with ``top_level_only``, imports inside functions too)."""
+    path = modules()[module]
+    with open(path) as source:
+        tree = ast.parse(source.read())
+    found: set[str] = set()
+
+    def visit(node: ast.AST, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _type_checking(child):
+                continue
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import) and not (top_level_only and inner):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and not (top_level_only and inner):
+                if child.level:
+                    base = module.split(".") if path.endswith("__init__.py") else module.split(".")[:-1]
+                    base = base[:len(base) - child.level + 1]
+                    source = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    source = child.module or ""
+                for alias in child.names:
+                    full = f"{source}.{alias.name}"
+                    found.add(full if full in modules() else source)
+            visit(child, inner)
+
+    visit(tree, False)
+    return frozenset(found)
+
+
+def part(module: str) -> str:
+    return next(name for name, pattern in NETCORE_PARTS if re.match(pattern, module))
+
+
+def test_every_netcore_module_belongs_to_a_part():
+    assert [m for m in modules() if m.startswith("netcore") and not any(
+        re.match(pattern, m) for _, pattern in NETCORE_PARTS)] == []
+
+
+def test_netcore_imports_go_one_way():
+    wrong = []
+    for module in sorted(m for m in modules() if m.startswith("netcore")):
+        for target in imports(module):
+            if target.startswith("dnsd"):
+                wrong.append(f"{module} -> {target}: netcore never imports dnsd")
+            elif target.startswith("netcore.") and target in modules() and part(target) != part(module) \
+                    and part(target) not in NETCORE_MAY_IMPORT[part(module)]:
+                wrong.append(f"{module} ({part(module)}) -> {target} ({part(target)})")
+    assert wrong == []
+
+
+def test_firewall_and_network_do_not_import_each_other():
+    netcore = [m for m in modules() if m.startswith("netcore")]
+    assert [(m, t) for m in netcore for t in imports(m)
+            if t in netcore and {part(m), part(t)} == {"firewall", "network"}] == []
+
+
+def test_only_the_agent_and_its_front_ends_import_the_engine():
+    importers = {m for m in modules() if any(t == "netcore.engine" or t.startswith("netcore.engine.")
+                                             for t in imports(m))}
+    assert {m for m in importers if not m.startswith("netcore.engine")} <= {
+        "netcore.agent.server", "netcore.cli.commands"}
+
+
+def test_dnsd_uses_only_the_parts_of_netcore_it_shares():
+    wrong = [f"{m} -> {t}" for m in modules() if m.startswith("dnsd") for t in imports(m)
+             if t.startswith("netcore") and not DNSD_MAY_IMPORT.match(t)]
+    assert wrong == []
+
+
+def test_pure_modules_import_no_io():
+    wrong = []
+    for module in (m for m in modules() if PURE.match(m)):
+        for target in imports(module):
+            if (module, target) in PURE_EXCEPTIONS:
+                continue
+            if target.split(".")[0] in IO_MODULES or (target in modules() and not PURE.match(target)
+                                                      and not target.startswith("netcore.system")):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_no_import_circle():
+    graph = {m: {t for t in imports(m, top_level_only=True) if t in modules() and t != m} for m in modules()}
+    # a package's __init__ runs before its modules: importing netcore.x.y imports netcore.x too
+    for module in list(graph):
+        for target in list(graph[module]):
+            parent = target.rpartition(".")[0]
+            while parent and parent != module and not module.startswith(parent + "."):
+                graph[module].add(parent)
+                parent = parent.rpartition(".")[0]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def connect(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                circles.append(sorted(members))
+
+    sys.setrecursionlimit(10_000)
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    assert circles == []
+
+
+def test_the_thin_client_imports_nothing_heavy():
+    """What `netcore` loads to parse a command and reach the agent (run in a fresh interpreter)."""
+    code = ("import sys\n"
+            + "".join(f"import {m}\n" for m in LIGHT_CLIENT)
+            + "from netcore.cli.parser import build_parser\n"
+            + "build_parser().parse_args(['run', '--name', 'web', '--net', 'app', '-p', '8080:80'])\n"
+            + f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
