@@ -678,6 +678,7 @@ class PrefixFollower:
     known: dict[str, int] = field(default_factory=dict)
     connected: bool = False
     relists: int = 0
+    breaks: int = 0
     _listed: bool = False
 
     async def batches(self) -> AsyncIterator[list[Event]]:
@@ -704,6 +705,7 @@ class PrefixFollower:
             except (StoreUnavailable, StoreRefused) as err:
                 if self.connected:
                     log.warning("watch of %s broken: %s", self.prefix, err)
+                    self.breaks += 1
                 self.connected = False
                 await self.backoff.wait()
 
