@@ -197,6 +197,10 @@ class Agent:
 
     def _open_engine(self) -> None:
         self._engine = self._engine_factory()
+        try:  # a state dir that joined a cluster: its member runs as long as this engine (issue 27)
+            self._engine.start_cluster()
+        except NetcoreError as err:
+            log.warning("cluster member not started: %s", err)
 
     def _close_engine(self) -> None:
         if self._engine is not None:

@@ -13,12 +13,12 @@ import json
 from collections.abc import Callable
 from typing import TextIO
 
-from netcore import ports, topology
+from netcore import network as drivers, ports, topology
 from netcore.cli import views
 from netcore.dnsd_protocol.control import dnsd_options
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, NotFound
-from netcore.model import STATE_RUNNING
+from netcore.model import DEFAULT_BRIDGE, STATE_RUNNING
 from netcore.requests import Attachment, ConnectSpec, ContainerSpec, NetworkSpec
 
 
@@ -46,7 +46,7 @@ def network_create(engine: Engine, args: argparse.Namespace, out: TextIO) -> int
 
 
 def network_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    rows = [[n.id[:12], n.name, n.driver, "local"] for n in engine.networks_to_show()]
+    rows = [[n.id[:12], n.name, n.driver, drivers.scope(n.driver)] for n in engine.networks_to_show()]
     print(views.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows), file=out)
     return 0
 
@@ -58,7 +58,9 @@ def network_inspect(engine: Engine, args: argparse.Namespace, out: TextIO) -> in
     documents = []
     for network in networks:
         attached = [(store.container(e.container_id), e) for e in store.endpoints_on_network(network.id)]
-        documents.append(views.network_document(network, attached, down))
+        built = store.find_network(network.name) is not None or network.name == DEFAULT_BRIDGE
+        documents.append(views.network_document(network, attached, down, drivers.scope(network.driver),
+                                                engine.network_peers(network), built))
     print(json.dumps(documents, indent=4), file=out)
     return 0
 
@@ -213,11 +215,50 @@ def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cluster_join(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    """``cluster join --store etcd://... --advertise-address ADDR [--name N] [--lease-ttl S]``: one line saying
+    what this host now is in which cluster."""
+    membership, version = engine.join_cluster(args.store, args.advertise_address, args.name, args.lease_ttl)
+    print(f"joined {membership.store} (etcd {version}) as {membership.name} ({membership.address}), "
+          f"lease {membership.lease_ttl} s", file=out)
+    return 0
+
+
+def cluster_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    """``cluster ls``: every host of the cluster (NAME, ADDRESS, STATE, CONTAINERS on overlay networks), this
+    one marked ``*``; a store that does not answer is a warning and the hosts as last seen."""
+    status = engine.cluster_status()
+    if status is None:
+        raise NetcoreError("this host has not joined a cluster "
+                           "(netcore cluster join --store etcd://HOST:PORT --advertise-address ADDRESS)")
+    rows = []
+    for name, host in sorted(status.hosts.items()):
+        rows.append([f"{name} *" if name == status.name else name, host.address, "ready",
+                     str(status.containers_of(name))])
+    if status.name not in status.hosts:
+        state = "registering" if status.last_error is None else "unregistered"
+        membership = engine.overlays.service.membership
+        rows.append([f"{status.name} *", membership.address, state, str(status.containers_of(status.name))])
+    print(views.table(["NAME", "ADDRESS", "STATE", "CONTAINERS"], rows), file=out)
+    if status.last_error or not status.connected:
+        engine.warnings.append(f"{status.last_error or 'the cluster store does not answer'}: the hosts as this host "
+                               "last saw them")
+    engine.warnings.extend(status.warnings[-5:])
+    return 0
+
+
+def cluster_leave(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
+    membership = engine.leave_cluster(args.force)
+    print(f"left {membership.store}", file=out)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int | dict]] = {
     "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
     "network rm": network_rm, "network connect": network_connect, "network disconnect": network_disconnect,
     "run": run, "exec": exec_, "rm": rm, "ps": ps, "inspect": inspect, "port": port, "up": up, "down": down,
     "purge": purge,
     "firewall-reload": firewall_reload, "host-dns": host_dns, "dns-options": dns_options,
+    "cluster join": cluster_join, "cluster ls": cluster_ls, "cluster leave": cluster_leave,
 }
 READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec"})  # they re-assert the firewall

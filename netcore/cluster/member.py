@@ -174,11 +174,11 @@ class Member:
         """Stop every task; with ``revoke`` end the lease (every leased key of this host goes now, if the store
         answers). Without it the keys stay until the lease's TTL ends: a netcored restarted meanwhile takes
         them over."""
-        for task in [*self._tasks, *([self._flusher] if self._flusher else [])]:
+        tasks = [*self._tasks, *([self._flusher] if self._flusher else [])]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *([self._flusher] if self._flusher else [])]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)  # bounded: a task that ignored its cancel is abandoned
         self._tasks, self._flusher = [], None
         await self.keeper.stop(revoke=revoke)
         await self.store.close()
@@ -355,7 +355,8 @@ class Member:
                 self.last_error = None
                 backoff.reset()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.resync_interval)
+                    async with asyncio.timeout(self.resync_interval):  # not wait_for: 3.11's can swallow a cancel
+                        await self._wake.wait()
                 self._wake.clear()
             except (StoreUnavailable, StoreRefused) as err:
                 if self.last_error is None:

@@ -44,6 +44,9 @@ class Builder:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        # told of every endpoint row deleted, with its network and container (netcore.engine.overlay: withdrawn
+        # from the cluster); None: nobody listens
+        self.dropped: Callable[[list[tuple[Endpoint, Network, Container | None]]], None] | None = None
 
     # -- the two frames --------------------------------------------------------------------------------------
 
@@ -109,9 +112,16 @@ class Builder:
 
     def drop_endpoint(self, endpoint: Endpoint) -> None:
         """Tear down the endpoint's kernel objects, then delete its row."""
+        store = self.ctx.store
+        gone = [(endpoint, store.network(endpoint.network_id), store.find_container_by_id(endpoint.container_id))]
         self.teardown_endpoint(endpoint)
-        with self.ctx.store.transaction():
-            self.ctx.store.delete(endpoint)
+        with store.transaction():
+            store.delete(endpoint)
+        self._tell_dropped(gone)
+
+    def _tell_dropped(self, gone: list[tuple[Endpoint, Network, Container | None]]) -> None:
+        if self.dropped is not None and gone:
+            self.dropped(gone)
 
     def configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
         """The interface's addresses, and its default route unless the network is internal."""
@@ -160,6 +170,7 @@ class Builder:
         for dependent in removal_order(store.dependents(container.id)):
             dropped += self.drop_container(dependent)
         endpoints = store.endpoints_of_container(container.id)
+        gone = [(endpoint, store.network(endpoint.network_id), container) for endpoint in endpoints]
         for endpoint in endpoints:
             self.teardown_endpoint(endpoint)
         if container.mode in (MODE_BRIDGE, MODE_NONE):
@@ -170,6 +181,7 @@ class Builder:
                 store.delete(endpoint)
             store.delete_ports(container)
             store.delete(container)
+        self._tell_dropped(gone)
         return [*dropped, container]
 
     def drop_containers(self, containers: Iterable[Container]) -> list[Container]:
