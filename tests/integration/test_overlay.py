@@ -168,6 +168,13 @@ def test_isolation_from_another_overlay_and_from_a_local_bridge_ways_out_and_pub
         assert pings(f2.netns, b2_address, wait=1).returncode != 0  # overlays apart on the same host
         assert pings(local.netns, f2_address, wait=1).returncode != 0  # and apart from a local bridge
         assert pings(b2.netns, f2_address, wait=1).returncode != 0
+        # connect and disconnect: the local container joins the overlay, reaches f1 on the other host, leaves
+        hosts.nc(1, "network", "connect", "--alias", "bridged", "front", "local")
+        assert pings(local.netns, "f1").returncode == 0
+        with Resolver(f1.netns, "10.0.10.1") as dns:
+            assert len(names_of(dns, "bridged")) == 1
+            hosts.nc(1, "network", "disconnect", "front", "local")
+            wait_answer(dns, "bridged", [])
         # out of the host, masqueraded (docker_gwbridge's job), from a non-internal overlay only
         out = in_ns(f2.netns, sys.executable, "-c", CONNECT, "198.51.100.2", "8080").stdout.strip()
         assert out == "198.51.100.1"
