@@ -33,11 +33,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netcore.agent import protocol
 from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
+from netcore.agent.dnsd import SupervisedDnsd
 from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
 from netcore.cli.commands import HANDLERS, READ_ONLY
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, os_error_text
 from netcore.firewall.apply import NftablesFirewall
+from netcore.ports.holder import stop_legacy_holder
 
 log = logging.getLogger("netcored")
 
@@ -76,13 +78,14 @@ class Agent:
     """The agent of ``state_dir`` for gateway namespace ``namespace`` (None: the host's own).
 
     ``engine_factory`` makes its one Engine, on the engine thread (default: the real one, with the nftables
-    firewall); unit tests give an engine on an in-memory kernel."""
+    firewall, dnsd supervised by this process: netcore.agent.dnsd, and the published ports held by it:
+    netcore.ports.holder); unit tests give an engine on an in-memory kernel."""
 
     def __init__(self, state_dir: str, namespace: str | None, engine_factory: Callable[[], Engine] | None = None):
         self.state_dir = state_dir
         self.namespace = namespace
-        self._engine_factory = engine_factory or (
-            lambda: Engine(state_dir, namespace, firewall=NftablesFirewall(namespace)))
+        self._engine_factory = engine_factory or (lambda: Engine(
+            state_dir, namespace, firewall=NftablesFirewall(namespace), dnsd=SupervisedDnsd(state_dir, namespace)))
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
         self.started = time.monotonic()
         self._stopping = threading.Event()
@@ -196,7 +199,19 @@ class Agent:
     # -- the engine thread ---------------------------------------------------------------------------------
 
     def _open_engine(self) -> None:
-        self._engine = self._engine_factory()
+        """Make the engine, then take over from what ran before this agent: a port holder process of an older
+        release is ended; a dnsd already serving is watched (netcore.agent.dnsd); the published ports are
+        bound and held again and the firewall checked (a killed agent's ports went with it). A failure of
+        these is logged: the commands say it again, one line each."""
+        engine = self._engine = self._engine_factory()
+        stop_legacy_holder(self.state_dir)
+        adopt = getattr(engine.dnsd, "adopt", None)
+        if adopt is not None:
+            adopt()
+        engine.begin_request()
+        engine.assert_firewall()
+        for line in (*engine.notes, *engine.notices, *engine.warnings):
+            log.warning("at start: %s", line)
 
     def _close_engine(self) -> None:
         if self._engine is not None:
@@ -211,7 +226,8 @@ class Agent:
         failure: list[str] = []
         try:
             if verb in READ_ONLY:
-                engine.assert_firewall()  # every command puts a missing or changed table back
+                if not engine.firewall_settled():  # somebody changed nftables, or the namespace was made anew:
+                    engine.assert_firewall()  # a read puts the table and the ports back (else: no lock, no look)
                 engine.revive_dnsd()  # ... and a dnsd that should run, with the options of dnsd.options
             result = HANDLERS[verb](engine, args, reply)
             return result if isinstance(result, dict) else {"exit": result}

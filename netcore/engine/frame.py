@@ -100,20 +100,27 @@ class Engine:
         self.ctx.store.close()
 
     def begin_request(self) -> None:
-        """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten, the
-        firewall and the held ports are checked again as a new process did, and a kernel socket left in a
-        gateway namespace that is no longer the live one is let go (opened again, in the live one, when
-        next needed)."""
+        """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten; a
+        kernel socket left in a gateway namespace that is no longer the live one is let go (opened again, in
+        the live one, when next needed); and when that namespace was made anew, or somebody changed nftables
+        there (netcore.firewall.monitor), what follows from the store (ports, firewall) is derived and
+        checked again at the next apply."""
         self.ctx.report.clear()
-        self.follower.firewall_generation = None
-        self.ctx.kernel.revalidate()
+        if self.ctx.kernel.revalidate() | self.ctx.firewall.changed_outside():
+            self.follower.firewall_generation = None
+
+    def firewall_settled(self) -> bool:
+        """Whether what follows from the store now was applied and nothing changed it since: a read then
+        needs no look at the kernel (``assert_firewall``)."""
+        return self.follower.firewall_generation == self.ctx.store.generation()
 
     # -- the frame of every action ---------------------------------------------------------------------------
 
     @contextmanager
-    def action(self) -> Iterator[None]:
+    def action(self, force_firewall: bool = False) -> Iterator[None]:
         """Exclusive across processes; reconciles leftovers first, then, once the action succeeded, applies
-        what follows (netcore.engine.follow: dnsd, ports, firewall, the host's resolver).
+        what follows (netcore.engine.follow: dnsd, ports, firewall, the host's resolver; ``force_firewall``:
+        the firewall replaced whatever the live rules look like).
 
         Re-entrant: actions nested in one (a topology's ``up``) share its lock, its reconciliation and what
         follows it.
@@ -130,7 +137,7 @@ class Engine:
                 self.follower.restart_if_options_changed()
                 self._ensure_default_bridge()
                 yield
-                self.follower.after_action()
+                self.follower.after_action(force_firewall)
             finally:
                 self._in_action = False
 
@@ -149,8 +156,8 @@ class Engine:
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
-        with self.action():
-            pass  # every action ends by replacing the whole table
+        with self.action(force_firewall=True):
+            pass
 
     def assert_firewall(self) -> None:
         """netcore.engine.follow.Follower.assert_firewall: for commands that change nothing."""

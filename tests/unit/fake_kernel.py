@@ -215,8 +215,9 @@ class FakeKernel:
     def close(self) -> None:
         self.calls.append(("close", None))
 
-    def revalidate(self) -> None:
+    def revalidate(self) -> bool:
         self.calls.append(("revalidate", None))
+        return False
 
     # -- named namespaces -------------------------------------------------------
 

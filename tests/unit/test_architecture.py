@@ -26,7 +26,7 @@ NETCORE_PARTS = [
     ("compose", r"netcore\.compose(\..*)?$"),
     ("engine", r"netcore\.engine(\..*)?$"),
     ("front", r"netcore\.(cli\.(commands|views|formatting)|topology)$"),
-    ("agent", r"netcore\.agent\.(server|__main__)$"),
+    ("agent", r"netcore\.agent\.(server|dnsd|__main__)$"),
     ("client", r"netcore(\.__main__|\.cli|\.cli\.parser|\.agent|\.agent\.client|\.agent\.protocol)?$"),
 ]
 # what each part may import besides itself
