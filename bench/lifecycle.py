@@ -231,7 +231,7 @@ def main() -> int:
         nc = {n: (summary(c)[0], summary(r)[0]) for n, (c, r) in times.items()}
         base = nc[Netcore.name]
         for other in (n for n in nc if n != Netcore.name):
-            lines.append(f"| netcore ÷ {other} | {base[0] / nc[other][0]:.2f}× | {base[1] / nc[other][1]:.2f}× |")
+            lines.append(f"| netcore ÷ {other} | {base[0] / nc[other][0]:.2f}x | {base[1] / nc[other][1]:.2f}x |")
         lines.append("")
     if figures:
         lines += [f"CLI's own share (`netcore agent status`, median of 30): {figures['share']:.1f} ms",
