@@ -68,6 +68,9 @@ class SupervisedDnsd(DnsdControl):
         """Watch a managed dnsd that already runs for the state dir (started by an agent before this one);
         its pid, or None when none answers."""
         with self._lock:
+            if self.supervisor_pid() is not None:  # an older release's supervisor: it goes, with its dnsd;
+                super().stop()  # the next sync starts dnsd under this agent
+                return None
             found = self.status()
             if found is None or found[1] != MANAGED:
                 return None

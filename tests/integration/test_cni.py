@@ -5,6 +5,7 @@ Clients are dig in the containers' namespaces; upstream is the box's fake one.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -180,9 +181,13 @@ def test_status_version_and_gc(box):
     assert dig(box, b, "10.78.0.1", "a") == []
     # dnsd gone while containers are registered: STATUS says so (51)
     pids = box.dnsd_pids()
-    for name in ("dnsd-supervisor.pid", "dnsd.pid"):  # the supervisor first, or it starts dnsd anew
+    killed = []
+    for name in ("dnsd-supervisor.pid", "dnsd.pid"):  # both read first: dnsd goes with its supervisor
         with open(os.path.join(box.state_dir, name)) as pid_file:
-            os.kill(int(pid_file.read()), signal.SIGKILL)
+            killed.append(int(pid_file.read()))
+    for pid in killed:  # the supervisor first, or it starts dnsd anew
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     wait_gone(pids)
     status = chain.exec_plugin("netcore-dns", "STATUS", {}, status_config, check=False)
     assert status.returncode == 1 and json.loads(status.stdout)["code"] == 51
