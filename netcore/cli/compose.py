@@ -98,6 +98,23 @@ def existing(engine: Engine) -> list[Existing]:
     return found
 
 
+def refuse_foreign_sharers(engine: Engine, project: str, names: list[str]) -> None:
+    """ComposeError, before anything is changed, when a container of the project that is to be removed has
+    its namespace shared by a container outside the project (``run --net container:NAME`` by hand): removing
+    it would take that one along, and nothing outside the project is touched."""
+    problems = []
+    for name in names:
+        container = engine.store.find_container(name)
+        foreign = sorted(d.name for d in engine.sharing(container) if d.labels.get(PROJECT_LABEL) != project) \
+            if container is not None else []
+        if foreign:
+            problems.append(f"container {name} shares its namespace with {', '.join(foreign)}, which is not the "
+                            "project's")
+    if problems:
+        raise ComposeError(f"project {project}: {'; '.join(problems)}: remove it first (netcore rm NAME); nothing "
+                           "was created or removed")
+
+
 def _line(out: TextIO, kind: str, name: str, word: str) -> None:
     print(f"{kind.capitalize()} {name}  {word}", file=out, flush=True)
 
@@ -112,6 +129,7 @@ def compose_up(engine: Engine, args: argparse.Namespace, out: TextIO) -> int | d
     client goes away (Compose's attached ``up``; then they are stopped, as Compose stops them)."""
     project = _read_project(args, out, engine)
     plan = plan_up(project, existing(engine), getattr(args, "remove_orphans", False))
+    refuse_foreign_sharers(engine, project.name, [a.name for a in plan.teardown if a.kind == CONTAINER])
     for warning in plan.warnings:
         _warn(out, warning, engine)
     made: list[str] = []
@@ -234,6 +252,7 @@ def compose_down(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     for warning in plan.warnings:
         _warn(out, warning, engine)
     containers = [a.name for a in plan.teardown if a.kind == CONTAINER]
+    refuse_foreign_sharers(engine, name, containers)
     removed: list[str] = []
     try:
         if containers:

@@ -506,7 +506,8 @@ def _answer(conn: socket.socket, held: dict[str, socket.socket]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m netcore.ports.holder SOCKET``: what HostPorts starts in the gateway namespace."""
-    parser = argparse.ArgumentParser(prog="netcore.ports.holder", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="netcore.ports.holder", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("socket", help="the Unix socket to serve (STATE_DIR/ports.sock)")
     args = parser.parse_args(argv)
     return serve(args.socket)
