@@ -49,7 +49,7 @@ from netcore.compose.plan import (
 from netcore.engine import Engine
 from netcore.engine.context import StopTarget
 from netcore.errors import NetcoreError
-from netcore.model import PROCESS_RUNNING, Container
+from netcore.model import PROCESS_RUNNING, Container, removal_order
 
 NO_FILE = "no Compose file found"  # files.resolve's refusal when none is given or found
 
@@ -253,13 +253,14 @@ def compose_down(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
         _warn(out, warning, engine)
     containers = [a.name for a in plan.teardown if a.kind == CONTAINER]
     refuse_foreign_sharers(engine, name, containers)
+    records = removal_order(engine.store.container(c) for c in containers)  # who shares a namespace goes first
+    teardown = [Action(REMOVE, CONTAINER, c.name) for c in records] + [a for a in plan.teardown if a.kind == NETWORK]
     removed: list[str] = []
     try:
-        if containers:
-            for container in engine.main.stop([engine.store.container(c) for c in containers],
-                                              getattr(args, "timeout", 10)):
+        if records:
+            for container in engine.main.stop(records, getattr(args, "timeout", 10)):
                 _line(out, CONTAINER, container.name, "Stopped")
-        for action in plan.teardown:
+        for action in teardown:
             if action.kind == CONTAINER:
                 engine.remove_containers([action.name], force=True, grace=0)
             else:
