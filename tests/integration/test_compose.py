@@ -237,3 +237,15 @@ def test_pihole_cloudflared_doh_as_it_is(sandbox):
     ports = sandbox.nc("port", "pihole").stdout
     assert "53/udp -> 0.0.0.0:53" in ports and "53/tcp -> 0.0.0.0:53" in ports
     compose(sandbox, "down", directory=directory)
+
+
+def test_up_without_detach_follows_the_output_until_the_processes_end(sandbox, tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "name: talk\nservices:\n  hello:\n    command: [sh, -c, 'echo hello from $$HOSTNAME; sleep 1; echo bye']\n"
+        "  quiet: {}\n")
+    proc = sandbox.nc("compose", "-f", str(tmp_path / "compose.yaml"), "up", timeout=120)
+    assert "Container talk-hello-1  Started" in proc.stdout
+    assert re.search(r"^talk-hello-1  \| hello from \S+$", proc.stdout, re.M)
+    assert re.search(r"^talk-hello-1  \| bye$", proc.stdout, re.M)  # followed until it ended
+    assert json.loads(sandbox.nc("inspect", "talk-hello-1").stdout)[0]["State"]["ExitCode"] == 0
+    sandbox.nc("compose", "-f", str(tmp_path / "compose.yaml"), "down")

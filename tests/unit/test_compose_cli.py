@@ -228,3 +228,48 @@ def test_bash_completion_is_generated_from_the_parser_without_privileges(tmp_pat
     assert not (tmp_path / "none").exists()  # no agent, no state dir
     syntax = subprocess.run(["bash", "-n"], input=proc.stdout, capture_output=True, text=True, timeout=60)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_network_ls_quiet_format_filter_and_prune(world):
+    from netcore.cli import commands
+    from support.engine_calls import create_network
+
+    engine = world.engine()
+    create_network(engine, "used", labels={"team": "a"})
+    create_network(engine, "idle")
+    run_container(engine, "web", "used")
+    out = io.StringIO()
+    commands.network_ls(engine, Namespace(quiet=False, format="{{.Name}} {{.Driver}}", filter=["label=team=a"],
+                                          no_trunc=False), out)
+    assert out.getvalue() == "used bridge\n"
+    out = io.StringIO()
+    commands.network_ls(engine, Namespace(quiet=True, format=None, filter=[], no_trunc=True), out)
+    assert [len(line) for line in out.getvalue().split()] == [64, 64, 64]
+    out = io.StringIO()
+    commands.network_prune(engine, Namespace(force=True), out)
+    assert out.getvalue() == "Deleted Networks:\nidle\n"
+    assert sorted(n.name for n in engine.store.networks()) == ["bridge", "used"]
+
+
+def test_version_and_dnsd_version(world):
+    from netcore.cli import commands
+
+    out = io.StringIO()
+    commands.version(world.engine(), Namespace(), out)
+    assert out.getvalue().startswith("Server: netcored\n Version:")
+    proc = subprocess.run([sys.executable, "-m", "dnsd", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("dnsd ")
+
+
+def test_run_with_two_networks_attaches_both(world):
+    """Docker 25's `run --network A --network B` (main kept only B)."""
+    from netcore.requests import ContainerSpec as Request
+    from support.engine_calls import create_network
+
+    engine = world.engine()
+    create_network(engine, "a", ["10.5.1.0/24"])
+    create_network(engine, "b", ["10.5.2.0/24"])
+    container = engine.run(Request.from_flags("two", ["a", "b"], ["alias"]))
+    endpoints = engine.store.endpoints_of_container(container.id)
+    assert [(e.ifname, engine.store.network(e.network_id).name, e.aliases) for e in endpoints] == [
+        ("eth0", "a", ("alias",)), ("eth1", "b", ())]
