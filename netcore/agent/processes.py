@@ -107,6 +107,7 @@ class ProcessSupervisor:
     def __init__(self, state_dir: str):
         self.state_dir = state_dir
         self._children: dict[int, subprocess.Popen] = {}
+        self._pids: dict[str, int] = {}  # container id -> the pid of the child started for it last
         self._logs: set[str] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -133,6 +134,7 @@ class ProcessSupervisor:
         ticks = start_ticks(proc.pid)
         with self._lock:
             self._children[proc.pid] = proc
+            self._pids[container_id] = proc.pid
             self._logs.add(path)
         self._ensure_rotator()
         return proc.pid, ticks if ticks is not None else 0
@@ -187,6 +189,10 @@ class ProcessSupervisor:
         path = self.log_path(container_id)
         with self._lock:
             self._logs.discard(path)
+            pid = self._pids.pop(container_id, None)
+            proc = self._children.get(pid) if pid is not None else None
+            if proc is not None and proc.poll() is not None:
+                del self._children[pid]  # reaped by the removal; nobody asks for its status any more
         for name in (path, f"{path}.1"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
