@@ -4,9 +4,9 @@ The store is the one home of a main process's facts (``netcore.model.MainProcess
 start time, exit status); the ``Supervisor`` of the context (netcored's netcore.agent.processes) is the
 parent that starts, watches and signals them. Docker's rules: ``stop`` sends SIGTERM and, after a grace
 period (10 s by default), SIGKILL; a process killed by signal N exited with 128+N; a container "is running"
-while its main process runs. netcore adds one: a process left inside a container's own network namespace
-(an ``exec`` in the background) keeps the container running too, since ``rm`` would otherwise leave it
-behind in a namespace that no longer has a name.
+while its main process runs. A process left inside a container's own network namespace (an ``exec`` in the
+background) is the container's too: ``stop`` and ``rm -f`` end it with the main process, and a removal ends
+what is left (it would otherwise run on in a namespace that no longer has a name).
 """
 
 from __future__ import annotations
@@ -90,11 +90,6 @@ class MainProcesses:
         return StopTarget(process.pid if running else None, process.start_ticks if running else None,
                           container.netns if owns_namespace(container) and container.netns else None, spare)
 
-    def busy(self, container: Container) -> list[int]:
-        """The pids that make ``container`` running: its main process, and any process in its own namespace
-        (those of containers sharing it left out)."""
-        return self.ctx.processes.running(self.target(container, self._sharers(container)))
-
     def _sharers(self, container: Container) -> tuple[int, ...]:
         """The running main processes of the containers that share ``container``'s namespace."""
         pids = []
@@ -157,18 +152,15 @@ class MainProcesses:
         return process.pid if process is not None and process.status == PROCESS_RUNNING else None
 
     def check_removable(self, containers: list[Container]) -> None:
-        """Conflict (Docker's refusal) naming the first of ``containers`` that runs: ``rm`` without ``-f``."""
+        """Conflict (Docker's refusal) naming the first of ``containers`` whose main process runs: ``rm``
+        without ``-f``. Other processes left in a container's namespace (an ``exec`` in the background) do not
+        make it running; its removal ends them (``kill``), as a stopped Docker container has none left."""
         self.refresh()
         for container in containers:
-            pids = self.busy(container)
-            if pids:
-                process = self.ctx.store.process(container.id)
-                what = (f"its main process {process.argv[0]} (pid {process.pid})"
-                        if process is not None and process.pid in pids else
-                        f"{len(pids)} process{'es' if len(pids) > 1 else ''} in its namespace (pid "
-                        f"{', '.join(map(str, pids[:5]))})")
-                raise Conflict(f"cannot remove container {container.name}: it is running ({what}): stop it "
-                               "first, or use rm -f")
+            process = self.ctx.store.process(container.id)
+            if process is not None and process.status == PROCESS_RUNNING:
+                raise Conflict(f"cannot remove container {container.name}: it is running (its main process "
+                               f"{process.argv[0]}, pid {process.pid}): stop it first, or use rm -f")
 
     def kill(self, container: Container) -> None:
         """What is left of ``container``'s processes, killed at once (a removal's last step, reconciliation's

@@ -72,17 +72,23 @@ def test_a_server_as_main_process_logs_stops_starts_and_rm_f_leaves_nothing(sand
     inside = processes_in(namespace)
     refused = sandbox.nc("rm", "web", check=False)
     assert refused.returncode == 1 and refused.stderr.startswith("netcore: cannot remove container web: it is "
-                                                                 "running") and refused.stderr.count("\n") == 1
+                                                                 "running (its main process") \
+        and refused.stderr.count("\n") == 1
     assert processes_in(namespace) == inside  # refused: nothing stopped
     assert sandbox.nc("rm", "-f", "web").stdout.split() == ["web"]
     assert all(ended(pid) for pid in inside)  # no process of the container left
     assert namespace not in sandbox.namespaces()
 
 
-def test_rm_of_a_sandbox_without_process_needs_no_force(sandbox):
+def test_rm_of_a_sandbox_without_process_needs_no_force_and_ends_what_exec_left(sandbox):
     sandbox.nc("run", "--name", "plain")
     assert sandbox.nc("ps", "--format", "{{.Names}} {{.Status}}").stdout.split() == ["plain", "Up"]
+    namespace = netns(sandbox, "plain")
+    sandbox.popen("exec", "plain", "--", "sleep", "300", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: processes_in(namespace))
+    left = processes_in(namespace)
     assert sandbox.nc("rm", "plain").stdout.split() == ["plain"]
+    assert all(ended(pid) for pid in left)  # main left it running in a namespace without a name
 
 
 def test_a_restarted_agent_finds_its_processes_again_or_marks_them_exited(sandbox):

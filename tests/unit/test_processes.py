@@ -47,7 +47,7 @@ def test_rm_refuses_a_running_container_and_rm_f_stops_every_process_of_its_name
     container = run(engine, "web")
     pid = engine.store.process(container.id).pid
     stray = world.processes.exec_in(container.netns)
-    with pytest.raises(Conflict, match=r"cannot remove container web: it is running .*main process server"):
+    with pytest.raises(Conflict, match=r"cannot remove container web: it is running \(its main process server, pid"):
         engine.remove_containers(["web"])
     assert engine.store.find_container("web") is not None
     world.processes.ignore_term.add(stray)  # only SIGKILL, after the grace period, ends it
@@ -57,13 +57,12 @@ def test_rm_refuses_a_running_container_and_rm_f_stops_every_process_of_its_name
     assert engine.store.processes() == []
 
 
-def test_a_stray_process_alone_keeps_a_container_running(world):
+def test_a_stray_process_alone_does_not_keep_a_container_running_and_goes_with_it(world):
     engine = world.engine()
     container = run(engine, "plain", command=())
-    world.processes.exec_in(container.netns)
-    with pytest.raises(Conflict, match=r"1 process in its namespace"):
-        engine.remove_containers(["plain"])
-    engine.remove_containers(["plain"], force=True)
+    stray = world.processes.exec_in(container.netns)
+    assert [c.name for c in engine.remove_containers(["plain"])] == ["plain"]
+    assert world.processes.procs[stray]["code"] is not None  # ended with the namespace: nothing left behind
 
 
 def test_a_container_sharing_a_namespace_keeps_its_own_process_when_the_owner_is_stopped(world):
