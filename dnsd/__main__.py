@@ -42,8 +42,24 @@ log = logging.getLogger("dnsd")
 
 
 class _OneLineParser(argparse.ArgumentParser):
+    """One-line usage errors, exit 2; an abbreviation of a long option is not taken for the option."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"dnsd: {message}\n")
+
+
+def _release() -> str:
+    """The installed release of netcore and dnsd (one distribution), ``unknown`` outside one."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("netcore-dnsd")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _positive(kind):
@@ -108,6 +124,7 @@ def _upstream(text: str) -> Upstream:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
+    parser.add_argument("--version", action="version", version=f"dnsd {_release()}")
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR"),
                         help="netcore's state dir (default: $NETCORE_STATE_DIR)")
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,

@@ -20,10 +20,11 @@ from dataclasses import replace
 from netcore import network as drivers, ports
 from netcore.dnsd_protocol.control import DnsdControl, dnsd_options, write_dnsd_options
 from netcore.engine.build import Builder
-from netcore.engine.context import Context, Report
+from netcore.engine.context import Context, Report, Supervisor
 from netcore.engine.follow import Follower
 from netcore.engine.lock import StateLock
 from netcore.engine.planning import Planner, shown
+from netcore.engine.processes import STOP_GRACE, MainProcesses
 from netcore.engine.recovery import Recovery
 from netcore.errors import Conflict, NetcoreError, NotFound
 from netcore.firewall import Firewall, NoFirewall
@@ -54,14 +55,15 @@ class Engine:
     namespaces, links, addresses, /etc/netns files; netcore.kernel.linux_kernel.LinuxKernel), ``dnsd`` (a
     DnsdControl: sync/status/stop), ``clock`` (creation times, the boot ID), ``firewall``
     (netcore.firewall.Firewall: NoFirewall by default; the agent passes netcore.firewall.apply
-    .NftablesFirewall) and ``ports`` (netcore.ports.holder.HostPorts: binds and holds published host
-    ports). Unit tests pass in-memory ones. Checks no privilege (the CLI does); NetcoreError for a bad
-    namespace name.
+    .NftablesFirewall), ``ports`` (netcore.ports.holder.HostPorts: binds and holds published host
+    ports) and ``processes`` (the Supervisor of containers' main processes: netcored passes
+    netcore.agent.processes.ProcessSupervisor; without one no main process can be started). Unit tests
+    pass in-memory ones. Checks no privilege (the CLI does); NetcoreError for a bad namespace name.
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
                  dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None,
-                 ports: HostPorts | None = None):
+                 ports: HostPorts | None = None, processes: Supervisor | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         if kernel is None:
@@ -75,8 +77,11 @@ class Engine:
             firewall=firewall if firewall is not None else NoFirewall(),
             clock=clock if clock is not None else SystemClock(),
             host_resolver=HostResolver(state_dir, namespace))
+        if processes is not None:
+            self.ctx.processes = processes
         self.lock = StateLock(state_dir)
-        self.builder = Builder(self.ctx)
+        self.main = MainProcesses(self.ctx)
+        self.builder = Builder(self.ctx, self.main)
         self.follower = Follower(self.ctx, self.lock)
         self.planner = Planner(self.ctx, self.follower.dnsd_addresses)
         self.recovery = Recovery(self.ctx, self.builder, self.follower, self.lock)
@@ -90,6 +95,7 @@ class Engine:
     dnsd = property(lambda self: self.ctx.dnsd)
     ports = property(lambda self: self.ctx.ports)
     host_resolver = property(lambda self: self.ctx.host_resolver)
+    processes = property(lambda self: self.ctx.processes)
     report: Report = property(lambda self: self.ctx.report)
     notes = property(lambda self: self.ctx.report.notes)
     warnings = property(lambda self: self.ctx.report.warnings)
@@ -102,12 +108,13 @@ class Engine:
     def begin_request(self) -> None:
         """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten; a
         kernel socket left in a gateway namespace that is no longer the live one is let go (opened again, in
-        the live one, when next needed); and when that namespace was made anew, or somebody changed nftables
+        the live one, when next needed); when that namespace was made anew, or somebody changed nftables
         there (netcore.firewall.monitor), what follows from the store (ports, firewall) is derived and
-        checked again at the next apply."""
+        checked again at the next apply; and the main processes that ended since are recorded as exited."""
         self.ctx.report.clear()
         if self.ctx.kernel.revalidate() | self.ctx.firewall.changed_outside():
             self.follower.firewall_generation = None
+        self.main.refresh()
 
     def firewall_settled(self) -> bool:
         """Whether what follows from the store now was applied and nothing changed it since: a read then
@@ -276,12 +283,15 @@ class Engine:
 
     # -- containers ------------------------------------------------------------------------------------------
 
-    def run(self, spec: ContainerSpec) -> Container:
+    def run(self, spec: ContainerSpec, start: bool = True) -> Container:
         """``run``: container ``spec`` (checked: ContainerSpec.check) on its networks (none given: the default
         bridge; or ``--net host|none|container:NAME``), with its published ports. NetcoreError (one line,
         nothing changed) for a bad or taken name, address or host port (``Bind for 0.0.0.0:8080 failed: port is
         already allocated ...``), two ``-p`` of it that collide (exit 2; overlapping ones that agree are
-        merged, netcore.ports.plan_requests), or ``-p`` without a network that can be reached."""
+        merged, netcore.ports.plan_requests), or ``-p`` without a network that can be reached. A ``command``
+        is recorded as the container's main process and started once the container is built (netcore.engine
+        .processes.MainProcesses.start: a failure to start it leaves the container, as Docker does), unless
+        ``start`` is False (``start`` does it later: Compose's create, then start)."""
         spec = spec.check()
         try:
             requests = ports.plan_requests(spec.publish)  # two -p of this run that collide: one line, exit 2
@@ -300,7 +310,9 @@ class Engine:
             for endpoint in endpoints:
                 self.follower.confirm(self.store.network(endpoint.network_id), undo,
                                       f"container {container.name} not created", container.id)
-            return container
+        if spec.command and start:
+            self.main.start(container)  # a failure leaves the container, Created, as Docker does
+        return container
 
     def sharing(self, container: Container) -> list[Container]:
         """Every container in ``container``'s namespace through --net container: (dependents of dependents too)."""
@@ -312,13 +324,15 @@ class Engine:
                     pending.append(dependent)
         return found
 
-    def remove_containers(self, refs: list[str], force: bool = False) -> list[Container]:
+    def remove_containers(self, refs: list[str], force: bool = False, grace: float = STOP_GRACE) -> list[Container]:
         """Remove the containers named by ``refs`` (any order), dependents before the namespace they share.
 
         Every ref is resolved first: an unknown one (NotFound) changes nothing. A container others share
         (--net container:NAME) is refused (Conflict) unless they are named too, or ``force`` removes them as
         well (Docker's rm -f). All victims are marked removing in one transaction, then torn down in
-        ``removal_order``; a process killed in between leaves them for reconciliation. A ref naming a
+        ``removal_order``; a process killed in between leaves them for reconciliation. A running container
+        (its main process, or any process in its own namespace) is refused (Conflict) unless ``force``
+        stops its processes first (SIGTERM, SIGKILL after ``grace`` seconds: MainProcesses.stop). A ref naming a
         container this command's reconciliation removed (the rest of an ``rm`` that was killed) counts as
         removed. Returns the removed containers in the order they went, those reconciliation removed first.
         """
@@ -343,6 +357,10 @@ class Engine:
                                    "remove them first, or use -f to remove them too")
                 victims.update((d.id, d) for d in others)
             ordered = removal_order(victims.values())
+            if force:
+                self.main.stop(ordered, grace)
+            else:
+                self.main.check_removable(ordered)
             removed: list[Container] = list(gone)
             self.builder.teardown(ordered, lambda: removed.extend(self.builder.drop_containers(ordered)))
         return removed
@@ -405,6 +423,34 @@ class Engine:
                 self.builder.configure_interface(container, remaining, self.store.network(remaining.network_id))
             self.builder.write_etc(container)
             return endpoint
+
+    # -- main processes --------------------------------------------------------------------------------------
+
+    def start(self, refs: list[str]) -> list[Container]:
+        """``start``: each container's main process, unless it runs (MainProcesses.start); NotFound for an
+        unknown ref before anything starts. Returns the containers."""
+        with self.lock.held():
+            containers = [self.store.container(ref) for ref in refs]
+            for container in containers:
+                self.main.start(container)
+        return containers
+
+    def stop(self, refs: list[str], grace: float = STOP_GRACE) -> list[Container]:
+        """``stop``: every process of the containers (SIGTERM, SIGKILL after ``grace`` seconds), their exits
+        recorded; a container that runs nothing is stopped already. Returns the containers."""
+        with self.lock.held():
+            containers = [self.store.container(ref) for ref in refs]
+            self.main.stop(containers, grace)
+        return containers
+
+    def restart(self, refs: list[str], grace: float = STOP_GRACE) -> list[Container]:
+        """``restart``: ``stop``, then ``start`` for those with a main process."""
+        containers = self.stop(refs, grace)
+        with self.lock.held():
+            for container in containers:
+                if self.store.process(container.id) is not None:
+                    self.main.start(container)
+        return containers
 
     # -- reads -----------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from netcore.model import (
     STATE_RUNNING,
     Container,
     Endpoint,
+    MainProcess,
     Network,
     PortBinding,
 )
@@ -170,8 +171,11 @@ class Planner:
             namespace, peer = target.netns, target.id
         container = Container(id=container_id, name=name, hostname=spec.hostname or container_id[:12],
                               netns=namespace, mode=spec.mode, peer=peer, dns=spec.dns, labels=dict(spec.labels),
-                              state=STATE_CREATING, created=self.ctx.clock.now())
+                              state=STATE_CREATING, created=self.ctx.clock.now(), dns_search=spec.dns_search,
+                              extra_hosts=spec.extra_hosts)
         store.insert(container)
+        if spec.command:
+            store.put_process(MainProcess(container.id, spec.command))
         endpoints = []
         if spec.mode == MODE_BRIDGE:
             for attachment in spec.attachments:

@@ -24,6 +24,7 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
     sys.path.insert(0, ROOT)
 
 from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
+from netcore.agent.processes import processes_in  # noqa: E402
 from netcore.dnsd_protocol import PID_NAME, SUPERVISOR_PID_NAME  # noqa: E402
 from netcore.dnsd_protocol.control import is_dnsd_process  # noqa: E402
 from netcore.system.holders import TABLES, TCP_LISTEN, parse_table  # noqa: E402
@@ -149,6 +150,9 @@ def cleanup(box: Sandbox) -> None:
     if pid and is_dnsd_process(pid, box.state_dir):
         os.kill(pid, signal.SIGKILL)
     for name in box.namespaces():
+        if name != box.prefix:  # containers' main processes purge did not stop (a safety net: purge does)
+            for pid in processes_in(name):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
     if os.path.isdir("/etc/netns"):
         for name in os.listdir("/etc/netns"):

@@ -260,7 +260,7 @@ def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:4] == ["CONTAINER", "ID", "NAME", "STATUS"]
     status = {line.split()[1]: line.split("   ")[2].strip() for line in lines[1:]}
-    assert status == {"web": "removing (interrupted)", "db": "running"}
+    assert status == {"web": "removing (interrupted)", "db": "Up"}
     fd = os.open(os.path.join(app.state_dir, "lock"), os.O_RDWR)  # another netcore process is at it now
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
