@@ -361,6 +361,7 @@ async def test_stats_is_one_line_of_json_counting_what_the_server_did(world, fre
         await stats_become({"answered_udp": 4, "answered_tcp": 1, "forwarded": 2, "forward_servfail": 1,
                             "refused_inflight": 1, "nxdomain_no_upstream": 1, "malformed": 1, "internal_errors": 1,
                             "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "truncated_retried": 0,
+                            "forward_merged": 0, "spoofed_replies": 0, "spoof_detected": 0, "forward_loops": 0,
                             "tcp_open": 1,
                             "generation": world.generation(), "listeners_up": 2, "listeners_down": 1})
         idle.close()
