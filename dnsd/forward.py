@@ -109,6 +109,17 @@ class SpoofSuspected(Exception):
     """``SPOOF_THRESHOLD`` datagrams came to an upstream socket that did not answer its query."""
 
 
+class _Exchange:
+    """One query out at one upstream (``Forwarder._carry_out`` in a task of its own) and how many asks wait for
+    it: the last one to stop waiting cancels it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task):
+        self.task = task
+        self.waiters = 0
+
+
 class Forwarder:
     """Relays queries upstream over the protocol they came in on (a ``Resolver``).
 
@@ -132,7 +143,7 @@ class Forwarder:
         self.is_own = is_own
         self.spoof_threshold = spoof_threshold
         self._inflight_by_client: dict[str, int] = {}
-        self._exchanges: dict[tuple, asyncio.Task] = {}  # (upstream, protocol, question, flags) -> its query
+        self._exchanges: dict[tuple, _Exchange] = {}  # (upstream, protocol, question, flags) -> its query
         self._asking: dict[tuple[str, bytes], int] = {}  # (upstream address, folded question) -> queries out
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes | None:
@@ -266,17 +277,24 @@ class Forwarder:
             self.stats.forward_merged += 1
         else:
             query = os.urandom(2) + forward.query[2:]
-            exchange = asyncio.get_running_loop().create_task(
-                self._carry_out(query, forward.question, upstream, tcp, deadline))
+            exchange = self._exchanges[key] = _Exchange(asyncio.get_running_loop().create_task(
+                self._carry_out(query, forward.question, upstream, tcp, deadline)))
             asking = (upstream.address, question)
-            self._exchanges[key] = exchange
             self._asking[asking] = self._asking.get(asking, 0) + 1
-            exchange.add_done_callback(functools.partial(self._exchange_done, key, asking))
-        async with asyncio.timeout_at(deadline):
-            reply, layout = await asyncio.shield(exchange)  # a waiter that gives up leaves it to the others
+            exchange.task.add_done_callback(functools.partial(self._exchange_done, key, asking, exchange))
+        exchange.waiters += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                reply, layout = await asyncio.shield(exchange.task)  # one waiter giving up leaves it to the others
+        finally:
+            exchange.waiters -= 1
+            if not exchange.waiters and not exchange.task.done():  # the last one: its socket closes now
+                if self._exchanges.get(key) is exchange:
+                    del self._exchanges[key]
+                exchange.task.cancel()
         return reply, layout, joined
 
-    def _exchange_done(self, key: tuple, asking: tuple[str, bytes], exchange: asyncio.Task) -> None:
+    def _exchange_done(self, key: tuple, asking: tuple[str, bytes], exchange: _Exchange, task: asyncio.Task) -> None:
         if self._exchanges.get(key) is exchange:
             del self._exchanges[key]
         remaining = self._asking[asking] - 1
@@ -284,8 +302,8 @@ class Forwarder:
             self._asking[asking] = remaining
         else:
             del self._asking[asking]
-        if not exchange.cancelled():
-            exchange.exception()  # retrieved: every waiter may have given up before it ended
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up before it ended
 
     async def _carry_out(self, query: bytes, question: bytes, upstream: Upstream, tcp: bool,
                          deadline: float) -> tuple[bytes, Layout]:

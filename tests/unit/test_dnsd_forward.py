@@ -478,3 +478,23 @@ async def test_a_bug_on_the_way_costs_one_servfail_never_an_exception(dns, free_
     monkeypatch.setattr(forwarder, "_ask_in_turn", lambda *args: 1 / 0)
     reply = await forwarder.resolve(forward_of(dns.query("example.com"), (UPSTREAM, free_port)), tcp=False)
     assert dns.parse(reply).header.rcode == SERVFAIL and forwarder.stats.internal_errors == 1
+
+
+async def test_a_merged_query_goes_on_while_anyone_waits_and_stops_with_the_last(dns, free_port, fake_upstream):
+    """A TCP client that hangs up cancels its wait, not the others'; with nobody left the socket closes at once
+    (an exchange never outlives everyone who asked, so hang-ups cannot pile up open sockets)."""
+    forwarder = Forwarder(timeout=5)
+    forward = forward_of(dns.query("example.com"), (UPSTREAM, free_port))
+    async with fake_upstream(UPSTREAM, free_port, silent) as upstream:
+        first, second = (asyncio.ensure_future(forwarder.resolve(forward, tcp=False)) for _ in range(2))
+        while forwarder.stats.forward_merged < 1 or not upstream.queries:
+            await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        (exchange,) = forwarder._exchanges.values()
+        assert not exchange.task.done() and exchange.waiters == 1
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        await asyncio.sleep(0)  # the cancelled exchange ends on the loop's next round
+        assert exchange.task.cancelled() and forwarder._exchanges == {} and forwarder._asking == {}
+    assert len(upstream.queries) == 1
