@@ -257,6 +257,15 @@ def parse_reply(message: bytes) -> Layout | None:
     return Layout(question_end, counts, records)
 
 
+def record_spans(message: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]] | None:
+    """``parse_reply``'s layout in the shape ``dnsd.cni_check`` reads: (question end, answer count, [(start,
+    end, type, TTL) of each record]); None if ``message`` is not a well-formed reply."""
+    layout = parse_reply(message)
+    if layout is None:
+        return None
+    return layout.question_end, layout.counts[0], [(r.start, r.end, r.rtype, r.ttl) for r in layout.records]
+
+
 def _options_fill(message: bytes, start: int, end: int) -> bool:
     """Whether EDNS options (code, length, data) fill ``message[start:end]`` exactly (RFC 6891 section 6.1.2)."""
     while start < end:
