@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -71,6 +70,7 @@ DEFAULT_BYTES = 32 * 1024 * 1024  # what the entries may take in memory together
 MAX_ENTRY_BYTES = 16 * 1024  # a reply larger than this is relayed, never kept
 ENTRY_OVERHEAD = 1024  # bytes an entry takes besides its reply's two copies and its TTL fields (``_Entry.cost``)
 _TTL = struct.Struct("!I")
+_TTL_FIELD = struct.Struct("=HI")  # a TTL field's offset in the reply, and the TTL it counts down from
 
 CacheKey = tuple
 
@@ -109,29 +109,33 @@ def cache_key(forward: Forward) -> CacheKey:
 
 
 class _Entry:
-    """One kept reply (its ID zeroed), where its TTL fields are and what they start from, and its last rendering."""
+    """One kept reply (its ID zeroed), where its TTL fields are and what they count down from, and its last
+    rendering."""
 
-    __slots__ = ("reply", "offsets", "ttls", "stored", "expires", "question_end", "rendered_age", "rendered", "cost")
+    __slots__ = ("reply", "ttl_fields", "stored", "expires", "question_end", "rendered_age", "rendered")
 
-    def __init__(self, reply: bytes, offsets: array, ttls: array, stored: float, keep: int, question_end: int):
+    def __init__(self, reply: bytes, ttl_fields: bytes, stored: float, keep: int, question_end: int):
         self.reply = reply
-        self.offsets = offsets  # of the TTL field of each record but OPT
-        self.ttls = ttls  # ... and the TTL it counts down from
+        self.ttl_fields = ttl_fields  # (offset of the TTL field, TTL to count down from) of each record but OPT,
+        # packed as ``_TTL_FIELD`` pairs: one small object whatever the number of records
         self.stored = stored
         self.expires = stored + keep
         self.question_end = question_end
         self.rendered_age = 0
         self.rendered = reply
-        # bytes in memory at most: the reply, its rendering of the current second, 8 bytes a record in the two
-        # arrays, and the rest (this object, the arrays' and bytes' headers, the key and the OrderedDict's link)
-        self.cost = 2 * len(reply) + 8 * len(offsets) + ENTRY_OVERHEAD
+
+    @property
+    def cost(self) -> int:
+        """Bytes in memory at most: the reply, its rendering of the current second, its TTL fields, and the rest
+        (this object, the bytes' headers, the key and the OrderedDict's link: ``ENTRY_OVERHEAD``)."""
+        return 2 * len(self.reply) + len(self.ttl_fields) + ENTRY_OVERHEAD
 
     def render(self, now: float) -> bytes:
         """The reply with its TTLs counted down by the whole seconds kept; the same bytes within one second."""
         age = int(now - self.stored)
         if age != self.rendered_age:
             message = bytearray(self.reply)
-            for offset, ttl in zip(self.offsets, self.ttls, strict=True):
+            for offset, ttl in _TTL_FIELD.iter_unpack(self.ttl_fields):
                 _TTL.pack_into(message, offset, max(ttl - age, 0))
             self.rendered = bytes(message)
             self.rendered_age = age
@@ -257,15 +261,14 @@ class AnswerCache:
         stripped = without_options(reply, layout)
         if stripped is not reply:
             reply, layout = stripped, parse_reply(stripped)
-        records = [record for record in layout.records if record.rtype != TYPE_OPT]
-        offsets = array("I", [record.rdata - 6 for record in records])  # from a list: no room to spare
-        ttls = array("I", [min(record.ttl, keep) for record in records])
+        fields = [(record.rdata - 6, min(record.ttl, keep)) for record in layout.records if record.rtype != TYPE_OPT]
         stored = bytearray(reply)
         stored[0:2] = b"\x00\x00"
-        for offset, ttl in zip(offsets, ttls, strict=True):  # the first rendering says no more than the cache keeps
+        for offset, ttl in fields:  # the first rendering already says no more than the cache keeps the reply
             _TTL.pack_into(stored, offset, ttl)
         key = cache_key(forward)
-        entry = _Entry(bytes(stored), offsets, ttls, self.clock(), keep, layout.question_end)
+        entry = _Entry(bytes(stored), b"".join(_TTL_FIELD.pack(*field) for field in fields), self.clock(), keep,
+                       layout.question_end)
         entries = self._entries
         old = entries.pop(key, None)
         if old is not None:
