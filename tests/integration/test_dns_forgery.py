@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 
-from netcore.dnsd_control import DnsdControl
+from netcore.dnsd_protocol.control import DnsdControl
 from test_dns_e2e import dig
 from test_dns_forwarding import start_upstream
 
