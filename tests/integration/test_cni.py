@@ -328,7 +328,7 @@ def test_stale_registrations_are_swept(box):
 @pytest.mark.parametrize("plugin", ["netcore-dns", "dnsname"])
 def test_same_checks_against_dnsname(box, plugin):
     """The reference: Debian's dnsname (dnsmasq per network) passes the same name and alias checks in the same
-    chain; NAME.NETWORK, the short ID and isolation by client are dnsd's own (docs/pending/i29-cni.md)."""
+    chain; NAME.NETWORK, the short ID and isolation by client are dnsd's own (docs/cni.md)."""
     chain = box.chain("ref", "10.84.0.0/24", dns=plugin)
     web, client = box.container("web"), box.container("client")
     result = chain.add(cid(1), web, name="web", aliases=["api"])
