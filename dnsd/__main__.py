@@ -21,7 +21,7 @@ from netcore.errors import NetcoreError
 from netcore.store import Store
 from netcore.system import linux
 
-from .cache import AnswerCache, CachingResolver
+from .cache import MAX_ENTRY_BYTES, AnswerCache, CachingResolver
 from .config import DnsdError, ServerConfig
 from .forward import Forwarder
 from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, DEFAULT_PORT as DEFAULT_METRICS_PORT, parse_endpoint
@@ -35,6 +35,7 @@ RESOLV_CONF = "/etc/resolv.conf"
 RESOLV_CONF_ENV = "DNSD_RESOLV_CONF"  # another file to read the host's nameservers from (tests point it at their own)
 MAX_WINDOW_MS = 10.0
 MAX_CACHE_SIZE = 10_000_000
+MAX_CACHE_BYTES = 2**40
 
 DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
@@ -42,8 +43,24 @@ log = logging.getLogger("dnsd")
 
 
 class _OneLineParser(argparse.ArgumentParser):
+    """One-line usage errors, exit 2; an abbreviation of a long option is not taken for the option."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"dnsd: {message}\n")
+
+
+def _release() -> str:
+    """The installed release of netcore and dnsd (one distribution), ``unknown`` outside one."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("netcore-dnsd")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _positive(kind):
@@ -85,6 +102,20 @@ def _entries(text: str) -> int:
     return value
 
 
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    """BYTES, or a number with a K, M or G suffix (powers of 1024): 32M is 33554432."""
+    unit = text[-1:].upper() if text[-1:].isalpha() else ""
+    if unit not in _BYTE_UNITS:
+        raise ValueError
+    value = int(text[:len(text) - len(unit)]) * _BYTE_UNITS[unit]
+    if not 0 <= value <= MAX_CACHE_BYTES:
+        raise ValueError
+    return value
+
+
 def _endpoint(text: str) -> tuple[str, int]:
     try:
         return parse_endpoint(text)
@@ -97,6 +128,7 @@ _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
 port_number.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
 _entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
+_byte_size.__name__ = "byte size (BYTES, or with a K, M or G suffix)"
 
 
 def _upstream(text: str) -> Upstream:
@@ -108,6 +140,7 @@ def _upstream(text: str) -> Upstream:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
+    parser.add_argument("--version", action="version", version=f"dnsd {_release()}")
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR"),
                         help="netcore's state dir (default: $NETCORE_STATE_DIR)")
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
@@ -137,6 +170,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-size", type=_entries, default=DEFAULTS.cache_size, metavar="ENTRIES",
                         help="forwarded answers kept, least recently used out first; 0: no cache "
                              f"(default {DEFAULTS.cache_size})")
+    parser.add_argument("--cache-bytes", type=_byte_size, default=DEFAULTS.cache_bytes, metavar="BYTES",
+                        help="memory the forwarded answers kept may take together (K, M, G suffixes), least "
+                             f"recently used out first; an answer over {MAX_ENTRY_BYTES // 1024} KiB is never "
+                             f"kept; 0: no cache (default {DEFAULTS.cache_bytes // 2**20}M)")
     parser.add_argument("--no-host-aliases", dest="host_aliases", action="store_false",
                         help="answer only host.netcore.internal with the gateway, not host.docker.internal "
                              "and host.containers.internal (default: all three)")
@@ -203,16 +240,24 @@ def host_nameservers(path: str | None = None) -> tuple[Upstream, ...]:
 
 def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
     """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
-    its replies kept in an AnswerCache unless ``config.cache_size`` is 0, all counting in one Stats; with a
-    QueryLog if ``config.query_log`` names a file (OSError if it cannot be opened)."""
+    its replies kept in an AnswerCache unless ``config.cache_size`` or ``config.cache_bytes`` is 0, all counting
+    in one Stats; with a QueryLog if ``config.query_log`` names a file (OSError if it cannot be opened). The
+    Forwarder never asks an upstream that is one of the server's own listening addresses on its port."""
     stats = Stats()
     forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
     query_log = (QueryLog(config.query_log, config.query_log_rate, config.query_log_max_bytes,
                           config.query_log_backups) if config.query_log else None)  # OSError if it cannot be opened
-    if not config.cache_size:
-        return DnsServer(config, records, forwarder, stats, query_log=query_log)
-    cache = AnswerCache(config.cache_size)
-    return DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
+    if not config.cache_size or not config.cache_bytes:
+        server = DnsServer(config, records, forwarder, stats, query_log=query_log)
+    else:
+        cache = AnswerCache(config.cache_size, max_bytes=config.cache_bytes)
+        server = DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
+
+    def is_own(upstream: Upstream) -> bool:
+        return upstream.port == config.port and not upstream.netns and upstream.address in server.listen_addresses
+
+    forwarder.is_own = is_own
+    return server
 
 
 async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None:
@@ -301,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                               max_inflight_per_client=args.max_inflight_per_client,
                               tcp_idle=args.tcp_idle, tcp_max=args.tcp_max, udp_window=args.udp_window / 1000,
                               control_path=os.path.join(args.state_dir, SOCKET_NAME), managed=args.managed,
-                              cache_size=args.cache_size, host_aliases=args.host_aliases, metrics=args.metrics,
+                              cache_size=args.cache_size, cache_bytes=args.cache_bytes,
+                              host_aliases=args.host_aliases, metrics=args.metrics,
                               query_log=args.query_log, query_log_rate=args.query_log_rate,
                               query_log_max_bytes=args.query_log_size * 2**20)
         run_loop(serve(args.state_dir, config, args.cni))

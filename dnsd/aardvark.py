@@ -73,7 +73,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """aardvark-dns's command line; usage errors exit 2 with one line."""
-    parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.")
+    parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.",
+                            allow_abbrev=False)
     parser.add_argument("-c", "--config", help="the config directory netavark writes (one file per network)")
     parser.add_argument("-p", "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("-f", "--filter-search-domain", default=DEFAULT_SEARCH_DOMAIN,

@@ -19,9 +19,15 @@ has been kept (never above what the cache keeps it for), the asking client's
 ID, question as asked (case included, for 0x20 clients) and RD bit.
 
 Entries are keyed by the upstream lists asked (so each network or container
-with its own --dns has its own answers), the lower-cased question, whether the
-query had EDNS, and its DO and CD bits. At most ``size`` entries are kept,
-least recently used first out, so a flood of random names keeps memory flat.
+with its own --dns has its own answers), the question (its name case-blind,
+its type and class exact: ``wire.fold_question``), whether the query had EDNS,
+and its DO and CD bits. Memory is bounded in bytes: at most ``size`` entries
+taking at most ``max_bytes`` together (32 MiB by default), least recently used
+first out, and a reply over ``MAX_ENTRY_BYTES`` (16 KiB) is relayed but never
+kept, so neither a flood of random names nor an upstream that answers 63 kB
+over TCP for every name grows dnsd past its budget (issue 24). What a kept
+reply holds is what the forwarder relayed (``dnsd.forward``: well-formed, its
+unrelated answer records left out), less its EDNS options.
 
 Threads: ``lookup`` runs in the UDP threads (the fast path: ``DnsServer``
 calls it on every Forward the answerer gives), ``store`` on the event loop.
@@ -31,6 +37,7 @@ lookup that races an eviction finds nothing and counts a miss.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections import OrderedDict
@@ -38,96 +45,97 @@ from collections.abc import Callable
 
 from .answer import Forward
 from .wire import (
+    CD_FLAG,
     HEADER_SIZE,
     NOERROR,
     NXDOMAIN,
-    OPT_FIXED,
     SERVFAIL,
     TC_FLAG,
     TCP_MESSAGE_MAX,
     TYPE_OPT,
     TYPE_SOA,
-    record_spans,
+    Layout,
+    fold_question,
+    parse_reply,
     truncate_reply,
-    ttl_offset,
+    without_options,
 )
 
 POSITIVE_MIN = 5  # seconds a positive answer is kept at least, whatever its TTLs
 POSITIVE_MAX = 3600  # ... and at most
 NEGATIVE_MAX = 1800  # seconds an NXDOMAIN or NODATA is kept at most
 SERVFAIL_TTL = 5  # seconds an upstream's SERVFAIL is kept
-DEFAULT_SIZE = 10000  # entries; a few kB each at most, so some tens of MB in the worst case
-_CD = 0x10  # checking disabled, in the header's fourth byte (RFC 4035 section 3.2.2)
+DEFAULT_SIZE = 10000  # entries
+DEFAULT_BYTES = 32 * 1024 * 1024  # what the entries may take in memory together, as ``_Entry.cost`` counts it
+MAX_ENTRY_BYTES = 16 * 1024  # a reply larger than this is relayed, never kept
+ENTRY_OVERHEAD = 1024  # bytes an entry takes besides its reply's two copies and its TTL fields (``_Entry.cost``)
 _TTL = struct.Struct("!I")
+_TTL_FIELD = struct.Struct("=HI")  # a TTL field's offset in the reply, and the TTL it counts down from
 
 CacheKey = tuple
 
+log = logging.getLogger("dnsd")
 
-def cache_ttl(reply: bytes) -> int | None:
-    """How many seconds an upstream's ``reply`` may be kept (see the module's docstring); None: not at all."""
+
+def cache_ttl(reply: bytes, layout: Layout | None = None) -> int | None:
+    """How many seconds an upstream's ``reply`` may be kept (see the module's docstring); None: not at all,
+    and so for a reply that is not well-formed (``parse_reply``; ``layout`` if already read). Never raises."""
     if len(reply) < HEADER_SIZE or reply[2] & TC_FLAG:
         return None
     rcode = reply[3] & 0x0F
+    if rcode not in (NOERROR, NXDOMAIN, SERVFAIL):
+        return None
+    if layout is None:
+        layout = parse_reply(reply)
+        if layout is None:
+            return None
     if rcode == SERVFAIL:
         return SERVFAIL_TTL
-    if rcode not in (NOERROR, NXDOMAIN):
-        return None
-    layout = record_spans(reply)
-    if layout is None:
-        return None
-    _, answer_count, spans = layout
-    if rcode == NOERROR and answer_count:
-        ttls = [ttl for _, _, rtype, ttl in spans if rtype != TYPE_OPT]
+    ttls = [record.ttl for record in layout.answers if record.rtype != TYPE_OPT]
+    if rcode == NOERROR and ttls:
         return min(max(min(ttls), POSITIVE_MIN), POSITIVE_MAX)
-    authority_end = answer_count + int.from_bytes(reply[8:10], "big")
-    for _, end, rtype, ttl in spans[answer_count:authority_end]:
-        if rtype == TYPE_SOA:
-            minimum = int.from_bytes(reply[end - 4:end], "big")  # SOA's last field (RFC 1035 section 3.3.13)
-            return min(ttl, minimum, NEGATIVE_MAX)
+    for record in layout.records[layout.counts[0]:layout.counts[0] + layout.counts[1]]:
+        if record.rtype == TYPE_SOA:
+            minimum = int.from_bytes(reply[record.end - 4:record.end], "big")  # SOA's last field (RFC 1035 3.3.13)
+            return min(record.ttl, minimum, NEGATIVE_MAX)
     return None  # negative without an SOA: RFC 2308 section 5 says not to cache it
 
 
-def without_edns_options(reply: bytes) -> bytes:
-    """``reply`` with the options of its OPT record left out (payload size, extended rcode, version and flags
-    kept). A kept reply goes to other clients: an upstream's COOKIE option answers one client's cookie
-    (RFC 7873 section 5.3), and a padding or client-subnet option is as personal; dnsd's own answers carry
-    no options either. A reply without options, or whose layout cannot be read, comes back as it is."""
-    layout = record_spans(reply)
-    if layout is None:
-        return reply
-    for start, end, rtype, _ in layout[2]:
-        if rtype == TYPE_OPT and end - start > OPT_FIXED.size:
-            return reply[:start] + reply[start:start + OPT_FIXED.size - 2] + b"\x00\x00" + reply[end:]
-    return reply
-
-
 def cache_key(forward: Forward) -> CacheKey:
-    """What a cached reply is found by: upstream lists, lower-cased question, EDNS, DO and CD bits."""
-    return (forward.upstream_groups, forward.question.lower(), forward.edns, forward.dnssec_ok,
-            forward.query[3] & _CD)
+    """What a cached reply is found by: upstream lists, the question as ``fold_question`` compares it (name
+    case-blind, type and class exact), EDNS, DO and CD bits."""
+    return (forward.upstream_groups, fold_question(forward.question), forward.edns, forward.dnssec_ok,
+            forward.query[3] & CD_FLAG)
 
 
 class _Entry:
-    """One kept reply (its ID zeroed), its TTL fields, and its last rendering."""
+    """One kept reply (its ID zeroed), where its TTL fields are and what they count down from, and its last
+    rendering."""
 
     __slots__ = ("reply", "ttl_fields", "stored", "expires", "question_end", "rendered_age", "rendered")
 
-    def __init__(self, reply: bytes, ttl_fields: tuple[tuple[int, int], ...], stored: float, keep: int,
-                 question_end: int):
+    def __init__(self, reply: bytes, ttl_fields: bytes, stored: float, keep: int, question_end: int):
         self.reply = reply
-        self.ttl_fields = ttl_fields  # (offset, TTL to count down from) of each record but OPT
+        self.ttl_fields = ttl_fields  # (offset of the TTL field, TTL to count down from) of each record but OPT,
+        # packed as ``_TTL_FIELD`` pairs: one small object whatever the number of records
         self.stored = stored
         self.expires = stored + keep
         self.question_end = question_end
         self.rendered_age = 0
         self.rendered = reply
 
+    @property
+    def cost(self) -> int:
+        """Bytes in memory at most: the reply, its rendering of the current second, its TTL fields, and the rest
+        (this object, the bytes' headers, the key and the OrderedDict's link: ``ENTRY_OVERHEAD``)."""
+        return 2 * len(self.reply) + len(self.ttl_fields) + ENTRY_OVERHEAD
+
     def render(self, now: float) -> bytes:
         """The reply with its TTLs counted down by the whole seconds kept; the same bytes within one second."""
         age = int(now - self.stored)
         if age != self.rendered_age:
             message = bytearray(self.reply)
-            for offset, ttl in self.ttl_fields:
+            for offset, ttl in _TTL_FIELD.iter_unpack(self.ttl_fields):
                 _TTL.pack_into(message, offset, max(ttl - age, 0))
             self.rendered = bytes(message)
             self.rendered_age = age
@@ -176,28 +184,42 @@ class RememberedAnswer:
 
 
 class AnswerCache:
-    """Upstream replies by ``cache_key``, at most ``size`` of them (LRU); ``size`` 0 keeps none.
+    """Upstream replies by ``cache_key``: at most ``size`` of them, taking at most ``max_bytes`` together (as
+    ``_Entry.cost`` counts them), least recently used out first; a reply over ``max_entry`` bytes (at most
+    ``max_bytes``) is never kept. ``size`` or ``max_bytes`` 0 keeps none.
 
     ``clock`` gives seconds (monotonic). Counts ``hits`` (and ``rcode_hits``,
-    by the rcode served), ``misses`` and ``evictions`` (entries pushed out for
-    room, not expired ones).
+    by the rcode served), ``misses``, ``evictions`` (entries pushed out for
+    room, not expired ones) and ``too_large`` (replies not kept for their size);
+    ``bytes`` is what the entries take now.
+
+    Threads: ``lookup`` and ``remembered`` (the UDP threads) only read the
+    dict and move an entry to its end; every entry comes in and goes out on
+    the event loop (``store``, ``flush``), so ``bytes`` has one writer. An
+    expired entry stays until its key is stored again or it is pushed out
+    (counted in ``bytes`` until then).
     """
 
-    def __init__(self, size: int = DEFAULT_SIZE, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, size: int = DEFAULT_SIZE, clock: Callable[[], float] = time.monotonic,
+                 max_bytes: int = DEFAULT_BYTES, max_entry: int = MAX_ENTRY_BYTES):
         self.size = size
+        self.max_bytes = max_bytes
+        self.max_entry = min(max_entry, max_bytes)
         self.clock = clock
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self.bytes = 0
         self.hits = 0
         self.rcode_hits = [0] * 16  # hits by the rcode of the reply served (for dnsd_responses_total)
         self.misses = 0
         self.evictions = 0
+        self.too_large = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def lookup(self, forward: Forward, limit: int, count: bool = True) -> bytes | None:
         """The kept reply for ``forward``'s client, made to fit ``limit`` bytes (``truncate_reply``); None
-        on a miss (or an expired entry, which goes). ``count``: count it as a hit or miss."""
+        on a miss or an expired entry. ``count``: count it as a hit or miss."""
         key = cache_key(forward)
         entry = self._entries.get(key)
         if entry is None:
@@ -205,12 +227,11 @@ class AnswerCache:
             return None
         now = self.clock()
         if now >= entry.expires:
-            self._entries.pop(key, None)
             self.misses += count
             return None
         try:  # noqa: SIM105 - a try costs nothing on this hot path, contextlib.suppress does
             self._entries.move_to_end(key)
-        except KeyError:  # evicted by another thread just now: still served, this once
+        except KeyError:  # pushed out by the event loop just now: still served, this once
             pass
         if count:
             self.hits += 1
@@ -226,35 +247,49 @@ class AnswerCache:
 
     def store(self, forward: Forward, reply: bytes) -> _Entry | None:
         """Keep an upstream's validated ``reply`` to ``forward`` for ``cache_ttl`` seconds; the entry, or None if
-        it may not be kept."""
-        if self.size <= 0:
+        it may not be kept (not to be kept that long, not well-formed, larger than ``max_entry``). On the event
+        loop only."""
+        if self.size <= 0 or self.max_bytes <= 0:
             return None
-        keep = cache_ttl(reply)
+        if len(reply) > self.max_entry:
+            self.too_large += 1
+            return None
+        layout = parse_reply(reply)
+        keep = cache_ttl(reply, layout)
         if not keep:
             return None
-        reply = without_edns_options(reply)
-        question_end, _, spans = record_spans(reply)  # cache_ttl read it: it has a layout
-        fields = tuple((ttl_offset(reply, start), min(ttl, keep)) for start, _, rtype, ttl in spans
-                       if rtype != TYPE_OPT)
+        stripped = without_options(reply, layout)
+        if stripped is not reply:
+            reply, layout = stripped, parse_reply(stripped)
+        fields = [(record.rdata - 6, min(record.ttl, keep)) for record in layout.records if record.rtype != TYPE_OPT]
         stored = bytearray(reply)
         stored[0:2] = b"\x00\x00"
-        for offset, ttl in fields:  # the first rendering already says no more than the cache keeps it
+        for offset, ttl in fields:  # the first rendering already says no more than the cache keeps the reply
             _TTL.pack_into(stored, offset, ttl)
         key = cache_key(forward)
+        entry = _Entry(bytes(stored), b"".join(_TTL_FIELD.pack(*field) for field in fields), self.clock(), keep,
+                       layout.question_end)
         entries = self._entries
-        entry = entries[key] = _Entry(bytes(stored), fields, self.clock(), keep, question_end)
-        entries.move_to_end(key)
-        while len(entries) > self.size:
-            try:
-                entries.popitem(last=False)
-            except KeyError:
-                break
+        old = entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.cost
+        entries[key] = entry
+        self.bytes += entry.cost
+        while len(entries) > self.size or self.bytes > self.max_bytes:
+            _, pushed = entries.popitem(last=False)
+            self.bytes -= pushed.cost
             self.evictions += 1
+        while entries:  # expired entries the least recently used end holds go too (lookups leave them)
+            first = next(iter(entries))
+            if entries[first].expires > entry.stored:
+                break
+            self.bytes -= entries.pop(first).cost
         return entry
 
     def flush(self) -> None:
-        """Forget every entry (the upstreams of a network or container changed)."""
+        """Forget every entry (the upstreams of a network or container changed). On the event loop only."""
         self._entries.clear()
+        self.bytes = 0
 
 
 class CachingResolver:
@@ -268,16 +303,19 @@ class CachingResolver:
 
     async def resolve(self, forward: Forward, tcp: bool, client: str = "") -> bytes | None:
         """The reply for the client: a kept one, else the forwarder's (kept if it may be, and then with the TTLs
-        the cache gives it: an NXDOMAIN's SOA says how long it is kept, RFC 2308 section 3)."""
-        limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
-        cached = self.cache.lookup(forward, limit, count=False)  # counted where it is answered: as upstream
-        if cached is not None:
-            return cached
-        reply = await self.forwarder.ask(forward, tcp, client)
-        if reply.__class__ is int:
-            return forward.error_reply(reply)
-        entry = self.cache.store(forward, reply)
-        if entry is not None:  # as the cache will serve it: TTLs no longer than it keeps the reply
-            return _reply_for(entry, forward.query, forward.question, limit, entry.stored)
-        return reply if len(reply) <= limit else truncate_reply(reply, limit)
-
+        the cache gives it: an NXDOMAIN's SOA says how long it is kept, RFC 2308 section 3). Never raises: a
+        bug on the way is counted (``Stats.internal_errors``) and answered SERVFAIL."""
+        try:
+            limit = TCP_MESSAGE_MAX if tcp else forward.udp_limit
+            cached = self.cache.lookup(forward, limit, count=False)  # counted where it is answered: as upstream
+            if cached is not None:
+                return cached
+            reply = await self.forwarder.ask(forward, tcp, client)
+            if reply.__class__ is int:
+                return forward.error_reply(reply)
+            entry = self.cache.store(forward, reply)
+            if entry is not None:  # as the cache will serve it: TTLs no longer than it keeps the reply
+                return _reply_for(entry, forward.query, forward.question, limit, entry.stored)
+            return reply if len(reply) <= limit else truncate_reply(reply, limit)
+        except Exception as err:  # noqa: BLE001 - a bug must cost the client one SERVFAIL, never its answer
+            return self.forwarder.failed(forward, err)

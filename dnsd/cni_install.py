@@ -132,7 +132,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str]) -> int:
     """The command: prints the path written and its kind; one line on stderr and exit 1 (2: usage) otherwise."""
-    parser = _OneLineParser(prog="dnsd cni-install", description="Write the netcore-dns CNI plugin executable.")
+    parser = _OneLineParser(prog="dnsd cni-install", description="Write the netcore-dns CNI plugin executable.",
+                            allow_abbrev=False)
     parser.add_argument("directory", nargs="?", default=DEFAULT_DIR, help=f"CNI plugin directory ({DEFAULT_DIR})")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                         help=f"where the plugin and its dnsd keep their state ({DEFAULT_STATE_DIR})")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
-from .cache import DEFAULT_SIZE as DEFAULT_CACHE_SIZE
+from .cache import DEFAULT_BYTES as DEFAULT_CACHE_BYTES, DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from .dialect import DOCKER, Dialect
 from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
 from .querylog import (
@@ -45,6 +45,7 @@ class ServerConfig:
     udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
     host_aliases: bool = True  # host.docker.internal and host.containers.internal answer as host.netcore.internal
     cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # what they may take in memory together (dnsd.cache); 0: no cache
     metrics: tuple[str, int] | None = None  # (address, port) of the Prometheus endpoint (dnsd.metrics); None: off
     query_log: str | None = None  # path of the query log (dnsd.querylog); None: off
     query_log_rate: int = DEFAULT_QUERY_LOG_RATE  # lines a second at most

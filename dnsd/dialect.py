@@ -9,7 +9,7 @@ aardvark-dns's place (``dnsd.aardvark``) answers as aardvark-dns does
 (``podman``), where a Podman user could rely on it. Where dnsd keeps a
 difference from aardvark-dns 1.4 (Debian 12's), it follows a later
 aardvark-dns release or fixes a reported bug; the list is in the docs
-(docs/pending/i23-dnsd.md, "dnsd as aardvark-dns: what differs").
+(docs/podman.md, "What differs from aardvark-dns 1.4").
 """
 
 from __future__ import annotations

@@ -16,11 +16,21 @@ Names follow CoreDNS's (``coredns_dns_requests_total``, ``coredns_cache_hits_tot
   local and cached UDP answers are timed per wake-up of a listener thread
   (the batch's time divided among its queries, see ``dnsd.udp.serve``), so
   timing costs nothing per query;
-* ``dnsd_cache_entries``, ``dnsd_cache_hits_total``, ``dnsd_cache_misses_total``,
-  ``dnsd_cache_evictions_total``;
+* ``dnsd_cache_entries``, ``dnsd_cache_bytes`` (what the entries take, as the
+  cache's byte budget counts it), ``dnsd_cache_hits_total``,
+  ``dnsd_cache_misses_total``, ``dnsd_cache_evictions_total``,
+  ``dnsd_cache_too_large_total`` (replies relayed but not kept for their size);
 * ``dnsd_forward_requests_total``, ``dnsd_forward_failures_total{to, reason}``
-  (reason: timeout or error), ``dnsd_forward_truncated_retries_total``,
+  (reason: timeout, error, malformed: a reply that is not well-formed, or
+  loop: the upstream is dnsd itself), ``dnsd_forward_truncated_retries_total``,
   ``dnsd_forward_max_concurrent_rejects_total``;
+* against forgery and loops (``dnsd.forward``): ``dnsd_forward_merged_total``
+  (queries that waited for the same question already out at an upstream),
+  ``dnsd_forward_spoofed_replies_total`` (datagrams on an upstream socket that
+  did not answer its query), ``dnsd_forward_spoof_detected_total`` (upstream
+  queries abandoned for a flood of those and asked over TCP instead, RFC 5452
+  section 9.2), ``dnsd_forward_loops_total`` (queries not forwarded as they
+  would loop back to dnsd);
 * ``dnsd_malformed_requests_total``: bad input answered FORMERR/NOTIMP or dropped.
 
 Counting is cheap by construction: a query bumps one entry of a plain dict
@@ -241,16 +251,31 @@ class DnsdCollector:
             yield CounterMetricFamily("dnsd_cache_hits", "Queries answered from the cache", value=cache.hits)
             yield CounterMetricFamily("dnsd_cache_misses", "Forwarded queries the cache could not answer",
                                       value=cache.misses)
+            yield GaugeMetricFamily("dnsd_cache_bytes", "Bytes the cache's entries take (its byte budget's count)",
+                                    value=cache.bytes)
             yield CounterMetricFamily("dnsd_cache_evictions", "Entries pushed out of the full cache",
                                       value=cache.evictions)
+            yield CounterMetricFamily("dnsd_cache_too_large", "Forwarded answers not kept for their size",
+                                      value=cache.too_large)
         yield CounterMetricFamily("dnsd_forward_requests", "Queries asked upstream", value=stats.forwarded)
-        failures = CounterMetricFamily("dnsd_forward_failures", "Upstream servers that timed out or failed",
+        failures = CounterMetricFamily("dnsd_forward_failures", "Upstream servers that timed out, failed, sent "
+                                       "an unreadable reply or were dnsd itself",
                                        labels=("to", "reason"))
         for (upstream, reason), count in sorted(dict(stats.upstream_errors).items()):
             failures.add_metric((upstream, reason), count)
         yield failures
         yield CounterMetricFamily("dnsd_forward_truncated_retries", "Truncated upstream replies asked again over TCP",
                                   value=stats.truncated_retried)
+        yield CounterMetricFamily("dnsd_forward_merged", "Queries that waited for the same question already asked",
+                                  value=stats.forward_merged)
+        yield CounterMetricFamily("dnsd_forward_spoofed_replies",
+                                  "Datagrams on an upstream socket that did not answer its query",
+                                  value=stats.spoofed_replies)
+        yield CounterMetricFamily("dnsd_forward_spoof_detected",
+                                  "Upstream queries abandoned for a flood of mismatched replies, asked over TCP",
+                                  value=stats.spoof_detected)
+        yield CounterMetricFamily("dnsd_forward_loops", "Queries not forwarded as they would loop back to dnsd",
+                                  value=stats.forward_loops)
         yield CounterMetricFamily("dnsd_forward_max_concurrent_rejects",
                                   "Queries refused at an in-flight cap", value=stats.refused_inflight)
         yield CounterMetricFamily("dnsd_malformed_requests", "Messages that were no well-formed query",

@@ -16,6 +16,12 @@ that is written is preceded by one line saying how many were left out
 ``backups`` old files are kept (so at most (backups + 1) x max_bytes on disk),
 as logging's RotatingFileHandler does it.
 
+Every query of every container is in it, so only its owner reads it: the log
+and each rotated file are made mode 0600 (``LOG_MODE``), whatever the umask,
+and a file already there with a wider mode is narrowed when dnsd opens it
+(issue 24). A symbolic link at the path is refused (O_NOFOLLOW), as dnsd runs
+as root and the directory may not be root's alone.
+
 Threads: the UDP listener threads and the event loop write; the handler's
 lock keeps lines whole. The rate window is counted without a lock: two
 threads may each take the last slot of a second, so a second may hold a line
@@ -28,6 +34,7 @@ import datetime
 import json
 import logging
 import logging.handlers
+import os
 import time
 
 import dnslib
@@ -37,18 +44,37 @@ from .metrics import rcode_label, type_label
 DEFAULT_RATE = 100  # lines a second
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per file, before it is rotated
 DEFAULT_BACKUPS = 3  # rotated files kept: 40 MB on disk at most with the defaults
+LOG_MODE = 0o600  # of the log and its rotated files: its owner's alone
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A RotatingFileHandler whose files are ``LOG_MODE`` from the moment they exist, and never a symlink's target.
+
+    ``_open`` is where the handler opens the file, at the start and after each rotation (the rotated files
+    are the same files renamed, so they keep the mode).
+    """
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        descriptor = os.open(self.baseFilename, flags, LOG_MODE)
+        try:
+            os.fchmod(descriptor, LOG_MODE)  # a file made before, under another mode, is narrowed too
+            return open(descriptor, self.mode, encoding=self.encoding, errors=self.errors)
+        except BaseException:
+            os.close(descriptor)
+            raise
 
 
 class QueryLog:
-    """Writes query lines to ``path`` (see the module's docstring); OSError if the file cannot be opened."""
+    """Writes query lines to ``path`` (see the module's docstring); OSError if the file cannot be opened (ELOOP
+    for a symbolic link)."""
 
     def __init__(self, path: str, rate: int = DEFAULT_RATE, max_bytes: int = DEFAULT_MAX_BYTES,
                  backups: int = DEFAULT_BACKUPS, clock=time.monotonic):
         self.path = path
         self.rate = rate
         self.clock = clock
-        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                             encoding="utf-8")
+        self._handler = _PrivateRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         self._second = -1
         self._used = 0

@@ -23,8 +23,8 @@ class Stats:
 
     __slots__ = ("answered_udp", "answered_tcp", "forwarded", "forward_servfail", "refused_inflight",
                  "nxdomain_no_upstream", "malformed", "last_malformed", "internal_errors", "last_internal_error",
-                 "in_flight", "reloads_full", "reloads_patch", "truncated_retried", "upstream_errors",
-                 "observe_batch")
+                 "in_flight", "reloads_full", "reloads_patch", "truncated_retried", "forward_merged",
+                 "spoofed_replies", "spoof_detected", "forward_loops", "upstream_errors", "observe_batch")
 
     def __init__(self):
         self.answered_udp = 0  # replies the UDP threads sent themselves: every reply but forwarded ones
@@ -41,12 +41,17 @@ class Stats:
         self.reloads_full = 0  # snapshots built from scratch
         self.reloads_patch = 0  # snapshots patched from the last one
         self.truncated_retried = 0  # upstream UDP replies with TC set, asked again over TCP
-        self.upstream_errors: dict[tuple[str, str], int] = {}  # (upstream "IP:PORT", "timeout" or "error") -> count
+        self.forward_merged = 0  # upstream queries not sent: the same question was out at that upstream already
+        self.spoofed_replies = 0  # datagrams on an upstream socket that did not answer its query (ID, question)
+        self.spoof_detected = 0  # upstream UDP queries abandoned for a flood of those and asked over TCP instead
+        self.forward_loops = 0  # queries not forwarded: to dnsd's own address, or come back through an upstream
+        self.upstream_errors: dict[tuple[str, str], int] = {}  # (upstream "IP:PORT", reason) -> count
         # with metrics on: (the batch, seconds it took, replies it sent), called by each UDP thread per wake-up
         self.observe_batch: Callable[[object, float, int], None] | None = None
 
     def upstream_failed(self, upstream, kind: str) -> None:
-        """Count an upstream that timed out (``kind`` "timeout") or failed (refused, unreachable: "error").
+        """Count an upstream that timed out (``kind`` "timeout"), failed (refused, unreachable: "error"), sent a
+        reply that is not well-formed ("malformed"), or was not asked as it is dnsd itself ("loop").
 
         Called on the event loop only, so the read and write of the dict entry are never interleaved.
         """

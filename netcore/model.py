@@ -174,10 +174,39 @@ class Container:
     labels: dict = field(default_factory=dict)  # kept and shown by inspect (Compose's project labels among them)
     state: str = STATE_RUNNING
     created: str = ""
+    dns_search: tuple[str, ...] = ()  # --dns-search: resolv.conf's search domains ("." alone: none)
+    extra_hosts: tuple[str, ...] = ()  # --add-host "HOST:IP" lines for its hosts file (IP may be host-gateway)
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+
+# A container's main process (``run -d -- CMD``, a Compose service's command): Docker's statuses
+PROCESS_CREATED = "created"  # recorded, never started (or its start failed: ``error`` says why)
+PROCESS_RUNNING = "running"
+PROCESS_EXITED = "exited"
+EXIT_UNKNOWN = 255  # the exit status of a process that ended while netcored was not its parent (Docker's 255)
+
+
+@dataclass(frozen=True)
+class MainProcess:
+    """A container's main process, as stored: its ``argv``, Docker's ``status`` (created, running, exited);
+    while running its ``pid`` with ``start_ticks`` (field 22 of /proc/PID/stat: a pid reused by another
+    program has another) and the ``boot_id`` it was started in; once ended its ``exit_code`` (128+N for a
+    signal, as Docker reports it; ``EXIT_UNKNOWN`` when netcored was not its parent then) and ``error``
+    (why it could not start, or why the status is unknown). Times as ``Container.created``."""
+
+    container_id: str
+    argv: tuple[str, ...]
+    status: str = PROCESS_CREATED
+    pid: int | None = None
+    start_ticks: int | None = None
+    boot_id: str = ""
+    exit_code: int | None = None
+    error: str = ""
+    started: str = ""
+    finished: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ can send it to the per-host agent as it is.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from netcore.errors import NetcoreError
@@ -30,6 +31,10 @@ from netcore.model import (
 from netcore.ports import PublishSpec
 
 RESERVED_NETWORKS = (MODE_HOST, MODE_NONE)  # `--net host` and `--net none` are modes, not networks
+HOST_GATEWAY = "host-gateway"  # --add-host NAME:host-gateway: the gateway of the container's first network
+# a search domain as Docker's ValidateDNSSearch takes it (opts/dns.go): labels of letters, digits and '-'
+_LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]*[a-zA-Z0-9_])?"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
 
 
 def validate_name(name: str, what: str) -> str:
@@ -52,6 +57,32 @@ def parse_server(text: str) -> str:
     if port == DNS_PORT:
         return address
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def parse_search_domain(text: str) -> str:
+    """A ``--dns-search`` domain as Docker's ValidateDNSSearch takes it: ``.`` (no search domain at all), or a
+    domain name of at most 255 characters (a trailing dot dropped). NetcoreError otherwise."""
+    text = text.strip()
+    if text == ".":
+        return text
+    if not text or len(text) > 255 or not _DOMAIN.match(text):
+        raise NetcoreError(f"invalid --dns-search domain {text!r}: a domain name such as corp.example, or '.'")
+    return text.rstrip(".")
+
+
+def parse_extra_host(text: str) -> str:
+    """An ``--add-host`` entry, ``HOST:IP`` or ``HOST=IP`` (Docker 25's two spellings; an IPv6 address may be
+    in brackets), normalised to ``HOST:IP``; IP may be ``host-gateway``. NetcoreError otherwise."""
+    separator = "=" if "=" in text else ":"
+    host, found, address = text.partition(separator)
+    host, address = host.strip(), address.strip()
+    if len(address) > 2 and address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    if not found or not host or ":" in host or any(c.isspace() for c in host):
+        raise NetcoreError(f"invalid --add-host {text!r}: expected HOST:IP or HOST=IP")
+    if address != HOST_GATEWAY:
+        address = _address(address, f"--add-host address of {host}")
+    return f"{host}:{address}"
 
 
 def _address(text: str, what: str) -> str:
@@ -191,7 +222,10 @@ class ContainerSpec(_Plain):
     """``run``: a container with its networks. ``net`` is Docker's ``--net`` mode: ``None`` (the networks
     in ``networks``; none given: the default ``bridge``), ``host``, ``none`` or ``container:NAME``.
     ``publish``: parsed ``-p`` values (netcore.ports.parse_publish); ``dns``: the container's own servers;
-    ``labels``: kept and shown by inspect (Compose's project labels among them)."""
+    ``labels``: kept and shown by inspect (Compose's project labels among them); ``dns_search``:
+    ``--dns-search`` domains (resolv.conf's ``search``); ``extra_hosts``: ``--add-host`` entries
+    (``HOST:IP``, in its hosts file); ``command``: its main process's argv, started once it is built
+    (``run -d -- CMD``, a Compose service's ``command``), empty for none."""
 
     name: str | None = None
     networks: tuple[Attachment, ...] = ()
@@ -200,6 +234,9 @@ class ContainerSpec(_Plain):
     dns: tuple[str, ...] = ()
     publish: tuple[PublishSpec, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    dns_search: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -223,21 +260,29 @@ class ContainerSpec(_Plain):
         return self.networks or (Attachment(DEFAULT_BRIDGE),)
 
     @classmethod
-    def from_flags(cls, name: str | None = None, net: str | None = None, aliases=(), ip: str | None = None,
-                   hostname: str | None = None, dns=(), publish=(), labels: dict | None = None) -> ContainerSpec:
-        """The spec of Docker's ``run`` flags: ``--net NETWORK|host|none|container:NAME`` with ``--net-alias``
-        and ``--ip`` (which need a network: NetcoreError naming the mode otherwise), ``--hostname``,
-        ``--dns``, ``-p`` (parsed: netcore.ports.PublishSpec). Not yet checked."""
-        if net in (MODE_HOST, MODE_NONE) or (net or "").startswith("container:"):
+    def from_flags(cls, name: str | None = None, net: str | list[str] | tuple[str, ...] | None = None, aliases=(),
+                   ip: str | None = None, hostname: str | None = None, dns=(), publish=(),
+                   labels: dict | None = None, dns_search=(), extra_hosts=(), command=()) -> ContainerSpec:
+        """The spec of Docker's ``run`` flags: ``--net NETWORK|host|none|container:NAME``, given once or, for
+        networks, several times (every one attached, in order, as Docker 25 does), with ``--net-alias`` and
+        ``--ip`` for the first network (Docker's rule for its legacy flags; they need a network: NetcoreError
+        naming the mode otherwise), ``--hostname``, ``--dns``, ``--dns-search``, ``--add-host``, ``-p``
+        (parsed: netcore.ports.PublishSpec) and the main process ``command``. Not yet checked."""
+        nets = [net] if isinstance(net, str) else list(net or ())
+        rest = {"name": name, "hostname": hostname, "dns": tuple(dns), "publish": tuple(publish),
+                "labels": dict(labels or {}), "dns_search": tuple(dns_search), "extra_hosts": tuple(extra_hosts),
+                "command": tuple(command)}
+        modes = [n for n in nets if n in (MODE_HOST, MODE_NONE) or n.startswith("container:")]
+        if modes:
+            if len(nets) > 1:
+                raise NetcoreError(f"conflicting options: --net {modes[0]} cannot be combined with other networks")
             if aliases or ip:
-                raise NetcoreError(f"--net-alias and --ip need a bridge network, not --net {net}")
-            return cls(name=name, net=net, hostname=hostname, dns=tuple(dns), publish=tuple(publish),
-                       labels=dict(labels or {}))
-        networks = (Attachment(net, tuple(aliases), ip),) if net else ()
-        if not net and (aliases or ip):
+                raise NetcoreError(f"--net-alias and --ip need a bridge network, not --net {modes[0]}")
+            return cls(net=modes[0], **rest)
+        networks = tuple(Attachment(n, tuple(aliases), ip) if i == 0 else Attachment(n) for i, n in enumerate(nets))
+        if not nets and (aliases or ip):
             networks = (Attachment(DEFAULT_BRIDGE, tuple(aliases), ip),)
-        return cls(name=name, networks=networks, hostname=hostname, dns=tuple(dns), publish=tuple(publish),
-                   labels=dict(labels or {}))
+        return cls(networks=networks, **rest)
 
     def check(self) -> ContainerSpec:
         """Normalised, or NetcoreError with one line: names, aliases, hostname and servers valid; Docker's
@@ -264,8 +309,12 @@ class ContainerSpec(_Plain):
                                + ("the container uses the host's ports directly" if self.mode == MODE_HOST else
                                   "its ports are published by the container whose namespace it shares"
                                   if self.mode == MODE_CONTAINER else "it has no network to publish from"))
+        if any(not isinstance(word, str) for word in self.command) or (self.command and not self.command[0]):
+            raise NetcoreError("the command must be words, the first of them not empty")
         return replace(self, networks=networks, dns=tuple(parse_server(s) for s in self.dns),
-                       labels={str(k): str(v) for k, v in self.labels.items()})
+                       labels={str(k): str(v) for k, v in self.labels.items()},
+                       dns_search=tuple(dict.fromkeys(parse_search_domain(d) for d in self.dns_search)),
+                       extra_hosts=tuple(parse_extra_host(h) for h in self.extra_hosts), command=tuple(self.command))
 
     @classmethod
     def _decode(cls, data: dict) -> ContainerSpec:
@@ -273,7 +322,8 @@ class ContainerSpec(_Plain):
         data["publish"] = tuple(PublishSpec(p["host_ip"], tuple(p["host_ports"]) if p["host_ports"] else None,
                                             tuple(p["container_ports"]), p["protocol"])
                                 for p in data.get("publish", ()))
-        data["dns"] = tuple(data.get("dns", ()))
+        for key in ("dns", "dns_search", "extra_hosts", "command"):
+            data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
 

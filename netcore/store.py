@@ -31,7 +31,16 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, Union
 
 from netcore.errors import Conflict, NetcoreError, NotFound, StoreError
-from netcore.model import STATE_RUNNING, Attached, Container, Endpoint, Network, PortBinding, group_by_container
+from netcore.model import (
+    STATE_RUNNING,
+    Attached,
+    Container,
+    Endpoint,
+    MainProcess,
+    Network,
+    PortBinding,
+    group_by_container,
+)
 
 DB_NAME = "netcore.db"
 
@@ -89,13 +98,25 @@ UPDATE networks SET routed = 0 WHERE driver IN ('macvlan', 'ipvlan');
 ALTER TABLE containers ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
 """
 
+# Version 4 (issue 28): a container's --dns-search and --add-host lines, and its main process (``run -d -- CMD``,
+# a Compose service's command), one row per container. Readers select the new columns: OLDEST_READABLE is 4.
+SCHEMA_V4 = """
+ALTER TABLE containers ADD COLUMN dns_search TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE containers ADD COLUMN extra_hosts TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE processes (
+    container_id TEXT PRIMARY KEY REFERENCES containers(id),
+    argv TEXT NOT NULL, status TEXT NOT NULL, pid INTEGER, start_ticks INTEGER, boot_id TEXT NOT NULL,
+    exit_code INTEGER, error TEXT NOT NULL, started TEXT NOT NULL, finished TEXT NOT NULL
+);
+"""
+
 # A step is SQL (one or more statements) or a function of the connection. It runs inside the migration's
 # transaction with foreign keys off (a step may rebuild a table); they are checked before the commit. Never
 # edit or reorder a released step: append one. A step that changes what readers select (renames or drops a
 # column they read, changes a value's meaning) also raises OLDEST_READABLE to its own version.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[Migration] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
-OLDEST_READABLE = 3  # the oldest version this module's reads work on
+MIGRATIONS: list[Migration] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
+OLDEST_READABLE = 4  # the oldest version this module's reads work on
 
 
 class SchemaVersionError(NetcoreError):
@@ -157,7 +178,8 @@ SCALARS = (str, int, float, bytes, type(None))  # kept as they are; bool is not 
 # Every field that is not a scalar declares its codec here; an undeclared one fails the import.
 CODECS: dict[type, dict[str, Codec]] = {
     Network: {"internal": BOOL, "dns": JSON_TUPLE, "options": JSON_DICT, "labels": JSON_DICT, "routed": BOOL},
-    Container: {"dns": JSON_TUPLE, "labels": JSON_DICT},
+    Container: {"dns": JSON_TUPLE, "labels": JSON_DICT, "dns_search": JSON_TUPLE, "extra_hosts": JSON_TUPLE},
+    MainProcess: {"argv": JSON_TUPLE},
     Endpoint: {"aliases": JSON_TUPLE},
     PortBinding: {},
 }
@@ -198,10 +220,11 @@ def column_spec(kind: type, codecs: dict[str, Codec]) -> Columns:
 
 COLUMNS: dict[type, Columns] = {kind: column_spec(kind, codecs) for kind, codecs in CODECS.items()}
 
-Record = TypeVar("Record", Network, Container, Endpoint, PortBinding)
+Record = TypeVar("Record", Network, Container, Endpoint, PortBinding, MainProcess)
 CHANGES_KEPT = 10_000  # generations of change feed kept; a reader further behind reloads everything
 NETWORK_CHANGE = ""
-TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints", PortBinding: "ports"}
+TABLES = {Network: "networks", Container: "containers", Endpoint: "endpoints", PortBinding: "ports",
+          MainProcess: "processes"}
 ROLLED_BACK = "the transaction was rolled back: nothing was half-written"
 
 
@@ -457,6 +480,25 @@ class Store:
             name = record.host_ifname if isinstance(record, Endpoint) else record.name
             raise StoreError(f"cannot delete {kind} {name}: other records still refer to it ({err})") from None
         self._touch(record)
+
+    def put_process(self, process: MainProcess) -> None:
+        """Record a container's main process, replacing what was recorded (its status is not a change dnsd
+        follows: no generation is bumped for it). Call inside transaction()."""
+        row = _to_row(process)
+        self._db.execute(f"INSERT OR REPLACE INTO processes ({', '.join(row)}) VALUES "
+                         f"({', '.join(':' + k for k in row)})", row)
+
+    def delete_process(self, container: Container) -> None:
+        """Delete the container's main process row (before its own row: it refers to it)."""
+        self._db.execute("DELETE FROM processes WHERE container_id = ?", (container.id,))
+
+    def process(self, container_id: str) -> MainProcess | None:
+        """The container's main process, None if it has none."""
+        found = self._select(MainProcess, "WHERE container_id = ?", (container_id,))
+        return found[0] if found else None
+
+    def processes(self) -> list[MainProcess]:
+        return self._select(MainProcess, "ORDER BY container_id")
 
     def delete_ports(self, container: Container) -> None:
         """Delete the container's published ports (before its own row: they refer to it)."""

@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 bash .ci/setup test
 python=.venv/bin/python
 "$python" -m ruff check .  # configuration in pyproject.toml; a finding fails the run before any test
-exec "$python" -m pytest -q -p no:cacheprovider tests "$@"
+# the unit tests alone (pure, no root: they also run as an unprivileged user), then the integration tests, three
+# files at once (pytest-xdist: each test in its own sandbox namespaces; a file's tests stay on one worker, so a
+# module's shared fixture, such as the Podman world, is made once)
+"$python" -m pytest -q -p no:cacheprovider tests/unit "$@"
+exec "$python" -m pytest -q -p no:cacheprovider -n 3 --dist loadfile tests/integration "$@"

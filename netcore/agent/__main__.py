@@ -17,7 +17,7 @@ from netcore.errors import NetcoreError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netcored", description="netcore's per-host agent.")
+    parser = argparse.ArgumentParser(prog="netcored", description="netcore's per-host agent.", allow_abbrev=False)
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR") or DEFAULT_STATE_DIR)
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None)
     args = parser.parse_args(argv)

@@ -33,11 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from netcore.agent import protocol
 from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
+from netcore.agent.dnsd import SupervisedDnsd
+from netcore.agent.processes import ProcessSupervisor
 from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
-from netcore.cli.commands import HANDLERS, READ_ONLY
+from netcore.cli.handlers import HANDLERS, READ_ONLY
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, os_error_text
 from netcore.firewall.apply import NftablesFirewall
+from netcore.ports.holder import stop_legacy_holder
 
 log = logging.getLogger("netcored")
 
@@ -71,20 +74,40 @@ class _Reply(io.TextIOBase):
         except OSError:
             self.gone = True
 
+    def error_line(self, text: str) -> None:
+        """One line for the client's stderr now, in order with the output (a warning of a long command)."""
+        self.send({"err": text})
+
+    def peer_closed(self) -> bool:
+        """Whether the client went away (it closed its end: ^C on ``logs -f``), without reading its data."""
+        if self.gone:
+            return True
+        try:
+            if self._conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                self.gone = True
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.gone = True
+        return self.gone
+
 
 class Agent:
     """The agent of ``state_dir`` for gateway namespace ``namespace`` (None: the host's own).
 
     ``engine_factory`` makes its one Engine, on the engine thread (default: the real one, with the nftables
-    firewall); unit tests give an engine on an in-memory kernel."""
+    firewall, dnsd supervised by this process: netcore.agent.dnsd, and the published ports held by it:
+    netcore.ports.holder); unit tests give an engine on an in-memory kernel."""
 
     def __init__(self, state_dir: str, namespace: str | None, engine_factory: Callable[[], Engine] | None = None):
         self.state_dir = state_dir
         self.namespace = namespace
-        self._engine_factory = engine_factory or (
-            lambda: Engine(state_dir, namespace, firewall=NftablesFirewall(namespace)))
+        self._engine_factory = engine_factory or (lambda: Engine(
+            state_dir, namespace, firewall=NftablesFirewall(namespace), dnsd=SupervisedDnsd(state_dir, namespace),
+            processes=self.processes))
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
         self.started = time.monotonic()
+        self.processes = ProcessSupervisor(state_dir)  # containers' main processes: this agent is their parent
         self._stopping = threading.Event()
         self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # stop() wakes the accept loop
         self._listener: socket.socket | None = None
@@ -183,6 +206,7 @@ class Agent:
                 os.unlink(self.socket_path)
         self._worker.submit(self._close_engine).result()
         self._worker.shutdown(wait=True)
+        self.processes.close()  # the main processes run on; the next agent finds them again
         os.close(self._wake_read)
         os.close(self._wake_write)
         pid_path = os.path.join(self.state_dir, PID_NAME)
@@ -196,9 +220,22 @@ class Agent:
     # -- the engine thread ---------------------------------------------------------------------------------
 
     def _open_engine(self) -> None:
-        self._engine = self._engine_factory()
-        try:  # a state dir that joined a cluster: its member runs as long as this engine (issue 27)
-            self._engine.start_cluster()
+        """Make the engine, then take over from what ran before this agent: a port holder process of an older
+        release is ended; a dnsd already serving is watched (netcore.agent.dnsd); the published ports are
+        bound and held again and the firewall checked (a killed agent's ports went with it); a state dir that
+        joined a cluster gets its member, which runs as long as this engine (issue 27). A failure of these is
+        logged: the commands say it again, one line each."""
+        engine = self._engine = self._engine_factory()
+        stop_legacy_holder(self.state_dir)
+        adopt = getattr(engine.dnsd, "adopt", None)
+        if adopt is not None:
+            adopt()
+        engine.begin_request()
+        engine.assert_firewall()
+        for line in (*engine.notes, *engine.notices, *engine.warnings):
+            log.warning("at start: %s", line)
+        try:
+            engine.start_cluster()
         except NetcoreError as err:
             log.warning("cluster member not started: %s", err)
 
@@ -215,7 +252,8 @@ class Agent:
         failure: list[str] = []
         try:
             if verb in READ_ONLY:
-                engine.assert_firewall()  # every command puts a missing or changed table back
+                if not engine.firewall_settled():  # somebody changed nftables, or the namespace was made anew:
+                    engine.assert_firewall()  # a read puts the table and the ports back (else: no lock, no look)
                 engine.revive_dnsd()  # ... and a dnsd that should run, with the options of dnsd.options
             result = HANDLERS[verb](engine, args, reply)
             return result if isinstance(result, dict) else {"exit": result}
@@ -271,9 +309,25 @@ class Agent:
                 return
             args = argparse.Namespace(**request.params)
             result = self._worker.submit(self._execute, request.verb, args, reply, request.debug).result()
+            stream = result.pop("stream", None)
+            if stream is not None:  # what follows needs no engine: this connection's own thread, engine free
+                result["exit"] = self._stream(stream, reply)
             reply.send(result)
             if request.verb == "purge" and result.get("exit") == 0:
                 self.stop()  # nothing left to serve; the next command starts a new agent
+
+    def _stream(self, stream: Callable, reply: _Reply) -> int:
+        """Run a handler's ``stream`` (``logs -f``: the log as it grows) on the connection's thread; its exit
+        status, or 1 with one line for an error it raised (a bug's traceback goes to the log)."""
+        try:
+            return stream(reply)
+        except NetcoreError as err:
+            reply.error_line(str(err))
+            return err.exit_code
+        except Exception as err:  # a bug: one line to the client, the traceback to the log
+            log.exception("streaming failed")
+            reply.error_line(f"internal error in netcored: {type(err).__name__}: {err}")
+            return 1
 
     def _agent_verb(self, verb: str) -> dict:
         if verb == "agent stop":

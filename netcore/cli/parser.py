@@ -12,7 +12,8 @@ import os
 
 DEFAULT_STATE_DIR = "/var/lib/netcore"
 GLOBAL_OPTIONS = ("state_dir", "netns")  # what says which agent a command goes to, not part of its request
-SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "cluster_command")
+SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command", "cluster_command")
+LOCAL_VERBS = frozenset({"completion"})  # answered by the client itself: no agent, no privilege needed
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -44,10 +45,48 @@ def _port_filter(text: str) -> tuple[int, str]:
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit 2, as dnsd's are."""
+    """An ArgumentParser whose usage errors are one line on stderr and exit 2, as dnsd's are (``run`` with a
+    ``-- CMD``: 125, Docker's status for its own failures in ``docker run``), and that never takes an
+    abbreviation of a long option for the option (``--nam`` is not ``--name``)."""
+
+    usage_status = 2
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(self.usage_status, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _tail(text: str) -> int | None:
+    """``logs --tail N``: the last N lines, ``all`` (None) for every one, as Docker takes it."""
+    return None if text == "all" else _non_negative(text)
+
+
+def _formatting(parser: argparse.ArgumentParser, short_f: bool = False, filters: bool = False,
+                quiet: bool = False, no_trunc: bool = False) -> None:
+    """Docker's scripting options on a listing or inspect command (netcore.cli.formatting)."""
+    names = ("-f", "--format") if short_f else ("--format",)
+    parser.add_argument(*names, dest="format", metavar="FORMAT",
+                        help="json, table, table TEMPLATE, or a Go template such as '{{.Name}}'")
+    if filters:
+        parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                            help="only what matches (repeatable)")
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="only IDs")
+    if no_trunc:
+        parser.add_argument("--no-trunc", action="store_true", help="full IDs and commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="upstream DNS servers for names that are not local")
     create.add_argument("-o", "--opt", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
     create.add_argument("--label", action="append", default=[], type=_key_value, metavar="KEY=VALUE")
-    network.add_parser("ls", help="list networks")
+    network_ls = network.add_parser("ls", help="list networks")
+    _formatting(network_ls, filters=True, quiet=True, no_trunc=True)
     inspect_net = network.add_parser("inspect", help="print networks as JSON")
+    _formatting(inspect_net, short_f=True)
     inspect_net.add_argument("names", nargs="+", metavar="NAME")
     rm_net = network.add_parser("rm", help="remove networks")
     rm_net.add_argument("names", nargs="+", metavar="NAME")
+    prune = network.add_parser("prune", help="remove every network no container uses")
+    prune.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     connect = network.add_parser("connect", help="connect a container to a network")
     connect.add_argument("--alias", action="append", default=[])
     connect.add_argument("--ip")
@@ -90,33 +133,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="create a container (a network sandbox) and print its ID")
     run.add_argument("--name")
-    run.add_argument("--net", "--network", dest="net", metavar="NETWORK|host|none|container:NAME")
-    run.add_argument("--net-alias", "--network-alias", dest="aliases", action="append", default=[])
-    run.add_argument("--ip")
+    run.add_argument("--net", "--network", dest="net", action="append", default=[],
+                     metavar="NETWORK|host|none|container:NAME",
+                     help="repeatable: every network is attached, the first as eth0 (Docker 25)")
+    run.add_argument("--net-alias", "--network-alias", dest="aliases", action="append", default=[],
+                     help="an alias on the first network")
+    run.add_argument("--ip", help="a fixed address on the first network")
     run.add_argument("--hostname")
     run.add_argument("--dns", action="append", default=[], metavar="IP[:PORT]")
+    run.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN",
+                     help="search domain of its resolv.conf ('.' for none)")
+    run.add_argument("--add-host", dest="add_host", action="append", default=[], metavar="HOST:IP",
+                     help="a line of its hosts file (IP may be host-gateway)")
     run.add_argument("-p", "--publish", action="append", default=[], type=_publish,
                      metavar="[HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/PROTO]",
                      help="publish a container port on the host (Docker's grammar; repeatable)")
     run.add_argument("-d", "--detach", action="store_true",
-                     help="accepted for Docker habits; a sandbox needs no process")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...] to run inside once created")
+                     help="with -- CMD: start CMD as the container's main process (kept by netcored) and return")
+    run.add_argument("cmd", nargs=argparse.REMAINDER,
+                     help="-- CMD [ARG...]: with -d the main process; without, run in this terminal as exec does")
     exec_ = commands.add_parser("exec", help="run a command inside a container")
     exec_.add_argument("container", metavar="CONTAINER")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
     rm = commands.add_parser("rm", help="remove containers")
-    rm.add_argument("-f", "--force", action="store_true", help="also remove containers sharing their namespace")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="stop a running container's processes (SIGTERM, SIGKILL after 10 s) and remove "
+                         "containers sharing its namespace too")
     rm.add_argument("names", nargs="+", metavar="CONTAINER")
     ps = commands.add_parser("ps", help="list containers")
-    ps.add_argument("-q", "--quiet", action="store_true", help="only IDs")
+    ps.add_argument("-a", "--all", action="store_true", help="exited and never started ones too")
+    _formatting(ps, filters=True, quiet=True, no_trunc=True)
     inspect = commands.add_parser("inspect", help="print containers as JSON")
+    _formatting(inspect, short_f=True)
     inspect.add_argument("names", nargs="+", metavar="CONTAINER")
     port = commands.add_parser("port", help="list a container's published ports, or where one port is published")
     port.add_argument("container", metavar="CONTAINER")
     port.add_argument("port", nargs="?", type=_port_filter, metavar="PORT[/PROTO]")
-    for verb, text in (("up", "create what a YAML topology declares"), ("down", "remove what it declares")):
+    logs = commands.add_parser("logs", help="print a container's main process output")
+    logs.add_argument("-f", "--follow", action="store_true", help="go on printing until the process ends")
+    logs.add_argument("-n", "--tail", type=_tail, default=None, metavar="N", help="only the last N lines (all)")
+    logs.add_argument("container", metavar="CONTAINER")
+    for verb, text in (("start", "start containers' main processes"),
+                       ("stop", "stop containers' processes (SIGTERM, SIGKILL after the grace period)"),
+                       ("restart", "stop, then start containers' main processes")):
         sub = commands.add_parser(verb, help=text)
-        sub.add_argument("-f", "--file", required=True)
+        if verb != "start":
+            sub.add_argument("-t", "--time", type=_non_negative, default=10, metavar="SECONDS",
+                             help="grace period before SIGKILL (10)")
+        sub.add_argument("names", nargs="+", metavar="CONTAINER")
+    for verb, text in (("up", "compose up -d for one Compose file (netcore's topology files are Compose files)"),
+                       ("down", "compose down for one Compose file")):
+        sub = commands.add_parser(verb, help=text)
+        sub.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE")
+        sub.add_argument("-p", "--project-name", dest="project_name", metavar="NAME")
+    _compose(commands)
+    commands.add_parser("version", help="netcore's and netcored's versions")
+    completion = commands.add_parser("completion", help="print the shell completion script (bash), e.g. "
+                                                        "netcore completion bash > /etc/bash_completion.d/netcore")
+    completion.add_argument("shell", choices=("bash",))
     commands.add_parser("purge",
                         help="remove every container and network, stop dnsd; "
                              "in sandbox mode delete the gateway namespace")
@@ -149,6 +223,36 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parser("status", help="its pid, protocol version, uptime and state dir; exit 1 when none runs")
     agent.add_parser("stop", help="stop it (the next command starts a new one)")
     return parser
+
+
+def _compose(commands) -> None:
+    """``netcore compose [-f FILE]... [-p NAME] [--env-file F]... [--project-directory D] COMMAND``."""
+    compose = commands.add_parser("compose", help="Compose files: up, down, ps, config, ls")
+    compose.add_argument("-f", "--file", dest="files", action="append", default=[], metavar="FILE",
+                         help="a Compose file (repeatable, merged in order; - reads standard input)")
+    compose.add_argument("-p", "--project-name", dest="project_name", metavar="NAME")
+    compose.add_argument("--env-file", dest="env_files", action="append", default=[], metavar="FILE")
+    compose.add_argument("--project-directory", dest="project_directory", metavar="DIR")
+    verbs = compose.add_subparsers(dest="compose_command", metavar="COMMAND", required=True)
+    up = verbs.add_parser("up", help="create and start what the files describe, converging")
+    up.add_argument("-d", "--detach", action="store_true", help="return once done (without: follow the logs)")
+    up.add_argument("--remove-orphans", action="store_true", help="remove the project's containers of services "
+                                                                  "no longer in the files")
+    down = verbs.add_parser("down", help="stop and remove the project's containers and networks")
+    down.add_argument("--remove-orphans", action="store_true")
+    down.add_argument("-t", "--timeout", type=_non_negative, default=10, metavar="SECONDS")
+    cps = verbs.add_parser("ps", help="list the project's containers")
+    cps.add_argument("-a", "--all", action="store_true")
+    cps.add_argument("-q", "--quiet", action="store_true")
+    cps.add_argument("--format", metavar="FORMAT")
+    config = verbs.add_parser("config", help="print the files merged and interpolated")
+    config.add_argument("--services", action="store_true", help="only the services' names")
+    config.add_argument("--networks", action="store_true", help="only the networks' keys")
+    config.add_argument("-q", "--quiet", action="store_true", help="only check the files")
+    ls = verbs.add_parser("ls", help="list the projects")
+    ls.add_argument("-a", "--all", action="store_true", help="projects with no container running too")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ls.add_argument("--format", metavar="FORMAT")
 
 
 def command_name(args: argparse.Namespace) -> str:

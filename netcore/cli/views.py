@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+from datetime import datetime
 
 from netcore.model import (
     MODE_BRIDGE,
     MODE_CONTAINER,
+    PROCESS_EXITED,
+    PROCESS_RUNNING,
     STATE_RUNNING,
     Container,
     Endpoint,
+    MainProcess,
     Network,
     PortBinding,
     dns_names,
@@ -108,21 +113,97 @@ def ports_column(bindings: list[PortBinding], ipv6: bool) -> str:
                      for binding in bindings for address in published_addresses(binding, ipv6))
 
 
-def status(container: Container, interrupted: bool) -> str:
-    """``ps``'s STATUS: ``running``, or a transitional state as such: ``creating``/``removing`` while an
-    action is at it, ``creating (interrupted)``/``removing (interrupted)`` when the process doing it died
-    (``interrupted``: no netcore process holds the state dir's lock) and the next mutating command
-    finishes it (issue 23, item 7)."""
-    if container.state == STATE_RUNNING:
+def _seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one of netcore's times (``Clock.now``: ISO 8601, ``Z``) to another; 0 for a missing one."""
+    try:
+        return max(0.0, (datetime.fromisoformat(later.replace("Z", "+00:00"))
+                         - datetime.fromisoformat(earlier.replace("Z", "+00:00"))).total_seconds())
+    except ValueError:
+        return 0.0
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as Docker's ps writes it (go-units HumanDuration): ``Less than a second``, ``5 seconds``,
+    ``About a minute``, ``12 minutes``, ``About an hour``, ``3 hours``, ``4 days``, ``2 weeks``, ``3 months``,
+    ``2 years``."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def state(container: Container, process: MainProcess | None) -> str:
+    """Docker's State.Status of a container: its main process's (``running``, ``exited``, ``created``), or
+    for a container without one, a network sandbox, ``running`` while it exists; ``creating``/``removing``
+    while an action builds or tears it down."""
+    if container.state != STATE_RUNNING:
         return container.state
-    return f"{container.state} (interrupted)" if interrupted else container.state
+    return process.status if process is not None else STATE_RUNNING
+
+
+def status(container: Container, interrupted: bool, process: MainProcess | None = None, now: str = "") -> str:
+    """``ps``'s STATUS, as Docker words it: ``Up 5 minutes`` (its main process runs), ``Exited (0) 3 seconds
+    ago``, ``Created`` (never started, or its start failed), ``Up`` for a network sandbox without a main
+    process; or a transitional state as such: ``creating``/``removing`` while an action is at it,
+    ``creating (interrupted)``/``removing (interrupted)`` when the process doing it died (``interrupted``:
+    no netcore process holds the state dir's lock) and the next mutating command finishes it (issue 23,
+    item 7). ``now``: the time to measure from (``Clock.now``)."""
+    if container.state != STATE_RUNNING:
+        return f"{container.state} (interrupted)" if interrupted else container.state
+    if process is None:
+        return "Up"
+    if process.status == PROCESS_RUNNING:
+        return f"Up {human_duration(_seconds_between(process.started, now))}"
+    if process.status == PROCESS_EXITED:
+        return f"Exited ({process.exit_code}) {human_duration(_seconds_between(process.finished, now))} ago"
+    return "Created"
+
+
+def process_state(process: MainProcess | None, container: Container, log_path: str = "") -> dict:
+    """The ``State`` of a container's inspect document, as Docker shapes it."""
+    status = state(container, process)
+    return {"Status": status, "Running": status == STATE_RUNNING, "Pid": (process.pid or 0) if process and
+            process.status == PROCESS_RUNNING else 0, "ExitCode": (process.exit_code or 0) if process else 0,
+            "Error": process.error if process else "", "StartedAt": process.started if process else "",
+            "FinishedAt": process.finished if process else ""}
+
+
+def command_text(process: MainProcess | None, truncate: bool = True) -> str:
+    """``ps``'s COMMAND: the main process's words, quoted as Docker quotes them (cut at 20 characters)."""
+    if process is None:
+        return '""'
+    text = " ".join(process.argv)
+    if truncate and len(text) > 20:
+        text = text[:19] + "…"
+    return json.dumps(text, ensure_ascii=False)
 
 
 def container_document(container: Container, attached: list[tuple[Network, Endpoint]],
                        peer: Container | None = None,
-                       published: tuple[list[PortBinding], bool] = ((), False)) -> dict:
+                       published: tuple[list[PortBinding], bool] = ((), False),
+                       process: MainProcess | None = None, log_path: str = "") -> dict:
     """Docker's container inspect document; ``published`` is the container's port bindings and whether
-    they are published over IPv6 too (``port_documents``)."""
+    they are published over IPv6 too (``port_documents``); ``process`` its main process (``State``,
+    ``Path``, ``Args``, ``Config.Cmd``) and ``log_path`` where its output goes."""
     port_bindings, ports = port_documents(list(published[0]), published[1])
     networks = {}
     for network, endpoint in attached:
@@ -145,13 +226,19 @@ def container_document(container: Container, attached: list[tuple[Network, Endpo
         network_mode = attached[0][0].name if attached else "bridge"
     else:
         network_mode = container.mode
+    argv = list(process.argv) if process else []
     return {
         "Id": container.id,
         "Created": container.created,
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": process_state(process, container),
         "Name": f"/{container.name}",
-        "State": {"Status": container.state},
-        "Config": {"Hostname": container.hostname, "Dns": list(container.dns)},
-        "HostConfig": {"NetworkMode": network_mode, "PortBindings": port_bindings},
+        "LogPath": log_path if process else "",
+        "Config": {"Hostname": container.hostname, "Dns": list(container.dns), "Cmd": argv or None,
+                   "Labels": dict(container.labels)},
+        "HostConfig": {"NetworkMode": network_mode, "PortBindings": port_bindings, "Dns": list(container.dns),
+                       "DnsSearch": list(container.dns_search), "ExtraHosts": list(container.extra_hosts)},
         "NetworkSettings": {
             "SandboxKey": netns_path(container.netns) if container.netns else "",
             "Ports": ports,

@@ -2,7 +2,7 @@
 
 Every key lives under one versioned prefix, ``/netcore/v1/`` (a release that
 changes the layout incompatibly moves to ``/netcore/v2/`` and both can run
-side by side while hosts upgrade). docs/pending/i27-cluster-core.md documents
+side by side while hosts upgrade). docs/cluster.md documents
 the layout for other tools; this module is its one home in code.
 
 ====================================================  ============  =========================

@@ -126,6 +126,12 @@ def load_source(source: ProjectSource, read: Reader | None = None) -> Project:
     """The Project that the files of ``source`` describe (module docstring, steps 2 to 4); ``read`` reads
     a file named by ``extends: {file: ...}``. ComposeError with the file, line and key for anything
     refused; the Project's ``warnings`` carry the rest (unset variables, ``version``, ...)."""
+    return load_merged(source, read)[0]
+
+
+def load_merged(source: ProjectSource, read: Reader | None = None) -> tuple[Project, Document]:
+    """``load_source``'s Project, and the merged, interpolated document it was read from (what ``compose
+    config`` prints)."""
     environment = dict(source.environment)
     parsed = [(f, parse(f.text, f.display)) for f in source.files]
     name = project_name(source.given_name, _declared_name(parsed, environment.get), source.working_dir)
@@ -146,7 +152,7 @@ def load_source(source: ProjectSource, read: Reader | None = None) -> Project:
     merged.positions.setdefault((), Location(source.files[0].display, 1))
     project = normalize(merged, name, source.working_dir, tuple(f.path for f in source.files))
     return Project(project.name, project.working_dir, project.config_files, project.networks, project.services,
-                   project.not_applied, (*warnings, *project.warnings))
+                   project.not_applied, (*warnings, *project.warnings)), merged
 
 
 def _read_text(path: str) -> str:
@@ -161,3 +167,9 @@ def load(options: ProjectOptions, cwd: str, environ: Mapping[str, str],
     ``cwd``: the current directory; ``environ``: the process environment; ``stdin`` reads ``-f -``.
     ComposeError (one line) for anything refused; nothing is created or changed by loading."""
     return load_source(resolve(options, cwd, environ, stdin), _read_text)
+
+
+def load_with_document(options: ProjectOptions, cwd: str, environ: Mapping[str, str],
+                       stdin: Callable[[], str] | None = None) -> tuple[Project, Document]:
+    """``load``, with the merged document (``load_merged``)."""
+    return load_merged(resolve(options, cwd, environ, stdin), _read_text)

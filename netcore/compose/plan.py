@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from netcore import requests
 from netcore.compose.errors import ComposeError
 from netcore.compose.model import ComposeNetwork, Project, Service
 from netcore.ports import PublishSpec
@@ -95,6 +96,13 @@ class NetworkSpec:
     options: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
 
+    def request(self) -> requests.NetworkSpec:
+        """The engine's request for this network (netcore.requests.NetworkSpec), labels included."""
+        return requests.NetworkSpec(
+            self.name, self.driver, tuple(s for s in (self.subnet, self.subnet6) if s), self.ip_range,
+            tuple(g for g in (self.gateway, self.gateway6) if g), self.internal, self.enable_ipv6, (),
+            dict(self.options), dict(self.labels))
+
 
 @dataclass(frozen=True)
 class EndpointSpec:
@@ -125,6 +133,20 @@ class ContainerSpec:
     extra_hosts: tuple[tuple[str, str], ...] = ()
     process: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+
+    def request(self) -> requests.ContainerSpec:
+        """The engine's request for this container (netcore.requests.ContainerSpec): its endpoints as
+        attachments in order (the first is eth0), ``network_mode`` as ``--net`` (``bridge``: the default
+        bridge, with no aliases, as Compose gives it), the main process as ``command``."""
+        mode = self.network_mode
+        net = mode if mode in ("host", "none") or (mode or "").startswith("container:") else None
+        attachments = tuple(requests.Attachment(e.network, e.aliases, e.ipv4_address, e.ipv6_address)
+                            for e in self.endpoints)
+        return requests.ContainerSpec(
+            name=self.name, networks=attachments if net is None and mode != "bridge" else (), net=net,
+            hostname=self.hostname, dns=self.dns, publish=self.ports, labels=dict(self.labels),
+            dns_search=self.dns_search, extra_hosts=tuple(f"{host}:{address}" for host, address in self.extra_hosts),
+            command=self.process)
 
 
 @dataclass(frozen=True)

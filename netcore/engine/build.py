@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 from netcore import ipam, network as drivers
 from netcore.engine.context import Context
+from netcore.engine.processes import MainProcesses
 from netcore.kernel import sandbox
 from netcore.model import (
     MODE_BRIDGE,
@@ -28,7 +29,20 @@ from netcore.model import (
     Network,
     removal_order,
 )
+from netcore.requests import HOST_GATEWAY
 from netcore.services import resolvconf
+
+
+def extra_hosts(entries: tuple[str, ...], gateway: str | None) -> list[tuple[str, str]]:
+    """A container's ``--add-host`` entries (``HOST:IP``) as (address, host) lines of its hosts file, in order;
+    ``host-gateway`` is ``gateway`` (the container's first network's; an entry is left out without one)."""
+    lines = []
+    for entry in entries:
+        host, _, address = entry.partition(":")
+        address = gateway if address == HOST_GATEWAY else address
+        if address:
+            lines.append((address, host))
+    return lines
 
 
 def _is_plain_address(text: str) -> bool:
@@ -42,8 +56,9 @@ def _is_plain_address(text: str) -> bool:
 class Builder:
     """The kernel work of the objects of ``ctx``'s store, through ``ctx.kernel``."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, processes: MainProcesses):
         self.ctx = ctx
+        self.processes = processes
         # told of every endpoint row deleted, with its network and container (netcore.engine.overlay: withdrawn
         # from the cluster); None: nobody listens
         self.dropped: Callable[[list[tuple[Endpoint, Network, Container | None]]], None] | None = None
@@ -135,7 +150,9 @@ class Builder:
         (the default bridge, --net none) the host's name servers as Docker copies them (netcore.services
         .resolvconf: loopback ones left out, systemd-resolved's rule, Docker's defaults when none is left; in
         sandbox mode the gateway namespace's /etc/netns file first) with the host's search domains and
-        options. hosts names the container's own addresses."""
+        options; the container's ``--dns-search`` domains replace the search line (``.``: none), as in
+        Docker. hosts names the container's own addresses, then its ``--add-host`` entries
+        (``host-gateway``: its first network's gateway)."""
         if container.mode not in (MODE_BRIDGE, MODE_NONE):
             return  # host and container: modes use the namespace's owner's files
         store, kernel = self.ctx.store, self.ctx.kernel
@@ -143,11 +160,13 @@ class Builder:
         networks = [store.network(e.network_id) for e in endpoints]
         nameservers = [n.dns_addresses[0] for n in networks if n.dns_addresses]
         addresses = [a for e in endpoints for a in (e.ipv4, e.ipv6) if a]
-        hosts = sandbox.hosts_file(container.hostname, addresses)
+        gateway = networks[0].gateway if networks else None
+        hosts = sandbox.hosts_file(container.hostname, addresses, extra_hosts(container.extra_hosts, gateway))
+        search = () if container.dns_search == (".",) else container.dns_search
         if not nameservers:
             nameservers = [s for s in container.dns if _is_plain_address(s)]  # resolv.conf has no ports
         if nameservers:
-            kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers), hosts)
+            kernel.write_etc(container.netns, sandbox.resolv_conf(nameservers, search), hosts)
             return
         host = resolvconf.choose_source(kernel.read_text, self.ctx.namespace, sandbox.ETC_NETNS)
         copied = resolvconf.for_container(host, ipv6=any(e.ipv6 for e in endpoints))
@@ -155,7 +174,8 @@ class Builder:
         header = (f"# written by netcore: Docker's default name servers ({source} names none a container can use)"
                   if copied.defaulted else f"# written by netcore: the name servers of {source}, loopback ones left "
                   "out (Docker's rule)")
-        kernel.write_etc(container.netns, sandbox.resolv_conf(list(copied.nameservers), copied.search,
+        kernel.write_etc(container.netns, sandbox.resolv_conf(list(copied.nameservers),
+                                                              search if container.dns_search else copied.search,
                                                               copied.options, header), hosts)
 
     def drop_container(self, container: Container) -> list[Container]:
@@ -163,12 +183,14 @@ class Builder:
 
         Containers sharing its namespace go first, whatever their state: their rows refer to this one's
         (containers.peer), and they cannot outlive the namespace. So no row is ever left pointing at a
-        deleted one. Returns the dropped containers, dependents first, this one last.
+        deleted one. Whatever still runs of the container is killed first, its log removed last.
+        Returns the dropped containers, dependents first, this one last.
         """
         store, kernel = self.ctx.store, self.ctx.kernel
         dropped = []
         for dependent in removal_order(store.dependents(container.id)):
             dropped += self.drop_container(dependent)
+        self.processes.kill(container)  # a process left in the namespace would outlive it, unnamed
         endpoints = store.endpoints_of_container(container.id)
         gone = [(endpoint, store.network(endpoint.network_id), container) for endpoint in endpoints]
         for endpoint in endpoints:
@@ -180,7 +202,9 @@ class Builder:
             for endpoint in endpoints:
                 store.delete(endpoint)
             store.delete_ports(container)
+            store.delete_process(container)
             store.delete(container)
+        self.ctx.processes.forget(container.id)
         self._tell_dropped(gone)
         return [*dropped, container]
 

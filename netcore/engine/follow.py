@@ -104,11 +104,12 @@ class Follower:
         firewall even if the live rules look current (``netcore firewall-reload``).
 
         Once the state of a store generation was applied, the same generation is not derived and applied
-        again (an action that applied before returning, then the frame around it).
+        again (an action that applied before returning, then the frame around it), unless ``force``; and the
+        firewall itself commits only a rendering that changed (netcore.firewall.apply.NftablesFirewall).
         """
         ctx = self.ctx
         generation = ctx.store.generation()
-        if generation == self.firewall_generation:
+        if generation == self.firewall_generation and not force:
             return
         desired = desired_firewall(ctx.store.networks(), ctx.store.containers(), ctx.store.endpoints(),
                                    ctx.store.ports())
@@ -150,12 +151,13 @@ class Follower:
 
     # -- after an action -------------------------------------------------------------------------------------
 
-    def after_action(self) -> None:
+    def after_action(self, force: bool = False) -> None:
         """What follows every action, in the frame: dnsd synced (a network it cannot serve is a warning), the
-        firewall and the published ports applied, the host's resolver told (netcore host-dns on)."""
+        firewall and the published ports applied (``force``: the firewall replaced whatever the live rules look
+        like, ``netcore firewall-reload``), the host's resolver told (netcore host-dns on)."""
         self.warn_dns_down(self.sync_dns())
         try:
-            self.apply_firewall(force=True)
+            self.apply_firewall(force=force)
         except NetcoreError as err:
             raise NetcoreError(f"firewall not applied: {err}; the change itself is done and the next "
                                "command applies the firewall again") from None
@@ -181,12 +183,12 @@ class Follower:
                 reason = f"dnsd {'; '.join(reasons)}"
         if reason is None:
             try:
-                self.apply_firewall(force=True, container_id=container_id)
+                self.apply_firewall(container_id=container_id)
                 return
             except NetcoreError as err:
                 reason = str(err)
         undo()
-        for follow in (self.sync_dns, lambda: self.apply_firewall(force=True)):
+        for follow in (self.sync_dns, self.apply_firewall):
             with suppress(NetcoreError):  # the failure below is the one to report
                 follow()
         raise NetcoreError(f"{failure}: {reason}")

@@ -23,11 +23,12 @@ from netcore.cluster.membership import Membership
 from netcore.dnsd_protocol.control import DnsdControl, dnsd_options, write_dnsd_options
 from netcore.engine.build import Builder
 from netcore.engine.cluster import ClusterOptions
-from netcore.engine.context import Context, Report
+from netcore.engine.context import Context, Report, Supervisor
 from netcore.engine.follow import Follower
 from netcore.engine.lock import StateLock
 from netcore.engine.overlay import Overlays, network_of
 from netcore.engine.planning import Planner, shown
+from netcore.engine.processes import STOP_GRACE, MainProcesses
 from netcore.engine.recovery import Recovery
 from netcore.errors import Conflict, NetcoreError, NotFound
 from netcore.firewall import Firewall, NoFirewall
@@ -59,16 +60,19 @@ class Engine:
     namespaces, links, addresses, /etc/netns files; netcore.kernel.linux_kernel.LinuxKernel), ``dnsd`` (a
     DnsdControl: sync/status/stop), ``clock`` (creation times, the boot ID), ``firewall``
     (netcore.firewall.Firewall: NoFirewall by default; the agent passes netcore.firewall.apply
-    .NftablesFirewall) and ``ports`` (netcore.ports.holder.HostPorts: binds and holds published host
-    ports); ``cluster``: what its cluster member is made of (netcore.engine.cluster.ClusterOptions; None:
-    etcd, the kernel's VXLAN devices, dnsd). Unit tests pass in-memory ones. Checks no privilege (the CLI
-    does); NetcoreError for a bad namespace name. A state dir that joined a cluster gets its member with
-    ``start_cluster`` (netcored calls it when it opens the engine).
+    .NftablesFirewall), ``ports`` (netcore.ports.holder.HostPorts: binds and holds published host
+    ports), ``processes`` (the Supervisor of containers' main processes: netcored passes
+    netcore.agent.processes.ProcessSupervisor; without one no main process can be started) and ``cluster``
+    (what its cluster member is made of: netcore.engine.cluster.ClusterOptions; None: etcd, the kernel's
+    VXLAN devices, dnsd). Unit tests pass in-memory ones. Checks no privilege (the CLI does); NetcoreError
+    for a bad namespace name. A state dir that joined a cluster gets its member with ``start_cluster``
+    (netcored calls it when it opens the engine).
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
                  dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None,
-                 ports: HostPorts | None = None, cluster: ClusterOptions | None = None):
+                 ports: HostPorts | None = None, processes: Supervisor | None = None,
+                 cluster: ClusterOptions | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         if kernel is None:
@@ -82,8 +86,11 @@ class Engine:
             firewall=firewall if firewall is not None else NoFirewall(),
             clock=clock if clock is not None else SystemClock(),
             host_resolver=HostResolver(state_dir, namespace))
+        if processes is not None:
+            self.ctx.processes = processes
         self.lock = StateLock(state_dir)
-        self.builder = Builder(self.ctx)
+        self.main = MainProcesses(self.ctx)
+        self.builder = Builder(self.ctx, self.main)
         self.follower = Follower(self.ctx, self.lock)
         self.planner = Planner(self.ctx, self.follower.dnsd_addresses)
         self.recovery = Recovery(self.ctx, self.builder, self.follower, self.lock)
@@ -100,6 +107,7 @@ class Engine:
     dnsd = property(lambda self: self.ctx.dnsd)
     ports = property(lambda self: self.ctx.ports)
     host_resolver = property(lambda self: self.ctx.host_resolver)
+    processes = property(lambda self: self.ctx.processes)
     report: Report = property(lambda self: self.ctx.report)
     notes = property(lambda self: self.ctx.report.notes)
     warnings = property(lambda self: self.ctx.report.warnings)
@@ -113,20 +121,28 @@ class Engine:
             self.ctx.store.close()
 
     def begin_request(self) -> None:
-        """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten, the
-        firewall and the held ports are checked again as a new process did, and a kernel socket left in a
-        gateway namespace that is no longer the live one is let go (opened again, in the live one, when
-        next needed)."""
+        """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten; a
+        kernel socket left in a gateway namespace that is no longer the live one is let go (opened again, in
+        the live one, when next needed); when that namespace was made anew, or somebody changed nftables
+        there (netcore.firewall.monitor), what follows from the store (ports, firewall) is derived and
+        checked again at the next apply; and the main processes that ended since are recorded as exited."""
         self.ctx.report.clear()
-        self.follower.firewall_generation = None
-        self.ctx.kernel.revalidate()
+        if self.ctx.kernel.revalidate() | self.ctx.firewall.changed_outside():
+            self.follower.firewall_generation = None
+        self.main.refresh()
+
+    def firewall_settled(self) -> bool:
+        """Whether what follows from the store now was applied and nothing changed it since: a read then
+        needs no look at the kernel (``assert_firewall``)."""
+        return self.follower.firewall_generation == self.ctx.store.generation()
 
     # -- the frame of every action ---------------------------------------------------------------------------
 
     @contextmanager
-    def action(self) -> Iterator[None]:
+    def action(self, force_firewall: bool = False) -> Iterator[None]:
         """Exclusive across processes; reconciles leftovers first, then, once the action succeeded, applies
-        what follows (netcore.engine.follow: dnsd, ports, firewall, the host's resolver).
+        what follows (netcore.engine.follow: dnsd, ports, firewall, the host's resolver; ``force_firewall``:
+        the firewall replaced whatever the live rules look like).
 
         Re-entrant: actions nested in one (a topology's ``up``) share its lock, its reconciliation and what
         follows it.
@@ -148,7 +164,7 @@ class Engine:
                 self.follower.restart_if_options_changed()
                 self._ensure_default_bridge()
                 yield
-                self.follower.after_action()
+                self.follower.after_action(force_firewall)
             finally:
                 self._in_action = False
                 self.overlays.local_changed()
@@ -172,8 +188,8 @@ class Engine:
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
-        with self.action():
-            pass  # every action ends by replacing the whole table
+        with self.action(force_firewall=True):
+            pass
 
     def assert_firewall(self) -> None:
         """netcore.engine.follow.Follower.assert_firewall: for commands that change nothing."""
@@ -302,12 +318,15 @@ class Engine:
 
     # -- containers ------------------------------------------------------------------------------------------
 
-    def run(self, spec: ContainerSpec) -> Container:
+    def run(self, spec: ContainerSpec, start: bool = True) -> Container:
         """``run``: container ``spec`` (checked: ContainerSpec.check) on its networks (none given: the default
         bridge; or ``--net host|none|container:NAME``), with its published ports. NetcoreError (one line,
         nothing changed) for a bad or taken name, address or host port (``Bind for 0.0.0.0:8080 failed: port is
         already allocated ...``), two ``-p`` of it that collide (exit 2; overlapping ones that agree are
-        merged, netcore.ports.plan_requests), or ``-p`` without a network that can be reached."""
+        merged, netcore.ports.plan_requests), or ``-p`` without a network that can be reached. A ``command``
+        is recorded as the container's main process and started once the container is built (netcore.engine
+        .processes.MainProcesses.start: a failure to start it leaves the container, as Docker does), unless
+        ``start`` is False (``start`` does it later: Compose's create, then start)."""
         spec = spec.check()
         try:
             requests = ports.plan_requests(spec.publish)  # two -p of this run that collide: one line, exit 2
@@ -330,7 +349,9 @@ class Engine:
                     self.follower.confirm(self.store.network(endpoint.network_id), undo,
                                           f"container {container.name} not created", container.id)
             self.overlays.publish(container, endpoints)
-            return container
+        if spec.command and start:
+            self.main.start(container)  # a failure leaves the container, Created, as Docker does
+        return container
 
     def sharing(self, container: Container) -> list[Container]:
         """Every container in ``container``'s namespace through --net container: (dependents of dependents too)."""
@@ -342,13 +363,15 @@ class Engine:
                     pending.append(dependent)
         return found
 
-    def remove_containers(self, refs: list[str], force: bool = False) -> list[Container]:
+    def remove_containers(self, refs: list[str], force: bool = False, grace: float = STOP_GRACE) -> list[Container]:
         """Remove the containers named by ``refs`` (any order), dependents before the namespace they share.
 
         Every ref is resolved first: an unknown one (NotFound) changes nothing. A container others share
         (--net container:NAME) is refused (Conflict) unless they are named too, or ``force`` removes them as
         well (Docker's rm -f). All victims are marked removing in one transaction, then torn down in
-        ``removal_order``; a process killed in between leaves them for reconciliation. A ref naming a
+        ``removal_order``; a process killed in between leaves them for reconciliation. A running container
+        (its main process, or any process in its own namespace) is refused (Conflict) unless ``force``
+        stops its processes first (SIGTERM, SIGKILL after ``grace`` seconds: MainProcesses.stop). A ref naming a
         container this command's reconciliation removed (the rest of an ``rm`` that was killed) counts as
         removed. Returns the removed containers in the order they went, those reconciliation removed first.
         """
@@ -373,6 +396,10 @@ class Engine:
                                    "remove them first, or use -f to remove them too")
                 victims.update((d.id, d) for d in others)
             ordered = removal_order(victims.values())
+            if force:
+                self.main.stop(ordered, grace)
+            else:
+                self.main.check_removable(ordered)
             removed: list[Container] = list(gone)
             self.builder.teardown(ordered, lambda: removed.extend(self.builder.drop_containers(ordered)))
         return removed
@@ -440,6 +467,34 @@ class Engine:
                 self.builder.configure_interface(container, remaining, self.store.network(remaining.network_id))
             self.builder.write_etc(container)
             return endpoint
+
+    # -- main processes --------------------------------------------------------------------------------------
+
+    def start(self, refs: list[str]) -> list[Container]:
+        """``start``: each container's main process, unless it runs (MainProcesses.start); NotFound for an
+        unknown ref before anything starts. Returns the containers."""
+        with self.lock.held():
+            containers = [self.store.container(ref) for ref in refs]
+            for container in containers:
+                self.main.start(container)
+        return containers
+
+    def stop(self, refs: list[str], grace: float = STOP_GRACE) -> list[Container]:
+        """``stop``: every process of the containers (SIGTERM, SIGKILL after ``grace`` seconds), their exits
+        recorded; a container that runs nothing is stopped already. Returns the containers."""
+        with self.lock.held():
+            containers = [self.store.container(ref) for ref in refs]
+            self.main.stop(containers, grace)
+        return containers
+
+    def restart(self, refs: list[str], grace: float = STOP_GRACE) -> list[Container]:
+        """``restart``: ``stop``, then ``start`` for those with a main process."""
+        containers = self.stop(refs, grace)
+        with self.lock.held():
+            for container in containers:
+                if self.store.process(container.id) is not None:
+                    self.main.start(container)
+        return containers
 
     # -- reads -----------------------------------------------------------------------------------------------
 

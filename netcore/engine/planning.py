@@ -21,6 +21,7 @@ from netcore.model import (
     DEFAULT_BRIDGE,
     DEFAULT_BRIDGE_DEVICE,
     DEFAULT_BRIDGE_SUBNET,
+    DNS_PORT,
     MODE_BRIDGE,
     MODE_CONTAINER,
     MODE_HOST,
@@ -28,8 +29,10 @@ from netcore.model import (
     STATE_RUNNING,
     Container,
     Endpoint,
+    MainProcess,
     Network,
     PortBinding,
+    parse_dns_server,
 )
 from netcore.network.bridge import OPT_BRIDGE_NAME
 from netcore.network.overlay import NAME as OVERLAY
@@ -46,6 +49,30 @@ _NAMES = ("babbage", "curie", "dijkstra", "euler", "fermi", "gauss", "hopper", "
 def _show_host(host_ip: str) -> str:
     """A binding's host address as Docker's messages show it: every address is ``0.0.0.0``."""
     return f"[{host_ip}]" if ":" in host_ip else host_ip or "0.0.0.0"
+
+
+def check_no_dns_loop(new: Network | Container, networks: list[Network], containers: list[Container]) -> None:
+    """NetcoreError (one line) if making ``new`` (a network or container, with the others already there) would
+    give a ``--dns`` server that is where dnsd itself serves: a network's DNS address (``Network.dns_addresses``)
+    on port 53. dnsd would forward the names it does not hold to itself (issue 24: one query became 129), as
+    netavark refuses such a server. Checked: ``new``'s servers against every network, and for a new network,
+    every other network's and container's servers against its addresses."""
+    def served_by(candidates: list[Network]) -> dict:
+        return {ipaddress.ip_address(address): network for network in candidates for address in network.dns_addresses}
+
+    is_network = isinstance(new, Network)
+    checks = [(new, served_by([*networks, new] if is_network else networks))]
+    if is_network:
+        served = served_by([new])
+        checks += [(owner, served) for owner in (*networks, *containers)]
+    for owner, served in checks:
+        for server in owner.dns:
+            address, port = parse_dns_server(server)
+            network = served.get(ipaddress.ip_address(address)) if port == DNS_PORT else None
+            if network is not None:
+                kind = "network" if isinstance(owner, Network) else "container"
+                raise NetcoreError(f"--dns {server} of {kind} {owner.name} is where dnsd serves network "
+                                   f"{network.name}: dnsd would forward its own queries to itself")
 
 
 class Planner:
@@ -116,6 +143,7 @@ class Planner:
             created=self.ctx.clock.now())
         network = driver.plan_network(network, store.networks(), links)
         self._warn_aux_in_range(network)
+        check_no_dns_loop(network, store.networks(), store.containers())
         return network
 
     def _warn_aux_in_range(self, network: Network) -> None:
@@ -176,8 +204,12 @@ class Planner:
             namespace, peer = target.netns, target.id
         container = Container(id=container_id, name=name, hostname=spec.hostname or container_id[:12],
                               netns=namespace, mode=spec.mode, peer=peer, dns=spec.dns, labels=dict(spec.labels),
-                              state=STATE_CREATING, created=self.ctx.clock.now())
+                              state=STATE_CREATING, created=self.ctx.clock.now(), dns_search=spec.dns_search,
+                              extra_hosts=spec.extra_hosts)
+        check_no_dns_loop(container, store.networks(), [])
         store.insert(container)
+        if spec.command:
+            store.put_process(MainProcess(container.id, spec.command))
         endpoints = []
         if spec.mode == MODE_BRIDGE:
             for attachment in spec.attachments:

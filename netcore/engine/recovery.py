@@ -154,6 +154,7 @@ class Recovery:
         with self.lock.held():
             attempt("stop dnsd", ctx.dnsd.stop)
             containers = removal_order(store.containers())
+            attempt("stop the containers' processes", lambda: builder.processes.stop(containers))
             networks = store.networks()
 
             def mark() -> None:

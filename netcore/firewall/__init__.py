@@ -117,12 +117,20 @@ class Firewall(Protocol):
 
     def apply(self, desired: FirewallState, force: bool = False) -> Sequence[str]: ...
 
+    def changed_outside(self) -> bool:
+        """Whether the live rules may have been changed by someone else since the last ``apply`` (then the
+        next one looks at them); False when nothing could have."""
+
 
 class NoFirewall:
     """No firewall rules at all: every bridge forwards as the kernel lets it (unit tests' fake kernel)."""
 
     def check_ready(self) -> None:
         """Always ready."""
+
+    def changed_outside(self) -> bool:
+        """Nothing to change."""
+        return False
 
     def apply(self, desired: FirewallState, force: bool = False) -> Sequence[str]:
         """Nothing to do."""

@@ -20,6 +20,7 @@ import subprocess
 
 from netcore.errors import NetcoreError
 from netcore.firewall import FirewallState
+from netcore.firewall.monitor import NftMonitor
 from netcore.firewall.nftables import TABLE, Ruleset, normalize_listing, render
 from netcore.system import linux
 
@@ -225,10 +226,12 @@ class NftablesFirewall:
     """netcore's firewall (``netcore.firewall.Firewall``) on nftables: one ``inet netcore`` table in the
     gateway namespace (``namespace``; None: the host's), rendered whole by ``netcore.nftables``.
 
-    ``apply`` with ``force`` (every action) replaces the table in one nft transaction
-    without reading it first; without (commands that change nothing) it re-asserts the
-    table only when the live one is missing or differs (one ``nft list`` when it is
-    current). It switches on forwarding when a network needs it (a notice the first
+    ``apply`` commits only what changed (issue 26: an action that does not change the rendering commits no
+    nftables transaction): a rendering other than the one it applied last is applied in one nft
+    transaction, without reading the live table; the same one is left alone unless nftables changed in the
+    gateway namespace since (``NftMonitor``: somebody flushed or edited it), and then put back only if the
+    live table differs (one ``nft list``). ``force`` (``netcore firewall-reload``) applies whatever the live
+    table looks like. It switches on forwarding when a network needs it (a notice the first
     time, as it changes a setting of the namespace), and raises NftError (one line)
     when nft is missing or rejects the ruleset. On this machine one nft transaction costs 15-20 ms whatever
     its size (the kernel's commit), which is most of the firewall's share of an action
@@ -237,14 +240,27 @@ class NftablesFirewall:
 
     def __init__(self, namespace: str | None):
         self.namespace = namespace
+        self.monitor = NftMonitor(namespace)
+        self._applied: str | None = None  # the script this object applied last (None: none yet)
+
+    def changed_outside(self) -> bool:
+        """Whether nftables changed in the gateway namespace since this object's last apply (or never
+        applied): the next ``apply`` then looks at the live table."""
+        changed = self.monitor.changed()
+        if changed:
+            self._applied = None
+        return changed
 
     def check_ready(self) -> None:
         """NftError naming the package to install when there is no nft; nothing is changed."""
         nft_path()
 
     def apply(self, desired: FirewallState, force: bool = False) -> list[str]:
-        """Make the live table ``desired``: replace it (``force``) or put it back only if it differs."""
+        """Make the live table ``desired``: replace it (``force``), apply a rendering that changed, or put the
+        same one back only if nftables changed since and the live table differs."""
         ruleset = render(desired)
+        if not force and ruleset.script == self._applied and not self.changed_outside():
+            return []  # the rendering this object applied, and nobody touched nftables since
         if self.namespace is not None and not os.path.exists(linux.netns_path(self.namespace)):
             if ruleset.empty:
                 return []  # no gateway namespace, nothing to hold: nothing to do (purge of a fresh state dir)
@@ -256,10 +272,14 @@ class NftablesFirewall:
             settings = "net.ipv4.ip_forward" + (" and net.ipv6.conf.all.forwarding" if ipv6 else "")
             notices.append(f"switched on {settings}{_where(self.namespace) or ' on this host'}: "
                            "containers' traffic is routed through it (as Docker and Podman do)")
-        if force:
-            apply(ruleset, self.namespace)
+        known = self._applied is not None  # the live table is the rendering applied last (nobody changed it)
+        self._applied = None  # until the new one is known to be live
+        if force or known:
+            apply(ruleset, self.namespace)  # a rendering that changed: one transaction, nothing listed first
         else:
-            ensure(ruleset, self.namespace)
+            ensure(ruleset, self.namespace)  # a first look, or changed outside: put back only if it differs
+        self.monitor.drain()  # what this commit sent: a message after this one is somebody else's change
         localnet = {mapping.bridge for mapping in desired.ports if mapping.reaches_loopback}
         set_route_localnet(self.namespace, {n.bridge: n.bridge in localnet for n in desired.networks})
+        self._applied = ruleset.script
         return notices

@@ -63,9 +63,9 @@ class Kernel(Protocol):
     def close(self) -> None:
         """Release what the object holds open (the gateway's netlink socket)."""
 
-    def revalidate(self) -> None:
+    def revalidate(self) -> bool:
         """Release what was opened in a gateway namespace that is no longer the live one (a long-lived
-        engine calls this before each command)."""
+        engine calls this before each command); whether there was such a thing."""
 
     # -- named namespaces -------------------------------------------------------
     def namespace_exists(self, name: str) -> bool:

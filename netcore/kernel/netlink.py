@@ -180,11 +180,14 @@ class Gateway:
             self._socket.close()
             self._socket = None
 
-    def revalidate(self) -> None:
+    def revalidate(self) -> bool:
         """Let the kept socket go if the gateway namespace is no longer the one it was opened in (deleted, or
-        deleted and made anew under the same name): the next call opens one in the live namespace."""
+        deleted and made anew under the same name): the next call opens one in the live namespace. Whether it
+        was let go."""
         if self._socket is not None and self._namespace_inode() != self._socket_namespace:
             self.close()
+            return True
+        return False
 
     def _namespace_inode(self) -> int | None:
         """The identity of the gateway namespace now: the inode of its /run/netns file (None: the host's, or

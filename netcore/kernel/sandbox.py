@@ -41,9 +41,12 @@ def resolv_conf(nameservers: list[str], search: tuple[str, ...] = (), options: t
     return "\n".join(lines) + "\n"
 
 
-def hosts_file(hostname: str, addresses: list[str]) -> str:
+def hosts_file(hostname: str, addresses: list[str], extra: list[tuple[str, str]] = ()) -> str:
+    """A container's hosts file: localhost, each of ``addresses`` with ``hostname``, then each (address, host)
+    of ``extra`` (``--add-host``, Compose's ``extra_hosts``), as Docker appends them."""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
     lines += [f"{address}\t{hostname}" for address in addresses]
+    lines += [f"{address}\t{host}" for address, host in extra]
     return "\n".join(lines) + "\n"
 
 
@@ -190,6 +193,31 @@ def _enter(namespace: str | None) -> None:
             continue  # a mount would follow it
         if os.path.exists(target):
             linux.mount(os.path.join(directory, name), target, linux.MS_BIND)
+
+
+def spawn(namespace: str | None, argv: list[str] | tuple[str, ...], output: int, env: dict[str, str],
+          cwd: str = "/") -> subprocess.Popen:
+    """Start ``argv`` inside ``namespace`` (None: this process's own) as ``run_in`` runs it (the container's
+    /etc files mounted over /etc), detached: a session of its own, standard input from /dev/null, standard
+    output and error to the file descriptor ``output``, environment ``env`` (PATH in it is where ``argv[0]``
+    is looked up), working directory ``cwd``. Returns the Popen, whose pid is the command's own.
+
+    NetcoreError, nothing left running, with Docker's exit codes: 127 when the command is not found, 126
+    when it cannot be run, 125 when the namespace cannot be entered. (The child runs ``_enter`` between fork
+    and exec: it imports nothing and takes no lock another thread could hold, so it is safe in netcored's
+    threads.)"""
+    if not argv:
+        raise NetcoreError("no command given: use -- CMD [ARG...]", exit_code=125)
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=env, cwd=cwd,
+                                start_new_session=True, close_fds=True, preexec_fn=lambda: _enter(namespace))
+    except FileNotFoundError:
+        raise NetcoreError(f"exec: {argv[0]}: executable file not found in $PATH", exit_code=127) from None
+    except PermissionError:
+        raise NetcoreError(f"exec: {argv[0]}: permission denied", exit_code=126) from None
+    except (subprocess.SubprocessError, OSError) as err:
+        raise NetcoreError(f"cannot start {argv[0]} in the container's namespace {namespace}: {err}",
+                           exit_code=125) from None
 
 
 def run_in(namespace: str | None, argv: list[str]) -> int:

@@ -135,13 +135,13 @@ def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, list[tuple
 
 DNSD_MODULE = "dnsd"  # ``python -m dnsd``: netcore's dnsd (and one run by hand)
 SUPERVISOR_MODULE = "dnsd.supervise"
-PORT_HOLDER_MODULE = "netcore.ports.holder"
+AGENT_MODULE = "netcore.agent"  # netcored: it holds the published ports
 AARDVARK_HELPER_MARK = "# dnsd in aardvark-dns's place"  # the second line of dnsd.aardvark.HELPER_SCRIPT
 
 
 def role_of(argv: list[str], script_head: str = "") -> str | None:
     """What a process of netcore's is, by its command line ``argv`` (``/proc/PID/cmdline`` split at NULs):
-    ``dnsd``, ``dnsd's supervisor``, ``netcore's port holder``, ``dnsd (as aardvark-dns)``, each followed
+    ``dnsd``, ``dnsd's supervisor``, ``netcored``, ``dnsd (as aardvark-dns)``, each followed
     by ``of state dir DIR`` when its command line names one; None for any other process. ``script_head``
     is the start of the script ``argv[1]`` names, if any (the aardvark-dns helper is recognised by it).
     Pure."""
@@ -150,7 +150,7 @@ def role_of(argv: list[str], script_head: str = "") -> str | None:
         module = argv[argv.index("-m", 1) + 1]
     elif "dnsd" in (os.path.basename(a) for a in argv[:2]):
         module = DNSD_MODULE  # the console script
-    roles = {DNSD_MODULE: "dnsd", SUPERVISOR_MODULE: "dnsd's supervisor", PORT_HOLDER_MODULE: "netcore's port holder"}
+    roles = {DNSD_MODULE: "dnsd", SUPERVISOR_MODULE: "dnsd's supervisor", AGENT_MODULE: "netcored"}
     role = roles.get(module or "")
     if role is None and AARDVARK_HELPER_MARK in script_head:
         return "dnsd (as aardvark-dns)"
@@ -158,14 +158,13 @@ def role_of(argv: list[str], script_head: str = "") -> str | None:
         return None
     if "--state-dir" in argv[:-1]:
         return f"{role} of state dir {argv[argv.index('--state-dir') + 1]}"
-    if module == PORT_HOLDER_MODULE and len(argv) >= 4:  # its one argument is STATE_DIR/ports.sock
-        return f"{role} of state dir {os.path.dirname(argv[3])}"
     return role
 
 
 def process_name(proc: str, pid: str) -> str:
     """How an error line names process ``pid``: netcore's own processes by their role (``role_of``: dnsd,
-    its supervisor, the port holder), any other by its ``comm`` (``nginx``); ``?`` if it is gone."""
+    its supervisor, netcored, which holds the published ports), any other by its ``comm`` (``nginx``); ``?``
+    if it is gone."""
     try:
         with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
             argv = [a.decode(errors="replace") for a in f.read().split(b"\0")[:-1]]

@@ -6,9 +6,11 @@ MINIMUM 30), big.upstream.test with 40 A records (truncated over UDP, TC set);
 each --answer NAME=IP with A IP; any other name with NOERROR and no answer, or
 with NXDOMAIN given --nxdomain-unknown (an upstream that does not know the name).
 Every A record has TTL 60. --log FILE appends one line per query received
-("udp NAME" or "tcp NAME"), so a test can count what reached the upstream;
---delay MS answers that much later (a benchmark's distant upstream); --drop
-NAME never answers NAME (an upstream that does not reply).
+("udp NAME PORT ID": protocol, name, the asker's source port and the query's
+ID in hex), so a test can count what reached the upstream (and an attacker
+test can play a forger who guessed the port); --delay MS answers that much
+later (a benchmark's distant upstream); --drop NAME never answers NAME (an
+upstream that does not reply).
 """
 
 import argparse
@@ -26,14 +28,14 @@ DELAY = 0.0  # --delay, in seconds
 DROP: set[str] = set()  # --drop: lower-cased names with their trailing dot, never answered
 
 
-def reply_for(data: bytes, udp: bool) -> bytes | None:
+def reply_for(data: bytes, udp: bool, port: int = 0) -> bytes | None:
     query = DNSRecord.parse(data)
     reply = query.reply()
     reply.header.ra = 1
     name = str(query.q.qname).lower()
     if LOG is not None:
         with LOG_LOCK:
-            LOG.write(f"{'udp' if udp else 'tcp'} {name}\n")
+            LOG.write(f"{'udp' if udp else 'tcp'} {name} {port} {query.header.id:04x}\n")
             LOG.flush()
     if name in DROP:
         return None
@@ -66,7 +68,7 @@ def reply_for(data: bytes, udp: bool) -> bytes | None:
 class UDPHandler(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
-        out = reply_for(data, udp=True)
+        out = reply_for(data, udp=True, port=self.client_address[1])
         if out is not None:
             sock.sendto(out, self.client_address)
 
@@ -78,7 +80,7 @@ class TCPHandler(socketserver.StreamRequestHandler):
             if len(head) < 2:
                 return
             data = self.rfile.read(int.from_bytes(head, "big"))
-            out = reply_for(data, udp=False)
+            out = reply_for(data, udp=False, port=self.client_address[1])
             if out is not None:
                 self.wfile.write(len(out).to_bytes(2, "big") + out)
 

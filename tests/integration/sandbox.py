@@ -8,6 +8,7 @@ supervisor, and the processes the sandbox itself started (by PID).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -23,9 +24,10 @@ if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get thr
     sys.path.insert(0, ROOT)
 
 from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
+from netcore.agent.processes import processes_in  # noqa: E402
 from netcore.dnsd_protocol import PID_NAME, SUPERVISOR_PID_NAME  # noqa: E402
 from netcore.dnsd_protocol.control import is_dnsd_process  # noqa: E402
-from netcore.ports.holder import HostPorts  # noqa: E402
+from netcore.system.holders import TABLES, TCP_LISTEN, parse_table  # noqa: E402
 from netcore.system.linux import NETNS_DIR  # noqa: E402
 from netcore.system.processes import runs_module  # noqa: E402
 
@@ -67,6 +69,32 @@ class Sandbox:
     def dnsd_pid(self) -> int | None:
         """The serving dnsd's pid, from its pid file (what `ping` on the control socket reports)."""
         return self._read_pid(PID_NAME)
+
+    def held_ports(self) -> set[str]:
+        """The published host ports netcored holds, as the kernel shows them: the sockets of its process in the
+        gateway namespace (``tcp 0.0.0.0:8080``, TCP listening), read from the namespace's /proc/net tables."""
+        pid = self.agent_pid()
+        if pid is None:
+            return set()
+        inodes = set()
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes.add(int(target[8:-1]))
+        except OSError:
+            return set()
+        held = set()
+        for table in TABLES:
+            text = subprocess.run(["ip", "netns", "exec", self.prefix, "cat", f"/proc/net/{table}"],
+                                  capture_output=True, text=True).stdout
+            protocol = table.rstrip("6")
+            for found in parse_table(protocol, text):
+                if found.inode in inodes and (protocol == "udp" or found.state == TCP_LISTEN):
+                    address = f"[{found.address}]" if found.address.version == 6 else str(found.address)
+                    held.add(f"{protocol} {address}:{found.port}")
+        return held
 
     def agent_pid(self) -> int | None:
         """The pid of the sandbox's netcored, from its pid file."""
@@ -112,19 +140,19 @@ def cleanup(box: Sandbox) -> None:
             proc.kill()
             proc.wait()
     supervisor, pid, agent = box.supervisor_pid(), box.dnsd_pid(), box.agent_pid()
-    holder = HostPorts(box.state_dir, box.prefix).pid()  # the port holder netcore started for this sandbox
     subprocess.run([sys.executable, "-m", "netcore", "purge"], env=box.env, capture_output=True, timeout=60)
     agent = agent or box.agent_pid()  # purge started one
     if agent and runs_module(agent, "netcore.agent", box.state_dir):  # purge stops it; a safety net
         os.kill(agent, signal.SIGKILL)
-    if holder and HostPorts(box.state_dir, box.prefix).pid() == holder:  # purge did not stop it
-        os.kill(holder, signal.SIGKILL)
     # the supervisor first, or it would start the dnsd killed next anew
     if supervisor and is_dnsd_process(supervisor, box.state_dir, supervisor=True):
         os.kill(supervisor, signal.SIGKILL)
     if pid and is_dnsd_process(pid, box.state_dir):
         os.kill(pid, signal.SIGKILL)
     for name in box.namespaces():
+        if name != box.prefix:  # containers' main processes purge did not stop (a safety net: purge does)
+            for pid in processes_in(name):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
     if os.path.isdir("/etc/netns"):
         for name in os.listdir("/etc/netns"):

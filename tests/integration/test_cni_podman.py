@@ -146,7 +146,7 @@ def test_podman_cni_names_aliases_connect_disconnect_rm_isolation(podman):
 
 def test_podman_cni_container_on_two_networks(podman):
     """dnsd answers a container on two networks the names of both on its first nameserver; dnsname's dnsmasq
-    (one per network) knows only its own network's (documented in docs/pending/i29-cni.md)."""
+    (one per network) knows only its own network's (documented in docs/cni.md)."""
     one = podman.network("one", "10.95.0.0/24")
     two = podman.network("two", "10.96.0.0/24")
     podman.run("a", one)

@@ -52,13 +52,13 @@ def test_a_client_on_two_networks_gets_the_address_on_the_network_it_asked(sandb
 def test_a_truncated_reply_carries_what_fits_so_musl_gets_addresses(sandbox, musl_resolve, tmp_path):
     """alpinelinux/docker-alpine#326, coredns/coredns#5362: an alias held by 40 containers does not fit
     512 bytes; musl before 1.2.4 never retries over TCP and got "Name does not resolve"."""
-    topology = {"networks": {"wide": {"subnet": "10.65.0.0/24"}},
-                "containers": {f"big{index}": {"networks": {"wide": {"aliases": ["big"]}}} for index in range(40)}}
-    topology["containers"]["client"] = {"networks": ["wide"]}
-    path = tmp_path / "wide.yaml"
-    path.write_text(json.dumps(topology))  # YAML is a superset of JSON
+    compose = {"name": "wide", "networks": {"wide": {"name": "wide", "ipam": {"config": [{"subnet": "10.65.0.0/24"}]}}},
+               "services": {"big": {"deploy": {"replicas": 40}, "networks": ["wide"]},
+                            "client": {"container_name": "client", "networks": ["wide"]}}}
+    path = tmp_path / "compose.yaml"
+    path.write_text(json.dumps(compose))  # YAML is a superset of JSON
     sandbox.nc("up", "-f", str(path), timeout=240)
-    holders = {container_ip(sandbox, f"big{index}", "wide") for index in range(40)}
+    holders = {container_ip(sandbox, f"wide-big-{index}", "wide") for index in range(1, 41)}
     musl = sandbox.exec("client", musl_resolve, "big", "4")
     assert musl.returncode == 0, musl.stdout
     got = musl.stdout.split()

@@ -144,7 +144,7 @@ def test_dnsd_killed_answers_again_within_two_seconds_with_no_command(sandbox):
     for name in ("a", "b", "c"):
         sandbox.nc("run", "--name", name, "--net", "app", "--net-alias", "shared")
     ns = container_ns(sandbox, "a")  # read before the kill: no netcore command from here on
-    supervisor, pid = sandbox.supervisor_pid(), sandbox.dnsd_pid()
+    supervisor, pid = sandbox.agent_pid(), sandbox.dnsd_pid()  # netcored supervises dnsd (issue 26)
     assert alive(supervisor) and alive(pid)
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -153,11 +153,11 @@ def test_dnsd_killed_answers_again_within_two_seconds_with_no_command(sandbox):
         answers = subprocess.run(["ip", "netns", "exec", ns, "dig", "+time=1", "+tries=1", "+short", "shared"],
                                  capture_output=True, text=True, timeout=10).stdout.split()
     assert sorted(answers) == ["10.92.0.2", "10.92.0.3", "10.92.0.4"], "no answer within 2 s of the kill"
-    assert sandbox.dnsd_pid() not in (None, pid) and sandbox.supervisor_pid() == supervisor
+    assert sandbox.dnsd_pid() not in (None, pid) and sandbox.agent_pid() == supervisor
     # and purge leaves neither behind
     new_pid = sandbox.dnsd_pid()
     sandbox.nc("purge")
-    assert not alive(supervisor) and not alive(new_pid)
+    assert wait_for(lambda: not alive(supervisor)) and not alive(new_pid)
 
 
 def test_gateway_namespace_deleted_under_dnsd_is_rebuilt_with_dnsd_in_it(sandbox):

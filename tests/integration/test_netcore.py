@@ -247,10 +247,10 @@ def test_twenty_concurrent_runs_get_twenty_addresses(sandbox):
 def test_topology_up_is_idempotent_and_down_removes_it(sandbox):
     example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "custom-ipam.yaml")
     first = sandbox.nc("up", "-f", example).stdout
-    assert "network lab: created" in first and "container fixed: created" in first
+    assert "Network lab  Created" in first and "Container fixed  Created" in first
     state = (sandbox.nc("network", "ls").stdout, sandbox.nc("ps").stdout)
     second = sandbox.nc("up", "-f", example).stdout
-    assert "created" not in second and (sandbox.nc("network", "ls").stdout, sandbox.nc("ps").stdout) == state
+    assert "Created" not in second and (sandbox.nc("network", "ls").stdout, sandbox.nc("ps").stdout) == state
     net = inspect(sandbox, "network", "inspect", "lab")[0]
     addresses = sorted(c["IPv4Address"] for c in net["Containers"].values())
     assert addresses == ["10.123.5.0/16", "10.123.5.200/16"]

@@ -17,7 +17,6 @@ import sys
 import pytest
 
 from netcore.firewall import apply as nft_apply
-from netcore.ports.holder import HostPorts
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)
@@ -49,7 +48,7 @@ def dig_in(where: str, *args: str) -> tuple[str, list[str]]:
 
 
 def held(box) -> set[str]:
-    return {str(port) for port in HostPorts(box.state_dir, box.prefix).held() or ()}
+    return box.held_ports()
 
 
 BIND = """

@@ -17,7 +17,6 @@ import pytest
 
 from netcore.firewall import apply as nft_apply, desired_state
 from netcore.firewall.nftables import render
-from netcore.ports.holder import HostPorts
 from netcore.store import Store
 from sandbox import wait_for
 from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER, UDP_STREAM
@@ -93,7 +92,7 @@ def first_answer_from(lines: queue.Queue, name: str, started: float, bound: floa
 
 def held(box) -> set[str]:
     """The ports netcore's port holder keeps, as ``tcp 0.0.0.0:8080``."""
-    return {str(port) for port in HostPorts(box.state_dir, box.prefix).held() or ()}
+    return box.held_ports()
 
 
 def table(box) -> str:
@@ -268,20 +267,19 @@ def test_udp_reaches_a_new_container_with_another_address_and_only_the_gateways_
     assert (NEIGHBOUR, 7000) in flows  # the forwarded flow to the LAN's own port 7000 was left alone
 
 
-def test_rm_purge_and_a_killed_holder_leave_no_rule_and_no_held_port_behind(lan):
-    box, gw = lan, lan.prefix
+def test_rm_purge_and_a_killed_agent_leave_no_rule_and_no_held_port_behind(lan):
+    box = lan
     box.nc("network", "create", "--subnet", "10.84.0.0/24", "pub")
     box.nc("run", "--name", "web", "--net", "pub", "-p", "8080:80", "-p", "8053:53/udp")
     assert held(box) == {"tcp 0.0.0.0:8080", "udp 0.0.0.0:8053"}
-    holder = HostPorts(box.state_dir, gw).pid()
-    os.kill(holder, signal.SIGKILL)  # the ports go with it ...
-    assert wait_for(lambda: not held(box))
-    box.nc("ps")  # ... and the next command, even one that reads, takes them again
-    assert held(box) == {"tcp 0.0.0.0:8080", "udp 0.0.0.0:8053"}
+    agent = box.agent_pid()
+    os.kill(agent, signal.SIGKILL)  # the ports go with netcored, which holds them ...
+    assert wait_for(lambda: not os.path.exists(f"/proc/{agent}/fd")) and held(box) == set()
+    box.nc("ps")  # ... and the next command, even one that reads, starts a new one, which takes them again
+    assert box.agent_pid() != agent and held(box) == {"tcp 0.0.0.0:8080", "udp 0.0.0.0:8053"}
     box.nc("rm", "web")
     assert held(box) == set() and "published" not in table(box)
-    assert not os.path.exists(os.path.join(box.state_dir, "ports.sock"))  # no holder left running
     box.nc("run", "--name", "web", "--net", "pub", "-p", "8080:80")
-    holder = HostPorts(box.state_dir, gw).pid()
+    agent = box.agent_pid()
     box.nc("purge")
-    assert table(box) == "" and wait_for(lambda: not os.path.exists(f"/proc/{holder}"))
+    assert table(box) == "" and wait_for(lambda: not os.path.exists(f"/proc/{agent}/fd"))

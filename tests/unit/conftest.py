@@ -233,9 +233,21 @@ def fake_upstream() -> type[FakeUpstream]:
 
 @pytest.fixture
 def free_port() -> int:
-    """A high UDP and TCP port free on 127.0.0.1, used on every 127.0.0.0/8 address of the test."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
-        return port
+    """A high UDP and TCP port free on 127.0.0.1, used on every 127.0.0.0/8 address of the test.
+
+    Free for TCP as the servers bind (SO_REUSEADDR, as dnsd's listeners and asyncio's servers do) on any
+    address: the TCP probe binds the wildcard (and never listens). A port the kernel hands out for UDP may
+    still be held for TCP by an earlier connection in TIME_WAIT (the forwarder's connections to fake upstreams
+    leave hundreds): such a port is passed over for another.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no port free for both UDP and TCP in 100 tries")

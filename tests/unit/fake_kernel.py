@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netcore.engine import Engine
+from netcore.errors import NetcoreError
 from netcore.kernel.netlink import KernelError, Route, missing_feature
-from netcore.model import STATE_RUNNING
+from netcore.model import EXIT_UNKNOWN, STATE_RUNNING
 from netcore.ports import HostPort
 from netcore.ports.holder import PortError
 
@@ -232,8 +233,9 @@ class FakeKernel:
     def close(self) -> None:
         self.calls.append(("close", None))
 
-    def revalidate(self) -> None:
+    def revalidate(self) -> bool:
         self.calls.append(("revalidate", None))
+        return False
 
     # -- named namespaces -------------------------------------------------------
 
@@ -396,6 +398,76 @@ class FakeClock:
         return self.boot
 
 
+class FakeSupervisor:
+    """netcore.engine.context.Supervisor in memory: each process a pid with its namespace and whether it runs.
+    ``start`` refuses a program called ``missing`` (127); ``exec_in(netns)`` puts a stray process in a
+    namespace (an ``exec`` left running); ``exit(pid, code)`` ends one; ``forget_children()`` is what a new
+    agent sees (it is no one's parent: a process that ends then has no known status). Signals end processes
+    with 128 + the signal, unless ``ignore_term`` holds their pid (then only SIGKILL does)."""
+
+    def __init__(self, log_dir: str = "/nonexistent"):
+        self.log_dir = log_dir
+        self.next_pid = 1000
+        self.procs: dict[int, dict] = {}  # pid -> {"netns", "argv", "code", "child"}
+        self.ignore_term: set[int] = set()
+        self.graces: list[float] = []
+        self.forgotten: list[str] = []
+
+    def _new(self, netns, argv) -> int:
+        self.next_pid += 1
+        self.procs[self.next_pid] = {"netns": netns, "argv": tuple(argv), "code": None, "child": True}
+        return self.next_pid
+
+    def start(self, container_id, netns, argv, env):
+        if argv[0] == "missing":
+            raise NetcoreError(f"exec: {argv[0]}: executable file not found in $PATH", exit_code=127)
+        pid = self._new(netns, argv)
+        return pid, pid * 10
+
+    def exec_in(self, netns: str) -> int:
+        return self._new(netns, ("sleep",))
+
+    def exit(self, pid: int, code: int) -> None:
+        self.procs[pid]["code"] = code
+
+    def forget_children(self) -> None:
+        for proc in self.procs.values():
+            proc["child"] = False
+
+    def alive(self, pid, start_ticks):
+        proc = self.procs.get(pid)
+        return proc is not None and proc["code"] is None
+
+    def poll(self, container_id, pid, start_ticks):
+        proc = self.procs.get(pid)
+        if proc is None or proc["code"] is not None:
+            return proc["code"] if proc is not None and proc["child"] else EXIT_UNKNOWN
+        return None
+
+    def running(self, target):
+        pids = {target.pid} if target.pid and self.alive(target.pid, None) else set()
+        if target.netns:
+            pids |= {pid for pid, p in self.procs.items() if p["netns"] == target.netns and p["code"] is None
+                     and pid not in target.spare}
+        return sorted(pids)
+
+    def stop(self, targets, grace):
+        self.graces.append(grace)
+        for target in targets:
+            for pid in self.running(target):
+                if pid not in self.ignore_term:
+                    self.procs[pid]["code"] = 143
+        for target in targets:
+            for pid in self.running(target):
+                self.procs[pid]["code"] = 137
+
+    def log_path(self, container_id):
+        return f"{self.log_dir}/{container_id}.log"
+
+    def forget(self, container_id):
+        self.forgotten.append(container_id)
+
+
 GATEWAY_NS = "gw"
 
 
@@ -408,10 +480,12 @@ class World:
         self.dnsd = FakeDnsd()
         self.clock = FakeClock()
         self.ports = FakePorts()
+        self.processes = FakeSupervisor(state_dir)
         self._engines: list[Engine] = []
 
     def engine(self, **given) -> Engine:
         given.setdefault("ports", self.ports)
+        given.setdefault("processes", self.processes)
         engine = Engine(self.state_dir, GATEWAY_NS, kernel=self.kernel, dnsd=self.dnsd, clock=self.clock, **given)
         self._engines.append(engine)
         return engine

@@ -18,7 +18,7 @@ from netcore.agent import protocol
 from netcore.agent.client import SOCKET_NAME, AgentClient, AgentUnavailable
 from netcore.agent.protocol import MAX_REQUEST, PROTOCOL, LineReader, ProtocolError, Request, decode_reply
 from netcore.agent.server import REQUEST_TIMEOUT, VERBS, Agent
-from netcore.cli import commands
+from netcore.cli import handlers
 from netcore.engine import Engine
 
 # -- the protocol, pure -----------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_a_request_for_another_namespace_is_refused(running):
 def test_a_store_failure_is_one_line_saying_nothing_was_half_written(running, monkeypatch):
     def failing(engine, args, out):
         raise sqlite3.OperationalError("disk I/O error")
-    monkeypatch.setitem(commands.HANDLERS, "purge", failing)
+    monkeypatch.setitem(handlers.HANDLERS, "purge", failing)
     status, _, err = running.call("purge")
     assert status == 1 and len(err) == 1
     assert err[0].startswith("purge: the store in ") and "disk I/O error" in err[0]
@@ -193,7 +193,7 @@ def test_a_store_failure_is_one_line_saying_nothing_was_half_written(running, mo
 
 
 def test_a_bug_is_one_line_to_the_client_and_the_agent_serves_on(running, monkeypatch):
-    monkeypatch.setitem(commands.HANDLERS, "ps", lambda engine, args, out: 1 / 0)
+    monkeypatch.setitem(handlers.HANDLERS, "ps", lambda engine, args, out: 1 / 0)
     status, _, err = running.call("ps", quiet=True)
     assert status == 1 and err[-1].startswith("ps: internal error in netcored: ZeroDivisionError")
     monkeypatch.undo()

@@ -8,7 +8,7 @@ import pytest
 
 from netcore import cli
 from netcore.agent.server import AGENT_VERBS
-from netcore.cli import commands, parser
+from netcore.cli import handlers, parser
 
 
 def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
@@ -22,7 +22,8 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]
 
 
 def test_every_subcommand_has_its_handler():
-    assert sorted(_subcommands(parser.build_parser())) == sorted([*commands.HANDLERS, *AGENT_VERBS])
+    assert sorted(_subcommands(parser.build_parser())) == sorted([*handlers.HANDLERS, *AGENT_VERBS,
+                                                                  *parser.LOCAL_VERBS])
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["network"], ["network", "create"], ["run", "--bogus"],

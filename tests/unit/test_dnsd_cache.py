@@ -108,7 +108,10 @@ def test_an_entry_expires_with_its_ttl():
     assert dnslib.DNSRecord.parse(cache.lookup(forward_of(query()), 512)).header.rcode == NXDOMAIN
     clock.now += 0.1
     assert cache.lookup(forward_of(query()), 512) is None
-    assert len(cache) == 0 and cache.misses == 1
+    assert cache.misses == 1
+    other = query("other.example")  # entries come and go on the event loop: the next store drops the expired one
+    cache.store(forward_of(other), reply(other, ttls=(60,)))
+    assert len(cache) == 1 and cache.lookup(forward_of(query()), 512) is None
 
 
 @pytest.mark.parametrize("other", [
@@ -242,3 +245,109 @@ def test_an_upstreams_edns_options_are_not_kept_for_other_clients():
     (opt,) = served.ar
     assert opt.rtype == 41 and opt.rclass == 1232 and opt.rdata == [] and [str(r.rdata) for r in served.rr] == [
         "192.0.2.1"]
+
+
+# -- the question compared exactly (issue 24 item 2) -------------------------------------------------
+
+
+def test_a_reply_for_another_type_never_answers_this_one():
+    """Issue 24: `.lower()` over the whole question keyed an HTTPS (65) query to a TYPE97 answer."""
+    https = query(qtype="HTTPS")
+    type97 = https[:-4] + b"\x00\x61" + https[-2:]
+    cache = AnswerCache(100, Clock())
+    cache.store(forward_of(type97), reply(type97, ttls=(60,)))
+    assert cache.lookup(forward_of(https), 512) is None
+    assert cache.lookup(forward_of(type97[:12] + type97[12:].upper()[:-4] + type97[-4:]), 512) is not None
+
+
+# -- memory bounded in bytes (issue 24 item 4) ---------------------------------------------------------
+
+
+def big_reply(data: bytes, records: int) -> bytes:
+    """A reply to ``data`` with ``records`` A records (16 bytes each, names compressed), built without dnslib."""
+    header = data[:2] + b"\x81\x80" + data[4:6] + records.to_bytes(2, "big") + b"\x00\x00\x00\x00"
+    question = data[12:question_name_end(data) + 4]
+    return header + question + b"".join(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + i.to_bytes(4, "big")
+                                         for i in range(records))
+
+
+def test_the_entries_never_take_more_than_the_byte_budget_least_recently_used_out_first():
+    cache = AnswerCache(10_000, Clock(), max_bytes=200_000)
+    for i in range(100):
+        asked = query(f"n{i}.example")
+        assert cache.store(forward_of(asked), big_reply(asked, 300)) is not None  # some 4.8 kB each
+        if i >= 1:
+            assert cache.lookup(forward_of(query("n0.example")), 65535) is not None  # n0 stays in use
+        assert cache.bytes <= 200_000
+    assert 10 < len(cache) < 100 and cache.evictions == 100 - len(cache)
+    assert cache.lookup(forward_of(query("n1.example")), 65535) is None  # the least recently used went first
+
+
+def test_a_reply_over_the_largest_entry_is_relayed_but_never_kept():
+    cache = AnswerCache(100, Clock())
+    asked = query()
+    assert cache.store(forward_of(asked), big_reply(asked, 1100)) is None  # 17.6 kB
+    assert cache.lookup(forward_of(asked), 65535) is None and cache.too_large == 1 and cache.bytes == 0
+    assert cache.store(forward_of(asked), big_reply(asked, 1000)) is not None  # 16 kB: kept
+
+
+@pytest.mark.parametrize("count", [100, 400, 700])
+def test_what_the_budget_counts_is_at_least_what_the_entries_take(count):
+    """The accounting is an upper bound of the memory Python allocates for the entries, renderings included."""
+    import gc
+    import tracemalloc
+
+    clock = Clock()
+    cache = AnswerCache(10_000, clock)
+    names = [query(f"name{i}.example") for i in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, asked in enumerate(names):
+            cache.store(forward_of(asked), big_reply(asked, 1 + i % 40))
+        clock.now += 2  # every entry rendered anew: its second copy
+        for asked in names:
+            cache.lookup(forward_of(asked), 65535)
+        gc.collect()
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == count and taken <= cache.bytes, (taken, cache.bytes)
+
+
+async def test_an_upstream_that_answers_63_kb_over_tcp_for_every_name_leaves_memory_flat(dns, free_port,
+                                                                                       fake_upstream):
+    """Issue 24: such a name was cached whole, 87 kB an entry, some 850 MB for a full default cache."""
+    import gc
+    import tracemalloc
+
+    from dnsd.forward import Forwarder
+
+    def respond(asked):
+        if box.queries[-1][0] == "udp":
+            return [asked[:2] + b"\x83\x80" + asked[4:]]  # TC set, no records: ask over TCP
+        return [big_reply(asked, 3900)]  # 62.4 kB
+
+    cache = AnswerCache()
+    resolver = CachingResolver(Forwarder(timeout=5), cache)
+    groups = ((Upstream("127.0.0.153", free_port),),)
+
+    async def ask_names(first: int, count: int) -> int:
+        """Ask ``count`` new names; Python's memory in use afterwards."""
+        for i in range(first, first + count):
+            served = await resolver.resolve(forward_of(query(f"big{i}.example"), groups), tcp=False)
+            assert len(served) <= 512 and dnslib.DNSRecord.parse(served).header.tc == 1
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+    box = fake_upstream("127.0.0.153", free_port, respond)
+    async with box:
+        tracemalloc.start()
+        try:
+            settled = await ask_names(0, 3)  # the last reply read may linger until the loop's next round
+            grown = await ask_names(3, 12) - settled
+        finally:
+            tracemalloc.stop()
+    assert grown < 500_000, grown  # kept whole, 12 of them would take over 1 MB
+    assert len(cache) == 0 and cache.too_large == 15

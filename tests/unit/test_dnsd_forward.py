@@ -321,3 +321,180 @@ async def test_a_namespace_that_cannot_be_entered_tries_the_next_server(dns, fre
                                                                           tcp=False)
     assert dns.rdata(reply) == ["192.0.2.10"]
     assert wrong.queries == []  # never asked from dnsd's own namespace instead
+
+
+# -- against forged answers (issue 24 item 2: RFC 5452, DNSpooq) -----------------------------------
+
+
+async def test_identical_questions_in_flight_are_merged_into_one_upstream_query(dns, free_port, fake_upstream):
+    """DNSpooq's birthday attack needs many queries out for one question: 50 identical ones send one."""
+    spellings = ["example.com", "EXAMPLE.com", "Example.Com"]
+    forwarder = Forwarder(timeout=2)
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns)) as upstream:
+        replies = await asyncio.gather(*[
+            forwarder.resolve(forward_of(dns.query(spellings[i % 3], query_id=1000 + i), (UPSTREAM, free_port)),
+                              tcp=False) for i in range(50)])
+    assert len(upstream.queries) == 1
+    for i, reply in enumerate(replies):
+        parsed = dns.parse(reply)
+        assert parsed.header.id == 1000 + i and str(parsed.q.qname) == spellings[i % 3] + "."  # each its own
+        assert dns.rdata(reply) == ["192.0.2.10"]
+    assert forwarder.stats.forward_merged == 49 and forwarder.stats.forwarded == 50
+
+
+async def test_merged_clients_each_get_their_own_size_limit(dns, free_port, fake_upstream):
+    addresses = tuple(f"192.0.2.{i}" for i in range(1, 61))  # some 1,000 bytes
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns, addresses=addresses)) as upstream:
+        small, large = (dns.query("big.example", query_id=i, edns_payload=size) for i, size in ((1, 512), (2, 1232)))
+        forwarder = Forwarder(timeout=2)
+        replies = await asyncio.gather(*[forwarder.resolve(
+            Forward(query, query[12:-11], ((Upstream(UPSTREAM, free_port),),), edns=True, udp_limit=limit), tcp=False)
+            for query, limit in ((small, 512), (large, 1232))])
+    assert len(upstream.queries) == 1
+    assert len(replies[0]) <= 512 and dns.parse(replies[0]).header.tc == 1
+    assert dns.rdata(replies[1]) == list(addresses) and dns.parse(replies[1]).header.tc == 0
+
+
+async def test_questions_that_differ_in_type_or_flags_are_not_merged(dns, free_port, fake_upstream):
+    forwarder = Forwarder(timeout=2)
+    queries = [dns.query("example.com"), dns.query("example.com", "AAAA"), dns.query("example.com", edns_payload=1232),
+               dns.query("example.com", recursion_desired=False)]
+    async with fake_upstream(UPSTREAM, free_port, answer_with(dns)) as upstream:
+        await asyncio.gather(*[forwarder.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
+                               for query in queries])
+    assert len(upstream.queries) == 4
+
+
+async def test_a_flood_of_wrong_ids_abandons_udp_for_tcp_and_the_lucky_forgery_is_never_taken(dns, free_port,
+                                                                                              fake_upstream):
+    """Issue 24: after 3,000 forged replies with wrong IDs, one with the right ID was accepted and cached."""
+    def respond(query):
+        if upstream.queries[-1][0] == "tcp":  # a blind forger cannot answer over TCP
+            return [dns.reply(query, answers=("192.0.2.10",))]
+        forged = dns.reply(query, answers=("6.6.6.6",))
+        wrong = [bytes([query[0], query[1] ^ (i + 1)]) + forged[2:] for i in range(200)]
+        return [*wrong, forged]  # the flood, then the forger's lucky guess: the right ID
+
+    forwarder = Forwarder(timeout=2)
+    upstream = fake_upstream(UPSTREAM, free_port, respond)
+    async with upstream:
+        reply = await forwarder.resolve(forward_of(dns.query("bank.example"), (UPSTREAM, free_port)), tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.10"]
+    assert [protocol for protocol, _ in upstream.queries] == ["udp", "tcp"]
+    assert forwarder.stats.spoof_detected == 1 and forwarder.stats.spoofed_replies >= 3
+
+
+async def test_a_reply_for_another_type_is_no_reply(dns, free_port, fake_upstream):
+    """Issue 24: `.lower()` over the whole question took a TYPE97 reply for an HTTPS (65) question."""
+    def respond(query):
+        type97 = bytearray(dns.reply(query, answers=("6.6.6.6",)))
+        question_end = 12 + len(query) - 12
+        type97[question_end - 4:question_end - 2] = b"\x00\x61"
+        return [bytes(type97), dns.reply(query)]
+
+    query = dns.query("example.com", "HTTPS")
+    async with fake_upstream(UPSTREAM, free_port, respond):
+        reply = await Forwarder(timeout=2).resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
+    parsed = dns.parse(reply)
+    assert parsed.q.qtype == 65 and parsed.rr == []
+
+
+async def test_answers_unrelated_to_the_question_are_not_relayed(dns, free_port, fake_upstream):
+    """musl's getaddrinfo takes every A record of the answer section, whatever its owner: only the chain goes."""
+    def respond(query):
+        message = dnslib.DNSRecord.parse(dns.reply(query, answers=("192.0.2.10",)))
+        message.add_answer(dnslib.RR("bank.example", dnslib.QTYPE.A, rdata=dnslib.A("6.6.6.6"), ttl=3600))
+        return [bytes(message.pack())]
+
+    async with fake_upstream(UPSTREAM, free_port, respond):
+        reply = await Forwarder(timeout=2).resolve(forward_of(dns.query("example.com"), (UPSTREAM, free_port)),
+                                                   tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.10"]
+
+
+# -- whatever an upstream sends (issue 24 item 3) ------------------------------------------------------
+
+
+def _answer_only_opt(query: bytes) -> bytes:
+    """A reply whose answer section holds one OPT record (raised in cache_ttl)."""
+    reply = dnslib.DNSRecord.parse(query).reply().pack()
+    return reply[:6] + b"\x00\x01" + reply[8:] + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+
+
+def _servfail_unreadable(query: bytes) -> bytes:
+    """A SERVFAIL whose counts promise a record that is not there (raised in store)."""
+    reply = bytearray(dnslib.DNSRecord.parse(query).reply().pack())
+    reply[3] = (reply[3] & 0xF0) | SERVFAIL
+    reply[7] = 1
+    return bytes(reply) + b"\xc0\x0c\x00\x01"
+
+
+def _opt_not_owned_by_root(query: bytes) -> bytes:
+    """A reply with an OPT record owned by the question's name (raised in without_edns_options)."""
+    reply = dnslib.DNSRecord.parse(query).reply()
+    reply.add_answer(dnslib.RR(reply.q.qname, dnslib.QTYPE.A, rdata=dnslib.A("192.0.2.10"), ttl=60))
+    packed = reply.pack()
+    return packed[:11] + b"\x01" + packed[12:] + b"\xc0\x0c\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x06\x00\x0a\x00\x02ab"
+
+
+def _unreadable_3k(query: bytes) -> bytes:
+    reply = dnslib.DNSRecord.parse(query).reply()
+    for i in range(1, 180):
+        reply.add_answer(dnslib.RR(reply.q.qname, dnslib.QTYPE.A, rdata=dnslib.A(f"192.0.2.{i}"), ttl=60))
+    packed = bytearray(reply.pack())
+    packed[6:8] = (200).to_bytes(2, "big")  # counts that lie
+    return bytes(packed)
+
+
+@pytest.mark.parametrize("hostile", [_answer_only_opt, _servfail_unreadable, _opt_not_owned_by_root, _unreadable_3k])
+@pytest.mark.parametrize("cached", [False, True])
+async def test_a_reply_that_is_not_well_formed_gets_the_client_a_servfail_within_its_limit(
+        dns, free_port, fake_upstream, hostile, cached):
+    """Issue 24: these raised in dnsd.cache (no answer at all) or went out whole (2,910 bytes to a 512 client)."""
+    from dnsd.cache import AnswerCache, CachingResolver
+
+    forwarder = Forwarder(timeout=1)
+    resolver = CachingResolver(forwarder, AnswerCache()) if cached else forwarder
+    query = dns.query("example.com", query_id=0x2424)
+    async with fake_upstream(UPSTREAM, free_port, lambda query: [hostile(query)]):
+        reply = await resolver.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
+    parsed = dns.parse(reply)
+    assert len(reply) <= 512 and parsed.header.id == 0x2424 and parsed.header.rcode == SERVFAIL
+    assert forwarder.stats.internal_errors == 0
+    assert forwarder.stats.upstream_errors == {(f"{UPSTREAM}:{free_port}", "malformed"): 1}
+
+
+async def test_after_an_unreadable_reply_the_next_server_is_asked(dns, free_port, fake_upstream):
+    query = dns.query("example.com")
+    async with fake_upstream(UPSTREAM, free_port, lambda query: [_unreadable_3k(query)]), \
+            fake_upstream(SECOND_UPSTREAM, free_port, answer_with(dns)):
+        reply = await Forwarder(timeout=2).resolve(
+            forward_of(query, (UPSTREAM, free_port), (SECOND_UPSTREAM, free_port)), tcp=False)
+    assert dns.rdata(reply) == ["192.0.2.10"]
+
+
+async def test_a_bug_on_the_way_costs_one_servfail_never_an_exception(dns, free_port, fake_upstream, monkeypatch):
+    forwarder = Forwarder(timeout=1)
+    monkeypatch.setattr(forwarder, "_ask_in_turn", lambda *args: 1 / 0)
+    reply = await forwarder.resolve(forward_of(dns.query("example.com"), (UPSTREAM, free_port)), tcp=False)
+    assert dns.parse(reply).header.rcode == SERVFAIL and forwarder.stats.internal_errors == 1
+
+
+async def test_a_merged_query_goes_on_while_anyone_waits_and_stops_with_the_last(dns, free_port, fake_upstream):
+    """A TCP client that hangs up cancels its wait, not the others'; with nobody left the socket closes at once
+    (an exchange never outlives everyone who asked, so hang-ups cannot pile up open sockets)."""
+    forwarder = Forwarder(timeout=5)
+    forward = forward_of(dns.query("example.com"), (UPSTREAM, free_port))
+    async with fake_upstream(UPSTREAM, free_port, silent) as upstream:
+        first, second = (asyncio.ensure_future(forwarder.resolve(forward, tcp=False)) for _ in range(2))
+        while forwarder.stats.forward_merged < 1 or not upstream.queries:
+            await asyncio.sleep(0.01)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        (exchange,) = forwarder._exchanges.values()
+        assert not exchange.task.done() and exchange.waiters == 1
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        await asyncio.sleep(0)  # the cancelled exchange ends on the loop's next round
+        assert exchange.task.cancelled() and forwarder._exchanges == {} and forwarder._asking == {}
+    assert len(upstream.queries) == 1

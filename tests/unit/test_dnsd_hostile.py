@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from dnsd.__main__ import make_server
 from dnsd.config import ServerConfig
 from dnsd.server import DnsServer
+from dnsd.snapshot import Upstream
 from dnsd.wire import REFUSED, SERVFAIL
 from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
 
@@ -209,5 +210,102 @@ async def test_one_flooding_client_cannot_take_every_forwarding_slot(world, free
         assert flood_codes.count(REFUSED) == 20 and flood_codes.count(SERVFAIL) == 10
         assert dns.parse(other).header.rcode == SERVFAIL  # forwarded and timed out, not refused
         assert server.stats.in_flight == 0
+    finally:
+        await server.close()
+
+
+# -- forwarding loops (issue 24 item 5) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("configured", ["network --dns", "dnsd --upstream"])
+async def test_an_upstream_that_is_dnsd_itself_is_never_asked(world, free_port, dns, configured):
+    """Issue 24: a network whose --dns is a gateway of dnsd's turned one query into 129 forwarded ones."""
+    own = f"{GATEWAY_A}:{free_port}"
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(own,) if configured == "network --dns" else ())
+    world.container("a1", net, A1)
+    upstreams = (Upstream(GATEWAY_A, free_port),) if configured == "dnsd --upstream" else ()
+    server = make_server(ServerConfig(port=free_port, forward_timeout=2.0, upstreams=upstreams), world)
+    await server.start()
+    try:
+        reply = await udp_ask(dns.query("nowhere.example"), GATEWAY_A, free_port)
+        assert dns.parse(reply).header.rcode == SERVFAIL
+        assert server.stats.upstream_errors == {(own, "loop"): 1}  # never sent: no answer of its own to read
+        assert server.stats.forwarded == 1 and server.stats.forward_loops == 1
+    finally:
+        await server.close()
+
+
+class Relay:
+    """A resolver at ``address`` that forwards every query to dnsd (``to``) and relays what comes back: a
+    resolver container on a network whose --dns is that container (Pi-hole's usual setup)."""
+
+    def __init__(self, address: str, port: int, to: tuple[str, int]):
+        self.address, self.port, self.to = address, port, to
+        self.queries = 0
+        self._relaying: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> Relay:
+        relay = self
+
+        class Protocol(asyncio.DatagramProtocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def datagram_received(self, data, source):
+                relay.queries += 1
+                task = asyncio.ensure_future(self.relay(data, source))
+                relay._relaying.add(task)
+                task.add_done_callback(relay._relaying.discard)
+
+            async def relay(self, data, source):
+                try:
+                    reply = await udp_ask(data, *relay.to, source=relay.address)
+                except TimeoutError:
+                    return
+                self.transport.sendto(reply, source)
+
+        self._transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            Protocol, local_addr=(self.address, self.port))
+        return self
+
+    async def __aexit__(self, *exc_info):
+        self._transport.close()
+        for task in self._relaying:
+            task.cancel()
+        await asyncio.gather(*self._relaying, return_exceptions=True)
+
+
+async def test_a_query_that_comes_back_through_its_upstream_is_answered_servfail_not_forwarded(world, free_port, dns):
+    resolver = "127.0.1.5"
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{resolver}:{free_port}",))
+    world.container("a1", net, A1)
+    world.container("pihole", net, resolver)
+    server = make_server(ServerConfig(port=free_port, forward_timeout=2.0), world)
+    await server.start()
+    try:
+        async with Relay(resolver, free_port, (GATEWAY_A, free_port)) as relay:
+            reply = await udp_ask(dns.query("nowhere.example"), GATEWAY_A, free_port)
+        assert dns.parse(reply).header.rcode == SERVFAIL
+        assert relay.queries == 1 and server.stats.forward_loops == 1
+        assert server.stats.forwarded == 1  # the query that came back was never asked of anyone
+    finally:
+        await server.close()
+
+
+async def test_a_resolver_in_front_of_dnsd_is_no_loop(world, free_port, dns, fake_upstream):
+    """A network asks a resolver container, which asks dnsd as a client of another network: forwarded."""
+    resolver = "127.0.1.5"
+    net_a = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{resolver}:{free_port}",))
+    net_b = world.network("netb", "127.0.2.0/24", "127.0.2.1", dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net_a, A1)
+    world.container("filter", net_b, resolver)
+    server = make_server(ServerConfig(port=free_port, forward_timeout=2.0), world)
+    await server.start()
+    try:
+        async with Relay(resolver, free_port, ("127.0.2.1", free_port)) as relay, \
+                fake_upstream(UPSTREAM, free_port, lambda query: [dns.reply(query, answers=("192.0.2.10",))]):
+            reply = await udp_ask(dns.query("www.example"), GATEWAY_A, free_port)
+        assert dns.rdata(reply) == ["192.0.2.10"]
+        assert relay.queries == 1 and server.stats.forward_loops == 0 and server.stats.forwarded == 2
     finally:
         await server.close()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+
+import pytest
 
 from dnsd.querylog import QueryLog
 from dnsd.wire import NXDOMAIN
@@ -61,3 +65,42 @@ def test_garbage_is_logged_as_such(tmp_path):
     log.close()
     (line,) = lines(tmp_path / "q.log")
     assert (line["name"], line["type"], line["rcode"]) == ("", "other", "")
+
+
+@pytest.fixture
+def open_umask():
+    """The usual umask (022): a file made with the default mode would be world-readable."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_the_log_and_its_rotated_files_are_the_owners_alone(tmp_path, dns, open_umask):
+    """Every container's queries are in it (issue 24): 0600 whatever the umask, also once rotated."""
+    log = QueryLog(str(tmp_path / "q.log"), rate=10**6, max_bytes=2000, backups=2)
+    for _ in range(200):
+        log.write("10.0.1.2", "app", dns.query("web"), 0, "local", 0.00001)
+    log.close()
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert modes == {"q.log": 0o600, "q.log.1": 0o600, "q.log.2": 0o600}
+
+
+def test_a_wider_log_left_from_before_is_narrowed(tmp_path, dns, open_umask):
+    path = tmp_path / "q.log"
+    path.write_text("")
+    path.chmod(0o644)
+    log = QueryLog(str(path))
+    log.write("10.0.1.2", "app", dns.query("web"), 0, "local", 0.00001)
+    log.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(lines(path)) == 1
+
+
+def test_a_symlink_at_the_path_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("precious\n")
+    (tmp_path / "q.log").symlink_to(target)
+    with pytest.raises(OSError):
+        QueryLog(str(tmp_path / "q.log"))
+    assert target.read_text() == "precious\n"

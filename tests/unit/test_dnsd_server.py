@@ -361,6 +361,7 @@ async def test_stats_is_one_line_of_json_counting_what_the_server_did(world, fre
         await stats_become({"answered_udp": 4, "answered_tcp": 1, "forwarded": 2, "forward_servfail": 1,
                             "refused_inflight": 1, "nxdomain_no_upstream": 1, "malformed": 1, "internal_errors": 1,
                             "in_flight": 0, "reloads_full": 1, "reloads_patch": 1, "truncated_retried": 0,
+                            "forward_merged": 0, "spoofed_replies": 0, "spoof_detected": 0, "forward_loops": 0,
                             "tcp_open": 1,
                             "generation": world.generation(), "listeners_up": 2, "listeners_down": 1})
         idle.close()
@@ -456,6 +457,46 @@ async def test_metrics_count_requests_responses_cache_and_upstream_failures(worl
     assert samples['dnsd_request_duration_seconds_count{source="upstream"}'] == 2
     # UDP replies the listener threads sent (4 local, 1 cached) are timed per batch as "local", TCP ones one by one
     assert samples['dnsd_request_duration_seconds_count{source="local"}'] == 6
+
+
+async def test_metrics_count_forgeries_merges_loops_and_cache_bytes(world, free_port, tmp_path, dns, fake_upstream):
+    """Issue 24: a flood of mismatched replies, merged questions, a loop and the cache's bytes are all counted."""
+    net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
+    world.container("a1", net, A1)
+    looping = world.network("netb", "127.0.2.0/24", GATEWAY_B, dns=(f"{GATEWAY_B}:{free_port}",))  # dnsd itself
+    world.container("b1", looping, B1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
+                          metrics=("127.0.0.1", metrics_port))
+    server = make_server(config, world)
+    await server.start()
+
+    def respond(query):
+        if b"silent" in query:  # the five identical questions all wait for the first one's query
+            return []
+        if b"forged" in query and box.queries[-1][0] == "udp":
+            return [bytes([query[0] ^ 0xFF, i]) + dns.reply(query, answers=("6.6.6.6",))[2:] for i in range(3)]
+        return [dns.reply(query, answers=("192.0.2.10",))]
+
+    try:
+        box = fake_upstream(UPSTREAM, free_port, respond)
+        async with box:
+            assert dns.rdata(await udp_ask(dns.query("forged.example"), GATEWAY_A, free_port)) == ["192.0.2.10"]
+            await asyncio.gather(*[udp_ask(dns.query("silent.example", query_id=i), GATEWAY_A, free_port)
+                                   for i in range(5)])
+            looped = await udp_ask(dns.query("any.example"), GATEWAY_B, free_port, source=B1)
+            assert dns.parse(looped).header.rcode == SERVFAIL
+            samples = await asyncio.to_thread(scrape, metrics_port)
+    finally:
+        await server.close()
+    assert samples["dnsd_forward_spoofed_replies_total"] == 3 and samples["dnsd_forward_spoof_detected_total"] == 1
+    assert samples["dnsd_forward_merged_total"] == 4 and len([q for q in box.queries if b"silent" in q[1]]) == 1
+    assert samples["dnsd_forward_loops_total"] == 1
+    assert samples[f'dnsd_forward_failures_total{{reason="loop",to="{GATEWAY_B}:{free_port}"}}'] == 1
+    assert samples["dnsd_cache_entries"] == 1 and samples["dnsd_cache_bytes"] == server.cache.bytes > 0
+    assert samples["dnsd_cache_too_large_total"] == 0
 
 
 async def test_a_metrics_address_in_use_is_one_clear_error(lan, free_port, tmp_path):

@@ -260,7 +260,7 @@ def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:4] == ["CONTAINER", "ID", "NAME", "STATUS"]
     status = {line.split()[1]: line.split("   ")[2].strip() for line in lines[1:]}
-    assert status == {"web": "removing (interrupted)", "db": "running"}
+    assert status == {"web": "removing (interrupted)", "db": "Up"}
     fd = os.open(os.path.join(app.state_dir, "lock"), os.O_RDWR)  # another netcore process is at it now
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -269,3 +269,47 @@ def test_ps_shows_a_transitional_state_as_such(app, tmp_path):
         assert "removing " in out.getvalue() and "interrupted" not in out.getvalue()
     finally:
         os.close(fd)
+
+
+# -- no forwarding loops (issue 24 item 5) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("servers", [["10.1.0.1"], ["192.0.2.53", "10.1.0.1:53"]])
+def test_a_network_whose_dns_is_where_dnsd_serves_is_refused(app, servers):
+    engine = app.engine()
+    with pytest.raises(NetcoreError, match=re.escape("of network loop is where dnsd serves network app")):
+        create_network(engine, "loop", ["10.2.0.0/24"], dns=servers)
+    assert engine.store.find_network("loop") is None
+    app.assert_consistent(engine)
+
+
+def test_a_network_whose_dns_is_its_own_gateway_is_refused(world):
+    engine = world.engine()
+    with pytest.raises(NetcoreError, match="is where dnsd serves network self: dnsd would forward"):
+        create_network(engine, "self", ["10.3.0.0/24"], dns=["10.3.0.1"])
+    assert engine.store.find_network("self") is None
+
+
+def test_a_container_whose_dns_is_where_dnsd_serves_is_refused(app):
+    engine = app.engine()
+    refused = "--dns 10.1.0.1 of container x is where dnsd serves network app"
+    with pytest.raises(NetcoreError, match=re.escape(refused)):
+        run_container(engine, "x", "app", dns=["10.1.0.1"])
+    assert engine.store.find_container("x") is None
+    app.assert_consistent(engine)
+
+
+def test_a_network_on_the_address_another_ones_dns_names_is_refused(world):
+    engine = world.engine()
+    create_network(engine, "first", ["10.4.0.0/24"], dns=["10.9.0.1"])
+    refused = "--dns 10.9.0.1 of network first is where dnsd serves network later"
+    with pytest.raises(NetcoreError, match=re.escape(refused)):
+        create_network(engine, "later", ["10.9.0.0/24"])
+    assert engine.store.find_network("later") is None and engine.store.find_network("first") is not None
+
+
+def test_another_port_or_another_address_of_the_subnet_is_no_loop(app):
+    engine = app.engine()
+    create_network(engine, "relayed", ["10.5.0.0/24"], dns=["10.1.0.1:5353", "10.1.0.9"])  # a resolver container
+    run_container(engine, "y", "app", dns=["10.1.0.9"])
+    app.assert_consistent(engine)

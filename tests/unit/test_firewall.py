@@ -22,6 +22,9 @@ class RecordingFirewall:
     def check_ready(self) -> None:
         pass
 
+    def changed_outside(self) -> bool:
+        return False
+
     def apply(self, desired: FirewallState, force: bool = False) -> tuple[str, ...]:
         if self.error:
             error, self.error = self.error, None

@@ -152,8 +152,8 @@ def test_netcores_processes_are_named_by_their_role():
         "dnsd of state dir /var/lib/netcore"
     assert role_of(["/usr/bin/python3", "-u", "-m", "dnsd.supervise", "--state-dir", "/s"]) == \
         "dnsd's supervisor of state dir /s"
-    assert role_of(["/usr/bin/python3", "-m", "netcore.ports.holder", "/s/ports.sock"]) == \
-        "netcore's port holder of state dir /s"
+    assert role_of(["/usr/bin/python3", "-m", "netcore.agent", "--state-dir", "/s", "--netns", "gw"]) == \
+        "netcored of state dir /s"
     assert role_of(["/usr/bin/python3", "/usr/local/bin/dnsd", "--upstream", "9.9.9.9"]) == "dnsd"
     head = "#!/usr/bin/python3\n# dnsd in aardvark-dns's place: netavark runs this\n"
     assert role_of(["/usr/bin/python3", "/h/aardvark-dns", "--config", "/c"], head) == "dnsd (as aardvark-dns)"
@@ -170,22 +170,3 @@ def test_a_process_is_named_from_a_proc_tree(tmp_path):
     assert process_name(str(tmp_path), "10") == "dnsd of state dir /st"
     assert process_name(str(tmp_path), "11") == "unbound"
     assert process_name(str(tmp_path), "12") == "?"
-
-
-def test_the_port_holder_is_named_as_such_when_it_holds_a_port(tmp_path):
-    """A real port holder process (netcore.ports.holder, started by HostPorts in this namespace, no root
-    needed for a loopback port above 1024) is named for what it is, not ``python3``."""
-    from netcore.ports import HostPort
-    from netcore.ports.holder import HostPorts
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.1.80", 0))
-        port = probe.getsockname()[1]
-    ports = HostPorts(str(tmp_path), None)
-    try:
-        assert ports.hold([HostPort("udp", "127.0.1.80", port)]) == {}
-        described = describe_holders("127.0.1.80", port)
-        assert described == (f"held by netcore's port holder of state dir {tmp_path} "
-                             f"(pid {ports.pid()}, udp 127.0.1.80:{port})")
-    finally:
-        ports.stop()

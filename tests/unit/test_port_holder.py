@@ -1,21 +1,22 @@
-"""The port holder process (netcore.ports.holder) on loopback, without root: a silent client never stalls it,
-there is one holder per state dir, and ``stop`` ends even one that does not answer (issue 24, item 6: a client
-that connected and sent nothing stalled ``run -p`` 20.7 s, a second holder was started beside the first, and a
-holder outlived ``purge``)."""
+"""Published host ports held by the agent's own process (netcore.ports.holder.HostPorts), on loopback without
+root: a held port is taken for anyone else, released ones are free again, a gateway namespace made anew drops
+what the old one held; conntrack is cleared inside the gateway namespace only (issue 24, item 6); and a port
+holder process a release before netcored left running is ended (its ports go to the agent)."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
+import textwrap
 from typing import ClassVar
 
 import pytest
 
 from netcore.ports import HostPort
-from netcore.ports.holder import CLIENT_TIMEOUT, EXIT_ALREADY_RUNNING, LOCK_NAME, HostPorts, locked_holder
+from netcore.ports.holder import LEGACY_SOCKET_NAME, HostPorts, PortError, stop_legacy_holder
+from netcore.system.processes import alive
 
 
 def free_udp_port(address: str) -> int:
@@ -24,89 +25,80 @@ def free_udp_port(address: str) -> int:
         return probe.getsockname()[1]
 
 
-def holder_pids(socket_path: str) -> list[int]:
-    """Every live port holder process serving ``socket_path``, by command line."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if b"netcore.ports.holder" in argv and socket_path.encode() in argv:
-                found.append(int(entry))
-    return found
+def bindable(port: HostPort) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if port.protocol == "udp" else socket.SOCK_STREAM) as s:
+        try:
+            s.bind((port.address, port.port))
+        except OSError:
+            return False
+        return True
 
 
-@pytest.fixture
-def ports(tmp_path):
-    held = HostPorts(str(tmp_path), None)
+def test_a_held_port_is_taken_until_it_is_released(tmp_path):
+    ports = HostPorts(str(tmp_path), None)
     first = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
-    assert held.hold([first]) == {}
+    second = HostPort("tcp", "127.0.1.81", free_udp_port("127.0.1.81"))
+    assert ports.held() is None and ports.pid() is None
+    assert ports.hold([first, second]) == {}
+    assert ports.hold([first]) == {}  # held already: nothing new
+    assert ports.held() == {first, second} and ports.pid() == os.getpid()
+    assert not bindable(first) and not bindable(second)
+    ports.release([first])
+    assert bindable(first) and ports.held() == {second}
+    ports.stop()
+    assert bindable(second) and ports.held() is None
+
+
+def test_a_port_in_use_is_one_line_naming_its_holder(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.1.82", 0))
+        taken = HostPort("udp", "127.0.1.82", squatter.getsockname()[1])
+        ports = HostPorts(str(tmp_path), None)
+        failures = ports.hold([taken])
+        assert list(failures) == [taken] and failures[taken].startswith(f"Bind for 127.0.1.82:{taken.port} failed")
+        assert "\n" not in failures[taken] and ports.held() is None
+        with pytest.raises(PortError):
+            ports.check(taken)
+
+
+def test_sockets_of_a_gateway_namespace_made_anew_are_let_go(tmp_path, monkeypatch):
+    ports = HostPorts(str(tmp_path), None)
+    port = HostPort("udp", "127.0.1.83", free_udp_port("127.0.1.83"))
+    identity = iter([1, 1, 2])  # bound in namespace 1; the live one is 2 by the next look
+    monkeypatch.setattr(ports, "_gateway_identity", lambda: next(identity))
+    assert ports.hold([port]) == {} and ports.held() == {port}
+    assert ports.held() is None and bindable(port)
+
+
+LEGACY = textwrap.dedent("""
+    import os, socket, sys, time
+    path = sys.argv[2]
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server.bind(path)
+    server.listen()
+    print("ready", flush=True)
+    while True:
+        conn, _ = server.accept()
+        if conn.recv(100) == b"list":
+            conn.send(f"pid {os.getpid()}".encode())
+        conn.close()
+""")
+
+
+def test_a_port_holder_process_of_an_older_release_is_ended(tmp_path):
+    path = str(tmp_path / LEGACY_SOCKET_NAME)
+    legacy = subprocess.Popen([sys.executable, "-c", LEGACY, "netcore.port_holder", path], stdout=subprocess.PIPE,
+                              text=True)
     try:
-        yield held, first
+        assert legacy.stdout.readline().strip() == "ready"
+        assert stop_legacy_holder(str(tmp_path)) == legacy.pid
+        legacy.wait(10)
+        assert not alive(legacy.pid) and not os.path.exists(path)
+        assert stop_legacy_holder(str(tmp_path)) is None  # none left: nothing to do
     finally:
-        held.stop()
-        for pid in holder_pids(held.socket_path):  # only ones this test started (its own state dir)
-            os.kill(pid, signal.SIGKILL)
-
-
-def silent_client(path: str) -> socket.socket:
-    """A client that connects to the holder's socket and sends nothing."""
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    client.connect(path)
-    return client
-
-
-def test_a_silent_client_stalls_nobody_and_is_dropped(ports):
-    held, first = ports
-    pid = held.pid()
-    with silent_client(held.socket_path) as silent:
-        assert held.held() == {first}  # answered beside the silent one (before: timed out, so None)
-        second = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
-        assert held.hold([second]) == {}
-        assert held.held() == {first, second}
-        assert holder_pids(held.socket_path) == [pid]  # no second holder started beside the first
-        silent.settimeout(CLIENT_TIMEOUT + 4)  # a bound for the test, not a speed claim: the holder drops it
-        assert silent.recv(64) == b""
-
-
-def test_one_holder_per_state_dir(ports, tmp_path):
-    held, _ = ports
-    assert locked_holder(str(tmp_path / LOCK_NAME), held.socket_path) == held.pid()
-    second = subprocess.run([sys.executable, "-m", "netcore.ports.holder", held.socket_path], capture_output=True,
-                            timeout=30)
-    assert second.returncode == EXIT_ALREADY_RUNNING
-    assert held.pid() is not None and holder_pids(held.socket_path) == [held.pid()]
-
-
-def test_stop_ends_a_holder_that_does_not_answer(ports):
-    held, first = ports
-    pid = held.pid()
-    os.kill(pid, signal.SIGSTOP)  # it keeps its lock and its ports but answers nobody
-    try:
-        assert held.held() is None
-        held.stop()  # what purge calls
-        assert holder_pids(held.socket_path) == []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
-            again.bind((first.address, first.port))  # its port is free again
-    finally:
-        if holder_pids(held.socket_path):
-            os.kill(pid, signal.SIGKILL)
-
-
-def test_a_holder_that_does_not_answer_is_replaced_not_joined_by_a_second(ports):
-    held, _ = ports
-    pid = held.pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        second = HostPort("udp", "127.0.1.81", free_udp_port("127.0.1.81"))
-        assert held.hold([second]) == {}
-        assert holder_pids(held.socket_path) == [held.pid()] and held.pid() != pid
-    finally:
-        if pid in holder_pids(held.socket_path):
-            os.kill(pid, signal.SIGKILL)
+        if legacy.poll() is None:
+            legacy.kill()
+            legacy.wait()
 
 
 class FakeConntrack:

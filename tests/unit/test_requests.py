@@ -6,10 +6,13 @@ import json
 
 import pytest
 
-from netcore import topology
+from netcore.compose.document import Document, parse
+from netcore.compose.merge import merge
+from netcore.compose.model import normalize
+from netcore.compose.plan import network_spec
 from netcore.errors import NetcoreError
 from netcore.ports import parse_publish
-from netcore.requests import Attachment, ConnectSpec, ContainerSpec, NetworkSpec
+from netcore.requests import Attachment, ConnectSpec, ContainerSpec, NetworkSpec, parse_extra_host
 
 
 def test_a_network_request_is_normalised():
@@ -82,9 +85,33 @@ def test_an_unknown_field_is_refused():
         NetworkSpec.from_dict({"name": "a", "bogus": 1})
 
 
-def test_a_topology_declares_every_driver_the_cli_can():
-    parsed = topology.parse({"networks": {"lan": {"driver": "macvlan", "subnet": "192.168.77.0/24",
-                                                  "gateway": "192.168.77.1", "options": {"parent": "eth0"}}}}, "t.yaml")
-    spec = topology.network_spec("lan", parsed.networks["lan"]).check()
+def test_a_compose_file_declares_every_driver_the_cli_can():
+    text = ("networks:\n  lan:\n    driver: macvlan\n    driver_opts: {parent: eth0}\n    ipam:\n      config:\n"
+            "        - {subnet: 192.168.77.0/24, gateway: 192.168.77.1}\nservices:\n  a: {networks: [lan]}\n")
+    project = normalize(merge(Document({}), parse(text, "compose.yaml")[0]), "p")
+    spec = network_spec(project, project.network("lan")).request().check()
     assert (spec.driver, spec.subnets, spec.gateways, spec.options) == (
         "macvlan", ("192.168.77.0/24",), ("192.168.77.1",), {"parent": "eth0"})
+
+
+def test_several_networks_attach_in_order_with_the_legacy_flags_on_the_first():
+    spec = ContainerSpec.from_flags("a", ["front", "back"], ["www"], "10.1.0.9").check()
+    assert spec.networks == (Attachment("front", ("www",), "10.1.0.9"), Attachment("back"))
+    with pytest.raises(NetcoreError, match="--net host cannot be combined with other networks"):
+        ContainerSpec.from_flags("a", ["host", "back"])
+
+
+def test_search_domains_extra_hosts_and_a_command():
+    spec = ContainerSpec.from_flags("a", dns_search=["corp.example.", "corp.example", "."],
+                                    extra_hosts=["h:10.0.0.1", "v6=[fd00::1]", "gw:host-gateway"],
+                                    command=["server", "-v"]).check()
+    assert spec.dns_search == ("corp.example", ".")
+    assert spec.extra_hosts == ("h:10.0.0.1", "v6:fd00::1", "gw:host-gateway") and spec.command == ("server", "-v")
+    assert ContainerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    for bad, message in (("nohost", "expected HOST:IP"), ("h:300.1.1.1", "not an IP address"), (":1.2.3.4", "HOST")):
+        with pytest.raises(NetcoreError, match=message):
+            parse_extra_host(bad)
+    with pytest.raises(NetcoreError, match="invalid --dns-search"):
+        ContainerSpec.from_flags("a", dns_search=["bad domain"]).check()
+    with pytest.raises(NetcoreError, match="the first of them not empty"):
+        ContainerSpec.from_flags("a", command=["", "x"]).check()

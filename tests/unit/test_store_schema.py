@@ -27,6 +27,7 @@ from netcore.model import (
     STATE_RUNNING,
     Container,
     Endpoint,
+    MainProcess,
     Network,
     PortBinding,
 )
@@ -190,7 +191,9 @@ def newer_code(monkeypatch):
 # -- a store of the release before versions ---------------------------------------------------------------
 
 
-V3_COLUMNS = ("\n, routed INTEGER NOT NULL DEFAULT 1)", "\n, labels TEXT NOT NULL DEFAULT '{}')")  # as ALTER adds them
+V3_COLUMNS = ("\n, routed INTEGER NOT NULL DEFAULT 1)",  # as ALTER adds them: version 3's, then version 4's
+              "\n, labels TEXT NOT NULL DEFAULT '{}', dns_search TEXT NOT NULL DEFAULT '[]', extra_hosts TEXT NOT "
+              "NULL DEFAULT '[]')")
 
 
 def without_v3_columns(schema: set[tuple]) -> set[tuple]:
@@ -207,9 +210,10 @@ def without_v3_columns(schema: set[tuple]) -> set[tuple]:
 def test_version_1_is_exactly_the_schema_the_release_before_versions_created(old_store, tmp_path):
     Store.open(str(tmp_path / "new")).close()
     assert user_version(str(tmp_path / "new")) == current_version() == V
-    # later versions added the published ports (version 2) and two columns (version 3: networks.routed,
-    # containers.labels); the rest is the old release's, exactly
-    new = {row for row in schema_of(str(tmp_path / "new")) if row[2] != "ports"}
+    # later versions added the published ports (version 2), two columns (version 3: networks.routed,
+    # containers.labels), two more and the main processes (version 4: containers.dns_search and extra_hosts,
+    # processes); the rest is the old release's, exactly
+    new = {row for row in schema_of(str(tmp_path / "new")) if row[2] not in ("ports", "processes")}
     assert new != schema_of(old_store) and without_v3_columns(new) == schema_of(old_store)
     assert raw(str(tmp_path / "new"), "SELECT * FROM meta") == [("generation", "0")]
 
@@ -229,11 +233,14 @@ def test_a_store_of_the_release_before_versions_opens_as_version_1_with_every_re
     assert reader.schema_version() == V
     assert_fixture_records(reader)
     reader.close()
-    # stamped and upgraded, not re-created: every row as it was, networks and containers with version 3's
-    # columns beside their old ones (the bridge and macvlan drivers routed, no container labels)
-    after = raw(old_store, "SELECT * FROM networks") + raw(old_store, "SELECT * FROM containers")
-    assert [row[:-1] for row in after] == before
-    assert [row[-1] for row in after] == [1] * len(NETWORKS) + ["{}"] * len(CONTAINERS)
+    # stamped and upgraded, not re-created: every row as it was, networks and containers with version 3's and
+    # 4's columns beside their old ones (the bridge and macvlan drivers routed, no container labels, no
+    # search domains, no extra hosts)
+    networks = raw(old_store, "SELECT * FROM networks")
+    containers = raw(old_store, "SELECT * FROM containers")
+    assert [row[:-1] for row in networks] + [row[:-3] for row in containers] == before
+    assert [row[-1] for row in networks] == [1] * len(NETWORKS)
+    assert [row[-3:] for row in containers] == [("{}", "[]", "[]")] * len(CONTAINERS)
     assert {table: raw(old_store, f"SELECT * FROM {table}") for table in rows} == rows
 
 
@@ -397,9 +404,9 @@ def test_open_stores_refuse_once_a_newer_netcore_upgraded_the_file(old_store, mo
 
 def test_a_reader_reads_older_versions_down_to_the_oldest_it_declares(old_store, newer_code):
     with pytest.raises(SchemaVersionError) as raised:
-        Store.open_readonly(old_store)  # version 1 (unstamped): version 3 added columns readers select
+        Store.open_readonly(old_store)  # version 1 (unstamped): versions 3 and 4 added columns readers select
     assert str(raised.value) == (f"the store in {old_store} has schema version 1, older than this dnsd reads "
-                                 "(3): run any netcore command (e.g. netcore network ls) to upgrade it")
+                                 "(4): run any netcore command (e.g. netcore network ls) to upgrade it")
     newer_code.setattr(store_module, "OLDEST_READABLE", V + 1)  # a later step changed what readers select
     with pytest.raises(SchemaVersionError) as raised:
         Store.open_readonly(old_store)
@@ -420,7 +427,8 @@ def test_a_reader_of_a_file_that_is_no_store_gets_one_line(tmp_path):
 
 def test_every_model_field_has_a_column_and_non_scalars_their_declared_codec():
     assert {kind: [name for name, _ in columns] for kind, columns in COLUMNS.items()} == {
-        kind: [f.name for f in dataclasses.fields(kind)] for kind in (Network, Container, Endpoint, PortBinding)}
+        kind: [f.name for f in dataclasses.fields(kind)]
+        for kind in (Network, Container, Endpoint, PortBinding, MainProcess)}
     assert dict(COLUMNS[Network])["options"] is JSON_DICT
     assert dict(COLUMNS[Network])["internal"] is BOOL
     assert dict(COLUMNS[Endpoint])["aliases"] is JSON_TUPLE
