@@ -394,44 +394,6 @@ def host_dns(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cluster_join(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    """``cluster join --store etcd://... --advertise-address ADDR [--name N] [--lease-ttl S]``: one line saying
-    what this host now is in which cluster."""
-    membership, version = engine.join_cluster(args.store, args.advertise_address, args.name, args.lease_ttl)
-    print(f"joined {membership.store} (etcd {version}) as {membership.name} ({membership.address}), "
-          f"lease {membership.lease_ttl} s", file=out)
-    return 0
-
-
-def cluster_ls(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    """``cluster ls``: every host of the cluster (NAME, ADDRESS, STATE, CONTAINERS on overlay networks), this
-    one marked ``*``; a store that does not answer is a warning and the hosts as last seen."""
-    status = engine.cluster_status()
-    if status is None:
-        raise NetcoreError("this host has not joined a cluster "
-                           "(netcore cluster join --store etcd://HOST:PORT --advertise-address ADDRESS)")
-    rows = []
-    for name, host in sorted(status.hosts.items()):
-        rows.append([f"{name} *" if name == status.name else name, host.address, "ready",
-                     str(status.containers_of(name))])
-    if status.name not in status.hosts:
-        state = "registering" if status.last_error is None else "unregistered"
-        membership = engine.overlays.service.membership
-        rows.append([f"{status.name} *", membership.address, state, str(status.containers_of(status.name))])
-    print(views.table(["NAME", "ADDRESS", "STATE", "CONTAINERS"], rows), file=out)
-    if status.last_error or not status.connected:
-        engine.warnings.append(f"{status.last_error or 'the cluster store does not answer'}: the hosts as this host "
-                               "last saw them")
-    engine.warnings.extend(status.warnings[-5:])
-    return 0
-
-
-def cluster_leave(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    membership = engine.leave_cluster(args.force)
-    print(f"left {membership.store}", file=out)
-    return 0
-
-
 HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int | dict]] = {
     "network create": network_create, "network ls": network_ls, "network inspect": network_inspect,
     "network rm": network_rm, "network prune": network_prune, "network connect": network_connect,
@@ -440,6 +402,5 @@ HANDLERS: dict[str, Callable[[Engine, argparse.Namespace, TextIO], int | dict]] 
     "logs": logs, "start": start, "stop": stop, "restart": restart, "version": version,
     "purge": purge,
     "firewall-reload": firewall_reload, "host-dns": host_dns, "dns-options": dns_options,
-    "cluster join": cluster_join, "cluster ls": cluster_ls, "cluster leave": cluster_leave,
 }
 READ_ONLY = frozenset({"network ls", "network inspect", "ps", "inspect", "port", "exec", "logs"})
