@@ -105,12 +105,15 @@ def _print_documents(documents: list[dict], fmt: str | None, out: TextIO) -> Non
 
 
 def network_prune(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    """``network prune [-f]``: remove every network no container is attached to (not the default bridge),
-    as Docker's; the client asked for confirmation already unless ``-f``. Prints Docker's list."""
+    """``network prune [-f]``: remove every local network no container is attached to (not the default bridge,
+    nor an overlay network built here: it is the cluster's), as Docker's; the client asked for confirmation
+    already unless ``-f``. Prints Docker's list."""
     removed = []
     for network in engine.store.networks():
         if network.name == DEFAULT_BRIDGE or engine.store.endpoints_on_network(network.id):
             continue
+        if drivers.scope(network.driver) != "local":
+            continue  # an overlay network is the cluster's, used or not by other hosts: network rm removes it
         try:
             engine.remove_network(network.id)
         except Conflict:

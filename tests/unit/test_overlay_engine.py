@@ -252,3 +252,26 @@ def test_leaving_removes_every_key_of_the_host_and_the_names_of_the_others(hosts
     assert not [k for k in store.data if "h2" in k]
     assert not os.path.exists(cluster_names.path(h2.engine.state_dir))
     assert h2.engine.cluster_status() is None
+
+
+def test_network_ls_shows_the_global_scope_and_prune_leaves_the_clusters_networks(hosts):
+    import argparse
+    import io
+
+    from netcore.cli import commands
+
+    (h1, h2, _), _, _ = hosts
+    h1.join()
+    h2.join()
+    create_network(h2.engine, "app", driver="overlay")
+    create_network(h1.engine, "idle")
+    with h1.engine.action():
+        h1.engine.overlays.ensure_local("app")  # built here with no container: what a run killed midway leaves
+    out = io.StringIO()
+    commands.network_ls(h1.engine, argparse.Namespace(quiet=False, format="{{.Name}} {{.Scope}}",
+                                                      filter=["scope=global"], no_trunc=False), out)
+    assert out.getvalue() == "app global\n"
+    out = io.StringIO()
+    commands.network_prune(h1.engine, argparse.Namespace(force=True), out)
+    assert out.getvalue() == "Deleted Networks:\nidle\n"  # the overlay network is the cluster's, not this host's
+    assert h1.engine.overlays.find("app") is not None and h2.engine.overlays.find("app") is not None
