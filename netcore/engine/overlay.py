@@ -5,9 +5,10 @@ created and removed there from any joined host, and shown by every host's ``netw
 builds it (a row in its store, a bridge and a VXLAN device: netcore.network.overlay) when its first container
 joins it, and removes it when the last one leaves, as Docker swarm does on its nodes; the row is the host's
 record of what it built. Addresses are claimed in etcd (create-if-absent, netcore.cluster.allocate) when an
-endpoint is planned, and the endpoint is published to every host once it is built and confirmed, so
-``run`` returns with the container known everywhere; it is withdrawn whenever its row is deleted (``rm``,
-``disconnect``, an undone ``run``, reconciliation, ``purge``).
+endpoint is planned, and the endpoint is published in etcd once it is built and confirmed, so ``run``
+returns with the container in the cluster's store (the other hosts program it and answer its name when their
+watch brings it, a moment later); it is withdrawn whenever its row is deleted (``rm``, ``disconnect``, an
+undone ``run``, reconciliation, ``purge``).
 
 The member (netcore.cluster.member) runs in netcored for as long as its engine; see netcore.engine.cluster.
 Nothing here runs on a host that never joined: every entry point returns at once without a service.
