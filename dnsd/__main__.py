@@ -20,6 +20,8 @@ from netcore.dnsd_protocol import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 from netcore.system import linux
+from netcore.system.arguments import OneLineParser
+from netcore.system.processes import remove_pid_file, write_pid_file
 
 from .cache import MAX_ENTRY_BYTES, AnswerCache, CachingResolver
 from .config import DnsdError, ServerConfig
@@ -40,17 +42,6 @@ MAX_CACHE_BYTES = 2**40
 DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
 log = logging.getLogger("dnsd")
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """One-line usage errors, exit 2; an abbreviation of a long option is not taken for the option."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"dnsd: {message}\n")
 
 
 def _release() -> str:
@@ -139,7 +130,7 @@ def _upstream(text: str) -> Upstream:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
+    parser = OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
     parser.add_argument("--version", action="version", version=f"dnsd {_release()}")
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR"),
                         help="netcore's state dir (default: $NETCORE_STATE_DIR)")
@@ -279,12 +270,7 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
     try:
-        def write_pid_file() -> None:  # whole or not at all: a reader never sees it empty
-            with open(f"{pid_path}.tmp", "w") as pid_file:
-                pid_file.write(f"{os.getpid()}\n")
-            os.replace(f"{pid_path}.tmp", pid_path)
-
-        await server.start(on_up=write_pid_file)
+        await server.start(on_up=lambda: write_pid_file(pid_path))
         if cni:  # the plugin's calls, taken here (dnsd.cni_service)
             from .cni_service import CniService
 
@@ -299,15 +285,7 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
             service.close()
         await server.close()
         store.close()
-        _remove_own_pid_file(pid_path)
-
-
-def _remove_own_pid_file(path: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        with open(path) as pid_file:
-            if int(pid_file.read().strip()) != os.getpid():
-                return  # a newer dnsd wrote it
-        os.unlink(path)
+        remove_pid_file(pid_path)  # unless a newer dnsd wrote its own
 
 
 def run_loop(coroutine) -> None:

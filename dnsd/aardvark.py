@@ -44,6 +44,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+from netcore.system import processes
+from netcore.system.arguments import OneLineParser
+from netcore.system.files import write_atomically
+
 from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
 from .aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
@@ -66,15 +70,10 @@ HELPER_NAME = "aardvark-dns"  # the name netavark looks for in helper_binaries_d
 VERSION = "1.4.0"  # the aardvark-dns release whose contract this follows (Debian 12's)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"aardvark-dns (dnsd): {message}\n")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """aardvark-dns's command line; usage errors exit 2 with one line."""
-    parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.",
-                            allow_abbrev=False)
+    parser = OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.",
+                           error_name="aardvark-dns (dnsd)")
     parser.add_argument("-c", "--config", help="the config directory netavark writes (one file per network)")
     parser.add_argument("-p", "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("-f", "--filter-search-domain", default=DEFAULT_SEARCH_DOMAIN,
@@ -199,22 +198,14 @@ def read_directory(directory: str) -> dict[str, str]:
 
 
 def write_pid_file(directory: str) -> None:
-    """``DIR/aardvark.pid``: our pid, no newline (netavark parses the whole file as a number), written by rename."""
-    path = os.path.join(directory, PID_FILE)
-    temporary = os.path.join(directory, f".{PID_FILE}.{os.getpid()}")
-    with open(temporary, "w") as pid_file:
-        pid_file.write(str(os.getpid()))
-    os.replace(temporary, path)
+    """``DIR/aardvark.pid``: our pid, no newline (netavark parses the whole file as a number), written by rename
+    (its temporary a dot file, which the directory's reader skips)."""
+    processes.write_pid_file(os.path.join(directory, PID_FILE), newline=False)
 
 
 def remove_pid_file(directory: str) -> None:
     """Remove ``DIR/aardvark.pid`` if it still names us (a newer server may have written it)."""
-    path = os.path.join(directory, PID_FILE)
-    with contextlib.suppress(OSError, ValueError):
-        with open(path) as pid_file:
-            if int(pid_file.read().strip()) != os.getpid():
-                return
-        os.unlink(path)
+    processes.remove_pid_file(os.path.join(directory, PID_FILE))
 
 
 async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None,
@@ -399,11 +390,7 @@ def helper_dir(directory: str | None = None) -> str:
     with contextlib.suppress(OSError), open(path) as script:
         if script.read() == text and os.access(path, os.X_OK) and not os.stat(path).st_mode & 0o022:
             return directory
-    temporary = os.path.join(directory, f".{HELPER_NAME}.{os.getpid()}")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o755), "w") as script:
-        script.write(text)
-    os.chmod(temporary, 0o755)
-    os.replace(temporary, path)
+    write_atomically(path, text, 0o755, durable=True)  # installed: it must survive a power cut
     return directory
 
 

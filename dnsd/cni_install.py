@@ -28,12 +28,14 @@ command is never replaced.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+
+from netcore.system.arguments import OneLineParser
+from netcore.system.files import replacing, write_atomically
 
 from .cni_plugin import DEFAULT_STATE_DIR, PLUGIN_NAME
 
@@ -109,31 +111,19 @@ def install(directory: str, interpreter: str | None = None, state_dir: str = DEF
     except FileNotFoundError:
         pass
     os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{PLUGIN_NAME}.{os.getpid()}")
     cc = None if python_only else compiler()
-    try:
-        if cc is not None:
-            build_shim(temporary, interpreter, package_parent, state_dir, cc)
-        else:
-            with open(temporary, "w") as script:
-                script.write(script_text(interpreter, package_parent, state_dir))
+    if cc is None:
+        write_atomically(path, script_text(interpreter, package_parent, state_dir), 0o755, durable=True)
+        return path, "python"
+    with replacing(path, durable=True) as temporary:  # installed: it must survive a power cut
+        build_shim(temporary, interpreter, package_parent, state_dir, cc)
         os.chmod(temporary, 0o755)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path, "c" if cc is not None else "python"
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"dnsd cni-install: {message}\n")
+    return path, "c"
 
 
 def main(argv: list[str]) -> int:
     """The command: prints the path written and its kind; one line on stderr and exit 1 (2: usage) otherwise."""
-    parser = _OneLineParser(prog="dnsd cni-install", description="Write the netcore-dns CNI plugin executable.",
-                            allow_abbrev=False)
+    parser = OneLineParser(prog="dnsd cni-install", description="Write the netcore-dns CNI plugin executable.")
     parser.add_argument("directory", nargs="?", default=DEFAULT_DIR, help=f"CNI plugin directory ({DEFAULT_DIR})")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                         help=f"where the plugin and its dnsd keep their state ({DEFAULT_STATE_DIR})")

@@ -23,8 +23,10 @@ never called DEL) are swept by every write: a row whose namespace file is gone
 or is another namespace now (``namespace_id``), and every row of an earlier
 boot of the machine (the boot ID in ``meta``).
 
-Imports only ``os``, ``sqlite3`` and ``netcore.errors`` (which imports
-nothing): the plugin pays for every import on every call.
+Imports only ``os``, ``sqlite3``, ``netcore.errors`` (which imports
+nothing) and ``netcore.system.processes`` (the namespace identity's home,
+which imports ``os`` and ``contextlib``): the plugin pays for every import
+on every call.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import os
 import sqlite3
 
 from netcore.errors import StoreError  # stdlib-free; raised with one line: the file and SQLite's reason
+from netcore.system.processes import namespace_identity
 
 DB_NAME = "cni.db"
 SCHEMA_VERSION = 1
@@ -111,11 +114,8 @@ def namespace_id(path: str) -> str:
     CNI_NETNS) names another process's namespace once the PID is reused, a
     bind-mounted ``/run/netns/NAME`` another namespace once recreated.
     """
-    try:
-        stat = os.stat(path)
-    except (OSError, ValueError):
-        return ""
-    return f"{stat.st_dev}:{stat.st_ino}"
+    identity = namespace_identity(path)
+    return f"{identity[0]}:{identity[1]}" if identity is not None else ""
 
 
 def boot_id() -> str:
