@@ -53,7 +53,7 @@ from .snapshot import (
     parse_upstream,
     records_in,
 )
-from .wire import A_IN, AAAA_IN, PTR_IN, encode_name
+from .wire import A_IN, AAAA_IN, PTR_IN, encode_name, reverse_name
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
 # about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and
@@ -299,7 +299,7 @@ class SnapshotBuilder:
         pointers = tuple(dict.fromkeys(self._record(PTR_IN, target) for target in targets if target is not None))
         if not pointers or not packed:
             return _EndpointNames(network, tuple(names), address_entry, (), ())
-        return _EndpointNames(network, tuple(names), address_entry, tuple(_reverse_name(address) for address in packed),
+        return _EndpointNames(network, tuple(names), address_entry, tuple(reverse_name(address) for address in packed),
                               pointers)
 
     def _record(self, type_class: bytes, rdata: bytes) -> bytes:
@@ -641,14 +641,6 @@ def _interface_order(endpoint: Endpoint) -> tuple[int, str]:
 
 def _packed_address(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
-
-
-def _reverse_name(packed: bytes) -> bytes:
-    if len(packed) == 4:
-        labels = [str(octet).encode() for octet in reversed(packed)] + [b"in-addr", b"arpa"]
-    else:
-        labels = [nibble.encode() for nibble in reversed(packed.hex())] + [b"ip6", b"arpa"]
-    return b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\x00"
 
 
 def _upstreams(servers: Iterable[str], loopback_netns: str = "") -> tuple[Upstream, ...]:

@@ -30,7 +30,7 @@ from netcore.model import (
     parse_dns_server as parse_upstream,  # noqa: F401  (the stored format has one home)
 )
 
-from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts
+from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts, reverse_name_address
 
 HOST_NAME = "host.netcore.internal"  # the gateway of the asking container's network (issue 16)
 # what Docker Desktop and Podman call the host in /etc/hosts (host.docker.internal, host.containers.internal)
@@ -44,7 +44,6 @@ def host_names(aliases: bool = True) -> frozenset[bytes]:
 
 MAX_UPSTREAMS = 3  # servers in one list of upstreams: resolv.conf's MAXNS, as many as a libc asks
 SERVED_SOURCES_CACHE = 4096  # distinct non-container source addresses remembered per snapshot
-_HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
 
 
 
@@ -376,7 +375,7 @@ class Snapshot:
         """Whether a lower-cased wire name is the reverse name of an address in a served subnet."""
         if not name.endswith(b"\x04arpa\x00"):  # most names forwarded: no reverse name at all
             return False
-        address = _address_of_reverse_name(name)
+        address = reverse_name_address(name)
         return address is not None and any(address in subnet for subnet in self.served_subnets)
 
 
@@ -408,19 +407,3 @@ def _in_listener_subnets(by_listener: dict[str, tuple[Subnet, ...]], address: st
     except ValueError:
         return False
     return any(parsed in subnet for subnet in by_listener.get(listener_ip, ()))
-
-
-def _address_of_reverse_name(name: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    labels = []
-    offset = 0
-    while name[offset]:
-        labels.append(name[offset + 1:offset + 1 + name[offset]])
-        offset += 1 + name[offset]
-    try:
-        if len(labels) == 6 and labels[4:] == [b"in-addr", b"arpa"]:
-            return ipaddress.IPv4Address(b".".join(reversed(labels[:4])).decode())
-        if len(labels) == 34 and labels[32:] == [b"ip6", b"arpa"] and all(n in _HEX_NIBBLES for n in labels[:32]):
-            return ipaddress.IPv6Address(int(b"".join(reversed(labels[:32])), 16))
-    except ValueError:
-        pass
-    return None

@@ -8,6 +8,7 @@ several modules share. Pure: no I/O, nothing from the rest of dnsd.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import struct
 from typing import NamedTuple
 
@@ -92,6 +93,39 @@ def header_counts(answer_count: int) -> bytes:
 
 
 ONE_ANSWER = header_counts(1)
+
+_IN_ADDR_ARPA = [b"in-addr", b"arpa"]
+_IP6_ARPA = [b"ip6", b"arpa"]
+_HEX_NIBBLES = frozenset(b"%x" % value for value in range(16))
+
+
+def reverse_name(packed: bytes) -> bytes:
+    """The wire form of the reverse name of an address in network order: 4 bytes under in-addr.arpa (RFC 1035
+    section 3.5: ``2.0.89.10.in-addr.arpa.`` for 10.89.0.2), 16 under ip6.arpa, a nibble a label (RFC 3596
+    section 2.5). Lower case, as dnsd keys names."""
+    if len(packed) == 4:
+        labels = [str(octet).encode() for octet in reversed(packed)] + _IN_ADDR_ARPA
+    else:
+        labels = [nibble.encode() for nibble in reversed(packed.hex())] + _IP6_ARPA
+    return b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\x00"
+
+
+def reverse_name_address(name: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address whose reverse name (``reverse_name``) the lower-cased wire name ``name`` is; None for any
+    other name (a partial one, a bad octet or nibble, a name outside in-addr.arpa and ip6.arpa)."""
+    labels = []
+    offset = 0
+    while name[offset]:
+        labels.append(name[offset + 1:offset + 1 + name[offset]])
+        offset += 1 + name[offset]
+    try:
+        if len(labels) == 6 and labels[4:] == _IN_ADDR_ARPA:
+            return ipaddress.IPv4Address(b".".join(reversed(labels[:4])).decode())
+        if len(labels) == 34 and labels[32:] == _IP6_ARPA and all(n in _HEX_NIBBLES for n in labels[:32]):
+            return ipaddress.IPv6Address(int(b"".join(reversed(labels[:32])), 16))
+    except ValueError:
+        pass
+    return None
 
 
 TYPE_NS = 2
