@@ -4,7 +4,7 @@ then 63 kB over TCP. Prints one line: names asked, cache entries, RSS before and
     python3 bench/big_replies.py [--names N]      (from the root of the checkout to measure)
 
 The forwarder and the cache are dnsd's own (a Forwarder behind a CachingResolver with the default cache, as
-dnsd.__main__.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
+dnsd.app.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
 nothing leaves loopback and no root is needed. Uses only what every version of dnsd.cache has, so the same
 script measures a checkout before and after a change (run it from each checkout's root).
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -23,18 +22,12 @@ from netcore.system import linux
 from netcore.system.arguments import OneLineParser
 from netcore.system.processes import remove_pid_file, write_pid_file
 
-from .cache import MAX_ENTRY_BYTES, AnswerCache, CachingResolver
-from .config import DnsdError, ServerConfig
-from .forward import Forwarder
+from .app import host_nameservers, make_server, run_loop
+from .cache import MAX_ENTRY_BYTES
+from .config import DnsdError, ServerConfig, port_number
 from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, DEFAULT_PORT as DEFAULT_METRICS_PORT, parse_endpoint
-from .querylog import QueryLog
-from .reload import RecordSource
-from .server import DnsServer
 from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
-from .stats import Stats
 
-RESOLV_CONF = "/etc/resolv.conf"
-RESOLV_CONF_ENV = "DNSD_RESOLV_CONF"  # another file to read the host's nameservers from (tests point it at their own)
 MAX_WINDOW_MS = 10.0
 MAX_CACHE_SIZE = 10_000_000
 MAX_CACHE_BYTES = 2**40
@@ -67,14 +60,6 @@ def _positive(kind):
 def _ttl(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**31:
-        raise ValueError
-    return value
-
-
-def port_number(text: str) -> int:
-    """A port on the command line (dnsd's and its aardvark-dns mode's): 1 to 65535; ValueError otherwise."""
-    value = int(text)
-    if not 0 < value < 65536:
         raise ValueError
     return value
 
@@ -116,7 +101,6 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 # argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
 _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
-port_number.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
 _entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
 _byte_size.__name__ = "byte size (BYTES, or with a K, M or G suffix)"
@@ -211,46 +195,6 @@ def enter_netns(name: str) -> None:
         raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
 
 
-def host_nameservers(path: str | None = None) -> tuple[Upstream, ...]:
-    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS: of ``path``, else of
-    the file $DNSD_RESOLV_CONF names, else of /etc/resolv.conf. A server may carry a port (``IP:PORT``,
-    ``[IPv6]:PORT``), which glibc's resolv.conf has no syntax for: for a file of dnsd's own."""
-    path = path or os.environ.get(RESOLV_CONF_ENV) or RESOLV_CONF
-    servers = []
-    try:
-        with open(path) as resolv_conf:
-            for line in resolv_conf:
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    with contextlib.suppress(ValueError):
-                        servers.append(parse_upstream(fields[1]))
-    except OSError:
-        return ()
-    return tuple(servers[:MAX_UPSTREAMS])
-
-
-def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
-    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
-    its replies kept in an AnswerCache unless ``config.cache_size`` or ``config.cache_bytes`` is 0, all counting
-    in one Stats; with a QueryLog if ``config.query_log`` names a file (OSError if it cannot be opened). The
-    Forwarder never asks an upstream that is one of the server's own listening addresses on its port."""
-    stats = Stats()
-    forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
-    query_log = (QueryLog(config.query_log, config.query_log_rate, config.query_log_max_bytes,
-                          config.query_log_backups) if config.query_log else None)  # OSError if it cannot be opened
-    if not config.cache_size or not config.cache_bytes:
-        server = DnsServer(config, records, forwarder, stats, query_log=query_log)
-    else:
-        cache = AnswerCache(config.cache_size, max_bytes=config.cache_bytes)
-        server = DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
-
-    def is_own(upstream: Upstream) -> bool:
-        return upstream.port == config.port and not upstream.netns and upstream.address in server.listen_addresses
-
-    forwarder.is_own = is_own
-    return server
-
-
 async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do.
 
@@ -286,17 +230,6 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
         await server.close()
         store.close()
         remove_pid_file(pid_path)  # unless a newer dnsd wrote its own
-
-
-def run_loop(coroutine) -> None:
-    """Run ``coroutine`` to its end on uvloop when it is installed, else asyncio's own loop (dnsd and its
-    aardvark-dns mode)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,7 @@ from netcore.system import processes
 from netcore.system.arguments import OneLineParser
 from netcore.system.files import write_atomically
 
-from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
+from . import app
 from .aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
     INTERNAL_SUFFIX,
@@ -58,7 +58,7 @@ from .aardvark_config import (
     parse_config_dir,
     to_records,
 )
-from .config import DnsdError, ServerConfig
+from .config import DnsdError, ServerConfig, port_number  # dnsd's own port argument: one rule, one error wording
 from .dialect import podman
 from .snapshot import Upstream
 
@@ -218,9 +218,7 @@ async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | 
     DnsdError if the directory names no network at start, or a listener cannot open (aardvark-dns fails
     its start then too); the caller reports it.
     """
-    from .__main__ import make_server  # the one place dnsd's parts are put together
-
-    server = make_server(config, records)
+    server = app.make_server(config, records)  # the one place dnsd's parts are put together
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
@@ -309,10 +307,8 @@ def run(directory: str, port: int, search_domain: str) -> int:
     try:
         _setup_logging()
         write_pid_file(directory)
-        from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
-
-        config = ServerConfig(port=port, upstreams=host_nameservers(), dialect=podman(search_domain))
-        run_loop(serve(AardvarkRecords(directory), config, write_end, host_nameservers))
+        config = ServerConfig(port=port, upstreams=app.host_nameservers(), dialect=podman(search_domain))
+        app.run_loop(serve(AardvarkRecords(directory), config, write_end, app.host_nameservers))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)

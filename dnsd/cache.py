@@ -44,6 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .answer import Forward
+from .config import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
 from .wire import (
     CD_FLAG,
     HEADER_SIZE,
@@ -65,8 +66,8 @@ POSITIVE_MIN = 5  # seconds a positive answer is kept at least, whatever its TTL
 POSITIVE_MAX = 3600  # ... and at most
 NEGATIVE_MAX = 1800  # seconds an NXDOMAIN or NODATA is kept at most
 SERVFAIL_TTL = 5  # seconds an upstream's SERVFAIL is kept
-DEFAULT_SIZE = 10000  # entries
-DEFAULT_BYTES = 32 * 1024 * 1024  # what the entries may take in memory together, as ``_Entry.cost`` counts it
+DEFAULT_SIZE = DEFAULT_CACHE_SIZE  # entries
+DEFAULT_BYTES = DEFAULT_CACHE_BYTES  # what the entries may take in memory together, as ``_Entry.cost`` counts it
 MAX_ENTRY_BYTES = 16 * 1024  # a reply larger than this is relayed, never kept
 ENTRY_OVERHEAD = 1024  # bytes an entry takes besides its reply's two copies and its TTL fields (``_Entry.cost``)
 _TTL = struct.Struct("!I")

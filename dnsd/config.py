@@ -1,7 +1,8 @@
 """What an operator sets: dnsd's settings with their defaults, and the error they can act on.
 
-``ServerConfig`` is the one home of dnsd's defaults: ``dnsd.__main__`` takes its
-command line defaults from it.
+The one home of dnsd's defaults: the parts take theirs from here (the forwarder,
+the cache, the query log, the UDP listeners), and ``ServerConfig``, whose
+defaults the command lines show (``dnsd.__main__``, ``dnsd.aardvark``). Pure.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from dataclasses import dataclass
 from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
-from .cache import DEFAULT_BYTES as DEFAULT_CACHE_BYTES, DEFAULT_SIZE as DEFAULT_CACHE_SIZE
 from .dialect import DOCKER, Dialect
-from .forward import DEFAULT_MAX_INFLIGHT, DEFAULT_TIMEOUT
-from .querylog import (
-    DEFAULT_BACKUPS as DEFAULT_QUERY_LOG_BACKUPS,
-    DEFAULT_MAX_BYTES as DEFAULT_QUERY_LOG_MAX_BYTES,
-    DEFAULT_RATE as DEFAULT_QUERY_LOG_RATE,
-)
 from .snapshot import Upstream
-from .udp import DEFAULT_WINDOW
+
+DEFAULT_FORWARD_TIMEOUT = 3.0  # seconds for all the upstream servers of one query together (dnsd.forward)
+DEFAULT_MAX_INFLIGHT = 1024  # forwarded queries at once; past that REFUSED (dnsd.forward)
+DEFAULT_CACHE_SIZE = 10000  # forwarded answers kept, entries (dnsd.cache)
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024  # what they may take in memory together, as the cache counts it
+DEFAULT_QUERY_LOG_RATE = 100  # query log lines a second (dnsd.querylog)
+DEFAULT_QUERY_LOG_MAX_BYTES = 10 * 1024 * 1024  # per file, before it is rotated
+DEFAULT_QUERY_LOG_BACKUPS = 3  # rotated files kept: 40 MB on disk at most with the defaults
+DEFAULT_UDP_WINDOW = 0.0001  # seconds, the longest a busy UDP listener lets queries gather (dnsd.udp)
 
 
 class DnsdError(NetcoreError):
@@ -34,7 +36,7 @@ class ServerConfig:
     port: int = DNS_PORT
     ttl: int = 0  # of local answers
     upstreams: tuple[Upstream, ...] = ()  # when neither the container nor the network names any
-    forward_timeout: float = DEFAULT_TIMEOUT
+    forward_timeout: float = DEFAULT_FORWARD_TIMEOUT
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     max_inflight_per_client: int | None = None  # default: an eighth of max_inflight, at least 16
     tcp_idle: float = 3.0  # before a silent TCP connection is closed; also the write timeout
@@ -42,7 +44,7 @@ class ServerConfig:
     control_path: str | None = None  # the Unix socket netcore talks to
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
-    udp_window: float = DEFAULT_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+    udp_window: float = DEFAULT_UDP_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
     host_aliases: bool = True  # host.docker.internal and host.containers.internal answer as host.netcore.internal
     cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
     cache_bytes: int = DEFAULT_CACHE_BYTES  # what they may take in memory together (dnsd.cache); 0: no cache
@@ -57,3 +59,15 @@ class ServerConfig:
     def client_share(self) -> int:
         """How many forwarded queries one client address may have in flight."""
         return self.max_inflight_per_client or min(self.max_inflight, max(16, self.max_inflight // 8))
+
+
+def port_number(text: str) -> int:
+    """A port as an operator writes it (dnsd's ``--port``, its aardvark-dns mode's ``-p``): 1 to 65535;
+    ValueError otherwise."""
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError
+    return value
+
+
+port_number.__name__ = "port (1 to 65535)"  # argparse names the type in its error: "invalid port (1 to 65535) value"

@@ -57,6 +57,7 @@ from typing import Protocol
 from netcore.system import linux
 
 from .answer import Forward
+from .config import DEFAULT_FORWARD_TIMEOUT, DEFAULT_MAX_INFLIGHT
 from .snapshot import Upstream
 from .stats import Stats
 from .wire import (
@@ -78,8 +79,7 @@ from .wire import (
     without_options,
 )
 
-DEFAULT_TIMEOUT = 3.0  # seconds for all the servers of one query together
-DEFAULT_MAX_INFLIGHT = 1024
+DEFAULT_TIMEOUT = DEFAULT_FORWARD_TIMEOUT  # seconds for all the servers of one query together
 SPOOF_THRESHOLD = 3  # mismatched datagrams on one upstream socket before its query goes over TCP instead
 _TRY_NEXT_SERVER = (SERVFAIL, REFUSED)  # an upstream that cannot help; another one may
 

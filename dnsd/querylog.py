@@ -39,11 +39,12 @@ import time
 
 import dnslib
 
+from .config import DEFAULT_QUERY_LOG_BACKUPS, DEFAULT_QUERY_LOG_MAX_BYTES, DEFAULT_QUERY_LOG_RATE
 from .metrics import rcode_label, type_label
 
-DEFAULT_RATE = 100  # lines a second
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # per file, before it is rotated
-DEFAULT_BACKUPS = 3  # rotated files kept: 40 MB on disk at most with the defaults
+DEFAULT_RATE = DEFAULT_QUERY_LOG_RATE  # lines a second
+DEFAULT_MAX_BYTES = DEFAULT_QUERY_LOG_MAX_BYTES  # per file, before it is rotated
+DEFAULT_BACKUPS = DEFAULT_QUERY_LOG_BACKUPS  # rotated files kept
 LOG_MODE = 0o600  # of the log and its rotated files: its owner's alone
 
 

@@ -62,6 +62,7 @@ from collections.abc import Callable
 
 from netcore.system.linux import LIBC
 
+from .config import DEFAULT_UDP_WINDOW
 from .stats import Stats
 
 try:  # the compiled loop of a quiet listener (dnsd/_replay.c); without it the socket module's calls do
@@ -72,7 +73,7 @@ except ImportError:
 BATCH = 64  # datagrams per system call
 SLOT = 65536  # bytes per datagram buffer: any UDP payload fits (pages are only touched as far as used)
 _IP_NAMES = 4096  # IPv4 sender addresses whose spelling a batch remembers
-DEFAULT_WINDOW = 0.0001  # seconds, the longest a listener lets queries gather; see the module's docstring
+DEFAULT_WINDOW = DEFAULT_UDP_WINDOW  # seconds, the longest a listener lets queries gather; see the module's docstring
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)

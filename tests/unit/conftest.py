@@ -200,7 +200,7 @@ def no_host_nameservers(tmp_path_factory):
     """Every dnsd these tests start reads its host nameservers from an empty file, never the machine's
     /etc/resolv.conf: no unit test sends a query to the machine's own upstream DNS (a test that needs an
     upstream names one of its own on loopback)."""
-    from dnsd.__main__ import RESOLV_CONF_ENV
+    from dnsd.app import RESOLV_CONF_ENV
 
     empty = tmp_path_factory.mktemp("resolv") / "resolv.conf"
     empty.write_text("# no nameserver: the unit tests' dnsd forwards nowhere unless a test says where\n")

@@ -12,8 +12,8 @@ import socket
 import dnslib
 import pytest
 
-from dnsd.__main__ import make_server
 from dnsd.answer import Answerer, Forward
+from dnsd.app import make_server
 from dnsd.builder import build_snapshot
 from dnsd.config import ServerConfig
 from dnsd.dialect import DOCKER, podman

@@ -15,7 +15,7 @@ import dnslib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnsd.__main__ import make_server
+from dnsd.app import make_server
 from dnsd.config import ServerConfig
 from dnsd.server import DnsServer
 from dnsd.snapshot import Upstream

@@ -11,7 +11,7 @@ import stat
 
 import pytest
 
-from dnsd.__main__ import make_server
+from dnsd.app import make_server
 from dnsd.config import DnsdError, ServerConfig
 from dnsd.server import DnsServer
 from dnsd.wire import FORMERR, NXDOMAIN, REFUSED, SERVFAIL
