@@ -15,18 +15,21 @@ import os
 import signal
 import sys
 
+from dnsd.app import host_nameservers, make_server, run_loop
+from dnsd.core.config import DnsdError, ServerConfig, port_number
+from dnsd.core.snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
+from dnsd.ops.metrics import (
+    DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS,
+    DEFAULT_PORT as DEFAULT_METRICS_PORT,
+    parse_endpoint,
+)
+from dnsd.upstream.cache import MAX_ENTRY_BYTES
 from netcore.dnsd_protocol import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 from netcore.system import linux
 from netcore.system.arguments import OneLineParser
 from netcore.system.processes import remove_pid_file, write_pid_file
-
-from .app import host_nameservers, make_server, run_loop
-from .cache import MAX_ENTRY_BYTES
-from .config import DnsdError, ServerConfig, port_number
-from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, DEFAULT_PORT as DEFAULT_METRICS_PORT, parse_endpoint
-from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
 
 MAX_WINDOW_MS = 10.0
 MAX_CACHE_SIZE = 10_000_000
@@ -166,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                            f"{DEFAULTS.query_log_backups} old files kept)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     parser.add_argument("--cni", action="store_true",
-                        help="serve what the netcore-dns CNI plugin registered in the state dir (dnsd.cni_records) "
+                        help="serve what the netcore-dns CNI plugin registered in the state dir (dnsd.sources.cni) "
                              "instead of netcore's store")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -198,12 +201,12 @@ def enter_netns(name: str) -> None:
 async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do.
 
-    ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.cni_records``), not
+    ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.sources.cni``), not
     netcore's store.
     """
     service = None
     if cni:
-        from .cni_records import CniRecords
+        from dnsd.sources.cni import CniRecords
 
         store = CniRecords(state_dir)
     else:
@@ -215,8 +218,8 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
         loop.add_signal_handler(signum, server.request_stop)
     try:
         await server.start(on_up=lambda: write_pid_file(pid_path))
-        if cni:  # the plugin's calls, taken here (dnsd.cni_service)
-            from .cni_service import CniService
+        if cni:  # the plugin's calls, taken here (dnsd.cni.service)
+            from dnsd.cni.service import CniService
 
             service = CniService(server, state_dir)
             await service.open()
@@ -235,10 +238,10 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if words[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
-        from .aardvark import print_helper_dir
+        from dnsd.aardvark import print_helper_dir
         return print_helper_dir(words[1:])
-    if words[:1] == ["cni-install"]:  # see dnsd.cni_install
-        from .cni_install import main as cni_install
+    if words[:1] == ["cni-install"]:  # see dnsd.cni.install
+        from dnsd.cni.install import main as cni_install
         return cni_install(words[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")

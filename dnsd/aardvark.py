@@ -18,10 +18,10 @@ side):
   only the listeners that changed; with no network left it removes the pid
   file and exits 0. SIGTERM and SIGINT stop it too.
 
-The records come from ``dnsd.aardvark_config`` (pure); the serving is
+The records come from ``dnsd.sources.aardvark_config`` (pure); the serving is
 dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source,
 answering by aardvark-dns's rules where they differ from Docker's
-(``dnsd.dialect.podman``: a client on several networks, reverse names, the
+(``dnsd.core.dialect.podman``: a client on several networks, reverse names, the
 search domain, no reply when no upstream answered). Names not held go to the
 container's upstreams, else its networks', else the nameservers of
 ``/etc/resolv.conf`` as dnsd finds it at start.
@@ -44,12 +44,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from netcore.system import processes
-from netcore.system.arguments import OneLineParser
-from netcore.system.files import write_atomically
-
-from . import app
-from .aardvark_config import (
+import dnsd
+from dnsd import app
+from dnsd.core.config import (  # dnsd's own port argument: one rule, one error wording
+    DnsdError,
+    ServerConfig,
+    port_number,
+)
+from dnsd.core.dialect import podman
+from dnsd.core.snapshot import Upstream
+from dnsd.sources.aardvark_config import (
     DEFAULT_SEARCH_DOMAIN,
     INTERNAL_SUFFIX,
     PID_FILE,
@@ -58,9 +62,9 @@ from .aardvark_config import (
     parse_config_dir,
     to_records,
 )
-from .config import DnsdError, ServerConfig, port_number  # dnsd's own port argument: one rule, one error wording
-from .dialect import podman
-from .snapshot import Upstream
+from netcore.system import processes
+from netcore.system.arguments import OneLineParser
+from netcore.system.files import write_atomically
 
 log = logging.getLogger("dnsd")
 
@@ -376,7 +380,7 @@ def helper_dir(directory: str | None = None) -> str:
     (0755) if missing. Podman runs what is there, as root for rootful Podman: OSError (EPERM) when the
     directory or the script is writable by others than its owner, and any OSError of the writing."""
     directory = os.path.abspath(directory or default_helper_dir())
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.abspath(dnsd.__file__))
     path = os.path.join(directory, HELPER_NAME)
     text = HELPER_SCRIPT.format(interpreter=sys.executable, package_parent=os.path.dirname(package))
     os.makedirs(directory, mode=0o755, exist_ok=True)

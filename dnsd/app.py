@@ -17,14 +17,14 @@ import asyncio
 import contextlib
 import os
 
-from .cache import AnswerCache, CachingResolver
-from .config import ServerConfig
-from .forward import Forwarder
-from .querylog import QueryLog
-from .reload import RecordSource
-from .server import DnsServer
-from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
-from .stats import Stats
+from dnsd.core.config import ServerConfig
+from dnsd.core.snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
+from dnsd.core.stats import Stats
+from dnsd.ops.querylog import QueryLog
+from dnsd.reload import RecordSource
+from dnsd.server import DnsServer
+from dnsd.upstream.cache import AnswerCache, CachingResolver
+from dnsd.upstream.forward import Forwarder
 
 RESOLV_CONF = "/etc/resolv.conf"
 RESOLV_CONF_ENV = "DNSD_RESOLV_CONF"  # another file to read the host's nameservers from (tests point it at their own)

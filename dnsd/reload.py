@@ -14,14 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from dnsd.core.builder import SnapshotBuilder
+from dnsd.core.dialect import DOCKER, Dialect
+from dnsd.core.snapshot import Snapshot
+from dnsd.core.stats import Stats
+from dnsd.io.local_addresses import local_addresses
 from netcore.model import Attached, Network
 from netcore.system.linux import release_free_memory
-
-from .builder import SnapshotBuilder
-from .dialect import DOCKER, Dialect
-from .local_addresses import local_addresses
-from .snapshot import Snapshot
-from .stats import Stats
 
 
 class RecordSource(Protocol):
@@ -42,7 +41,7 @@ class RecordSource(Protocol):
 
 class Reloader:
     """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds, names
-    follow ``dialect``'s rules (``dnsd.dialect``).
+    follow ``dialect``'s rules (``dnsd.core.dialect``).
 
     Counts its patches and full builds in ``stats``. Not safe for concurrent
     ``reload`` calls: the caller serialises them.

@@ -24,9 +24,9 @@ import pytest
 import dnsd.app
 from dnsd import aardvark
 from dnsd.app import RESOLV_CONF_ENV
-from dnsd.config import ServerConfig
-from dnsd.dialect import podman
-from dnsd.snapshot import Upstream
+from dnsd.core.config import ServerConfig
+from dnsd.core.dialect import podman
+from dnsd.core.snapshot import Upstream
 from test_dnsd_aardvark_run import Server, helper, port  # noqa: F401 - the helper and a port are fixtures
 
 ONE, TWO, ABTWO, CONE = "1" * 64, "2" * 64, "3" * 64, "4" * 64

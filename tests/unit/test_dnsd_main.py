@@ -16,7 +16,7 @@ import pytest
 
 from dnsd.__main__ import main, parse_args
 from dnsd.app import host_nameservers
-from dnsd.config import ServerConfig
+from dnsd.core.config import ServerConfig
 from netcore.store import Store
 from netcore.system import linux
 

@@ -1,4 +1,4 @@
-"""dnsd.wire on upstream replies: what is well-formed, how a reply is fitted to a size, which answers belong."""
+"""dnsd.core.wire on upstream replies: what is well-formed, how a reply is fitted to a size, which answers belong."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dnslib
 import pytest
 from hypothesis import given, strategies as st
 
-from dnsd.wire import (
+from dnsd.core.wire import (
     encode_name,
     fold_question,
     parse_reply,

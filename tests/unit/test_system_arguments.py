@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dnsd import __main__ as dnsd_main, aardvark, cni_install
+from dnsd import __main__ as dnsd_main, aardvark
+from dnsd.cni import install as cni_install
 from netcore.cli.parser import build_parser
 from netcore.system.arguments import OneLineParser
 

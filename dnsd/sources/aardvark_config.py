@@ -28,7 +28,7 @@ an ``Endpoint`` per address pair on each network whose aliases are its other
 names, as netavark wrote them. ``NAME.dns.podman`` (aardvark-dns's
 ``--filter-search-domain``, which Podman puts in containers' resolv.conf as
 their search domain) is answered as ``NAME`` by the rules of
-``dnsd.dialect.podman``, not by names of its own.
+``dnsd.core.dialect.podman``, not by names of its own.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def parse_config_dir(files: dict[str, str]) -> tuple[list[NetworkConfig], list[C
 
 
 def to_records(networks: list[NetworkConfig]) -> tuple[list[Network], list[tuple[Container, list[Endpoint]]]]:
-    """The networks and containers (each with its endpoints) that ``dnsd.builder`` makes a snapshot of.
+    """The networks and containers (each with its endpoints) that ``dnsd.core.builder`` makes a snapshot of.
 
     A container's first name is its name, the rest of the names on each
     network are that network's aliases. A container on several networks gets the

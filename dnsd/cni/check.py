@@ -1,7 +1,7 @@
 """CHECK's question to dnsd: one query on the gateway, the addresses that come back (``netcore-dns`` CHECK).
 
-Kept out of ``dnsd.cni_plugin`` so ADD and DEL never load it. The wire form is
-dnsd's own (``dnsd.wire``); the query goes to port 53 of the gateway address,
+Kept out of ``dnsd.cni.plugin`` so ADD and DEL never load it. The wire form is
+dnsd's own (``dnsd.core.wire``); the query goes to port 53 of the gateway address,
 from the namespace the runtime runs the plugin in (the gateway's).
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+from dnsd.core.wire import A_IN, AAAA_IN, HEADER_SIZE, RR_FIXED, encode_name, record_spans, skip_name
 from netcore.model import DNS_PORT
-
-from .wire import A_IN, AAAA_IN, HEADER_SIZE, RR_FIXED, encode_name, record_spans, skip_name
 
 ATTEMPTS = 3
 TIMEOUT = 1.0  # seconds per attempt; CHECK may come right after ADD, which has already waited for dnsd

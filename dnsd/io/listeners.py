@@ -22,11 +22,10 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from dnsd.core.answer import Forward
+from dnsd.core.stats import Stats
+from dnsd.io.udp import DatagramBatch, serve as serve_datagrams
 from netcore.system.holders import PROC_NET, TCP_TIME_WAIT, describe_holders, parse_table
-
-from .answer import Forward
-from .stats import Stats
-from .udp import DatagramBatch, serve as serve_datagrams
 
 log = logging.getLogger("dnsd")
 
@@ -48,8 +47,8 @@ ServeTcp = Callable[[str, asyncio.StreamReader, asyncio.StreamWriter], Awaitable
 
 
 class Replay(Protocol):
-    """What lets a quiet listener replay remembered replies in C (``dnsd.answer.Answerer`` is one;
-    see ``dnsd.udp.serve``): a cell per listener address, filled in per client, dropped on closing."""
+    """What lets a quiet listener replay remembered replies in C (``dnsd.core.answer.Answerer`` is one;
+    see ``dnsd.io.udp.serve``): a cell per listener address, filled in per client, dropped on closing."""
 
     def replay_table(self, listener_ip: str) -> list[dict[bytes, dict]]: ...
 
@@ -64,7 +63,7 @@ class Listeners:
     ``answer`` runs in each listener's UDP thread; ``forward_datagram`` too, and
     must hand the Forward to the event loop itself; ``serve_tcp`` runs on the
     event loop, one call per connection. The UDP threads count their replies in ``stats``.
-    With ``replay``, a quiet UDP thread replays the replies it remembered (``dnsd.udp.serve``).
+    With ``replay``, a quiet UDP thread replays the replies it remembered (``dnsd.io.udp.serve``).
     """
 
     def __init__(self, port: int, udp_window: float, answer: Answer, forward_datagram: ForwardDatagram,
@@ -130,7 +129,7 @@ class Listeners:
 
 
 class Listener:
-    """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.udp``) and a TCP server."""
+    """A gateway address: a UDP socket served by a thread of its own (see ``dnsd.io.udp``) and a TCP server."""
 
     def __init__(self, address: str, udp_socket: socket.socket, tcp: asyncio.Server, udp_window: float,
                  answer: Answer, forward_datagram: ForwardDatagram, stats: Stats, replay: Replay | None = None):

@@ -2,15 +2,15 @@
  * below and writes it into the CNI plugin directory.
  *
  * A CNI runtime runs a plugin once per call. This program hands the call to the dnsd serving its state dir
- * (STATE_DIR/cni.sock, dnsd/cni_service.py has the protocol): the CNI_* environment, then stdin; dnsd runs
- * the plugin's Python code (dnsd.cni_plugin) and answers the exit status and stdout. When no dnsd takes the
+ * (STATE_DIR/cni.sock, dnsd/cni/service.py has the protocol): the CNI_* environment, then stdin; dnsd runs
+ * the plugin's Python code (dnsd.cni.plugin) and answers the exit status and stdout. When no dnsd takes the
  * call (the first ADD, which starts dnsd; dnsd down or stopping), it runs the plugin in Python itself:
  * PYTHON -I -S -c FALLBACK, with stdin as it came. No exit status or output of its own: the plugin's.
  *
- * Defined by the build (dnsd/cni_install.py writes them into a header):
+ * Defined by the build (dnsd/cni/install.py writes them into a header):
  *   NETCORE_CNI_STATE_DIR_DEFAULT  the state dir when $NETCORE_CNI_STATE_DIR is not set
  *   NETCORE_CNI_PYTHON             the interpreter of the Python plugin
- *   NETCORE_CNI_FALLBACK           the code it runs: dnsd.cni_plugin.main(STATE_DIR_DEFAULT)
+ *   NETCORE_CNI_FALLBACK           the code it runs: dnsd.cni.plugin.main(STATE_DIR_DEFAULT)
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -2,9 +2,9 @@
 
 A CNI plugin is a process per call, and a Python interpreter's start is most
 of the time a Python plugin takes. So the ``netcore-dns`` executable (a small
-C program, ``dnsd/cni_shim.c``, see ``dnsd.cni_install``) hands the call to the
+C program, ``dnsd/cni/shim.c``, see ``dnsd.cni.install``) hands the call to the
 dnsd serving its state dir, on ``STATE_DIR/cni.sock``, and only runs the whole
-Python plugin (``dnsd.cni_plugin.main``) itself when no dnsd takes it: the
+Python plugin (``dnsd.cni.plugin.main``) itself when no dnsd takes it: the
 first ADD, which starts dnsd, and any call while dnsd is down or stopping.
 
 The protocol, one call per connection: the client sends its ``CNI_*``
@@ -15,7 +15,7 @@ then the document for stdout, and closes. A connection closed without an
 answer means "run the call yourself" (dnsd is stopping): every command is
 safe to run twice (ADD replaces its registration, DEL of a missing one succeeds).
 
-The call runs ``dnsd.cni_plugin.run`` (the very code of the plugin process) in
+The call runs ``dnsd.cni.plugin.run`` (the very code of the plugin process) in
 a worker thread, with ``ServingDnsd`` in place of the control-socket client:
 its sync is this server's, and the stop after the last DEL closes the CNI and
 control sockets at once (so a plugin that comes next starts a new dnsd rather
@@ -31,8 +31,8 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from .cni_plugin import Dnsd, run
-from .server import DnsServer
+from dnsd.cni.plugin import Dnsd, run
+from dnsd.server import DnsServer
 
 log = logging.getLogger("dnsd")
 
@@ -65,7 +65,7 @@ def format_answer(status: int, document: dict | None) -> bytes:
 
 
 class ServingDnsd(Dnsd):
-    """The dnsd this process is, as ``dnsd.cni_plugin``'s commands use it (called from worker threads)."""
+    """The dnsd this process is, as ``dnsd.cni.plugin``'s commands use it (called from worker threads)."""
 
     def __init__(self, state_dir: str, service: CniService):
         super().__init__(state_dir)
@@ -148,7 +148,7 @@ class CniService:
 
     def sync_from_worker(self) -> dict[str, str]:
         """In a worker: this server's sync, waited for; {gateway: why it is down} as ``Dnsd.sync`` returns."""
-        from .cni_plugin import NOT_AVAILABLE, CniError
+        from dnsd.cni.plugin import NOT_AVAILABLE, CniError
 
         if self.stopping:
             raise CniError(NOT_AVAILABLE, "dnsd is stopping", "the call is run again by the plugin itself")

@@ -2,7 +2,7 @@
 
 Each part bumps its own fields where the event happens; nothing on the
 per-query fast path does (UDP replies are counted once per batch, see
-``dnsd.udp.serve``). ``DnsServer.stats_report`` adds what its own parts know
+``dnsd.io.udp.serve``). ``DnsServer.stats_report`` adds what its own parts know
 (generation, listeners, open TCP connections) and the control socket's
 ``stats`` command gives it as one line of JSON.
 

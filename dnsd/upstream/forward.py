@@ -54,13 +54,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from netcore.system import linux
-
-from .answer import Forward
-from .config import DEFAULT_FORWARD_TIMEOUT, DEFAULT_MAX_INFLIGHT
-from .snapshot import Upstream
-from .stats import Stats
-from .wire import (
+from dnsd.core.answer import Forward
+from dnsd.core.config import DEFAULT_FORWARD_TIMEOUT, DEFAULT_MAX_INFLIGHT
+from dnsd.core.snapshot import Upstream
+from dnsd.core.stats import Stats
+from dnsd.core.wire import (
     CD_FLAG,
     HEADER_SIZE,
     NXDOMAIN,
@@ -78,6 +76,7 @@ from .wire import (
     truncate_reply,
     without_options,
 )
+from netcore.system import linux
 
 DEFAULT_TIMEOUT = DEFAULT_FORWARD_TIMEOUT  # seconds for all the servers of one query together
 SPOOF_THRESHOLD = 3  # mismatched datagrams on one upstream socket before its query goes over TCP instead

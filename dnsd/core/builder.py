@@ -36,10 +36,8 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from netcore.model import Attached, Container, Endpoint, Network, group_by_container
-
-from .dialect import DOCKER, NAME_DOT_NETWORK, Dialect
-from .snapshot import (
+from dnsd.core.dialect import DOCKER, NAME_DOT_NETWORK, Dialect
+from dnsd.core.snapshot import (
     Entry,
     Names,
     PreferringScope,
@@ -53,7 +51,8 @@ from .snapshot import (
     parse_upstream,
     records_in,
 )
-from .wire import A_IN, AAAA_IN, PTR_IN, encode_name, reverse_name
+from dnsd.core.wire import A_IN, AAAA_IN, PTR_IN, encode_name, reverse_name
+from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
 # about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and
@@ -77,7 +76,7 @@ def build_snapshot(networks: Iterable[Network], containers: Iterable[Container],
 class SnapshotBuilder:
     """Builds snapshots from records, and patches the last one it made from the records of changed containers.
 
-    ``dialect`` (``dnsd.dialect``) says whose rules the names follow: Docker's (netcore's networks) or
+    ``dialect`` (``dnsd.core.dialect``) says whose rules the names follow: Docker's (netcore's networks) or
     aardvark-dns's (Podman's); ``ttl`` is in seconds.
     """
 

@@ -14,7 +14,7 @@ Names follow CoreDNS's (``coredns_dns_requests_total``, ``coredns_cache_hits_tot
 * ``dnsd_request_duration_seconds{source}``: a histogram with CoreDNS's buckets
   (0.25 ms doubling to 8.192 s). Forwarded queries are timed one by one;
   local and cached UDP answers are timed per wake-up of a listener thread
-  (the batch's time divided among its queries, see ``dnsd.udp.serve``), so
+  (the batch's time divided among its queries, see ``dnsd.io.udp.serve``), so
   timing costs nothing per query;
 * ``dnsd_cache_entries``, ``dnsd_cache_bytes`` (what the entries take, as the
   cache's byte budget counts it), ``dnsd_cache_hits_total``,
@@ -24,7 +24,7 @@ Names follow CoreDNS's (``coredns_dns_requests_total``, ``coredns_cache_hits_tot
   (reason: timeout, error, malformed: a reply that is not well-formed, or
   loop: the upstream is dnsd itself), ``dnsd_forward_truncated_retries_total``,
   ``dnsd_forward_max_concurrent_rejects_total``;
-* against forgery and loops (``dnsd.forward``): ``dnsd_forward_merged_total``
+* against forgery and loops (``dnsd.upstream.forward``): ``dnsd_forward_merged_total``
   (queries that waited for the same question already out at an upstream),
   ``dnsd_forward_spoofed_replies_total`` (datagrams on an upstream socket that
   did not answer its query), ``dnsd_forward_spoof_detected_total`` (upstream
@@ -53,7 +53,7 @@ import dnslib
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from .wire import question_name_end
+from dnsd.core.wire import question_name_end
 
 log = logging.getLogger("dnsd")
 
@@ -183,7 +183,7 @@ class QueryCounts:
 class ObservedResolver:
     """A ``Resolver`` that counts and times the replies of the one it wraps, and writes them to the query log.
 
-    ``counts`` (a QueryCounts) and ``query_log`` (a ``dnsd.querylog.QueryLog``) may each be None;
+    ``counts`` (a QueryCounts) and ``query_log`` (a ``dnsd.ops.querylog.QueryLog``) may each be None;
     ``network_of(gateway address)`` names the network for the log. Runs on the event loop only.
     """
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dnsd.core.wire import encode_name
 from netcore.model import Container, Endpoint, dns_names
-
-from .wire import encode_name
 
 # what a reverse name (PTR) answers
 NAME_DOT_NETWORK = "NAME.NETWORK"  # Docker: the container's name and its network (moby's Sandbox.ResolveIP)

@@ -1,10 +1,10 @@
-/* dnsd._replay: a quiet UDP listener's loop in C, sending the replies Python has remembered.
+/* dnsd.io._replay: a quiet UDP listener's loop in C, sending the replies Python has remembered.
  *
  * Below some fifty thousand queries a second every query is a wake-up of its own, and there the
  * interpreter's share of a wake-up (the socket module's address tuples, the frames of the
  * answering) cost more than dnsmasq spends on the whole query (README, Benchmarks; issue 18).
  * This loop takes that share away for the queries that need no decision: a query whose reply the
- * answerer has remembered (``dnsd.answer.Answerer``: plain UDP, a name of ours that does not
+ * answerer has remembered (``dnsd.core.answer.Answerer``: plain UDP, a name of ours that does not
  * rotate) is answered here, from the very dict the answerer keeps, without a Python frame. Every
  * other datagram goes back to Python, which answers it as before. What to remember, for which
  * client, and when to forget stays in Python; this file only looks up and sends.
@@ -14,7 +14,7 @@
  *     bytes), one at a time, blocking without the GIL. A datagram that was waiting in the queue when
  *     its read was asked, or that arrived within ``quiet`` seconds of the one before (``last``: the
  *     arrival of the one before the first, on time.time()'s clock), counts towards being behind. The
- *     arrival times are the kernel's (SCM_TIMESTAMPNS, which dnsd.udp turns on for the socket with
+ *     arrival times are the kernel's (SCM_TIMESTAMPNS, which dnsd.io.udp turns on for the socket with
  *     SO_TIMESTAMPNS), so neither the time the loop spent on the datagram before (on a slow or busy
  *     machine longer than any fixed limit, while the queue grows) nor the thread losing its CPU after
  *     a read counts; without a time stamp, the time the read returned stands in for its arrival,
@@ -226,12 +226,12 @@ static PyMethodDef methods[] = {
     {"replay", replay, METH_VARARGS,
      "replay(fd, buffer, cell, quiet, last, run, stats, patience) -> (length, client, address, woke, run, last): "
      "send remembered "
-     "replies until a datagram needs Python (see dnsd/_replay.c)."},
+     "replies until a datagram needs Python (see dnsd/io/_replay.c)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "dnsd._replay", .m_doc = NULL, .m_size = -1, .m_methods = methods,
+    PyModuleDef_HEAD_INIT, .m_name = "dnsd.io._replay", .m_doc = NULL, .m_size = -1, .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__replay(void)

@@ -10,7 +10,7 @@ ctypes (Python has no binding for them).
 queue, every query is a wake-up of that thread, and the wake-up (the kernel's
 switch to the thread and back) costs more than the answering, so the loop reads
 one datagram at a time while it keeps up (``leaves_batches`` decides). With the
-compiled ``dnsd._replay`` (dnsd/_replay.c) those reads are C: it sends a reply
+compiled ``dnsd.io._replay`` (dnsd/io/_replay.c) those reads are C: it sends a reply
 the answerer remembered straight from the answerer's memo (``Answerer.replay_table``)
 and hands every other datagram back here, where it is answered as ever. The
 interpreter's part of a wake-up (a few µs: the socket module's address tuples,
@@ -60,13 +60,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from dnsd.core.config import DEFAULT_UDP_WINDOW
+from dnsd.core.stats import Stats
 from netcore.system.linux import LIBC
 
-from .config import DEFAULT_UDP_WINDOW
-from .stats import Stats
-
-try:  # the compiled loop of a quiet listener (dnsd/_replay.c); without it the socket module's calls do
-    from . import _replay
+try:  # the compiled loop of a quiet listener (dnsd/io/_replay.c); without it the socket module's calls do
+    from dnsd.io import _replay
 except ImportError:
     _replay = None
 
@@ -77,7 +76,7 @@ DEFAULT_WINDOW = DEFAULT_UDP_WINDOW  # seconds, the longest a listener lets quer
 MSG_WAITFORONE = 0x10000  # recvmmsg: block for the first datagram only, then take what is queued
 MSG_DONTWAIT = socket.MSG_DONTWAIT
 _MIN_PER_WINDOW = 2  # queries a window below which a listener counts as quiet (see gather_pause)
-# the compiled loop (dnsd/_replay.c): so many datagrams in a row that were waiting in the queue when their read
+# the compiled loop (dnsd/io/_replay.c): so many datagrams in a row that were waiting in the queue when their read
 # was asked, or arrived within QUEUED_INTERVAL of the one before, mean the listener is behind and turns to batches
 QUEUED_INTERVAL = 0.00001  # seconds
 BACKLOG_RUN = 4
@@ -315,7 +314,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
     gives a timer slack of ``TIMER_SLACK`` so that a pause of ``gather_pause`` ends
     when it should (see ``set_timer_slack``).
 
-    With ``replay_cell`` (``Answerer.replay_table``) and the compiled ``dnsd._replay``, a quiet
+    With ``replay_cell`` (``Answerer.replay_table``) and the compiled ``dnsd.io._replay``, a quiet
     listener's reads and the replies the answerer remembered are ``_replay.replay``'s, in C;
     every other datagram comes back here, and after answering one from a client the table does not
     know yet with a reply, ``remember(address_key, client_ip)`` (``Answerer.remember_client``) lets its
@@ -401,7 +400,7 @@ def serve(batch: DatagramBatch, answer: Callable[[bytes, str], object], forward:
         answered = answer_all(answer, forward)
         stats.answered_udp += answered  # after the call, not around it: no other thread's count gets lost
         observe = stats.observe_batch
-        if observe is not None:  # metrics on: the batch's time, once per wake-up (dnsd.metrics)
+        if observe is not None:  # metrics on: the batch's time, once per wake-up (dnsd.ops.metrics)
             observe(batch, monotonic() - woke, answered)
         interval = woke - last_wake
         last_wake = woke

@@ -1,9 +1,9 @@
 """dnsd over the CNI plugin's registrations: a ``dnsd.reload.RecordSource`` (issue 29).
 
-``dnsd --cni --state-dir DIR`` serves what ``netcore-dns`` (``dnsd.cni_plugin``)
-registered in ``DIR`` (``dnsd.cni_store``): one dnsd for every CNI network of
+``dnsd --cni --state-dir DIR`` serves what ``netcore-dns`` (``dnsd.cni.plugin``)
+registered in ``DIR`` (``dnsd.sources.cni_store``): one dnsd for every CNI network of
 the host, on each network's gateway addresses. ``to_records`` (pure) turns the
-attachments into the records ``dnsd.builder`` takes, as ``dnsd.aardvark_config``
+attachments into the records ``dnsd.core.builder`` takes, as ``dnsd.sources.aardvark_config``
 does for Podman's netavark files:
 
 * a ``Network`` per CNI network name, its gateway and subnet per family those
@@ -28,9 +28,8 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 
+from dnsd.sources.cni_store import Attachment, Registrations
 from netcore.model import Attached, Container, Endpoint, Network
-
-from .cni_store import Attachment, Registrations
 
 
 def network_id(name: str) -> str:
@@ -93,7 +92,7 @@ def container_records(attachments: Iterable[Attachment]) -> list[Attached]:
 
 
 def to_records(attachments: list[Attachment]) -> tuple[list[Network], list[Attached]]:
-    """The networks and containers (each with its endpoints) that ``dnsd.builder`` makes a snapshot of."""
+    """The networks and containers (each with its endpoints) that ``dnsd.core.builder`` makes a snapshot of."""
     networks: dict[str, Network] = {}
     for attachment in attachments:
         if attachment.network not in networks and attachment.gateways:
@@ -104,7 +103,7 @@ def to_records(attachments: list[Attachment]) -> tuple[list[Network], list[Attac
 class CniRecords:
     """A ``dnsd.reload.RecordSource`` over the registrations of a CNI state dir (read only).
 
-    Raises ``dnsd.cni_store.StoreError`` when the file cannot be read (the server logs it and retries).
+    Raises ``dnsd.sources.cni_store.StoreError`` when the file cannot be read (the server logs it and retries).
     """
 
     def __init__(self, state_dir: str):

@@ -1,7 +1,7 @@
 """The forwarded-answer cache: upstream replies kept for their TTL and served again without asking.
 
 dnsd's local names are never here: only replies that came from an upstream and
-passed the forwarder's ID, question and source checks (``dnsd.forward``). How
+passed the forwarder's ID, question and source checks (``dnsd.upstream.forward``). How
 long a reply is kept is ``cache_ttl``, a pure rule:
 
 * a positive answer: the smallest TTL of its records, at least
@@ -26,7 +26,7 @@ taking at most ``max_bytes`` together (32 MiB by default), least recently used
 first out, and a reply over ``MAX_ENTRY_BYTES`` (16 KiB) is relayed but never
 kept, so neither a flood of random names nor an upstream that answers 63 kB
 over TCP for every name grows dnsd past its budget (issue 24). What a kept
-reply holds is what the forwarder relayed (``dnsd.forward``: well-formed, its
+reply holds is what the forwarder relayed (``dnsd.upstream.forward``: well-formed, its
 unrelated answer records left out), less its EDNS options.
 
 Threads: ``lookup`` runs in the UDP threads (the fast path: ``DnsServer``
@@ -43,9 +43,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .answer import Forward
-from .config import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
-from .wire import (
+from dnsd.core.answer import Forward
+from dnsd.core.config import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE
+from dnsd.core.wire import (
     CD_FLAG,
     HEADER_SIZE,
     NOERROR,

@@ -14,10 +14,10 @@ from typing import Protocol
 
 import dnslib
 
-from .dialect import DOCKER, Dialect
-from .snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup, name_under
-from .stats import Stats
-from .wire import (
+from dnsd.core.dialect import DOCKER, Dialect
+from dnsd.core.snapshot import MAX_UPSTREAMS, RecordSet, Scope, Snapshot, Upstream, host_names, lookup, name_under
+from dnsd.core.stats import Stats
+from dnsd.core.wire import (
     BADVERS,
     DNSSEC_OK,
     FORMERR,
@@ -92,7 +92,7 @@ class Forward:
 
     ``upstream_groups`` are the client's lists of servers (its own --dns, else
     one list per network: ``Snapshot.upstreams_for``), each asked in order;
-    an NXDOMAIN from one list falls through to the next (``dnsd.forward``).
+    an NXDOMAIN from one list falls through to the next (``dnsd.upstream.forward``).
     """
 
     query: bytes  # as the client sent it, its ID included
@@ -164,7 +164,7 @@ class Answerer:
     its snapshot and holds at most ``REPLY_MEMO_SIZE`` replies.
 
     A listener may have the memo looked up without a call into this class
-    (``dnsd._replay``, the compiled loop of a quiet listener): ``replay_table``
+    (``dnsd.io._replay``, the compiled loop of a quiet listener): ``replay_table``
     gives it a cell whose item maps a client key (any bytes the listener derives
     from the sender's address) to that client's scope's memo, as
     ``remember_client`` fills it in; the item is a fresh dict with every snapshot
@@ -239,7 +239,7 @@ class Answerer:
 
     def remember_reply(self, query: bytes, client_ip: str, listener_ip: str, remembered: RememberedReply) -> None:
         """Have the next UDP query with the same bytes after its ID, from a source with the same scope, answered
-        by ``remembered`` (a forwarded answer the cache holds, ``dnsd.cache``) until it says it has expired.
+        by ``remembered`` (a forwarded answer the cache holds, ``dnsd.upstream.cache``) until it says it has expired.
 
         The memo stays sans-IO: whatever clock the reply needs is its own. It is forgotten with the snapshot.
         """
@@ -376,7 +376,7 @@ class Answerer:
         configured anywhere) is NXDOMAIN, as aardvark-dns answers for internal
         networks: every libc gives up at once, where musl ignores REFUSED and
         retries SERVFAIL until its 5 s timeout. SERVFAIL is kept for upstreams
-        that were asked and failed (``dnsd.forward``). The reverse name of a
+        that were asked and failed (``dnsd.upstream.forward``). The reverse name of a
         served subnet's address, and a name under the dialect's search domain
         (``.dns.podman``: aardvark-dns answers those NXDOMAIN in every release),
         are ours: NXDOMAIN, never forwarded.

@@ -1,6 +1,6 @@
 """An immutable picture of the names dnsd serves, swapped in whole on every store change.
 
-Everything a query needs is computed ahead of time (by ``dnsd.builder``), so
+Everything a query needs is computed ahead of time (by ``dnsd.core.builder``), so
 that answering is a dictionary lookup and a byte join:
 
 * a *scope* per source: the names of the networks that source may see, keyed
@@ -25,12 +25,11 @@ import ipaddress
 import socket
 from typing import NamedTuple
 
+from dnsd.core.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts, reverse_name_address
 from netcore.model import (
     Network,
     parse_dns_server as parse_upstream,  # noqa: F401  (the stored format has one home)
 )
-
-from .wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts, reverse_name_address
 
 HOST_NAME = "host.netcore.internal"  # the gateway of the asking container's network (issue 16)
 # what Docker Desktop and Podman call the host in /etc/hosts (host.docker.internal, host.containers.internal)
@@ -263,7 +262,7 @@ class HostScope(Scope):
 
 
 class Snapshot:
-    """Never changed once made; swap in a new one on every change (``dnsd.builder`` makes them)."""
+    """Never changed once made; swap in a new one on every change (``dnsd.core.builder`` makes them)."""
 
     def __init__(self, clients: dict[str, int], scopes: tuple[Scope | None, ...], listeners: dict[str, Scope],
                  served_subnets: tuple[Subnet, ...], network_upstreams: dict[str, tuple[Upstream, ...]],
@@ -276,7 +275,7 @@ class Snapshot:
         self.network_upstreams = network_upstreams  # network id -> its --dns servers
         self.rotation_slots = rotation_slots  # every record set's rotation_slot is below this
         self.host_entries = host_entries or {}  # gateway address -> its network's gateways as A and AAAA records
-        # other addresses of the gateway namespace (dnsd.local_addresses): set by the reloader before serving
+        # other addresses of the gateway namespace (dnsd.io.local_addresses): set by the reloader before serving
         self.host_sources: frozenset[str] = frozenset()
         # gateway address -> the subnets of its network (the builder's, shared by its snapshots)
         self.listener_subnets = listener_subnets or {}
@@ -352,7 +351,7 @@ class Snapshot:
         none. Each list holds at most ``limit`` servers (resolv.conf's MAXNS);
         a server already in an earlier list is left out of a later one, and a
         list left empty is dropped. Empty: no way out (internal networks only,
-        or nothing configured). ``dnsd.forward`` falls through to the next list
+        or nothing configured). ``dnsd.upstream.forward`` falls through to the next list
         on NXDOMAIN.
         """
         if not scope.may_forward:
@@ -395,7 +394,7 @@ def name_under(name: bytes, suffix: bytes) -> bytes | None:
 
 def upstreams_changed(old: Snapshot, new: Snapshot) -> bool:
     """Whether a network's or a container's upstream servers differ between two snapshots (the forwarded-answer
-    cache is flushed then: ``dnsd.cache``)."""
+    cache is flushed then: ``dnsd.upstream.cache``)."""
     return (old.network_upstreams != new.network_upstreams
             or {scope.dns for scope in old.scopes if scope is not None}
             != {scope.dns for scope in new.scopes if scope is not None})

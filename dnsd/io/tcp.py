@@ -15,9 +15,9 @@ import struct
 import termios
 from collections.abc import Callable, Coroutine
 
-from .answer import Forward
-from .forward import Resolver
-from .stats import Stats
+from dnsd.core.answer import Forward
+from dnsd.core.stats import Stats
+from dnsd.upstream.forward import Resolver
 
 
 class TcpConnections:
@@ -89,7 +89,7 @@ class TcpConnections:
 
     async def _forward_message(self, forward: Forward, writer: asyncio.StreamWriter, client_ip: str) -> None:
         reply = await self._resolver.resolve(forward, tcp=True, client=client_ip)
-        if reply is None:  # the dialect sends nothing when no upstream answered (dnsd.dialect): the client times out
+        if reply is None:  # no upstream answered and the dialect sends nothing then (dnsd.core.dialect): it times out
             return
         try:
             await self._write_message(writer, reply)

@@ -1,10 +1,10 @@
 """``dnsd cni-install [--state-dir DIR] [--python-only] [PLUGIN_DIR]``: write the ``netcore-dns`` CNI plugin
 executable into a CNI plugin directory (issue 29).
 
-The executable is ``dnsd/cni_shim.c`` compiled for this installation (``cc``,
-as ``dnsd/_replay.c`` is built): a C program of a few kilobytes that hands
-each call to the running dnsd (``dnsd.cni_service``) and runs the Python
-plugin (``dnsd.cni_plugin``) only when no dnsd takes it. A runtime then pays a
+The executable is ``dnsd/cni/shim.c`` compiled for this installation (``cc``,
+as ``dnsd/io/_replay.c`` is built): a C program of a few kilobytes that hands
+each call to the running dnsd (``dnsd.cni.service``) and runs the Python
+plugin (``dnsd.cni.plugin``) only when no dnsd takes it. A runtime then pays a
 C program's start per call instead of a Python interpreter's (bench/cni.py
 has both). The build writes into it: the default state dir, this interpreter,
 and the directory holding this ``dnsd`` package.
@@ -34,27 +34,27 @@ import subprocess
 import sys
 import tempfile
 
+import dnsd
+from dnsd.cni.plugin import DEFAULT_STATE_DIR, PLUGIN_NAME
 from netcore.system.arguments import OneLineParser
 from netcore.system.files import replacing, write_atomically
-
-from .cni_plugin import DEFAULT_STATE_DIR, PLUGIN_NAME
 
 DEFAULT_DIR = "/opt/cni/bin"
 MARKER = "netcore-dns: written by `dnsd cni-install`"  # in both kinds of executable, as text
 
 SCRIPT = """\
 #!{interpreter} -IS
-# {marker}; the CNI plugin of dnsd (dnsd.cni_plugin), run by the CNI runtime.
+# {marker}; the CNI plugin of dnsd (dnsd.cni.plugin), run by the CNI runtime.
 import sys
 sys.path.insert(0, {package_parent!r})
-from dnsd.cni_plugin import main
+from dnsd.cni.plugin import main
 sys.exit(main({state_dir!r}))
 """
 
 
 def fallback_code(package_parent: str, state_dir: str) -> str:
     """What ``python -I -S -c`` runs: the whole plugin in Python, for this package and state dir."""
-    return (f"import sys; sys.path.insert(0, {package_parent!r}); from dnsd.cni_plugin import main; "
+    return (f"import sys; sys.path.insert(0, {package_parent!r}); from dnsd.cni.plugin import main; "
             f"sys.exit(main({state_dir!r}))")
 
 
@@ -78,8 +78,8 @@ def compiler() -> str | None:
 
 
 def build_shim(output: str, interpreter: str, package_parent: str, state_dir: str, cc: str) -> None:
-    """Compile dnsd/cni_shim.c into ``output``; OSError (its message: the compiler's) if it fails."""
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cni_shim.c")
+    """Compile dnsd/cni/shim.c into ``output``; OSError (its message: the compiler's) if it fails."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim.c")
     with tempfile.TemporaryDirectory() as scratch:
         header = os.path.join(scratch, "netcore_cni.h")
         with open(header, "w") as out:
@@ -101,7 +101,7 @@ def install(directory: str, interpreter: str | None = None, state_dir: str = DEF
     OSError if the directory cannot be written or the build fails; FileExistsError if a file of that
     name is not ours.
     """
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dnsd.__file__)))
     interpreter = interpreter or sys.executable
     path = os.path.join(directory, PLUGIN_NAME)
     try:

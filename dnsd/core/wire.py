@@ -292,7 +292,7 @@ def parse_reply(message: bytes) -> Layout | None:
 
 
 def record_spans(message: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]] | None:
-    """``parse_reply``'s layout in the shape ``dnsd.cni_check`` reads: (question end, answer count, [(start,
+    """``parse_reply``'s layout in the shape ``dnsd.cni.check`` reads: (question end, answer count, [(start,
     end, type, TTL) of each record]); None if ``message`` is not a well-formed reply."""
     layout = parse_reply(message)
     if layout is None:

@@ -10,7 +10,7 @@ registration that outlived its container can be told and swept.
 Why a store of its own and not netcore's: netcore's store holds what netcore
 built (bridges, veths, its IPAM) under the state-dir lock of its engine; a CNI
 runtime built these attachments itself, and the plugin, a process started per
-call that must stay cheap, writes only these rows (``dnsd.cni_records`` reads
+call that must stay cheap, writes only these rows (``dnsd.sources.cni`` reads
 them for dnsd). The rules are netcore's store's: every write is one
 ``BEGIN IMMEDIATE`` transaction that bumps a generation counter and records the
 containers it touched in a change feed ('' for a network that came or went),

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dnsd.core.dialect import DOCKER, Dialect
+from dnsd.core.snapshot import Upstream
 from netcore.errors import NetcoreError
 from netcore.model import DNS_PORT
 
-from .dialect import DOCKER, Dialect
-from .snapshot import Upstream
-
-DEFAULT_FORWARD_TIMEOUT = 3.0  # seconds for all the upstream servers of one query together (dnsd.forward)
-DEFAULT_MAX_INFLIGHT = 1024  # forwarded queries at once; past that REFUSED (dnsd.forward)
-DEFAULT_CACHE_SIZE = 10000  # forwarded answers kept, entries (dnsd.cache)
+DEFAULT_FORWARD_TIMEOUT = 3.0  # seconds for all the upstream servers of one query together (dnsd.upstream.forward)
+DEFAULT_MAX_INFLIGHT = 1024  # forwarded queries at once; past that REFUSED (dnsd.upstream.forward)
+DEFAULT_CACHE_SIZE = 10000  # forwarded answers kept, entries (dnsd.upstream.cache)
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024  # what they may take in memory together, as the cache counts it
-DEFAULT_QUERY_LOG_RATE = 100  # query log lines a second (dnsd.querylog)
+DEFAULT_QUERY_LOG_RATE = 100  # query log lines a second (dnsd.ops.querylog)
 DEFAULT_QUERY_LOG_MAX_BYTES = 10 * 1024 * 1024  # per file, before it is rotated
 DEFAULT_QUERY_LOG_BACKUPS = 3  # rotated files kept: 40 MB on disk at most with the defaults
-DEFAULT_UDP_WINDOW = 0.0001  # seconds, the longest a busy UDP listener lets queries gather (dnsd.udp)
+DEFAULT_UDP_WINDOW = 0.0001  # seconds, the longest a busy UDP listener lets queries gather (dnsd.io.udp)
 
 
 class DnsdError(NetcoreError):
@@ -44,12 +43,12 @@ class ServerConfig:
     control_path: str | None = None  # the Unix socket netcore talks to
     managed: bool = False  # started by netcore (versus in the foreground under a supervisor)
     poll_interval: float = 1.0  # the backstop: how often the store's generation is checked
-    udp_window: float = DEFAULT_UDP_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.udp)
+    udp_window: float = DEFAULT_UDP_WINDOW  # how long a busy UDP listener lets queries gather (see dnsd.io.udp)
     host_aliases: bool = True  # host.docker.internal and host.containers.internal answer as host.netcore.internal
-    cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.cache); 0: no cache
-    cache_bytes: int = DEFAULT_CACHE_BYTES  # what they may take in memory together (dnsd.cache); 0: no cache
-    metrics: tuple[str, int] | None = None  # (address, port) of the Prometheus endpoint (dnsd.metrics); None: off
-    query_log: str | None = None  # path of the query log (dnsd.querylog); None: off
+    cache_size: int = DEFAULT_CACHE_SIZE  # forwarded answers kept (dnsd.upstream.cache); 0: no cache
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # what they may take in memory together (dnsd.upstream.cache); 0: no cache
+    metrics: tuple[str, int] | None = None  # (address, port) of the Prometheus endpoint (dnsd.ops.metrics); None: off
+    query_log: str | None = None  # path of the query log (dnsd.ops.querylog); None: off
     query_log_rate: int = DEFAULT_QUERY_LOG_RATE  # lines a second at most
     query_log_max_bytes: int = DEFAULT_QUERY_LOG_MAX_BYTES  # per file, then rotated
     query_log_backups: int = DEFAULT_QUERY_LOG_BACKUPS  # rotated files kept

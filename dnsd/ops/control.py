@@ -18,9 +18,8 @@ import os
 import socket
 from typing import Protocol
 
+from dnsd.core.config import DnsdError
 from netcore.dnsd_protocol import ERROR, OK, PING, STATS, STATUS, STOP, SYNC, format_pong, format_sync_reply
-
-from .config import DnsdError
 
 log = logging.getLogger("dnsd")
 

@@ -39,8 +39,8 @@ import time
 
 import dnslib
 
-from .config import DEFAULT_QUERY_LOG_BACKUPS, DEFAULT_QUERY_LOG_MAX_BYTES, DEFAULT_QUERY_LOG_RATE
-from .metrics import rcode_label, type_label
+from dnsd.core.config import DEFAULT_QUERY_LOG_BACKUPS, DEFAULT_QUERY_LOG_MAX_BYTES, DEFAULT_QUERY_LOG_RATE
+from dnsd.ops.metrics import rcode_label, type_label
 
 DEFAULT_RATE = DEFAULT_QUERY_LOG_RATE  # lines a second
 DEFAULT_MAX_BYTES = DEFAULT_QUERY_LOG_MAX_BYTES  # per file, before it is rotated
