@@ -37,6 +37,7 @@ import socket
 from collections.abc import Iterable
 
 from dnsd.core.dialect import DOCKER, NAME_DOT_NETWORK, Dialect
+from dnsd.core.records import Attached, ServedContainer, ServedEndpoint, ServedNetwork
 from dnsd.core.snapshot import (
     Entry,
     Names,
@@ -44,6 +45,7 @@ from dnsd.core.snapshot import (
     RecordSet,
     Scope,
     Snapshot,
+    Subnet,
     Upstream,
     entry_of,
     is_loopback,
@@ -52,21 +54,23 @@ from dnsd.core.snapshot import (
     records_in,
 )
 from dnsd.core.wire import A_IN, AAAA_IN, PTR_IN, encode_name, reverse_name
-from netcore.model import Attached, Container, Endpoint, Network, group_by_container
+from netcore.model import Container, Endpoint, Network, group_by_container
 
 # Patching a container costs about what building it does (plus copies of the changed dicts), and reading its rows
 # about what reading them for a full build does; past a quarter of all containers a full build is as cheap, and
 # leaves compact dicts behind.
 PATCH_LIMIT_FLOOR = 100  # changed containers a patch always takes
 PATCH_LIMIT_SHARE = 4  # past that, patch while at most 1/PATCH_LIMIT_SHARE of the containers changed
+MIN_SERVED_PREFIX = {4: 24, 6: 64}  # a network with no known subnet is served at least this wide (``served_range``)
 
 # (served network ids in interface order, the container's --dns, its namespace if one of those is a loopback server)
 ScopeKey = tuple[tuple[str, ...], tuple[str, ...], str]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def build_snapshot(networks: Iterable[Network], containers: Iterable[Container], endpoints: Iterable[Endpoint],
                    ttl: int = 0, dialect: Dialect = DOCKER) -> Snapshot:
-    """A snapshot of these records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead).
+    """A snapshot of netcore's records made from scratch (a server keeps a ``SnapshotBuilder`` to patch instead).
 
     ``ttl``: seconds, as dnsd's ``--ttl``. Endpoints of containers not among ``containers`` are left out.
     """
@@ -95,7 +99,7 @@ class SnapshotBuilder:
         limit = max(PATCH_LIMIT_FLOOR, len(self._containers) // PATCH_LIMIT_SHARE)
         return self._finished and changed_count <= limit
 
-    def build(self, networks: Iterable[Network], containers: Iterable[Attached]) -> Snapshot:
+    def build(self, networks: Iterable[ServedNetwork], containers: Iterable[Attached]) -> Snapshot:
         """A snapshot of these records (running ones, as ``Store.dns_records`` gives), made from scratch.
 
         Each container is taken in turn and its rows let go of: read lazily,
@@ -103,6 +107,8 @@ class SnapshotBuilder:
         """
         self._finished = False
         self._start_over(networks)
+        if self._unbounded:  # networks whose source names no subnet: served by their containers' addresses
+            containers = self._noting_members(containers)
         self._retired.update(self._shared)  # reused if still there, so their rotation turns carry over
         self._shared = {}
         change = _Change(writable_views=(network.view for network in self._networks.values()))
@@ -127,7 +133,7 @@ class SnapshotBuilder:
 
     # -- one build or patch --------------------------------------------------
 
-    def _start_over(self, networks: Iterable[Network]) -> None:
+    def _start_over(self, networks: Iterable[ServedNetwork]) -> None:
         served = [network for network in networks if network.dns_enabled]
         self._networks = {network.id: _NetworkNames(network) for network in served}
         self._views = {frozenset([network_id]): names.view for network_id, names in self._networks.items()}
@@ -146,6 +152,33 @@ class SnapshotBuilder:
                                   for gateway in names.gateways}
         self._network_upstreams = {network.id: _upstreams(network.dns) for network in served}
         self._host_entries = self._gateway_entries(self._networks.values())
+        # network id -> its listener addresses of a family it names no subnet of, and its containers' addresses
+        self._unbounded: dict[str, tuple[list[Address], list[Address]]] = {}
+        for network in served:
+            versions = {subnet.version for subnet in subnets[network.id]}
+            listeners = [address for address in map(ipaddress.ip_address, self._networks[network.id].gateways)
+                         if address.version not in versions]
+            if listeners:
+                self._unbounded[network.id] = (listeners, [])
+
+    def _noting_members(self, containers: Iterable[Attached]) -> Iterable[Attached]:
+        """``containers``, passed on one by one, the addresses of their endpoints on unbounded networks noted."""
+        for pair in containers:
+            for endpoint in pair[1]:
+                unbounded = self._unbounded.get(endpoint.network_id)
+                if unbounded is not None:
+                    unbounded[1].extend(ipaddress.ip_address(address) for address in (endpoint.ipv4, endpoint.ipv6)
+                                        if address)
+            yield pair
+
+    def _bound_unbounded(self) -> None:
+        """At the end of a full build: serve each unbounded network over the ``served_range`` of each of its
+        listener addresses without a subnet (patches keep the ranges until the next full build)."""
+        for network_id, (listeners, members) in self._unbounded.items():
+            ranges = tuple(served_range(listener, members) for listener in listeners)
+            self._served_subnets += ranges
+            for gateway in self._networks[network_id].gateways:
+                self._listener_subnets[gateway] += ranges
 
     def _gateway_entries(self, networks: Iterable[_NetworkNames]) -> dict[str, Entry]:
         """Gateway address -> the entry of the host's own name asked there: its network's gateways, A and AAAA."""
@@ -181,6 +214,8 @@ class SnapshotBuilder:
                         self._refresh_name(view, name, change)
         self._move_clients(change, leaving, [new for _, new, _ in arriving])
         self._refresh_scopes(change)
+        if change.built_from_scratch and self._unbounded:
+            self._bound_unbounded()
         self._finished = True
         return Snapshot(self._clients, tuple(self._scope_table), self._listeners, self._served_subnets,
                         self._network_upstreams, self._rotation_slot_count, self._host_entries,
@@ -250,7 +285,7 @@ class SnapshotBuilder:
 
     # -- contributions: what one container adds to its networks' names -------
 
-    def _contribution(self, container: Container, attached: list[Endpoint],
+    def _contribution(self, container: ServedContainer, attached: list[ServedEndpoint],
                       before: _ContainerNames | None) -> tuple[_ContainerNames, ScopeKey] | None:
         """What a container contributes, and the key of its scope; None if it is on no served network.
 
@@ -272,7 +307,8 @@ class SnapshotBuilder:
         own_resolver = container.netns if loopback else ""
         return _ContainerNames(addresses, tuple(endpoints)), (network_ids, container.dns, own_resolver)
 
-    def _endpoint_names(self, network: _NetworkNames, container: Container, endpoint: Endpoint) -> _EndpointNames:
+    def _endpoint_names(self, network: _NetworkNames, container: ServedContainer,
+                        endpoint: ServedEndpoint) -> _EndpointNames:
         """An endpoint's names and its reverse names, with their entries (NAME.NETWORK is found via the scope).
 
         A reverse name answers ``NAME.NETWORK.`` (Docker) or every name of the container there, each bare
@@ -496,7 +532,7 @@ class _NetworkNames:
 
     __slots__ = ("network", "wire_name", "gateways", "crowded", "view", "views")
 
-    def __init__(self, network: Network):
+    def __init__(self, network: ServedNetwork):
         self.network = network
         self.wire_name = encode_name(network.name.lower())  # keys are folded as questions are (moby/moby#28689)
         self.gateways = tuple(normalize_address(address) for address in network.dns_addresses)  # its listeners
@@ -516,7 +552,7 @@ class _View:
         self.merged: dict[bytes, _SharedEntry] = {}  # names whose entry is a shared one (several contributions)
         self.scopes: set[_ScopeUse] = set()
 
-    def scope(self, networks: tuple[Network, ...], dialect: Dialect, dns: tuple[Upstream, ...] = ()) -> Scope:
+    def scope(self, networks: tuple[ServedNetwork, ...], dialect: Dialect, dns: tuple[Upstream, ...] = ()) -> Scope:
         """A Scope of these names as they are now, for sources on ``networks`` (the view's, in their order).
 
         Over several networks, in Docker's dialect, the scope prefers, per gateway it is asked through, the
@@ -546,7 +582,7 @@ class _ScopeUse:
 
     __slots__ = ("key", "slot", "view", "networks", "dns", "users")
 
-    def __init__(self, key: ScopeKey, slot: int, view: _View, networks: tuple[Network, ...],
+    def __init__(self, key: ScopeKey, slot: int, view: _View, networks: tuple[ServedNetwork, ...],
                  dns: tuple[Upstream, ...]):
         self.key = key
         self.slot = slot
@@ -634,8 +670,24 @@ def _records_of(records: bytes | RecordSet) -> tuple[bytes, ...]:
     return tuple(found)
 
 
-def _interface_order(endpoint: Endpoint) -> tuple[int, str]:
-    return len(endpoint.ifname), endpoint.ifname  # eth2 before eth10
+def _interface_order(endpoint: ServedEndpoint) -> tuple[int, str]:
+    ifname = endpoint.ifname or ""  # unknown: the source's own order stays (the sort is stable)
+    return len(ifname), ifname  # eth2 before eth10
+
+
+def served_range(listener: Address, members: Iterable[Address]) -> Subnet:
+    """The range dnsd serves on ``listener`` for a network whose source names no subnet of its family (Podman's
+    config directory names none): the narrowest around ``listener``, at least ``MIN_SERVED_PREFIX`` wide, that
+    holds the network's container addresses of that family among ``members``. Sources in it that are no
+    container (the host side, a container whose record is on its way) are answered there, and the reverse
+    names of its addresses are answered here, never forwarded (docs/podman.md)."""
+    prefix = MIN_SERVED_PREFIX[listener.version]
+    subnet = ipaddress.ip_network(f"{listener}/{prefix}", strict=False)
+    for member in members:
+        while member.version == listener.version and member not in subnet:
+            prefix -= 1
+            subnet = ipaddress.ip_network(f"{listener}/{prefix}", strict=False)
+    return subnet
 
 
 def _packed_address(text: str) -> bytes:

@@ -17,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dnsd.core.records import ServedContainer, ServedEndpoint
 from dnsd.core.wire import encode_name
-from netcore.model import Container, Endpoint, dns_names
+from netcore.model import dns_names
 
 # what a reverse name (PTR) answers
 NAME_DOT_NETWORK = "NAME.NETWORK"  # Docker: the container's name and its network (moby's Sandbox.ResolveIP)
 EVERY_NAME = "every name"  # aardvark-dns: every name the container has on that network, bare
 
 
-def podman_names(container: Container, endpoint: Endpoint) -> tuple[str, ...]:
+def podman_names(container: ServedContainer, endpoint: ServedEndpoint) -> tuple[str, ...]:
     """The names a container answers to in aardvark-dns's config: the names of its line, as netavark wrote them
     (the container's name, then its aliases; Podman lists the 12-hex short ID among them), nothing added."""
     return tuple(dict.fromkeys(name for name in (container.name, *endpoint.aliases) if name))
@@ -42,7 +43,7 @@ class Dialect:
     qualified_names: bool  # NAME.NETWORK answers NAME as NETWORK alone has it (Docker)
     pointer_names: str  # NAME_DOT_NETWORK or EVERY_NAME
     rotate: bool  # several A or AAAA records of a name come in turns, one step per query
-    names_of: Callable[[Container, Endpoint], tuple[str, ...]]  # the names an endpoint's container answers to
+    names_of: Callable[[ServedContainer, ServedEndpoint], tuple[str, ...]]  # the names an endpoint's container has
     # the search domain containers carry in resolv.conf ("" for none): NAME.<domain> answers as NAME, and a name
     # under it that is not held is NXDOMAIN at once, never forwarded (aardvark-dns, every release)
     search_domain: str = ""

@@ -25,11 +25,9 @@ import ipaddress
 import socket
 from typing import NamedTuple
 
+from dnsd.core.records import ServedNetwork
 from dnsd.core.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name, header_counts, reverse_name_address
-from netcore.model import (
-    Network,
-    parse_dns_server as parse_upstream,  # noqa: F401  (the stored format has one home)
-)
+from netcore.model import parse_dns_server as parse_upstream  # noqa: F401  (the stored format has one home)
 
 HOST_NAME = "host.netcore.internal"  # the gateway of the asking container's network (issue 16)
 # what Docker Desktop and Podman call the host in /etc/hosts (host.docker.internal, host.containers.internal)
@@ -155,7 +153,7 @@ class Scope:
 
     __slots__ = ("names", "networks", "dns", "qualified", "by_listener")
 
-    def __init__(self, names: Names, networks: tuple[Network, ...], dns: tuple[Upstream, ...] = (),
+    def __init__(self, names: Names, networks: tuple[ServedNetwork, ...], dns: tuple[Upstream, ...] = (),
                  qualified: dict[bytes, Names] | None = None, by_listener: dict[str, Scope] | None = None):
         self.names = names
         self.networks = networks  # DNS-enabled, in the order of the container's interfaces
@@ -208,7 +206,7 @@ class PreferringScope(Scope):
 
     __slots__ = ("everywhere",)
 
-    def __init__(self, names: Names, everywhere: Names, networks: tuple[Network, ...],
+    def __init__(self, names: Names, everywhere: Names, networks: tuple[ServedNetwork, ...],
                  dns: tuple[Upstream, ...] = (), qualified: dict[bytes, Names] | None = None):
         super().__init__(names, networks, dns, qualified)
         self.everywhere = everywhere
@@ -231,7 +229,7 @@ class HostScope(Scope):
 
     __slots__ = ("own_names", "shared")
 
-    def __init__(self, own_names: tuple[Names, ...], networks: tuple[Network, ...], qualified: dict[bytes, Names],
+    def __init__(self, own_names: tuple[Names, ...], networks: tuple[ServedNetwork, ...], qualified: dict[bytes, Names],
                  shared: tuple[bytes, ...] = ()):
         super().__init__({}, networks, (), qualified)
         self.own_names = own_names  # each served network's own names

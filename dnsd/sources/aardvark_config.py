@@ -1,4 +1,4 @@
-"""Pure: aardvark-dns's config directory, as netavark writes it, turned into the records dnsd's builder takes.
+"""Pure: aardvark-dns's config directory, as netavark writes it, turned into the records dnsd serves.
 
 The format is aardvark-dns's (its ``config.md`` and ``src/config/mod.rs``;
 netavark's ``src/dns/aardvark.rs`` writes it). One file per network, named
@@ -21,14 +21,18 @@ write) when a container leaves: a last line without its newline is one being
 written, and is skipped too (``dnsd.aardvark`` keeps serving a network whose
 file it caught empty or half-written as it was).
 
-The records: a ``netcore.model.Network`` per file (internal ones marked, the
-gateways as its gateway addresses, its upstreams as its ``dns``), and per
-container ID a ``Container`` (the first name, the container's upstreams) with
-an ``Endpoint`` per address pair on each network whose aliases are its other
-names, as netavark wrote them. ``NAME.dns.podman`` (aardvark-dns's
-``--filter-search-domain``, which Podman puts in containers' resolv.conf as
-their search domain) is answered as ``NAME`` by the rules of
-``dnsd.core.dialect.podman``, not by names of its own.
+The records (``dnsd.core.records``) hold what the files say and nothing
+else: a ``NetworkRecord`` per file (internal ones marked, the first gateway of
+each family as the address dnsd listens on, its upstreams as its ``dns``; no
+subnet, which the file does not name: dnsd serves such a network by its
+containers' addresses, ``dnsd.core.builder.served_range``), and per container
+ID a ``ContainerRecord`` (the first name, the container's upstreams; no
+hostname and no namespace, which the file does not name either) with an
+``EndpointRecord`` per address pair on each network whose aliases are its
+other names, as netavark wrote them, in the order of the files (no interface
+name). ``NAME.dns.podman`` (aardvark-dns's ``--filter-search-domain``, which
+Podman puts in containers' resolv.conf as their search domain) is answered as
+``NAME`` by the rules of ``dnsd.core.dialect.podman``, not by names of its own.
 """
 
 from __future__ import annotations
@@ -37,14 +41,11 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from netcore.model import Container, Endpoint, Network
+from dnsd.core.records import ContainerRecord, EndpointRecord, NetworkRecord
 
 PID_FILE = "aardvark.pid"  # aardvark-dns's pid file in the config directory, which netavark reads
 INTERNAL_SUFFIX = "%int"  # netavark 2.x: the config file of an internal network is NAME%int
 DEFAULT_SEARCH_DOMAIN = ".dns.podman"  # aardvark-dns's default --filter-search-domain
-MIN_PREFIX = {4: 24, 6: 64}  # a served subnet is at least this wide: netavark's default subnet sizes
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -157,74 +158,52 @@ def parse_config_dir(files: dict[str, str]) -> tuple[list[NetworkConfig], list[C
     return networks, problems
 
 
-def to_records(networks: list[NetworkConfig]) -> tuple[list[Network], list[tuple[Container, list[Endpoint]]]]:
+def to_records(networks: list[NetworkConfig]) -> tuple[list[NetworkRecord],
+                                                       list[tuple[ContainerRecord, list[EndpointRecord]]]]:
     """The networks and containers (each with its endpoints) that ``dnsd.core.builder`` makes a snapshot of.
 
     A container's first name is its name, the rest of the names on each
     network are that network's aliases. A container on several networks gets the
     upstreams of the first line that names any (aardvark-dns keys them by
-    address, so it is one list in practice). Network and endpoint IDs are
-    derived from names (sha256), stable across reloads.
+    address, so it is one list in practice). Its endpoints come network by
+    network in the files' order, a second address pair of each after every
+    first one (a container on several networks asks their upstreams in that
+    order). Network IDs are derived from names (sha256), stable across reloads.
     """
-    records: list[Network] = []
-    containers: dict[str, tuple[ContainerEntry, list[tuple[Network, int, ContainerEntry]]]] = {}
+    records: list[NetworkRecord] = []
+    containers: dict[str, tuple[ContainerEntry, list[tuple[NetworkRecord, ContainerEntry]]]] = {}
     for config in networks:
         network = _network(config)
         records.append(network)
         for entry in config.containers:
             first, places = containers.setdefault(entry.id, (entry, []))
-            places.append((network, len(places), entry))
+            places.append((network, entry))
             if entry.upstreams and not first.upstreams:
                 containers[entry.id] = (entry, places)
     attached = []
     for container_id, (first, places) in containers.items():
-        container = Container(id=container_id, name=places[0][2].names[0], hostname="", netns="",
-                              dns=first.upstreams)
+        container = ContainerRecord(id=container_id, name=places[0][1].names[0], dns=first.upstreams)
         endpoints = []
-        for network, index, entry in places:
-            aliases = tuple(name for name in entry.names if name.lower() != container.name.lower())
-            pairs = max(len(entry.ipv4), len(entry.ipv6))
-            for pair in range(pairs):
-                ipv4 = entry.ipv4[pair] if pair < len(entry.ipv4) else None
-                ipv6 = entry.ipv6[pair] if pair < len(entry.ipv6) else None
-                endpoints.append(Endpoint(id=_digest(f"{container_id}/{network.name}/{pair}"),
-                                          container_id=container_id, network_id=network.id,
-                                          ifname=f"eth{index}" if pair == 0 else f"eth{index}:{pair}",
-                                          host_ifname="", mac="", ipv4=ipv4, ipv6=ipv6, aliases=aliases))
+        for pair in range(max(max(len(entry.ipv4), len(entry.ipv6)) for _, entry in places)):
+            for network, entry in places:
+                if pair < max(len(entry.ipv4), len(entry.ipv6)):
+                    aliases = tuple(name for name in entry.names if name.lower() != container.name.lower())
+                    endpoints.append(EndpointRecord(network_id=network.id,
+                                                    ipv4=entry.ipv4[pair] if pair < len(entry.ipv4) else None,
+                                                    ipv6=entry.ipv6[pair] if pair < len(entry.ipv6) else None,
+                                                    aliases=aliases))
         attached.append((container, endpoints))
     return records, attached
 
 
-def _network(config: NetworkConfig) -> Network:
-    """A Network of a config: the first gateway of each family, and served subnets that cover its containers."""
-    by_version: dict[int, list[Address]] = {4: [], 6: []}
+def _network(config: NetworkConfig) -> NetworkRecord:
+    """The record of a network's file: dnsd listens on the first gateway of each family (IPv4's first)."""
+    first: dict[int, str] = {}
     for gateway in config.gateways:
-        address = ipaddress.ip_address(gateway)
-        by_version[address.version].append(address)
-    members = [ipaddress.ip_address(address) for entry in config.containers
-               for address in (*entry.ipv4, *entry.ipv6)]
-    subnets = {version: _covering_subnet(gateways[0], members) if gateways else None
-               for version, gateways in by_version.items()}
-    return Network(id=_digest(config.name), name=config.name, bridge="",
-                   subnet=subnets[4] or "", gateway=str(by_version[4][0]) if by_version[4] else "",
-                   subnet6=subnets[6], gateway6=str(by_version[6][0]) if by_version[6] else None,
-                   internal=config.internal, dns=config.upstreams)
-
-
-def _covering_subnet(gateway: Address, members: list[Address]) -> str:
-    """The narrowest subnet around ``gateway``, at least ``MIN_PREFIX`` wide, that holds its family's members.
-
-    The config names no subnet: this is the range whose sources that are no
-    container dnsd still serves (the host side, a container whose line is on
-    its way) and whose reverse names it answers itself.
-    """
-    prefix = MIN_PREFIX[gateway.version]
-    subnet = ipaddress.ip_network(f"{gateway}/{prefix}", strict=False)
-    for member in members:
-        while member.version == gateway.version and member not in subnet:
-            prefix -= 1
-            subnet = ipaddress.ip_network(f"{gateway}/{prefix}", strict=False)
-    return str(subnet)
+        first.setdefault(ipaddress.ip_address(gateway).version, gateway)
+    return NetworkRecord(id=_digest(config.name), name=config.name,
+                         dns_addresses=tuple(first[version] for version in (4, 6) if version in first),
+                         internal=config.internal, dns=config.upstreams)
 
 
 def _addresses(text: str, what: str, version: int | None = None) -> tuple[str, ...]:

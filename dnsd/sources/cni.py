@@ -1,20 +1,22 @@
-"""dnsd over the CNI plugin's registrations: a ``dnsd.reload.RecordSource`` (issue 29).
+"""dnsd over the CNI plugin's registrations: a ``dnsd.core.records.RecordSource`` (issue 29).
 
 ``dnsd --cni --state-dir DIR`` serves what ``netcore-dns`` (``dnsd.cni.plugin``)
 registered in ``DIR`` (``dnsd.sources.cni_store``): one dnsd for every CNI network of
 the host, on each network's gateway addresses. ``to_records`` (pure) turns the
-attachments into the records ``dnsd.core.builder`` takes, as ``dnsd.sources.aardvark_config``
-does for Podman's netavark files:
+attachments into the records dnsd serves (``dnsd.core.records``), as
+``dnsd.sources.aardvark_config`` does for Podman's netavark files, holding what
+the registrations say and nothing made up:
 
-* a ``Network`` per CNI network name, its gateway and subnet per family those
-  the chain's IPAM reported for it (its first attachment's), no upstreams of
-  its own (dnsd's ``--upstream``, else the host's resolv.conf);
-* a ``Container`` per ``CNI_CONTAINERID`` (its name and hostname from the last
-  ADD that gave any), with an ``Endpoint`` per attachment and address pair, whose
-  ``ifname`` is ``CNI_IFNAME`` (so the builder orders a container's networks as
-  its interfaces) and whose aliases are the ``aliases`` capability's, each name
-  also spelled ``NAME.DOMAIN`` when the network's plugin configuration names a
-  ``domainName`` (dnsname's key).
+* a ``NetworkRecord`` per CNI network name, listened on at its gateway and
+  served over its subnet, per family, those the chain's IPAM reported for it
+  (its first attachment's), no upstreams of its own (dnsd's ``--upstream``,
+  else the host's resolv.conf);
+* a ``ContainerRecord`` per ``CNI_CONTAINERID`` (its name and hostname from the
+  last ADD that gave any), with an ``EndpointRecord`` per attachment and
+  address pair, whose ``ifname`` is ``CNI_IFNAME`` (so the builder orders a
+  container's networks as its interfaces) and whose aliases are the
+  ``aliases`` capability's, each name also spelled ``NAME.DOMAIN`` when the
+  network's plugin configuration names a ``domainName`` (dnsname's key).
 
 So CNI containers get netcore's answers: names, aliases (several holders
 rotate), the 12-character ID, the hostname, ``NAME.NETWORK``, PTR, each client
@@ -28,8 +30,8 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
 
+from dnsd.core.records import Attached, ContainerRecord, EndpointRecord, NetworkRecord
 from dnsd.sources.cni_store import Attachment, Registrations
-from netcore.model import Attached, Container, Endpoint, Network
 
 
 def network_id(name: str) -> str:
@@ -37,13 +39,8 @@ def network_id(name: str) -> str:
     return hashlib.sha256(f"cni-network/{name}".encode()).hexdigest()
 
 
-def _endpoint_id(attachment: Attachment, pair: int) -> str:
-    key = f"{attachment.container_id}/{attachment.network}/{attachment.ifname}/{pair}"
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def network_of(name: str, attachment: Attachment) -> Network:
-    """The Network of a CNI network, with the gateways and subnets ``attachment`` was given (one per family)."""
+def network_of(name: str, attachment: Attachment) -> NetworkRecord:
+    """The record of a CNI network, with the gateways and subnets ``attachment`` was given (one per family)."""
     def first(values: Iterable[str], version: int) -> str | None:
         return next((value for value in values if (":" in value) == (version == 6)), None)
 
@@ -51,9 +48,9 @@ def network_of(name: str, attachment: Attachment) -> Network:
         address = first(attachment.subnets, version)  # the container's address with its prefix length
         return str(ipaddress.ip_interface(address).network) if address else None
 
-    return Network(id=network_id(name), name=name, bridge="", subnet=subnet(4) or "",
-                   gateway=first(attachment.gateways, 4) or "", subnet6=subnet(6),
-                   gateway6=first(attachment.gateways, 6))
+    gateways = (first(attachment.gateways, 4), first(attachment.gateways, 6))
+    return NetworkRecord(id=network_id(name), name=name, dns_addresses=tuple(g for g in gateways if g),
+                         subnet=subnet(4), subnet6=subnet(6))
 
 
 def _spellings(names: Iterable[str], domain: str) -> list[str]:
@@ -71,7 +68,7 @@ def container_records(attachments: Iterable[Attachment]) -> list[Attached]:
     for container_id, own in by_container.items():
         name = next((a.name for a in reversed(own) if a.name), "")
         hostname = next((a.hostname for a in reversed(own) if a.hostname), "")
-        container = Container(id=container_id, name=name, hostname=hostname, netns="")
+        container = ContainerRecord(id=container_id, name=name, hostname=hostname)
         endpoints = []
         for attachment in own:
             extra = _spellings([name, *attachment.aliases, hostname], attachment.domain)
@@ -79,11 +76,8 @@ def container_records(attachments: Iterable[Attachment]) -> list[Attached]:
                                           if alias.lower() not in (name.lower(), hostname.lower())))
             pairs = max(len(attachment.ipv4), len(attachment.ipv6))
             for pair in range(pairs):
-                endpoints.append(Endpoint(
-                    id=_endpoint_id(attachment, pair), container_id=container_id,
-                    network_id=network_id(attachment.network),
-                    ifname=attachment.ifname if pair == 0 else f"{attachment.ifname}:{pair}",
-                    host_ifname="", mac="",
+                endpoints.append(EndpointRecord(
+                    network_id=network_id(attachment.network), ifname=attachment.ifname,
                     ipv4=attachment.ipv4[pair] if pair < len(attachment.ipv4) else None,
                     ipv6=attachment.ipv6[pair] if pair < len(attachment.ipv6) else None,
                     aliases=aliases))
@@ -91,9 +85,9 @@ def container_records(attachments: Iterable[Attachment]) -> list[Attached]:
     return attached
 
 
-def to_records(attachments: list[Attachment]) -> tuple[list[Network], list[Attached]]:
+def to_records(attachments: list[Attachment]) -> tuple[list[NetworkRecord], list[Attached]]:
     """The networks and containers (each with its endpoints) that ``dnsd.core.builder`` makes a snapshot of."""
-    networks: dict[str, Network] = {}
+    networks: dict[str, NetworkRecord] = {}
     for attachment in attachments:
         if attachment.network not in networks and attachment.gateways:
             networks[attachment.network] = network_of(attachment.network, attachment)
@@ -101,7 +95,7 @@ def to_records(attachments: list[Attachment]) -> tuple[list[Network], list[Attac
 
 
 class CniRecords:
-    """A ``dnsd.reload.RecordSource`` over the registrations of a CNI state dir (read only).
+    """A ``dnsd.core.records.RecordSource`` over the registrations of a CNI state dir (read only).
 
     Raises ``dnsd.sources.cni_store.StoreError`` when the file cannot be read (the server logs it and retries).
     """
@@ -115,7 +109,7 @@ class CniRecords:
         return self._store.generation()
 
     @contextlib.contextmanager
-    def dns_records(self) -> Iterator[tuple[list[Network], Iterator[Attached]]]:
+    def dns_records(self) -> Iterator[tuple[list[NetworkRecord], Iterator[Attached]]]:
         """In one read: every CNI network with a registration, and every registered container with its endpoints."""
         with self._store.read():
             networks, attached = to_records(self._store.attachments())

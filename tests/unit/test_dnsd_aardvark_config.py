@@ -6,11 +6,11 @@ from __future__ import annotations
 import dnslib
 import pytest
 
-from dnsd.aardvark import AardvarkRecords
 from dnsd.core.answer import Answerer, Forward
 from dnsd.core.builder import SnapshotBuilder
 from dnsd.core.dialect import podman
 from dnsd.core.snapshot import Upstream
+from dnsd.sources.aardvark import AardvarkRecords
 from dnsd.sources.aardvark_config import (
     ConfigProblem,
     parse_config_dir,

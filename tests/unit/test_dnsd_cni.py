@@ -253,9 +253,9 @@ def test_records_names_aliases_domain_and_two_networks():
                    subnets=("10.89.0.3/24",)),
     ]
     networks, attached = to_records(attachments)
-    assert [(n.name, n.subnet, n.gateway, n.id) for n in networks] == [
-        ("net1", "10.88.0.0/24", "10.88.0.1", network_id("net1")), ("net2", "10.89.0.0/24", "10.89.0.1",
-                                                                     network_id("net2"))]
+    assert [(n.name, n.subnet, n.dns_addresses, n.id) for n in networks] == [
+        ("net1", "10.88.0.0/24", ("10.88.0.1",), network_id("net1")), ("net2", "10.89.0.0/24", ("10.89.0.1",),
+                                                                        network_id("net2"))]
     snapshot = SnapshotBuilder().build(networks, attached)
     assert answer(snapshot, "web") == ["10.88.0.2"]  # a client that is no container: the listener's network
     assert answer(snapshot, "web.dns.podman") == answer(snapshot, "h1.dns.podman") == ["10.88.0.2"]
