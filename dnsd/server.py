@@ -52,7 +52,7 @@ log = logging.getLogger("dnsd")
 class DnsServer:
     """Serves the records of ``records``, following its generation (see the module's docstring).
 
-    Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.__main__.make_server``).
+    Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.app.make_server``).
     ``stats`` is shared with the resolver: every part counts there (see ``dnsd.core.stats``).
     """
 

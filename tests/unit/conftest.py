@@ -21,7 +21,7 @@ def _hex_id(kind: str, name: str) -> str:
 class DnsWorld:
     """Networks, containers and endpoints as netcore's store would hold them, with its generation and change feed.
 
-    A ``dnsd.reload.RecordSource``: every method that changes the world is one
+    A ``dnsd.core.records.RecordSource``: every method that changes the world is one
     generation, and the feed records which container it touched (None: a network).
     """
 
