@@ -18,10 +18,10 @@ side):
   only the listeners that changed; with no network left it removes the pid
   file and exits 0. SIGTERM and SIGINT stop it too.
 
-The records come from ``dnsd.sources.aardvark`` (``AardvarkRecords``, read by
-``dnsd.sources.aardvark_config``, pure); the serving is dnsd's own, assembled
-by ``dnsd.app``,
-answering by aardvark-dns's rules where they differ from Docker's
+The records come from ``dnsd.sources.aardvark`` (``AardvarkRecords``, parsed
+by ``dnsd.sources.aardvark_config``, pure); the serving is dnsd's own, put
+together by ``dnsd.app.make_server``, answering by aardvark-dns's rules where
+they differ from Docker's
 (``dnsd.core.dialect.podman``: a client on several networks, reverse names, the
 search domain, no reply when no upstream answered). Names not held go to the
 container's upstreams, else its networks', else the nameservers of
@@ -46,11 +46,7 @@ from collections.abc import Callable
 
 import dnsd
 from dnsd import app
-from dnsd.core.config import (  # dnsd's own port argument: one rule, one error wording
-    DnsdError,
-    ServerConfig,
-    port_number,
-)
+from dnsd.core.config import DnsdError, ServerConfig, port_number  # dnsd's own port argument: one rule
 from dnsd.core.dialect import podman
 from dnsd.core.snapshot import Upstream
 from dnsd.sources.aardvark import AardvarkRecords
