@@ -18,10 +18,10 @@ import contextlib
 import os
 
 from dnsd.core.config import ServerConfig
+from dnsd.core.records import RecordSource
 from dnsd.core.snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
 from dnsd.core.stats import Stats
 from dnsd.ops.querylog import QueryLog
-from dnsd.reload import RecordSource
 from dnsd.server import DnsServer
 from dnsd.upstream.cache import AnswerCache, CachingResolver
 from dnsd.upstream.forward import Forwarder

@@ -23,6 +23,7 @@ from time import perf_counter
 
 from dnsd.core.answer import Answerer, Forward
 from dnsd.core.config import DnsdError, ServerConfig
+from dnsd.core.records import RecordSource
 from dnsd.core.snapshot import Snapshot, host_names, upstreams_changed
 from dnsd.core.stats import Stats
 from dnsd.core.wire import TCP_MESSAGE_MAX
@@ -42,7 +43,7 @@ from dnsd.ops.metrics import (
     question_type,
 )
 from dnsd.ops.querylog import QueryLog
-from dnsd.reload import RecordSource, Reloader
+from dnsd.reload import Reloader
 from dnsd.upstream.cache import AnswerCache
 from dnsd.upstream.forward import Resolver
 
