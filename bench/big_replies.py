@@ -4,8 +4,8 @@ then 63 kB over TCP. Prints one line: names asked, cache entries, RSS before and
     python3 bench/big_replies.py [--names N]      (from the root of the checkout to measure)
 
 The forwarder and the cache are dnsd's own (a Forwarder behind a CachingResolver with the default cache, as
-dnsd.__main__.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
-nothing leaves loopback and no root is needed. Uses only what every version of dnsd.cache has, so the same
+dnsd.app.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
+nothing leaves loopback and no root is needed. Uses only what every version of dnsd's cache has, so the same
 script measures a checkout before and after a change (run it from each checkout's root).
 """
 
@@ -20,10 +20,16 @@ import sys
 
 sys.path.insert(0, os.getcwd())  # the checkout to measure: the one this is run from
 
-from dnsd.answer import Forward
-from dnsd.cache import AnswerCache, CachingResolver
-from dnsd.forward import Forwarder
-from dnsd.snapshot import Upstream
+try:  # dnsd by layer (issue 25)
+    from dnsd.core.answer import Forward
+    from dnsd.core.snapshot import Upstream
+    from dnsd.upstream.cache import AnswerCache, CachingResolver
+    from dnsd.upstream.forward import Forwarder
+except ImportError:  # a checkout from before: its flat modules
+    from dnsd.answer import Forward
+    from dnsd.cache import AnswerCache, CachingResolver
+    from dnsd.forward import Forwarder
+    from dnsd.snapshot import Upstream
 
 UPSTREAM = "127.0.0.153"
 RECORDS = 3900  # 16-byte A records: a 62.4 kB reply

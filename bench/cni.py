@@ -21,7 +21,7 @@ machine is shared: the load average and how busy the CPUs were are printed.
 Also measured: what one call costs at least (answering VERSION): the C
 executable handing it to dnsd, the Python script by how its interpreter is
 started (``-IS``, as installed; ``-I``; no flags), and dnsname; and the import
-time of ``dnsd.cni_plugin`` (``python -X importtime``).
+time of ``dnsd.cni.plugin`` (``python -X importtime``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def start_times(executable: str, runs: int) -> dict[str, tuple[float, float]]:
     """(median, min) ms of answering VERSION: ``executable`` (the C one, dnsd running: it takes the call),
     the Python script ``dnsd cni-install --python-only`` writes started as installed (-IS), with -I and
     plainly, and dnsname."""
-    from dnsd.cni_install import script_text
+    from dnsd.cni.install import script_text
 
     def sample(argv: list[str]) -> tuple[float, float]:
         samples = []
@@ -107,9 +107,9 @@ def start_times(executable: str, runs: int) -> dict[str, tuple[float, float]]:
 
 
 def import_time(interpreter: str) -> tuple[float, list[tuple[float, str]]]:
-    """ms to import dnsd.cni_plugin under -IS (every module's own time added up), and the costliest top-level
+    """ms to import dnsd.cni.plugin under -IS (every module's own time added up), and the costliest top-level
     imports (cumulative ms, name)."""
-    code = f"import sys; sys.path.insert(0, {REPO!r}); import dnsd.cni_plugin"
+    code = f"import sys; sys.path.insert(0, {REPO!r}); import dnsd.cni.plugin"
     err = subprocess.run([interpreter, "-IS", "-X", "importtime", "-c", code], capture_output=True,
                          text=True, check=True).stderr
     total_us, top = 0, []
@@ -245,7 +245,7 @@ def main() -> int:
     for label, (median, minimum) in starts.items():
         print(f"| {label} | {median:.1f} | {minimum:.1f} |")
     print()
-    print(f"import of dnsd.cni_plugin under -IS: {imports_ms:.1f} ms in all; costliest: "
+    print(f"import of dnsd.cni.plugin under -IS: {imports_ms:.1f} ms in all; costliest: "
           + ", ".join(f"{name} {cumulative:.1f}" for cumulative, name in top_imports))
     print(json.dumps({"raw": {"chain_add_ms": {k: [round(v * 1000, 1) for v in vs] for k, vs in chain_add.items()},
                               "dnsperf": runs}}), file=sys.stderr)

@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dnslib
 
-from dnsd.answer import Answerer
-from dnsd.builder import SnapshotBuilder, build_snapshot
-from dnsd.snapshot import Snapshot
+from dnsd.core.answer import Answerer
+from dnsd.core.builder import SnapshotBuilder, build_snapshot
+from dnsd.core.snapshot import Snapshot
 from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 from netcore.store import Store
 

@@ -1,4 +1,4 @@
-"""A ``dnsd.reload.RecordSource``: netcore's store, and the containers of the cluster's other hosts (issue 27).
+"""A ``dnsd.core.records.RecordSource``: netcore's store, and the containers of the cluster's other hosts (issue 27).
 
 On a host that joined a cluster, netcored's cluster member writes every other host's containers on overlay
 networks into ``STATE_DIR/cluster-names.json`` (netcore.dnsd_protocol.cluster_names) once their data plane

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from netcore.system.arguments import OneLineParser
+
 DEFAULT_STATE_DIR = "/var/lib/netcore"
 GLOBAL_OPTIONS = ("state_dir", "netns")  # what says which agent a command goes to, not part of its request
 SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command", "cluster_command")
@@ -44,19 +46,11 @@ def _port_filter(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit 2, as dnsd's are (``run`` with a
-    ``-- CMD``: 125, Docker's status for its own failures in ``docker run``), and that never takes an
-    abbreviation of a long option for the option (``--nam`` is not ``--name``)."""
+class _OneLineParser(OneLineParser):
+    """The project's one-line usage errors (netcore.system.arguments), with ``(see PROG --help)`` after them;
+    exit 2 (``run`` with a ``-- CMD``: 125, Docker's status for its own failures in ``docker run``)."""
 
-    usage_status = 2
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(self.usage_status, f"{self.prog}: {message} (see {self.prog} --help)\n")
+    help_hint = True
 
 
 def _non_negative(text: str) -> int:

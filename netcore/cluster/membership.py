@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from netcore.cluster.store import format_store_url, parse_store_url
 from netcore.errors import NetcoreError
 from netcore.model import NAME_MAX, NAME_RE
+from netcore.system.files import write_atomically
 
 FILE_NAME = "cluster.json"
 DEFAULT_LEASE_TTL = 15  # seconds (issue 27, item 6)
@@ -82,18 +83,10 @@ def read(state_dir: str) -> Membership | None:
 
 
 def write(state_dir: str, membership: Membership) -> None:
-    """Write the membership whole (a temporary file renamed over it), mode 0600."""
-    target = path(state_dir)
-    old_umask = os.umask(0o177)
-    try:
-        with open(f"{target}.tmp", "w") as f:
-            json.dump(asdict(membership), f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f"{target}.tmp", target)
-    finally:
-        os.umask(old_umask)
+    """Write the membership whole (a temporary file renamed over it), mode 0600, synced: the host's word that
+    it joined a cluster must survive a power cut."""
+    write_atomically(path(state_dir), json.dumps(asdict(membership), indent=2, sort_keys=True) + "\n", 0o600,
+                     durable=True)
 
 
 def remove(state_dir: str) -> None:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable
 
 from netcore.model import Attached, Container, Endpoint
+from netcore.system.files import write_atomically
 
 FILE_NAME = "cluster-names.json"
 FORMAT = 1
@@ -50,16 +51,8 @@ def encode(generation: int, containers: Iterable[tuple[Container, list[Endpoint]
 
 
 def write(state_dir: str, generation: int, containers: Iterable[tuple[Container, list[Endpoint], str]]) -> None:
-    """Replace the file whole (mode 0600)."""
-    target = path(state_dir)
-    data = encode(generation, containers)
-    old_umask = os.umask(0o177)
-    try:
-        with open(f"{target}.tmp", "wb") as f:
-            f.write(data)
-        os.replace(f"{target}.tmp", target)
-    finally:
-        os.umask(old_umask)
+    """Replace the file whole (mode 0600; not synced: netcored writes it anew from its watch)."""
+    write_atomically(path(state_dir), encode(generation, containers), 0o600)
 
 
 def remove(state_dir: str) -> None:

@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netcore.errors import NetcoreError
 from netcore.system import linux
+from netcore.system.processes import namespace_identity
 
 NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
@@ -161,13 +162,13 @@ class Gateway:
     def __init__(self, namespace: str | None):
         self.namespace = namespace  # None: the host's own namespace
         self._socket: IPRoute | None = None  # opened once and kept: each open costs ~10 ms
-        self._socket_namespace: int | None = None  # the inode of the namespace it was opened in
+        self._socket_namespace: tuple[int, int] | None = None  # the identity of the namespace it was opened in
 
     @contextmanager
     def _rtnl(self, action: str) -> Iterator[IPRoute]:
         try:
             if self._socket is None:
-                self._socket_namespace = self._namespace_inode()
+                self._socket_namespace = self._namespace_identity()
                 self._socket = _open_rtnl(self.namespace)
             yield self._socket
         except NetcoreError:
@@ -184,20 +185,14 @@ class Gateway:
         """Let the kept socket go if the gateway namespace is no longer the one it was opened in (deleted, or
         deleted and made anew under the same name): the next call opens one in the live namespace. Whether it
         was let go."""
-        if self._socket is not None and self._namespace_inode() != self._socket_namespace:
+        if self._socket is not None and self._namespace_identity() != self._socket_namespace:
             self.close()
             return True
         return False
 
-    def _namespace_inode(self) -> int | None:
-        """The identity of the gateway namespace now: the inode of its /run/netns file (None: the host's, or
-        none by that name)."""
-        if self.namespace is None:
-            return None
-        try:
-            return os.stat(os.path.join(NETNS_DIR, self.namespace)).st_ino
-        except OSError:
-            return None
+    def _namespace_identity(self) -> tuple[int, int] | None:
+        """The identity of the gateway namespace now (None: the host's, or none by that name)."""
+        return None if self.namespace is None else namespace_identity(os.path.join(NETNS_DIR, self.namespace))
 
     def ensure(self) -> bool:
         """Create the gateway namespace if it is missing; True if it had to be created."""
@@ -413,16 +408,6 @@ def _delete_link_named(ipr: IPRoute, name: str) -> None:
         except NetlinkError as err:
             if err.code != errno.ENODEV:
                 raise
-
-
-def namespace_identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of the network namespace at ``path`` (/run/netns/NAME or /proc/PID/ns/net):
-    equal for two paths exactly when they are the same namespace; None if it cannot be read."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def container_links(container_ns: str) -> list[str]:

@@ -75,7 +75,7 @@ def test_names_are_answered_the_moment_run_returns_and_gone_when_rm_returns(app)
 
 def test_a_name_glibc_asks_again_and_again_follows_its_container(app):
     """glibc asks plain queries without EDNS, which a quiet listener replays in C once answered
-    (dnsd/_replay.c): the replayed answer follows the container to a new address and goes with it."""
+    (dnsd/io/_replay.c): the replayed answer follows the container to a new address and goes with it."""
     for _ in range(3):
         assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
     app.nc("rm", "web")

@@ -2,7 +2,7 @@
 
 Every check runs twice: with dnsd's helper directory first in containers.conf
 (netavark starts dnsd), and with Debian's /usr/lib/podman/aardvark-dns, the
-reference. dnsd answers as aardvark-dns does (``dnsd.dialect.podman``); where it
+reference. dnsd answers as aardvark-dns does (``dnsd.core.dialect.podman``); where it
 keeps a difference (a later aardvark-dns release, a reported bug: the docs list
 them) the test says which answer each gives. One box per server, and one set of
 networks and containers, are shared by the module (podman_box.py); tests that

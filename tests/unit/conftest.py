@@ -21,7 +21,7 @@ def _hex_id(kind: str, name: str) -> str:
 class DnsWorld:
     """Networks, containers and endpoints as netcore's store would hold them, with its generation and change feed.
 
-    A ``dnsd.reload.RecordSource``: every method that changes the world is one
+    A ``dnsd.core.records.RecordSource``: every method that changes the world is one
     generation, and the feed records which container it touched (None: a network).
     """
 
@@ -200,7 +200,7 @@ def no_host_nameservers(tmp_path_factory):
     """Every dnsd these tests start reads its host nameservers from an empty file, never the machine's
     /etc/resolv.conf: no unit test sends a query to the machine's own upstream DNS (a test that needs an
     upstream names one of its own on loopback)."""
-    from dnsd.__main__ import RESOLV_CONF_ENV
+    from dnsd.app import RESOLV_CONF_ENV
 
     empty = tmp_path_factory.mktemp("resolv") / "resolv.conf"
     empty.write_text("# no nameserver: the unit tests' dnsd forwards nowhere unless a test says where\n")

@@ -21,12 +21,12 @@ import threading
 import dnslib
 import pytest
 
-import dnsd.__main__
+import dnsd.app
 from dnsd import aardvark
-from dnsd.__main__ import RESOLV_CONF_ENV
-from dnsd.config import ServerConfig
-from dnsd.dialect import podman
-from dnsd.snapshot import Upstream
+from dnsd.app import RESOLV_CONF_ENV
+from dnsd.core.config import ServerConfig
+from dnsd.core.dialect import podman
+from dnsd.core.snapshot import Upstream
 from test_dnsd_aardvark_run import Server, helper, port  # noqa: F401 - the helper and a port are fixtures
 
 ONE, TWO, ABTWO, CONE = "1" * 64, "2" * 64, "3" * 64, "4" * 64
@@ -138,8 +138,8 @@ async def test_a_sighup_reads_the_hosts_nameservers_again(tmp_path, free_port, m
     cc25b2f): a container started after the host's resolver changed is forwarded to the new one. In process,
     the nameservers read from a list, the SIGHUP sent to this process."""
     (tmp_path / "net").write_text(f"127.0.0.1\n{ONE} 127.0.0.2  web\n")
-    made, real = [], dnsd.__main__.make_server
-    monkeypatch.setattr(dnsd.__main__, "make_server", lambda config, records: made.append(real(config, records))
+    made, real = [], dnsd.app.make_server
+    monkeypatch.setattr(dnsd.app, "make_server", lambda config, records: made.append(real(config, records))
                         or made[-1])
     read = iter([(("192.0.2.9", 53),)])
     config = ServerConfig(port=free_port, upstreams=(Upstream("192.0.2.1", 53),), dialect=podman())

@@ -1,17 +1,23 @@
 """The aardvark-dns config directory (as netavark 1.4 and 2.x write it) → records → dnsd's answers by aardvark-dns's
-rules (``dnsd.dialect.podman``), without root."""
+rules (``dnsd.core.dialect.podman``), without root."""
 
 from __future__ import annotations
 
 import dnslib
 import pytest
 
-from dnsd.aardvark import AardvarkRecords
-from dnsd.aardvark_config import ConfigProblem, parse_config_dir, parse_container_line, parse_network_file, to_records
-from dnsd.answer import Answerer, Forward
-from dnsd.builder import SnapshotBuilder
-from dnsd.dialect import podman
-from dnsd.snapshot import Upstream
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.builder import SnapshotBuilder
+from dnsd.core.dialect import podman
+from dnsd.core.snapshot import Upstream
+from dnsd.sources.aardvark import AardvarkRecords
+from dnsd.sources.aardvark_config import (
+    ConfigProblem,
+    parse_config_dir,
+    parse_container_line,
+    parse_network_file,
+    to_records,
+)
 
 ID1 = "f35256b5e2f72ec8cb7d974d4f8841686fc8921fdfbc867285b50164e313f715"
 ID2 = "e5df0cdbe0136a30cc3e848d495d2cc6dada25b7dedc776b4584ce2cbba6f06f"

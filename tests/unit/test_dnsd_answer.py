@@ -10,10 +10,10 @@ import dnslib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnsd.answer import Answerer, Forward
-from dnsd.builder import SnapshotBuilder, build_snapshot
-from dnsd.snapshot import Upstream
-from dnsd.wire import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.builder import SnapshotBuilder, build_snapshot
+from dnsd.core.snapshot import Upstream
+from dnsd.core.wire import BADVERS, FORMERR, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
 
@@ -244,7 +244,7 @@ def test_remembered_replies_stay_within_their_scope(lan, dns):
 
 
 def test_the_memo_is_bounded(lan, dns, monkeypatch):
-    monkeypatch.setattr("dnsd.answer.REPLY_MEMO_SIZE", 3)
+    monkeypatch.setattr("dnsd.core.answer.REPLY_MEMO_SIZE", 3)
     answerer = answerer_for(lan)
     names = ["a1", "a2", "a3", "six", "ab", "a1host"]
     for _ in range(3):
@@ -253,7 +253,7 @@ def test_the_memo_is_bounded(lan, dns, monkeypatch):
             assert sum(len(replies) for replies in answerer._current[1].values()) <= 3
 
 
-# -- replay tables (what dnsd/_replay.c looks up) ----------------------------------------------------
+# -- replay tables (what dnsd/io/_replay.c looks up) ----------------------------------------------------
 
 
 def replayed(answerer: Answerer, query: bytes, client: str, listener: str) -> bytes | None:
@@ -329,8 +329,8 @@ def test_a_new_snapshot_puts_new_tables_in_the_cells(lan, dns):
 
 
 def test_a_dropped_memo_drops_the_tables_and_both_are_bounded(lan, dns, monkeypatch):
-    monkeypatch.setattr("dnsd.answer.REPLY_MEMO_SIZE", 3)
-    monkeypatch.setattr("dnsd.answer.REPLAY_CLIENTS", 2)
+    monkeypatch.setattr("dnsd.core.answer.REPLY_MEMO_SIZE", 3)
+    monkeypatch.setattr("dnsd.core.answer.REPLAY_CLIENTS", 2)
     answerer = answerer_for(lan)
     cell = answerer.replay_table(GATEWAY_A)
     for client in ("10.89.1.2", "10.89.1.3", "10.89.1.4"):

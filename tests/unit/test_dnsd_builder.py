@@ -8,10 +8,10 @@ import ipaddress
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnsd.answer import Answerer
-from dnsd.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder, build_snapshot
-from dnsd.snapshot import RecordSet, Snapshot, lookup, records_in
-from dnsd.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name
+from dnsd.core.answer import Answerer
+from dnsd.core.builder import PATCH_LIMIT_FLOOR, SnapshotBuilder, build_snapshot
+from dnsd.core.snapshot import RecordSet, Snapshot, lookup, records_in
+from dnsd.core.wire import A_IN, AAAA_IN, ANY_IN, PTR_IN, encode_name
 from netcore.model import STATE_CREATING, STATE_RUNNING
 from netcore.store import Store
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import dnslib
 import pytest
 
-from dnsd.answer import Answerer, Forward
-from dnsd.builder import build_snapshot
-from dnsd.cache import NEGATIVE_MAX, POSITIVE_MAX, POSITIVE_MIN, SERVFAIL_TTL, AnswerCache, CachingResolver, cache_ttl
-from dnsd.snapshot import Upstream
-from dnsd.wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, question_name_end, truncate_reply
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.builder import build_snapshot
+from dnsd.core.snapshot import Upstream
+from dnsd.core.wire import HEADER_SIZE, NXDOMAIN, REFUSED, SERVFAIL, question_name_end, truncate_reply
+from dnsd.upstream.cache import (
+    NEGATIVE_MAX,
+    POSITIVE_MAX,
+    POSITIVE_MIN,
+    SERVFAIL_TTL,
+    AnswerCache,
+    CachingResolver,
+    cache_ttl,
+)
 
 GROUPS = ((Upstream("192.0.2.53", 53),),)
 
@@ -218,7 +226,7 @@ def test_a_kept_answer_is_served_from_the_answerers_memo_until_it_expires(world)
 
 def test_the_cache_is_flushed_when_a_networks_or_containers_upstreams_change(new_world):
     """DnsServer.sync flushes the cache when ``upstreams_changed`` says so; a container coming or going does not."""
-    from dnsd.snapshot import upstreams_changed
+    from dnsd.core.snapshot import upstreams_changed
 
     def snapshot(network_dns=("192.0.2.53",), container_dns=(), extra=False):
         world = new_world()
@@ -322,7 +330,7 @@ async def test_an_upstream_that_answers_63_kb_over_tcp_for_every_name_leaves_mem
     import gc
     import tracemalloc
 
-    from dnsd.forward import Forwarder
+    from dnsd.upstream.forward import Forwarder
 
     def respond(asked):
         if box.queries[-1][0] == "udp":

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from dnsd.answer import Answerer
+from dnsd.core.answer import Answerer
+from dnsd.core.stats import Stats
+from dnsd.core.wire import NOERROR
 from dnsd.reload import Reloader
 from dnsd.sources.cluster import ClusterRecords
-from dnsd.stats import Stats
-from dnsd.wire import NOERROR
 from netcore.dnsd_protocol import cluster_names
 from netcore.model import Container, Endpoint
 

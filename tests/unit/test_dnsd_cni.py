@@ -13,15 +13,15 @@ import sys
 import dnslib
 import pytest
 
-from dnsd import cni_plugin
-from dnsd.answer import Answerer
-from dnsd.builder import SnapshotBuilder
-from dnsd.cni_check import addresses_in, query
-from dnsd.cni_install import MARKER, install
-from dnsd.cni_plugin import CniError, Dnsd, attachment_of, parse_cni_args, read_request, run, state_dir_of
-from dnsd.cni_records import CniRecords, network_id, to_records
-from dnsd.cni_service import format_answer, parse_call
-from dnsd.cni_store import Attachment, Registrations
+from dnsd.cni import plugin as cni_plugin
+from dnsd.cni.check import addresses_in, query
+from dnsd.cni.install import MARKER, install
+from dnsd.cni.plugin import CniError, Dnsd, attachment_of, parse_cni_args, read_request, run, state_dir_of
+from dnsd.cni.service import format_answer, parse_call
+from dnsd.core.answer import Answerer
+from dnsd.core.builder import SnapshotBuilder
+from dnsd.sources.cni import CniRecords, network_id, to_records
+from dnsd.sources.cni_store import Attachment, Registrations
 
 ID1 = "1" * 64
 ID2 = "2" * 64
@@ -253,9 +253,9 @@ def test_records_names_aliases_domain_and_two_networks():
                    subnets=("10.89.0.3/24",)),
     ]
     networks, attached = to_records(attachments)
-    assert [(n.name, n.subnet, n.gateway, n.id) for n in networks] == [
-        ("net1", "10.88.0.0/24", "10.88.0.1", network_id("net1")), ("net2", "10.89.0.0/24", "10.89.0.1",
-                                                                     network_id("net2"))]
+    assert [(n.name, n.subnet, n.dns_addresses, n.id) for n in networks] == [
+        ("net1", "10.88.0.0/24", ("10.88.0.1",), network_id("net1")), ("net2", "10.89.0.0/24", ("10.89.0.1",),
+                                                                        network_id("net2"))]
     snapshot = SnapshotBuilder().build(networks, attached)
     assert answer(snapshot, "web") == ["10.88.0.2"]  # a client that is no container: the listener's network
     assert answer(snapshot, "web.dns.podman") == answer(snapshot, "h1.dns.podman") == ["10.88.0.2"]
@@ -345,10 +345,12 @@ def test_state_dir_and_the_call_protocol():
 
 def test_plugin_imports_only_what_it_needs(tmp_path):
     """ADD's and DEL's path loads neither pyroute2, dnslib, netcore's engine nor dnsd's server."""
-    code = ("import sys; from dnsd import cni_plugin; "
+    code = ("import sys; from dnsd.cni import plugin; "
             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pyroute2', 'dnslib', 'netcore', 'dnsd', 'subprocess', 'ipaddress', 'dataclasses', 'asyncio'))))")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-IS", "-c", f"import sys; sys.path.insert(0, {root!r}); {code}"],
                          capture_output=True, text=True, check=True, timeout=30).stdout.split()
-    assert out == ["dnsd", "dnsd.cni_plugin", "dnsd.cni_store", "netcore", "netcore.dnsd_protocol", "netcore.errors"]
+    assert out == ["dnsd", "dnsd.cni", "dnsd.cni.plugin", "dnsd.sources", "dnsd.sources.cni_store", "netcore",
+                   "netcore.dnsd_protocol", "netcore.errors", "netcore.system", "netcore.system.files",
+                   "netcore.system.processes"]  # the packages' __init__ import nothing; the system's os and contextlib

@@ -1,4 +1,4 @@
-"""Docker's rules against aardvark-dns's (dnsd.dialect): the same records, answered as each engine's DNS answers.
+"""Docker's rules against aardvark-dns's (dnsd.core.dialect): the same records, answered as each engine's DNS answers.
 
 netcore's own networks keep Docker's (``DOCKER``); dnsd in aardvark-dns's place answers by ``podman()``
 (issue 23 item 12). Each rule here is one where the two differ.
@@ -12,12 +12,12 @@ import socket
 import dnslib
 import pytest
 
-from dnsd.__main__ import make_server
-from dnsd.answer import Answerer, Forward
-from dnsd.builder import build_snapshot
-from dnsd.config import ServerConfig
-from dnsd.dialect import DOCKER, podman
-from dnsd.wire import NXDOMAIN, SERVFAIL
+from dnsd.app import make_server
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.builder import build_snapshot
+from dnsd.core.config import ServerConfig
+from dnsd.core.dialect import DOCKER, podman
+from dnsd.core.wire import NXDOMAIN, SERVFAIL
 
 GATEWAY_A, GATEWAY_B = "127.0.1.1", "127.0.2.1"
 UPSTREAM = "127.0.0.153"

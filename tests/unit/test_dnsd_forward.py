@@ -10,10 +10,10 @@ from collections.abc import Callable
 import dnslib
 import pytest
 
-from dnsd.answer import Forward
-from dnsd.forward import Forwarder, NamespaceSockets
-from dnsd.snapshot import Upstream
-from dnsd.wire import REFUSED, SERVFAIL
+from dnsd.core.answer import Forward
+from dnsd.core.snapshot import Upstream
+from dnsd.core.wire import REFUSED, SERVFAIL
+from dnsd.upstream.forward import Forwarder, NamespaceSockets
 from netcore.system import linux
 
 UPSTREAM = "127.0.0.153"
@@ -450,8 +450,8 @@ def _unreadable_3k(query: bytes) -> bytes:
 @pytest.mark.parametrize("cached", [False, True])
 async def test_a_reply_that_is_not_well_formed_gets_the_client_a_servfail_within_its_limit(
         dns, free_port, fake_upstream, hostile, cached):
-    """Issue 24: these raised in dnsd.cache (no answer at all) or went out whole (2,910 bytes to a 512 client)."""
-    from dnsd.cache import AnswerCache, CachingResolver
+    """Issue 24: these raised in dnsd's cache (no answer at all) or went out whole (2,910 bytes to a 512 client)."""
+    from dnsd.upstream.cache import AnswerCache, CachingResolver
 
     forwarder = Forwarder(timeout=1)
     resolver = CachingResolver(forwarder, AnswerCache()) if cached else forwarder

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dnsd.answer import Answerer, Forward
-from dnsd.builder import build_snapshot
-from dnsd.snapshot import host_names
-from dnsd.wire import NOERROR, REFUSED
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.builder import build_snapshot
+from dnsd.core.snapshot import host_names
+from dnsd.core.wire import NOERROR, REFUSED
 
 GATEWAY_A, GATEWAY_B, GATEWAY_A6 = "10.89.1.1", "10.89.2.1", "fd00:89:1::1"
 
@@ -110,7 +110,7 @@ fd000074000000000000000000000001 04 40 00 82     br-1
 
 
 def test_the_namespaces_own_addresses_are_read_without_loopback_or_link_local():
-    from dnsd.local_addresses import parse_fib_trie, parse_if_inet6
+    from dnsd.io.local_addresses import parse_fib_trie, parse_if_inet6
     assert parse_fib_trie(FIB_TRIE) == {"10.73.0.1", "172.17.0.1"}
     assert parse_if_inet6(IF_INET6) == {"fd00:74::1"}
 

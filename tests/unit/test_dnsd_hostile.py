@@ -15,11 +15,11 @@ import dnslib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnsd.__main__ import make_server
-from dnsd.config import ServerConfig
+from dnsd.app import make_server
+from dnsd.core.config import ServerConfig
+from dnsd.core.snapshot import Upstream
+from dnsd.core.wire import REFUSED, SERVFAIL
 from dnsd.server import DnsServer
-from dnsd.snapshot import Upstream
-from dnsd.wire import REFUSED, SERVFAIL
 from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
 
 TRIED = {"udp": 0, "tcp": 0}

@@ -14,8 +14,9 @@ from pathlib import Path
 import dnslib
 import pytest
 
-from dnsd.__main__ import host_nameservers, main, parse_args
-from dnsd.config import ServerConfig
+from dnsd.__main__ import main, parse_args
+from dnsd.app import host_nameservers
+from dnsd.core.config import ServerConfig
 from netcore.store import Store
 from netcore.system import linux
 

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from dnsd.querylog import QueryLog
-from dnsd.wire import NXDOMAIN
+from dnsd.core.wire import NXDOMAIN
+from dnsd.ops.querylog import QueryLog
 
 
 class Clock:

@@ -11,10 +11,10 @@ import stat
 
 import pytest
 
-from dnsd.__main__ import make_server
-from dnsd.config import DnsdError, ServerConfig
+from dnsd.app import make_server
+from dnsd.core.config import DnsdError, ServerConfig
+from dnsd.core.wire import FORMERR, NXDOMAIN, REFUSED, SERVFAIL
 from dnsd.server import DnsServer
-from dnsd.wire import FORMERR, NXDOMAIN, REFUSED, SERVFAIL
 
 GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
 A1, B1 = "127.0.1.2", "127.0.2.2"
@@ -223,7 +223,7 @@ async def test_a_container_change_is_patched_in_a_network_change_rebuilds(server
 
 
 async def test_replayed_answers_follow_every_change_of_a_name(server, lan, dns):
-    """A quiet listener replays what it answered before (dnsd/_replay.c) from the answerer's memo, until
+    """A quiet listener replays what it answered before (dnsd/io/_replay.c) from the answerer's memo, until
     the next snapshot: a container re-created with a new address is answered with it at once."""
     port = server.config.port
     moving = lan.container("moving", lan.net_a, "127.0.1.20")
@@ -518,12 +518,12 @@ async def test_a_metrics_address_in_use_is_one_clear_error(lan, free_port, tmp_p
     ("10.0.0.1:9100", ("10.0.0.1", 9100)), ("[::1]:9100", ("::1", 9100)), ("::1", ("::1", 9153)),
 ])
 def test_metrics_endpoints_parse_with_defaults(text, expected):
-    from dnsd.metrics import parse_endpoint
+    from dnsd.ops.metrics import parse_endpoint
     assert parse_endpoint(text) == expected
 
 
 @pytest.mark.parametrize("text", ["nowhere:1", "10.0.0.1:0", "10.0.0.1:x", "[::1]x"])
 def test_bad_metrics_endpoints_are_refused(text):
-    from dnsd.metrics import parse_endpoint
+    from dnsd.ops.metrics import parse_endpoint
     with pytest.raises(ValueError):
         parse_endpoint(text)

@@ -7,9 +7,9 @@ import ipaddress
 
 import pytest
 
-from dnsd.builder import build_snapshot
-from dnsd.snapshot import lookup, normalize_address, parse_upstream
-from dnsd.wire import A_IN, ANY_IN, encode_name
+from dnsd.core.builder import build_snapshot
+from dnsd.core.snapshot import lookup, normalize_address, parse_upstream
+from dnsd.core.wire import A_IN, ANY_IN, encode_name
 from netcore.model import dns_names
 
 

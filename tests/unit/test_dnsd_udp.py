@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from dnsd import udp
-from dnsd.stats import Stats
+from dnsd.core.stats import Stats
+from dnsd.io import udp
 from netcore.system.linux import LIBC
 
 
@@ -362,8 +362,8 @@ def test_a_lone_read_names_a_link_local_sender_as_inet_ntop_does():
 
 
 def test_the_compiled_loop_of_a_quiet_listener_is_built():
-    """dnsd/_replay.c is built by ``pip install -e .`` (.ci/setup installs the compiler); the tests below need it."""
-    assert udp._replay is not None, "dnsd._replay is not built: install gcc and run pip install -e ."
+    """dnsd/io/_replay.c is built by ``pip install -e .`` (.ci/setup installs the compiler); the tests below need it."""
+    assert udp._replay is not None, "dnsd.io._replay is not built: install gcc and run pip install -e ."
 
 
 def query(query_id: int, name: bytes = b"web") -> bytes:
@@ -510,7 +510,7 @@ class Simulated:
     sorted), answering one takes ``cost`` seconds, and a read that has to wait for a datagram returns ``wake``
     seconds after it arrived (the thread's wake-up). ``run`` drives ``udp.serve`` on it through its own clock
     (no real time passes, so every run is the same), with Python's socket calls or a stand-in for the compiled
-    loop that hands every datagram to Python (as for EDNS queries), as dnsd/_replay.c's contract says: a
+    loop that hands every datagram to Python (as for EDNS queries), as dnsd/io/_replay.c's contract says: a
     datagram that arrived before its read was asked was queued. It notes the lone reads, the batches and the
     pauses."""
 

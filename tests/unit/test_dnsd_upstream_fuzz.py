@@ -2,7 +2,7 @@
 
 Hypothesis builds replies the way an upstream could (dnslib: records of many
 types, owners on and off the question's chain, OPT records right and wrong,
-every rcode, TC) and then damages them where ``dnsd.wire`` knows the structure
+every rcode, TC) and then damages them where ``dnsd.core.wire`` knows the structure
 is (counts, RDATA lengths, compression pointers, cuts and trailing bytes). A
 fake upstream on loopback sends each one, under the query's ID, to a real
 Forwarder behind the cache; the reply the client gets must be the upstream's
@@ -17,11 +17,11 @@ import asyncio
 import dnslib
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dnsd.answer import Forward
-from dnsd.cache import AnswerCache, CachingResolver
-from dnsd.forward import Forwarder
-from dnsd.snapshot import Upstream
-from dnsd.wire import NXDOMAIN, REFUSED, SERVFAIL, TC_FLAG, parse_reply, question_name_end
+from dnsd.core.answer import Forward
+from dnsd.core.snapshot import Upstream
+from dnsd.core.wire import NXDOMAIN, REFUSED, SERVFAIL, TC_FLAG, parse_reply, question_name_end
+from dnsd.upstream.cache import AnswerCache, CachingResolver
+from dnsd.upstream.forward import Forwarder
 
 UPSTREAM = "127.0.0.153"
 SAFETY = 5.0  # seconds: only so that a broken forwarder fails the test instead of hanging it

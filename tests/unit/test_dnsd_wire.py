@@ -1,15 +1,21 @@
-"""dnsd.wire on upstream replies: what is well-formed, how a reply is fitted to a size, which answers belong."""
+"""dnsd.core.wire on upstream replies: what is well-formed, how a reply is fitted to a size, which answers belong."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import dnslib
 import pytest
+from hypothesis import given, strategies as st
 
-from dnsd.wire import (
+from dnsd.core.wire import (
+    encode_name,
     fold_question,
     parse_reply,
     read_name,
     related_answers_only,
+    reverse_name,
+    reverse_name_address,
     truncate_reply,
     without_options,
 )
@@ -176,3 +182,18 @@ def test_a_dname_above_the_name_and_its_synthesized_cname_belong():
     kept, _ = related_answers_only(message, parse_reply(message))
     assert [str(r.rname) for r in dnslib.DNSRecord.parse(kept).rr] == ["old.example.", "www.old.example.",
                                                                         "www.new.example."]
+
+
+# -- reverse names: made by the builder, read back by the snapshot, one home here (issue 25 item 5) ---------------
+
+@given(st.ip_addresses())
+def test_a_reverse_name_is_the_one_the_standard_library_spells_and_reads_back(address):
+    name = reverse_name(address.packed)
+    assert name == encode_name(address.reverse_pointer)
+    assert reverse_name_address(name) == address
+
+
+@pytest.mark.parametrize("text", ["1.89.10.in-addr.arpa", "256.0.89.10.in-addr.arpa", "2.0.89.10.in-addr.arpb",
+                                  "web", "x" + ipaddress.ip_address("fd00::1").reverse_pointer[1:], "arpa"])
+def test_other_names_are_no_reverse_names(text):
+    assert reverse_name_address(encode_name(text)) is None

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from dnsd.builder import build_snapshot
+from dnsd.core.builder import build_snapshot
 from fake_kernel import Killed, new_world
 from netcore.cli.views import dns_state, network_document
 from netcore.errors import Conflict, NetcoreError

@@ -1,5 +1,5 @@
 """Port 53 published on every address beside dnsd's listeners (issue 23 item 3), on loopback sockets, no root:
-dnsd's listener (dnsd.listeners.bound_socket) and the port holder's socket (netcore.ports.holder.bind) share the
+dnsd's listener (dnsd.io.listeners.bound_socket) and the port holder's socket (netcore.ports.holder.bind) share the
 port, each gets the packets for its own addresses, and nothing else shares dnsd's address."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from dnsd.listeners import bound_socket
+from dnsd.io.listeners import bound_socket
 from netcore.ports import HostPort
 from netcore.ports.holder import PortError, bind
 

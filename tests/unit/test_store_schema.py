@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dnsd.answer import Answerer
-from dnsd.builder import SnapshotBuilder
-from dnsd.wire import NOERROR
+from dnsd.core.answer import Answerer
+from dnsd.core.builder import SnapshotBuilder
+from dnsd.core.wire import NOERROR
 from netcore import store as store_module
 from netcore.errors import Conflict, NetcoreError, StoreError
 from netcore.model import (

@@ -12,10 +12,11 @@ import time
 import pytest
 
 from netcore.agent import processes as module
-from netcore.agent.processes import ProcessSupervisor, start_ticks
+from netcore.agent.processes import ProcessSupervisor
 from netcore.engine.context import StopTarget
 from netcore.errors import NetcoreError
 from netcore.model import EXIT_UNKNOWN
+from netcore.system.processes import start_ticks
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
