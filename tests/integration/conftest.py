@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sandbox import cleanup, new_sandbox, wait_for  # noqa: F401  (wait_for is re-exported for the tests)
+from tests.support.sandbox import cleanup, new_sandbox
 
 if os.geteuid() != 0:
     pytest.skip("integration tests need root (they create network namespaces)", allow_module_level=True)
@@ -24,7 +24,7 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def musl_resolve(tmp_path_factory):
-    """The static musl getaddrinfo client (see musl.py): `netcore exec C -- <path> NAME [4|6|any]`."""
-    from musl import build_resolve
+    """The static musl getaddrinfo client (see tests/support/musl.py): `netcore exec C -- <path> NAME [4|6|any]`."""
+    from tests.support.musl import build_resolve
 
     return build_resolve(str(tmp_path_factory.mktemp("musl")))

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import wait_for
+from tests.support.sandbox import wait_for
 
 SHOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compose", "shop")
 PUBLIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "netcore", "fixtures",
