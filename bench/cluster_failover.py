@@ -1,7 +1,7 @@
 """The etcd leader killed under a stream of writes: how long writes stop, with netcore's endpoint rotation
 (``netcore.cluster.store.EtcdStore``) against aetcd on the gRPC multi-address target (``ipv4:A:P1,B:P2,...``).
 
-    python3 bench/cluster_failover.py [--runs 3] [--puts 250] [--deadline 1]
+    .venv/bin/python bench/cluster_failover.py [--runs 3] [--puts 250] [--deadline 1]
 
 Each run starts a throwaway 3-member etcd on 127.0.0.1 (tests/support/etcd_cluster.py), puts ``--puts``
 keys at 50 a second through the client under test with the leader as its first endpoint (the worst case:

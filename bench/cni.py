@@ -16,7 +16,7 @@ utime+stime over the run (all threads) over the queries answered; the runs of
 the two servers alternate, R times each, and the table shows medians. The
 machine is shared: the load average and how busy the CPUs were are printed.
 
-    python3 bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
+    .venv/bin/python bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
 
 Also measured: what one call costs at least (answering VERSION): the C
 executable handing it to dnsd, the Python script by how its interpreter is

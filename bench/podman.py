@@ -9,7 +9,7 @@ The server is pinned to CPU 0 and dnsperf to CPU 1. CPU per query is the
 server process's utime+stime over the run (/proc/PID/stat, all threads) over
 the queries answered. Everything is removed at the end (bench/podman.sh).
 
-    python3 bench/podman.py [--containers N] [--seconds S] [--inflight Q] [--servers dnsd,aardvark]
+    .venv/bin/python bench/podman.py [--containers N] [--seconds S] [--inflight Q] [--servers dnsd,aardvark]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Published ports (issue 14): what publishing costs per mapping, and what a published port costs in throughput.
 
-    sudo python3 bench/ports.py [--ports 1000] [--runs 20] [--megabytes 2000] [--rounds 3]
+    sudo .venv/bin/python bench/ports.py [--ports 1000] [--runs 20] [--megabytes 2000] [--rounds 3]
 
 1. **Publishing.** One `netcore run -p 20000-20999:20000-20999` (1,000 mappings in one command),
    ``--runs`` runs publishing one port each against as many runs publishing none (the difference is

@@ -1,6 +1,6 @@
 """A bounded soak of netcore + dnsd in a sandbox: churn under load, garbage, TCP abuse, upstream faults, kills.
 
-    sudo python3 bench/soak.py [--seconds 120] [--names 8]
+    sudo .venv/bin/python bench/soak.py [--seconds 120] [--names 8]
 
 For --seconds it keeps a client querying a set of names while containers holding
 those names are created, connected, disconnected and removed, and every few
