@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from tests.support.sandbox import cleanup, new_sandbox
 
-if os.geteuid() != 0:
-    pytest.skip("integration tests need root (they create network namespaces)", allow_module_level=True)
+
+def pytest_collection_modifyitems(items):
+    """Every test of this folder carries the ``root`` marker (pyproject.toml: ``-m "not root"`` leaves them out),
+    and is skipped, with the reason, without root (a skip raised while this file loads would stop a run named
+    this folder with a traceback)."""
+    here = Path(__file__).parent
+    without_root = pytest.mark.skipif(os.geteuid() != 0, reason="integration tests need root (they create network "
+                                      "namespaces)")
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.root)
+            item.add_marker(without_root)
 
 
 @pytest.fixture
