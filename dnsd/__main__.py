@@ -272,7 +272,9 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
 
         store = CniRecords(state_dir)
     else:
-        store = Store.open_readonly(state_dir)
+        from .sources.cluster import ClusterRecords  # the store, and other hosts' names if this host joined a cluster
+
+        store = ClusterRecords(Store.open_readonly(state_dir), state_dir)
     server = make_server(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()

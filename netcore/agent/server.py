@@ -222,8 +222,9 @@ class Agent:
     def _open_engine(self) -> None:
         """Make the engine, then take over from what ran before this agent: a port holder process of an older
         release is ended; a dnsd already serving is watched (netcore.agent.dnsd); the published ports are
-        bound and held again and the firewall checked (a killed agent's ports went with it). A failure of
-        these is logged: the commands say it again, one line each."""
+        bound and held again and the firewall checked (a killed agent's ports went with it); a state dir that
+        joined a cluster gets its member, which runs as long as this engine (issue 27). A failure of these is
+        logged: the commands say it again, one line each."""
         engine = self._engine = self._engine_factory()
         stop_legacy_holder(self.state_dir)
         adopt = getattr(engine.dnsd, "adopt", None)
@@ -233,6 +234,10 @@ class Agent:
         engine.assert_firewall()
         for line in (*engine.notes, *engine.notices, *engine.warnings):
             log.warning("at start: %s", line)
+        try:
+            engine.start_cluster()
+        except NetcoreError as err:
+            log.warning("cluster member not started: %s", err)
 
     def _close_engine(self) -> None:
         if self._engine is not None:

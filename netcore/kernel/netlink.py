@@ -55,6 +55,7 @@ LINK_FEATURES = {
     "ipvlan": "ipvlan support (CONFIG_IPVLAN, module ipvlan)",
     "vlan": "802.1q VLAN support (CONFIG_VLAN_8021Q, module 8021q)",
     "dummy": "dummy interface support (CONFIG_DUMMY, module dummy)",
+    "vxlan": "VXLAN support (CONFIG_VXLAN, module vxlan)",
 }
 IPVLAN_MODES = {"l2": 0, "l3": 1}  # IFLA_IPVLAN_MODE values (include/uapi/linux/if_link.h)
 
@@ -220,7 +221,7 @@ class Gateway:
         return found
 
     def links(self) -> dict[str, dict]:
-        """Every link by name: its kind, the name of its master bridge, if any, and its addresses
+        """Every link by name: its kind, the name of its master bridge, if any, its MTU and its addresses
         (``"192.168.0.50/24"``, link-local IPv6 ones left out)."""
         with self._rtnl("cannot list links") as ipr:
             raw = list(ipr.link("dump"))
@@ -229,7 +230,8 @@ class Gateway:
         result = {}
         for link in raw:
             info = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
-            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master")), "addresses": []}
+            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master")),
+                                          "mtu": link.get("IFLA_MTU"), "addresses": []}
         for address in addresses:
             owner = result.get(by_index.get(address["index"]))
             value = address.get("address")
@@ -270,6 +272,37 @@ class Gateway:
             ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0], state="up")
             ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
 
+
+    def create_vxlan(self, name: str, vni: int, local: str, underlay: str, port: int, mtu: int,
+                     master: str) -> None:
+        """A VXLAN device ``name`` (VXLAN ID ``vni``, UDP ``port``) sending from ``local`` over the link
+        ``underlay``, with no learning and an ARP proxy (it answers ARP from its permanent neighbour entries:
+        no ARP and no flooding cross the overlay; shared/notes/overlay-in-namespaces.md), ``mtu``, a port of
+        bridge ``master``, up. Kept if it exists with this ID; made anew if it exists with another (the proxy
+        and learning flags cannot be changed later). KernelError names a missing underlay link or bridge, or
+        a kernel without VXLAN."""
+        action = f"cannot create VXLAN device {name}"
+        with self._rtnl(action) as ipr:
+            found = ipr.link_lookup(ifname=underlay)
+            if not found:
+                raise KernelError(f"{action}: there is no interface {underlay} in the gateway namespace")
+            bridge = ipr.link_lookup(ifname=master)
+            if not bridge:
+                raise KernelError(f"{action}: there is no bridge {master}")
+            existing = ipr.link_lookup(ifname=name)
+            try:
+                if existing:
+                    data = ipr.get_links(existing[0])[0].get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+                    if data is None or data.get("IFLA_VXLAN_ID") != vni:
+                        ipr.link("del", index=existing[0])
+                        existing = []
+                if not existing:
+                    ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=port, vxlan_local=local,
+                             vxlan_link=found[0], vxlan_learning=0, vxlan_proxy=1, mtu=mtu)
+                index = ipr.link_lookup(ifname=name)[0]
+                ipr.link("set", index=index, mtu=mtu, master=bridge[0], state="up")
+            except NetlinkError as err:
+                raise _link_error(action, "vxlan", err) from None
 
     def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
                         mac: str | None = None, netns: str | None = None, address: str | None = None,

@@ -35,7 +35,7 @@ class Killed(BaseException):
 
 @dataclass
 class Link:
-    kind: str  # "loopback", "bridge", "veth", "macvlan", "ipvlan", "vlan", "dummy" or "physical"
+    kind: str  # "loopback", "bridge", "veth", "macvlan", "ipvlan", "vlan", "dummy", "vxlan" or "physical"
     master: str | None = None
     mac: str | None = None
     mtu: int = 1500
@@ -45,6 +45,7 @@ class Link:
     peer: tuple[str, str] | None = None  # (namespace, name) of a veth's other end
     parent: tuple[str, str] | None = None  # (namespace, name) of a macvlan/ipvlan/vlan link's parent
     mode: str | None = None  # a macvlan/ipvlan link's mode
+    vxlan: tuple[int, str, int] | None = None  # a VXLAN device's (ID, local address, UDP port)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class FakeKernel:
     def links(self) -> dict[str, dict]:
         self._call("links")
         return {name: {"kind": None if link.kind == "loopback" else link.kind, "master": link.master,
-                       "addresses": list(link.addresses)} for name, link in self.gateway.links.items()}
+                       "mtu": link.mtu, "addresses": list(link.addresses)} for name, link in self.gateway.links.items()}
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:
@@ -204,6 +205,22 @@ class FakeKernel:
         link = self.gateway.links.setdefault(
             name, Link(kind, parent=(self.gateway_ns, base) if kind == "vlan" else None))
         link.up = True
+
+    def create_vxlan(self, name: str, vni: int, local: str, underlay: str, port: int, mtu: int,
+                     master: str) -> None:
+        self._call("create_vxlan", name)
+        action = f"cannot create VXLAN device {name}"
+        if "vxlan" in self.unsupported:
+            raise missing_feature(action, "vxlan")
+        if underlay not in self.gateway.links:
+            raise KernelError(f"{action}: there is no interface {underlay} in the gateway namespace")
+        if master not in self.gateway.links:
+            raise KernelError(f"{action}: there is no bridge {master}")
+        link = self.gateway.links.get(name)
+        if link is None or link.vxlan is None or link.vxlan[0] != vni:
+            link = self.gateway.links[name] = Link("vxlan", parent=(self.gateway_ns, underlay),
+                                                   vxlan=(vni, local, port))
+        link.mtu, link.master, link.up = mtu, master, True
 
     def add_physical(self, name: str, mtu: int = 1500, addresses: list[str] = ()) -> None:
         """A link netcore did not make in the gateway namespace (a NIC, a veth to the LAN): a parent to give,

@@ -25,7 +25,7 @@ NETCORE_PARTS = [
     ("cluster", r"netcore\.cluster(\..*)?$"),
     ("compose", r"netcore\.compose(\..*)?$"),
     ("engine", r"netcore\.engine(\..*)?$"),
-    ("front", r"netcore\.cli\.(commands|compose|handlers|views|formatting)$"),
+    ("front", r"netcore\.cli\.(commands|compose|cluster|handlers|views|formatting)$"),
     ("agent", r"netcore\.agent\.(server|dnsd|processes|__main__)$"),
     ("client", r"netcore(\.__main__|\.cli|\.cli\.parser|\.agent|\.agent\.client|\.agent\.protocol)?$"),
 ]
@@ -140,7 +140,8 @@ def test_only_the_agent_and_its_front_ends_import_the_engine():
     importers = {m for m in modules() if any(t == "netcore.engine" or t.startswith("netcore.engine.")
                                              for t in imports(m))}
     assert {m for m in importers if not m.startswith("netcore.engine")} <= {
-        "netcore.agent.server", "netcore.agent.processes", "netcore.cli.commands", "netcore.cli.compose"}
+        "netcore.agent.server", "netcore.agent.processes", "netcore.cli.commands", "netcore.cli.compose",
+        "netcore.cli.cluster"}
 
 
 def test_dnsd_uses_only_the_parts_of_netcore_it_shares():

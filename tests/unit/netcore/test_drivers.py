@@ -130,13 +130,15 @@ def test_the_driver_validates_the_request_and_an_unknown_driver_names_the_availa
         create_network(engine, "lab", driver="test", options={"com.docker.network.driver.mtu": "1400"})
     with pytest.raises(NetcoreError) as raised:
         create_network(engine, "lab", driver="vxlan")
-    assert str(raised.value) == "unsupported driver 'vxlan': available are 'bridge', 'ipvlan', 'macvlan', 'test'"
+    assert str(raised.value) == ("unsupported driver 'vxlan': available are 'bridge', 'ipvlan', 'macvlan', 'overlay', "
+                                 "'test'")
     assert engine.store.find_network("lab") is None
 
 
-def test_without_registrations_netcore_has_its_own_three_drivers():
-    assert drivers.available() == ["bridge", "ipvlan", "macvlan"]
-    with pytest.raises(NetcoreError, match=r"^unsupported driver 'x': available are 'bridge', 'ipvlan', 'macvlan'$"):
+def test_without_registrations_netcore_has_its_own_four_drivers():
+    assert drivers.available() == ["bridge", "ipvlan", "macvlan", "overlay"]
+    with pytest.raises(NetcoreError,
+                       match=r"^unsupported driver 'x': available are 'bridge', 'ipvlan', 'macvlan', 'overlay'$"):
         drivers.get("x")
     with pytest.raises(ValueError, match="registered already"):
         drivers.register(drivers.get("bridge"))
