@@ -1,6 +1,6 @@
 """netcore-dns against dnsname as the DNS plugin of a CNI chain (issue 29): ADD/DEL time, then QPS, latency, CPU.
 
-One CniBox (tests/integration/cni_runtime.py: a sandbox network namespace where
+One CniBox (tests/support/cni_runtime.py: a sandbox network namespace where
 the chains run, its own resolv.conf and dnsname directory, a fake upstream)
 with two networks, each bridge + host-local + its DNS plugin: ``ncd`` with
 netcore-dns (dnsd), ``dnm`` with Debian's dnsname (a dnsmasq per network).
@@ -16,7 +16,7 @@ utime+stime over the run (all threads) over the queries answered; the runs of
 the two servers alternate, R times each, and the table shows medians. The
 machine is shared: the load average and how busy the CPUs were are printed.
 
-    python3 bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
+    .venv/bin/python bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
 
 Also measured: what one call costs at least (answering VERSION): the C
 executable handing it to dnsd, the Python script by how its interpreter is
@@ -36,14 +36,12 @@ import sys
 import tempfile
 import time
 
+from podman import cpu_seconds, parse_dnsperf  # bench/podman.py, in this script's folder: the same measures
+
+from tests.support.cni_runtime import CniBox, dig, unavailable
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-sys.path.insert(1, REPO)
-
-from podman import cpu_seconds, parse_dnsperf  # noqa: E402  (bench/podman.py: the same measures)
-
-from cni_runtime import CniBox, dig, unavailable  # noqa: E402
+REPO = os.path.dirname(HERE)  # the plugin's scripts and the import timed run this checkout's dnsd
 
 SERVER_CPU, LOAD_CPU = 0, 1
 

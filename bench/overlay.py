@@ -1,9 +1,9 @@
 """Overlay networks across three hosts (issue 27): convergence, scale, throughput and the cost of a run.
 
-    python3 bench/overlay.py [--runs 200] [--scale 100] [--seconds 3] [--skip-scale]
+    sudo .venv/bin/python bench/overlay.py [--runs 200] [--scale 100] [--seconds 3] [--skip-scale]
 
 As root. Three hosts (gateway namespaces on an underlay namespace, each with its state dir and netcored) joined
-to a throwaway 3-member etcd on 127.0.0.1 (tests/integration/overlay_hosts.py), all removed at the end. What
+to a throwaway 3-member etcd on 127.0.0.1 (tests/support/overlay_hosts.py), all removed at the end. What
 it prints:
 
 - **convergence**, over ``--runs`` runs: ``netcore run`` on host 1, then, from the moment it returns, until
@@ -35,11 +35,8 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "integration")]
-
-from netcore.system import linux  # noqa: E402
-from overlay_hosts import Hosts, Resolver, in_ns  # noqa: E402
+from netcore.system import linux
+from tests.support.overlay_hosts import Hosts, Resolver, in_ns
 
 POLL = 0.002  # seconds between two queries of a prober
 

@@ -3,7 +3,7 @@
 
 The engine never calls netlink or the /etc/netns files directly: it holds a
 ``Kernel`` (constructor parameter, ``LinuxKernel`` by default), so unit tests
-hand it an in-memory model instead (tests/unit/fake_kernel.py). ``LinuxKernel``
+hand it an in-memory model instead (tests/support/fake_kernel.py). ``LinuxKernel``
 adds nothing of its own: every method is the netcore.netlink or netcore.sandbox
 function the engine called before, so the real code path is unchanged.
 

@@ -21,10 +21,10 @@ import time
 
 import pytest
 
-from etcd_cluster import have_etcd
-from overlay_hosts import Hosts, Resolver, in_ns, pings
-from sandbox import cleanup, new_sandbox, wait_for
-from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
+from tests.support.etcd_cluster import have_etcd
+from tests.support.overlay_hosts import Hosts, Resolver, in_ns, pings
+from tests.support.sandbox import cleanup, new_sandbox, wait_for
+from tests.support.tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="needs etcd and etcdctl (Debian's etcd-server, etcd-client)")
 

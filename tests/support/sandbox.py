@@ -19,17 +19,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:  # this checkout's netcore, as the subprocesses get through PYTHONPATH
-    sys.path.insert(0, ROOT)
+from netcore.agent.client import PID_NAME as AGENT_PID_NAME
+from netcore.agent.processes import processes_in
+from netcore.dnsd_protocol import PID_NAME, SUPERVISOR_PID_NAME
+from netcore.dnsd_protocol.control import is_dnsd_process
+from netcore.system.holders import TABLES, TCP_LISTEN, parse_table
+from netcore.system.linux import NETNS_DIR
+from netcore.system.processes import runs_module
 
-from netcore.agent.client import PID_NAME as AGENT_PID_NAME  # noqa: E402
-from netcore.agent.processes import processes_in  # noqa: E402
-from netcore.dnsd_protocol import PID_NAME, SUPERVISOR_PID_NAME  # noqa: E402
-from netcore.dnsd_protocol.control import is_dnsd_process  # noqa: E402
-from netcore.system.holders import TABLES, TCP_LISTEN, parse_table  # noqa: E402
-from netcore.system.linux import NETNS_DIR  # noqa: E402
-from netcore.system.processes import runs_module  # noqa: E402
+# the checkout this module is part of: its netcore runs in the subprocesses (PYTHONPATH), as it runs here, where
+# tests.support imports from the same root (pytest's pythonpath, or .venv's editable install for bench scripts)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass

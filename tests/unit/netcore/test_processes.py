@@ -10,11 +10,11 @@ from argparse import Namespace
 
 import pytest
 
-from fake_kernel import new_world
 from netcore.cli import commands, views
 from netcore.errors import Conflict, NetcoreError
 from netcore.model import EXIT_UNKNOWN, PROCESS_CREATED, PROCESS_EXITED, PROCESS_RUNNING, Container, MainProcess
 from netcore.requests import ContainerSpec
+from tests.support.fake_kernel import new_world
 
 world = pytest.fixture(new_world)
 

@@ -12,69 +12,10 @@ import time
 import dnslib
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support.aardvark import Server, wait_gone
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ID1, ID2 = "a" * 64, "b" * 64
-
-
-@pytest.fixture(scope="module")
-def helper(tmp_path_factory):
-    named = str(tmp_path_factory.mktemp("helper") / "bin")
-    out = subprocess.run([sys.executable, "-m", "dnsd", "podman-helper-dir", named], check=True,
-                         capture_output=True, text=True, cwd=REPO).stdout.strip()
-    assert out == named
-    path = os.path.join(out, "aardvark-dns")
-    with open(path) as script:
-        assert script.readline() == f"#!{sys.executable}\n"
-    assert os.access(path, os.X_OK)
-    return path
-
-
-@pytest.fixture
-def port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """``aardvark-dns --config DIR -p PORT run`` as netavark starts it: returns once the server is ready."""
-
-    def __init__(self, helper: str, directory, port: int):
-        self.directory, self.port = directory, port
-        self.started = subprocess.run([helper, "--config", str(directory), "-p", str(port), "run"],
-                                      capture_output=True, text=True, timeout=30)
-
-    @property
-    def pid(self) -> int | None:
-        try:
-            return int((self.directory / "aardvark.pid").read_text())  # netavark parses it whole: no newline
-        except (OSError, ValueError):
-            return None
-
-    def ask(self, name: str, tcp: bool = False):
-        query = dnslib.DNSRecord.question(name)
-        reply = query.send("127.0.0.1", self.port, tcp=tcp, timeout=2)
-        return dnslib.DNSRecord.parse(reply)
-
-    def stop(self) -> None:
-        pid = self.pid
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            wait_gone(pid)
-
-
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    """Whether the process exited in time; an exited one that no one has reaped yet (a zombie) counts."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_run_forks_writes_the_pid_file_and_returns_once_serving(helper, tmp_path, port):

@@ -13,13 +13,13 @@ import re
 
 import pytest
 
-from fake_kernel import new_world
 from netcore import network as drivers
 from netcore.errors import NetcoreError
 from netcore.ipam import prefixlen
 from netcore.model import Endpoint, Network
 from netcore.requests import NetworkSpec
-from support.engine_calls import connect_container, create_network, run_container
+from tests.support.engine_calls import connect_container, create_network, run_container
+from tests.support.fake_kernel import new_world
 
 
 class LabDriver:

@@ -20,7 +20,7 @@ from dnsd.core.config import ServerConfig
 from dnsd.core.snapshot import Upstream
 from dnsd.core.wire import REFUSED, SERVFAIL
 from dnsd.server import DnsServer
-from test_dnsd_server import A1, GATEWAY_A, lan, udp_ask  # noqa: F401  (lan is a fixture)
+from tests.support.dnsd_lan import A1, GATEWAY_A, udp_ask
 
 TRIED = {"udp": 0, "tcp": 0}
 VALID = dnslib.DNSRecord.question("a2", "A")
@@ -48,7 +48,7 @@ class ThreadedServer:
 
 
 @pytest.fixture
-def live(lan, free_port):  # noqa: F811
+def live(lan, free_port):
     with ThreadedServer(make_server(ServerConfig(port=free_port, tcp_idle=1.0, poll_interval=60.0), lan)) as server:
         yield server
 

@@ -8,7 +8,6 @@ from argparse import Namespace
 
 import pytest
 
-from fake_kernel import GATEWAY_NS, new_world
 from netcore.cli import commands as cli
 from netcore.services.resolvconf import (
     DOCKER_DEFAULTS,
@@ -18,7 +17,8 @@ from netcore.services.resolvconf import (
     for_container,
     parse,
 )
-from support.engine_calls import create_network, run_container
+from tests.support.engine_calls import create_network, run_container
+from tests.support.fake_kernel import GATEWAY_NS, new_world
 
 world = pytest.fixture(new_world)
 

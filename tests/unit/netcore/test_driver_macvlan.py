@@ -13,12 +13,12 @@ import re
 import pytest
 
 from dnsd.core.builder import build_snapshot
-from fake_kernel import Killed, new_world
 from netcore.cli.views import dns_state, network_document
 from netcore.errors import Conflict, NetcoreError
 from netcore.firewall import desired_state
 from netcore.ports import parse_publish
-from support.engine_calls import connect_container, create_network, run_container
+from tests.support.engine_calls import connect_container, create_network, run_container
+from tests.support.fake_kernel import Killed, new_world
 
 world = pytest.fixture(new_world)
 

@@ -15,21 +15,9 @@ from dnsd.app import make_server
 from dnsd.core.config import DnsdError, ServerConfig
 from dnsd.core.wire import FORMERR, NXDOMAIN, REFUSED, SERVFAIL
 from dnsd.server import DnsServer
+from tests.support.dnsd_lan import A1, B1, GATEWAY_A, GATEWAY_B, GATEWAY_C, SAFETY, tcp_ask, udp_ask
 
-GATEWAY_A, GATEWAY_B, GATEWAY_C = "127.0.1.1", "127.0.2.1", "127.0.3.1"
-A1, B1 = "127.0.1.2", "127.0.2.2"
-SAFETY = 5.0  # seconds: only so that a broken server fails the test instead of hanging it
 UPSTREAM = "127.0.0.153"
-
-
-@pytest.fixture
-def lan(world):
-    world.net_a = world.network("neta", "127.0.1.0/24", GATEWAY_A)
-    world.net_b = world.network("netb", "127.0.2.0/24", GATEWAY_B)
-    world.container("a1", world.net_a, A1)
-    world.container("a2", world.net_a, "127.0.1.3", aliases=("web",))
-    world.container("b1", world.net_b, B1)
-    return world
 
 
 @pytest.fixture
@@ -52,31 +40,6 @@ async def start_server(lan, free_port, tmp_path):
 @pytest.fixture
 async def server(start_server) -> DnsServer:
     return await start_server()
-
-
-async def udp_ask(query: bytes, gateway: str, port: int, source: str = A1) -> bytes:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.bind((source, 0))
-        sock.connect((gateway, port))
-        await loop.sock_sendall(sock, query)
-        async with asyncio.timeout(SAFETY):
-            return await loop.sock_recv(sock, 65535)
-
-
-async def tcp_ask(queries: list[bytes], gateway: str, port: int, source: str = A1) -> list[bytes]:
-    async with asyncio.timeout(SAFETY):
-        reader, writer = await asyncio.open_connection(gateway, port, local_addr=(source, 0))
-        try:
-            writer.write(b"".join(len(query).to_bytes(2, "big") + query for query in queries))
-            replies = []
-            for _ in queries:
-                length = int.from_bytes(await reader.readexactly(2), "big")
-                replies.append(await reader.readexactly(length))
-            return replies
-        finally:
-            writer.close()
 
 
 async def control(path: str, *commands: str) -> list[str]:

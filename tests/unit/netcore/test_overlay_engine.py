@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from fake_kernel import FakeKernel, Namespace, World
 from netcore import network as drivers
 from netcore.cluster import keys
 from netcore.cluster.dataplane import RemoteEndpoint
@@ -24,7 +23,8 @@ from netcore.model import OPT_MTU
 from netcore.network.overlay import OPT_VNI, bridge_name, vxlan_name
 from netcore.ports import parse_publish
 from netcore.requests import Attachment, ContainerSpec
-from support.engine_calls import connect_container, create_network, run_container
+from tests.support.engine_calls import connect_container, create_network, run_container
+from tests.support.fake_kernel import FakeKernel, Namespace, World
 
 URL = "etcd://fake:2379"
 

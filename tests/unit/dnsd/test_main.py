@@ -20,7 +20,7 @@ from dnsd.core.config import ServerConfig
 from netcore.store import Store
 from netcore.system import linux
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GATEWAY, CLIENT = "127.0.1.1", "127.0.1.2"
 SAFETY = 10.0  # seconds: only so that a broken dnsd fails the test instead of hanging it
 

@@ -11,7 +11,6 @@ from argparse import Namespace
 
 import pytest
 
-from fake_kernel import new_world
 from netcore import cli
 from netcore.cli import compose as handlers
 from netcore.cli.parser import build_parser
@@ -19,7 +18,8 @@ from netcore.compose.errors import ComposeError
 from netcore.compose.plan import HASH_LABEL, PROJECT_LABEL, SERVICE_LABEL, ContainerSpec, EndpointSpec, NetworkSpec
 from netcore.errors import NetcoreError
 from netcore.requests import Attachment
-from support.engine_calls import run_container
+from tests.support.engine_calls import run_container
+from tests.support.fake_kernel import new_world
 
 world = pytest.fixture(new_world)
 
@@ -232,7 +232,7 @@ def test_bash_completion_is_generated_from_the_parser_without_privileges(tmp_pat
 
 def test_network_ls_quiet_format_filter_and_prune(world):
     from netcore.cli import commands
-    from support.engine_calls import create_network
+    from tests.support.engine_calls import create_network
 
     engine = world.engine()
     create_network(engine, "used", labels={"team": "a"})
@@ -264,7 +264,7 @@ def test_version_and_dnsd_version(world):
 def test_run_with_two_networks_attaches_both(world):
     """Docker 25's `run --network A --network B` (main kept only B)."""
     from netcore.requests import ContainerSpec as Request
-    from support.engine_calls import create_network
+    from tests.support.engine_calls import create_network
 
     engine = world.engine()
     create_network(engine, "a", ["10.5.1.0/24"])

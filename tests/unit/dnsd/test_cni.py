@@ -348,7 +348,7 @@ def test_plugin_imports_only_what_it_needs(tmp_path):
     code = ("import sys; from dnsd.cni import plugin; "
             "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('pyroute2', 'dnslib', 'netcore', 'dnsd', 'subprocess', 'ipaddress', 'dataclasses', 'asyncio'))))")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     out = subprocess.run([sys.executable, "-IS", "-c", f"import sys; sys.path.insert(0, {root!r}); {code}"],
                          capture_output=True, text=True, check=True, timeout=30).stdout.split()
     assert out == ["dnsd", "dnsd.cni", "dnsd.cni.plugin", "dnsd.sources", "dnsd.sources.cni_store", "netcore",

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from dnslib import QTYPE, DNSRecord
 
-from etcd_cluster import EtcdCluster
 from netcore.system import linux
-from sandbox import Sandbox, cleanup, new_sandbox
+from tests.support.etcd_cluster import EtcdCluster
+from tests.support.sandbox import Sandbox, cleanup, new_sandbox
 
 UNDERLAY = "192.0.2.0/24"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from fake_kernel import new_world
 from netcore.errors import NetcoreError
 from netcore.firewall import FirewallState, NetworkRules, desired_state
 from netcore.model import STATE_CREATING, STATE_REMOVING, Container, Endpoint, Network, PortBinding
 from netcore.ports import Mapping, parse_publish
-from support.engine_calls import connect_container, create_network, run_container
+from tests.support.engine_calls import connect_container, create_network, run_container
+from tests.support.fake_kernel import new_world
 
 
 class RecordingFirewall:

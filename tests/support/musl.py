@@ -1,4 +1,4 @@
-"""musl's getaddrinfo as a real client: tests/integration/clients/resolve.c built with musl-gcc -static.
+"""musl's getaddrinfo as a real client: tests/support/clients/resolve.c built with musl-gcc -static.
 
 Debian 12's musl is 1.2.3, the resolver of Alpine up to 3.17: it asks every nameserver of resolv.conf
 at once and keeps the first reply, ignores REFUSED, retries SERVFAIL until its 5 s timeout, and never

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from fake_kernel import GATEWAY_NS, FakeClock, FakeDnsd, FakeKernel, FakePorts
 from netcore.agent import protocol
 from netcore.agent.client import SOCKET_NAME, AgentClient, AgentUnavailable
 from netcore.agent.protocol import MAX_REQUEST, PROTOCOL, LineReader, ProtocolError, Request, decode_reply
 from netcore.agent.server import REQUEST_TIMEOUT, VERBS, Agent
 from netcore.cli import handlers
 from netcore.engine import Engine
+from tests.support.fake_kernel import GATEWAY_NS, FakeClock, FakeDnsd, FakeKernel, FakePorts
 
 # -- the protocol, pure -----------------------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from fake_kernel import Killed, new_world
 from netcore.errors import Conflict, NetcoreError
 from netcore.ports import HostPort, parse_publish
 from netcore.ports.holder import PortError
-from support.engine_calls import create_network, run_container
+from tests.support.engine_calls import create_network, run_container
+from tests.support.fake_kernel import Killed, new_world
 
 world = pytest.fixture(new_world)
 

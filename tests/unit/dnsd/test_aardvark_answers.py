@@ -27,7 +27,7 @@ from dnsd.app import RESOLV_CONF_ENV
 from dnsd.core.config import ServerConfig
 from dnsd.core.dialect import podman
 from dnsd.core.snapshot import Upstream
-from test_dnsd_aardvark_run import Server, helper, port  # noqa: F401 - the helper and a port are fixtures
+from tests.support.aardvark import Server
 
 ONE, TWO, ABTWO, CONE = "1" * 64, "2" * 64, "3" * 64, "4" * 64
 
@@ -77,7 +77,7 @@ def nxdomain_upstream(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def serve(helper, tmp_path, port, nxdomain_upstream):  # noqa: F811 - the imported fixtures
+def serve(helper, tmp_path, port, nxdomain_upstream):
     servers = []
 
     def start(files: dict[str, str]) -> Server:

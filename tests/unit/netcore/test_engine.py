@@ -10,12 +10,12 @@ import re
 
 import pytest
 
-from fake_kernel import GATEWAY_NS, Killed, new_world
 from netcore.errors import NetcoreError
 from netcore.kernel.netlink import KernelError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
 from netcore.system.privileges import missing_capabilities
-from support.engine_calls import connect_container, create_network, run_container
+from tests.support.engine_calls import connect_container, create_network, run_container
+from tests.support.fake_kernel import GATEWAY_NS, Killed, new_world
 
 world = pytest.fixture(new_world)
 

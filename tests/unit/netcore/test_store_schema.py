@@ -484,7 +484,7 @@ model.Endpoint = Endpoint
 import netcore.store
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[2])
+                            cwd=Path(__file__).parents[3])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "TypeError: Endpoint.driver_opts: dict[str, str] is not a scalar column type; "

@@ -18,7 +18,7 @@ import pytest
 from dnsd import supervise
 from netcore.dnsd_protocol import EXIT_ALREADY_SUPERVISED, PID_NAME, SUPERVISOR_PID_NAME
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAFETY = 10.0  # seconds: only so that a broken supervisor fails the test instead of hanging it
 
 # argv: STATE_DIR then one action per run: up-kill (come up, then SIGKILL itself), up-exit0, fail, up-wait
