@@ -13,7 +13,7 @@ import sys
 from dnsd import aardvark
 from dnsd.cni.install import MARKER
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the checkout
 
 # the Python executable `dnsd cni-install --python-only` wrote before issue 25, word for word
 OLD_CNI_SCRIPT = """\
