@@ -15,7 +15,7 @@ import pytest
 
 from fake_kernel import GATEWAY_NS, FakeClock, FakeDnsd, FakeKernel, FakePorts
 from netcore.agent import protocol
-from netcore.agent.client import SOCKET_NAME, AgentClient, AgentUnavailable
+from netcore.agent.client import PID_NAME, SOCKET_NAME, AgentClient, AgentUnavailable
 from netcore.agent.protocol import MAX_REQUEST, PROTOCOL, LineReader, ProtocolError, Request, decode_reply
 from netcore.agent.server import REQUEST_TIMEOUT, VERBS, Agent
 from netcore.cli import handlers
@@ -90,7 +90,9 @@ class Running:
         self.thread = threading.Thread(target=lambda: self.result.append(self.agent.run()), daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
-        while not os.path.exists(os.path.join(state_dir, SOCKET_NAME)):
+        # the pid file, written once the agent listens: its socket file is there from bind(), before listen(),
+        # and a connection then is refused
+        while not os.path.exists(os.path.join(state_dir, PID_NAME)):
             assert self.thread.is_alive() and time.monotonic() < deadline, "the agent did not come up"
             time.sleep(0.01)
         self.client = AgentClient(state_dir, GATEWAY_NS)
