@@ -1,14 +1,16 @@
 """The client side of netcored: find the agent of a state dir, start it when none runs, send one request.
 
 Light on purpose: the standard library and netcore.agent.protocol only, so a command pays for its own
-interpreter and this, not for the engine's imports (the agent has them loaded already).
+interpreter and this, not for the engine's imports (the agent has them loaded already). It speaks through
+``_socket``, the C module under ``socket``: a unix stream socket needs nothing ``socket.py`` adds, whose
+import (its enums, ``selectors``) would cost a command more than its connection does.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -45,30 +47,31 @@ class AgentClient:
         last line (``{"exit": N, ...}``). ``start``: start an agent when none answers (else AgentUnavailable).
         NetcoreError, one line, when the agent cannot be started or ends before it answers."""
         sock = self.connect(start)
-        with sock:
-            try:
-                sock.sendall(Request(verb, params, self.namespace, debug).encode())
-                reader = LineReader(sock)
-                while True:
-                    line = reader.readline()
-                    if line is None:
-                        raise NetcoreError(f"netcored ({self._pid_text()}) ended before it answered; the next "
-                                           f"command starts a new one, which repairs what it left (its log: "
-                                           f"{os.path.join(self.state_dir, LOG_NAME)})")
-                    reply = decode_reply(line)
-                    if "exit" in reply:
-                        return reply
-                    if "out" in reply:
-                        out(reply["out"])
-                    else:
-                        err(reply["err"])
-            except ProtocolError as error:
-                raise NetcoreError(str(error)) from None
-            except (ConnectionResetError, BrokenPipeError):
-                raise NetcoreError(f"netcored ({self._pid_text()}) closed the connection before it answered; "
-                                   "the next command starts a new one") from None
+        try:
+            sock.sendall(Request(verb, params, self.namespace, debug).encode())
+            reader = LineReader(sock)
+            while True:
+                line = reader.readline()
+                if line is None:
+                    raise NetcoreError(f"netcored ({self._pid_text()}) ended before it answered; the next "
+                                       f"command starts a new one, which repairs what it left (its log: "
+                                       f"{os.path.join(self.state_dir, LOG_NAME)})")
+                reply = decode_reply(line)
+                if "exit" in reply:
+                    return reply
+                if "out" in reply:
+                    out(reply["out"])
+                else:
+                    err(reply["err"])
+        except ProtocolError as error:
+            raise NetcoreError(str(error)) from None
+        except (ConnectionResetError, BrokenPipeError):
+            raise NetcoreError(f"netcored ({self._pid_text()}) closed the connection before it answered; "
+                               "the next command starts a new one") from None
+        finally:
+            sock.close()
 
-    def connect(self, start: bool = True) -> socket.socket:
+    def connect(self, start: bool = True) -> _socket.socket:
         """A connection to the agent; with ``start``, one is started first when none answers."""
         path = socket_path(self.state_dir)
         try:
@@ -80,7 +83,7 @@ class AgentClient:
             raise NetcoreError(f"permission denied: netcored's socket {path} is root's (run netcore as root)") from None
         return self._start()
 
-    def _start(self) -> socket.socket:
+    def _start(self) -> _socket.socket:
         """Start ``python -m netcore.agent`` for this state dir, detached (its own session, output to its log),
         and wait until it answers. Two commands may start one each at once: the agent that does not get
         the state dir's lock exits at once, and both commands reach the one that did."""
@@ -116,8 +119,8 @@ class AgentClient:
             return "pid unknown"
 
 
-def _connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
     except OSError as err:

@@ -26,7 +26,7 @@ line and exit 2 as well.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import namedtuple
 
 PROTOCOL = 1  # bump on any change a client of the other version would misread
 MAX_REQUEST = 1 << 20  # bytes of one request line, newline included
@@ -37,17 +37,16 @@ class ProtocolError(ValueError):
     """A line the other side cannot take; ``str()`` is one line for a person, without a "netcore:" prefix."""
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(namedtuple("Request", "verb params netns debug", defaults=(None, False))):
     """One request: ``verb`` (a command as users type it: ``run``, ``network create``, ``agent status``), its
     ``params`` (the command's parsed arguments, JSON values), the gateway namespace the client means
     (``netns``, None: the host's; the agent refuses a request for another one) and ``debug`` (an unexpected
-    error's traceback goes back to the client too: NETCORE_DEBUG=1)."""
+    error's traceback goes back to the client too: NETCORE_DEBUG=1).
 
-    verb: str
-    params: dict
-    netns: str | None = None
-    debug: bool = False
+    A named tuple, not a dataclass: the client imports this module, and ``dataclasses`` (with ``inspect``,
+    ``ast`` and ``dis`` under it) cost more than everything else the client imports."""
+
+    __slots__ = ()
 
     def encode(self) -> bytes:
         return encode({"netcored": PROTOCOL, "verb": self.verb, "params": self.params, "netns": self.netns,

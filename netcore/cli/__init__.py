@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from netcore.cli.parser import LOCAL_VERBS, build_parser, command_name, request_params
+from netcore.cli.parser import LOCAL_VERBS, build_parser, command_name, command_word, request_params
 from netcore.errors import NetcoreError, os_error_text
 from netcore.system.privileges import missing_capabilities
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """The ``netcore`` command: 0 on success; errors are one line on stderr and a non-zero exit."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_word(argv)).parse_args(argv)
     except SystemExit as exited:
         if exited.code == 2 and _runs_command(argv):
             raise SystemExit(RUN_FAILED) from None

@@ -210,3 +210,21 @@ def test_the_thin_client_imports_nothing_heavy():
             + f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+CLIENT_NEVER = ("dataclasses", "inspect", "typing", "socket", "selectors", "shutil", "subprocess")
+
+
+def test_a_command_loads_only_the_light_part_of_the_standard_library():
+    """What `netcore run` without -p loads to parse its one command and reach the agent: none of these, which
+    would cost a command more than its round trip (dataclasses pulls in inspect, ast and dis; socket its enums
+    and selectors; shutil bz2 and lzma; subprocess only starts an agent)."""
+    code = ("import sys\n"
+            "import netcore.cli\n"
+            "from netcore.cli.parser import build_parser, command_word\n"
+            "argv = ['--netns', 'gw', 'run', '--name', 'web', '--net', 'app']\n"
+            "build_parser(command_word(argv)).parse_args(argv)\n"
+            "import netcore.agent.client\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CLIENT_NEVER!r}))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
