@@ -11,6 +11,7 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ PID_NAME = "netcored.pid"  # its pid, written once it serves
 LOCK_NAME = "netcored.lock"  # held by the one agent of the state dir for its whole life
 LOG_NAME = "netcored.log"  # its stdout and stderr when the CLI started it
 START_TIMEOUT = 30.0  # seconds a command waits for an agent it started to answer
+STOP_TIMEOUT = 30.0  # seconds `agent stop` waits for an agent of an older release it sent SIGTERM to
 POLL = 0.005  # seconds between tries to connect to an agent that is starting
 
 
@@ -42,13 +44,14 @@ class AgentClient:
         self.namespace = namespace
 
     def call(self, verb: str, params: dict, out: Callable[[str], None], err: Callable[[str], None],
-             start: bool = True, debug: bool = False) -> dict:
-        """Send one request; hand each ``out`` text and ``err`` line to the callbacks as they come; return the
-        last line (``{"exit": N, ...}``). ``start``: start an agent when none answers (else AgentUnavailable).
-        NetcoreError, one line, when the agent cannot be started or ends before it answers."""
+             start: bool = True, debug: bool = False, argv: list[str] | None = None) -> dict:
+        """Send one request (with ``argv``: that command line instead of ``verb`` and ``params``); hand each
+        ``out`` text and ``err`` line to the callbacks as they come; return the last line (``{"exit": N,
+        ...}``). ``start``: start an agent when none answers (else AgentUnavailable). NetcoreError, one line,
+        when the agent cannot be started or ends before it answers."""
         sock = self.connect(start)
         try:
-            sock.sendall(Request(verb, params, self.namespace, debug).encode())
+            sock.sendall(Request(verb, params, self.namespace, debug, argv).encode())
             reader = LineReader(sock)
             while True:
                 line = reader.readline()
@@ -110,6 +113,24 @@ class AgentClient:
             if time.monotonic() > deadline:
                 raise NetcoreError(f"netcored did not answer within {START_TIMEOUT:.0f} s (its log: {log_path})")
             time.sleep(POLL)
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Stop the agent as systemd stops it, SIGTERM to its pid (it finishes the command under way first), and
+        wait until it is gone: for an agent of an older release, which refuses this release's requests (the
+        pid file is the one the agent that answered wrote: it holds the state dir's lock). Whether it went."""
+        try:
+            with open(os.path.join(self.state_dir, PID_NAME)) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"netcore.agent" not in f.read():
+                    return False  # not an agent: nothing of ours to stop
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return False
+        deadline = time.monotonic() + timeout
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(POLL)
+        return not os.path.exists(f"/proc/{pid}")
 
     def _pid_text(self) -> str:
         try:

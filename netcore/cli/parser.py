@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-DEFAULT_STATE_DIR = "/var/lib/netcore"
+from netcore.cli import DEFAULT_STATE_DIR
+
 GLOBAL_OPTIONS = ("state_dir", "netns")  # what says which agent a command goes to, not part of its request
 SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command")
 LOCAL_VERBS = frozenset({"completion"})  # answered by the client itself: no agent, no privilege needed
@@ -113,6 +114,22 @@ def _formatting(parser: argparse.ArgumentParser, short_f: bool = False, filters:
         parser.add_argument("--no-trunc", action="store_true", help="full IDs and commands")
 
 
+class ParseFailed(Exception):
+    """A command line a quiet parser (``build_parser(quiet=True)``) did not take: a usage error, or help asked
+    for; it printed nothing."""
+
+
+class _QuietParser(_OneLineParser):
+    """A parser that prints nothing and raises ParseFailed where argparse would print and exit: the agent's,
+    for a command line a client sent (netcore.agent.server); the client says why in its own words."""
+
+    def _print_message(self, message, file=None):
+        pass
+
+    def exit(self, status=0, message=None):
+        raise ParseFailed(status)
+
+
 class _OneCommand(argparse._SubParsersAction):
     """The commands' subparsers when only command ``only``'s is wanted: ``add_parser`` of any other returns
     ``_SKIPPED``, which takes every call and builds nothing."""
@@ -148,21 +165,23 @@ def command_word(argv: list[str]) -> str | None:
     return None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of the whole command line; its subparsers are of the same one-line kind.
+def build_parser(command: str | None = None, quiet: bool = False) -> argparse.ArgumentParser:
+    """The parser of the whole command line; its subparsers are of the same one-line kind (``quiet``: they
+    print nothing and raise ParseFailed instead of exiting).
 
     With ``command`` (``command_word`` of the command line) only that command's subparser is built, which
     parses that command line exactly as the whole parser does: the client parses with it (argparse makes a
     help formatter for every option it adds, so the whole tree would cost more than the client's imports).
     A ``command`` that is no command gets the whole parser, whose error names the choices."""
+    kind = _QuietParser if quiet else _OneLineParser
     if command is not None:
-        parser = _build_parser(command)
-        return parser if command in parser._subparsers._group_actions[0].choices else _build_parser(None)
-    return _build_parser(None)
+        parser = _build_parser(command, kind)
+        return parser if command in parser._subparsers._group_actions[0].choices else _build_parser(None, kind)
+    return _build_parser(None, kind)
 
 
-def _build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
+def _build_parser(command: str | None, kind: type[_OneLineParser]) -> argparse.ArgumentParser:
+    parser = kind(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
                         help="gateway namespace for every bridge (sandbox mode; created if missing). "
                              "Default: the host's namespace. Env NETCORE_NETNS")
