@@ -37,7 +37,7 @@ from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
 from netcore.agent.dnsd import SupervisedDnsd
 from netcore.agent.processes import ProcessSupervisor
 from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, Request, decode_request, encode
-from netcore.cli import LINE_COMMANDS
+from netcore.cli import LINE_COMMANDS, NOT_AS_LINE
 from netcore.cli.handlers import HANDLERS, READ_ONLY
 from netcore.cli.parser import ParseFailed, build_parser, command_name, request_params
 from netcore.engine import Engine
@@ -337,7 +337,7 @@ class Agent:
             except ParseFailed:
                 return "the command line does not parse: the client parses it and says why"
         verb = command_name(args)
-        if verb.split()[0] not in LINE_COMMANDS or verb == "network prune":
+        if verb.split()[0] not in LINE_COMMANDS or verb in NOT_AS_LINE:
             return f"{verb} is sent as a command: the client completes it"
         params = json.loads(json.dumps(request_params(args)))  # the JSON values a command request carries
         return (Request(verb, params, request.netns, request.debug),

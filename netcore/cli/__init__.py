@@ -32,10 +32,12 @@ DEFAULT_STATE_DIR = "/var/lib/netcore"
 RUN_FAILED = 125  # Docker's exit status for the runtime's own failure in `run -- CMD`
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a program killed by writing to a closed pipe exits with
 COMPOSE_VERBS = ("compose ", "up", "down")
-# the commands the agent may parse (their command line is the request): not those the client completes itself
-# (Compose's directory and environment, a prune's question, its own version, completion) nor the agent's own
+# the commands the agent may parse (their command line is the request), by first word: not those the client
+# completes itself (Compose's directory and environment, a prune's question, its own version, completion, the
+# stop of an agent of an older release)
 LINE_COMMANDS = frozenset({"network", "run", "exec", "rm", "ps", "inspect", "port", "logs", "start", "stop",
-                           "restart", "purge", "firewall-reload", "dns-options", "host-dns"})
+                           "restart", "purge", "firewall-reload", "dns-options", "host-dns", "agent"})
+NOT_AS_LINE = frozenset({"network prune", "agent stop"})
 GLOBAL_OPTIONS = {"--netns": "netns", "--state-dir": "state_dir"}  # the parser's, before the command
 
 
@@ -91,10 +93,12 @@ def command_line(argv: list[str]) -> tuple[str, str | None, str] | None:
     if not words or words[0] not in LINE_COMMANDS or "-h" in argv or "--help" in argv:
         return None
     verb = words[0]
-    if verb == "network":
-        if len(words) < 2 or words[1].startswith("-") or words[1] == "prune":
+    if verb in ("network", "agent"):  # commands of two words, the second right after the first
+        if len(words) < 2 or words[1].startswith("-"):
             return None
         verb = " ".join(words)
+    if verb in NOT_AS_LINE:
+        return None
     return found["state_dir"], found["netns"], verb
 
 
@@ -113,6 +117,8 @@ def _request_line(argv: list[str], state_dir: str, namespace: str | None, debug:
         return None
     if "parse" in reply:
         return None
+    if "agent" in reply:
+        _print_agent(reply["agent"])
     return _finish(reply, reply.get("command", False))
 
 
@@ -252,9 +258,14 @@ def _agent(client, verb: str) -> int:
         _print_err(line)
     agent = reply.get("agent")
     if agent:
-        print(f"pid {agent['pid']}\nprotocol {agent['protocol']}\nuptime {agent['uptime']:.0f} s\n"
-              f"state dir {agent['state_dir']}\nnamespace {agent['netns'] or '(host)'}")
+        _print_agent(agent)
     return reply["exit"]
+
+
+def _print_agent(agent: dict) -> None:
+    """What ``agent status`` prints of the agent's reply."""
+    _print_out(f"pid {agent['pid']}\nprotocol {agent['protocol']}\nuptime {agent['uptime']:.0f} s\n"
+               f"state dir {agent['state_dir']}\nnamespace {agent['netns'] or '(host)'}\n")
 
 
 class _ReaderGone(Exception):

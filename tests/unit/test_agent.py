@@ -270,7 +270,8 @@ def test_a_command_line_runs_as_its_command_does(running):
 
 
 @pytest.mark.parametrize("argv", [["run", "--bogus"], ["run", "-p", "80:"], ["network"], ["ps", "-h"], ["bogus"],
-                                  ["network", "prune", "-f"], ["up", "-f", "x.yaml"], ["compose", "ls"],
+                                  ["network", "prune", "-f"], ["agent", "stop"], ["up", "-f", "x.yaml"],
+                                  ["compose", "ls"],
                                   ["version"], ["completion", "bash"]])
 def test_a_command_line_the_client_must_parse_or_complete_comes_back_untouched(running, argv):
     before = list(running.kernel.calls)
@@ -312,7 +313,8 @@ def test_the_cli_sends_the_command_line_and_parses_what_comes_back(running, monk
     (["--netns=", "network", "ls", "-q"], ("/var/lib/netcore", "", "network ls")),
     (["--state-dir", "/a", "--state-dir", "/b", "run", "--name", "x"], ("/b", None, "run")),
     (["network", "prune"], None), (["network"], None), (["network", "-h"], None), (["run", "--help"], None),
-    (["compose", "up"], None), (["up", "-f", "x"], None), (["version"], None), (["agent", "status"], None),
+    (["agent", "status"], ("/var/lib/netcore", None, "agent status")), (["agent", "stop"], None),
+    (["compose", "up"], None), (["up", "-f", "x"], None), (["version"], None), (["agent"], None),
     (["--netns"], None), (["--netns", "-x", "ps"], None), (["--net", "x", "ps"], None), (["-x", "ps"], None),
     ([], None), (["bogus"], None)])
 def test_the_cli_sends_a_command_line_only_as_the_parser_would_read_it(argv, found, monkeypatch):
