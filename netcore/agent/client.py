@@ -11,13 +11,15 @@ from __future__ import annotations
 import _socket
 import errno
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
 
 from netcore.agent.protocol import LineReader, ProtocolError, Request, decode_reply
 from netcore.errors import NetcoreError
+
+TYPE_CHECKING = False  # typing, collections and signal cost more than this module: none is imported to run it
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SOCKET_NAME = "netcored.sock"  # the agent's socket in the state dir, root's, mode 0600
 PID_NAME = "netcored.pid"  # its pid, written once it serves
@@ -124,7 +126,7 @@ class AgentClient:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"netcore.agent" not in f.read():
                     return False  # not an agent: nothing of ours to stop
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, 15)  # SIGTERM (the signal module's enums would cost every command)
         except (OSError, ValueError):
             return False
         deadline = time.monotonic() + timeout

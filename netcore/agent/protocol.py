@@ -37,8 +37,6 @@ an unknown verb each get one ``err`` line and exit 2 as well.
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 try:  # the C parts of json: a reply read and a command line written without json's modules (and re under them)
     from _json import encode_basestring_ascii as _string, make_scanner as _make_scanner
 except ImportError:  # another Python than CPython
@@ -55,17 +53,32 @@ class ProtocolError(ValueError):
     """A line the other side cannot take; ``str()`` is one line for a person, without a "netcore:" prefix."""
 
 
-class Request(namedtuple("Request", "verb params netns debug argv", defaults=(None, False, None))):
+class Request:
     """One request: ``verb`` (a command as users type it: ``run``, ``network create``, ``agent status``), its
     ``params`` (the command's parsed arguments, JSON values), the gateway namespace the client means
     (``netns``, None: the host's; the agent refuses a request for another one) and ``debug`` (an unexpected
     error's traceback goes back to the client too: NETCORE_DEBUG=1); or, with ``argv`` (a list of strings),
     the command line itself instead of ``verb`` and ``params``.
 
-    A named tuple, not a dataclass: the client imports this module, and ``dataclasses`` (with ``inspect``,
-    ``ast`` and ``dis`` under it) cost more than everything else the client imports."""
+    A plain class, not a dataclass nor a named tuple: the client imports this module, and ``dataclasses``
+    (inspect, ast, dis) or ``collections`` would cost a command more than the rest of what it imports."""
 
-    __slots__ = ()
+    __slots__ = ("argv", "debug", "netns", "params", "verb")
+    __hash__ = None  # params is a dict
+
+    def __init__(self, verb: str, params: dict, netns: str | None = None, debug: bool = False,
+                 argv: list[str] | None = None):
+        self.verb, self.params, self.netns, self.debug, self.argv = verb, params, netns, debug, argv
+
+    def _fields(self) -> tuple:
+        return self.verb, self.params, self.netns, self.debug, self.argv
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Request) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "Request({})".format(", ".join(f"{name}={value!r}" for name, value in zip(
+            ("verb", "params", "netns", "debug", "argv"), self._fields(), strict=True)))
 
     def encode(self) -> bytes:
         if self.argv is None:
