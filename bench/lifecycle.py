@@ -43,8 +43,12 @@ NETAVARK = "/usr/lib/podman/netavark"
 AARDVARK = "/usr/lib/podman/aardvark-dns"
 
 
-def sh(*argv: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True, env=env)
+def sh(*argv: str, stdin: str | None = None, env: dict | None = None, cwd: str | None = None
+       ) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=cwd)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return done
 
 
 def children_cpu() -> float:
@@ -86,6 +90,11 @@ if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())
 """  # what pip writes as .venv/bin/netcore
+PLAIN_SCRIPT = """#!{python}
+import sys
+from netcore.cli import main
+sys.exit(main())
+"""  # the same without pip's `import re`: what a launcher of netcore's own would cost a command
 
 
 def label_of(code: str) -> str:
@@ -114,11 +123,13 @@ class Netcore:
         self.nc("network", "create", "--subnet", subnet, "bench")
         self.agent_pid = self.pid()
 
+    # run from the state dir: `python -m` puts the working directory before PYTHONPATH, and the agent and dnsd
+    # this starts inherit it (from a checkout's root they would import that checkout's code)
     def nc(self, *args: str) -> subprocess.CompletedProcess:
-        return sh(self.script, *args, env=self.env)
+        return sh(self.script, *args, env=self.env, cwd=self.state)
 
     def nc_module(self, *args: str) -> subprocess.CompletedProcess:
-        return sh(sys.executable, "-m", "netcore", *args, env=self.env)
+        return sh(sys.executable, "-m", "netcore", *args, env=self.env, cwd=self.state)
 
     def pid(self) -> int:
         with open(os.path.join(self.state, "netcored.pid")) as f:
@@ -131,7 +142,7 @@ class Netcore:
         self.nc("rm", f"c{i}")
 
     def close(self) -> None:
-        subprocess.run([self.script, "purge"], env=self.env, capture_output=True)
+        subprocess.run([self.script, "purge"], env=self.env, capture_output=True, cwd=self.state)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
@@ -251,30 +262,51 @@ def compose_file(count: int) -> str:
     return f"name: ncl\nservices:\n{services}networks:\n  bench:\n    external: true\n"
 
 
-def agent_figures(netcore: Netcore) -> dict[str, float]:
-    """The CLI's own share (median of 30 `agent status`, wall and CPU, as the console script and as `python -m
-    netcore`), `up` and `down` of 100 containers, the agent's RSS and idle CPU, a bare interpreter's start and
-    what the bench costs a process it starts (``/bin/true``)."""
-    figures: dict[str, float] = {}
-    for key, step in (("share", lambda: netcore.nc("agent", "status")),
-                      ("share_m", lambda: netcore.nc_module("agent", "status")),
-                      ("python", lambda: sh(sys.executable, "-c", "pass")),
-                      ("python_isolated", lambda: sh(sys.executable, "-I", "-S", "-c", "pass")),
-                      ("spawn", lambda: sh("/bin/true"))):
-        samples = [timed_cpu(step) for _ in range(30)]
-        figures[key] = statistics.median(w for w, _ in samples)
-        figures[f"{key}_cpu"] = statistics.median(c for _, c in samples)
+def agent_figures(netcores: list[Netcore], rounds: int = 30) -> dict[str, dict[str, float]]:
+    """Per netcore: the CLI's own share (median of ``rounds`` `agent status`, wall and CPU: as the console script
+    pip writes, as `python -m netcore`, and as that script without its `import re`), beside a bare interpreter's
+    start and what the bench costs a process it starts (``/bin/true``); `up` and `down` of 100 containers; the
+    agent's RSS and its idle CPU. Interleaved: every round runs each form of each netcore once, the ups run
+    one after the other, then the downs, and the idle CPU of every agent is measured over the same 10 s."""
+    forms = {"python": lambda: sh(sys.executable, "-c", "pass"),
+             "python_isolated": lambda: sh(sys.executable, "-I", "-S", "-c", "pass"),
+             "spawn": lambda: sh("/bin/true")}
+    for netcore in netcores:
+        plain = os.path.join(netcore.state, "netcore-plain")
+        with open(plain, "w") as f:
+            f.write(PLAIN_SCRIPT.format(python=sys.executable))
+        os.chmod(plain, 0o755)
+        forms[f"{netcore.name}/share"] = lambda n=netcore: n.nc("agent", "status")
+        forms[f"{netcore.name}/share_m"] = lambda n=netcore: n.nc_module("agent", "status")
+        forms[f"{netcore.name}/share_plain"] = lambda n=netcore, p=plain: sh(p, "agent", "status", env=n.env,
+                                                                                cwd=n.state)
+    samples: dict[str, list[tuple[float, float]]] = {key: [] for key in forms}
+    for _ in range(rounds):
+        for key, step in forms.items():
+            samples[key].append(timed_cpu(step))
+    figures: dict[str, dict[str, float]] = {}
+    for netcore in netcores:
+        f = figures[netcore.name] = {}
+        for key, found in samples.items():
+            name = key.split("/")[-1]
+            if "/" not in key or key.startswith(f"{netcore.name}/"):
+                f[name] = statistics.median(w for w, _ in found)
+                f[f"{name}_cpu"] = statistics.median(c for _, c in found)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as compose:
         compose.write(compose_file(100))
-    pid = netcore.pid()
-    figures["up"], figures["up_cpu"] = timed_cpu(lambda: netcore.nc("up", "-f", compose.name), pid)
-    figures["down"], figures["down_cpu"] = timed_cpu(lambda: netcore.nc("down", "-f", compose.name), pid)
+    for verb in ("up", "down"):
+        for netcore in netcores:
+            figures[netcore.name][verb], figures[netcore.name][f"{verb}_cpu"] = timed_cpu(
+                lambda n=netcore, v=verb: n.nc(v, "-f", compose.name), netcore.pid())
     os.unlink(compose.name)
-    with open(f"/proc/{pid}/status") as f:
-        figures["rss"] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-    before = task_cpu(pid)
+    before = {}
+    for netcore in netcores:
+        with open(f"/proc/{netcore.pid()}/status") as f:
+            figures[netcore.name]["rss"] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        before[netcore.name] = task_cpu(netcore.pid())
     time.sleep(10)
-    figures["idle"] = (task_cpu(pid) - before) / 10 * 1000
+    for netcore in netcores:
+        figures[netcore.name]["idle"] = (task_cpu(netcore.pid()) - before[netcore.name]) / 10 * 1000
     return figures
 
 
@@ -302,8 +334,7 @@ def main() -> int:
                 tools.append(Netavark(prefix))
             times = run(tools, count, args.block)
             if not figures:
-                for tool in tools[:2 if args.compare else 1]:
-                    figures[tool.name] = agent_figures(tool)
+                figures = agent_figures(tools[:2 if args.compare else 1])
         finally:
             for tool in tools:
                 tool.close()
@@ -328,7 +359,8 @@ def main() -> int:
         lines += [f"{name}:",
                   f"- CLI's own share (`netcore agent status`, median of 30): {f['share']:.1f} ms, CPU "
                   f"{f['share_cpu']:.1f} ms (`python -m netcore`: {f['share_m']:.1f} ms, CPU "
-                  f"{f['share_m_cpu']:.1f} ms)",
+                  f"{f['share_m_cpu']:.1f} ms; the console script without pip's `import re`: {f['share_plain']:.1f} "
+                  f"ms, CPU {f['share_plain_cpu']:.1f} ms)",
                   f"- beside it: `python -c pass` {f['python']:.1f} ms (CPU {f['python_cpu']:.1f}), `python -I -S -c "
                   f"pass` {f['python_isolated']:.1f} ms (CPU {f['python_isolated_cpu']:.1f}), `/bin/true` through the "
                   f"bench {f['spawn']:.1f} ms (CPU {f['spawn_cpu']:.1f})",
