@@ -138,6 +138,8 @@ def compose_up(engine: Engine, args: argparse.Namespace, out: TextIO) -> int | d
         try:
             for action in plan.teardown:
                 _take_down(engine, action, out, getattr(args, "timeout", 10))
+            if plan.teardown:  # the host ports of what was taken down freed, before what replaces it takes them
+                engine.follower.apply_firewall()
             for action in plan.build:
                 _build(engine, action, out, made)
         except NetcoreError as err:
