@@ -2,11 +2,12 @@
 
 The reading and planning are pure (netcore.compose: files, YAML 1.2, interpolation, schema, merge, the
 project model, ``plan.plan_up``/``plan_down``); these handlers run a plan through the engine one object at a
-time, in the plan's order, each as the engine's own action (netcore.engine.Engine: ``create_network``,
-``run``, ``start``, ``stop``, ``remove_containers``, ``remove_network``), and print Compose's progress line
-for each object as it is done (``Network shop_default  Created``, ``Container shop-web-1  Started``), streamed
-to the client as they come. The client sent its working directory and environment (the agent reads the files
-as ``docker compose`` would in that shell) and, for ``-f -``, standard input.
+time, in the plan's order (netcore.engine.Engine: ``create_network``, ``run``, ``start``, ``stop``,
+``remove_containers``, ``remove_network``), all in one engine action: its lock and reconciliation once, and
+what follows (dnsd synced, the firewall applied) once at its end, not once an object; and print Compose's
+progress line for each object as it is done (``Network shop_default  Created``, ``Container shop-web-1
+Started``), streamed to the client as they come. The client sent its working directory and environment (the
+agent reads the files as ``docker compose`` would in that shell) and, for ``-f -``, standard input.
 
 What exists is read as ``plan.Existing`` (every network and container with its labels); the project owns
 what carries its ``com.docker.compose.project`` label, and nothing else is touched. A failure part way is
