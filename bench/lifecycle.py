@@ -10,9 +10,10 @@ threads too: on a shared machine the CPU time varies less than the wall time). B
 (a request the agent answers without work: interpreter start, imports, connect, print), `netcore up` of 100
 containers (a Compose file), the agent's RSS and its idle CPU, and what the bench itself costs a process.
 
-netcore runs as the README's users run it: ``.venv/bin/netcore``, the console script pip writes (this
-checkout's code first on PYTHONPATH, with the interpreter running this bench); ``python -m netcore`` is
-timed beside it for the CLI's share. The code is byte-compiled first (a PYTHONDONTWRITEBYTECODE environment
+netcore runs as the README's users run it: ``.venv/bin/netcore`` as pip installs it for that checkout (its
+``scripts/netcore``, or for a checkout without one the wrapper pip writes for an entry point), with the
+checkout's code first on PYTHONPATH and the interpreter running this bench; ``python -m netcore`` is timed
+beside it for the CLI's share. The code is byte-compiled first (a PYTHONDONTWRITEBYTECODE environment
 would otherwise compile the client at every command). ``--compare DIR`` adds a second netcore, the code of
 another checkout (a worktree of main), to the same interleaved run: before and after from one run.
 
@@ -89,7 +90,7 @@ from netcore.cli import main
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
     sys.exit(main())
-"""  # what pip writes as .venv/bin/netcore
+"""  # what pip writes as .venv/bin/netcore for an entry point (netcore.cli:main, before scripts/netcore)
 PLAIN_SCRIPT = """#!{python}
 import sys
 from netcore.cli import main
@@ -115,8 +116,14 @@ class Netcore:
         compileall.compile_dir(os.path.join(code, "netcore"), quiet=1)
         self.state = tempfile.mkdtemp(prefix="ncl-state-")
         self.script = os.path.join(self.state, "netcore")
+        own = os.path.join(code, "scripts", "netcore")  # installed as it is, its "#!python" made this interpreter's
+        if os.path.exists(own):
+            with open(own) as f:
+                text = f"#!{sys.executable}\n" + f.read().split("\n", 1)[1]
+        else:
+            text = CONSOLE_SCRIPT.format(python=sys.executable)
         with open(self.script, "w") as f:
-            f.write(CONSOLE_SCRIPT.format(python=sys.executable))
+            f.write(text)
         os.chmod(self.script, 0o755)
         self.env = dict(os.environ, NETCORE_NETNS=f"{prefix}{'nc' if code == REPO else 'nb'}",
                         NETCORE_STATE_DIR=self.state, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
