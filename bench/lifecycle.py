@@ -127,7 +127,11 @@ class Netcore:
         os.chmod(self.script, 0o755)
         self.env = dict(os.environ, NETCORE_NETNS=f"{prefix}{'nc' if code == REPO else 'nb'}",
                         NETCORE_STATE_DIR=self.state, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.nc("network", "create", "--subnet", subnet, "bench")
+        try:
+            self.nc("network", "create", "--subnet", subnet, "bench")
+        except BaseException:
+            self.close()  # the agent the command started, and its namespace, go
+            raise
         self.agent_pid = self.pid()
 
     # run from the state dir: `python -m` puts the working directory before PYTHONPATH, and the agent and dnsd
