@@ -1,12 +1,21 @@
 """Per-container create and remove: netcore (its CLI through netcored) beside netavark and a plain `ip` script.
 
-    sudo python3 bench/lifecycle.py [--containers 50,500] [--block 10] [--skip-netavark]
+    sudo python3 bench/lifecycle.py [--containers 50,500] [--block 10] [--skip-netavark] [--compare DIR]
 
 Issue 26's table, from one run: for each tool the same network shape (one bridge network, N containers with
 an address, a default route and their /etc/netns files), created and removed in interleaved blocks of
 ``--block`` containers (netcore, ip, netavark, netcore, ip, ...), every container timed alone; medians and
-p90 per container. Beside it: the CLI's own share (a request the agent answers without work: interpreter
-start, imports, connect, print), `netcore up` of 100 containers, the agent's RSS and its idle CPU.
+p90 per container, wall time and CPU time (the processes the step started, and for netcore its agent's
+threads too: on a shared machine the CPU time varies less than the wall time). Beside it: the CLI's own share
+(a request the agent answers without work: interpreter start, imports, connect, print), `netcore up` of 100
+containers (a Compose file), the agent's RSS and its idle CPU, and what the bench itself costs a process.
+
+netcore runs as the README's users run it: ``.venv/bin/netcore`` as pip installs it for that checkout (its
+``scripts/netcore``, or for a checkout without one the wrapper pip writes for an entry point), with the
+checkout's code first on PYTHONPATH and the interpreter running this bench; ``python -m netcore`` is timed
+beside it for the CLI's share. The code is byte-compiled first (a PYTHONDONTWRITEBYTECODE environment
+would otherwise compile the client at every command). ``--compare DIR`` adds a second netcore, the code of
+another checkout (a worktree of main), to the same interleaved run: before and after from one run.
 
 netavark 1.4 runs as Podman runs it (`setup`/`teardown` with its JSON on stdin, its iptables firewall and
 aardvark-dns), inside a sandbox namespace with a private view of its state dir and of /etc/resolv.conf
@@ -18,8 +27,10 @@ Everything lives in namespaces named ncl<hex>* made here and removed on exit, al
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import resource
 import secrets
 import shutil
 import statistics
@@ -33,8 +44,24 @@ NETAVARK = "/usr/lib/podman/netavark"
 AARDVARK = "/usr/lib/podman/aardvark-dns"
 
 
-def sh(*argv: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=True, env=env)
+def sh(*argv: str, stdin: str | None = None, env: dict | None = None, cwd: str | None = None
+       ) -> subprocess.CompletedProcess:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=cwd)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return done
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's ended children (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def task_cpu(pid: int) -> float:
+    """CPU seconds of process ``pid``, every thread, ended ones too: its CPU-time clock (clock_getcpuclockid(3)'s
+    clock, MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED): nanoseconds, where /proc/PID/stat counts 10 ms ticks)."""
+    return time.clock_gettime((~pid << 3) | 2)
 
 
 def timed(step) -> float:
@@ -43,22 +70,81 @@ def timed(step) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def timed_cpu(step, agent_pid=None) -> tuple[float, float]:
+    """Wall and CPU milliseconds of ``step``: the processes it started, and agent ``agent_pid``'s threads."""
+    cpu = children_cpu() + (task_cpu(agent_pid) if agent_pid else 0)
+    wall = timed(step)
+    return wall, (children_cpu() + (task_cpu(agent_pid) if agent_pid else 0) - cpu) * 1000
+
+
 def summary(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
 
+CONSOLE_SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from netcore.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""  # what pip writes as .venv/bin/netcore for an entry point (netcore.cli:main, before scripts/netcore)
+PLAIN_SCRIPT = """#!{python}
+import sys
+from netcore.cli import main
+sys.exit(main())
+"""  # the same without pip's `import re`: what a launcher of netcore's own would cost a command
+
+
+def label_of(code: str) -> str:
+    """``netcore BRANCH COMMIT`` of the checkout ``code`` (its directory's name for a detached one)."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", code, *argv], capture_output=True, text=True).stdout.strip()
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    name = branch if branch not in ("", "HEAD") else os.path.basename(code)
+    return f"netcore {name} {git('rev-parse', '--short', 'HEAD')}"
+
+
 class Netcore:
     name = "netcore run / rm"
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, code: str = REPO, name: str | None = None, subnet: str = "10.201.0.0/16"):
+        self.name = name or self.name
+        self.code = code
+        compileall.compile_dir(os.path.join(code, "netcore"), quiet=1)
         self.state = tempfile.mkdtemp(prefix="ncl-state-")
-        self.env = dict(os.environ, NETCORE_NETNS=f"{prefix}nc", NETCORE_STATE_DIR=self.state,
-                        PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.nc("network", "create", "--subnet", "10.201.0.0/16", "bench")
+        self.script = os.path.join(self.state, "netcore")
+        own = os.path.join(code, "scripts", "netcore")  # installed as it is, its "#!python" made this interpreter's
+        if os.path.exists(own):
+            with open(own) as f:
+                text = f"#!{sys.executable}\n" + f.read().split("\n", 1)[1]
+        else:
+            text = CONSOLE_SCRIPT.format(python=sys.executable)
+        with open(self.script, "w") as f:
+            f.write(text)
+        os.chmod(self.script, 0o755)
+        self.env = dict(os.environ, NETCORE_NETNS=f"{prefix}{'nc' if code == REPO else 'nb'}",
+                        NETCORE_STATE_DIR=self.state, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        try:
+            self.nc("network", "create", "--subnet", subnet, "bench")
+        except BaseException:
+            self.close()  # the agent the command started, and its namespace, go
+            raise
+        self.agent_pid = self.pid()
 
+    # run from the state dir: `python -m` puts the working directory before PYTHONPATH, and the agent and dnsd
+    # this starts inherit it (from a checkout's root they would import that checkout's code)
     def nc(self, *args: str) -> subprocess.CompletedProcess:
-        return sh(sys.executable, "-m", "netcore", *args, env=self.env)
+        return sh(self.script, *args, env=self.env, cwd=self.state)
+
+    def nc_module(self, *args: str) -> subprocess.CompletedProcess:
+        return sh(sys.executable, "-m", "netcore", *args, env=self.env, cwd=self.state)
+
+    def pid(self) -> int:
+        with open(os.path.join(self.state, "netcored.pid")) as f:
+            return int(f.read())
 
     def create(self, i: int) -> None:
         self.nc("run", "--name", f"c{i}", "--net", "bench")
@@ -67,7 +153,7 @@ class Netcore:
         self.nc("rm", f"c{i}")
 
     def close(self) -> None:
-        subprocess.run([sys.executable, "-m", "netcore", "purge"], env=self.env, capture_output=True)
+        subprocess.run([self.script, "purge"], env=self.env, capture_output=True, cwd=self.state)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
@@ -164,40 +250,75 @@ class Netavark:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def run(tools: list, count: int, block: int) -> dict[str, tuple[list[float], list[float]]]:
-    times = {tool.name: ([], []) for tool in tools}
-    for start in range(0, count, block):
-        for tool in tools:
-            for i in range(start, min(count, start + block)):
-                times[tool.name][0].append(timed(lambda t=tool, n=i: t.create(n)))
-    for start in range(0, count, block):
-        for tool in tools:
-            for i in range(start, min(count, start + block)):
-                times[tool.name][1].append(timed(lambda t=tool, n=i: t.remove(n)))
+Samples = tuple[list[float], list[float]]  # wall ms, CPU ms
+
+
+def run(tools: list, count: int, block: int) -> dict[str, tuple[Samples, Samples]]:
+    """Per tool: (create, remove), each (wall ms, CPU ms) per container."""
+    times = {tool.name: (([], []), ([], [])) for tool in tools}
+    for phase, step in ((0, "create"), (1, "remove")):
+        for start in range(0, count, block):
+            for tool in tools:
+                for i in range(start, min(count, start + block)):
+                    wall, cpu = timed_cpu(lambda t=tool, n=i, s=step: getattr(t, s)(n),
+                                          getattr(tool, "agent_pid", None))
+                    times[tool.name][phase][0].append(wall)
+                    times[tool.name][phase][1].append(cpu)
     return times
 
 
-def agent_figures(netcore: Netcore) -> dict[str, float]:
-    """The CLI's own share (median of 30 `agent status`), `up` of 100 containers, the agent's RSS and idle CPU."""
-    share = statistics.median(timed(lambda: netcore.nc("agent", "status")) for _ in range(30))
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as topology:
-        topology.write("containers:\n" + "".join(f"  u{i}:\n    networks: [bench]\n" for i in range(100)))
-    up = timed(lambda: netcore.nc("up", "-f", topology.name))
-    netcore.nc("down", "-f", topology.name)
-    os.unlink(topology.name)
-    with open(os.path.join(netcore.state, "netcored.pid")) as f:
-        pid = int(f.read())
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+def compose_file(count: int) -> str:
+    """A Compose file of ``count`` containers on the existing network ``bench`` (netcore's topology format)."""
+    services = "".join(f"  u{i}:\n    container_name: u{i}\n    networks: [bench]\n" for i in range(count))
+    return f"name: ncl\nservices:\n{services}networks:\n  bench:\n    external: true\n"
 
-    def cpu() -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    before = cpu()
+
+def agent_figures(netcores: list[Netcore], rounds: int = 30) -> dict[str, dict[str, float]]:
+    """Per netcore: the CLI's own share (median of ``rounds`` `agent status`, wall and CPU: as the console script
+    pip writes, as `python -m netcore`, and as that script without its `import re`), beside a bare interpreter's
+    start and what the bench costs a process it starts (``/bin/true``); `up` and `down` of 100 containers; the
+    agent's RSS and its idle CPU. Interleaved: every round runs each form of each netcore once, the ups run
+    one after the other, then the downs, and the idle CPU of every agent is measured over the same 10 s."""
+    forms = {"python": lambda: sh(sys.executable, "-c", "pass"),
+             "python_isolated": lambda: sh(sys.executable, "-I", "-S", "-c", "pass"),
+             "spawn": lambda: sh("/bin/true")}
+    for netcore in netcores:
+        plain = os.path.join(netcore.state, "netcore-plain")
+        with open(plain, "w") as f:
+            f.write(PLAIN_SCRIPT.format(python=sys.executable))
+        os.chmod(plain, 0o755)
+        forms[f"{netcore.name}/share"] = lambda n=netcore: n.nc("agent", "status")
+        forms[f"{netcore.name}/share_m"] = lambda n=netcore: n.nc_module("agent", "status")
+        forms[f"{netcore.name}/share_plain"] = lambda n=netcore, p=plain: sh(p, "agent", "status", env=n.env,
+                                                                                cwd=n.state)
+    samples: dict[str, list[tuple[float, float]]] = {key: [] for key in forms}
+    for _ in range(rounds):
+        for key, step in forms.items():
+            samples[key].append(timed_cpu(step))
+    figures: dict[str, dict[str, float]] = {}
+    for netcore in netcores:
+        f = figures[netcore.name] = {}
+        for key, found in samples.items():
+            name = key.split("/")[-1]
+            if "/" not in key or key.startswith(f"{netcore.name}/"):
+                f[name] = statistics.median(w for w, _ in found)
+                f[f"{name}_cpu"] = statistics.median(c for _, c in found)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as compose:
+        compose.write(compose_file(100))
+    for verb in ("up", "down"):
+        for netcore in netcores:
+            figures[netcore.name][verb], figures[netcore.name][f"{verb}_cpu"] = timed_cpu(
+                lambda n=netcore, v=verb: n.nc(v, "-f", compose.name), netcore.pid())
+    os.unlink(compose.name)
+    before = {}
+    for netcore in netcores:
+        with open(f"/proc/{netcore.pid()}/status") as f:
+            figures[netcore.name]["rss"] = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        before[netcore.name] = task_cpu(netcore.pid())
     time.sleep(10)
-    idle = (cpu() - before) / 10 * 1000
-    return {"share": share, "up": up, "rss": rss, "idle": idle}
+    for netcore in netcores:
+        figures[netcore.name]["idle"] = (task_cpu(netcore.pid()) - before[netcore.name]) / 10 * 1000
+    return figures
 
 
 def main() -> int:
@@ -205,38 +326,58 @@ def main() -> int:
     parser.add_argument("--containers", default="50,500", help="comma-separated container counts (default 50,500)")
     parser.add_argument("--block", type=int, default=10, help="containers per interleaved block (default 10)")
     parser.add_argument("--skip-netavark", action="store_true")
+    parser.add_argument("--compare", metavar="DIR", help="another checkout's netcore in the same run (before/after)")
     args = parser.parse_args()
+    this = label_of(REPO) if args.compare else Netcore.name
     lines = [f"# per container, ms (median / p90), interleaved blocks of {args.block}, one run; "
              f"load average at start {os.getloadavg()[0]:.2f}", ""]
-    figures = None
+    figures = {}
     for count in (int(c) for c in args.containers.split(",")):
         prefix = f"ncl{secrets.token_hex(3)}"
         tools = []
         try:
-            tools.append(Netcore(prefix))
+            tools.append(Netcore(prefix, name=this))
+            if args.compare:
+                tools.append(Netcore(prefix, os.path.abspath(args.compare), label_of(args.compare),
+                                     "10.204.0.0/16"))
             tools.append(IpScript(prefix))
             if not args.skip_netavark:
                 tools.append(Netavark(prefix))
             times = run(tools, count, args.block)
-            if figures is None:
-                figures = agent_figures(tools[0])
+            if not figures:
+                figures = agent_figures(tools[:2 if args.compare else 1])
         finally:
             for tool in tools:
                 tool.close()
         lines += [f"## N = {count} containers on one network", "",
-                  "| tool | create median / p90 | remove median / p90 |", "|---|---|---|"]
+                  "| tool | create median / p90 | remove median / p90 | create CPU median | remove CPU median |",
+                  "|---|---|---|---|---|"]
         for name, (created, removed) in times.items():
-            (cm, cp), (rm, rp) = summary(created), summary(removed)
-            lines.append(f"| {name} | {cm:.1f} / {cp:.1f} | {rm:.1f} / {rp:.1f} |")
-        nc = {n: (summary(c)[0], summary(r)[0]) for n, (c, r) in times.items()}
-        base = nc[Netcore.name]
-        for other in (n for n in nc if n != Netcore.name):
-            lines.append(f"| netcore ÷ {other} | {base[0] / nc[other][0]:.2f}x | {base[1] / nc[other][1]:.2f}x |")
+            (cm, cp), (rm, rp) = summary(created[0]), summary(removed[0])
+            lines.append(f"| {name} | {cm:.1f} / {cp:.1f} | {rm:.1f} / {rp:.1f} | {summary(created[1])[0]:.1f} | "
+                         f"{summary(removed[1])[0]:.1f} |")
+        medians = {n: [summary(samples)[0] for phase in both for samples in phase] for n, both in times.items()}
+        for mine in (n for n in medians if n.startswith("netcore")):
+            for other in (n for n in medians if n != mine and (n != this or not args.compare)):
+                ratios = [a / b for a, b in zip(medians[mine], medians[other], strict=True)]
+                lines.append(f"| {mine} ÷ {other} | {ratios[0]:.2f}x | {ratios[2]:.2f}x | {ratios[1]:.2f}x | "
+                             f"{ratios[3]:.2f}x |")
         lines.append("")
-    if figures:
-        lines += [f"CLI's own share (`netcore agent status`, median of 30): {figures['share']:.1f} ms",
-                  f"`netcore up` of 100 containers: {figures['up']:.0f} ms",
-                  f"netcored: RSS {figures['rss']:.1f} MiB, idle CPU {figures['idle']:.2f} ms a second"]
+    lines.append("(CPU: the processes a step started, user + system; netcore's includes its agent's threads; dnsd's "
+                 "and aardvark-dns's own are left out of both)")
+    lines.append("")
+    for name, f in figures.items():
+        lines += [f"{name}:",
+                  f"- CLI's own share (`netcore agent status`, median of 30): {f['share']:.1f} ms, CPU "
+                  f"{f['share_cpu']:.1f} ms (`python -m netcore`: {f['share_m']:.1f} ms, CPU "
+                  f"{f['share_m_cpu']:.1f} ms; the console script without pip's `import re`: {f['share_plain']:.1f} "
+                  f"ms, CPU {f['share_plain_cpu']:.1f} ms)",
+                  f"- beside it: `python -c pass` {f['python']:.1f} ms (CPU {f['python_cpu']:.1f}), `python -I -S -c "
+                  f"pass` {f['python_isolated']:.1f} ms (CPU {f['python_isolated_cpu']:.1f}), `/bin/true` through the "
+                  f"bench {f['spawn']:.1f} ms (CPU {f['spawn_cpu']:.1f})",
+                  f"- `netcore up` of 100 containers: {f['up']:.0f} ms (CPU {f['up_cpu']:.0f} ms, agent included); "
+                  f"`netcore down`: {f['down']:.0f} ms (CPU {f['down_cpu']:.0f} ms)",
+                  f"- netcored: RSS {f['rss']:.1f} MiB, idle CPU {f['idle']:.3f} ms a second", ""]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import fcntl
 import io
+import json
 import logging
 import os
 import selectors
@@ -35,8 +36,10 @@ from netcore.agent import protocol
 from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
 from netcore.agent.dnsd import SupervisedDnsd
 from netcore.agent.processes import ProcessSupervisor
-from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, decode_request, encode
+from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, Request, decode_request, encode
+from netcore.cli import LINE_COMMANDS, NOT_AS_LINE
 from netcore.cli.handlers import HANDLERS, READ_ONLY
+from netcore.cli.parser import ParseFailed, build_parser, command_name, request_params
 from netcore.engine import Engine
 from netcore.errors import NetcoreError, os_error_text
 from netcore.firewall.apply import NftablesFirewall
@@ -114,6 +117,8 @@ class Agent:
         self._listener: socket.socket | None = None
         self._engine: Engine | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netcored-engine")
+        self._parser: argparse.ArgumentParser | None = None  # for command lines (``_parse``), made at the first
+        self._parser_lock = threading.Lock()
 
     # -- life ----------------------------------------------------------------------------------------------
 
@@ -293,6 +298,13 @@ class Agent:
                 reply.send({"err": text})
                 reply.send({"exit": protocol.USAGE})
                 return
+            command = False
+            if request.argv is not None:
+                parsed = self._parse(request)
+                if isinstance(parsed, str):
+                    reply.send({"exit": protocol.USAGE, "parse": parsed})
+                    return
+                request, command = parsed
             if request.verb in AGENT_VERBS:
                 reply.send(self._agent_verb(request.verb))
                 return
@@ -301,9 +313,29 @@ class Agent:
             stream = result.pop("stream", None)
             if stream is not None:  # what follows needs no engine: this connection's own thread, engine free
                 result["exit"] = self._stream(stream, reply)
+            if command:
+                result["command"] = True
             reply.send(result)
             if request.verb == "purge" and result.get("exit") == 0:
                 self.stop()  # nothing left to serve; the next command starts a new agent
+
+    def _parse(self, request: Request) -> tuple[Request, bool] | str:
+        """A command line (``request.argv``) as the command request the client would have sent, with whether it
+        is ``run ... -- CMD``; or why the client must parse it itself: it does not parse or asks for help (the
+        client says why in the parser's words), or its command is not one of ``LINE_COMMANDS``."""
+        with self._parser_lock:  # a parser is not made for two parses at once
+            if self._parser is None:
+                self._parser = build_parser(quiet=True)
+            try:
+                args = self._parser.parse_args(request.argv)
+            except ParseFailed:
+                return "the command line does not parse: the client parses it and says why"
+        verb = command_name(args)
+        if verb.split()[0] not in LINE_COMMANDS or verb in NOT_AS_LINE:
+            return f"{verb} is sent as a command: the client completes it"
+        params = json.loads(json.dumps(request_params(args)))  # the JSON values a command request carries
+        return (Request(verb, params, request.netns, request.debug),
+                verb == "run" and bool(getattr(args, "cmd", None)))
 
     def _stream(self, stream: Callable, reply: _Reply) -> int:
         """Run a handler's ``stream`` (``logs -f``: the log as it grows) on the connection's thread; its exit

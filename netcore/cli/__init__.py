@@ -5,6 +5,11 @@ one when none answers), prints what comes back, and exits with the command's sta
 the user's own terminal it does itself: ``exec`` and ``run -- CMD`` run the command inside the container's
 namespace (netcore.sandbox.run_in). It imports nothing heavy: no pyroute2, no store, no engine.
 
+When an agent answers, most commands are sent as their command line instead, for the agent to parse with
+the same parser: argparse, with ``re``, ``gettext`` and ``json`` under it, would be most of what a command
+costs the client (netcore.agent.protocol). A command line the agent does not take (a usage error, ``-h``)
+comes back to be parsed here, which says why as before; a usage error never starts an agent.
+
 Errors are one line on stderr and a non-zero exit: 2 for a usage error, the error's own code otherwise;
 ``run ... -- CMD`` exits 125 for netcore's own failure and with the command's status otherwise (Docker's
 convention). ``NETCORE_DEBUG=1`` shows an unexpected error's traceback instead. A reader that goes away
@@ -19,14 +24,21 @@ from __future__ import annotations
 import os
 import sys
 
-from netcore.cli.parser import LOCAL_VERBS, build_parser, command_name, request_params
 from netcore.errors import NetcoreError, os_error_text
 from netcore.system.privileges import missing_capabilities
 
 DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
+DEFAULT_STATE_DIR = "/var/lib/netcore"
 RUN_FAILED = 125  # Docker's exit status for the runtime's own failure in `run -- CMD`
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a program killed by writing to a closed pipe exits with
 COMPOSE_VERBS = ("compose ", "up", "down")
+# the commands the agent may parse (their command line is the request), by first word: not those the client
+# completes itself (Compose's directory and environment, a prune's question, its own version, completion, the
+# stop of an agent of an older release)
+LINE_COMMANDS = frozenset({"network", "run", "exec", "rm", "ps", "inspect", "port", "logs", "start", "stop",
+                           "restart", "purge", "firewall-reload", "dns-options", "host-dns", "agent"})
+NOT_AS_LINE = frozenset({"network prune", "agent stop"})
+GLOBAL_OPTIONS = {"--netns": "netns", "--state-dir": "state_dir"}  # the parser's, before the command
 
 
 def _runs_command(argv: list[str]) -> bool:
@@ -38,23 +50,82 @@ def _runs_command(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """The ``netcore`` command: 0 on success; errors are one line on stderr and a non-zero exit."""
     argv = sys.argv[1:] if argv is None else argv
+    debug = os.environ.get(DEBUG_ENV) == "1"
+    line = command_line(argv)
+    if line is not None:
+        state_dir, namespace, verb = line
+        code = _guarded(verb, _runs_command(argv), debug, lambda: _request_line(argv, state_dir, namespace, debug))
+        if code is not None:
+            return code
+    from netcore.cli.parser import build_parser, command_name, command_word
+
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_word(argv)).parse_args(argv)
     except SystemExit as exited:
         if exited.code == 2 and _runs_command(argv):
             raise SystemExit(RUN_FAILED) from None
         raise
     verb = command_name(args)
-    debug = os.environ.get(DEBUG_ENV) == "1"
     command = verb == "run" and bool(getattr(args, "cmd", None))
+    return _guarded(verb, command, debug, lambda: _parsed(args, verb, debug))
+
+
+def command_line(argv: list[str]) -> tuple[str, str | None, str] | None:
+    """Where a command line goes when the agent may parse it (``LINE_COMMANDS``): (state dir, gateway
+    namespace, the command as its first words name it), the global options read as the parser reads them.
+    None when the client parses it first: another command, help asked for, or anything the parser might read
+    otherwise than this (an unknown option, a value that starts with ``-``)."""
+    found = {"netns": os.environ.get("NETCORE_NETNS") or None,
+             "state_dir": os.environ.get("NETCORE_STATE_DIR") or DEFAULT_STATE_DIR}
+    at = 0
+    while at < len(argv) and argv[at].startswith("--"):
+        option, sep, value = argv[at].partition("=")
+        if option not in GLOBAL_OPTIONS:
+            return None
+        if not sep:
+            at += 1
+            if at == len(argv) or argv[at].startswith("-"):
+                return None
+            value = argv[at]
+        found[GLOBAL_OPTIONS[option]] = value
+        at += 1
+    words = argv[at:at + 2]
+    if not words or words[0] not in LINE_COMMANDS or "-h" in argv or "--help" in argv:
+        return None
+    verb = words[0]
+    if verb in ("network", "agent"):  # commands of two words, the second right after the first
+        if len(words) < 2 or words[1].startswith("-"):
+            return None
+        verb = " ".join(words)
+    if verb in NOT_AS_LINE:
+        return None
+    return found["state_dir"], found["netns"], verb
+
+
+def _request_line(argv: list[str], state_dir: str, namespace: str | None, debug: bool) -> int | None:
+    """Send the command line to the agent; its exit status, or None for the usual way (parsed here): no
+    privilege (said once the usage is checked), no agent running (a usage error must not start one), or the
+    agent gave the line back (``"parse"``: a usage error, said here in the parser's words)."""
+    if missing_capabilities():
+        return None
+    from netcore.agent.client import AgentClient, AgentUnavailable
+
     try:
-        if verb in LOCAL_VERBS:
-            return _completion(args)
-        missing = missing_capabilities()
-        if missing:
-            raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
-                               "it creates namespaces and links (permission denied)")
-        return _request(args, verb, debug)
+        reply = AgentClient(state_dir, namespace).call("", {}, _print_out, _print_err, start=False, debug=debug,
+                                                        argv=argv)
+    except AgentUnavailable:
+        return None
+    if "parse" in reply:
+        return None
+    if "agent" in reply:
+        _print_agent(reply["agent"])
+    return _finish(reply, reply.get("command", False))
+
+
+def _guarded(verb: str, command: bool, debug: bool, step) -> int | None:
+    """``step()``, its errors one line each (``command``: ``run ... -- CMD``, whose own failure is 125)."""
+    try:
+        return step()
     except (BrokenPipeError, _ReaderGone):
         return _quiet_pipe()
     except NetcoreError as err:
@@ -70,8 +141,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _parsed(args, verb: str, debug: bool) -> int:
+    """The command ``args``, parsed here: answered by the client (completion) or sent to the agent."""
+    from netcore.cli.parser import LOCAL_VERBS
+
+    if verb in LOCAL_VERBS:
+        return _completion(args)
+    missing = missing_capabilities()
+    if missing:
+        raise NetcoreError(f"netcore must run as root with {' and '.join(missing)}: "
+                           "it creates namespaces and links (permission denied)")
+    return _request(args, verb, debug)
+
+
 def _request(args, verb: str, debug: bool) -> int:
     from netcore.agent.client import AgentClient
+    from netcore.cli.parser import request_params
 
     client = AgentClient(args.state_dir, args.netns)
     if verb.startswith("agent "):
@@ -88,13 +173,19 @@ def _request(args, verb: str, debug: bool) -> int:
     if verb == "version":
         _print_out(f"Client:\n Version:      {_version()}\n Protocol:     {_protocol()}\n")
     reply = client.call(verb, params, _print_out, _print_err, debug=debug)
+    return _finish(reply, verb == "run" and bool(args.cmd))
+
+
+def _finish(reply: dict, command: bool) -> int:
+    """The exit status of a reply: ``exec``'s command run here, in the container's namespace; a failure of
+    ``run ... -- CMD`` (``command``) is 125."""
     target = reply.get("exec")
     if target:
         from netcore.kernel.sandbox import run_in
 
         sys.stdout.flush()
         return run_in(target["netns"], target["argv"])
-    if verb == "run" and args.cmd and reply["exit"] not in (0, 126, 127):
+    if command and reply["exit"] not in (0, 126, 127):
         return RUN_FAILED
     return reply["exit"]
 
@@ -127,6 +218,8 @@ def _protocol() -> int:
 
 def _completion(args) -> int:
     """``netcore completion bash``: the completion script, generated from this parser by shtab."""
+    from netcore.cli.parser import build_parser
+
     try:
         import shtab
     except ImportError:
@@ -150,18 +243,29 @@ def _agent(client, verb: str) -> int:
     """``agent status`` and ``agent stop``: they never start an agent."""
     from netcore.agent.client import AgentUnavailable
 
+    refused: list[str] = []
     try:
-        reply = client.call(verb, {}, _print_out, _print_err, start=False)
+        reply = client.call(verb, {}, _print_out, refused.append, start=False)
     except AgentUnavailable as err:
         if verb == "agent stop":
             return 0  # none runs: stopped already
         print(f"netcore: {err}", file=sys.stderr)
         return 1
+    older = refused and refused[0].startswith("this netcore speaks protocol")  # an agent of an older release
+    if verb == "agent stop" and older and client.terminate():
+        return 0  # stopped by its pid, as systemd stops it (an agent of this release or later takes the request)
+    for line in refused:
+        _print_err(line)
     agent = reply.get("agent")
     if agent:
-        print(f"pid {agent['pid']}\nprotocol {agent['protocol']}\nuptime {agent['uptime']:.0f} s\n"
-              f"state dir {agent['state_dir']}\nnamespace {agent['netns'] or '(host)'}")
+        _print_agent(agent)
     return reply["exit"]
+
+
+def _print_agent(agent: dict) -> None:
+    """What ``agent status`` prints of the agent's reply."""
+    _print_out(f"pid {agent['pid']}\nprotocol {agent['protocol']}\nuptime {agent['uptime']:.0f} s\n"
+               f"state dir {agent['state_dir']}\nnamespace {agent['netns'] or '(host)'}\n")
 
 
 class _ReaderGone(Exception):

@@ -2,11 +2,12 @@
 
 The reading and planning are pure (netcore.compose: files, YAML 1.2, interpolation, schema, merge, the
 project model, ``plan.plan_up``/``plan_down``); these handlers run a plan through the engine one object at a
-time, in the plan's order, each as the engine's own action (netcore.engine.Engine: ``create_network``,
-``run``, ``start``, ``stop``, ``remove_containers``, ``remove_network``), and print Compose's progress line
-for each object as it is done (``Network shop_default  Created``, ``Container shop-web-1  Started``), streamed
-to the client as they come. The client sent its working directory and environment (the agent reads the files
-as ``docker compose`` would in that shell) and, for ``-f -``, standard input.
+time, in the plan's order (netcore.engine.Engine: ``create_network``, ``run``, ``start``, ``stop``,
+``remove_containers``, ``remove_network``), all in one engine action: its lock and reconciliation once, and
+what follows (dnsd synced, the firewall applied) once at its end, not once an object; and print Compose's
+progress line for each object as it is done (``Network shop_default  Created``, ``Container shop-web-1
+Started``), streamed to the client as they come. The client sent its working directory and environment (the
+agent reads the files as ``docker compose`` would in that shell) and, for ``-f -``, standard input.
 
 What exists is read as ``plan.Existing`` (every network and container with its labels); the project owns
 what carries its ``com.docker.compose.project`` label, and nothing else is touched. A failure part way is
@@ -133,15 +134,21 @@ def compose_up(engine: Engine, args: argparse.Namespace, out: TextIO) -> int | d
     for warning in plan.warnings:
         _warn(out, warning, engine)
     made: list[str] = []
-    try:
-        for action in plan.teardown:
-            _take_down(engine, action, out, getattr(args, "timeout", 10))
-        for action in plan.build:
-            _build(engine, action, out, made)
-    except NetcoreError as err:
+    failed = None
+    with engine.action():  # one action for the plan: what follows (dnsd, firewall) once, after the last object
+        try:
+            for action in plan.teardown:
+                _take_down(engine, action, out, getattr(args, "timeout", 10))
+            if plan.teardown:  # the host ports of what was taken down freed, before what replaces it takes them
+                engine.follower.apply_firewall()
+            for action in plan.build:
+                _build(engine, action, out, made)
+        except NetcoreError as err:
+            failed = err  # raised once what was made before it has been followed through (the action ends)
+    if failed is not None:
         before = f"made before it: {', '.join(made)}" if made else "nothing was made before it"
-        raise NetcoreError(f"project {project.name}: {err}; {before}; `netcore compose up` again completes the "
-                           "project, `netcore compose down` removes it", exit_code=err.exit_code) from None
+        raise NetcoreError(f"project {project.name}: {failed}; {before}; `netcore compose up` again completes the "
+                           "project, `netcore compose down` removes it", exit_code=failed.exit_code) from None
     if getattr(args, "detach", True):
         return 0
     return _attach(engine, project.name)
@@ -174,7 +181,7 @@ def _build(engine: Engine, action: Action, out: TextIO, made: list[str]) -> None
     _line(out, CONTAINER, action.name, word)
     if request.command:
         try:
-            engine.start([container.id])
+            engine.main.start(container)  # engine.start, but under the lock compose_up's action holds already
         except NetcoreError as err:
             _warn(out, f"container {action.name}: its main process did not start: {err} (the container is "
                        "kept, Created; `netcore logs` shows why)", engine)
@@ -256,21 +263,25 @@ def compose_down(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
     records = removal_order(engine.store.container(c) for c in containers)  # who shares a namespace goes first
     teardown = [Action(REMOVE, CONTAINER, c.name) for c in records] + [a for a in plan.teardown if a.kind == NETWORK]
     removed: list[str] = []
-    try:
-        if records:
-            for container in engine.main.stop(records, getattr(args, "timeout", 10)):
-                _line(out, CONTAINER, container.name, "Stopped")
-        for action in teardown:
-            if action.kind == CONTAINER:
-                engine.remove_containers([action.name], force=True, grace=0)
-            else:
-                engine.remove_network(action.name)
-            removed.append(f"{action.kind} {action.name}")
-            _line(out, action.kind, action.name, "Removed")
-    except NetcoreError as err:
+    failed = None
+    with engine.action():  # one action: dnsd synced and the firewall applied once, after the last removal
+        try:
+            if records:
+                for container in engine.main.stop(records, getattr(args, "timeout", 10)):
+                    _line(out, CONTAINER, container.name, "Stopped")
+            for action in teardown:
+                if action.kind == CONTAINER:
+                    engine.remove_containers([action.name], force=True, grace=0)
+                else:
+                    engine.remove_network(action.name)
+                removed.append(f"{action.kind} {action.name}")
+                _line(out, action.kind, action.name, "Removed")
+        except NetcoreError as err:
+            failed = err
+    if failed is not None:
         before = f"removed before it: {', '.join(removed)}" if removed else "nothing was removed before it"
-        raise NetcoreError(f"project {name}: {err}; {before}; `netcore compose down` again removes the rest",
-                           exit_code=err.exit_code) from None
+        raise NetcoreError(f"project {name}: {failed}; {before}; `netcore compose down` again removes the rest",
+                           exit_code=failed.exit_code) from None
     return 0
 
 

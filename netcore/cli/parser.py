@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
+from netcore.cli import DEFAULT_STATE_DIR
 from netcore.system.arguments import OneLineParser
 
-DEFAULT_STATE_DIR = "/var/lib/netcore"
 GLOBAL_OPTIONS = ("state_dir", "netns")  # what says which agent a command goes to, not part of its request
 SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command", "cluster_command")
 LOCAL_VERBS = frozenset({"completion"})  # answered by the client itself: no agent, no privilege needed
@@ -46,11 +47,38 @@ def _port_filter(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size()`` finds it (``COLUMNS``, else standard output's
+    terminal, else 80), without importing shutil (with bz2, lzma and zlib under it) into the client."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help formatter, its width found by ``_columns`` (argparse makes one for every option added)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
 class _OneLineParser(OneLineParser):
     """The project's one-line usage errors (netcore.system.arguments), with ``(see PROG --help)`` after them;
-    exit 2 (``run`` with a ``-- CMD``: 125, Docker's status for its own failures in ``docker run``)."""
+    exit 2 (``run`` with a ``-- CMD``: 125, Docker's status for its own failures in ``docker run``); help
+    formatted to the terminal's width found by ``_columns``."""
 
     help_hint = True
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _non_negative(text: str) -> int:
@@ -83,15 +111,81 @@ def _formatting(parser: argparse.ArgumentParser, short_f: bool = False, filters:
         parser.add_argument("--no-trunc", action="store_true", help="full IDs and commands")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of the whole command line; its subparsers are of the same one-line kind."""
-    parser = _OneLineParser(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
+class ParseFailed(Exception):
+    """A command line a quiet parser (``build_parser(quiet=True)``) did not take: a usage error, or help asked
+    for; it printed nothing."""
+
+
+class _QuietParser(_OneLineParser):
+    """A parser that prints nothing and raises ParseFailed where argparse would print and exit: the agent's,
+    for a command line a client sent (netcore.agent.server); the client says why in its own words."""
+
+    def _print_message(self, message, file=None):
+        pass
+
+    def exit(self, status=0, message=None):
+        raise ParseFailed(status)
+
+
+class _OneCommand(argparse._SubParsersAction):
+    """The commands' subparsers when only command ``only``'s is wanted: ``add_parser`` of any other returns
+    ``_SKIPPED``, which takes every call and builds nothing."""
+
+    def __init__(self, *args, only: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.only = only
+
+    def add_parser(self, name, **kwargs):
+        return super().add_parser(name, **kwargs) if name == self.only else _SKIPPED
+
+
+class _Skipped:
+    """A parser not built: every method is accepted and returns this again (``add_subparsers().add_parser()``)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+_SKIPPED = _Skipped()
+GLOBAL_WITH_VALUE = ("--netns", "--state-dir")
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command ``argv`` names (its first word after the global options), or None when it starts with
+    anything else (``-h``, an unknown option, nothing)."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith(tuple(f"{option}=" for option in GLOBAL_WITH_VALUE)):
+            return None if word.startswith("-") else word
+    return None
+
+
+def build_parser(command: str | None = None, quiet: bool = False) -> argparse.ArgumentParser:
+    """The parser of the whole command line; its subparsers are of the same one-line kind (``quiet``: they
+    print nothing and raise ParseFailed instead of exiting).
+
+    With ``command`` (``command_word`` of the command line) only that command's subparser is built, which
+    parses that command line exactly as the whole parser does: the client parses with it (argparse makes a
+    help formatter for every option it adds, so the whole tree would cost more than the client's imports).
+    A ``command`` that is no command gets the whole parser, whose error names the choices."""
+    kind = _QuietParser if quiet else _OneLineParser
+    if command is not None:
+        parser = _build_parser(command, kind)
+        return parser if command in parser._subparsers._group_actions[0].choices else _build_parser(None, kind)
+    return _build_parser(None, kind)
+
+
+def _build_parser(command: str | None, kind: type[_OneLineParser]) -> argparse.ArgumentParser:
+    parser = kind(prog="netcore", description="Container networks on Linux bridges, with embedded DNS.")
     parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None,
                         help="gateway namespace for every bridge (sandbox mode; created if missing). "
                              "Default: the host's namespace. Env NETCORE_NETNS")
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR") or DEFAULT_STATE_DIR,
                         help=f"where the store lives (default {DEFAULT_STATE_DIR}, env NETCORE_STATE_DIR)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     **({"action": _OneCommand, "only": command} if command else {}))
 
     network = commands.add_parser("network", help="manage networks").add_subparsers(
         dest="network_command", metavar="COMMAND", required=True)

@@ -27,6 +27,12 @@ class Follower:
         self.ctx = ctx
         self.lock = lock
         self.firewall_generation: int | None = None  # the store generation whose firewall was applied last
+        # what this action has looked at already (its frame calls replace_stale_dnsd first, which forgets it):
+        # dnsd's status as replace_stale_dnsd found it, for restart_if_options_changed right after it; and the
+        # sync of a confirm: the store generation dnsd was synced to, the addresses it could not listen on and
+        # those it listens on, for the confirms and the after_action that follow in the same action
+        self._status: tuple[int, str] | None = None
+        self._synced: tuple[int, dict[str, str], frozenset[str]] | None = None
 
     # -- dnsd -------------------------------------------------------------------------------------------------
 
@@ -68,9 +74,11 @@ class Follower:
     def replace_stale_dnsd(self) -> None:
         """Stop a managed dnsd left in a gateway namespace that is no longer the live one; the sync that
         ends the action starts one in the live namespace. A foreground dnsd is only reported."""
-        found = self.ctx.dnsd.status()
+        found = self._status = self.ctx.dnsd.status()
+        self._synced = None
         if found is None or not self.dnsd_is_stale(found[0]):
             return
+        self._status = None
         pid, mode = found
         if mode != MANAGED:
             self.ctx.report.warnings.append(f"dnsd (pid {pid}, started by hand) serves a deleted gateway namespace: "
@@ -81,8 +89,11 @@ class Follower:
 
     def restart_if_options_changed(self) -> None:
         """Stop a managed dnsd started with other options than ``STATE_DIR/dnsd.options`` holds now; the sync
-        that ends the action starts it with the new ones (a dnsd run by hand is left alone)."""
-        found = self.ctx.dnsd.status()
+        that ends the action starts it with the new ones (a dnsd run by hand is left alone). Uses the status
+        replace_stale_dnsd found just before it in the same frame: one round trip to dnsd, not two."""
+        found, self._status = self._status, None
+        if found is None:
+            found = self.ctx.dnsd.status()
         if found is None or found[1] != MANAGED or not self.ctx.dnsd.options_changed(found[0]):
             return
         self.ctx.dnsd.stop()
@@ -111,8 +122,9 @@ class Follower:
         generation = ctx.store.generation()
         if generation == self.firewall_generation and not force:
             return
-        desired = desired_firewall(ctx.store.networks(), ctx.store.containers(), ctx.store.endpoints(),
-                                   ctx.store.ports())
+        published = ctx.store.ports()  # none: every container and endpoint need not be read (a run's usual case)
+        desired = desired_firewall(ctx.store.networks(), ctx.store.containers() if published else (),
+                                   ctx.store.endpoints() if published else (), published)
         wanted = {mapping.held: mapping for mapping in desired.ports}
         running = ctx.ports.held()  # None: no port holder runs
         held = running or set()
@@ -154,8 +166,12 @@ class Follower:
     def after_action(self, force: bool = False) -> None:
         """What follows every action, in the frame: dnsd synced (a network it cannot serve is a warning), the
         firewall and the published ports applied (``force``: the firewall replaced whatever the live rules look
-        like, ``netcore firewall-reload``), the host's resolver told (netcore host-dns on)."""
-        self.warn_dns_down(self.sync_dns())
+        like, ``netcore firewall-reload``), the host's resolver told (netcore host-dns on). dnsd is not synced
+        again when a ``confirm`` of this action synced it to the store as it is now (a ``run``: one round trip
+        to dnsd, not two)."""
+        synced, self._synced = self._synced, None
+        current = synced is not None and synced[0] == self.ctx.store.generation()
+        self.warn_dns_down(synced[1] if current else self.sync_dns())
         try:
             self.apply_firewall(force=force)
         except NetcoreError as err:
@@ -167,7 +183,9 @@ class Follower:
                 container_id: str | None = None) -> None:
         """What an action that adds to ``network`` derives must follow, or the action is taken back.
 
-        Syncs dnsd (issue 11, item 4: dnsd must listen on the network's gateway) and applies the firewall
+        Syncs dnsd (issue 11, item 4: dnsd must listen on the network's gateway; once a sync of this action
+        found it listening there, the names follow with the action's last sync, in ``after_action``: an ``up`` of
+        many containers syncs dnsd once at its end, not once a container) and applies the firewall
         (issue 13: nft must take the new ruleset), holding the published ports of container ``container_id``
         (issue 14: a host port in use fails the run). If dnsd reports the gateway address(es) down, a port
         cannot be held, or the firewall refuses, runs ``undo`` (which takes back what the action built, store
@@ -176,11 +194,14 @@ class Follower:
         ...)`` or ``FAILURE: nft rejected netcore's ruleset ...``.
         """
         reason = None
-        if network.dns_enabled:
+        if network.dns_enabled and not (self._synced and set(network.dns_addresses) <= self._synced[2]):
             down = self.sync_dns()
             reasons = [down[a] for a in network.dns_addresses if a in down]
             if reasons:
                 reason = f"dnsd {'; '.join(reasons)}"
+            else:
+                served = {a for n in self.ctx.store.networks() if n.dns_enabled for a in n.dns_addresses} - set(down)
+                self._synced = (self.ctx.store.generation(), down, frozenset(served))
         if reason is None:
             try:
                 self.apply_firewall(container_id=container_id)

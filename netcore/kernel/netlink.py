@@ -26,6 +26,7 @@ NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
+LOOPBACK_INDEX = 1  # the kernel's LOOPBACK_IFINDEX: lo is link 1 of every network namespace
 
 
 class Route(NamedTuple):
@@ -144,7 +145,7 @@ def create_namespace(name: str) -> None:
         except OSError as err:
             raise _kernel_error(f"cannot create network namespace {name}", err) from None
     with _rtnl(name, f"cannot bring up loopback in {name}") as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("set", index=LOOPBACK_INDEX, state="up")
 
 
 def delete_namespace(name: str) -> None:
@@ -259,12 +260,17 @@ class Gateway:
         own published port through a host address gets its DNATed packets back through the port they came in
         by, which the bridge otherwise refuses."""
         with self._rtnl(f"cannot create veth {host_ifname}") as ipr:
-            if ipr.link_lookup(ifname=host_ifname):
-                ipr.link("del", index=ipr.link_lookup(ifname=host_ifname)[0])
-            ipr.link("add", ifname=host_ifname, kind="veth", mtu=mtu,
-                     peer={"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu})
+            veth = {"ifname": host_ifname, "kind": "veth", "mtu": mtu, "master": ipr.link_lookup(ifname=bridge)[0],
+                    "state": "up", "peer": {"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu}}
+            try:  # a port of the bridge and up as it is made: two round trips fewer than setting them after
+                ipr.link("add", **veth)
+            except NetlinkError as err:
+                stale = ipr.link_lookup(ifname=host_ifname) if err.code == errno.EEXIST else None
+                if not stale:
+                    raise
+                ipr.link("del", index=stale[0])  # left by an action killed part way
+                ipr.link("add", **veth)
             index = ipr.link_lookup(ifname=host_ifname)[0]
-            ipr.link("set", index=index, master=ipr.link_lookup(ifname=bridge)[0], state="up")
             ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from netcore.agent.client import SOCKET_NAME
+from netcore.agent.protocol import PROTOCOL
 from tests.support.consistency import assert_consistent
 from tests.support.sandbox import wait_for
 
@@ -110,7 +111,8 @@ def test_agent_status_stop_and_one_agent_per_state_dir(sandbox):
     sandbox.nc("network", "create", "app")
     status = sandbox.nc("agent", "status")
     pid = sandbox.agent_pid()
-    assert f"pid {pid}" in status.stdout and "protocol 1" in status.stdout and sandbox.state_dir in status.stdout
+    assert f"pid {pid}" in status.stdout and f"protocol {PROTOCOL}" in status.stdout and sandbox.state_dir in \
+        status.stdout
     second = subprocess.run([sys.executable, "-m", "netcore.agent", "--state-dir", sandbox.state_dir, "--netns",
                              sandbox.prefix], env=sandbox.env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0 and sandbox.agent_pid() == pid  # the lock: it left at once

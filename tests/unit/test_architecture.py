@@ -290,3 +290,39 @@ def test_the_thin_client_imports_nothing_heavy():
             + f"print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+CLIENT_NEVER = ("dataclasses", "inspect", "typing", "socket", "selectors", "shutil", "subprocess")
+
+
+def test_a_command_loads_only_the_light_part_of_the_standard_library():
+    """What `netcore run` without -p loads to parse its one command and reach the agent: none of these, which
+    would cost a command more than its round trip (dataclasses pulls in inspect, ast and dis; socket its enums
+    and selectors; shutil bz2 and lzma; subprocess only starts an agent)."""
+    code = ("import sys\n"
+            "import netcore.cli\n"
+            "from netcore.cli.parser import build_parser, command_word\n"
+            "argv = ['--netns', 'gw', 'run', '--name', 'web', '--net', 'app']\n"
+            "build_parser(command_word(argv)).parse_args(argv)\n"
+            "import netcore.agent.client\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {CLIENT_NEVER!r}))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+PARSING = ("argparse", "json", "re", "gettext", "locale")
+
+
+def test_a_command_line_sent_to_the_agent_costs_no_parser():
+    """What `netcore ps` loads when an agent answers: the command line goes as it is (netcore.cli.command_line),
+    the reply is read by json's C scanner: no argparse, and none of json, re, gettext and locale under it."""
+    code = ("import sys\n"
+            "import netcore.cli\n"
+            "from netcore.agent.client import AgentClient\n"
+            "from netcore.agent.protocol import Request, decode_reply\n"
+            "state_dir, netns, verb = netcore.cli.command_line(['--netns', 'gw', 'ps', '-a'])\n"
+            "Request('', {}, netns, False, ['--netns', 'gw', 'ps', '-a']).encode()\n"
+            "decode_reply(b'{\"exit\":0,\"agent\":{\"pid\":1}}')\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {(*PARSING, *CLIENT_NEVER)!r}))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout

@@ -14,10 +14,10 @@ import time
 import pytest
 
 from netcore.agent import protocol
-from netcore.agent.client import SOCKET_NAME, AgentClient, AgentUnavailable
+from netcore.agent.client import PID_NAME, SOCKET_NAME, AgentClient, AgentUnavailable
 from netcore.agent.protocol import MAX_REQUEST, PROTOCOL, LineReader, ProtocolError, Request, decode_reply
 from netcore.agent.server import REQUEST_TIMEOUT, VERBS, Agent
-from netcore.cli import handlers
+from netcore.cli import handlers, parser
 from netcore.engine import Engine
 from tests.support.fake_kernel import GATEWAY_NS, FakeClock, FakeDnsd, FakeKernel, FakePorts
 
@@ -31,6 +31,26 @@ def test_a_request_goes_through_the_wire_whole():
     assert protocol.decode_request(line, VERBS) == request
 
 
+def test_a_command_line_goes_through_the_wire_whole_without_json():
+    request = Request("", {}, None, False, ["run", "--name", "wé\"b\\", "\udcff", "--", "sh", "-c", "echo $x"])
+    line = request.encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and json.loads(line)["argv"] == request.argv
+    assert protocol.decode_request(line, VERBS) == request
+
+
+@pytest.mark.parametrize("reply", [b'{"out":"a\\nb \\u00e9 \\"q\\""}', b'{"err":"x"}', b' {"exit":0} ',
+                                   b'{"exit":0,"agent":{"pid":1,"uptime":2.5,"netns":null,"x":[true,false]}}',
+                                   b'{"exit":0,"exec":{"netns":"n","argv":["sh","-c","exit 3"]}}'])
+def test_a_reply_is_read_as_json_reads_it(reply):
+    assert decode_reply(reply) == json.loads(reply)
+
+
+@pytest.mark.parametrize("reply", [b"", b"{", b'{"out":"a"} x', b'{"out":"a"}{"err":"b"}', b"\xff", b"NaN"])
+def test_a_reply_that_is_not_one_json_object_is_one_line(reply):
+    with pytest.raises(ProtocolError, match="malformed reply"):
+        decode_reply(reply)
+
+
 @pytest.mark.parametrize(("line", "words"), [
     (b"not json", "malformed request"),
     (b"[1, 2]", "not a JSON object"),
@@ -40,12 +60,24 @@ def test_a_request_goes_through_the_wire_whole():
     (json.dumps({"netcored": PROTOCOL, "verb": "fly"}).encode(), "unknown verb 'fly'"),
     (json.dumps({"netcored": PROTOCOL, "verb": "ps", "params": []}).encode(), "params is not a JSON object"),
     (json.dumps({"netcored": PROTOCOL, "verb": "ps", "netns": 3}).encode(), "netns is not a string"),
+    (json.dumps({"netcored": PROTOCOL, "argv": "ps"}).encode(), "argv is not a list of strings"),
+    (json.dumps({"netcored": PROTOCOL, "argv": ["ps", 1]}).encode(), "argv is not a list of strings"),
     (b"\xff\xfe", "malformed request"),
 ])
 def test_a_bad_request_is_one_line(line, words):
     with pytest.raises(ProtocolError) as raised:
         protocol.decode_request(line, VERBS)
     assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("version", [1, PROTOCOL + 1, None])
+def test_the_agent_s_own_commands_are_taken_from_a_client_of_any_version(version):
+    """So `netcore agent stop` of another release stops it, and the next command starts one of its own."""
+    for verb in ("agent stop", "agent status"):
+        line = json.dumps({"netcored": version, "verb": verb, "netns": "gw"}).encode()
+        assert protocol.decode_request(line, VERBS) == Request(verb, {}, "gw")
+    with pytest.raises(ProtocolError, match="speaks protocol"):
+        protocol.decode_request(json.dumps({"netcored": version, "argv": ["agent", "stop"]}).encode(), VERBS)
 
 
 def test_an_oversized_request_is_refused_before_it_is_parsed():
@@ -90,7 +122,9 @@ class Running:
         self.thread = threading.Thread(target=lambda: self.result.append(self.agent.run()), daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
-        while not os.path.exists(os.path.join(state_dir, SOCKET_NAME)):
+        # the pid file, written once the agent listens: its socket file is there from bind(), before listen(),
+        # and a connection then is refused
+        while not os.path.exists(os.path.join(state_dir, PID_NAME)):
             assert self.thread.is_alive() and time.monotonic() < deadline, "the agent did not come up"
             time.sleep(0.01)
         self.client = AgentClient(state_dir, GATEWAY_NS)
@@ -156,8 +190,8 @@ def test_a_client_of_another_version_gets_one_line_and_the_agent_serves_on(runni
     assert running.call("ps", quiet=True)[0] == 0
 
 
-@pytest.mark.parametrize("data", [b"{not json\n", b'{"netcored": 1, "verb": "fly"}\n', b"\n",
-                                  b"x" * (MAX_REQUEST + 10) + b"\n"])
+@pytest.mark.parametrize("data", [b"{not json\n", json.dumps({"netcored": PROTOCOL, "verb": "fly"}).encode() + b"\n",
+                                  b"\n", b"x" * (MAX_REQUEST + 10) + b"\n"])
 def test_a_malformed_unknown_or_oversized_request_is_one_line_and_the_agent_serves_on(running, data):
     lines = running.raw(data)
     assert len(lines) == 2 and "err" in lines[0] and lines[1] == {"exit": protocol.USAGE}, lines
@@ -216,3 +250,79 @@ def test_agent_status_and_stop(running):
     assert running.result == [0] and not os.path.exists(os.path.join(running.state_dir, SOCKET_NAME))
     with pytest.raises(AgentUnavailable):
         running.client.call("ps", {"quiet": True}, out.append, err.append, start=False)
+
+
+# -- command lines: the agent parses them ---------------------------------------------------------------
+
+
+def _line(running, *argv: str) -> list[dict]:
+    return running.raw(Request("", {}, GATEWAY_NS, False, list(argv)).encode())
+
+
+def test_a_command_line_runs_as_its_command_does(running):
+    lines = _line(running, "network", "create", "--subnet", "10.1.0.0/24", "app")
+    assert len(lines[0]["out"].strip()) == 64 and lines[-1] == {"exit": 0}, lines
+    assert _line(running, "run", "--name", "web", "--net", "app", "-p", "8080:80")[-1] == {"exit": 0}
+    out = "".join(line.get("out", "") for line in _line(running, "--netns", GATEWAY_NS, "ps", "--format",
+                                                           "{{.Names}} {{.Ports}}"))
+    assert out == "web 0.0.0.0:8080->80/tcp\n"
+    assert _line(running, "rm", "nope") == [{"err": "no such container: nope"}, {"exit": 1}]
+
+
+@pytest.mark.parametrize("argv", [["run", "--bogus"], ["run", "-p", "80:"], ["network"], ["ps", "-h"], ["bogus"],
+                                  ["network", "prune", "-f"], ["agent", "stop"], ["up", "-f", "x.yaml"],
+                                  ["compose", "ls"],
+                                  ["version"], ["completion", "bash"]])
+def test_a_command_line_the_client_must_parse_or_complete_comes_back_untouched(running, argv):
+    before = list(running.kernel.calls)
+    lines = _line(running, *argv)
+    assert len(lines) == 1 and lines[0]["exit"] == protocol.USAGE and lines[0]["parse"], lines
+    assert running.kernel.calls == before  # nothing was done
+
+
+def test_a_command_line_of_run_with_a_command_says_so(running):
+    _line(running, "network", "create", "--subnet", "10.1.0.0/24", "app")
+    lines = _line(running, "run", "--name", "web", "--net", "app", "--", "true")
+    assert lines[-1]["exit"] == 0 and lines[-1]["command"] is True and lines[-1]["exec"]["argv"] == ["true"]
+    assert "command" not in _line(running, "run", "--name", "db", "--net", "app")[-1]
+
+
+def test_the_cli_sends_the_command_line_and_parses_what_comes_back(running, monkeypatch, capsys):
+    from netcore import cli
+
+    monkeypatch.setattr(cli, "missing_capabilities", lambda: [])
+    sent = []
+    real = AgentClient.call
+    monkeypatch.setattr(AgentClient, "call", lambda self, *a, **k: sent.append(k.get("argv")) or real(self, *a, **k))
+    base = ["--state-dir", running.state_dir, "--netns", GATEWAY_NS]
+    assert cli.main([*base, "network", "create", "--subnet", "10.1.0.0/24", "app"]) == 0
+    assert sent == [[*base, "network", "create", "--subnet", "10.1.0.0/24", "app"]]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*base, "run", "--bogus"])  # sent, given back, parsed here: the parser's own words, exit 2
+    assert exited.value.code == 2 and len(sent) == 2
+    assert capsys.readouterr().err == "netcore: unrecognized arguments: --bogus (see netcore --help)\n"
+    assert cli.main([*base, "run", "--net", "nope", "--", "true"]) == cli.RUN_FAILED
+    assert capsys.readouterr().err == "netcore: no such network: nope\n"
+    assert cli.main([*base, "compose", "ls"]) == 0 and sent[-1] is None  # a command: sent parsed
+
+
+@pytest.mark.parametrize(("argv", "found"), [
+    (["ps"], ("/var/lib/netcore", None, "ps")),
+    (["--netns", "gw", "--state-dir=/s", "rm", "a"], ("/s", "gw", "rm")),
+    (["--netns=", "network", "ls", "-q"], ("/var/lib/netcore", "", "network ls")),
+    (["--state-dir", "/a", "--state-dir", "/b", "run", "--name", "x"], ("/b", None, "run")),
+    (["network", "prune"], None), (["network"], None), (["network", "-h"], None), (["run", "--help"], None),
+    (["agent", "status"], ("/var/lib/netcore", None, "agent status")), (["agent", "stop"], None),
+    (["compose", "up"], None), (["up", "-f", "x"], None), (["version"], None), (["agent"], None),
+    (["--netns"], None), (["--netns", "-x", "ps"], None), (["--net", "x", "ps"], None), (["-x", "ps"], None),
+    ([], None), (["bogus"], None)])
+def test_the_cli_sends_a_command_line_only_as_the_parser_would_read_it(argv, found, monkeypatch):
+    from netcore import cli
+
+    monkeypatch.delenv("NETCORE_NETNS", raising=False)
+    monkeypatch.delenv("NETCORE_STATE_DIR", raising=False)
+    assert cli.command_line(argv) == found
+    if found:  # where it goes is where the parser sends it
+        args = parser.build_parser().parse_args(argv)
+        assert (args.state_dir, args.netns) == found[:2]

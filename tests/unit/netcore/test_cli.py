@@ -65,3 +65,28 @@ def test_missing_privileges_are_one_line_before_anything_is_written(tmp_path, ca
     assert capsys.readouterr().err == ("netcore: netcore must run as root with CAP_NET_ADMIN: it creates namespaces "
                                        "and links (permission denied)\n")
     assert not state_dir.exists()
+
+
+PARSED = [["run", "--name", "web", "--net", "app", "-p", "8080:80"], ["--netns", "gw", "rm", "-f", "a", "b"],
+          ["--netns=gw", "--state-dir", "/s", "network", "create", "--subnet", "10.0.0.0/24", "n"],
+          ["compose", "-f", "a.yaml", "up", "-d"], ["up", "-f", "x.yaml"], ["agent", "status"],
+          ["dns-options", "set", "--", "--metrics"], ["run", "--", "sh", "-c", "x"], ["exec", "c", "--", "ls"],
+          ["ps", "-a", "--format", "json"], ["port", "web", "80/tcp"], ["logs", "-f", "c"], ["stop", "-t", "3", "a"]]
+REFUSED = [[], ["bogus"], ["network"], ["run", "--bogus"], ["--netns"], ["--netns", "--state-dir", "x", "ps"],
+           ["agent", "bogus"], ["run", "--nam", "x"], ["-h"], ["run", "--help"], ["network", "--help"]]
+
+
+@pytest.mark.parametrize("argv", PARSED)
+def test_the_parser_of_one_command_parses_it_as_the_whole_parser_does(argv):
+    assert parser.build_parser(parser.command_word(argv)).parse_args(argv) == parser.build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("argv", REFUSED)
+def test_the_parser_of_one_command_refuses_and_helps_as_the_whole_parser_does(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    said = []
+    for built in (parser.build_parser(parser.command_word(argv)), parser.build_parser()):
+        with pytest.raises(SystemExit) as exited:
+            built.parse_args(argv)
+        said.append((exited.value.code, capsys.readouterr()))
+    assert said[0] == said[1]
