@@ -31,6 +31,7 @@ DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
 DEFAULT_STATE_DIR = "/var/lib/netcore"
 RUN_FAILED = 125  # Docker's exit status for the runtime's own failure in `run -- CMD`
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a program killed by writing to a closed pipe exits with
+USAGE_STATUS = 2  # a usage error's, and netcored's for a request it does not take (netcore.agent.protocol.USAGE)
 COMPOSE_VERBS = ("compose ", "up", "down")
 # the commands the agent may parse (their command line is the request), by first word: not those the client
 # completes itself (Compose's directory and environment, a prune's question, its own version, completion, the
@@ -104,19 +105,36 @@ def command_line(argv: list[str]) -> tuple[str, str | None, str] | None:
 
 def _request_line(argv: list[str], state_dir: str, namespace: str | None, debug: bool) -> int | None:
     """Send the command line to the agent; its exit status, or None for the usual way (parsed here): no
-    privilege (said once the usage is checked), no agent running (a usage error must not start one), or the
-    agent gave the line back (``"parse"``: a usage error, said here in the parser's words)."""
+    privilege (said once the usage is checked), no agent running (a usage error must not start one), the
+    agent gave the line back (``"parse"``: a usage error, said here in the parser's words), or an agent of an
+    older protocol refused it (the usual way says a usage error, or sends the command, which it refuses in its
+    own words)."""
     if missing_capabilities():
         return None
     from netcore.agent.client import AgentClient, AgentUnavailable
 
+    held: list[str] = []  # a refusal of the protocol: the reply's first line, held back
+    told: list[bool] = []
+
+    def out(text: str) -> None:
+        told.append(True)
+        _print_out(text)
+
+    def err(line: str) -> None:
+        if not told and line.startswith("this netcore speaks protocol"):
+            held.append(line)
+        else:
+            _print_err(line)
+        told.append(True)
+
     try:
-        reply = AgentClient(state_dir, namespace).call("", {}, _print_out, _print_err, start=False, debug=debug,
-                                                        argv=argv)
+        reply = AgentClient(state_dir, namespace).call("", {}, out, err, start=False, debug=debug, argv=argv)
     except AgentUnavailable:
         return None
-    if "parse" in reply:
+    if "parse" in reply or (held and reply["exit"] == USAGE_STATUS):
         return None
+    for line in held:
+        _print_err(line)
     if "agent" in reply:
         _print_agent(reply["agent"])
     return _finish(reply, reply.get("command", False))

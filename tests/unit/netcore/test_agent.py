@@ -326,3 +326,34 @@ def test_the_cli_sends_a_command_line_only_as_the_parser_would_read_it(argv, fou
     if found:  # where it goes is where the parser sends it
         args = parser.build_parser().parse_args(argv)
         assert (args.state_dir, args.netns) == found[:2]
+
+
+def test_an_agent_of_an_older_protocol_gets_the_usual_way(tmp_path, monkeypatch, capsys):
+    """A command line refused by an agent of protocol 1 (which knows no command lines) is parsed here: a usage
+    error is said in the parser's words, a command is sent parsed, and refused once, in the agent's words."""
+    from netcore import cli
+
+    monkeypatch.setattr(cli, "missing_capabilities", lambda: [])
+    refusal = "this netcore speaks protocol 2, netcored speaks 1: use the same release for both"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / SOCKET_NAME))
+    listener.listen(8)
+    requests = []
+
+    def old_agent():
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                requests.append(json.loads(LineReader(conn).readline()))
+                conn.sendall(json.dumps({"err": refusal}).encode() + b"\n" + b'{"exit": 2}\n')
+
+    threading.Thread(target=old_agent, daemon=True).start()
+    base = ["--state-dir", str(tmp_path), "--netns", "gw"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*base, "run", "--nam", "x"])
+    assert exited.value.code == 2 and capsys.readouterr().err == \
+        "netcore: unrecognized arguments: --nam (see netcore --help)\n"
+    assert cli.main([*base, "ps", "-q"]) == 2
+    assert capsys.readouterr().err == f"netcore: {refusal}\n"
+    assert [("argv" in r, r.get("verb")) for r in requests] == [(True, None), (True, None), (False, "ps")]
+    listener.close()
