@@ -210,6 +210,26 @@ def no_host_nameservers(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_agent_started(tmp_path_factory):
+    """No unit test starts netcored or reaches one of the machine's: a command a test runs through the CLI goes
+    to a state dir of the session's own (never /var/lib/netcore, where a command once started a host-mode
+    agent), and starting an agent there fails the test with one line instead of touching the kernel (tests
+    that need an agent run one in a thread on the in-memory kernel: tests/unit/netcore/test_agent.py)."""
+    from netcore.agent.client import AgentClient
+    from netcore.errors import NetcoreError
+
+    def refuse(self):
+        raise NetcoreError(f"the unit tests start no netcored (state dir {self.state_dir})")
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NETCORE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    mp.delenv("NETCORE_NETNS", raising=False)
+    mp.setattr(AgentClient, "_start", refuse)
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def world() -> DnsWorld:
     return DnsWorld()
