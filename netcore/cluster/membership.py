@@ -82,18 +82,17 @@ def read(state_dir: str) -> Membership | None:
 
 
 def write(state_dir: str, membership: Membership) -> None:
-    """Write the membership whole (a temporary file renamed over it), mode 0600."""
+    """Write the membership whole (a temporary file renamed over it), mode 0600. The mode is the file's own, not
+    the process's umask: the umask is one for every thread, and the member's thread writes files too."""
     target = path(state_dir)
-    old_umask = os.umask(0o177)
-    try:
-        with open(f"{target}.tmp", "w") as f:
-            json.dump(asdict(membership), f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f"{target}.tmp", target)
-    finally:
-        os.umask(old_umask)
+    fd = os.open(f"{target}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "w") as f:
+        os.fchmod(fd, 0o600)  # a leftover temporary file keeps the mode it had
+        json.dump(asdict(membership), f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f"{target}.tmp", target)
 
 
 def remove(state_dir: str) -> None:

@@ -50,16 +50,15 @@ def encode(generation: int, containers: Iterable[tuple[Container, list[Endpoint]
 
 
 def write(state_dir: str, generation: int, containers: Iterable[tuple[Container, list[Endpoint], str]]) -> None:
-    """Replace the file whole (mode 0600)."""
+    """Replace the file whole (mode 0600). The mode is the file's own, not the process's umask: the member's
+    thread writes this while another thread of netcored may be making a file of its own."""
     target = path(state_dir)
     data = encode(generation, containers)
-    old_umask = os.umask(0o177)
-    try:
-        with open(f"{target}.tmp", "wb") as f:
-            f.write(data)
-        os.replace(f"{target}.tmp", target)
-    finally:
-        os.umask(old_umask)
+    fd = os.open(f"{target}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb") as f:
+        os.fchmod(fd, 0o600)  # a leftover temporary file keeps the mode it had
+        f.write(data)
+    os.replace(f"{target}.tmp", target)
 
 
 def remove(state_dir: str) -> None:
