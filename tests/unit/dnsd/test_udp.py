@@ -179,7 +179,9 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
             client.sendto(b"%d" % number, server_socket.getsockname())
         assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
     assert batches[:1] == [1]
-    assert len(batches) <= 3  # 20 queries in at most two batches (20 batches without the window)
+    # 20 queries gathered into a few batches, most of them in one (without the window: 20 batches of one); a
+    # sender preempted mid-burst on a loaded machine may split the burst once or twice
+    assert len(batches) <= 5 and max(batches) >= 10, batches
 
 
 def test_a_quiet_listener_reads_alone_and_a_burst_switches_it_to_batches(server_socket):
