@@ -1,12 +1,13 @@
 """dnsd's memory under the worst upstream for its cache (issue 24 item 4): every name answered with TC over UDP,
 then 63 kB over TCP. Prints one line: names asked, cache entries, RSS before and after, in MB.
 
-    python3 bench/big_replies.py [--names N]      (from the root of the checkout to measure)
+    .venv/bin/python bench/big_replies.py [--names N] [--code DIR]
 
 The forwarder and the cache are dnsd's own (a Forwarder behind a CachingResolver with the default cache, as
-dnsd.__main__.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
-nothing leaves loopback and no root is needed. Uses only what every version of dnsd.cache has, so the same
-script measures a checkout before and after a change (run it from each checkout's root).
+dnsd.app.make_server builds them); the upstream is an asyncio server on 127.0.0.153 in this process, so
+nothing leaves loopback and no root is needed. Uses only what every version of dnsd's cache has, so the same
+script measures a checkout before and after a change (``--code DIR`` for each: DIR first on PYTHONPATH, see
+bench/_checkout.py; without it, the dnsd this python imports, .venv's).
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ import asyncio
 import gc
 import os
 import socket
-import sys
 
-sys.path.insert(0, os.getcwd())  # the checkout to measure: the one this is run from
-
-from dnsd.answer import Forward
-from dnsd.cache import AnswerCache, CachingResolver
-from dnsd.forward import Forwarder
-from dnsd.snapshot import Upstream
+from _checkout import run_from
 
 UPSTREAM = "127.0.0.153"
 RECORDS = 3900  # 16-byte A records: a 62.4 kB reply
@@ -71,6 +66,17 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 
 async def main(names: int) -> None:
+    try:  # the checkout asked for, once it is first on the path; dnsd by layer (issue 25)
+        from dnsd.core.answer import Forward
+        from dnsd.core.snapshot import Upstream
+        from dnsd.upstream.cache import AnswerCache, CachingResolver
+        from dnsd.upstream.forward import Forwarder
+    except ImportError:  # a checkout from before: its flat modules
+        from dnsd.answer import Forward
+        from dnsd.cache import AnswerCache, CachingResolver
+        from dnsd.forward import Forwarder
+        from dnsd.snapshot import Upstream
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((UPSTREAM, 0))
         port = probe.getsockname()[1]
@@ -101,4 +107,8 @@ async def main(names: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--names", type=int, default=2000)
-    asyncio.run(main(parser.parse_args().names))
+    parser.add_argument("--code", metavar="DIR", help="the checkout whose dnsd is measured (default: the one this "
+                        "python imports)")
+    args = parser.parse_args()
+    run_from(args.code)  # --code DIR: this command again, with DIR first on PYTHONPATH
+    asyncio.run(main(args.names))

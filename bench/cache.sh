@@ -143,7 +143,7 @@ main() {
     ip -n "$GWNS" addr add "$DNSMASQ_IP/32" dev "$BRIDGE"
     mkdir -p "/etc/netns/$GWNS"
     echo "nameserver $SLOW_UPSTREAM" >"/etc/netns/$GWNS/resolv.conf"
-    ip netns exec "$GWNS" python3 "$REPO/tests/integration/fake_upstream.py" --address "$SLOW_UPSTREAM" \
+    ip netns exec "$GWNS" python3 "$REPO/tests/support/fake_upstream.py" --address "$SLOW_UPSTREAM" \
         --delay 1 >"$WORK/upstream.log" 2>&1 &
     STARTED_PIDS+=("$!")
     ip netns exec "$GWNS" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --listen-address="$FAST_UPSTREAM" \

@@ -1,9 +1,9 @@
 """The etcd leader killed under a stream of writes: how long writes stop, with netcore's endpoint rotation
 (``netcore.cluster.store.EtcdStore``) against aetcd on the gRPC multi-address target (``ipv4:A:P1,B:P2,...``).
 
-    python3 bench/cluster_failover.py [--runs 3] [--puts 250] [--deadline 1]
+    .venv/bin/python bench/cluster_failover.py [--runs 3] [--puts 250] [--deadline 1]
 
-Each run starts a throwaway 3-member etcd on 127.0.0.1 (tests/integration/etcd_cluster.py), puts ``--puts``
+Each run starts a throwaway 3-member etcd on 127.0.0.1 (tests/support/etcd_cluster.py), puts ``--puts``
 keys at 50 a second through the client under test with the leader as its first endpoint (the worst case:
 its own member dies), kills the leader after 50 puts, and reports the longest gap between two successful
 puts and how many puts failed (after the client's own retries). The members are killed and the data
@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "integration")]
-
-from etcd_cluster import EtcdCluster  # noqa: E402
-from netcore.cluster.store import EtcdStore  # noqa: E402
+from netcore.cluster.store import EtcdStore
+from tests.support.etcd_cluster import EtcdCluster
 
 PERIOD = 0.02  # 50 puts a second
 
@@ -97,4 +92,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     main()

@@ -1,6 +1,6 @@
 """netcore-dns against dnsname as the DNS plugin of a CNI chain (issue 29): ADD/DEL time, then QPS, latency, CPU.
 
-One CniBox (tests/integration/cni_runtime.py: a sandbox network namespace where
+One CniBox (tests/support/cni_runtime.py: a sandbox network namespace where
 the chains run, its own resolv.conf and dnsname directory, a fake upstream)
 with two networks, each bridge + host-local + its DNS plugin: ``ncd`` with
 netcore-dns (dnsd), ``dnm`` with Debian's dnsname (a dnsmasq per network).
@@ -16,12 +16,12 @@ utime+stime over the run (all threads) over the queries answered; the runs of
 the two servers alternate, R times each, and the table shows medians. The
 machine is shared: the load average and how busy the CPUs were are printed.
 
-    python3 bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
+    .venv/bin/python bench/cni.py [--containers N] [--seconds S] [--runs R] [--inflight Q]
 
 Also measured: what one call costs at least (answering VERSION): the C
 executable handing it to dnsd, the Python script by how its interpreter is
 started (``-IS``, as installed; ``-I``; no flags), and dnsname; and the import
-time of ``dnsd.cni_plugin`` (``python -X importtime``).
+time of ``dnsd.cni.plugin`` (``python -X importtime``).
 """
 
 from __future__ import annotations
@@ -36,14 +36,12 @@ import sys
 import tempfile
 import time
 
+from podman import cpu_seconds, parse_dnsperf  # bench/podman.py, in this script's folder: the same measures
+
+from tests.support.cni_runtime import CniBox, dig, unavailable
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-sys.path.insert(1, REPO)
-
-from podman import cpu_seconds, parse_dnsperf  # noqa: E402  (bench/podman.py: the same measures)
-
-from cni_runtime import CniBox, dig, unavailable  # noqa: E402
+REPO = os.path.dirname(HERE)  # the plugin's scripts and the import timed run this checkout's dnsd
 
 SERVER_CPU, LOAD_CPU = 0, 1
 
@@ -80,7 +78,7 @@ def start_times(executable: str, runs: int) -> dict[str, tuple[float, float]]:
     """(median, min) ms of answering VERSION: ``executable`` (the C one, dnsd running: it takes the call),
     the Python script ``dnsd cni-install --python-only`` writes started as installed (-IS), with -I and
     plainly, and dnsname."""
-    from dnsd.cni_install import script_text
+    from dnsd.cni.install import script_text
 
     def sample(argv: list[str]) -> tuple[float, float]:
         samples = []
@@ -107,9 +105,9 @@ def start_times(executable: str, runs: int) -> dict[str, tuple[float, float]]:
 
 
 def import_time(interpreter: str) -> tuple[float, list[tuple[float, str]]]:
-    """ms to import dnsd.cni_plugin under -IS (every module's own time added up), and the costliest top-level
+    """ms to import dnsd.cni.plugin under -IS (every module's own time added up), and the costliest top-level
     imports (cumulative ms, name)."""
-    code = f"import sys; sys.path.insert(0, {REPO!r}); import dnsd.cni_plugin"
+    code = f"import sys; sys.path.insert(0, {REPO!r}); import dnsd.cni.plugin"
     err = subprocess.run([interpreter, "-IS", "-X", "importtime", "-c", code], capture_output=True,
                          text=True, check=True).stderr
     total_us, top = 0, []
@@ -245,7 +243,7 @@ def main() -> int:
     for label, (median, minimum) in starts.items():
         print(f"| {label} | {median:.1f} | {minimum:.1f} |")
     print()
-    print(f"import of dnsd.cni_plugin under -IS: {imports_ms:.1f} ms in all; costliest: "
+    print(f"import of dnsd.cni.plugin under -IS: {imports_ms:.1f} ms in all; costliest: "
           + ", ".join(f"{name} {cumulative:.1f}" for cumulative, name in top_imports))
     print(json.dumps({"raw": {"chain_add_ms": {k: [round(v * 1000, 1) for v in vs] for k, vs in chain_add.items()},
                               "dnsperf": runs}}), file=sys.stderr)
@@ -253,4 +251,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

@@ -54,7 +54,7 @@ usage() {
   --name-prefix P   container names P0..PN-1 (default c)
   --servers LIST    comma-separated subset of dnsd,aardvark-dns,dnsmasq (default all three)
   --code DIR        measure the netcore and dnsd of another checkout (a worktree of an older commit,
-                    its dnsd/_replay.c built if it has one); this script, its helpers and its
+                    its _replay.c built if it has one); this script, its helpers and its
                     results stay this checkout's, so two codes are measured the same way
   --keep            wait for Enter before tearing down
   --serve-only      build the sandbox and start the servers, print one line 'ready KEY=VALUE...'

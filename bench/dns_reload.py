@@ -1,6 +1,6 @@
 """What one change costs dnsd: a full snapshot build versus a patch, the store reads, memory, the query path.
 
-    python bench/dns_reload.py [--containers 10000] [--repeat 30]
+    .venv/bin/python bench/dns_reload.py [--containers 10000] [--repeat 30]
 
 No root, no network: records are made in memory (N containers ``c0``..``cN-1``
 on one network, ``web`` an alias of three of them, a second network to
@@ -21,7 +21,6 @@ import dataclasses
 import gc
 import hashlib
 import ipaddress
-import os
 import statistics
 import subprocess
 import sys
@@ -29,13 +28,11 @@ import tempfile
 import time
 import tracemalloc
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import dnslib
 
-from dnsd.answer import Answerer
-from dnsd.builder import SnapshotBuilder, build_snapshot
-from dnsd.snapshot import Snapshot
+from dnsd.core.answer import Answerer
+from dnsd.core.builder import SnapshotBuilder, build_snapshot
+from dnsd.core.snapshot import Snapshot
 from netcore.model import Attached, Container, Endpoint, Network, group_by_container
 from netcore.store import Store
 

@@ -1,7 +1,7 @@
 """Helpers of bench/dns.sh that are easier in Python than in shell.
 
-    topology  write the YAML that `netcore up -f` reads: one network, containers c0..cN-1,
-              one alias shared by three of them
+    topology  write the Compose file `netcore up -f` reads: one network, containers c0..cN-1
+              (a service each), one alias shared by three of them
     peers     from `netcore inspect` JSON (what dnsd serves), write the same records for
               aardvark-dns (its config-file format) and dnsmasq (an --addn-hosts file),
               and a dnsperf query file of random existing names
@@ -49,15 +49,18 @@ def plan_names(records: int, prefix: str, max_containers: int) -> dict[str, list
 
 
 def write_topology(args: argparse.Namespace) -> None:
+    """A Compose file (netcore's topology files are, since issue 28): a service per container, named as it."""
     plan = plan_names(args.records, args.name_prefix, args.max_containers)
-    network = {"subnet": args.subnet, "ip_range": args.ip_range, "gateway": args.gateway,
-               "options": {"com.docker.network.bridge.name": args.bridge}}
-    containers = {}
+    network = {"name": args.network, "driver_opts": {"com.docker.network.bridge.name": args.bridge},
+               "ipam": {"config": [{"subnet": args.subnet, "ip_range": args.ip_range, "gateway": args.gateway}]}}
+    services = {}
     for name, aliases in plan.items():
-        containers[name] = {"networks": {args.network: {"aliases": aliases} if aliases else None}}
+        services[name] = {"container_name": name,
+                          "networks": {args.network: {"aliases": aliases}} if aliases else [args.network]}
     with open(args.out, "w") as f:
-        # sort_keys=False: containers are created in file order, c0 first (lowest address)
-        yaml.safe_dump({"networks": {args.network: network}, "containers": containers}, f, sort_keys=False)
+        # sort_keys=False: services in file order, c0 first
+        yaml.safe_dump({"name": "dnsbench", "services": services, "networks": {args.network: network}}, f,
+                       sort_keys=False)
     print(f"{len(plan)} containers, {args.records} names (+ alias {SHARED_ALIAS!r} on {min(SHARED_BY, len(plan))})")
 
 

@@ -1,6 +1,6 @@
 """The firewall's share of one `netcore run` and one `netcore rm`: rules, render and nft time (issue 13).
 
-    sudo python3 bench/firewall.py [--networks 50] [--containers 10,100,1000] [--repeat 20]
+    sudo .venv/bin/python bench/firewall.py [--networks 50] [--containers 10,100,1000] [--repeat 20]
 
 What the firewall does in an action is fixed: the engine derives the desired state
 from the store (``netcore.firewall.desired_state``), renders the whole table
@@ -24,8 +24,6 @@ import subprocess
 import sys
 import time
 from functools import partial
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from netcore.firewall import apply as nft_apply, desired_state
 from netcore.firewall.nftables import render
@@ -103,4 +101,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

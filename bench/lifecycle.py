@@ -387,4 +387,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

@@ -86,11 +86,12 @@ code_description() {  # repo
     if [ -n "$(git -C "$1" status --porcelain -- netcore dnsd 2>/dev/null || true)" ]; then
         text+=" + uncommitted changes in netcore/ or dnsd/"
     fi
-    # dnsd/_replay.c is built by pip install -e (setup.py); without it dnsd reads through Python's socket calls
-    if (cd "$1" && python3 -c "import dnsd._replay" 2>/dev/null); then
-        text+="; dnsd._replay compiled"
+    # dnsd/io/_replay.c (dnsd/_replay.c before issue 25) is built by pip install -e (setup.py); without it dnsd
+    # reads through Python's socket calls
+    if (cd "$1" && { python3 -c "import dnsd.io._replay" || python3 -c "import dnsd._replay"; } 2>/dev/null); then
+        text+="; dnsd's _replay compiled"
     else
-        text+="; dnsd._replay NOT built (pip install -e $1): quiet listeners read through Python's socket calls"
+        text+="; dnsd's _replay NOT built (pip install -e $1): quiet listeners read through Python's socket calls"
     fi
     echo "$text"
 }

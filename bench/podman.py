@@ -1,6 +1,6 @@
 """dnsd against aardvark-dns as Podman's DNS server, each started by netavark (issue 17).
 
-For each server: a PodmanBox (tests/integration/podman_box.py: a sandbox network
+For each server: a PodmanBox (tests/support/podman_box.py: a sandbox network
 namespace, a private netavark state dir, containers.conf naming the helper)
 with one Podman network of N busybox `sleep` containers; dnsperf runs inside
 the first container's network namespace (an address the server knows as a
@@ -9,7 +9,7 @@ The server is pinned to CPU 0 and dnsperf to CPU 1. CPU per query is the
 server process's utime+stime over the run (/proc/PID/stat, all threads) over
 the queries answered. Everything is removed at the end (bench/podman.sh).
 
-    python3 bench/podman.py [--containers N] [--seconds S] [--inflight Q] [--servers dnsd,aardvark]
+    .venv/bin/python bench/podman.py [--containers N] [--seconds S] [--inflight Q] [--servers dnsd,aardvark]
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
+from tests.support.podman_box import PodmanBox, import_busybox_image, remove_image, unavailable
 
-from podman_box import PodmanBox, import_busybox_image, remove_image, unavailable  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -130,4 +129,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

@@ -5,7 +5,7 @@
 #   sudo bench/podman.sh --storm SECONDS     # the SIGHUP storm of tests/integration/test_podman.py, that long
 #
 # Throughput: one Podman network of N busybox `sleep` containers (default 100) per server, in a
-# sandbox namespace of its own (tests/integration/podman_box.py); dnsperf inside the first
+# sandbox namespace of its own (tests/support/podman_box.py); dnsperf inside the first
 # container's namespace asks random container names of the network's gateway. Table on stdout and
 # in bench/results/podman-<timestamp>.txt. Containers, networks, namespaces and the imported image
 # are removed at the end, also on failure.

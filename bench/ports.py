@@ -1,6 +1,6 @@
 """Published ports (issue 14): what publishing costs per mapping, and what a published port costs in throughput.
 
-    sudo python3 bench/ports.py [--ports 1000] [--runs 20] [--megabytes 2000] [--rounds 3]
+    sudo .venv/bin/python bench/ports.py [--ports 1000] [--runs 20] [--megabytes 2000] [--rounds 3]
 
 1. **Publishing.** One `netcore run -p 20000-20999:20000-20999` (1,000 mappings in one command),
    ``--runs`` runs publishing one port each against as many runs publishing none (the difference is
@@ -13,24 +13,20 @@
    the same table and conntrack, so the ratio is the price of the DNAT; and straight to it with no netcore
    table at all (no connection tracking either), for reference. Best of ``--rounds``, alternating.
 
-Everything runs in a sandbox (tests/integration/sandbox.py: its own gateway namespace, state dir and
+Everything runs in a sandbox (tests/support/sandbox.py: its own gateway namespace, state dir and
 prefix), removed at the end; traffic stays between namespaces this script made. The table goes to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-
-from sandbox import cleanup, new_sandbox  # noqa: E402
+from tests.support.sandbox import cleanup, new_sandbox
 
 SINK = """
 import socket, sys
@@ -163,4 +159,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

@@ -1,6 +1,6 @@
 """A bounded soak of netcore + dnsd in a sandbox: churn under load, garbage, TCP abuse, upstream faults, kills.
 
-    sudo python3 bench/soak.py [--seconds 120] [--names 8]
+    sudo .venv/bin/python bench/soak.py [--seconds 120] [--names 8]
 
 For --seconds it keeps a client querying a set of names while containers holding
 those names are created, connected, disconnected and removed, and every few
@@ -22,14 +22,9 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-
-from dns_probe import check_churn  # noqa: E402
-from sandbox import cleanup, new_sandbox, wait_for  # noqa: E402
-
-PROBE = os.path.join(HERE, "..", "tests", "integration", "dns_probe.py")
-FAKE_UPSTREAM = os.path.join(HERE, "..", "tests", "integration", "fake_upstream.py")
+from tests.support.dns import PROBE
+from tests.support.dns_probe import check_churn
+from tests.support.sandbox import cleanup, new_sandbox, wait_for
 
 
 def rss_kib(pid: int | None) -> int:
@@ -147,4 +142,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from _signals import exit_on_signals  # a killed run still removes what it made
+
+    exit_on_signals()
     sys.exit(main())

@@ -1,10 +1,11 @@
 """A UDP listener's choices in simulation: lone reads, batches and pauses at each offered rate, with no real time.
 
-    python3 bench/udp_decisions.py [--code DIR] [--cost US] [--wake US]
+    .venv/bin/python bench/udp_decisions.py [--code DIR] [--cost US] [--wake US]
 
-Drives ``dnsd.udp.serve`` of DIR's dnsd (default: this checkout) on a simulated socket and clock: a lone query
-is answered in ``--cost`` µs (4), and a read that waited for its datagram returns ``--wake`` µs (10) after it
-arrived (the thread's wake-up), as on a quiet machine. The compiled loop is stood in for by its contract (the
+Drives ``dnsd.io.udp.serve`` of DIR's dnsd (default: the one this python imports, .venv's checkout; DIR goes first
+on PYTHONPATH, bench/_checkout.py) on a simulated socket and clock: a lone query is answered in ``--cost`` µs
+(4), and a read that waited for its datagram returns ``--wake`` µs (10) after it arrived (the thread's wake-up),
+as on a quiet machine. The compiled loop is stood in for by its contract (the
 time between reads before 18f266c, the kernel's arrival times since), replaying nothing. Arrivals: evenly spaced,
 and in clumps of five 1 µs apart (dnsperf -Q sends in clumps), from 1,000 to 125,000 queries a second, open loop.
 Per case: the share of queries read alone, the batches (their average size), the pauses (the longest) and the
@@ -21,6 +22,8 @@ import socket
 import sys
 import threading
 import types
+
+from _checkout import run_from
 
 RATES = (1000, 2000, 5000, 10000, 20000, 50000, 80000, 125000)
 
@@ -124,17 +127,26 @@ def simulate(udp, stats_type, arrivals: list[float], cost: float, wake: float) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--code", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        help="the checkout whose dnsd.udp is simulated (default: this one)")
+    parser.add_argument("--code", metavar="DIR",
+                        help="the checkout whose dnsd UDP listener is simulated (default: the one this python imports)")
     parser.add_argument("--cost", type=float, default=4.0, help="µs to answer a query (default 4)")
     parser.add_argument("--wake", type=float, default=10.0, help="µs from an awaited datagram to its read (10)")
     args = parser.parse_args()
-    sys.path.insert(0, os.path.abspath(args.code))
-    from dnsd import udp  # the checkout asked for, once its path is set
-    from dnsd.stats import Stats
+    run_from(args.code)  # --code DIR: this command again, with DIR first on PYTHONPATH
+    try:  # the checkout asked for, once it is first on the path; dnsd by layer (issue 25), else a flat one
+        from dnsd.core.stats import Stats
+        from dnsd.io import udp
+    except ImportError:
+        from dnsd.stats import Stats
+
+        from dnsd import udp
 
     contract = "arrival times" if hasattr(udp, "leaves_batches") else "time between reads"
-    print(f"dnsd.udp of {args.code} ({contract}); a query answered in {args.cost:g} us, a wake-up {args.wake:g} us")
+    checkout = os.path.dirname(os.path.abspath(udp.__file__))
+    while os.path.basename(checkout) != "dnsd":
+        checkout = os.path.dirname(checkout)
+    checkout = os.path.dirname(checkout)
+    print(f"dnsd's udp of {checkout} ({contract}); a query answered in {args.cost:g} us, a wake-up {args.wake:g} us")
     print(f"{'q/s':>7}  {'arrivals':11}  {'alone':>6}  {'batches':>7}  {'avg':>5}  {'pauses':>6}  {'longest':>8}  "
           f"{'arrival to read':>15}")
     for rate in RATES:

@@ -10,29 +10,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import sys
 
+from dnsd.app import host_nameservers, make_server, run_loop
+from dnsd.core.config import DnsdError, ServerConfig, port_number
+from dnsd.core.snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
+from dnsd.ops.metrics import (
+    DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS,
+    DEFAULT_PORT as DEFAULT_METRICS_PORT,
+    parse_endpoint,
+)
+from dnsd.upstream.cache import MAX_ENTRY_BYTES
 from netcore.dnsd_protocol import FOREGROUND, MANAGED, PID_NAME, SOCKET_NAME
 from netcore.errors import NetcoreError
 from netcore.store import Store
 from netcore.system import linux
+from netcore.system.arguments import OneLineParser
+from netcore.system.processes import remove_pid_file, write_pid_file
 
-from .cache import MAX_ENTRY_BYTES, AnswerCache, CachingResolver
-from .config import DnsdError, ServerConfig
-from .forward import Forwarder
-from .metrics import DEFAULT_ADDRESS as DEFAULT_METRICS_ADDRESS, DEFAULT_PORT as DEFAULT_METRICS_PORT, parse_endpoint
-from .querylog import QueryLog
-from .reload import RecordSource
-from .server import DnsServer
-from .snapshot import MAX_UPSTREAMS, Upstream, parse_upstream
-from .stats import Stats
-
-RESOLV_CONF = "/etc/resolv.conf"
-RESOLV_CONF_ENV = "DNSD_RESOLV_CONF"  # another file to read the host's nameservers from (tests point it at their own)
 MAX_WINDOW_MS = 10.0
 MAX_CACHE_SIZE = 10_000_000
 MAX_CACHE_BYTES = 2**40
@@ -40,17 +38,6 @@ MAX_CACHE_BYTES = 2**40
 DEFAULTS = ServerConfig()  # the command line's defaults are the config's
 
 log = logging.getLogger("dnsd")
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """One-line usage errors, exit 2; an abbreviation of a long option is not taken for the option."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(2, f"dnsd: {message}\n")
 
 
 def _release() -> str:
@@ -76,14 +63,6 @@ def _positive(kind):
 def _ttl(text: str) -> int:
     value = int(text)
     if not 0 <= value < 2**31:
-        raise ValueError
-    return value
-
-
-def port_number(text: str) -> int:
-    """A port on the command line (dnsd's and its aardvark-dns mode's): 1 to 65535; ValueError otherwise."""
-    value = int(text)
-    if not 0 < value < 65536:
         raise ValueError
     return value
 
@@ -125,7 +104,6 @@ def _endpoint(text: str) -> tuple[str, int]:
 
 # argparse names the type in its error: "invalid port (1 to 65535) value: '0'"
 _ttl.__name__ = "TTL (0 to 2147483647 seconds)"
-port_number.__name__ = "port (1 to 65535)"
 _window.__name__ = f"window (0 to {MAX_WINDOW_MS:g} ms)"
 _entries.__name__ = f"cache size (0 to {MAX_CACHE_SIZE} entries)"
 _byte_size.__name__ = "byte size (BYTES, or with a K, M or G suffix)"
@@ -139,7 +117,7 @@ def _upstream(text: str) -> Upstream:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
+    parser = OneLineParser(prog="dnsd", description="The embedded DNS server of netcore's bridge networks.")
     parser.add_argument("--version", action="version", version=f"dnsd {_release()}")
     parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR"),
                         help="netcore's state dir (default: $NETCORE_STATE_DIR)")
@@ -191,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                            f"{DEFAULTS.query_log_backups} old files kept)")
     parser.add_argument("--managed", action="store_true", help="started by netcore, which stops it when unused")
     parser.add_argument("--cni", action="store_true",
-                        help="serve what the netcore-dns CNI plugin registered in the state dir (dnsd.cni_records) "
+                        help="serve what the netcore-dns CNI plugin registered in the state dir (dnsd.sources.cni) "
                              "instead of netcore's store")
     args = parser.parse_args(argv)
     if not args.state_dir:
@@ -220,73 +198,30 @@ def enter_netns(name: str) -> None:
         raise DnsdError(f"cannot enter network namespace {name!r}: {os.strerror(err.errno)}") from None
 
 
-def host_nameservers(path: str | None = None) -> tuple[Upstream, ...]:
-    """The first nameservers of the host's resolv.conf that parse, at most MAX_UPSTREAMS: of ``path``, else of
-    the file $DNSD_RESOLV_CONF names, else of /etc/resolv.conf. A server may carry a port (``IP:PORT``,
-    ``[IPv6]:PORT``), which glibc's resolv.conf has no syntax for: for a file of dnsd's own."""
-    path = path or os.environ.get(RESOLV_CONF_ENV) or RESOLV_CONF
-    servers = []
-    try:
-        with open(path) as resolv_conf:
-            for line in resolv_conf:
-                fields = line.split()
-                if len(fields) >= 2 and fields[0] == "nameserver":
-                    with contextlib.suppress(ValueError):
-                        servers.append(parse_upstream(fields[1]))
-    except OSError:
-        return ()
-    return tuple(servers[:MAX_UPSTREAMS])
-
-
-def make_server(config: ServerConfig, records: RecordSource) -> DnsServer:
-    """dnsd as it runs: a DnsServer of ``records`` whose names not held locally go upstream through a Forwarder,
-    its replies kept in an AnswerCache unless ``config.cache_size`` or ``config.cache_bytes`` is 0, all counting
-    in one Stats; with a QueryLog if ``config.query_log`` names a file (OSError if it cannot be opened). The
-    Forwarder never asks an upstream that is one of the server's own listening addresses on its port."""
-    stats = Stats()
-    forwarder = Forwarder(config.forward_timeout, config.max_inflight, config.client_share, stats=stats)
-    query_log = (QueryLog(config.query_log, config.query_log_rate, config.query_log_max_bytes,
-                          config.query_log_backups) if config.query_log else None)  # OSError if it cannot be opened
-    if not config.cache_size or not config.cache_bytes:
-        server = DnsServer(config, records, forwarder, stats, query_log=query_log)
-    else:
-        cache = AnswerCache(config.cache_size, max_bytes=config.cache_bytes)
-        server = DnsServer(config, records, CachingResolver(forwarder, cache), stats, cache, query_log)
-
-    def is_own(upstream: Upstream) -> bool:
-        return upstream.port == config.port and not upstream.netns and upstream.address in server.listen_addresses
-
-    forwarder.is_own = is_own
-    return server
-
-
 async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None:
     """Run until SIGTERM, SIGINT or ``stop`` on the control socket; the pid file lives as long as we do.
 
-    ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.cni_records``), not
+    ``cni``: the records are the CNI plugin's registrations in ``state_dir`` (``dnsd.sources.cni``), not
     netcore's store.
     """
     service = None
     if cni:
-        from .cni_records import CniRecords
+        from dnsd.sources.cni import CniRecords
 
         store = CniRecords(state_dir)
     else:
-        store = Store.open_readonly(state_dir)
+        from .sources.cluster import ClusterRecords  # the store, and other hosts' names if this host joined a cluster
+
+        store = ClusterRecords(Store.open_readonly(state_dir), state_dir)
     server = make_server(config, store)
     pid_path = os.path.join(state_dir, PID_NAME)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
     try:
-        def write_pid_file() -> None:  # whole or not at all: a reader never sees it empty
-            with open(f"{pid_path}.tmp", "w") as pid_file:
-                pid_file.write(f"{os.getpid()}\n")
-            os.replace(f"{pid_path}.tmp", pid_path)
-
-        await server.start(on_up=write_pid_file)
-        if cni:  # the plugin's calls, taken here (dnsd.cni_service)
-            from .cni_service import CniService
+        await server.start(on_up=lambda: write_pid_file(pid_path))
+        if cni:  # the plugin's calls, taken here (dnsd.cni.service)
+            from dnsd.cni.service import CniService
 
             service = CniService(server, state_dir)
             await service.open()
@@ -299,35 +234,16 @@ async def serve(state_dir: str, config: ServerConfig, cni: bool = False) -> None
             service.close()
         await server.close()
         store.close()
-        _remove_own_pid_file(pid_path)
-
-
-def _remove_own_pid_file(path: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        with open(path) as pid_file:
-            if int(pid_file.read().strip()) != os.getpid():
-                return  # a newer dnsd wrote it
-        os.unlink(path)
-
-
-def run_loop(coroutine) -> None:
-    """Run ``coroutine`` to its end on uvloop when it is installed, else asyncio's own loop (dnsd and its
-    aardvark-dns mode)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
+        remove_pid_file(pid_path)  # unless a newer dnsd wrote its own
 
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if words[:1] == ["podman-helper-dir"]:  # see dnsd.aardvark
-        from .aardvark import print_helper_dir
+        from dnsd.aardvark import print_helper_dir
         return print_helper_dir(words[1:])
-    if words[:1] == ["cni-install"]:  # see dnsd.cni_install
-        from .cni_install import main as cni_install
+    if words[:1] == ["cni-install"]:  # see dnsd.cni.install
+        from dnsd.cni.install import main as cni_install
         return cni_install(words[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dnsd[%(process)d] %(levelname)s %(message)s")

@@ -18,10 +18,11 @@ side):
   only the listeners that changed; with no network left it removes the pid
   file and exits 0. SIGTERM and SIGINT stop it too.
 
-The records come from ``dnsd.aardvark_config`` (pure); the serving is
-dnsd's own ``DnsServer`` with an ``AardvarkRecords`` as its record source,
-answering by aardvark-dns's rules where they differ from Docker's
-(``dnsd.dialect.podman``: a client on several networks, reverse names, the
+The records come from ``dnsd.sources.aardvark`` (``AardvarkRecords``, parsed
+by ``dnsd.sources.aardvark_config``, pure); the serving is dnsd's own, put
+together by ``dnsd.app.make_server``, answering by aardvark-dns's rules where
+they differ from Docker's
+(``dnsd.core.dialect.podman``: a client on several networks, reverse names, the
 search domain, no reply when no upstream answered). Names not held go to the
 container's upstreams, else its networks', else the nameservers of
 ``/etc/resolv.conf`` as dnsd finds it at start.
@@ -41,22 +42,18 @@ import logging.handlers
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from .__main__ import port_number  # dnsd's own port argument: one rule, one error wording
-from .aardvark_config import (
-    DEFAULT_SEARCH_DOMAIN,
-    INTERNAL_SUFFIX,
-    PID_FILE,
-    ContainerEntry,
-    is_config_file,
-    parse_config_dir,
-    to_records,
-)
-from .config import DnsdError, ServerConfig
-from .dialect import podman
-from .snapshot import Upstream
+import dnsd
+from dnsd import app
+from dnsd.core.config import DnsdError, ServerConfig, port_number  # dnsd's own port argument: one rule
+from dnsd.core.dialect import podman
+from dnsd.core.snapshot import Upstream
+from dnsd.sources.aardvark import AardvarkRecords
+from dnsd.sources.aardvark_config import DEFAULT_SEARCH_DOMAIN, PID_FILE
+from netcore.system import processes
+from netcore.system.arguments import OneLineParser
+from netcore.system.files import write_atomically
 
 log = logging.getLogger("dnsd")
 
@@ -66,15 +63,10 @@ HELPER_NAME = "aardvark-dns"  # the name netavark looks for in helper_binaries_d
 VERSION = "1.4.0"  # the aardvark-dns release whose contract this follows (Debian 12's)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"aardvark-dns (dnsd): {message}\n")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """aardvark-dns's command line; usage errors exit 2 with one line."""
-    parser = _OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.",
-                            allow_abbrev=False)
+    parser = OneLineParser(prog="aardvark-dns", description="dnsd in place of aardvark-dns, for netavark.",
+                           error_name="aardvark-dns (dnsd)")
     parser.add_argument("-c", "--config", help="the config directory netavark writes (one file per network)")
     parser.add_argument("-p", "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("-f", "--filter-search-domain", default=DEFAULT_SEARCH_DOMAIN,
@@ -91,130 +83,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-class AardvarkRecords:
-    """A ``dnsd.reload.RecordSource`` over an aardvark config directory, re-read after ``mark_changed``.
-
-    The generation counts the reads that found different records. A read
-    that changes only container lines reports those containers (the builder
-    patches); one that changes any network reports None (a full build).
-    Methods other than ``mark_changed`` run in the reload thread.
-    """
-
-    def __init__(self, directory: str):
-        self.directory = directory
-        self._generation = 0
-        self._changed = threading.Event()
-        self._changed.set()
-        self._configs: list = []
-        self._entries: dict[str, tuple] = {}  # container id -> its lines, per network, to diff
-        self._networks: list = []
-        self._attached: dict[str, tuple] = {}
-        self._last_change: set[str] | None = None
-        self.network_count = 0  # networks in the directory at the last read
-
-    def mark_changed(self) -> None:
-        """The directory changed (SIGHUP): the next call re-reads it. Safe from any thread."""
-        self._changed.set()
-
-    def generation(self) -> int:
-        """The count of reads that found the records changed (the directory is read first if marked)."""
-        self._read_if_changed()
-        return self._generation
-
-    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
-        """The generation now, and the container IDs changed since ``generation`` (None: build anew)."""
-        self._read_if_changed()
-        if generation == self._generation:
-            return generation, set()
-        return self._generation, self._last_change if generation == self._generation - 1 else None
-
-    @contextlib.contextmanager
-    def dns_records(self) -> Iterator[tuple[list, Iterator]]:
-        """Every network, and every container with its endpoints, as of the last read."""
-        yield list(self._networks), iter(list(self._attached.values()))
-
-    def container_records(self, ids: set[str]) -> list:
-        """The containers among ``ids`` that the last read found, each with its endpoints."""
-        return [self._attached[container_id] for container_id in ids if container_id in self._attached]
-
-    def _read_if_changed(self) -> None:
-        if not self._changed.is_set():
-            return
-        self._changed.clear()  # before reading: a SIGHUP during the read brings another read
-        files = read_directory(self.directory)
-        configs, problems = parse_config_dir(files)
-        for problem in problems:
-            log.warning("%s", problem)
-        self.network_count = len(files)  # a file caught mid-rewrite still counts: netavark removes the last one
-        parsed = {config.name for config in configs}
-        for before in self._configs:  # netavark rewrites a file in place (truncate, write): keep what it said
-            if before.name not in parsed and any(_network_name(name) == before.name for name in files):
-                configs.append(before)
-        configs.sort(key=lambda config: config.name)
-        if configs == self._configs:
-            return
-        entries = _entries_by_container(configs)
-        networks, attached = to_records(configs)
-        same_networks = [_without_containers(c) for c in configs] == [_without_containers(c) for c in self._configs]
-        self._last_change = ({container_id for container_id in entries.keys() | self._entries.keys()
-                              if entries.get(container_id) != self._entries.get(container_id)}
-                             if same_networks else None)
-        self._configs, self._entries = configs, entries
-        self._networks, self._attached = networks, {container.id: (container, endpoints)
-                                                    for container, endpoints in attached}
-        self._generation += 1
-
-
-def _network_name(file_name: str) -> str:
-    return file_name[:-len(INTERNAL_SUFFIX)] if file_name.endswith(INTERNAL_SUFFIX) else file_name
-
-
-def _without_containers(config) -> tuple:
-    return config.name, config.internal, config.gateways, config.upstreams
-
-
-def _entries_by_container(configs) -> dict[str, tuple[tuple[str, ContainerEntry], ...]]:
-    entries: dict[str, list] = {}
-    for config in configs:
-        for entry in config.containers:
-            entries.setdefault(entry.id, []).append((config.name, entry))
-    return {container_id: tuple(lines) for container_id, lines in entries.items()}
-
-
-def read_directory(directory: str) -> dict[str, str]:
-    """File name → text of each config file in ``directory``; files removed or unreadable meanwhile are left out."""
-    files = {}
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if not is_config_file(entry.name):
-                continue
-            try:
-                with open(entry.path, encoding="utf-8", errors="replace") as config_file:
-                    files[entry.name] = config_file.read()
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            except OSError as err:
-                log.warning("aardvark config %s: %s, skipped", entry.name, err.strerror)
-    return files
-
-
 def write_pid_file(directory: str) -> None:
-    """``DIR/aardvark.pid``: our pid, no newline (netavark parses the whole file as a number), written by rename."""
-    path = os.path.join(directory, PID_FILE)
-    temporary = os.path.join(directory, f".{PID_FILE}.{os.getpid()}")
-    with open(temporary, "w") as pid_file:
-        pid_file.write(str(os.getpid()))
-    os.replace(temporary, path)
+    """``DIR/aardvark.pid``: our pid, no newline (netavark parses the whole file as a number), written by rename
+    (its temporary a dot file, which the directory's reader skips)."""
+    processes.write_pid_file(os.path.join(directory, PID_FILE), newline=False)
 
 
 def remove_pid_file(directory: str) -> None:
     """Remove ``DIR/aardvark.pid`` if it still names us (a newer server may have written it)."""
-    path = os.path.join(directory, PID_FILE)
-    with contextlib.suppress(OSError, ValueError):
-        with open(path) as pid_file:
-            if int(pid_file.read().strip()) != os.getpid():
-                return
-        os.unlink(path)
+    processes.remove_pid_file(os.path.join(directory, PID_FILE))
 
 
 async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | None,
@@ -227,9 +104,7 @@ async def serve(records: AardvarkRecords, config: ServerConfig, ready_fd: int | 
     DnsdError if the directory names no network at start, or a listener cannot open (aardvark-dns fails
     its start then too); the caller reports it.
     """
-    from .__main__ import make_server  # the one place dnsd's parts are put together
-
-    server = make_server(config, records)
+    server = app.make_server(config, records)  # the one place dnsd's parts are put together
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
@@ -318,10 +193,8 @@ def run(directory: str, port: int, search_domain: str) -> int:
     try:
         _setup_logging()
         write_pid_file(directory)
-        from .__main__ import host_nameservers, run_loop  # the resolv.conf reader and event loop dnsd uses
-
-        config = ServerConfig(port=port, upstreams=host_nameservers(), dialect=podman(search_domain))
-        run_loop(serve(AardvarkRecords(directory), config, write_end, host_nameservers))
+        config = ServerConfig(port=port, upstreams=app.host_nameservers(), dialect=podman(search_domain))
+        app.run_loop(serve(AardvarkRecords(directory), config, write_end, app.host_nameservers))
         status = 0
     except DnsdError as err:
         print(f"aardvark-dns (dnsd): {err}", file=sys.stderr)
@@ -389,7 +262,7 @@ def helper_dir(directory: str | None = None) -> str:
     (0755) if missing. Podman runs what is there, as root for rootful Podman: OSError (EPERM) when the
     directory or the script is writable by others than its owner, and any OSError of the writing."""
     directory = os.path.abspath(directory or default_helper_dir())
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.abspath(dnsd.__file__))
     path = os.path.join(directory, HELPER_NAME)
     text = HELPER_SCRIPT.format(interpreter=sys.executable, package_parent=os.path.dirname(package))
     os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -399,11 +272,7 @@ def helper_dir(directory: str | None = None) -> str:
     with contextlib.suppress(OSError), open(path) as script:
         if script.read() == text and os.access(path, os.X_OK) and not os.stat(path).st_mode & 0o022:
             return directory
-    temporary = os.path.join(directory, f".{HELPER_NAME}.{os.getpid()}")
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o755), "w") as script:
-        script.write(text)
-    os.chmod(temporary, 0o755)
-    os.replace(temporary, path)
+    write_atomically(path, text, 0o755, durable=True)  # installed: it must survive a power cut
     return directory
 
 

@@ -1,4 +1,4 @@
-"""Reloads: the next Snapshot from the record source, made in a thread of its own.
+"""Reloads: the next Snapshot from the record source (``dnsd.core.records.RecordSource``), made in a thread of its own.
 
 A patch of the last snapshot when the store's change feed names a few
 containers, a full build otherwise (a network change, a gap in the feed, a
@@ -9,40 +9,20 @@ which also owns the snapshot builder, so a reload never stalls the queries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import Protocol
 
-from netcore.model import Attached, Network
+from dnsd.core.builder import SnapshotBuilder
+from dnsd.core.dialect import DOCKER, Dialect
+from dnsd.core.records import RecordSource
+from dnsd.core.snapshot import Snapshot
+from dnsd.core.stats import Stats
+from dnsd.io.local_addresses import local_addresses
 from netcore.system.linux import release_free_memory
-
-from .builder import SnapshotBuilder
-from .dialect import DOCKER, Dialect
-from .local_addresses import local_addresses
-from .snapshot import Snapshot
-from .stats import Stats
-
-
-class RecordSource(Protocol):
-    """Where the records come from: netcore's ``Store`` (opened read-only) is one."""
-
-    def generation(self) -> int:
-        """A counter that every change of the records bumps."""
-
-    def dns_records(self) -> AbstractContextManager[tuple[list[Network], Iterator[Attached]]]:
-        """In one read: every running network, and every running container with its running endpoints."""
-
-    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
-        """The current generation, and the IDs of the containers changed since ``generation`` (None: reload all)."""
-
-    def container_records(self, ids: set[str]) -> list[Attached]:
-        """The running ones of these containers, each with its running endpoints."""
 
 
 class Reloader:
     """Makes the snapshot of ``records`` as they are now, in its reload thread; answers get ``ttl`` seconds, names
-    follow ``dialect``'s rules (``dnsd.dialect``).
+    follow ``dialect``'s rules (``dnsd.core.dialect``).
 
     Counts its patches and full builds in ``stats``. Not safe for concurrent
     ``reload`` calls: the caller serialises them.

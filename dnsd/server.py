@@ -1,11 +1,11 @@
 """The asyncio shell: wires the answering core to the listeners, the resolver, reloads and the control socket.
 
 The shell decides nothing about names. Its parts, each in a module of its own:
-the listeners on every gateway address (``dnsd.listeners``: a UDP thread each,
-``dnsd.udp``, and a TCP server, ``dnsd.tcp``), reloads (``dnsd.reload``), and
-the control socket (``dnsd.control``). ``DnsServer`` hands messages to the
+the listeners on every gateway address (``dnsd.io.listeners``: a UDP thread each,
+``dnsd.io.udp``, and a TCP server, ``dnsd.io.tcp``), reloads (``dnsd.reload``), and
+the control socket (``dnsd.ops.control``). ``DnsServer`` hands messages to the
 Answerer and sends what comes back, hands Forward decisions to its Resolver
-(``dnsd.forward``), and swaps in each new Snapshot whole, then reconciles the
+(``dnsd.upstream.forward``), and swaps in each new Snapshot whole, then reconciles the
 listeners with it.
 
 TCP, forwarding, the control socket and reloads run on the event loop; each
@@ -21,13 +21,16 @@ import logging
 from collections.abc import Callable
 from time import perf_counter
 
-from .answer import Answerer, Forward
-from .cache import AnswerCache
-from .config import DnsdError, ServerConfig
-from .control import ControlSocket
-from .forward import Resolver
-from .listeners import Listener, Listeners
-from .metrics import (
+from dnsd.core.answer import Answerer, Forward
+from dnsd.core.config import DnsdError, ServerConfig
+from dnsd.core.records import RecordSource
+from dnsd.core.snapshot import Snapshot, host_names, upstreams_changed
+from dnsd.core.stats import Stats
+from dnsd.core.wire import TCP_MESSAGE_MAX
+from dnsd.io.listeners import Listener, Listeners
+from dnsd.io.tcp import TcpConnections
+from dnsd.ops.control import ControlSocket
+from dnsd.ops.metrics import (
     ANSWERED,
     CACHE,
     LOCAL,
@@ -39,12 +42,10 @@ from .metrics import (
     QueryCounts,
     question_type,
 )
-from .querylog import QueryLog
-from .reload import RecordSource, Reloader
-from .snapshot import Snapshot, host_names, upstreams_changed
-from .stats import Stats
-from .tcp import TcpConnections
-from .wire import TCP_MESSAGE_MAX
+from dnsd.ops.querylog import QueryLog
+from dnsd.reload import Reloader
+from dnsd.upstream.cache import AnswerCache
+from dnsd.upstream.forward import Resolver
 
 log = logging.getLogger("dnsd")
 
@@ -52,8 +53,8 @@ log = logging.getLogger("dnsd")
 class DnsServer:
     """Serves the records of ``records``, following its generation (see the module's docstring).
 
-    Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.__main__.make_server``).
-    ``stats`` is shared with the resolver: every part counts there (see ``dnsd.stats``).
+    Names it does not hold go to ``resolver`` (dnsd's is a ``Forwarder``, made by ``dnsd.app.make_server``).
+    ``stats`` is shared with the resolver: every part counts there (see ``dnsd.core.stats``).
     """
 
     def __init__(self, config: ServerConfig, records: RecordSource, resolver: Resolver, stats: Stats,
@@ -142,7 +143,7 @@ class DnsServer:
 
     def stop_taking_commands(self) -> None:
         """Close the control socket now, ahead of ``close``: whoever comes next finds no dnsd here and starts
-        another (the CNI server, stopping after the last DEL; ``dnsd.cni_service``)."""
+        another (the CNI server, stopping after the last DEL; ``dnsd.cni.service``)."""
         if self._control is not None:
             self._control.close()
 
@@ -224,7 +225,7 @@ class DnsServer:
 
         This runs once per query: one entry of a dict only this thread writes, keyed by the question type and
         the rcode (None: no reply from here); local and cached answers are told apart at a scrape
-        (``dnsd.metrics.QueryCounts``), so a cached answer still takes the memo's fast path.
+        (``dnsd.ops.metrics.QueryCounts``), so a cached answer still takes the memo's fast path.
         """
         result = self._answer(data, client_ip, listener_ip, tcp)
         table = self.query_counts.udp.get(listener_ip)
@@ -292,5 +293,5 @@ class DnsServer:
 
     async def _forward_datagram(self, listener: Listener, forward: Forward, client: tuple) -> None:
         reply = await self.resolver.resolve(forward, tcp=False, client=client[0])
-        if reply is not None:  # None: the dialect sends nothing when no upstream answered (dnsd.dialect)
+        if reply is not None:  # None: the dialect sends nothing when no upstream answered (dnsd.core.dialect)
             listener.send_datagram(reply, client)

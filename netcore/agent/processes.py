@@ -34,6 +34,7 @@ from netcore.kernel import sandbox
 from netcore.model import EXIT_UNKNOWN
 from netcore.system.linux import netns_path
 from netcore.system.logfile import rotate_log
+from netcore.system.processes import DEAD_STATES, alive, namespace_identity, start_ticks, stat_fields
 
 LOG_DIR = "containers"  # in the state dir: ID.log per container, ID.log.1 its older part
 LOG_MAX_BYTES = 1 << 20  # a container's log is rotated past 1 MiB; with its older part, at most about 2 MiB
@@ -42,49 +43,18 @@ ROTATE_EVERY = 2.0  # seconds between checks of the logs' sizes
 KILL_WAIT = 5.0  # seconds to wait for SIGKILLed processes to be gone
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state first), None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat); None if gone."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _live(pid: int, ticks: int | None = None) -> bool:
-    """Whether ``pid`` runs (not a zombie) and, when ``ticks`` is given, is the process started then."""
-    fields = _stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return ticks is None or (len(fields) > 19 and int(fields[19]) == ticks)
-
-
-def _namespace_id(path: str) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
-
-
 def processes_in(netns: str) -> list[int]:
     """Every live process whose network namespace is the one named ``netns`` (/run/netns/NETNS), found by
     comparing each /proc/PID/ns/net with it. Empty when the namespace does not exist. NetcoreError if it
     is the namespace init runs in (never swept)."""
-    wanted = _namespace_id(netns_path(netns))
+    wanted = namespace_identity(netns_path(netns))
     if wanted is None:
         return []
-    if wanted == _namespace_id("/proc/1/ns/net"):
+    if wanted == namespace_identity("/proc/1/ns/net"):
         raise NetcoreError(f"refusing to stop the processes of namespace {netns}: it is the host's own")
     found = []
     for name in os.listdir("/proc"):
-        if name.isdigit() and _namespace_id(f"/proc/{name}/ns/net") == wanted and _live(int(name)):
+        if name.isdigit() and namespace_identity(f"/proc/{name}/ns/net") == wanted and alive(int(name)):
             found.append(int(name))
     return sorted(found)
 
@@ -94,8 +64,8 @@ def session_members(sid: int) -> list[int]:
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
-            fields = _stat_fields(int(name))
-            if fields and len(fields) > 3 and fields[3] == str(sid) and fields[0] not in ("Z", "X"):
+            fields = stat_fields(int(name))
+            if fields and len(fields) > 3 and fields[3] == str(sid) and fields[0] not in DEAD_STATES:
                 found.append(int(name))
     return sorted(found)
 
@@ -149,7 +119,7 @@ class ProcessSupervisor:
             with self._lock:
                 self._children.pop(pid, None)
             return 128 - code if code < 0 else code
-        if not _live(pid, start_ticks):
+        if not alive(pid, start_ticks):
             return EXIT_UNKNOWN
         self.watch_log(container_id)  # an earlier agent's child: its log is bounded from now on
         return None
@@ -159,11 +129,11 @@ class ProcessSupervisor:
             proc = self._children.get(pid)
         if proc is not None:
             return proc.poll() is None  # Popen keeps the exit status for poll()
-        return _live(pid, start_ticks)
+        return alive(pid, start_ticks)
 
     def running(self, target: StopTarget) -> list[int]:
         pids: set[int] = set()
-        if target.pid and _live(target.pid, target.start_ticks):
+        if target.pid and alive(target.pid, target.start_ticks):
             pids.add(target.pid)
             pids.update(session_members(target.pid))
         if target.netns:

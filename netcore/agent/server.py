@@ -44,6 +44,7 @@ from netcore.engine import Engine
 from netcore.errors import NetcoreError, os_error_text
 from netcore.firewall.apply import NftablesFirewall
 from netcore.ports.holder import stop_legacy_holder
+from netcore.system.processes import remove_pid_file, write_pid_file
 
 log = logging.getLogger("netcored")
 
@@ -136,7 +137,7 @@ class Agent:
         try:
             self._worker.submit(self._open_engine).result()  # the engine lives on its thread
             self._listener = self._listen()
-            self._write_pid()
+            write_pid_file(os.path.join(self.state_dir, PID_NAME))
             _sd_notify("READY=1")
             log.info("serving %s (%s), protocol %d", self.state_dir, self.namespace or "host namespace", PROTOCOL)
             self._accept_loop()
@@ -166,12 +167,6 @@ class Agent:
         listener.listen(128)
         self._socket_inode = os.stat(self.socket_path).st_ino
         return listener
-
-    def _write_pid(self) -> None:
-        path = os.path.join(self.state_dir, PID_NAME)
-        with open(f"{path}.tmp", "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(f"{path}.tmp", path)
 
     def _accept_loop(self) -> None:
         """Accept until stop() writes to the wake pipe; every ``IDLE_CHECK`` seconds without a client, check
@@ -214,21 +209,16 @@ class Agent:
         self.processes.close()  # the main processes run on; the next agent finds them again
         os.close(self._wake_read)
         os.close(self._wake_write)
-        pid_path = os.path.join(self.state_dir, PID_NAME)
-        try:
-            with open(pid_path) as f:
-                if int(f.read().strip()) == os.getpid():
-                    os.unlink(pid_path)
-        except (OSError, ValueError):
-            pass
+        remove_pid_file(os.path.join(self.state_dir, PID_NAME))
 
     # -- the engine thread ---------------------------------------------------------------------------------
 
     def _open_engine(self) -> None:
         """Make the engine, then take over from what ran before this agent: a port holder process of an older
         release is ended; a dnsd already serving is watched (netcore.agent.dnsd); the published ports are
-        bound and held again and the firewall checked (a killed agent's ports went with it). A failure of
-        these is logged: the commands say it again, one line each."""
+        bound and held again and the firewall checked (a killed agent's ports went with it); a state dir that
+        joined a cluster gets its member, which runs as long as this engine (issue 27). A failure of these is
+        logged: the commands say it again, one line each."""
         engine = self._engine = self._engine_factory()
         stop_legacy_holder(self.state_dir)
         adopt = getattr(engine.dnsd, "adopt", None)
@@ -238,6 +228,10 @@ class Agent:
         engine.assert_firewall()
         for line in (*engine.notes, *engine.notices, *engine.warnings):
             log.warning("at start: %s", line)
+        try:
+            engine.start_cluster()
+        except NetcoreError as err:
+            log.warning("cluster member not started: %s", err)
 
     def _close_engine(self) -> None:
         if self._engine is not None:

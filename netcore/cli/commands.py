@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from netcore import ports
+from netcore import network as drivers, ports
 from netcore.cli import formatting, views
 from netcore.dnsd_protocol.control import dnsd_options
 from netcore.engine import Engine
@@ -55,7 +55,8 @@ NETWORK_HEADERS = {"ID": "NETWORK ID"}
 def network_row(network: Network, full_id: bool = False) -> dict:
     """A network as ``network ls --format`` sees it (Docker's fields)."""
     return {"ID": network.id if full_id else network.id[:12], "Name": network.name, "Driver": network.driver,
-            "Scope": "local", "IPv6": str(network.enable_ipv6).lower(), "Internal": str(network.internal).lower(),
+            "Scope": drivers.scope(network.driver), "IPv6": str(network.enable_ipv6).lower(),
+            "Internal": str(network.internal).lower(),
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(network.labels.items())),
             "CreatedAt": network.created}
 
@@ -65,7 +66,9 @@ def _network_documents(engine: Engine, networks: list[Network], down: dict | Non
     documents = []
     for network in networks:
         attached = [(store.container(e.container_id), e) for e in store.endpoints_on_network(network.id)]
-        documents.append(views.network_document(network, attached, down))
+        built = store.find_network(network.name) is not None or network.name == DEFAULT_BRIDGE
+        documents.append(views.network_document(network, attached, down, drivers.scope(network.driver),
+                                                engine.network_peers(network), built))
     return documents
 
 
@@ -102,12 +105,15 @@ def _print_documents(documents: list[dict], fmt: str | None, out: TextIO) -> Non
 
 
 def network_prune(engine: Engine, args: argparse.Namespace, out: TextIO) -> int:
-    """``network prune [-f]``: remove every network no container is attached to (not the default bridge),
-    as Docker's; the client asked for confirmation already unless ``-f``. Prints Docker's list."""
+    """``network prune [-f]``: remove every local network no container is attached to (not the default bridge,
+    nor an overlay network built here: it is the cluster's), as Docker's; the client asked for confirmation
+    already unless ``-f``. Prints Docker's list."""
     removed = []
     for network in engine.store.networks():
         if network.name == DEFAULT_BRIDGE or engine.store.endpoints_on_network(network.id):
             continue
+        if drivers.scope(network.driver) != "local":
+            continue  # an overlay network is the cluster's, used or not by other hosts: network rm removes it
         try:
             engine.remove_network(network.id)
         except Conflict:

@@ -12,9 +12,10 @@ import os
 import sys
 
 from netcore.cli import DEFAULT_STATE_DIR
+from netcore.system.arguments import OneLineParser
 
 GLOBAL_OPTIONS = ("state_dir", "netns")  # what says which agent a command goes to, not part of its request
-SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command")
+SUBCOMMAND_KEYS = ("command", "network_command", "agent_command", "compose_command", "cluster_command")
 LOCAL_VERBS = frozenset({"completion"})  # answered by the client itself: no agent, no privilege needed
 
 
@@ -68,20 +69,16 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit 2, as dnsd's are (``run`` with a
-    ``-- CMD``: 125, Docker's status for its own failures in ``docker run``), and that never takes an
-    abbreviation of a long option for the option (``--nam`` is not ``--name``)."""
+class _OneLineParser(OneLineParser):
+    """The project's one-line usage errors (netcore.system.arguments), with ``(see PROG --help)`` after them;
+    exit 2 (``run`` with a ``-- CMD``: 125, Docker's status for its own failures in ``docker run``); help
+    formatted to the terminal's width found by ``_columns``."""
 
-    usage_status = 2
+    help_hint = True
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        self.exit(self.usage_status, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _non_negative(text: str) -> int:
@@ -192,7 +189,7 @@ def _build_parser(command: str | None, kind: type[_OneLineParser]) -> argparse.A
 
     network = commands.add_parser("network", help="manage networks").add_subparsers(
         dest="network_command", metavar="COMMAND", required=True)
-    create = network.add_parser("create", help="create a bridge network and print its ID")
+    create = network.add_parser("create", help="create a network (bridge, macvlan, ipvlan, overlay) and print its ID")
     create.add_argument("name", metavar="NAME")
     create.add_argument("-d", "--driver", default="bridge")
     create.add_argument("--subnet", action="append", default=[], help="CIDR; once for IPv4, once for IPv6")
@@ -295,6 +292,20 @@ def _build_parser(command: str | None, kind: type[_OneLineParser]) -> argparse.A
     host_dns = commands.add_parser("host-dns", help="point the host's resolver (systemd-resolved) at dnsd for "
                                                     "NAME.NETWORK, or stop (host mode only)")
     host_dns.add_argument("state", choices=("on", "off"))
+    cluster = commands.add_parser("cluster", help="networks across hosts: this host in a cluster on etcd")
+    cluster = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True)
+    join = cluster.add_parser("join", help="make this host a member of the cluster whose state is in etcd")
+    join.add_argument("--store", required=True, metavar="etcd://HOST:PORT[,HOST:PORT...]",
+                      help="the etcd cluster's client endpoints, all of them (for failover)")
+    join.add_argument("--advertise-address", required=True, metavar="ADDRESS",
+                      help="this host's underlay address, which other hosts send VXLAN (UDP 4789) to")
+    join.add_argument("--name", help="this host's name in the cluster (default: its hostname)")
+    join.add_argument("--lease-ttl", type=int, default=15, metavar="SECONDS",
+                      help="seconds after which a host that stopped answering leaves the cluster (default 15)")
+    cluster.add_parser("ls", help="list the cluster's hosts")
+    leave = cluster.add_parser("leave", help="leave the cluster (refused while containers are on overlay networks)")
+    leave.add_argument("-f", "--force", action="store_true",
+                       help="leave even if the store does not answer (this host's keys go when its lease ends)")
     agent = commands.add_parser("agent", help="the per-host agent, netcored, that runs every command").add_subparsers(
         dest="agent_command", metavar="COMMAND", required=True)
     agent.add_parser("status", help="its pid, protocol version, uptime and state dir; exit 1 when none runs")

@@ -43,8 +43,12 @@ def dns_state(network: Network, down: dict[str, str] | None) -> dict:
 
 
 def network_document(network: Network, attached: list[tuple[Container, Endpoint]],
-                     dns_down: dict[str, str] | None = None) -> dict:
-    """Docker's network inspect document; ``dns_down`` is dnsd's report of its down listeners (see dns_state)."""
+                     dns_down: dict[str, str] | None = None, scope: str = "local",
+                     peers: list[tuple[str, str]] | None = None, built: bool = True) -> dict:
+    """Docker's network inspect document; ``dns_down`` is dnsd's report of its down listeners (see dns_state).
+    ``scope``: ``local``, or ``global`` for an overlay network; ``peers``: an overlay network's hosts with a
+    container on it, (name, underlay address) each, shown as Docker's ``Peers``; ``built``: whether this host
+    built the network (an overlay network is built on a host once a container of it runs there)."""
     config = [{"Subnet": network.subnet, "Gateway": network.gateway}]
     if network.ip_range:
         config[0]["IPRange"] = network.ip_range
@@ -61,11 +65,11 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
             "IPv4Address": f"{endpoint.ipv4}/{_prefixlen(network.subnet)}" if endpoint.ipv4 else "",
             "IPv6Address": f"{endpoint.ipv6}/{_prefixlen(network.subnet6)}" if endpoint.ipv6 else "",
         }
-    return {
+    document = {
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
-        "Scope": "local",
+        "Scope": scope,
         "Driver": network.driver,
         "EnableIPv6": network.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},
@@ -76,8 +80,13 @@ def network_document(network: Network, attached: list[tuple[Container, Endpoint]
         "Containers": containers,
         "Options": network.effective_options(),
         "Labels": dict(network.labels),
-        "DNS": dns_state(network, dns_down),
+        "DNS": dns_state(network, dns_down) if built else {
+            "Enabled": bool(network.dns_addresses), "Servers": list(network.dns), "Listening": False,
+            "Error": "no container of this network runs on this host"},
     }
+    if peers is not None:
+        document["Peers"] = [{"Name": name, "IP": address} for name, address in peers]
+    return document
 
 
 def port_documents(bindings: list[PortBinding], ipv6: bool) -> tuple[dict, dict]:

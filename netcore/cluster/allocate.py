@@ -150,7 +150,9 @@ async def _overlay_names(store: ClusterStore, subnet_claims: Iterable[KeyValue])
 @dataclass(frozen=True)
 class OverlaySpec:
     """What `network create -d overlay` asks for: ``network_id`` (64 hex, made by the caller), ``name``,
-    ``subnet``/``gateway`` (None: chosen), ``host`` (the creating host's name), ``created`` (ISO time)."""
+    ``subnet``/``gateway`` (None: chosen), ``host`` (the creating host's name), ``created`` (ISO time),
+    ``avoid``: (description, CIDR) pairs the creating host knows to be taken there (its networks and routes,
+    which its host record may not show yet), kept out like every host's published local subnets."""
 
     network_id: str
     name: str
@@ -161,6 +163,7 @@ class OverlaySpec:
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    avoid: tuple[tuple[str, str], ...] = ()
 
 
 def _name_conflict(name: str, claims: Iterable[KeyValue]) -> Conflict:
@@ -182,7 +185,10 @@ async def create_network(store: ClusterStore, spec: OverlaySpec) -> NetworkRecor
         subnets = await store.list(keys.SUBNETS)
         vnis = await store.list(keys.VNIS)
         overlays = await _overlay_names(store, subnets.items)
-        subnet, gateway = plan_overlay_subnet(spec.subnet, spec.gateway, subnet_owners(overlays, _hosts(hosts.items)))
+        owners = subnet_owners(overlays, _hosts(hosts.items))
+        for description, cidr in spec.avoid:
+            owners.setdefault(f"{description} on host {spec.host}", ipaddress.ip_network(cidr))
+        subnet, gateway = plan_overlay_subnet(spec.subnet, spec.gateway, owners)
         vni = lowest_free_vni(int(keys.parse_key(kv.key).parts[0]) for kv in vnis.items)
         record = NetworkRecord(id=spec.network_id, name=spec.name, subnet=str(subnet), gateway=str(gateway),
                                vni=vni, internal=spec.internal, options=dict(spec.options),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -304,6 +305,10 @@ class EtcdStore:
 
     def __init__(self, endpoints: Sequence[tuple[str, int]], op_timeout: float = DEFAULT_OP_TIMEOUT,
                  call_timeout: float = DEFAULT_CALL_TIMEOUT):
+        # gRPC's fork handlers, on by default, run in every child the process forks (netcored forks nft, dnsd,
+        # the port holder) and crashed 6 of 30 such children with SIGSEGV while a watch stream was open: the
+        # children exec at once and never use gRPC, so the handlers are switched off before gRPC is loaded
+        os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
         import aetcd  # imported here: 80-95 ms and 40 MB, only for a host that joined a cluster
 
         if not endpoints:
@@ -678,6 +683,7 @@ class PrefixFollower:
     known: dict[str, int] = field(default_factory=dict)
     connected: bool = False
     relists: int = 0
+    breaks: int = 0
     _listed: bool = False
 
     async def batches(self) -> AsyncIterator[list[Event]]:
@@ -704,6 +710,7 @@ class PrefixFollower:
             except (StoreUnavailable, StoreRefused) as err:
                 if self.connected:
                     log.warning("watch of %s broken: %s", self.prefix, err)
+                    self.breaks += 1
                 self.connected = False
                 await self.backoff.wait()
 

@@ -1,7 +1,7 @@
 """The names and the line protocol shared by dnsd and whoever drives it: netcore's engine, the CNI plugin.
 
 The one home of these facts. It imports only ``json``, so the ``netcore-dns``
-CNI plugin (``dnsd.cni_plugin``), which pays for every import on every call,
+CNI plugin (``dnsd.cni.plugin``), which pays for every import on every call,
 speaks the control socket without loading ``netcore.dnsd_control``'s process
 management; ``netcore.dnsd_control`` re-exports every name here.
 """
@@ -21,7 +21,7 @@ STOP_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 REPLY_TIMEOUT = 10.0
 
-# the words of the control socket's line protocol, one command a line (dnsd.control answers them)
+# the words of the control socket's line protocol, one command a line (dnsd.ops.control answers them)
 PING = "ping"  # -> format_pong
 SYNC = "sync"  # reload, then -> format_sync_reply
 STATUS = "status"  # -> format_sync_reply, without reloading

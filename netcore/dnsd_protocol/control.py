@@ -34,7 +34,9 @@ from netcore.dnsd_protocol import (
     parse_sync_reply,
 )
 from netcore.errors import NetcoreError
+from netcore.system.files import write_atomically
 from netcore.system.logfile import rotate_log
+from netcore.system.processes import alive, runs_module
 
 
 class DnsdControl:
@@ -159,7 +161,7 @@ class DnsdControl:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) and is_dnsd_process(pid, self.state_dir, supervisor=True) else None
+        return pid if alive(pid) and is_dnsd_process(pid, self.state_dir, supervisor=True) else None
 
     def stop(self, only_managed: bool = True) -> None:
         """Stop the dnsd netcore started and its supervisor, and return once neither runs
@@ -172,11 +174,11 @@ class DnsdControl:
             self.request(STOP)  # exits 0: its supervisor exits too
             _wait_gone(found[0], STOP_TIMEOUT)
         if supervisor:  # also the one waiting to restart a dnsd that died
-            if _alive(supervisor):
+            if alive(supervisor):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(supervisor, signal.SIGTERM)
             _wait_gone(supervisor, STOP_TIMEOUT)
-        if found and _alive(found[0]):
+        if found and alive(found[0]):
             os.kill(found[0], signal.SIGKILL)
 
 
@@ -206,42 +208,21 @@ def write_dnsd_options(state_dir: str, words: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with open(fd, "w") as out:
-        out.write(OPTIONS_HEADER + " ".join(words) + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, OPTIONS_HEADER + " ".join(words) + "\n", 0o600, durable=True)  # a setting: kept
 
 
 def is_dnsd_process(pid: int, state_dir: str, supervisor: bool = False) -> bool:
     """Whether ``pid`` is a dnsd (or, with ``supervisor``, a dnsd supervisor) of this state dir, by its command line."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    module = b"dnsd.supervise" if supervisor else b"dnsd"
-    return module in argv and state_dir.encode() in argv
+    return runs_module(pid, "dnsd.supervise" if supervisor else "dnsd", state_dir)
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
     """Wait for ``pid`` to end; SIGKILL it when it has not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.02)
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is not alive for our purposes
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False

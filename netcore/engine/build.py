@@ -59,6 +59,9 @@ class Builder:
     def __init__(self, ctx: Context, processes: MainProcesses):
         self.ctx = ctx
         self.processes = processes
+        # told of every endpoint row deleted, with its network and container (netcore.engine.overlay: withdrawn
+        # from the cluster); None: nobody listens
+        self.dropped: Callable[[list[tuple[Endpoint, Network, Container | None]]], None] | None = None
 
     # -- the two frames --------------------------------------------------------------------------------------
 
@@ -124,9 +127,16 @@ class Builder:
 
     def drop_endpoint(self, endpoint: Endpoint) -> None:
         """Tear down the endpoint's kernel objects, then delete its row."""
+        store = self.ctx.store
+        gone = [(endpoint, store.network(endpoint.network_id), store.find_container_by_id(endpoint.container_id))]
         self.teardown_endpoint(endpoint)
-        with self.ctx.store.transaction():
-            self.ctx.store.delete(endpoint)
+        with store.transaction():
+            store.delete(endpoint)
+        self._tell_dropped(gone)
+
+    def _tell_dropped(self, gone: list[tuple[Endpoint, Network, Container | None]]) -> None:
+        if self.dropped is not None and gone:
+            self.dropped(gone)
 
     def configure_interface(self, container: Container, endpoint: Endpoint, network: Network) -> None:
         """The interface's addresses, and its default route unless the network is internal."""
@@ -182,6 +192,7 @@ class Builder:
             dropped += self.drop_container(dependent)
         self.processes.kill(container)  # a process left in the namespace would outlive it, unnamed
         endpoints = store.endpoints_of_container(container.id)
+        gone = [(endpoint, store.network(endpoint.network_id), container) for endpoint in endpoints]
         for endpoint in endpoints:
             self.teardown_endpoint(endpoint)
         if container.mode in (MODE_BRIDGE, MODE_NONE):
@@ -194,6 +205,7 @@ class Builder:
             store.delete_process(container)
             store.delete(container)
         self.ctx.processes.forget(container.id)
+        self._tell_dropped(gone)
         return [*dropped, container]
 
     def drop_containers(self, containers: Iterable[Container]) -> list[Container]:

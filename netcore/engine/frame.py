@@ -18,11 +18,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from netcore import network as drivers, ports
+from netcore.cluster.member import MemberStatus
+from netcore.cluster.membership import Membership
 from netcore.dnsd_protocol.control import DnsdControl, dnsd_options, write_dnsd_options
 from netcore.engine.build import Builder
+from netcore.engine.cluster import ClusterOptions
 from netcore.engine.context import Context, Report, Supervisor
 from netcore.engine.follow import Follower
 from netcore.engine.lock import StateLock
+from netcore.engine.overlay import Overlays, network_of
 from netcore.engine.planning import Planner, shown
 from netcore.engine.processes import STOP_GRACE, MainProcesses
 from netcore.engine.recovery import Recovery
@@ -41,6 +45,7 @@ from netcore.model import (
     Network,
     removal_order,
 )
+from netcore.network.overlay import NAME as OVERLAY
 from netcore.ports.holder import HostPorts
 from netcore.requests import ConnectSpec, ContainerSpec, NetworkSpec, validate_name
 from netcore.services.host_resolver import HostResolver
@@ -56,14 +61,18 @@ class Engine:
     DnsdControl: sync/status/stop), ``clock`` (creation times, the boot ID), ``firewall``
     (netcore.firewall.Firewall: NoFirewall by default; the agent passes netcore.firewall.apply
     .NftablesFirewall), ``ports`` (netcore.ports.holder.HostPorts: binds and holds published host
-    ports) and ``processes`` (the Supervisor of containers' main processes: netcored passes
-    netcore.agent.processes.ProcessSupervisor; without one no main process can be started). Unit tests
-    pass in-memory ones. Checks no privilege (the CLI does); NetcoreError for a bad namespace name.
+    ports), ``processes`` (the Supervisor of containers' main processes: netcored passes
+    netcore.agent.processes.ProcessSupervisor; without one no main process can be started) and ``cluster``
+    (what its cluster member is made of: netcore.engine.cluster.ClusterOptions; None: etcd, the kernel's
+    VXLAN devices, dnsd). Unit tests pass in-memory ones. Checks no privilege (the CLI does); NetcoreError
+    for a bad namespace name. A state dir that joined a cluster gets its member with ``start_cluster``
+    (netcored calls it when it opens the engine).
     """
 
     def __init__(self, state_dir: str, namespace: str | None = None, *, kernel: Kernel | None = None,
                  dnsd: DnsdControl | None = None, clock: Clock | None = None, firewall: Firewall | None = None,
-                 ports: HostPorts | None = None, processes: Supervisor | None = None):
+                 ports: HostPorts | None = None, processes: Supervisor | None = None,
+                 cluster: ClusterOptions | None = None):
         if namespace is not None:
             validate_name(namespace, "gateway namespace")
         if kernel is None:
@@ -85,6 +94,9 @@ class Engine:
         self.follower = Follower(self.ctx, self.lock)
         self.planner = Planner(self.ctx, self.follower.dnsd_addresses)
         self.recovery = Recovery(self.ctx, self.builder, self.follower, self.lock)
+        self.overlays = Overlays(self.ctx, self.builder, self.planner.taken_subnets, cluster)
+        self.planner.overlays = self.overlays
+        self.builder.dropped = self.overlays.dropped
         self._in_action = False
 
     # what callers read of the context (the CLI's handlers, tests)
@@ -102,8 +114,11 @@ class Engine:
     notices = property(lambda self: self.ctx.report.notices)
 
     def close(self) -> None:
-        self.ctx.kernel.close()
-        self.ctx.store.close()
+        try:
+            self.overlays.close()
+        finally:
+            self.ctx.kernel.close()
+            self.ctx.store.close()
 
     def begin_request(self) -> None:
         """Start a command on a long-lived engine (netcored's): what the last one reported is forgotten; a
@@ -139,7 +154,12 @@ class Engine:
         with self.lock.held():
             self._in_action = True
             try:
-                self.recovery.reconcile(gateway_created=self.ctx.kernel.ensure())
+                created = self.ctx.kernel.ensure()
+                notes = self.recovery.reconcile(gateway_created=created)
+                if self.overlays.joined:
+                    self.overlays.sweep()
+                    if notes or created:
+                        self.overlays.reprogram()  # devices rebuilt: their entries are gone
                 self.follower.replace_stale_dnsd()
                 self.follower.restart_if_options_changed()
                 self._ensure_default_bridge()
@@ -147,6 +167,7 @@ class Engine:
                 self.follower.after_action(force_firewall)
             finally:
                 self._in_action = False
+                self.overlays.local_changed()
 
     def action_in_progress(self) -> bool:
         """Whether another netcore process holds the state dir's lock now (an action runs): rows left
@@ -158,8 +179,12 @@ class Engine:
         return self.recovery.reconcile(gateway_created)
 
     def purge(self) -> None:
-        """netcore.engine.recovery.Recovery.purge."""
+        """netcore.engine.recovery.Recovery.purge; then this host leaves its cluster, if it joined one (its
+        containers were withdrawn on the way; the store told if it answers, else its keys go with its lease)."""
         self.recovery.purge()
+        if self.overlays.joined:
+            with self.lock.held():
+                self.overlays.leave(force=True)
 
     def reload_firewall(self) -> None:
         """``netcore firewall-reload``: apply the whole firewall again, whatever the live rules look like."""
@@ -213,6 +238,9 @@ class Engine:
         driver = drivers.get(spec.driver)
         options = driver.validate(spec)
         network_id = secrets.token_hex(32)
+        if driver.name == OVERLAY:
+            with self.action():
+                return self.overlays.create(spec, options)
         with self.action():
             with self.store.transaction():
                 network = self.planner.plan_network(spec, options, network_id)
@@ -234,8 +262,12 @@ class Engine:
             except NotFound:
                 found = self.recovery.just_reconciled(Network, ref)
                 if found is None:
+                    if self.overlays.find(ref) is not None:
+                        return self.overlays.remove(ref)
                     raise
                 return found
+            if network.driver == OVERLAY:
+                return self.overlays.remove(network.id)
             if network.name == DEFAULT_BRIDGE:
                 raise Conflict(f"{DEFAULT_BRIDGE} is a pre-defined network and cannot be removed")
             attached = self.store.endpoints_on_network(network.id)
@@ -263,7 +295,7 @@ class Engine:
         mutating command has built it (the README promises it from the first use: issue 23, item 5).
         A read: no lock is taken and nothing is built; the bridge shown is the one the next action builds,
         with the same ID."""
-        networks = self.store.networks()
+        networks = [*self.store.networks(), *self.overlays.shown()]
         if any(n.name == DEFAULT_BRIDGE for n in networks):
             return networks
         return [shown(self.planner.plan_default_bridge()), *networks]
@@ -274,6 +306,9 @@ class Engine:
         try:
             return self.store.network(ref)
         except NotFound:
+            record = self.overlays.find(ref)
+            if record is not None:
+                return network_of(record)
             planned = next((n for n in self.networks_to_show() if n.name == DEFAULT_BRIDGE), None)
             hexadecimal = bool(ref) and all(c in "0123456789abcdef" for c in ref)
             if planned is not None and (ref in (planned.name, planned.id) or
@@ -299,17 +334,21 @@ class Engine:
             raise NetcoreError(str(err), exit_code=2) from None
         container_id = secrets.token_hex(32)
         with self.action():
-            with self.store.transaction():
-                container, endpoints = self.planner.plan_container(spec, container_id, requests)
-            self.builder.build(container, lambda: self.builder.build_container(container, endpoints),
-                               lambda: self.builder.drop_container(container))
-            container = replace(container, state=STATE_RUNNING)
+            for attachment in spec.attachments:
+                self.overlays.ensure_local(attachment.network)  # an overlay network built here first, if need be
+            with self.overlays.claims():
+                with self.store.transaction():
+                    container, endpoints = self.planner.plan_container(spec, container_id, requests)
+                self.builder.build(container, lambda: self.builder.build_container(container, endpoints),
+                                   lambda: self.builder.drop_container(container))
+                container = replace(container, state=STATE_RUNNING)
 
-            def undo():
-                self.builder.teardown([container], lambda: self.builder.drop_container(container))
-            for endpoint in endpoints:
-                self.follower.confirm(self.store.network(endpoint.network_id), undo,
-                                      f"container {container.name} not created", container.id)
+                def undo():
+                    self.builder.teardown([container], lambda: self.builder.drop_container(container))
+                for endpoint in endpoints:
+                    self.follower.confirm(self.store.network(endpoint.network_id), undo,
+                                          f"container {container.name} not created", container.id)
+            self.overlays.publish(container, endpoints)
         if spec.command and start:
             self.main.start(container)  # a failure leaves the container, Created, as Docker does
         return container
@@ -372,22 +411,27 @@ class Engine:
         with its aliases and fixed address; confirmed as ``run`` is, or taken back."""
         spec = spec.check()
         with self.action():
-            with self.store.transaction():
-                network = self.store.network(spec.attachment.network)
-                container = self.store.container(spec.container)
-                self._check_connectable(container)
-                if any(e.network_id == network.id for e in self.store.endpoints_of_container(container.id)):
-                    raise Conflict(f"container {container.name} is already connected to network {network.name}")
-                endpoint = self.planner.plan_endpoint(container, network, spec.attachment)
+            self._check_connectable(self.store.container(spec.container))
+            self.overlays.ensure_local(spec.attachment.network)
+            with self.overlays.claims():
+                with self.store.transaction():
+                    network = self.store.network(spec.attachment.network)
+                    container = self.store.container(spec.container)
+                    self._check_connectable(container)
+                    if any(e.network_id == network.id for e in self.store.endpoints_of_container(container.id)):
+                        raise Conflict(f"container {container.name} is already connected to network {network.name}")
+                    endpoint = self.planner.plan_endpoint(container, network, spec.attachment)
 
-            def build():
-                self.builder.build_endpoint(container, endpoint)
-                self.builder.write_etc(container)
+                def build():
+                    self.builder.build_endpoint(container, endpoint)
+                    self.builder.write_etc(container)
 
-            self.builder.build(endpoint, build, lambda: self.builder.drop_endpoint(endpoint))
-            self.follower.confirm(network, lambda: self.disconnect(network.id, container.id),
-                                  f"container {container.name} not connected to network {network.name}")
-            return replace(endpoint, state=STATE_RUNNING)
+                self.builder.build(endpoint, build, lambda: self.builder.drop_endpoint(endpoint))
+                self.follower.confirm(network, lambda: self.disconnect(network.id, container.id),
+                                      f"container {container.name} not connected to network {network.name}")
+            endpoint = replace(endpoint, state=STATE_RUNNING)
+            self.overlays.publish(container, [endpoint])
+            return endpoint
 
     @staticmethod
     def _check_connectable(container: Container) -> None:
@@ -463,3 +507,30 @@ class Engine:
             raise NetcoreError(f"container {container.name} is not running")
         self.revive_dnsd()
         return container.netns or None
+
+    # -- the cluster (issue 27) ------------------------------------------------------------------------------
+
+    def start_cluster(self) -> None:
+        """Start this state dir's cluster member if it joined a cluster (netcored, when it opens the engine);
+        the member registers in the background, retried while the store is down. NetcoreError for a
+        membership file that cannot be read."""
+        self.overlays.start()
+
+    def join_cluster(self, store: str, address: str, name: str | None = None,
+                     lease_ttl: int = 15) -> tuple[Membership, str]:
+        """``cluster join`` (netcore.engine.overlay.Overlays.join): (the membership, the store's version)."""
+        with self.action():
+            return self.overlays.join(store, address, name, lease_ttl)
+
+    def leave_cluster(self, force: bool = False) -> Membership:
+        """``cluster leave`` (netcore.engine.overlay.Overlays.leave)."""
+        with self.action():
+            return self.overlays.leave(force)
+
+    def cluster_status(self) -> MemberStatus | None:
+        """The member's view of the cluster (``cluster ls``); None if this host never joined one."""
+        return self.overlays.status()
+
+    def network_peers(self, network: Network) -> list[tuple[str, str]] | None:
+        """Docker's ``Peers`` of an overlay network, (host, address) each; None for another network."""
+        return self.overlays.peers(network)

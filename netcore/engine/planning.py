@@ -35,6 +35,7 @@ from netcore.model import (
     parse_dns_server,
 )
 from netcore.network.bridge import OPT_BRIDGE_NAME
+from netcore.network.overlay import NAME as OVERLAY
 from netcore.ports import HostPort
 from netcore.ports.holder import PortError
 from netcore.requests import Attachment, ContainerSpec, NetworkSpec
@@ -81,6 +82,7 @@ class Planner:
     def __init__(self, ctx: Context, dnsd_addresses):
         self.ctx = ctx
         self._dnsd_addresses = dnsd_addresses
+        self.overlays = None  # netcore.engine.overlay.Overlays: overlay networks' addresses, the cluster's names
 
     # -- networks --------------------------------------------------------------------------------------------
 
@@ -113,13 +115,17 @@ class Planner:
         device = driver.device_name(network_id, options)
         if store.find_network(spec.name):
             raise Conflict(f"network with name {spec.name} already exists")
+        overlays = self.overlays.cluster_names() if self.overlays is not None else {}
+        if spec.name in overlays:
+            raise Conflict(f"network with name {spec.name} already exists: an overlay network of the cluster")
         if any(n.bridge == device for n in store.networks()):
             raise Conflict(f"bridge name {device} is already used by another network")
         links = kernel.links()
+        clustered = {f"overlay network {name} of the cluster": subnet for name, subnet in overlays.items()}
         if spec.subnet4:  # a given subnet may share the routes the driver expects (macvlan: the parent's LAN)
             subnet = ipam.parse_subnet(spec.subnet4)
-            ipam.check_no_overlap(subnet, self.taken_subnets(driver.shared_routes(options, links)))
-        taken = self.taken_subnets()
+            ipam.check_no_overlap(subnet, {**self.taken_subnets(driver.shared_routes(options, links)), **clustered})
+        taken = {**self.taken_subnets(), **clustered}
         if not spec.subnet4:
             subnet = ipam.choose_subnet(taken.values())
         gateway = ipam.plan_gateway(subnet, spec.gateway4)
@@ -226,17 +232,24 @@ class Planner:
             raise NetcoreError("user specified IP address is supported on user defined networks only")
         used = {e.ifname for e in store.endpoints_of_container(container.id)}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        taken = [*store.addresses_on_network(network.id), *network.reserved_addresses]
-        address = ipam.allocate_address(ipaddress.ip_network(network.subnet), ipaddress.ip_address(network.gateway),
-                                        taken, ipaddress.ip_network(network.ip_range) if network.ip_range else None,
-                                        attachment.ip)
+        endpoint_id = secrets.token_hex(32)
+        if network.driver == OVERLAY and self.overlays is not None:  # claimed cluster-wide, in etcd
+            address = ipaddress.ip_address(self.overlays.allocate(network, endpoint_id, attachment.ip))
+        else:
+            taken = [*store.addresses_on_network(network.id), *network.reserved_addresses]
+            address = ipam.allocate_address(ipaddress.ip_network(network.subnet),
+                                            ipaddress.ip_address(network.gateway), taken,
+                                            ipaddress.ip_network(network.ip_range) if network.ip_range else None,
+                                            attachment.ip)
         address6 = None
         if network.subnet6:
             address6 = ipam.allocate_address(ipaddress.ip_network(network.subnet6),
-                                             ipaddress.ip_address(network.gateway6), taken, None, attachment.ip6)
+                                             ipaddress.ip_address(network.gateway6),
+                                             [*store.addresses_on_network(network.id), *network.reserved_addresses],
+                                             None, attachment.ip6)
         elif attachment.ip6:
             raise NetcoreError(f"--ip6 {attachment.ip6}: network {network.name} has no IPv6")
-        endpoint = Endpoint(id=secrets.token_hex(32), container_id=container.id, network_id=network.id,
+        endpoint = Endpoint(id=endpoint_id, container_id=container.id, network_id=network.id,
                             ifname=ifname, host_ifname=f"veth{secrets.token_hex(4)[:7]}", mac=ipam.mac_for(address),
                             ipv4=str(address), ipv6=str(address6) if address6 else None,
                             aliases=tuple(dict.fromkeys(attachment.aliases)), state=STATE_CREATING)

@@ -9,10 +9,10 @@ listed and no transaction committed while nothing changed.
 
 from __future__ import annotations
 
-import os
 import socket
 
 from netcore.system import linux
+from netcore.system.processes import namespace_identity
 
 NETLINK_NETFILTER = 12
 NFNLGRP_NFTABLES = 7
@@ -27,14 +27,10 @@ class NftMonitor:
     def __init__(self, namespace: str | None):
         self.namespace = namespace
         self._sock: socket.socket | None = None
-        self._identity: int | None = None
+        self._identity: tuple[int, int] | None = None
 
-    def _identity_now(self) -> int | None:
-        path = linux.netns_path(self.namespace) if self.namespace else "/proc/self/ns/net"
-        try:
-            return os.stat(path).st_ino
-        except OSError:
-            return None
+    def _identity_now(self) -> tuple[int, int] | None:
+        return namespace_identity(linux.netns_path(self.namespace) if self.namespace else "/proc/self/ns/net")
 
     def _open(self) -> None:
         def make() -> socket.socket:

@@ -33,7 +33,7 @@ The table (chain priorities as nft names them; lower runs first):
     asking another network's gateway was a way out, the class of Docker's
     CVE-2024-29018). Sources outside every netcore subnet reach dnsd, which
     REFUSES them, as it REFUSES a source of one network asking another's
-    gateway (``dnsd.snapshot``). dnsd answers by source address and cannot
+    gateway (``dnsd.core.snapshot``). dnsd answers by source address and cannot
     see the interface; the firewall can, for dnsd's port alone, which is
     what strict reverse-path filtering would give without changing
     ``rp_filter``, a setting of the whole namespace (the host's own in host
@@ -307,7 +307,7 @@ def _dnsd_input_rules(networks: list[NetworkRules], parsed: dict[str, dict[int, 
     - a network's own subnet, arriving on its own link (its bridge, its shim, a LAN network's parent: what a
       vepa switch sends back to the shim's address arrives there, as the kernel answers ARP for it on any
       link), reaches every dnsd address, and dnsd answers it as its container or as that network's source,
-      or REFUSES it (dnsd.snapshot); an internal network's reaches its own gateway only (issue 23 item 2);
+      or REFUSES it (dnsd.core.snapshot); an internal network's reaches its own gateway only (issue 23 item 2);
     - any other source inside a netcore subnet is dropped: it arrived on a link that is not its network's
       (spoofed on the uplink, a container posing as another network's, an internal network's way out),
       which dnsd, answering by source address, could not tell;

@@ -3,7 +3,7 @@
 
 The engine never calls netlink or the /etc/netns files directly: it holds a
 ``Kernel`` (constructor parameter, ``LinuxKernel`` by default), so unit tests
-hand it an in-memory model instead (tests/unit/fake_kernel.py). ``LinuxKernel``
+hand it an in-memory model instead (tests/support/fake_kernel.py). ``LinuxKernel``
 adds nothing of its own: every method is the netcore.netlink or netcore.sandbox
 function the engine called before, so the real code path is unchanged.
 
@@ -33,7 +33,7 @@ class Kernel(Protocol):
 
     def links(self) -> dict[str, dict]:
         """Every link of the gateway namespace by name: {"kind": "bridge"|"veth"|..., "master": NAME|None,
-        "addresses": ["ADDRESS/PREFIXLEN", ...]} (no link-local IPv6 addresses)."""
+        "mtu": BYTES, "addresses": ["ADDRESS/PREFIXLEN", ...]} (no link-local IPv6 addresses)."""
 
     def create_bridge(self, name: str, mac: str, mtu: int, gateway: str, prefixlen: int,
                       gateway6: str | None = None, prefixlen6: int | None = None) -> None:
@@ -51,6 +51,11 @@ class Kernel(Protocol):
                         prefixlen: int | None = None) -> None:
         """A macvlan/ipvlan link on ``parent``: born in ``netns`` (a container's interface), or the gateway
         namespace's shim with its address, up (see netlink.Gateway.create_lan_link)."""
+
+    def create_vxlan(self, name: str, vni: int, local: str, underlay: str, port: int, mtu: int,
+                     master: str) -> None:
+        """A VXLAN device on ``underlay`` (no learning, ARP proxy), a port of bridge ``master``, up (see
+        netlink.Gateway.create_vxlan)."""
 
     def create_parent(self, kind: str, name: str, base: str | None = None, vlan_id: int | None = None) -> None:
         """An 802.1q sub-interface of ``base`` ("vlan") or a dummy link ("dummy") to be a parent, up."""

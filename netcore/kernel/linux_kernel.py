@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from netcore.kernel import netlink, sandbox
+from netcore.system import linux
+from netcore.system.processes import runs_in_namespace
 
 
 class LinuxKernel(netlink.Gateway):
@@ -23,6 +23,4 @@ class LinuxKernel(netlink.Gateway):
     def runs_in_gateway(self, pid: int) -> bool:
         if self.namespace is None:
             return True
-        live = netlink.namespace_identity(os.path.join(netlink.NETNS_DIR, self.namespace))
-        theirs = netlink.namespace_identity(f"/proc/{pid}/ns/net")
-        return live is None or theirs is None or live == theirs
+        return runs_in_namespace(pid, linux.netns_path(self.namespace)) is not False  # unknown: give the benefit

@@ -20,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netcore.errors import NetcoreError
 from netcore.system import linux
+from netcore.system.processes import namespace_identity
 
 NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
@@ -56,6 +57,7 @@ LINK_FEATURES = {
     "ipvlan": "ipvlan support (CONFIG_IPVLAN, module ipvlan)",
     "vlan": "802.1q VLAN support (CONFIG_VLAN_8021Q, module 8021q)",
     "dummy": "dummy interface support (CONFIG_DUMMY, module dummy)",
+    "vxlan": "VXLAN support (CONFIG_VXLAN, module vxlan)",
 }
 IPVLAN_MODES = {"l2": 0, "l3": 1}  # IFLA_IPVLAN_MODE values (include/uapi/linux/if_link.h)
 
@@ -161,13 +163,13 @@ class Gateway:
     def __init__(self, namespace: str | None):
         self.namespace = namespace  # None: the host's own namespace
         self._socket: IPRoute | None = None  # opened once and kept: each open costs ~10 ms
-        self._socket_namespace: int | None = None  # the inode of the namespace it was opened in
+        self._socket_namespace: tuple[int, int] | None = None  # the identity of the namespace it was opened in
 
     @contextmanager
     def _rtnl(self, action: str) -> Iterator[IPRoute]:
         try:
             if self._socket is None:
-                self._socket_namespace = self._namespace_inode()
+                self._socket_namespace = self._namespace_identity()
                 self._socket = _open_rtnl(self.namespace)
             yield self._socket
         except NetcoreError:
@@ -184,20 +186,14 @@ class Gateway:
         """Let the kept socket go if the gateway namespace is no longer the one it was opened in (deleted, or
         deleted and made anew under the same name): the next call opens one in the live namespace. Whether it
         was let go."""
-        if self._socket is not None and self._namespace_inode() != self._socket_namespace:
+        if self._socket is not None and self._namespace_identity() != self._socket_namespace:
             self.close()
             return True
         return False
 
-    def _namespace_inode(self) -> int | None:
-        """The identity of the gateway namespace now: the inode of its /run/netns file (None: the host's, or
-        none by that name)."""
-        if self.namespace is None:
-            return None
-        try:
-            return os.stat(os.path.join(NETNS_DIR, self.namespace)).st_ino
-        except OSError:
-            return None
+    def _namespace_identity(self) -> tuple[int, int] | None:
+        """The identity of the gateway namespace now (None: the host's, or none by that name)."""
+        return None if self.namespace is None else namespace_identity(os.path.join(NETNS_DIR, self.namespace))
 
     def ensure(self) -> bool:
         """Create the gateway namespace if it is missing; True if it had to be created."""
@@ -221,7 +217,7 @@ class Gateway:
         return found
 
     def links(self) -> dict[str, dict]:
-        """Every link by name: its kind, the name of its master bridge, if any, and its addresses
+        """Every link by name: its kind, the name of its master bridge, if any, its MTU and its addresses
         (``"192.168.0.50/24"``, link-local IPv6 ones left out)."""
         with self._rtnl("cannot list links") as ipr:
             raw = list(ipr.link("dump"))
@@ -230,7 +226,8 @@ class Gateway:
         result = {}
         for link in raw:
             info = link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND"))
-            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master")), "addresses": []}
+            result[link.get("ifname")] = {"kind": info, "master": by_index.get(link.get("master")),
+                                          "mtu": link.get("IFLA_MTU"), "addresses": []}
         for address in addresses:
             owner = result.get(by_index.get(address["index"]))
             value = address.get("address")
@@ -276,6 +273,37 @@ class Gateway:
             index = ipr.link_lookup(ifname=host_ifname)[0]
             ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
 
+
+    def create_vxlan(self, name: str, vni: int, local: str, underlay: str, port: int, mtu: int,
+                     master: str) -> None:
+        """A VXLAN device ``name`` (VXLAN ID ``vni``, UDP ``port``) sending from ``local`` over the link
+        ``underlay``, with no learning and an ARP proxy (it answers ARP from its permanent neighbour entries:
+        no ARP and no flooding cross the overlay; shared/notes/overlay-in-namespaces.md), ``mtu``, a port of
+        bridge ``master``, up. Kept if it exists with this ID; made anew if it exists with another (the proxy
+        and learning flags cannot be changed later). KernelError names a missing underlay link or bridge, or
+        a kernel without VXLAN."""
+        action = f"cannot create VXLAN device {name}"
+        with self._rtnl(action) as ipr:
+            found = ipr.link_lookup(ifname=underlay)
+            if not found:
+                raise KernelError(f"{action}: there is no interface {underlay} in the gateway namespace")
+            bridge = ipr.link_lookup(ifname=master)
+            if not bridge:
+                raise KernelError(f"{action}: there is no bridge {master}")
+            existing = ipr.link_lookup(ifname=name)
+            try:
+                if existing:
+                    data = ipr.get_links(existing[0])[0].get(("IFLA_LINKINFO", "IFLA_INFO_DATA"))
+                    if data is None or data.get("IFLA_VXLAN_ID") != vni:
+                        ipr.link("del", index=existing[0])
+                        existing = []
+                if not existing:
+                    ipr.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=port, vxlan_local=local,
+                             vxlan_link=found[0], vxlan_learning=0, vxlan_proxy=1, mtu=mtu)
+                index = ipr.link_lookup(ifname=name)[0]
+                ipr.link("set", index=index, mtu=mtu, master=bridge[0], state="up")
+            except NetlinkError as err:
+                raise _link_error(action, "vxlan", err) from None
 
     def create_lan_link(self, kind: str, name: str, parent: str, mode: str, mtu: int | None = None,
                         mac: str | None = None, netns: str | None = None, address: str | None = None,
@@ -386,16 +414,6 @@ def _delete_link_named(ipr: IPRoute, name: str) -> None:
         except NetlinkError as err:
             if err.code != errno.ENODEV:
                 raise
-
-
-def namespace_identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of the network namespace at ``path`` (/run/netns/NAME or /proc/PID/ns/net):
-    equal for two paths exactly when they are the same namespace; None if it cannot be read."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def container_links(container_ns: str) -> list[str]:

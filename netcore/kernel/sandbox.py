@@ -17,6 +17,7 @@ import time
 
 from netcore.errors import NetcoreError
 from netcore.system import linux
+from netcore.system.files import write_atomically
 
 ETC_NETNS = "/etc/netns"
 
@@ -70,7 +71,7 @@ def write_etc(namespace: str, resolv: str, hosts: str) -> None:
     try:
         for name, text in (("hosts", hosts), ("resolv.conf", resolv)):  # the servers last: the names are there first
             if not rewrite_in_place(name, text.encode(), directory):
-                _create_atomically(name, text.encode(), directory)
+                write_atomically(name, text, 0o644, dir_fd=directory)  # a new file: whole or not at all
     finally:
         os.close(directory)
 
@@ -145,22 +146,6 @@ def rewrite_in_place(path: str, data: bytes, dir_fd: int | None = None) -> bool:
         return True
     finally:
         os.close(fd)
-
-
-def _create_atomically(name: str, data: bytes, dir_fd: int) -> None:
-    """A new file ``name`` in directory ``dir_fd`` (mode 0644) appears whole or not at all: written aside
-    (a fresh file, whatever was left under the temporary name), then renamed into place."""
-    tmp = f".{name}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp, dir_fd=dir_fd)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    try:
-        os.fchmod(fd, 0o644)
-        if os.write(fd, data) != len(data):
-            raise OSError(errno.EIO, f"short write to {tmp}")
-    finally:
-        os.close(fd)
-    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def read_text(path: str) -> str | None:

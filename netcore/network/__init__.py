@@ -7,8 +7,9 @@ from netcore.errors import NetcoreError
 from netcore.network.base import NetworkDriver
 from netcore.network.bridge import BridgeDriver
 from netcore.network.macvlan import IpvlanDriver, MacvlanDriver
+from netcore.network.overlay import OverlayDriver
 
-__all__ = ["NetworkDriver", "available", "get", "register", "unregister"]
+__all__ = ["NetworkDriver", "available", "get", "register", "scope", "unregister"]
 
 _DRIVERS: dict[str, NetworkDriver] = {}
 
@@ -41,6 +42,13 @@ def get(name: str) -> NetworkDriver:
         raise NetcoreError(f"unsupported driver {name!r}: {which}") from None
 
 
+def scope(name: str) -> str:
+    """Docker's ``Scope`` of a network of driver ``name``: ``local``, or the driver's own (``global`` for an
+    overlay network, which every host of its cluster sees; Docker says ``swarm``)."""
+    return getattr(_DRIVERS.get(name), "scope", "local")
+
+
 register(BridgeDriver())
 register(MacvlanDriver())
 register(IpvlanDriver())
+register(OverlayDriver())

@@ -45,7 +45,7 @@ from netcore.model import DNS_PORT
 from netcore.ports import EPHEMERAL_DEFAULT, HostPort, parse_port_range, parse_reserved_ports, published_flow
 from netcore.system import linux
 from netcore.system.holders import TCP_TIME_WAIT, describe_holders, parse_table
-from netcore.system.processes import alive
+from netcore.system.processes import alive, namespace_identity
 
 LEGACY_SOCKET_NAME = "ports.sock"  # the port holder process of the releases before netcored
 MESSAGE_MAX = 1 << 20  # a `list` reply of the legacy holder
@@ -145,15 +145,15 @@ class HostPorts:
     def __init__(self, state_dir: str, namespace: str | None):
         self.state_dir = state_dir
         self.namespace = namespace
-        self._held: dict[HostPort, tuple[socket.socket, int | None]] = {}  # the socket, its namespace's identity
+        self._held: dict[HostPort, tuple[socket.socket, tuple[int, int] | None]] = {}  # socket, its netns identity
 
     def _in_gateway(self):
         if self.namespace is None:
             return _NoSwitch()
         return linux.entered_netns(linux.netns_path(self.namespace))
 
-    def _gateway_identity(self) -> int | None:
-        return None if self.namespace is None else netlink.namespace_identity(linux.netns_path(self.namespace))
+    def _gateway_identity(self) -> tuple[int, int] | None:
+        return None if self.namespace is None else namespace_identity(linux.netns_path(self.namespace))
 
     def check(self, port: HostPort, shared_with: Iterable[str] = ()) -> None:
         """PortError unless ``port`` can be bound in the gateway namespace now (the socket is closed again);

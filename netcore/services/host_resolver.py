@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 
 from netcore.errors import NetcoreError
 from netcore.model import Network
+from netcore.system.files import write_atomically
 
 HOST_DNS_NAME = "host-dns.json"  # in the state dir: present while on; bridge -> interface index set up
 RESOLVECTL = "resolvectl"
@@ -144,9 +145,7 @@ class HostResolver:
         return {bridge: index for bridge, index in applied.items() if isinstance(index, int)}
 
     def _record(self, applied: dict[str, int]) -> None:
-        with open(f"{self.path}.tmp", "w") as file:
-            json.dump(applied, file)
-        os.replace(f"{self.path}.tmp", self.path)
+        write_atomically(self.path, json.dumps(applied))  # not synced: resolved forgets its links at a reboot
 
 
 def _run(command: list[str]) -> None:

@@ -1,6 +1,6 @@
 """The few Linux calls Python 3.11 lacks, through libc: setns(2), unshare(2), mount(2), prctl(2), malloc_trim(3).
 
-``LIBC`` is the project's one handle on libc (dnsd.udp takes recvmmsg and sendmmsg from it).
+``LIBC`` is the project's one handle on libc (dnsd.io.udp takes recvmmsg and sendmmsg from it).
 
 Namespaces are per thread for networking, so switching the calling thread in
 and out of a namespace is how netcore creates namespaces and opens netlink

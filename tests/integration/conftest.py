@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from sandbox import cleanup, new_sandbox, wait_for  # noqa: F401  (wait_for is re-exported for the tests)
+from tests.support.sandbox import cleanup, new_sandbox
 
-if os.geteuid() != 0:
-    pytest.skip("integration tests need root (they create network namespaces)", allow_module_level=True)
+
+def pytest_collection_modifyitems(items):
+    """Every test of this folder carries the ``root`` marker (pyproject.toml: ``-m "not root"`` leaves them out),
+    and is skipped, with the reason, without root (a skip raised while this file loads would stop a run named
+    this folder with a traceback)."""
+    here = Path(__file__).parent
+    without_root = pytest.mark.skipif(os.geteuid() != 0, reason="integration tests need root (they create network "
+                                      "namespaces)")
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.root)
+            item.add_marker(without_root)
 
 
 @pytest.fixture
@@ -24,7 +35,7 @@ def sandbox(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def musl_resolve(tmp_path_factory):
-    """The static musl getaddrinfo client (see musl.py): `netcore exec C -- <path> NAME [4|6|any]`."""
-    from musl import build_resolve
+    """The static musl getaddrinfo client (see tests/support/musl.py): `netcore exec C -- <path> NAME [4|6|any]`."""
+    from tests.support.musl import build_resolve
 
     return build_resolve(str(tmp_path_factory.mktemp("musl")))

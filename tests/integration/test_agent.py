@@ -15,8 +15,8 @@ import time
 
 from netcore.agent.client import SOCKET_NAME
 from netcore.agent.protocol import PROTOCOL
-from sandbox import wait_for
-from test_reliability import assert_consistent
+from tests.support.consistency import assert_consistent
+from tests.support.sandbox import wait_for
 
 
 def _netns_of(sandbox, name: str) -> str:

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from etcd_cluster import EtcdCluster, have_etcd
 from netcore.cluster import allocate, keys
 from netcore.cluster.allocate import OverlaySpec
 from netcore.cluster.keys import EndpointRecord, HostRecord
@@ -29,6 +28,7 @@ from netcore.cluster.store import (
     parse_store_url,
 )
 from netcore.cluster.view import ClusterView
+from tests.support.etcd_cluster import EtcdCluster, have_etcd
 
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="needs etcd and etcdctl (Debian's etcd-server, etcd-client)")
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cni_runtime import CniBox, PluginFailed, dig, unavailable, wait_gone
+from tests.support.cni_runtime import CniBox, PluginFailed, dig, unavailable, wait_gone
 
 REASON = unavailable("dnsname")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")

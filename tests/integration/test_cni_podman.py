@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from cni_runtime import CNI_DIR, CniBox, dig, unavailable
+from tests.support.cni_runtime import CNI_DIR, CniBox, dig, unavailable
 
 REASON = unavailable("dnsname") or (None if shutil.which("podman") and shutil.which("runc") and
                                     os.path.exists("/bin/busybox") else "podman, runc or busybox-static missing")

@@ -1,8 +1,8 @@
 """`netcore compose` end to end, as root in sandboxes (issue 28): a file written for these tests with every key
-netcore applies (compose/shop/compose.yaml), and three public files used as they are (tests/unit/fixtures/compose,
-origins and licenses in its README). What Compose gives is checked with real clients (getent, dig, curl):
-names, rotation over replicas, reachability and isolation; `up` twice; an edit per kind of key; objects made by
-hand refused and left alone; a failure part way, then `up` and `down`."""
+netcore applies (compose/shop/compose.yaml), and three public files used as they are
+(tests/unit/netcore/fixtures/compose, origins and licenses in its README). What Compose gives is checked with
+real clients (getent, dig, curl): names, rotation over replicas, reachability and isolation; `up` twice; an edit
+per kind of key; objects made by hand refused and left alone; a failure part way, then `up` and `down`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import sys
 
 import pytest
 
-from conftest import wait_for
+from tests.support.sandbox import wait_for
 
 SHOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compose", "shop")
-PUBLIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "fixtures", "compose")
+PUBLIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "netcore", "fixtures",
+                      "compose")
 
 
 def compose(sandbox, *args, directory=SHOP, check=True, env=None, timeout=240):

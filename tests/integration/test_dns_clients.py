@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_dns_e2e import container_ip, dig
+from tests.support.dns import container_ip, dig
 
 
 def test_name_network_answers_in_any_case_and_the_ptr_target_resolves_back(sandbox):

@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from sandbox import wait_for
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROBE = os.path.join(HERE, "dns_probe.py")
-FAKE_UPSTREAM = os.path.join(HERE, "fake_upstream.py")
-
-
-def dig(sandbox, container: str, *args: str) -> tuple[str, list[str], str]:
-    """(status, answer rdata list, header flags) of one dig run inside a container."""
-    out = sandbox.exec(container, "dig", "+time=2", "+tries=1", *args, check=False).stdout
-    status = re.search(r"status: (\w+)", out)
-    flags = re.search(r";; flags: ([a-z ]+);", out)
-    answers = []
-    section = False
-    for line in out.splitlines():
-        if line.startswith(";; ANSWER SECTION"):
-            section = True
-        elif section and not line.strip():
-            section = False
-        elif section:
-            answers.append(line.split()[-1])
-    return (status.group(1) if status else "NO-REPLY"), answers, (flags.group(1) if flags else "")
-
-
-def container_ip(sandbox, name: str, network: str) -> str:
-    return json.loads(sandbox.nc("inspect", name).stdout)[0]["NetworkSettings"]["Networks"][network]["IPAddress"]
-
-
-def container_ns(sandbox, name: str) -> str:
-    return json.loads(sandbox.nc("inspect", name).stdout)[0]["NetworkSettings"]["SandboxKey"].rsplit("/", 1)[1]
+from tests.support.dns import PROBE, container_ip, container_ns, dig
+from tests.support.sandbox import wait_for
+from tests.support.upstream import FAKE_UPSTREAM
 
 
 @pytest.fixture
@@ -75,7 +47,7 @@ def test_names_are_answered_the_moment_run_returns_and_gone_when_rm_returns(app)
 
 def test_a_name_glibc_asks_again_and_again_follows_its_container(app):
     """glibc asks plain queries without EDNS, which a quiet listener replays in C once answered
-    (dnsd/_replay.c): the replayed answer follows the container to a new address and goes with it."""
+    (dnsd/io/_replay.c): the replayed answer follows the container to a new address and goes with it."""
     for _ in range(3):
         assert app.exec("client", "getent", "hosts", "web").stdout.split() == ["10.61.0.2", "web"]
     app.nc("rm", "web")

@@ -2,7 +2,7 @@
 container's burst of identical queries (DNSpooq's birthday attack), and forwarding loops through netcore's
 CLI and through a resolver container, with real clients (dig) and real sockets in the test's own namespaces.
 
-The upstream is tests/integration/fake_upstream.py in a namespace next to the gateway namespace (the WAN); the
+The upstream is tests/support/fake_upstream.py in a namespace next to the gateway namespace (the WAN); the
 attacker processes are tests/integration/dns_attacker.py.
 """
 
@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 from netcore.dnsd_protocol.control import DnsdControl
-from test_dns_e2e import dig
-from test_dns_forwarding import start_upstream
+from tests.support.dns import dig
+from tests.support.upstream import start_upstream
 
 ATTACKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_attacker.py")
 GATEWAY_SIDE, UPSTREAM = "10.250.0.1", "10.250.0.2"  # the WAN link: the gateway namespace's end, the upstream's

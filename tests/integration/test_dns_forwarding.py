@@ -1,33 +1,14 @@
-"""Forwarding end to end, in sandbox mode, with real clients: dig, and musl's getaddrinfo (see musl.py).
+"""Forwarding end to end, in sandbox mode, with real clients: dig, and musl's getaddrinfo (see tests/support/musl.py).
 
-Every upstream here is tests/integration/fake_upstream.py, started inside a namespace of the test's own sandbox.
+Every upstream here is tests/support/fake_upstream.py, started inside a namespace of the test's own sandbox.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+from tests.support.dns import MUSL_TIMEOUT, container_ns, dig, musl
+from tests.support.upstream import start_upstream
 
-from test_dns_e2e import container_ns, dig
-
-FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
-
-MUSL_TIMEOUT = 5.0  # musl's resolv.conf default: a SERVFAIL or an ignored REFUSED is retried until then
 FAILS_FAST = MUSL_TIMEOUT * 0.6  # a bound on correctness, not on speed: a client left to time out takes MUSL_TIMEOUT
-
-
-def musl(sandbox, container: str, musl_resolve: str, name: str, family: str = "4") -> tuple[int, list[str], float]:
-    """(exit status, output lines, seconds taken) of musl's getaddrinfo for ``name`` inside ``container``.
-
-    Run by ``ip netns exec`` (which mounts the namespace's /etc/netns files, as ``netcore exec`` does), so the
-    seconds are the resolver's and not a Python interpreter's start on a busy machine."""
-    namespace = container_ns(sandbox, container)
-    started = time.monotonic()
-    proc = subprocess.run(["ip", "netns", "exec", namespace, musl_resolve, name, family], capture_output=True,
-                          text=True, timeout=MUSL_TIMEOUT * 3)
-    return proc.returncode, proc.stdout.splitlines(), time.monotonic() - started
 
 
 # -- no way out: NXDOMAIN at once ------------------------------------------------------------------
@@ -55,14 +36,6 @@ def test_a_network_without_any_upstream_fails_outside_names_at_once_for_musl(san
 
 
 # -- one upstream order per client -------------------------------------------------------------------
-
-
-def start_upstream(sandbox, namespace: str, address: str, *options: str) -> subprocess.Popen:
-    """fake_upstream.py on ``address`` port 53 inside ``namespace``, stopped by the sandbox's teardown."""
-    proc = sandbox.spawn_in(namespace, sys.executable, FAKE_UPSTREAM, "--address", address, *options,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.poll() is not None else ""
-    return proc
 
 
 def test_a_name_only_one_networks_upstream_knows_resolves_through_every_gateway(sandbox, musl_resolve):

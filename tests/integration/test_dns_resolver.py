@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from test_dns_e2e import dig
-from test_dns_forwarding import musl, start_upstream
+from tests.support.dns import dig, musl
+from tests.support.upstream import start_upstream
 
 UPSTREAM = "127.0.0.2"  # a network's loopback --dns is asked from the gateway namespace, where the fake listens
 

@@ -11,8 +11,8 @@ import pytest
 
 from netcore.dnsd_protocol.control import DnsdControl
 from netcore.system.logfile import LOG_MAX_BYTES
-from sandbox import wait_for
-from test_dns_e2e import dig
+from tests.support.dns import dig
+from tests.support.sandbox import wait_for
 
 
 def dnsd_argv(sandbox) -> list[str]:

@@ -10,20 +10,19 @@ whether dnsd forwarded a query. Traffic goes only to addresses inside these name
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from netcore.firewall import apply as nft_apply
-from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER
-from test_dns_e2e import dig
+from tests.support.dns import dig
+from tests.support.tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER
+from tests.support.upstream import FAKE_UPSTREAM
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)
 
-FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 UPLINK, OUTSIDER = "198.51.100.1", "198.51.100.2"  # the gateway namespace's uplink, a namespace beyond it
 UPSTREAM = "127.0.0.2"  # the fake upstream, on the gateway namespace's loopback (a network's --dns)
 

@@ -14,9 +14,9 @@ import time
 
 from netcore.dnsd_protocol import SOCKET_NAME
 from netcore.system.linux import netns_path
-from sandbox import wait_for
-from test_dns_e2e import container_ns, dig
-from test_reliability import assert_consistent, gateway_links
+from tests.support.consistency import assert_consistent, gateway_links
+from tests.support.dns import container_ns, dig
+from tests.support.sandbox import wait_for
 
 SQUATTER = r"""
 import socket, sys

@@ -25,9 +25,9 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from sandbox import cleanup, new_sandbox
+from tests.support.sandbox import cleanup, new_sandbox
+from tests.support.upstream import FAKE_UPSTREAM
 
-FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 SUBNET = "192.168.77.0/24"
 ROUTER = "192.168.77.1"
 LAN_BRIDGE = "lan0"

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from netcore.firewall import apply as nft_apply
-from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
+from tests.support.tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)

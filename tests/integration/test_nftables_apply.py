@@ -20,7 +20,7 @@ import pytest
 from netcore.errors import NetcoreError
 from netcore.firewall import FirewallState, NetworkRules, apply as nft_apply
 from netcore.firewall.nftables import render
-from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
+from tests.support.tcp_peers import CONNECT, SEEN_ADDRESS_SERVER
 
 if not shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)

@@ -2,10 +2,10 @@
 
 Every check runs twice: with dnsd's helper directory first in containers.conf
 (netavark starts dnsd), and with Debian's /usr/lib/podman/aardvark-dns, the
-reference. dnsd answers as aardvark-dns does (``dnsd.dialect.podman``); where it
+reference. dnsd answers as aardvark-dns does (``dnsd.core.dialect.podman``); where it
 keeps a difference (a later aardvark-dns release, a reported bug: the docs list
 them) the test says which answer each gives. One box per server, and one set of
-networks and containers, are shared by the module (podman_box.py); tests that
+networks and containers, are shared by the module (tests/support/podman_box.py); tests that
 change containers make their own.
 """
 
@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from podman_box import PodmanBox, import_busybox_image, remove_image, unavailable
+from tests.support.podman_box import PodmanBox, import_busybox_image, remove_image, unavailable
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")

@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 
-from conftest import wait_for
 from netcore.agent.processes import processes_in
+from tests.support.sandbox import wait_for
 
 SERVER = (sys.executable, "-u", "-m", "http.server", "8000")
 

@@ -10,18 +10,17 @@ inside the sandbox's namespaces.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from netcore.firewall import apply as nft_apply
+from tests.support.upstream import FAKE_UPSTREAM
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)
 
-FAKE_UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_upstream.py")
 HOST_LAN, NEIGHBOUR = "192.0.2.1", "192.0.2.2"
 PI = "192.0.2.53"  # what only the published container answers (for pi.test)
 

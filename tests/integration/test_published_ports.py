@@ -18,8 +18,8 @@ import pytest
 from netcore.firewall import apply as nft_apply, desired_state
 from netcore.firewall.nftables import render
 from netcore.store import Store
-from sandbox import wait_for
-from tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER, UDP_STREAM
+from tests.support.sandbox import wait_for
+from tests.support.tcp_peers import CONNECT, SEEN_ADDRESS_SERVER, UDP_ASK, UDP_NAME_SERVER, UDP_STREAM
 
 if not nft_apply.shutil.which("nft", path=nft_apply.NFT_SEARCH_PATH):
     pytest.skip("nft is not installed (apt-get install nftables)", allow_module_level=True)

@@ -1,1 +1,1 @@
-"""Helpers the tests share, imported as modules (``from support.engine_calls import ...``)."""
+"""Helpers the tests share, imported as modules (``from tests.support.engine_calls import ...``)."""

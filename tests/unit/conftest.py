@@ -21,7 +21,7 @@ def _hex_id(kind: str, name: str) -> str:
 class DnsWorld:
     """Networks, containers and endpoints as netcore's store would hold them, with its generation and change feed.
 
-    A ``dnsd.reload.RecordSource``: every method that changes the world is one
+    A ``dnsd.core.records.RecordSource``: every method that changes the world is one
     generation, and the feed records which container it touched (None: a network).
     """
 
@@ -200,12 +200,32 @@ def no_host_nameservers(tmp_path_factory):
     """Every dnsd these tests start reads its host nameservers from an empty file, never the machine's
     /etc/resolv.conf: no unit test sends a query to the machine's own upstream DNS (a test that needs an
     upstream names one of its own on loopback)."""
-    from dnsd.__main__ import RESOLV_CONF_ENV
+    from dnsd.app import RESOLV_CONF_ENV
 
     empty = tmp_path_factory.mktemp("resolv") / "resolv.conf"
     empty.write_text("# no nameserver: the unit tests' dnsd forwards nowhere unless a test says where\n")
     mp = pytest.MonkeyPatch()
     mp.setenv(RESOLV_CONF_ENV, str(empty))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_agent_started(tmp_path_factory):
+    """No unit test starts netcored or reaches one of the machine's: a command a test runs through the CLI goes
+    to a state dir of the session's own (never /var/lib/netcore, where a command once started a host-mode
+    agent), and starting an agent there fails the test with one line instead of touching the kernel (tests
+    that need an agent run one in a thread on the in-memory kernel: tests/unit/netcore/test_agent.py)."""
+    from netcore.agent.client import AgentClient
+    from netcore.errors import NetcoreError
+
+    def refuse(self):
+        raise NetcoreError(f"the unit tests start no netcored (state dir {self.state_dir})")
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NETCORE_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    mp.delenv("NETCORE_NETNS", raising=False)
+    mp.setattr(AgentClient, "_start", refuse)
     yield
     mp.undo()
 

@@ -1,5 +1,6 @@
-"""The import rule of docs/ARCHITECTURE.md, checked over the source with ``ast``: which part of netcore and dnsd
-may import which, pure modules import no I/O, no import circle, and the thin client imports nothing heavy."""
+"""The import rule of docs/ARCHITECTURE.md, checked over the source with ``ast``: which part of netcore and which
+layer of dnsd may import which, pure modules import no I/O, no import circle, and the thin client imports nothing
+heavy."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ NETCORE_PARTS = [
     ("cluster", r"netcore\.cluster(\..*)?$"),
     ("compose", r"netcore\.compose(\..*)?$"),
     ("engine", r"netcore\.engine(\..*)?$"),
-    ("front", r"netcore\.cli\.(commands|compose|handlers|views|formatting)$"),
+    ("front", r"netcore\.cli\.(commands|compose|cluster|handlers|views|formatting)$"),
     ("agent", r"netcore\.agent\.(server|dnsd|processes|__main__)$"),
     ("client", r"netcore(\.__main__|\.cli|\.cli\.parser|\.agent|\.agent\.client|\.agent\.protocol)?$"),
 ]
@@ -49,6 +50,33 @@ NETCORE_MAY_IMPORT = {
 }
 # dnsd may use these of netcore, and nothing else (netcore never imports dnsd)
 DNSD_MAY_IMPORT = re.compile(r"netcore(\.(errors|model|dnsd_protocol(\..*)?|system(\..*)?|store))?$")
+# dnsd's layers, lowest first; a module belongs to the first layer whose pattern matches its name
+DNSD_LAYERS = [
+    ("core", r"dnsd\.core(\..*)?$"),  # pure, sans-IO: wire, records, snapshot, builder, dialect, answer, stats, config
+    ("sources", r"dnsd\.sources(\..*)?$"),  # record sources: Podman's config directory, the CNI plugin's store
+    ("upstream", r"dnsd\.upstream(\..*)?$"),  # forwarding and its cache
+    ("io", r"dnsd\.io(\..*)?$"),  # the sockets: listeners, UDP, TCP
+    ("ops", r"dnsd\.ops(\..*)?$"),  # metrics, the query log, the control socket
+    ("shell", r"dnsd\.(server|reload)$"),  # the asyncio server that wires them, and its reloads
+    ("app", r"dnsd\.app$"),  # the one assembly: a server of a config and a record source
+    ("entry", r"dnsd(\.__main__|\.aardvark|\.supervise|\.cni_plugin|\.cni(\..*)?)?$"),  # the commands
+]
+# what each layer may import besides itself
+DNSD_LAYER_MAY_IMPORT = {
+    "core": set(),
+    "sources": {"core"},
+    "upstream": {"core"},
+    "io": {"core", "upstream"},  # TCP hands a forwarded query to the upstream path's Resolver
+    "ops": {"core"},
+    "shell": {"core", "upstream", "io", "ops"},  # never a source: it is given one
+    "app": {"core", "upstream", "io", "ops", "shell"},
+    "entry": {"core", "sources", "upstream", "io", "ops", "shell", "app"},
+}
+# of netcore, the core uses the pure records and errors alone
+DNSD_CORE_MAY_IMPORT = re.compile(r"netcore\.(errors|model)$")
+DNSD_CORE_EXCEPTIONS = {("dnsd.core.snapshot", "socket"), ("dnsd.core.builder", "socket")}  # inet_pton/inet_ntop
+# what the CNI plugin passes through on every call: packages whose __init__ must import nothing
+DNSD_EMPTY_PACKAGES = ("dnsd", "dnsd.cni", "dnsd.sources")
 # decide, never do I/O: no module of these imports one that talks to the kernel, files or sockets
 PURE = re.compile(r"netcore\.(errors|model|ipam|requests|ports|kernel\.names|firewall|firewall\.nftables|"
                   r"services\.resolvconf|cli\.(views|formatting)|compose\.(document|interpolate|merge|model|plan|"
@@ -140,7 +168,46 @@ def test_only_the_agent_and_its_front_ends_import_the_engine():
     importers = {m for m in modules() if any(t == "netcore.engine" or t.startswith("netcore.engine.")
                                              for t in imports(m))}
     assert {m for m in importers if not m.startswith("netcore.engine")} <= {
-        "netcore.agent.server", "netcore.agent.processes", "netcore.cli.commands", "netcore.cli.compose"}
+        "netcore.agent.server", "netcore.agent.processes", "netcore.cli.commands", "netcore.cli.compose",
+        "netcore.cli.cluster"}
+
+
+def layer(module: str) -> str:
+    return next(name for name, pattern in DNSD_LAYERS if re.match(pattern, module))
+
+
+def test_every_dnsd_module_belongs_to_a_layer():
+    assert [m for m in modules() if m.startswith("dnsd") and not any(
+        re.match(pattern, m) for _, pattern in DNSD_LAYERS)] == []
+
+
+def test_dnsd_imports_go_down_its_layers():
+    wrong = []
+    for module in sorted(m for m in modules() if m.startswith("dnsd")):
+        for target in imports(module):
+            if target.startswith("dnsd") and target in modules() and layer(target) != layer(module) \
+                    and layer(target) not in DNSD_LAYER_MAY_IMPORT[layer(module)]:
+                wrong.append(f"{module} ({layer(module)}) -> {target} ({layer(target)})")
+    assert wrong == []
+
+
+def test_dnsd_core_does_no_io():
+    """The answering core imports no module that talks to the kernel, files or sockets, and of netcore only its
+    pure records and errors: it decides, the layers above do."""
+    wrong = []
+    for module in (m for m in modules() if m.startswith("dnsd.core")):
+        for target in imports(module):
+            if (module, target) in DNSD_CORE_EXCEPTIONS:
+                continue
+            if target.split(".")[0] in IO_MODULES or (target.startswith("netcore")
+                                                       and not DNSD_CORE_MAY_IMPORT.match(target)):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_the_packages_the_cni_plugin_passes_through_import_nothing():
+    assert {package: sorted(imports(package)) for package in DNSD_EMPTY_PACKAGES} == {
+        package: [] for package in DNSD_EMPTY_PACKAGES}
 
 
 def test_dnsd_uses_only_the_parts_of_netcore_it_shares():
@@ -161,9 +228,10 @@ def test_pure_modules_import_no_io():
     assert wrong == []
 
 
-def test_no_import_circle():
-    graph = {m: {t for t in imports(m, top_level_only=True) if t in modules() and t != m} for m in modules()}
-    # a package's __init__ runs before its modules: importing netcore.x.y imports netcore.x too
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph`` (module -> modules it imports), a package's __init__ counted as imported
+    with each of its modules: it runs before them."""
+    graph = {module: set(targets) for module, targets in graph.items()}
     for module in list(graph):
         for target in list(graph[module]):
             parent = target.rpartition(".")[0]
@@ -173,12 +241,12 @@ def test_no_import_circle():
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
-    circles: list[list[str]] = []
+    found: list[list[str]] = []
 
     def connect(node: str) -> None:  # Tarjan's strongly connected components
         index[node] = low[node] = len(index)
         stack.append(node)
-        for target in graph[node]:
+        for target in graph.get(node, ()):
             if target not in index:
                 connect(target)
                 low[node] = min(low[node], low[target])
@@ -192,13 +260,25 @@ def test_no_import_circle():
                 if member == node:
                     break
             if len(members) > 1:
-                circles.append(sorted(members))
+                found.append(sorted(members))
 
     sys.setrecursionlimit(10_000)
     for module in sorted(graph):
         if module not in index:
             connect(module)
-    assert circles == []
+    return found
+
+
+def test_no_import_circle():
+    assert circles({m: {t for t in imports(m, top_level_only=True) if t in modules() and t != m}
+                    for m in modules()}) == []
+
+
+def test_no_dnsd_import_circle_even_through_imports_inside_functions():
+    """dnsd.aardvark imported dnsd.__main__ (its port argument, make_server), which imported dnsd.aardvark inside
+    a function (``dnsd podman-helper-dir``): a circle the loading order alone kept from failing (issue 25)."""
+    assert circles({m: {t for t in imports(m) if t in modules() and t != m}
+                    for m in modules() if m.startswith("dnsd")}) == []
 
 
 def test_the_thin_client_imports_nothing_heavy():

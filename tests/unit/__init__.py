@@ -1,0 +1,1 @@
+"""Unit tests: pure, no root; unit/netcore/ and unit/dnsd/ mirror the two packages."""
