@@ -28,18 +28,37 @@ def have_etcd() -> bool:
     return os.access(ETCD, os.X_OK) and os.access(ETCDCTL, os.X_OK)
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now (held open together so none repeats)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+PORT_RANGE = range(20000, 32000)  # below Linux's ephemeral ports (32768-60999): no client socket takes one
+
+
+def _reserve_ports(count: int) -> tuple[list[int], list[socket.socket]]:
+    """``count`` distinct loopback ports for etcd members, reserved for the cluster's whole life: (ports, the
+    sockets that hold the reservations; closing them frees the ports).
+
+    A port picked by binding port 0 comes from the ephemeral range, where any process's outgoing connection
+    (a gRPC client's to etcd) may take it while a killed member waits to be restarted on it, and a cluster
+    of another test running beside this one could pick it too. So ports come from below the ephemeral range,
+    each reserved by an abstract unix socket named after it (bound by one process at a time, released by the
+    kernel when its holder dies or closes it, no file left behind), and must be free to bind when taken."""
+    ports, held = [], []
+    for port in secrets.SystemRandom().sample(PORT_RANGE, len(PORT_RANGE)):
+        if len(ports) == count:
+            break
+        reservation = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            reservation.bind(f"\0netcore-test-etcd-port-{port}")
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port))
+        except OSError:  # reserved by another cluster, or in use
+            reservation.close()
+            continue
+        ports.append(port)
+        held.append(reservation)
+    if len(ports) < count:
+        for reservation in held:
+            reservation.close()
+        raise RuntimeError(f"no {count} free loopback ports in {PORT_RANGE}")
+    return ports, held
 
 
 @dataclass
@@ -60,7 +79,7 @@ class EtcdCluster:
     def __init__(self, size: int = 3):
         self.directory = tempfile.mkdtemp(prefix="netcore-etcd-")
         self.token = f"netcore-test-{secrets.token_hex(6)}"
-        ports = _free_ports(2 * size)
+        ports, self._reservations = _reserve_ports(2 * size)
         self.members = [Member(f"e{i}", ports[2 * i], ports[2 * i + 1]) for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
 
@@ -106,6 +125,9 @@ class EtcdCluster:
         for member in self.members:
             self.kill(member)
         shutil.rmtree(self.directory, ignore_errors=True)
+        for reservation in self._reservations:  # the ports are free for other clusters again
+            reservation.close()
+        self._reservations = []
 
     def etcdctl(self, *args: str, endpoints: list[str] | None = None, timeout: float = 10.0,
                 check: bool = True) -> subprocess.CompletedProcess:
