@@ -101,6 +101,7 @@ class AgentClient:
             argv += ["--netns", self.namespace]
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    cwd="/",  # `-m` puts the working directory first on the path: never the caller's
                                     close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
         path = socket_path(self.state_dir)

@@ -91,7 +91,7 @@ class SupervisedDnsd(DnsdControl):
         argv = [sys.executable, "-m", "dnsd", *self.dnsd_argv()]
         # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as out:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",  # not the caller
                                      start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -82,7 +82,7 @@ class DnsdControl:
         rotate_log(log_path)
         # 0600 like the store: the log names clients and queries (the state dir is 0700 as well)
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",  # not the caller's
                                     start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -135,3 +135,18 @@ def test_an_unprivileged_user_gets_one_line(sandbox):
             assert proc.stderr.count("\n") == 1 and "permission denied" in proc.stderr, proc.stderr
         else:
             assert "PermissionError" in proc.stderr  # the state dir and the socket are root's alone
+
+
+def test_the_agent_and_dnsd_never_import_from_the_callers_working_directory(sandbox, tmp_path):
+    # a directory holding a `netcore` and a `dnsd` of its own: `python -m` puts the working directory first on
+    # the path, so an agent or a dnsd started from there as root would run that code (the client itself is run
+    # with -P, as the installed script runs: its own directory, not the working one, on the path)
+    marker = tmp_path / "imported"
+    for package in ("netcore", "netcore/agent", "dnsd"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write({package!r} + '\\n')\n")
+    proc = subprocess.run([sys.executable, "-P", "-m", "netcore", "network", "create", "app"], env=sandbox.env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sandbox.agent_pid() and not marker.exists(), marker.read_text()
+    assert os.readlink(f"/proc/{sandbox.agent_pid()}/cwd") == "/"
