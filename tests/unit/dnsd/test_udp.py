@@ -163,8 +163,9 @@ def _counting_batches(batch: udp.DatagramBatch) -> list[int]:
     return batches
 
 
-def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
-    """Queries that come within one window after a wake-up are read and answered in one batch."""
+def _one_window_burst(server_socket) -> list[int]:
+    """The sizes of the batches a listener with a half-second window answered: three wake-ups 20 ms apart, then
+    20 queries sent at once."""
     batch = udp.DatagramBatch(server_socket)
     batches = _counting_batches(batch)
     with serving(batch, lambda data, ip: data, window=0.5), client_socket() as client:
@@ -178,10 +179,25 @@ def test_a_busy_listener_answers_queries_of_one_window_together(server_socket):
         for number in range(20):  # all sent within the half second the listener now waits
             client.sendto(b"%d" % number, server_socket.getsockname())
         assert sorted(client.recv(100) for _ in range(20)) == sorted(b"%d" % n for n in range(20))
-    assert batches[:1] == [1]
-    # 20 queries gathered into a few batches, most of them in one (without the window: 20 batches of one); a
-    # sender preempted mid-burst on a loaded machine may split the burst once or twice
-    assert len(batches) <= 5 and max(batches) >= 10, batches
+    return batches
+
+
+def test_a_busy_listener_answers_queries_of_one_window_together():
+    """Queries that come within one window after a wake-up are read and answered in one batch.
+
+    Real threads and a real clock: on a loaded machine the test's own sender or the listener may be held
+    off the CPU in the middle of the burst, so the burst is tried up to three times; without the window it
+    never gathers (20 batches of one, every time)."""
+    seen = []
+    for _ in range(3):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server_socket:  # a fresh one: serving shuts it down
+            server_socket.bind(("127.0.0.1", 0))
+            batches = _one_window_burst(server_socket)
+        seen.append(batches)
+        # 20 queries gathered into a few batches, most of them in one
+        if batches[:1] == [1] and len(batches) <= 5 and max(batches) >= 10:
+            return
+    raise AssertionError(f"the burst was never gathered: {seen}")
 
 
 def test_a_quiet_listener_reads_alone_and_a_burst_switches_it_to_batches(server_socket):
