@@ -84,6 +84,8 @@ def test_containers_on_three_hosts_talk_and_resolve_each_other_as_on_one_bridge(
     assert len(set(address.values())) == 3 and all(a.startswith("10.0.0.") for a in address.values())
     for x in c:
         with Resolver(x.netns, GATEWAY) as dns:
+            # a remote container is named once this host's watch brought it (a moment after its run returned)
+            wait_answer(dns, "api", sorted(address.values()))
             for y in c:
                 assert names_of(dns, y.name) == [address[y.name]]
                 assert names_of(dns, f"{y.name}.app") == [address[y.name]]
@@ -172,7 +174,7 @@ def test_isolation_from_another_overlay_and_from_a_local_bridge_ways_out_and_pub
         hosts.nc(1, "network", "connect", "--alias", "bridged", "front", "local")
         assert pings(local.netns, "f1").returncode == 0
         with Resolver(f1.netns, "10.0.10.1") as dns:
-            assert len(names_of(dns, "bridged")) == 1
+            assert wait_for(lambda: len(names_of(dns, "bridged")) == 1, timeout=30), names_of(dns, "bridged")
             hosts.nc(1, "network", "disconnect", "front", "local")
             wait_answer(dns, "bridged", [])
         # out of the host, masqueraded (docker_gwbridge's job), from a non-internal overlay only
@@ -265,7 +267,7 @@ def test_with_every_store_member_down_local_work_goes_on_overlay_runs_fail_and_a
     d0 = hosts.run(0, "d0", "--net", "dark")
     hosts.run(1, "d1", "--net", "dark")
     with Resolver(d0.netns, "10.0.50.1") as dns:
-        assert names_of(dns, "d1") != []
+        assert wait_for(lambda: names_of(dns, "d1") != [], timeout=30)  # once the watch brought it
         for member in hosts.etcd.members:
             hosts.etcd.kill(member)
         try:
@@ -299,7 +301,7 @@ def test_compaction_while_a_watch_is_broken_misses_no_delete(hosts):
     w = hosts.run(0, "w", "--net", "squash")
     gone = hosts.run(1, "gone", "--net", "squash")
     with Resolver(w.netns, "10.0.60.1") as dns:
-        assert names_of(dns, "gone") != []
+        assert wait_for(lambda: names_of(dns, "gone") != [], timeout=30)  # once the watch brought it
         agent = hosts.agent_pid(0)
         os.kill(agent, signal.SIGSTOP)
         try:
