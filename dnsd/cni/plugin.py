@@ -64,6 +64,7 @@ import time
 
 import dnsd
 from dnsd.sources.cni_store import Attachment, Registrations, StoreError, namespace_id
+from netcore import dnsd_protocol
 from netcore.dnsd_protocol import ERROR, PING, REPLY_TIMEOUT, SOCKET_NAME, SYNC, parse_sync_reply
 
 PLUGIN_NAME = "netcore-dns"
@@ -314,21 +315,8 @@ class Dnsd:
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
 
     def request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
-        """One line in, one line out; None when no dnsd answers (DnsdControl's request, without its imports)."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect(self.socket_path)
-                sock.sendall(command.encode() + b"\n")
-                reply = b""
-                while not reply.endswith(b"\n"):
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-                return reply.decode().strip() or None
-        except OSError:
-            return None
+        """One line in, one line out; None when no dnsd answers (netcore.dnsd_protocol.request)."""
+        return dnsd_protocol.request(self.socket_path, command, timeout)
 
     def _control(self):
         """netcore's dnsd control for this state dir, starting ``dnsd --cni`` from this plugin's package."""

@@ -9,6 +9,7 @@ management; ``netcore.dnsd_control`` re-exports every name here.
 from __future__ import annotations
 
 import json
+import socket
 
 # the one home of these names: dnsd, its supervisor and the test sandbox import them from here
 SOCKET_NAME = "dnsd.sock"
@@ -30,6 +31,26 @@ STOP = "stop"  # -> OK, then dnsd stops
 OK = "ok"
 ERROR = "error"  # the first word of a reply to a command that failed or is unknown
 MANAGED, FOREGROUND = "managed", "foreground"  # how dnsd runs: started by netcore, or by someone else
+
+
+def request(socket_path: str, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
+    """Send one command line to dnsd's control socket at ``socket_path`` and return its one-line reply
+    (stripped), or None when no dnsd answers there within ``timeout`` seconds (no socket, refused, timed out,
+    or an empty reply). The one client of the control socket: netcore's DnsdControl and the CNI plugin."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(socket_path)
+            sock.sendall(command.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply.decode().strip() or None
+    except OSError:  # TimeoutError, FileNotFoundError, ConnectionRefusedError among them
+        return None
 
 
 def format_pong(pid: int, managed: bool) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from netcore import dnsd_protocol
 from netcore.dnsd_protocol import (
     EXIT_ALREADY_SUPERVISED,
     LOG_NAME,
@@ -50,21 +50,8 @@ class DnsdControl:
         self.socket_path = os.path.join(state_dir, SOCKET_NAME)
 
     def request(self, command: str, timeout: float = REPLY_TIMEOUT) -> str | None:
-        """One line in, one line out; None when no dnsd answers on the socket."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout)
-                sock.connect(self.socket_path)
-                sock.sendall(command.encode() + b"\n")
-                reply = b""
-                while not reply.endswith(b"\n"):
-                    chunk = sock.recv(256)
-                    if not chunk:
-                        break
-                    reply += chunk
-                return reply.decode().strip() or None
-        except (TimeoutError, FileNotFoundError, ConnectionRefusedError, OSError):
-            return None
+        """One line in, one line out; None when no dnsd answers on the socket (netcore.dnsd_protocol.request)."""
+        return dnsd_protocol.request(self.socket_path, command, timeout)
 
     def status(self) -> tuple[int, str] | None:
         """(pid, 'managed' or 'foreground') of the dnsd serving this state dir, or None."""
