@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -377,7 +378,7 @@ def configure_container_interface(container_ns: str, ifname: str, address: str |
                 _quiet_ipv6(ifname, ipv6_network=bool(address6))
         except OSError as err:
             raise _kernel_error(f"cannot configure IPv6 of {ifname} in {container_ns}", err) from None
-        ipr.link("set", index=index, state="up")
+        _set_up(ipr, index, f"cannot configure {ifname} in {container_ns}")
         if gateway and not _has_default_route(ipr, 2):
             ipr.route("add", dst="default", gateway=gateway)
         if gateway6 and not _has_default_route(ipr, 10):
@@ -423,6 +424,31 @@ def container_links(container_ns: str) -> list[str]:
 
 def _has_default_route(ipr: IPRoute, family: int) -> bool:
     return any(r["dst_len"] == 0 for r in ipr.route("dump", family=family, table=MAIN_TABLE))
+
+
+# How long a link's MAC address may stay taken by a link the kernel is still destroying: a namespace is
+# torn down asynchronously (net/core/net_namespace.c, cleanup_net on a workqueue), so a macvlan link of a
+# namespace just deleted keeps its MAC on the parent for a moment (tens of ms; seconds under load).
+MAC_RELEASE_WAIT = 5.0  # seconds
+
+
+def _set_up(ipr: IPRoute, index: int, action: str) -> None:
+    """Bring link ``index`` up. A macvlan link whose MAC another macvlan link of the same parent holds gets
+    EADDRINUSE (drivers/net/macvlan.c, macvlan_open): when that link belongs to a namespace being destroyed,
+    it goes within moments, so this waits up to MAC_RELEASE_WAIT seconds for it; then KernelError names
+    the conflict."""
+    deadline = time.monotonic() + MAC_RELEASE_WAIT
+    while True:
+        try:
+            ipr.link("set", index=index, state="up")
+            return
+        except NetlinkError as err:
+            if err.code != errno.EADDRINUSE:
+                raise
+            if time.monotonic() >= deadline:
+                raise KernelError(f"{action}: its MAC address is in use by another macvlan link on the same "
+                                  "parent interface") from None
+            time.sleep(0.02)
 
 
 def _add_address(ipr: IPRoute, index: int, address: str, prefixlen: int) -> None:

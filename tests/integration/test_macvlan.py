@@ -19,12 +19,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netcore.kernel import netlink
+from netcore.kernel.netlink import KernelError, configure_container_interface
 from tests.support.sandbox import cleanup, new_sandbox
 from tests.support.upstream import FAKE_UPSTREAM
 
@@ -238,6 +241,34 @@ def test_kill_9_and_a_lost_shim_and_namespace_are_reconciled(node01):
     assert gateway_links(node01)[shim]["addresses"] == ["192.168.77.79/24"]
     assert pings(node01, "c2", "192.168.77.64")
     assert in_ns(node01.prefix, "ping", "-c1", "-W1", "192.168.77.64").returncode == 0
+
+
+def test_a_mac_held_by_a_link_being_destroyed_is_waited_for(node01, monkeypatch):
+    """The kernel destroys a deleted namespace asynchronously, so a macvlan link of a container whose
+    namespace was just deleted keeps its MAC on the parent for a moment: under load, the container rebuilt
+    with that MAC failed to come up with "(98, 'Address already in use')". Bringing it up waits for the old
+    link to go; a MAC held for good is named in one line."""
+    holder, fresh = f"{node01.prefix}ma", f"{node01.prefix}mb"  # the sandbox's cleanup deletes both
+    mac = "02:42:c0:a8:4d:46"
+    for namespace in (holder, fresh):
+        ip("netns", "add", namespace)
+    for namespace, name in ((holder, "old0"), (fresh, "new0"), (holder, "old1")):
+        ip("-n", node01.prefix, "link", "add", "tmp0", "link", "eth0", "address", mac, "type", "macvlan",
+           "mode", "bridge")
+        ip("-n", node01.prefix, "link", "set", "tmp0", "netns", namespace, "name", name)
+    ip("-n", holder, "link", "set", "old0", "up")
+    deleter = threading.Timer(0.5, ip, ("-n", holder, "link", "del", "old0"))
+    deleter.start()
+    try:
+        configure_container_interface(fresh, "new0", "192.168.77.70", 24, None)
+    finally:
+        deleter.join()
+    assert "UP" in in_ns(fresh, "ip", "link", "show", "new0").stdout.split("<")[1].split(">")[0].split(",")
+    ip("-n", fresh, "link", "set", "new0", "down")
+    ip("-n", holder, "link", "set", "old1", "up")  # the MAC taken for good
+    monkeypatch.setattr(netlink, "MAC_RELEASE_WAIT", 0.3)
+    with pytest.raises(KernelError, match="its MAC address is in use by another macvlan link on the same parent"):
+        configure_container_interface(fresh, "new0", "192.168.77.70", 24, None)
 
 
 def _kernel_has(box, kind: str) -> bool:
