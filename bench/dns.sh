@@ -36,6 +36,7 @@ NAME_PREFIX=c        # containers are ${NAME_PREFIX}0..${NAME_PREFIX}N-1
 KEEP=0               # --keep: leave everything up for a look around; Enter tears it down
 SERVE_ONLY=0         # --serve-only: build and start, print where, measure nothing (for bench/dns_scale.sh)
 SERVERS=dnsd,aardvark-dns,dnsmasq
+NO_FIREWALL=0        # --no-firewall: netcore's nftables table deleted once the containers are up
 
 usage() {
     sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -56,6 +57,9 @@ usage() {
   --code DIR        measure the netcore and dnsd of another checkout (a worktree of an older commit,
                     its _replay.c built if it has one); this script, its helpers and its
                     results stay this checkout's, so two codes are measured the same way
+  --no-firewall     delete netcore's nftables table in the gateway namespace once the containers are
+                    up: every server measured without netfilter's per-packet work there (its rules
+                    and the connection tracking they switch on), as code from before the firewall ran
   --keep            wait for Enter before tearing down
   --serve-only      build the sandbox and start the servers, print one line 'ready KEY=VALUE...'
                     (c0ns, clientns, server, dnsd_pid, work, records) on stdout, measure nothing, and
@@ -73,6 +77,7 @@ while [ $# -gt 0 ]; do
         --staleness) STALENESS=$2; shift 2 ;;
         --name-prefix) NAME_PREFIX=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --no-firewall) NO_FIREWALL=1; shift ;;
         --code) CODE=$(cd "$2" && pwd) || { echo "dns.sh: --code $2 is not a directory" >&2; exit 2; }; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --serve-only) SERVE_ONLY=1; shift ;;
@@ -157,6 +162,7 @@ setup_py() { python3 "$BENCH_DIR/dns_setup.py" "$@"; }
 create_containers() {
     setup_py topology --records "$RECORDS" --name-prefix "$NAME_PREFIX" --network "$NETWORK" \
         --subnet "$SUBNET" --ip-range "$IP_RANGE" --gateway "$GATEWAY" --bridge "$BRIDGE" \
+        --format "$([ -d "$CODE/netcore/compose" ] && echo compose || echo topology)" \
         --out "$WORK/topology.yaml" >"$WORK/topology.txt"
     CONTAINERS=$(( RECORDS < 1000 ? RECORDS : 1000 ))
     log "netcore up: $(cat "$WORK/topology.txt")"
@@ -322,6 +328,7 @@ report() {
     title+=$'\n'"aardvark-dns $("$AARDVARK" version 2>/dev/null | awk -F'"' '/"version"/ {print $4}')"
     title+=", dnsmasq $(dnsmasq --version | awk 'NR==1 {print $3}')"
     title+=$'\n'"$(code_description "$CODE")"
+    if [ "$NO_FIREWALL" -eq 1 ]; then title+="; --no-firewall: netcore's nftables table deleted before the runs"; fi
     title+=$'\n'"netcore up of $CONTAINERS containers: $UP_SECONDS s"
     title+="; dnsd RSS after up, before any query: $(awk -v kb="$DNSD_RSS_IDLE" 'BEGIN {printf "%.1f", kb / 1024}') MB"
     python3 "$BENCH_DIR/dns_report.py" "$WORK/cases.tsv" --title "$title" --out "$out"
@@ -342,6 +349,10 @@ main() {
     [ "$(nproc)" -ge 2 ] || { SERVER_CPU=0; LOAD_CPU=0; log "one CPU only: server and load generator share it"; }
     log "sandbox $PREFIX*, work dir $WORK"
     create_containers
+    if [ "$NO_FIREWALL" -eq 1 ] && ip netns exec "$GWNS" nft list table inet netcore >/dev/null 2>&1; then
+        ip netns exec "$GWNS" nft delete table inet netcore  # nothing acts again until the teardown
+        log "netcore's firewall table deleted (--no-firewall)"
+    fi
     write_peer_configs
     add_peer_addresses
     if wanted aardvark-dns; then start_aardvark; fi

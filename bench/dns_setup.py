@@ -49,18 +49,25 @@ def plan_names(records: int, prefix: str, max_containers: int) -> dict[str, list
 
 
 def write_topology(args: argparse.Namespace) -> None:
-    """A Compose file (netcore's topology files are, since issue 28): a service per container, named as it."""
+    """A Compose file (netcore's topology files are, since issue 28): a service per container, named as it.
+    ``--format topology``: the format netcore read before issue 28 (``networks:`` and ``containers:``), for
+    ``dns.sh --code`` of a checkout that predates Compose."""
     plan = plan_names(args.records, args.name_prefix, args.max_containers)
-    network = {"name": args.network, "driver_opts": {"com.docker.network.bridge.name": args.bridge},
-               "ipam": {"config": [{"subnet": args.subnet, "ip_range": args.ip_range, "gateway": args.gateway}]}}
-    services = {}
-    for name, aliases in plan.items():
-        services[name] = {"container_name": name,
-                          "networks": {args.network: {"aliases": aliases}} if aliases else [args.network]}
+    if args.format == "topology":
+        network = {"subnet": args.subnet, "ip_range": args.ip_range, "gateway": args.gateway,
+                   "options": {"com.docker.network.bridge.name": args.bridge}}
+        document = {"networks": {args.network: network},
+                    "containers": {name: {"networks": {args.network: {"aliases": aliases} if aliases else None}}
+                                   for name, aliases in plan.items()}}
+    else:
+        network = {"name": args.network, "driver_opts": {"com.docker.network.bridge.name": args.bridge},
+                   "ipam": {"config": [{"subnet": args.subnet, "ip_range": args.ip_range, "gateway": args.gateway}]}}
+        services = {name: {"container_name": name,
+                           "networks": {args.network: {"aliases": aliases}} if aliases else [args.network]}
+                    for name, aliases in plan.items()}
+        document = {"name": "dnsbench", "services": services, "networks": {args.network: network}}
     with open(args.out, "w") as f:
-        # sort_keys=False: services in file order, c0 first
-        yaml.safe_dump({"name": "dnsbench", "services": services, "networks": {args.network: network}}, f,
-                       sort_keys=False)
+        yaml.safe_dump(document, f, sort_keys=False)  # in file order: c0 first, the lowest address
     print(f"{len(plan)} containers, {args.records} names (+ alias {SHARED_ALIAS!r} on {min(SHARED_BY, len(plan))})")
 
 
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     topo.add_argument("--subnet", required=True)
     topo.add_argument("--ip-range", required=True)
     topo.add_argument("--gateway", required=True)
+    topo.add_argument("--format", choices=("compose", "topology"), default="compose",
+                      help="topology: the file format of netcore before issue 28 (no netcore/compose)")
     topo.add_argument("--bridge", required=True)
     topo.add_argument("--out", required=True)
 
