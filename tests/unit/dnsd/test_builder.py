@@ -150,32 +150,47 @@ def attach(world, container, network, aliases: tuple[str, ...], ipv6: bool) -> N
 aliases_strategy = st.lists(st.sampled_from(ALIASES), max_size=2, unique=True).map(tuple)
 
 
+# Strategies made once: a strategy built at every draw (st.sampled_from(a list of the moment)) is validated
+# anew each time, which cost this test a seventh of its time; an index into the list draws the same choices
+# and shrinks as sampled_from does, towards the first item.
+INDEX = [st.integers(0, n - 1) if n else None for n in range(8)]
+ONE_OR_TWO_NETWORKS = st.lists(st.integers(0, 4), min_size=1, max_size=2, unique=True)
+HOSTNAME_IS_SHARED = st.booleans()
+DNS_GIVEN = st.booleans()
+IPV6 = st.booleans()
+STEPS, CHANGES_IN_ONE_PATCH, ONE_IN_TEN = st.integers(1, 30), st.integers(1, 3), st.integers(0, 9)
+
+
+def pick(data, items: list):
+    """One of ``items`` (at most 7), drawn as an index: st.sampled_from(items) without a strategy per draw."""
+    return items[data.draw(INDEX[len(items)])]
+
+
 def change_the_world(data, world) -> None:
     """One random change: run, rm, connect or disconnect (names are never renamed, as in netcore)."""
     networks = [world.neta, world.netb, world.netc, world.netd, world.bridge]
     running = list(world.containers)
     free_names = [name for name in CONTAINER_NAMES if name not in {c.name for c in running}]
     kinds = (["run"] if free_names else []) + (["rm", "connect", "disconnect"] if running else [])
-    kind = data.draw(st.sampled_from(kinds))
+    kind = pick(data, kinds)
     if kind == "run":
-        name = data.draw(st.sampled_from(free_names))
-        on = data.draw(st.lists(st.sampled_from(networks), min_size=1, max_size=2, unique_by=lambda n: n.id))
-        container = world.container(name, hostname=data.draw(st.sampled_from([name, "shared"])),
-                                    dns=data.draw(st.sampled_from([(), ("10.0.0.9",)])))
+        name = pick(data, free_names)
+        on = [networks[index] for index in data.draw(ONE_OR_TWO_NETWORKS)]
+        container = world.container(name, hostname="shared" if data.draw(HOSTNAME_IS_SHARED) else name,
+                                    dns=("10.0.0.9",) if data.draw(DNS_GIVEN) else ())
         for network in on:
-            attach(world, container, network, data.draw(aliases_strategy), data.draw(st.booleans()))
+            attach(world, container, network, data.draw(aliases_strategy), data.draw(IPV6))
         return
-    container = data.draw(st.sampled_from(running))
+    container = pick(data, running)
     attached = {e.network_id for e in world.endpoints if e.container_id == container.id}
     if kind == "rm":
         world.remove_container(container)
     elif kind == "connect":
         candidates = [network for network in networks if network.id not in attached]
         if candidates:
-            attach(world, container, data.draw(st.sampled_from(candidates)), data.draw(aliases_strategy),
-                   data.draw(st.booleans()))
+            attach(world, container, pick(data, candidates), data.draw(aliases_strategy), data.draw(IPV6))
     elif attached:
-        world.detach(container, data.draw(st.sampled_from([n for n in networks if n.id in attached])))
+        world.detach(container, pick(data, [n for n in networks if n.id in attached]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -183,10 +198,10 @@ def change_the_world(data, world) -> None:
 def test_a_patched_snapshot_holds_what_a_full_build_holds(new_world, data):
     world = small_lan(new_world())
     follower = Follower(world)
-    for _ in range(data.draw(st.integers(1, 30), label="steps")):
-        for _ in range(data.draw(st.integers(1, 3), label="changes in one patch")):
+    for _ in range(data.draw(STEPS, label="steps")):
+        for _ in range(data.draw(CHANGES_IN_ONE_PATCH, label="changes in one patch")):
             change_the_world(data, world)
-        if data.draw(st.integers(0, 9), label="full build now") == 0:
+        if data.draw(ONE_IN_TEN, label="full build now") == 0:
             follower.rebuild()  # a rebuild on the same builder, between patches
         follower.sync()
     assert follower.patches > 0
