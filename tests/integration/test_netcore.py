@@ -138,6 +138,7 @@ def test_connect_and_disconnect_at_runtime(sandbox):
     sandbox.nc("network", "connect", "--alias", "api", "back", "svc")
     inside = links(namespace)
     assert inside["eth1"]["addresses"] == ["10.55.0.2/24"]
+    assert default_gateway(namespace) == "10.54.0.1"  # the first network keeps the default route, as on Docker
     [doc] = inspect(sandbox, "inspect", "svc")
     assert set(doc["NetworkSettings"]["Networks"]) == {"front", "back"}
     assert doc["NetworkSettings"]["Networks"]["back"]["Aliases"] == ["api"]
