@@ -12,6 +12,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -29,7 +30,6 @@ NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
-LOOPBACK_INDEX = 1  # the kernel's LOOPBACK_IFINDEX: lo is link 1 of every network namespace
 
 
 class Route(NamedTuple):
@@ -147,8 +147,25 @@ def create_namespace(name: str) -> None:
                 raise
         except OSError as err:
             raise _kernel_error(f"cannot create network namespace {name}", err) from None
-    with _rtnl(name, f"cannot bring up loopback in {name}") as ipr:
-        ipr.link("set", index=LOOPBACK_INDEX, state="up")
+    try:
+        with linux.entered_netns(path), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            _set_flag_up(sock, "lo")  # a socket of the namespace: its ioctls act on that namespace's links
+    except OSError as err:
+        raise _kernel_error(f"cannot bring up loopback in {name}", err) from None
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # include/uapi/linux/sockios.h, if.h
+
+
+def _set_flag_up(sock: socket.socket, name: str) -> None:
+    """Set IFF_UP on the link ``name`` of ``sock``'s namespace, as `ip link set up` does, by the
+    SIOCGIFFLAGS/SIOCSIFFLAGS ioctls (what ifconfig uses): a few µs, where opening an rtnetlink socket in a
+    new namespace and one request through pyroute2 cost about 1 ms of CPU for every container. OSError as
+    the kernel gives it."""
+    request = struct.pack("16sH", name.encode(), 0)
+    flags = struct.unpack_from("H", fcntl.ioctl(sock, SIOCGIFFLAGS, request), IFNAMSIZ)[0]
+    if not flags & IFF_UP:
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(), flags | IFF_UP))
 
 
 def delete_namespace(name: str) -> None:
