@@ -30,6 +30,11 @@ NETNS_DIR = linux.NETNS_DIR
 MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
+# The few link ioctls netcore makes where an rtnetlink request through pyroute2 costs ~0.5-1 ms of CPU and
+# they cost µs: a link's index and its IFF_UP flag (include/uapi/linux/sockios.h, include/uapi/linux/if.h)
+SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX = 0x8913, 0x8914, 0x8933
+IFF_UP = 0x1
+IFNAMSIZ = 16  # a link's name and its NUL
 
 
 class Route(NamedTuple):
@@ -153,8 +158,6 @@ def create_namespace(name: str) -> None:
     except OSError as err:
         raise _kernel_error(f"cannot bring up loopback in {name}", err) from None
 
-
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1  # include/uapi/linux/sockios.h, if.h
 
 
 def _set_flag_up(sock: socket.socket, name: str) -> None:
@@ -439,10 +442,6 @@ def _delete_link_named(ipr: IPRoute, name: str) -> None:
 def container_links(container_ns: str) -> list[str]:
     with _rtnl(container_ns, f"cannot list links in {container_ns}") as ipr:
         return [link.get("ifname") for link in ipr.link("dump")]
-
-
-SIOCGIFINDEX = 0x8933  # include/uapi/linux/sockios.h
-IFNAMSIZ = 16  # a link's name and its NUL (include/uapi/linux/if.h)
 
 
 def _lookup(ipr: IPRoute, name: str) -> list[int]:
