@@ -463,11 +463,11 @@ def _lookup(ipr: IPRoute, name: str) -> list[int]:
 
 
 def _add_default_route4(ipr: IPRoute, gateway: str) -> None:
-    """An IPv4 default route via ``gateway`` unless the namespace has one (a container's first network keeps
-    it, as on Docker): asked as an exclusive add, which IPv4 refuses with EEXIST while a default route of the
-    same priority exists, whatever its gateway (net/ipv4/fib_trie.c, fib_table_insert): one request where a
-    dump and an add were two. (IPv6 would add a second default route as a multipath sibling instead: it is
-    dumped first, ``_has_default_route``.)"""
+    """An IPv4 default route via ``gateway`` unless the main table has one of metric 0, netcore's own (a
+    container's first network keeps it, as on Docker): asked as an exclusive add, which IPv4 refuses with
+    EEXIST while a default route of the same metric exists, whatever its gateway (net/ipv4/fib_trie.c,
+    fib_table_insert): one request where a dump and an add were two. (IPv6 would add a second default route
+    as a multipath sibling instead: it is dumped first, ``_has_default_route``.)"""
     try:
         ipr.route("add", dst="default", gateway=gateway)
     except NetlinkError as err:
