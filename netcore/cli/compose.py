@@ -31,7 +31,6 @@ import yaml
 from netcore.cli import commands, formatting, views
 from netcore.compose.errors import ComposeError
 from netcore.compose.files import ProjectOptions
-from netcore.compose.loader import load_with_document
 from netcore.compose.model import Project
 from netcore.compose.plan import (
     CONFIG_FILES_LABEL,
@@ -62,7 +61,10 @@ def _options(args: argparse.Namespace) -> ProjectOptions:
 
 def load(args: argparse.Namespace):
     """The project and merged document the request's files describe, in the client's directory and
-    environment (ComposeError, one line, for anything refused)."""
+    environment (ComposeError, one line, for anything refused). The loader (with jsonschema and the Compose
+    schema, ~75 ms of imports) is imported here, at the first Compose command, not at every netcored start."""
+    from netcore.compose.loader import load_with_document
+
     stdin = getattr(args, "stdin", None)
     return load_with_document(_options(args), args.cwd, args.environ,
                               (lambda: stdin) if stdin is not None else None)
