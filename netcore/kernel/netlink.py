@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -23,6 +23,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netcore.errors import NetcoreError
+from netcore.kernel.rtnl import Rtnl
 from netcore.system import linux
 from netcore.system.processes import namespace_identity
 
@@ -388,23 +389,43 @@ class Gateway:
 def configure_container_interface(container_ns: str, ifname: str, address: str | None, prefixlen: int,
                                   gateway: str | None, address6: str | None = None, prefixlen6: int | None = None,
                                   gateway6: str | None = None) -> None:
-    """Addresses, IPv6 kept quiet, link up and (unless the network is internal) a default route via the gateway."""
-    with _rtnl(container_ns, f"cannot configure {ifname} in {container_ns}") as ipr:
-        index = _lookup(ipr, ifname)[0]
-        if address:
-            _add_address(ipr, index, address, prefixlen)
-        if address6:
-            _add_address(ipr, index, address6, prefixlen6)
-        try:
-            with linux.entered_netns(os.path.join(NETNS_DIR, container_ns)):
-                _quiet_ipv6(ifname, ipv6_network=bool(address6))
-        except OSError as err:
-            raise _kernel_error(f"cannot configure IPv6 of {ifname} in {container_ns}", err) from None
-        _set_up(ipr, index, f"cannot configure {ifname} in {container_ns}")
-        if gateway:
-            _add_default_route4(ipr, gateway)
-        if gateway6 and not _has_default_route(ipr, 10):
-            ipr.route("add", dst="default", gateway=gateway6, family=10)
+    """Addresses, IPv6 kept quiet, link up and (unless the network is internal) a default route via the gateway.
+    The requests of every container go on a plain rtnetlink socket (netcore.kernel.rtnl: pyroute2's messages
+    without its asyncio layer); the IPv6 default route, which needs a dump first, through IPRoute."""
+    action = f"cannot configure {ifname} in {container_ns}"
+    path = os.path.join(NETNS_DIR, container_ns)
+    try:
+        with Rtnl(path) as rtnl:
+            index = _lookup(rtnl, ifname)[0]
+            for added, length in ((address, prefixlen), (address6, prefixlen6)):
+                if added:
+                    _unless_exists(rtnl.add_address, index, added, length, IFA_F_NODAD if ":" in added else 0)
+            try:
+                with linux.entered_netns(path):
+                    _quiet_ipv6(ifname, ipv6_network=bool(address6))
+            except OSError as err:
+                raise _kernel_error(f"cannot configure IPv6 of {ifname} in {container_ns}", err) from None
+            _set_up(rtnl, index, action)
+            if gateway:  # IPv4 refuses a second default route of metric 0 (EEXIST): the first network keeps it
+                _unless_exists(rtnl.add_default_route, gateway)
+    except NetcoreError:
+        raise
+    except (NetlinkError, OSError) as err:
+        raise _kernel_error(action, err) from None
+    if gateway6:
+        with _rtnl(container_ns, action) as ipr:
+            if not _has_default_route(ipr, 10):
+                ipr.route("add", dst="default", gateway=gateway6, family=10)
+
+
+def _unless_exists(request: Callable[..., None], *args) -> None:
+    """``request(*args)``, an exclusive add; EEXIST (it is there: a rebuild, or the first network's default
+    route) is done."""
+    try:
+        request(*args)
+    except NetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise
 
 
 def _quiet_ipv6(ifname: str, ipv6_network: bool) -> None:
@@ -444,7 +465,7 @@ def container_links(container_ns: str) -> list[str]:
         return [link.get("ifname") for link in ipr.link("dump")]
 
 
-def _lookup(ipr: IPRoute, name: str) -> list[int]:
+def _lookup(ipr: IPRoute | Rtnl, name: str) -> list[int]:
     """The index of the link called ``name`` in ``ipr``'s namespace as a one-item list, or [] if there is none:
     ``IPRoute.link_lookup(ifname=name)``'s answer. Asked with the SIOCGIFINDEX ioctl on ``ipr``'s own socket,
     which the kernel answers for any socket in that socket's namespace (net/socket.c, sock_do_ioctl falls back
@@ -462,19 +483,6 @@ def _lookup(ipr: IPRoute, name: str) -> list[int]:
     return [struct.unpack_from("i", reply, IFNAMSIZ)[0]]
 
 
-def _add_default_route4(ipr: IPRoute, gateway: str) -> None:
-    """An IPv4 default route via ``gateway`` unless the main table has one of metric 0, netcore's own (a
-    container's first network keeps it, as on Docker): asked as an exclusive add, which IPv4 refuses with
-    EEXIST while a default route of the same metric exists, whatever its gateway (net/ipv4/fib_trie.c,
-    fib_table_insert): one request where a dump and an add were two. (IPv6 would add a second default route
-    as a multipath sibling instead: it is dumped first, ``_has_default_route``.)"""
-    try:
-        ipr.route("add", dst="default", gateway=gateway)
-    except NetlinkError as err:
-        if err.code != errno.EEXIST:
-            raise
-
-
 def _has_default_route(ipr: IPRoute, family: int) -> bool:
     return any(r["dst_len"] == 0 for r in ipr.route("dump", family=family, table=MAIN_TABLE))
 
@@ -485,7 +493,7 @@ def _has_default_route(ipr: IPRoute, family: int) -> bool:
 MAC_RELEASE_WAIT = 5.0  # seconds
 
 
-def _set_up(ipr: IPRoute, index: int, action: str) -> None:
+def _set_up(rtnl: Rtnl, index: int, action: str) -> None:
     """Bring link ``index`` up. A macvlan link whose MAC another macvlan link of the same parent holds gets
     EADDRINUSE (drivers/net/macvlan.c, macvlan_open): when that link belongs to a namespace being destroyed,
     it goes within moments, so this waits up to MAC_RELEASE_WAIT seconds for it; then KernelError names
@@ -493,7 +501,7 @@ def _set_up(ipr: IPRoute, index: int, action: str) -> None:
     deadline = time.monotonic() + MAC_RELEASE_WAIT
     while True:
         try:
-            ipr.link("set", index=index, state="up")
+            rtnl.set_up(index)
             return
         except NetlinkError as err:
             if err.code != errno.EADDRINUSE:
