@@ -363,6 +363,15 @@ async def test_a_truncated_upstream_reply_is_asked_again_over_tcp_and_kept(world
     assert server.stats.truncated_retried == 1 and server.cache.hits == 1
 
 
+def metrics_config(free_port: int, tmp_path) -> tuple[ServerConfig, int]:
+    """A server's config on ``free_port`` with /metrics on a free port of 127.0.0.1, and that port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    return ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
+                        metrics=("127.0.0.1", metrics_port)), metrics_port
+
+
 def scrape(port: int, address: str = "127.0.0.1") -> dict[str, float]:
     """/metrics as {sample with its labels, as the text has it: value}."""
     import urllib.request
@@ -382,11 +391,7 @@ async def test_metrics_count_requests_responses_cache_and_upstream_failures(worl
     net = world.network("neta", "127.0.1.0/24", GATEWAY_A, dns=(f"{UPSTREAM}:{free_port}",))
     world.container("a1", net, A1)
     world.container("a2", net, "127.0.1.3")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
-    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
-                          metrics=("127.0.0.1", metrics_port))
+    config, metrics_port = metrics_config(free_port, tmp_path)
     server = make_server(config, world)
     await server.start()
     try:
@@ -428,11 +433,7 @@ async def test_metrics_count_forgeries_merges_loops_and_cache_bytes(world, free_
     world.container("a1", net, A1)
     looping = world.network("netb", "127.0.2.0/24", GATEWAY_B, dns=(f"{GATEWAY_B}:{free_port}",))  # dnsd itself
     world.container("b1", looping, B1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
-    config = ServerConfig(port=free_port, control_path=str(tmp_path / "dnsd.sock"), forward_timeout=1,
-                          metrics=("127.0.0.1", metrics_port))
+    config, metrics_port = metrics_config(free_port, tmp_path)
     server = make_server(config, world)
     await server.start()
 
