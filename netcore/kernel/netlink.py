@@ -23,18 +23,16 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netcore.errors import NetcoreError
-from netcore.kernel.rtnl import Rtnl
+from netcore.kernel.rtnl import IFF_UP, MAIN_TABLE, Rtnl
 from netcore.system import linux
 from netcore.system.processes import namespace_identity
 
 NETNS_DIR = linux.NETNS_DIR
-MAIN_TABLE = 254
 BRIDGE_MAX_PORTS = 1023  # port numbers of a Linux bridge (BR_MAX_PORTS - 1)
 IFA_F_NODAD = 0x02
 # The few link ioctls netcore makes where an rtnetlink request through pyroute2 costs ~0.5-1 ms of CPU and
 # they cost µs: a link's index and its IFF_UP flag (include/uapi/linux/sockios.h, include/uapi/linux/if.h)
 SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX = 0x8913, 0x8914, 0x8933
-IFF_UP = 0x1
 IFNAMSIZ = 16  # a link's name and its NUL
 
 
