@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -126,10 +127,15 @@ class Follower:
 
 
 def free_address(world, network, family: int = 4) -> str:
+    """The lowest address of ``network``'s subnet (IPv4 or IPv6) no endpoint holds, past the gateway's."""
     subnet = ipaddress.ip_network(network.subnet if family == 4 else network.subnet6)
     taken = {e.ipv4 if family == 4 else e.ipv6 for e in world.endpoints if e.network_id == network.id}
-    return next(str(address) for address in subnet.hosts()
-                if address.packed[-1] > 1 and str(address) not in taken)
+    first = int(subnet.network_address)
+    for offset in range(2, subnet.num_addresses - 1):
+        address = str(subnet.network_address.__class__(first + offset))
+        if address not in taken:
+            return address
+    raise AssertionError(f"{network.name} is full")
 
 
 def small_lan(world):
@@ -147,61 +153,79 @@ def attach(world, container, network, aliases: tuple[str, ...], ipv6: bool) -> N
     world.attach(container, network, free_address(world, network), ipv6=ipv6_address, aliases=aliases)
 
 
-aliases_strategy = st.lists(st.sampled_from(ALIASES), max_size=2, unique=True).map(tuple)
+# One change is one integer, read in mixed radix as the choices below; ``change_the_world`` reads them against
+# the world of the moment (an index picks the index-th of what there is to pick, counted round). Hypothesis
+# spends most of this test on drawing: one integer a change costs it a tenth of one draw per choice, and it
+# still shrinks towards the first of every choice (0: run, c0, neta, no alias, no IPv6).
+ALIAS_CHOICES = [()] + [(a,) for a in ALIASES] + [(a, b) for a in ALIASES for b in ALIASES if a != b]
+NETWORK_CHOICES = [(a,) for a in range(5)] + [(a, b) for a in range(5) for b in range(5) if a != b]
+RADICES = {"kind": 4, "name": len(CONTAINER_NAMES), "pick": 5, "on": len(NETWORK_CHOICES), "hostname is shared": 2,
+           "dns given": 2, "aliases": len(ALIAS_CHOICES), "aliases, second network": len(ALIAS_CHOICES),
+           "ipv6": 2, "ipv6, second network": 2}
 
 
-# Strategies made once: a strategy built at every draw (st.sampled_from(a list of the moment)) is validated
-# anew each time, which cost this test a seventh of its time; an index into the list draws the same choices
-# and shrinks as sampled_from does, towards the first item.
-INDEX = [st.integers(0, n - 1) if n else None for n in range(8)]
-ONE_OR_TWO_NETWORKS = st.lists(st.integers(0, 4), min_size=1, max_size=2, unique=True)
-HOSTNAME_IS_SHARED = st.booleans()
-DNS_GIVEN = st.booleans()
-IPV6 = st.booleans()
-STEPS, CHANGES_IN_ONE_PATCH, ONE_IN_TEN = st.integers(1, 30), st.integers(1, 3), st.integers(0, 9)
+def decode(number: int) -> dict:
+    """The choices of one change (``RADICES``' keys) that ``number`` holds, the first in its lowest digit."""
+    change = {}
+    for field, radix in RADICES.items():
+        number, change[field] = divmod(number, radix)
+    change["on"] = NETWORK_CHOICES[change["on"]]
+    change["aliases"] = [ALIAS_CHOICES[change.pop("aliases")], ALIAS_CHOICES[change.pop("aliases, second network")]]
+    change["ipv6"] = [change.pop("ipv6") == 1, change.pop("ipv6, second network") == 1]
+    return change
 
 
-def pick(data, items: list):
-    """One of ``items`` (at most 7), drawn as an index: st.sampled_from(items) without a strategy per draw."""
-    return items[data.draw(INDEX[len(items)])]
+CHANGE = st.integers(0, math.prod(RADICES.values()) - 1).map(decode)
+# a patch: 1 to 3 changes (three are drawn, the first ``count`` applied), then a full build on the same builder
+# before one patch in ten
+PATCH = st.tuples(st.integers(1, 3), st.integers(0, 9), CHANGE, CHANGE, CHANGE).map(
+    lambda drawn: (drawn[2:2 + drawn[0]], drawn[1]))
+# a program: 1 to 30 patches, as many as an integer drawn in range (st.lists of a range runs short: its drawn
+# lengths tend towards the low end)
+PROGRAM = st.integers(1, 30).flatmap(lambda count: st.lists(PATCH, min_size=count, max_size=count))
 
 
-def change_the_world(data, world) -> None:
-    """One random change: run, rm, connect or disconnect (names are never renamed, as in netcore)."""
+def nth(items: list, index: int):
+    """The ``index``-th of ``items``, counted round: an index drawn before the world was known picks one."""
+    return items[index % len(items)]
+
+
+def change_the_world(change: dict, world) -> None:
+    """One change: run, rm, connect or disconnect (names are never renamed, as in netcore)."""
     networks = [world.neta, world.netb, world.netc, world.netd, world.bridge]
     running = list(world.containers)
     free_names = [name for name in CONTAINER_NAMES if name not in {c.name for c in running}]
     kinds = (["run"] if free_names else []) + (["rm", "connect", "disconnect"] if running else [])
-    kind = pick(data, kinds)
+    kind = nth(kinds, change["kind"])
+    aliases = change["aliases"]
     if kind == "run":
-        name = pick(data, free_names)
-        on = [networks[index] for index in data.draw(ONE_OR_TWO_NETWORKS)]
-        container = world.container(name, hostname="shared" if data.draw(HOSTNAME_IS_SHARED) else name,
-                                    dns=("10.0.0.9",) if data.draw(DNS_GIVEN) else ())
-        for network in on:
-            attach(world, container, network, data.draw(aliases_strategy), data.draw(IPV6))
+        container = world.container(nth(free_names, change["name"]),
+                                    hostname="shared" if change["hostname is shared"] else None,
+                                    dns=("10.0.0.9",) if change["dns given"] else ())
+        for index, network in enumerate(networks[index] for index in change["on"]):
+            attach(world, container, network, aliases[index], change["ipv6"][index])
         return
-    container = pick(data, running)
+    container = nth(running, change["name"])
     attached = {e.network_id for e in world.endpoints if e.container_id == container.id}
     if kind == "rm":
         world.remove_container(container)
     elif kind == "connect":
         candidates = [network for network in networks if network.id not in attached]
         if candidates:
-            attach(world, container, pick(data, candidates), data.draw(aliases_strategy), data.draw(IPV6))
+            attach(world, container, nth(candidates, change["pick"]), aliases[0], change["ipv6"][0])
     elif attached:
-        world.detach(container, pick(data, [n for n in networks if n.id in attached]))
+        world.detach(container, nth([n for n in networks if n.id in attached], change["pick"]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_a_patched_snapshot_holds_what_a_full_build_holds(new_world, data):
+@given(program=PROGRAM)
+def test_a_patched_snapshot_holds_what_a_full_build_holds(new_world, program):
     world = small_lan(new_world())
     follower = Follower(world)
-    for _ in range(data.draw(STEPS, label="steps")):
-        for _ in range(data.draw(CHANGES_IN_ONE_PATCH, label="changes in one patch")):
-            change_the_world(data, world)
-        if data.draw(ONE_IN_TEN, label="full build now") == 0:
+    for changes, one_in_ten in program:
+        for change in changes:
+            change_the_world(change, world)
+        if one_in_ten == 0:
             follower.rebuild()  # a rebuild on the same builder, between patches
         follower.sync()
     assert follower.patches > 0
