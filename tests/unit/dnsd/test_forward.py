@@ -12,7 +12,7 @@ import pytest
 
 from dnsd.core.answer import Forward
 from dnsd.core.snapshot import Upstream
-from dnsd.core.wire import REFUSED, SERVFAIL
+from dnsd.core.wire import HEADER_SIZE, REFUSED, SERVFAIL, question_name_end
 from dnsd.upstream.forward import Forwarder, NamespaceSockets
 from netcore.system import linux
 
@@ -23,13 +23,16 @@ NXDOMAIN = 3
 
 def forward_of(query: bytes, *upstreams: tuple[str, int]) -> Forward:
     """A Forward to one list of servers (a client on one network)."""
-    return Forward(query, query[12:], (tuple(Upstream(*server) for server in upstreams),), edns=False)
+    return forward_to_lists(query, upstreams)
 
 
 def forward_to_lists(query: bytes, *lists: tuple[tuple[str, int], ...]) -> Forward:
-    """A Forward to several lists of servers (a client on several networks), asked one list after the other."""
-    return Forward(query, query[12:], tuple(tuple(Upstream(*server) for server in servers) for servers in lists),
-                   edns=False)
+    """A Forward to several lists of servers (a client on several networks), asked one list after the other:
+    the question as the answering core cuts it (name, type, class), EDNS if the query has an OPT record."""
+    question_end = question_name_end(query) + 4
+    return Forward(query, query[HEADER_SIZE:question_end],
+                   tuple(tuple(Upstream(*server) for server in servers) for servers in lists),
+                   edns=int.from_bytes(query[10:12], "big") > 0)
 
 
 def answer_with(dns, rcode=0, addresses=("192.0.2.10",), **flags) -> Callable[[bytes], list[bytes]]:
@@ -360,9 +363,10 @@ async def test_questions_that_differ_in_type_or_flags_are_not_merged(dns, free_p
     queries = [dns.query("example.com"), dns.query("example.com", "AAAA"), dns.query("example.com", edns_payload=1232),
                dns.query("example.com", recursion_desired=False)]
     async with fake_upstream(UPSTREAM, free_port, answer_with(dns)) as upstream:
-        await asyncio.gather(*[forwarder.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
-                               for query in queries])
+        replies = await asyncio.gather(*[forwarder.resolve(forward_of(query, (UPSTREAM, free_port)), tcp=False)
+                                         for query in queries])
     assert len(upstream.queries) == 4
+    assert [dns.parse(reply).header.rcode for reply in replies] == [0, 0, 0, 0]  # each answered, none timed out
 
 
 async def test_a_flood_of_wrong_ids_abandons_udp_for_tcp_and_the_lucky_forgery_is_never_taken(dns, free_port,
