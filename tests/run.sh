@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 bash .ci/setup test
 python=.venv/bin/python
 "$python" -m ruff check .  # configuration in pyproject.toml; a finding fails the run before any test
-# the unit tests alone, two at once (pure, no root: they also run as an unprivileged user), then the integration
+# the unit tests alone, four at once on two cores (pure, no root: they also run as an unprivileged user; half their
+# time is waiting on timeouts, sockets and child processes, which four workers overlap), then the integration
 # tests, three files at once (pytest-xdist: each test in its own sandbox namespaces; a file's tests stay on one
 # worker, so a module's shared fixture, such as the Podman world, is made once). Layout: docs/testing.md.
-"$python" -m pytest -q -p no:cacheprovider -n 2 tests/unit "$@"
+"$python" -m pytest -q -p no:cacheprovider -n 4 tests/unit "$@"
 exec "$python" -m pytest -q -p no:cacheprovider -n 3 --dist loadfile tests/integration "$@"
