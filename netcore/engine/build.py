@@ -117,13 +117,14 @@ class Builder:
         drivers.get(network.driver).build_endpoint(self.ctx.kernel, network, container.netns, endpoint)
         self.configure_interface(container, endpoint, network)
 
-    def teardown_endpoint(self, endpoint: Endpoint) -> None:
-        """The endpoint's kernel objects (its row stays: the caller deletes it)."""
+    def teardown_endpoint(self, endpoint: Endpoint, namespace_follows: bool = False) -> None:
+        """The endpoint's kernel objects (its row stays: the caller deletes it); ``namespace_follows``: the
+        container's own namespace is deleted next (NetworkDriver.teardown_endpoint)."""
         store = self.ctx.store
         network = store.network(endpoint.network_id)
         container = store.find_container_by_id(endpoint.container_id)
         netns = container.netns if container else ""
-        drivers.get(network.driver).teardown_endpoint(self.ctx.kernel, network, netns, endpoint)
+        drivers.get(network.driver).teardown_endpoint(self.ctx.kernel, network, netns, endpoint, namespace_follows)
 
     def drop_endpoint(self, endpoint: Endpoint) -> None:
         """Tear down the endpoint's kernel objects, then delete its row."""
@@ -193,9 +194,10 @@ class Builder:
         self.processes.kill(container)  # a process left in the namespace would outlive it, unnamed
         endpoints = store.endpoints_of_container(container.id)
         gone = [(endpoint, store.network(endpoint.network_id), container) for endpoint in endpoints]
+        own_namespace = container.mode in (MODE_BRIDGE, MODE_NONE)
         for endpoint in endpoints:
-            self.teardown_endpoint(endpoint)
-        if container.mode in (MODE_BRIDGE, MODE_NONE):
+            self.teardown_endpoint(endpoint, namespace_follows=own_namespace)
+        if own_namespace:
             kernel.delete_namespace(container.netns)
             kernel.remove_etc(container.netns)
         with store.transaction():

@@ -42,6 +42,10 @@ class Kernel(Protocol):
     def delete_link(self, name: str) -> None:
         """Delete a gateway-namespace link if it is there (one end of a veth takes its peer along)."""
 
+    def release_link(self, name: str) -> None:
+        """Set a gateway-namespace veth down and off its bridge, if it is there: its peer's namespace is deleted
+        next and takes the pair along, in the kernel's own time."""
+
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
         """A veth pair: ``host_ifname`` on ``bridge`` (isolated port if asked), ``ifname`` in ``container_ns``."""

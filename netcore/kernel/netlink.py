@@ -275,6 +275,20 @@ class Gateway:
         with self._rtnl(f"cannot delete {name}") as ipr:
             _delete_link_named(ipr, name)
 
+    def release_link(self, name: str) -> None:
+        """Take a host-side veth out of service, down and off its bridge, in one request, without waiting for
+        its deletion: for a veth whose peer's namespace is deleted next, which takes the pair along (the
+        kernel's cleanup_net, in the background). Deleting it here would wait 15-40 ms for the kernel's RCU
+        grace periods (netdev_run_todo). A link gone already is no error."""
+        with self._rtnl(f"cannot release {name}") as ipr:
+            found = _lookup(ipr, name)
+            if found:
+                try:
+                    ipr.link("set", index=found[0], state="down", master=0)
+                except NetlinkError as err:
+                    if err.code != errno.ENODEV:
+                        raise
+
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
         """A veth pair made in one call, its peer born inside the container's namespace. The bridge port is in

@@ -61,9 +61,11 @@ class NetworkDriver(Protocol):
 
         The engine then configures its addresses and routes."""
 
-    def teardown_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+    def teardown_endpoint(self, kernel: Kernel, network: Network, netns: str, endpoint: Endpoint,
+                          namespace_follows: bool = False) -> None:
         """Remove the endpoint's kernel objects, its interface inside namespace ``netns`` included (which
-        may be gone already)."""
+        may be gone already). ``namespace_follows``: the engine deletes namespace ``netns`` right after (the
+        container goes), so what the kernel deletes with a namespace may be left to it, once out of service."""
 
     def network_links(self, network: Network) -> list[str]:
         """The gateway-namespace links that are the network itself: any missing, reconciliation rebuilds it."""

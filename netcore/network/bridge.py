@@ -76,8 +76,15 @@ class BridgeDriver:
                                endpoint.mac, isolated=not network.icc)
 
     @staticmethod
-    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
-        kernel.delete_link(endpoint.host_ifname)  # its peer in the container goes with it
+    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint,
+                          namespace_follows: bool = False) -> None:
+        """The veth pair deleted (its peer in the container goes with it); or, when the container's namespace is
+        deleted next, the host side only taken down and off the bridge: the namespace's deletion takes the
+        pair along, and ``rm`` does not wait the 15-40 ms the kernel takes to delete a veth."""
+        if namespace_follows:
+            kernel.release_link(endpoint.host_ifname)
+        else:
+            kernel.delete_link(endpoint.host_ifname)
 
     @staticmethod
     def network_links(network: Network) -> list[str]:

@@ -245,8 +245,11 @@ class LanDriver:
         return endpoint.mac
 
     @staticmethod
-    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
-        """The container's link, deleted inside its namespace (disconnect); a namespace gone took it along."""
+    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint,
+                          namespace_follows: bool = False) -> None:
+        """The container's link, deleted inside its namespace; a namespace gone took it along. Deleted even when
+        the namespace follows: a link the namespace's deletion takes along keeps its MAC on the parent until
+        the kernel gets to it, and the next container given the address (and so the MAC) would wait for it."""
         if kernel.namespace_exists(netns):  # a namespace deleted took its link along
             kernel.delete_container_link(netns, endpoint.ifname)
 

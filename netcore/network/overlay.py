@@ -24,6 +24,7 @@ from netcore.ipam import prefixlen
 from netcore.kernel import Kernel
 from netcore.kernel.names import check_device_name
 from netcore.model import OPT_MTU, Endpoint, Network
+from netcore.network.bridge import BridgeDriver
 from netcore.requests import NetworkSpec
 
 NAME = "overlay"
@@ -130,8 +131,10 @@ class OverlayDriver:
                                endpoint.mac, isolated=False)
 
     @staticmethod
-    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
-        kernel.delete_link(endpoint.host_ifname)
+    def teardown_endpoint(kernel: Kernel, network: Network, netns: str, endpoint: Endpoint,
+                          namespace_follows: bool = False) -> None:
+        """As the bridge driver's: a veth on the network's bridge."""
+        BridgeDriver.teardown_endpoint(kernel, network, netns, endpoint, namespace_follows)
 
     @staticmethod
     def network_links(network: Network) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from pyroute2 import IPRoute
 
@@ -23,9 +24,16 @@ def assert_consistent(sandbox) -> None:
     own = [c for c in containers if c["HostConfig"]["NetworkMode"] not in ("host",) and
            not c["HostConfig"]["NetworkMode"].startswith("container:")]
     assert sorted(sandbox.namespaces()) == sorted([sandbox.prefix] + [f"{sandbox.prefix}-{c['Id'][:12]}" for c in own])
-    links = gateway_links(sandbox)
     endpoints = sum(len(c["NetworkSettings"]["Networks"]) for c in containers)
-    assert sum(1 for kind in links.values() if kind == "veth") == endpoints
+    # a removed container's veth goes with its namespace, which the kernel deletes in its own time (cleanup_net)
+    deadline = time.monotonic() + 5
+    while True:
+        links = gateway_links(sandbox)
+        veths = sum(1 for kind in links.values() if kind == "veth")
+        if veths == endpoints or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert veths == endpoints
     assert sorted(n for n, kind in links.items() if kind == "bridge") == sorted(
         n["Options"].get("com.docker.network.bridge.name", f"br-{n['Id'][:12]}") for n in networks)
     for network in networks:

@@ -161,6 +161,12 @@ class FakeKernel:
         if name in self.gateway.links:
             self._remove_link(self.gateway_ns, name)
 
+    def release_link(self, name: str) -> None:
+        self._call("release_link", name)
+        link = self.gateway.links.get(name)
+        if link is not None:
+            link.up, link.master = False, None
+
     def attach_endpoint(self, container_ns: str, host_ifname: str, ifname: str, bridge: str, mtu: int,
                         mac: str, isolated: bool) -> None:
         self._call("attach_endpoint", host_ifname)

@@ -62,7 +62,8 @@ class LabDriver:
         kernel.attach_endpoint(netns, endpoint.host_ifname, endpoint.ifname, network.bridge, 1400, endpoint.mac,
                                isolated=True)
 
-    def teardown_endpoint(self, kernel, network: Network, netns: str, endpoint: Endpoint) -> None:
+    def teardown_endpoint(self, kernel, network: Network, netns: str, endpoint: Endpoint,
+                          namespace_follows: bool = False) -> None:
         self.asked.append(("teardown_endpoint", endpoint.ifname))
         kernel.delete_link(endpoint.host_ifname)
 

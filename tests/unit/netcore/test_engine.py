@@ -6,6 +6,7 @@ and one FakeKernel shared by the "processes" (Engine objects) that act on it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -57,6 +58,33 @@ def test_run_records_then_builds_then_confirms(world):
     assert "nameserver 10.1.0.1" in world.kernel.etc[container.netns][0]
     assert world.dnsd.syncs >= 2  # dnsd synced after each action
     world.assert_consistent(engine)
+
+
+def test_rm_leaves_the_veth_to_the_namespace_deletion_after_taking_it_off_the_bridge_and_disconnect_deletes_it(app):
+    """A removed container's veth is set down and off its bridge, then its namespace deleted, which deletes the
+    pair (the kernel's RCU waits stay off `rm`); a disconnect, whose namespace stays, deletes the veth itself."""
+    engine = app.engine()
+    create_network(engine, "db", ["10.2.0.0/24"])
+    connect_container(engine, "db", "web")
+    host_ifnames = {e.network_id: e.host_ifname for e in engine.store.endpoints()}
+    db = engine.store.network("db")
+    app.kernel.calls.clear()
+    engine.disconnect(db.name, "web")
+    assert ("delete_link", host_ifnames[db.id]) in app.kernel.calls
+    assert host_ifnames[db.id] not in app.kernel.gateway.links
+    veth = host_ifnames[engine.store.network("app").id]
+    seen = []  # each call, with the veth as it is when the call begins
+    links = app.kernel.gateway.links
+    app.kernel.observer = lambda method, arg: seen.append(
+        (method, arg, dataclasses.replace(links[veth]) if veth in links else None))
+    engine.remove_containers(["web"])
+    app.kernel.observer = None
+    calls = [(method, arg) for method, arg, _ in seen if method in ("release_link", "delete_link", "delete_namespace")]
+    assert [method for method, _ in calls] == ["release_link", "delete_namespace"] and calls[0][1] == veth
+    [at_deletion] = [link for method, _, link in seen if method == "delete_namespace"]
+    assert not at_deletion.up and at_deletion.master is None  # out of service before the namespace goes
+    assert veth not in app.kernel.gateway.links  # the namespace's deletion took the pair along
+    app.assert_consistent(engine)
 
 
 @pytest.mark.parametrize("method", ["create_namespace", "attach_endpoint", "configure_container_interface",
