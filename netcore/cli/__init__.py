@@ -39,6 +39,9 @@ COMPOSE_VERBS = ("compose ", "up", "down")
 LINE_COMMANDS = frozenset({"network", "run", "exec", "rm", "ps", "inspect", "port", "logs", "start", "stop",
                            "restart", "purge", "firewall-reload", "dns-options", "host-dns", "agent"})
 NOT_AS_LINE = frozenset({"network prune", "agent stop"})
+# those of them the native launcher sends itself (netcore/cli/launcher.c, built by setup.py): a reply it only
+# prints; not exec (run here, in the container's namespace) nor agent (its reply printed as a status)
+LAUNCHER_COMMANDS = LINE_COMMANDS - {"exec", "agent"}
 GLOBAL_OPTIONS = {"--netns": "netns", "--state-dir": "state_dir"}  # the parser's, before the command
 
 

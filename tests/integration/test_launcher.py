@@ -1,0 +1,95 @@
+"""The native `netcore` launcher (netcore/cli/launcher.c), as pip installed it next to this interpreter: what it
+sends itself and what it leaves to the Python client give the same output and exit status as the Python
+client (`python -m netcore`), and whatever it cannot do becomes the Python client before anything is sent.
+
+Skipped, with the reason, where the install found no C compiler (then `netcore` is the Python script)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+LAUNCHER = os.path.join(os.path.dirname(sys.executable), "netcore")
+
+
+@pytest.fixture
+def launcher():
+    with open(LAUNCHER, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            pytest.skip(f"{LAUNCHER} is the Python script: the install found no C compiler (setup.py)")
+    return LAUNCHER
+
+
+def both(sandbox, launcher, *args: str, user: list[str] = ()) -> tuple[subprocess.CompletedProcess, ...]:
+    """The same command through the launcher and through the Python client, one after the other."""
+    return tuple(subprocess.run([*user, *command, *args], env=sandbox.env, capture_output=True, text=True,
+                                timeout=60, cwd=sandbox.state_dir)
+                 for command in ([launcher], [sys.executable, "-m", "netcore"]))
+
+
+def same(first: subprocess.CompletedProcess, second: subprocess.CompletedProcess) -> None:
+    assert (first.returncode, first.stdout, first.stderr) == (second.returncode, second.stdout, second.stderr)
+
+
+def test_the_launcher_says_what_the_python_client_says(sandbox, launcher):
+    created = subprocess.run([launcher, "network", "create", "--subnet", "10.61.0.0/24", "app"], env=sandbox.env,
+                             capture_output=True, text=True, timeout=60)  # no agent yet: the Python client starts it
+    assert created.returncode == 0, created.stderr
+    ran = subprocess.run([launcher, "run", "--name", "web", "--net", "app", "--net-alias", "www"], env=sandbox.env,
+                         capture_output=True, text=True, timeout=60)  # sent by the launcher: the agent is up
+    assert ran.returncode == 0 and len(ran.stdout.strip()) == 64, ran.stderr
+    for args in (["ps"], ["ps", "-a", "--no-trunc"], ["inspect", "web"], ["network", "ls"],
+                 ["--netns", sandbox.prefix, "network", "inspect", "app"],
+                 ["inspect", "nosuch"],  # not found: one line, status 1
+                 ["run", "--bogus"],  # a usage error: given back by the agent, said by the Python client
+                 ["network", "prune", "--force"],  # left to the Python client
+                 ["exec", "web", "--", "cat", "/etc/hostname"],  # runs in this terminal: the Python client
+                 ["run", "--name", "web", "--net", "app"],  # a conflict
+                 ["run", "--name", "x", "--net", "app", "--net-alias", "wé\tb\"\\"]):  # escapes both ways
+        launched, python = both(sandbox, launcher, *args)
+        same(launched, python)
+    launched, python = both(sandbox, launcher, "rm", "nosuch", "web")  # an unknown ref: nothing is removed
+    same(launched, python)
+    assert launched.returncode == 1 and launched.stderr == "netcore: no such container: nosuch\n"
+    removed = subprocess.run([launcher, "rm", "web"], env=sandbox.env, capture_output=True, text=True, timeout=60)
+    assert (removed.returncode, removed.stdout) == (0, "web\n")
+    status = subprocess.run([launcher, "agent", "status"], env=sandbox.env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and f"state dir {sandbox.state_dir}" in status.stdout
+
+
+def test_without_an_agent_or_privileges_the_python_client_answers(sandbox, launcher):
+    sandbox.nc("network", "create", "app")
+    sandbox.nc("agent", "stop")
+    ps = subprocess.run([launcher, "ps"], env=sandbox.env, capture_output=True, text=True, timeout=60)
+    assert ps.returncode == 0 and ps.stdout.startswith("CONTAINER ID") and sandbox.agent_pid() is not None
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    launched, python = both(sandbox, launcher, "ps", user=nobody)
+    assert launched.returncode != 0 and launched.stderr.count("\n") == 1
+    if subprocess.run([*nobody, "/bin/sh", "-c", f"test -x {sys.executable}"]).returncode == 0:
+        same(launched, python)  # the Python client's line: netcore must run as root ... (permission denied)
+        assert "permission denied" in launched.stderr
+    else:  # an interpreter the user may not run (a Python under /root): the launcher says so in one line
+        assert launched.stderr.startswith("netcore: cannot run ") and "Permission denied" in launched.stderr
+
+
+def test_an_agent_that_dies_mid_command_costs_one_line_and_no_second_try(sandbox, launcher):
+    """Once the agent has the request the command is its own: the launcher never sends it twice."""
+    sandbox.nc("network", "create", "app")
+    pid = sandbox.agent_pid()
+    follow = subprocess.Popen([launcher, "logs", "-f", "nosuch-yet"], env=sandbox.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _, err = follow.communicate(timeout=60)
+    assert follow.returncode == 1 and err.count("\n") == 1  # not found: the agent's one line
+    sandbox.nc("run", "-d", "--name", "quiet", "--net", "app", "--", "sleep", "300")
+    follow = subprocess.Popen([launcher, "logs", "-f", "quiet"], env=sandbox.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        follow.wait(timeout=0.5)  # following: it waits for the container's output
+    os.kill(pid, 9)
+    _, err = follow.communicate(timeout=60)
+    assert follow.returncode == 1 and err.startswith("netcore: netcored ended before it answered"), err
+    assert sandbox.nc("ps").returncode == 0  # the next command starts a new agent
