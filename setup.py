@@ -97,6 +97,7 @@ class BuildScripts(build_scripts):
             build_launcher(target, sys.executable)
 
 
-setup(ext_modules=[Extension("dnsd.io._replay", ["dnsd/io/_replay.c"], optional=True,
-                             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"])],
-      cmdclass={"build_scripts": BuildScripts})
+if __name__ == "__main__":  # as setuptools runs it; bench/lifecycle.py imports it for build_launcher
+    setup(ext_modules=[Extension("dnsd.io._replay", ["dnsd/io/_replay.c"], optional=True,
+                                 extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"])],
+          cmdclass={"build_scripts": BuildScripts})

@@ -10,12 +10,13 @@ threads too: on a shared machine the CPU time varies less than the wall time). B
 (a request the agent answers without work: interpreter start, imports, connect, print), `netcore up` of 100
 containers (a Compose file), the agent's RSS and its idle CPU, and what the bench itself costs a process.
 
-netcore runs as the README's users run it: ``.venv/bin/netcore`` as pip installs it for that checkout (its
-``scripts/netcore``, or for a checkout without one the wrapper pip writes for an entry point), with the
-checkout's code first on PYTHONPATH and the interpreter running this bench; ``python -m netcore`` is timed
-beside it for the CLI's share. The code is byte-compiled first (a PYTHONDONTWRITEBYTECODE environment
-would otherwise compile the client at every command). ``--compare DIR`` adds a second netcore, the code of
-another checkout (a worktree of main), to the same interleaved run: before and after from one run.
+netcore runs as the README's users run it: ``.venv/bin/netcore`` as pip installs it for that checkout (the
+native launcher its setup.py builds; for a checkout without one its ``scripts/netcore``, or the wrapper pip
+writes for an entry point), with the checkout's code first on PYTHONPATH and the interpreter running this
+bench; ``python -m netcore`` is timed beside it for the CLI's share. The code is byte-compiled first (a
+PYTHONDONTWRITEBYTECODE environment would otherwise compile the client at every command). ``--compare DIR``
+adds a second netcore, the code of another checkout (a worktree of main), to the same interleaved run:
+before and after from one run.
 
 netavark 1.4 runs as Podman runs it (`setup`/`teardown` with its JSON on stdin, its iptables firewall and
 aardvark-dns), inside a sandbox namespace with a private view of its state dir and of /etc/resolv.conf
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.util
 import json
 import os
 import resource
@@ -98,6 +100,19 @@ sys.exit(main())
 """  # the same without pip's `import re`: what a launcher of netcore's own would cost a command
 
 
+def launcher_of(code: str, output: str) -> bool:
+    """Whether checkout ``code`` builds the native launcher (its setup.py's ``build_launcher``), built into
+    ``output`` as pip would install it, running this interpreter for the Python client."""
+    path = os.path.join(code, "setup.py")
+    with open(path) as f:
+        if "def build_launcher(" not in f.read():
+            return False  # an older checkout: its setup.py calls setup() as it loads
+    spec = importlib.util.spec_from_file_location("netcore_setup", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_launcher(output, sys.executable)
+
+
 def label_of(code: str) -> str:
     """``netcore BRANCH COMMIT`` of the checkout ``code`` (its directory's name for a detached one)."""
     def git(*argv: str) -> str:
@@ -116,15 +131,17 @@ class Netcore:
         compileall.compile_dir(os.path.join(code, "netcore"), quiet=1)
         self.state = tempfile.mkdtemp(prefix="ncl-state-")
         self.script = os.path.join(self.state, "netcore")
-        own = os.path.join(code, "scripts", "netcore")  # installed as it is, its "#!python" made this interpreter's
-        if os.path.exists(own):
-            with open(own) as f:
-                text = f"#!{sys.executable}\n" + f.read().split("\n", 1)[1]
-        else:
-            text = CONSOLE_SCRIPT.format(python=sys.executable)
-        with open(self.script, "w") as f:
-            f.write(text)
-        os.chmod(self.script, 0o755)
+        self.launcher = launcher_of(code, self.script)
+        if not self.launcher:
+            own = os.path.join(code, "scripts", "netcore")  # installed as it is, its "#!python" this interpreter's
+            if os.path.exists(own):
+                with open(own) as f:
+                    text = f"#!{sys.executable}\n" + f.read().split("\n", 1)[1]
+            else:
+                text = CONSOLE_SCRIPT.format(python=sys.executable)
+            with open(self.script, "w") as f:
+                f.write(text)
+            os.chmod(self.script, 0o755)
         self.env = dict(os.environ, NETCORE_NETNS=f"{prefix}{'nc' if code == REPO else 'nb'}",
                         NETCORE_STATE_DIR=self.state, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
         try:
@@ -274,8 +291,9 @@ def compose_file(count: int) -> str:
 
 
 def agent_figures(netcores: list[Netcore], rounds: int = 30) -> dict[str, dict[str, float]]:
-    """Per netcore: the CLI's own share (median of ``rounds`` `agent status`, wall and CPU: as the console script
-    pip writes, as `python -m netcore`, and as that script without its `import re`), beside a bare interpreter's
+    """Per netcore: the CLI's own share (median of ``rounds`` `ps` of no container, wall and CPU: as the command
+    pip installs, the native launcher where the checkout builds one, as `python -m netcore`, and as the Python
+    script without pip's `import re`), beside a bare interpreter's
     start and what the bench costs a process it starts (``/bin/true``); `up` and `down` of 100 containers; the
     agent's RSS and its idle CPU. Interleaved: every round runs each form of each netcore once, the ups run
     one after the other, then the downs, and the idle CPU of every agent is measured over the same 10 s."""
@@ -287,17 +305,16 @@ def agent_figures(netcores: list[Netcore], rounds: int = 30) -> dict[str, dict[s
         with open(plain, "w") as f:
             f.write(PLAIN_SCRIPT.format(python=sys.executable))
         os.chmod(plain, 0o755)
-        forms[f"{netcore.name}/share"] = lambda n=netcore: n.nc("agent", "status")
-        forms[f"{netcore.name}/share_m"] = lambda n=netcore: n.nc_module("agent", "status")
-        forms[f"{netcore.name}/share_plain"] = lambda n=netcore, p=plain: sh(p, "agent", "status", env=n.env,
-                                                                                cwd=n.state)
+        forms[f"{netcore.name}/share"] = lambda n=netcore: n.nc("ps")
+        forms[f"{netcore.name}/share_m"] = lambda n=netcore: n.nc_module("ps")
+        forms[f"{netcore.name}/share_plain"] = lambda n=netcore, p=plain: sh(p, "ps", env=n.env, cwd=n.state)
     samples: dict[str, list[tuple[float, float]]] = {key: [] for key in forms}
     for _ in range(rounds):
         for key, step in forms.items():
             samples[key].append(timed_cpu(step))
     figures: dict[str, dict[str, float]] = {}
     for netcore in netcores:
-        f = figures[netcore.name] = {}
+        f = figures[netcore.name] = {"launcher": netcore.launcher}
         for key, found in samples.items():
             name = key.split("/")[-1]
             if "/" not in key or key.startswith(f"{netcore.name}/"):
@@ -368,9 +385,10 @@ def main() -> int:
     lines.append("")
     for name, f in figures.items():
         lines += [f"{name}:",
-                  f"- CLI's own share (`netcore agent status`, median of 30): {f['share']:.1f} ms, CPU "
+                  f"- CLI's own share (`netcore ps` of no container, median of 30, through "
+                  f"{'the native launcher' if f['launcher'] else 'the Python script'}): {f['share']:.1f} ms, CPU "
                   f"{f['share_cpu']:.1f} ms (`python -m netcore`: {f['share_m']:.1f} ms, CPU "
-                  f"{f['share_m_cpu']:.1f} ms; the console script without pip's `import re`: {f['share_plain']:.1f} "
+                  f"{f['share_m_cpu']:.1f} ms; the Python script without pip's `import re`: {f['share_plain']:.1f} "
                   f"ms, CPU {f['share_plain_cpu']:.1f} ms)",
                   f"- beside it: `python -c pass` {f['python']:.1f} ms (CPU {f['python_cpu']:.1f}), `python -I -S -c "
                   f"pass` {f['python_isolated']:.1f} ms (CPU {f['python_isolated_cpu']:.1f}), `/bin/true` through the "

@@ -59,6 +59,7 @@ static void python_client(void) {
 
 static int listed(const char *list, const char *word) { /* word in "|a|b c|...|" */
     size_t length = strlen(word);
+    if (!length || strchr(word, '|')) return 0;
     for (const char *at = strstr(list, word); at; at = strstr(at + 1, word))
         if (at[-1] == '|' && at[length] == '|') return 1;
     return 0;
