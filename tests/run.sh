@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup test
 python=.venv/bin/python
+# byte code kept between processes and runs, in .venv (an environment with PYTHONDONTWRITEBYTECODE set would have
+# every pytest worker, agent and CLI compile each module and rewrite each test's asserts anew: ~4 s of CPU a
+# worker); the checkout itself gets no __pycache__
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="$PWD/.venv/pycache"
 "$python" -m ruff check .  # configuration in pyproject.toml; a finding fails the run before any test
 # the unit tests alone, four at once on two cores (pure, no root: they also run as an unprivileged user; half their
 # time is waiting on timeouts, sockets and child processes, which four workers overlap), then the integration
