@@ -185,24 +185,47 @@ class Gateway:
     def __init__(self, namespace: str | None):
         self.namespace = namespace  # None: the host's own namespace
         self._socket: IPRoute | None = None  # opened once and kept: each open costs ~10 ms
-        self._socket_namespace: tuple[int, int] | None = None  # the identity of the namespace it was opened in
+        self._raw: Rtnl | None = None  # beside it, for what every container asks (netcore.kernel.rtnl)
+        self._socket_namespace: tuple[int, int] | None = None  # the identity of the namespace both were opened in
 
     @contextmanager
     def _rtnl(self, action: str) -> Iterator[IPRoute]:
-        try:
-            if self._socket is None:
-                self._socket_namespace = self._namespace_identity()
-                self._socket = _open_rtnl(self.namespace)
+        with self._kernel_errors(action):
+            self._open()
             yield self._socket
+
+    @contextmanager
+    def _raw_rtnl(self, action: str) -> Iterator[Rtnl]:
+        with self._kernel_errors(action):
+            self._open()
+            yield self._raw
+
+    @staticmethod
+    @contextmanager
+    def _kernel_errors(action: str) -> Iterator[None]:
+        try:
+            yield
         except NetcoreError:
             raise
         except (NetlinkError, OSError) as err:
             raise _kernel_error(action, err) from None
 
+    def _open(self) -> None:
+        if self._socket is None:
+            self._socket_namespace = self._namespace_identity()
+            raw = Rtnl(None if self.namespace is None else os.path.join(NETNS_DIR, self.namespace))
+            try:
+                self._socket = _open_rtnl(self.namespace)
+            except BaseException:
+                raw.close()
+                raise
+            self._raw = raw
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
-            self._socket = None
+            self._raw.close()
+            self._socket = self._raw = None
 
     def revalidate(self) -> bool:
         """Let the kept socket go if the gateway namespace is no longer the one it was opened in (deleted, or
@@ -280,11 +303,11 @@ class Gateway:
         its deletion: for a veth whose peer's namespace is deleted next, which takes the pair along (the
         kernel's cleanup_net, in the background). Deleting it here would wait 15-40 ms for the kernel's RCU
         grace periods (netdev_run_todo). A link gone already is no error."""
-        with self._rtnl(f"cannot release {name}") as ipr:
-            found = _lookup(ipr, name)
+        with self._raw_rtnl(f"cannot release {name}") as rtnl:
+            found = _lookup(rtnl, name)
             if found:
                 try:
-                    ipr.link("set", index=found[0], state="down", master=0)
+                    rtnl.release(found[0])
                 except NetlinkError as err:
                     if err.code != errno.ENODEV:
                         raise
@@ -295,19 +318,26 @@ class Gateway:
         hairpin mode, as Docker sets it when no userland proxy carries published ports: a container reaching its
         own published port through a host address gets its DNATed packets back through the port they came in
         by, which the bridge otherwise refuses."""
-        with self._rtnl(f"cannot create veth {host_ifname}") as ipr:
-            veth = {"ifname": host_ifname, "kind": "veth", "mtu": mtu, "master": _lookup(ipr, bridge)[0],
-                    "state": "up", "peer": {"ifname": ifname, "net_ns_fd": container_ns, "address": mac, "mtu": mtu}}
-            try:  # a port of the bridge and up as it is made: two round trips fewer than setting them after
-                ipr.link("add", **veth)
-            except NetlinkError as err:
-                stale = _lookup(ipr, host_ifname) if err.code == errno.EEXIST else None
-                if not stale:
-                    raise
-                ipr.link("del", index=stale[0])  # left by an action killed part way
-                ipr.link("add", **veth)
-            index = _lookup(ipr, host_ifname)[0]
-            ipr.brport("set", index=index, mode=1, **({"isolated": 1} if isolated else {}))  # mode: hairpin
+        action = f"cannot create veth {host_ifname}"
+        with self._raw_rtnl(action) as rtnl:
+            master = _lookup(rtnl, bridge)
+            if not master:
+                raise KernelError(f"{action}: there is no bridge {bridge}")
+            peer_netns = os.open(os.path.join(NETNS_DIR, container_ns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                def add() -> None:  # a port of the bridge and up as it is made: two round trips fewer than after
+                    rtnl.add_veth(host_ifname, master[0], mtu, ifname, peer_netns, mac)
+                try:
+                    add()
+                except NetlinkError as err:
+                    stale = _lookup(rtnl, host_ifname) if err.code == errno.EEXIST else None
+                    if not stale:
+                        raise
+                    rtnl.delete_link(stale[0])  # left by an action killed part way
+                    add()
+            finally:
+                os.close(peer_netns)
+            rtnl.set_bridge_port(_lookup(rtnl, host_ifname)[0], hairpin=True, isolated=isolated)
 
 
     def create_vxlan(self, name: str, vni: int, local: str, underlay: str, port: int, mtu: int,

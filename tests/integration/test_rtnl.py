@@ -62,3 +62,49 @@ def test_an_address_a_link_up_and_a_default_route_as_iproute_makes_them(namespac
 def test_a_namespace_that_is_not_there_is_an_oserror():
     with pytest.raises(OSError):
         Rtnl(os.path.join(NETNS_DIR, f"ncrt-missing-{secrets.token_hex(3)}"))
+
+
+@pytest.fixture
+def peer_namespace():
+    name = f"ncrp{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_a_veth_born_a_bridge_port_its_peer_in_another_namespace_as_iproute_makes_it(namespace, peer_namespace):
+    subprocess.run(["ip", "-n", namespace, "link", "add", "br9", "type", "bridge"], check=True)
+    bridge = ip_json(namespace, "link", "show", "br9")[0]["ifindex"]
+    other = ip_json(namespace, "link", "show", "d0")[0]["ifindex"]
+    peer_fd = os.open(os.path.join(NETNS_DIR, peer_namespace), os.O_RDONLY)
+    try:
+        with Rtnl(os.path.join(NETNS_DIR, namespace)) as rtnl:
+            rtnl.add_veth("vh9", bridge, 1400, "eth0", peer_fd, "02:42:0a:09:00:02")
+            [host] = ip_json(namespace, "-d", "link", "show", "vh9")
+            [peer] = ip_json(peer_namespace, "link", "show", "eth0")
+            with pytest.raises(NetlinkError) as taken:
+                rtnl.add_veth("vh9", bridge, 1400, "eth1", peer_fd, "02:42:0a:09:00:03")
+            assert taken.value.code == errno.EEXIST
+            rtnl.set_bridge_port(host["ifindex"], hairpin=True, isolated=True)
+            [port] = ip_json(namespace, "-d", "link", "show", "vh9")
+            with pytest.raises(NetlinkError) as not_a_port:
+                rtnl.set_bridge_port(other, hairpin=True, isolated=False)
+            assert not_a_port.value.code == errno.EOPNOTSUPP
+            rtnl.release(host["ifindex"])
+            [released] = ip_json(namespace, "link", "show", "vh9")
+            rtnl.delete_link(host["ifindex"])
+            with pytest.raises(NetlinkError) as gone:
+                rtnl.release(host["ifindex"])
+            assert gone.value.code == errno.ENODEV
+    finally:
+        os.close(peer_fd)
+    assert (host["master"], host["mtu"], host["linkinfo"]["info_kind"]) == ("br9", 1400, "veth")
+    assert "UP" in host["flags"]  # up as it is made (its carrier waits for the peer)
+    assert (peer["address"], peer["mtu"], "UP" in peer["flags"]) == ("02:42:0a:09:00:02", 1400, False)
+    slave = port["linkinfo"]["info_slave_data"]
+    assert (slave["hairpin"], slave["isolated"]) == (True, True)
+    assert "master" not in released and "UP" not in released["flags"]
+    assert "vh9" not in [link["ifname"] for link in ip_json(namespace, "link", "show")]
+    assert "eth0" not in [link["ifname"] for link in ip_json(peer_namespace, "link", "show")]  # the pair went
