@@ -1,5 +1,7 @@
-"""netcore.kernel.rtnl's messages, byte for byte what pyroute2's IPRoute (0.9.7) sends for the same calls
-(captured from IPRoute on a real socket; the sequence number and port id, which differ, are left out): the
+"""netcore.kernel.rtnl's messages, byte for byte what pyroute2 sends for the same calls: a veth, a bridge
+port, a release and a deletion as IPRoute (0.9.7) sent them (captured on a real socket; the sequence
+number and port id, which differ, left out), an address, a link up and a default route as pyroute2's
+message classes encode them (``ifaddrmsg``, ``ifinfmsg``, ``rtmsg``, with the fields IPRoute sets): the
 kernel gets the same request whichever path asks. Against the kernel itself: tests/integration/test_rtnl.py."""
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ import struct
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from netcore.kernel.rtnl import HEADER, Rtnl
+from netcore.kernel.rtnl import CREATE, HEADER, IFF_UP, MAIN_TABLE, RTN_UNICAST, RTPROT_STATIC, Rtnl
 
 # (nlmsghdr type, flags, the message after the header) as IPRoute sent them
 VETH = (16, 0x605, "00000000000000000100000001000000080003007668300008000400dc05000008000a00020000005000120009000100"
@@ -73,3 +78,31 @@ def test_the_kernels_refusal_is_pyroute2s_netlink_error_with_its_errno():
     with pytest.raises(NetlinkError) as refused:
         rtnl_on(Kernel(errno=17)).add_veth("vh0", 2, 1500, "eth0", 7, "02:42:0a:00:00:02")
     assert refused.value.code == 17
+
+
+def encoded(msg, fields: dict, attrs: list) -> str:
+    for key, value in fields.items():
+        msg[key] = value
+    msg["attrs"] = attrs
+    msg.encode()
+    return bytes(msg.data[HEADER.size:]).hex()
+
+
+@pytest.mark.parametrize("address, prefixlen, flags, gateway", [
+    ("10.88.0.2", 16, 0, "10.88.0.1"), ("172.31.255.254", 30, 0, "172.31.255.253"),
+    ("fd00:9::2", 64, 0x02, "fd00:9::1"), ("2001:db8:1:2:3:4:5:6", 127, 0x02, "fe80::1")])
+def test_an_address_a_link_up_and_a_route_are_what_pyroute2s_message_classes_encode(address, prefixlen, flags,
+                                                                                    gateway):
+    kernel = Kernel()
+    rtnl = rtnl_on(kernel)
+    rtnl.add_address(7, address, prefixlen, flags)
+    rtnl.set_up(7)
+    rtnl.add_default_route(gateway)
+    v6 = ":" in address
+    family = 10 if v6 else 2
+    address_attrs = [("IFA_ADDRESS", address), ("IFA_FLAGS", flags)] + ([] if v6 else [("IFA_LOCAL", address)])
+    assert sent(kernel) == [
+        (20, CREATE, encoded(ifaddrmsg(), {"family": family, "prefixlen": prefixlen, "index": 7}, address_attrs)),
+        (16, 0x5, encoded(ifinfmsg(), {"index": 7, "flags": IFF_UP, "change": IFF_UP}, [])),
+        (24, CREATE, encoded(rtmsg(), {"family": 10 if ":" in gateway else 2, "table": MAIN_TABLE,
+                                       "proto": RTPROT_STATIC, "type": RTN_UNICAST}, [("RTA_GATEWAY", gateway)]))]
