@@ -14,7 +14,8 @@
  * argument that is not UTF-8, no root, no agent answering (the Python client starts one), and a line the
  * agent gives back ("parse": a usage error, said in the parser's words) or refuses as of another protocol.
  * Once the agent has the request, the command is the agent's: a connection that ends before the exit line is
- * one line and status 1, never a second try.
+ * one line and status 1, never a second try; Ctrl-C is "netcore: interrupted" and status 130, as the Python
+ * client says it (the agent finishes an action it began; `logs -f` stops following).
  *
  * Defined by the build (setup.py, from netcore.cli and netcore.agent; one home for each):
  *   NETCORE_PYTHON      the interpreter of the Python client (python -P -m netcore ARGS)
@@ -25,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,15 @@ static void python_client(void) {
     }
     fprintf(stderr, "netcore: cannot run %s: %s\n", NETCORE_PYTHON, strerror(errno));
     exit(1);
+}
+
+/* Ctrl-C once connected: the Python client's line and status (netcore.cli._guarded) */
+static void interrupted(int signum) {
+    (void)signum;
+    static const char line[] = "netcore: interrupted\n";
+    ssize_t written = write(STDERR_FILENO, line, sizeof line - 1);
+    (void)written;
+    _exit(130);
 }
 
 /* -- what the Python client's command_line() decides, for the commands this program sends ---------------- */
@@ -335,6 +346,8 @@ int main(int argc, char **argv) {
         python_client();
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0 || connect(sock, (struct sockaddr *)&address, sizeof address) != 0) python_client(); /* it starts one */
+    struct sigaction on_interrupt = {.sa_handler = interrupted};
+    sigaction(SIGINT, &on_interrupt, NULL);
 
     struct buffer request = {0};
     char version[16];

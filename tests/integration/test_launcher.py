@@ -93,3 +93,18 @@ def test_an_agent_that_dies_mid_command_costs_one_line_and_no_second_try(sandbox
     _, err = follow.communicate(timeout=60)
     assert follow.returncode == 1 and err.startswith("netcore: netcored ended before it answered"), err
     assert sandbox.nc("ps").returncode == 0  # the next command starts a new agent
+
+
+def test_ctrl_c_is_the_python_clients_one_line_and_status(sandbox, launcher):
+    sandbox.nc("network", "create", "app")
+    sandbox.nc("run", "-d", "--name", "chatty", "--net", "app", "--", "sh", "-c", "echo hello; exec sleep 300")
+    said = []
+    for command in ([launcher], [sys.executable, "-m", "netcore"]):
+        follow = subprocess.Popen([*command, "logs", "-f", "chatty"], env=sandbox.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=sandbox.state_dir)
+        assert follow.stdout.readline() == "hello\n"  # following: the client is connected and waiting
+        follow.send_signal(2)
+        out, err = follow.communicate(timeout=60)
+        said.append((follow.returncode, out, err))
+    assert said[0] == said[1] == (130, "", "netcore: interrupted\n")
+    assert sandbox.nc("ps").returncode == 0  # the agent serves on
