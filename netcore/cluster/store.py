@@ -361,7 +361,8 @@ class EtcdStore:
             if remaining <= 0:
                 break
             try:
-                return await asyncio.wait_for(fn(client), timeout=min(remaining, self.op_timeout + 0.5))
+                async with asyncio.timeout(min(remaining, self.op_timeout + 0.5)):  # not wait_for: see watch()
+                    return await fn(client)
             except self._transient() as err:
                 last = err
                 self._failed(index)
@@ -474,9 +475,12 @@ class EtcdStore:
         index = self._current
         client = self._clients[index]
         try:
-            stream = await asyncio.wait_for(
-                client.watch_prefix(prefix.encode(), start_revision=max(1, start_revision)),
-                timeout=self.op_timeout + 0.5)
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for returns the result of a call that
+            # completes in the same turn of the loop as a cancel of the awaiting task, and the cancel is lost
+            # (CPython gh-86296); a follower's task cancelled then (a leave, netcored's stop) would go on to wait
+            # on the stream for good, and whoever awaits it with it
+            async with asyncio.timeout(self.op_timeout + 0.5):
+                stream = await client.watch_prefix(prefix.encode(), start_revision=max(1, start_revision))
         except exceptions.RevisionCompactedError as err:
             raise Compacted(err.compacted_revision) from None
         except self._transient() as err:
@@ -496,7 +500,8 @@ class EtcdStore:
             raise StoreUnavailable(f"cluster store {self.description}: watch broken: {err}") from None
         finally:
             try:
-                await asyncio.shield(stream.cancel())
+                async with asyncio.timeout(self.op_timeout + 0.5):  # a stream that never acknowledges is let go
+                    await asyncio.shield(stream.cancel())
             except Exception as err:  # noqa: BLE001 (cancelling a broken stream: nothing left to do)
                 log.debug("watch cancel: %s", err)
 

@@ -60,7 +60,10 @@ async def eventually(predicate, timeout: float, what: str):
 
 
 async def stop(task):
+    """Cancel ``task`` and wait, bounded, until it has ended: a cancel that is lost fails the test, not the run."""
     task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done, f"{task!r} did not end within 10 s of its cancel"
     with contextlib.suppress(asyncio.CancelledError):
         await task
 

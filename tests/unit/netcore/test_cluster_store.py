@@ -318,3 +318,57 @@ async def test_a_keeper_that_was_not_started_writes_nothing():
     with pytest.raises(RuntimeError, match="start"):
         await keeper.put(P + "k", b"v")
     assert await store.get(P + "k") is None
+
+
+class _Stream:
+    """What aetcd's watch_prefix gives: events (none ever come here) and cancel()."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await asyncio.get_running_loop().create_future()  # no event, ever
+
+    async def cancel(self):
+        return None
+
+
+class _Client:
+    """An aetcd client stand-in whose watch_prefix answers with the future given."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def watch_prefix(self, prefix, start_revision):
+        return self.reply
+
+
+@pytest.mark.parametrize("request_kind", ["call", "watch"])
+async def test_a_cancel_that_meets_the_stores_answer_in_one_turn_of_the_loop_is_not_lost(request_kind):
+    """A follower's task cancelled (a leave, netcored stopping) just as etcd answers a call or a new watch
+    stops. asyncio.wait_for on Python 3.11 returned the answer and dropped the cancel (CPython gh-86296): the
+    task went on to wait on the watch stream for good, and the leave with it."""
+    from netcore.cluster.store import EtcdStore
+
+    store = EtcdStore([("127.0.0.1", 9)])  # never connected: the stand-ins answer
+    answer = asyncio.get_running_loop().create_future()
+    went_on = []
+
+    async def asking():
+        if request_kind == "call":
+            await store._call("get", lambda client: answer)
+        else:
+            store._clients = [_Client(answer)]
+            async for _ in store.watch(P, 1):
+                pass
+        went_on.append(True)
+
+    try:
+        task = asyncio.get_running_loop().create_task(asking())
+        await asyncio.sleep(0)  # the task waits for the answer
+        answer.set_result(_Stream() if request_kind == "watch" else "value")
+        task.cancel()  # in the same turn of the loop as the answer
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done and task.cancelled() and not went_on
+    finally:
+        await store.close()
