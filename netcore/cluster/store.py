@@ -293,6 +293,13 @@ _CHANNEL_OPTIONS = {
 }
 
 
+# What etcd says when its own deadline for a request ran out, as gRPC status UNKNOWN (a proposal left unanswered
+# while the leader died and a new one was elected): aetcd maps only DEADLINE_EXCEEDED to its timeout error, so this
+# reaches the caller as a plain ClientError; it is as transient as a timeout here (the callers' writes are
+# idempotent: see EtcdStore)
+STORE_TIMEOUT = "context deadline exceeded"
+
+
 class EtcdStore:
     """``ClusterStore`` on an etcd v3 cluster (3.4 and later) through aetcd, over several endpoints.
 
@@ -367,7 +374,10 @@ class EtcdStore:
                 last = err
                 self._failed(index)
             except self._aetcd.exceptions.ClientError as err:
-                raise self._refusal(err) from None
+                if STORE_TIMEOUT not in str(err):
+                    raise self._refusal(err) from None
+                last = err  # etcd's own deadline ran out (an election): transient, as a timeout here is
+                self._failed(index)
             tried += 1
             if tried % len(self._clients) == 0:
                 delay = min(backoff.next_delay(), max(0.0, deadline - loop.time()))

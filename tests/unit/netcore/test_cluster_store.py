@@ -372,3 +372,33 @@ async def test_a_cancel_that_meets_the_stores_answer_in_one_turn_of_the_loop_is_
         assert task in done and task.cancelled() and not went_on
     finally:
         await store.close()
+
+
+async def test_etcds_own_deadline_is_tried_again_and_a_refusal_is_not():
+    """A leader killed mid-request: the member's deadline runs out and it answers gRPC UNKNOWN "context deadline
+    exceeded", a plain ClientError in aetcd. It is tried again (here: on the next endpoint), as a timeout is; any
+    other ClientError is a refusal at once."""
+    import aetcd
+
+    from netcore.cluster.store import EtcdStore, StoreRefused
+
+    store = EtcdStore([("127.0.0.1", 9), ("127.0.0.1", 10)], call_timeout=5)
+    answers = [aetcd.exceptions.ClientError("context deadline exceeded"), "value"]
+
+    async def ask(client):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def refuse(client):
+        raise aetcd.exceptions.ClientError("etcdserver: mvcc: required revision has been compacted")
+
+    try:
+        assert await store._call("get", ask) == "value"
+        assert (store.failures, store.current_endpoint) == (1, "127.0.0.1:10")
+        with pytest.raises(StoreRefused):
+            await store._call("get", refuse)
+        assert store.failures == 1
+    finally:
+        await store.close()
