@@ -324,17 +324,14 @@ class Gateway:
             if not master:
                 raise KernelError(f"{action}: there is no bridge {bridge}")
             peer_netns = os.open(os.path.join(NETNS_DIR, container_ns), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                def add() -> None:  # a port of the bridge and up as it is made: two round trips fewer than after
-                    rtnl.add_veth(host_ifname, master[0], mtu, ifname, peer_netns, mac)
+            try:  # a port of the bridge and up as it is made: two round trips fewer than setting them after
                 try:
-                    add()
+                    rtnl.add_veth(host_ifname, master[0], mtu, ifname, peer_netns, mac)
                 except NetlinkError as err:
-                    stale = _lookup(rtnl, host_ifname) if err.code == errno.EEXIST else None
-                    if not stale:
+                    if err.code != errno.EEXIST or not _lookup(rtnl, host_ifname):
                         raise
-                    rtnl.delete_link(stale[0])  # left by an action killed part way
-                    add()
+                    self.delete_link(host_ifname)  # left by an action killed part way
+                    rtnl.add_veth(host_ifname, master[0], mtu, ifname, peer_netns, mac)
             finally:
                 os.close(peer_netns)
             rtnl.set_bridge_port(_lookup(rtnl, host_ifname)[0], hairpin=True, isolated=isolated)

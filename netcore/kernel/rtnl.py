@@ -22,7 +22,7 @@ import struct
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 
 from netcore.system import linux
 
@@ -61,8 +61,8 @@ def _address(value: str) -> bytes:
 
 class Rtnl:
     """An rtnetlink socket in the network namespace at ``path`` (a /run/netns file; None: this thread's),
-    for ``add_address``, ``set_up``, ``add_default_route``, ``add_veth``, ``set_bridge_port``, ``release``
-    and ``delete_link``. A context manager; ``fileno()`` serves link
+    for ``add_address``, ``set_up``, ``add_default_route``, ``add_veth``, ``set_bridge_port`` and
+    ``release``. A context manager; ``fileno()`` serves link
     ioctls in the same namespace. OSError if the socket cannot be opened; each request raises pyroute2's
     NetlinkError with the kernel's errno as ``code``, as IPRoute would."""
 
@@ -147,11 +147,6 @@ class Rtnl:
         such link."""
         self._request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, IFINFOMSG.pack(0, 0, index, 0, IFF_UP)
                       + attribute(IFLA_MASTER, _u32(0)))
-
-    def delete_link(self, index: int) -> None:
-        """Delete link ``index`` (a veth takes its peer along), once the kernel has (its RCU grace periods:
-        10-40 ms for a veth). NetlinkError ENODEV for no such link."""
-        self._request(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, IFINFOMSG.pack(0, 0, index, 0, 0))
 
     def _request(self, msg_type: int, flags: int, body: bytes) -> None:
         """Send ``body`` (the message after its header) as a request of ``msg_type`` and wait for the kernel's

@@ -94,7 +94,7 @@ def test_a_veth_born_a_bridge_port_its_peer_in_another_namespace_as_iproute_make
             assert not_a_port.value.code == errno.EOPNOTSUPP
             rtnl.release(host["ifindex"])
             [released] = ip_json(namespace, "link", "show", "vh9")
-            rtnl.delete_link(host["ifindex"])
+            subprocess.run(["ip", "-n", namespace, "link", "del", "vh9"], check=True)
             with pytest.raises(NetlinkError) as gone:
                 rtnl.release(host["ifindex"])
             assert gone.value.code == errno.ENODEV
