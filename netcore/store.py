@@ -3,7 +3,11 @@
 Every write happens in a transaction (``BEGIN IMMEDIATE``) that also bumps a
 generation counter, so readers such as dnsd can tell cheaply that something
 changed. The journal is a WAL with ``synchronous=FULL``: a process killed (or a
-machine losing power) between writes leaves the last committed state intact.
+machine losing power) between writes leaves the last committed state intact. Inside
+``deferred_sync`` (one netcore action, netcore.engine.frame.Engine.action) commits are
+flushed to the disk once, at its end: a killed process still loses nothing committed,
+a power cut at most what the unfinished action committed (SQLite's WAL with
+``synchronous=NORMAL``: consistent, durable at the next flush of the WAL).
 Uniqueness that must never break (names, an address on a network, a subnet's
 bridge) is enforced by the schema itself, not only by the code that checks first.
 
@@ -279,6 +283,7 @@ class Store:
                 self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.OperationalError as err:
             raise NetcoreError(f"cannot open the store {path}: {err}") from None
+        self._deferred = self._unsynced = False  # inside deferred_sync; something committed there not yet flushed
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout = 30000")
@@ -391,6 +396,39 @@ class Store:
         self._db.close()
 
     @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Commits inside the block are not flushed to the disk one by one (``synchronous=NORMAL``) but once,
+        when it ends, whatever ends it: one fsync(2) of the WAL, which makes every frame written before it
+        durable, what ``synchronous=FULL`` does at each commit (sqlite.org/wal.html, "Performance
+        Considerations"; pragma.html#pragma_synchronous). For an action of many writes (``up`` of 100
+        containers: 200 commits, each one's flush ~0.4 ms of waiting on this VM). Visibility is unchanged: other
+        connections (dnsd) see each commit at once; a killed process loses nothing committed. Nested: the
+        outermost block flushes. OSError of the flush."""
+        if self._deferred:
+            yield
+            return
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+            self._db.execute("PRAGMA synchronous = FULL")
+            if self._unsynced:
+                self._unsynced = False
+                self._flush_wal()
+
+    def _flush_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return  # checkpointed and removed: SQLite synced the database file itself
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic write; bumps the generation and records what it touched in the change feed.
 
@@ -407,8 +445,9 @@ class Store:
             self._check_version()  # a newer netcore may have upgraded the store since it was opened
             self._touched: set[str] = set()
             yield
-            if not self._touched:  # nothing written: readers have nothing to catch up on
+            if not self._touched:  # no row readers follow (meta bookkeeping at most): nothing to catch up on
                 self._db.execute("COMMIT")
+                self._unsynced = self._unsynced or self._deferred
                 return
             generation = self.generation() + 1
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
@@ -417,6 +456,7 @@ class Store:
             if generation % 1000 == 0:
                 self._db.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
             self._db.execute("COMMIT")
+            self._unsynced = self._unsynced or self._deferred
         except StoreError as err:
             self._rollback()
             raise StoreError(f"{err}; {ROLLED_BACK}") from None

@@ -145,13 +145,14 @@ class Engine:
         the firewall replaced whatever the live rules look like).
 
         Re-entrant: actions nested in one (a topology's ``up``) share its lock, its reconciliation and what
-        follows it.
+        follows it. Its writes to the store reach the disk together when it ends (Store.deferred_sync), not one
+        commit at a time: what a command changed is durable when it returns, as before.
         """
         if self._in_action:
             yield
             return
         self.ctx.firewall.check_ready()  # nft missing: one line, before anything is changed
-        with self.lock.held():
+        with self.lock.held(), self.store.deferred_sync():
             self._in_action = True
             try:
                 created = self.ctx.kernel.ensure()

@@ -233,3 +233,72 @@ def test_a_writer_killed_between_writes_leaves_whole_transactions_only(tmp_path)
         s._db.execute("DELETE FROM endpoints")
         s._db.execute("DELETE FROM containers")
         s.close()
+
+
+def _synchronous(s):
+    return s._db.execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
+
+
+def test_deferred_sync_flushes_the_wal_once_when_the_outermost_block_ends(store, monkeypatch):
+    """An action's commits are not flushed one by one (synchronous=NORMAL inside) but by one fsync of the WAL
+    at its end, nested blocks included; a block that committed nothing flushes nothing; an error still
+    flushes what was committed before it."""
+    flushed = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                 real_fsync(fd)))
+    assert _synchronous(store) == 2
+    with store.deferred_sync():
+        assert _synchronous(store) == 1
+        with store.transaction():
+            store.insert(network())
+        with store.deferred_sync():
+            for name in ("a", "b"):
+                with store.transaction():
+                    store.insert(container(name))
+        assert flushed == []  # the inner block leaves the flush to the outer one
+    assert flushed == [store.path + "-wal"] and _synchronous(store) == 2
+    with store.deferred_sync():
+        store.containers()
+    assert len(flushed) == 1  # nothing committed: nothing to flush
+    with pytest.raises(RuntimeError), store.deferred_sync():
+        with store.transaction():
+            store.insert(container("c"))
+        raise RuntimeError("the action failed after a commit")
+    assert len(flushed) == 2 and _synchronous(store) == 2
+    other = Store.open_readonly(os.path.dirname(store.path))
+    assert {c.name for c in other.containers()} == {"a", "b", "c"}
+    other.close()
+
+
+def _write_deferred_until_killed(path, committed):
+    """Commit containers one transaction after another inside one deferred_sync, counting the commits."""
+    s = Store.open(path)
+    with s.deferred_sync():
+        with s.transaction():
+            s.insert(network())
+        i = 0
+        while True:
+            with s.transaction():
+                s.insert(container(f"c{i}"))
+            i += 1
+            committed.value = i
+
+
+def test_a_writer_killed_inside_deferred_sync_loses_nothing_it_committed(tmp_path):
+    """Deferred flushing is about power cuts only: a process killed in the middle of an action keeps every
+    commit it made (the WAL's frames are in the kernel's page cache), and only whole transactions."""
+    path = str(tmp_path / "state")
+    committed = multiprocessing.Value("i", 0)
+    proc = multiprocessing.Process(target=_write_deferred_until_killed, args=(path, committed))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while committed.value < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    seen = committed.value
+    s = Store.open(path)
+    assert s._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(s.containers()) >= seen >= 50
+    s.close()
