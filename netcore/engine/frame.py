@@ -117,6 +117,7 @@ class Engine:
         try:
             self.overlays.close()
         finally:
+            self.builder.close()
             self.ctx.kernel.close()
             self.ctx.store.close()
 

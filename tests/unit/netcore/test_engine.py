@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 
 import pytest
 
 from netcore.errors import NetcoreError
 from netcore.kernel.netlink import KernelError
 from netcore.model import STATE_CREATING, STATE_REMOVING, STATE_RUNNING
+from netcore.store import Store
 from netcore.system.privileges import missing_capabilities
 from tests.support.engine_calls import connect_container, create_network, run_container
 from tests.support.fake_kernel import GATEWAY_NS, Killed, new_world
@@ -42,13 +44,18 @@ def test_run_records_then_builds_then_confirms(world):
     engine = world.engine()
     network = create_network(engine, "app", ["10.1.0.0/24"])
     seen = []
-    world.kernel.observer = lambda method, arg: seen.append(
-        (method, [c.state for c in engine.store.containers()], [e.state for e in engine.store.endpoints()]))
+    reader = Store.open_readonly(engine.ctx.state_dir)  # the /etc files are written on another thread
+
+    def observe(method, arg):
+        seen.append((method, [c.state for c in reader.containers()], [e.state for e in reader.endpoints()]))
+    world.kernel.observer = observe
     container = run_container(engine, "web", "app")
     world.kernel.observer = None
+    reader.close()
     assert seen[0][0] == "ensure" and seen[0][1:] == ([], [])  # the lock is taken first; nothing recorded yet
     builds = [s for s in seen if s[0] in ("create_namespace", "attach_endpoint", "write_etc")]
-    assert [b[0] for b in builds] == ["create_namespace", "attach_endpoint", "write_etc"]
+    assert [b[0] for b in builds if b[0] != "write_etc"] == ["create_namespace", "attach_endpoint"]
+    assert sorted(b[0] for b in builds) == ["attach_endpoint", "create_namespace", "write_etc"]
     assert all(b[1:] == ([STATE_CREATING], [STATE_CREATING]) for b in builds)  # recorded before built
     assert engine.store.container("web").state == STATE_RUNNING  # then confirmed
     [endpoint] = engine.store.endpoints()
@@ -57,6 +64,32 @@ def test_run_records_then_builds_then_confirms(world):
     assert world.kernel.gateway.links[endpoint.host_ifname].master == network.bridge
     assert "nameserver 10.1.0.1" in world.kernel.etc[container.netns][0]
     assert world.dnsd.syncs >= 2  # dnsd synced after each action
+    world.assert_consistent(engine)
+
+
+def test_a_containers_etc_files_are_written_while_its_namespace_is_made(world):
+    """The /etc files go on a second thread, beside the namespace and the links (both mostly the kernel's
+    work, without the GIL): the namespace's creation here waits until the files are being written, which
+    the old order (files after the links) never reached; and a failure of either while the other is under
+    way leaves nothing of the container."""
+    engine = world.engine()
+    create_network(engine, "app", ["10.1.0.0/24"])
+    writing, waits = threading.Event(), []  # whether each namespace's creation saw its files being written
+    world.kernel.observer = lambda method, arg: (writing.set() if method == "write_etc" else
+                                                 method == "create_namespace" and waits.append(writing.wait(2)))
+    world.kernel.fail_at("write_etc", KernelError("no space left on device"))
+    with pytest.raises(NetcoreError, match="no space left"):
+        run_container(engine, "web", "app")
+    world.assert_consistent(engine)
+    writing.clear()
+    world.kernel.fail_at("attach_endpoint", KernelError("the kernel refused"))
+    with pytest.raises(NetcoreError, match="the kernel refused"):
+        run_container(engine, "web", "app")
+    world.assert_consistent(engine)  # the files written meanwhile were removed with the rest
+    writing.clear()
+    container = run_container(engine, "web", "app")
+    world.kernel.observer = None
+    assert waits == [True, True, True] and "nameserver 10.1.0.1" in world.kernel.etc[container.netns][0]
     world.assert_consistent(engine)
 
 
