@@ -159,3 +159,41 @@ def test_a_firewall_that_cannot_work_stops_the_action_before_anything_changes(wo
         create_network(engine, "app", ["10.1.0.0/24"])
     assert "\n" not in str(raised.value)
     assert engine.store.networks() == [] and engine.store.generation() == 0
+
+
+class QuietMonitor:
+    """NftMonitor's stand-in: nobody else touches nftables."""
+
+    def __init__(self, namespace):
+        pass
+
+    def changed(self) -> bool:
+        return False
+
+    def drain(self) -> None:
+        pass
+
+
+def test_nftables_firewall_renders_and_commits_a_state_once_however_often_it_is_handed_it(monkeypatch):
+    """A run without -p leaves the firewall's state as it was: handed it again, the firewall neither renders
+    it anew nor commits it (once a container of an up of 100); a changed state is rendered and committed."""
+    from netcore.firewall import apply as nft
+
+    renders, commits = [], []
+    real_render = nft.render
+    monkeypatch.setattr(nft, "NftMonitor", QuietMonitor)
+    monkeypatch.setattr(nft, "render", lambda state: renders.append(state) or real_render(state))
+    monkeypatch.setattr(nft, "ensure", lambda ruleset, namespace: commits.append(ruleset.script))
+    monkeypatch.setattr(nft, "apply", lambda ruleset, namespace: commits.append(ruleset.script))
+    monkeypatch.setattr(nft, "enable_forwarding", lambda namespace, ipv6=False: False)
+    monkeypatch.setattr(nft, "set_route_localnet", lambda namespace, wanted: None)
+    firewall = nft.NftablesFirewall(None)
+    app = NetworkRules(id="a" * 64, name="app", bridge="br-app", subnet="10.1.0.0/24", gateway="10.1.0.1")
+    for _ in range(3):
+        firewall.apply(FirewallState(networks=(app,)))  # equal states, new objects each time
+    assert len(renders) == 1 and len(commits) == 1
+    db = NetworkRules(id="b" * 64, name="db", bridge="br-db", subnet="10.2.0.0/24", gateway="10.2.0.1")
+    firewall.apply(FirewallState(networks=(app, db)))
+    assert len(renders) == 2 and len(commits) == 2 and "br-db" in commits[-1]
+    firewall.apply(FirewallState(networks=(app, db)), force=True)  # firewall-reload: committed whatever it holds
+    assert len(renders) == 2 and len(commits) == 3
