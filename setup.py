@@ -58,11 +58,13 @@ def _c_string(text: str) -> str:
 def build_launcher(output: str, python: str) -> bool:
     """Compile netcore/cli/launcher.c into ``output``, running ``python`` for the Python client; False (and a
     note) without a C compiler or when it fails."""
-    cli = _constants("netcore/cli/__init__.py", {"LAUNCHER_COMMANDS", "NOT_AS_LINE", "DEFAULT_STATE_DIR"})
+    cli = _constants("netcore/cli/__init__.py", {"LAUNCHER_COMMANDS", "NOT_AS_LINE", "CONTEXT_COMMANDS",
+                                                 "DEFAULT_STATE_DIR"})
     protocol = _constants("netcore/agent/protocol.py", {"PROTOCOL"})["PROTOCOL"]
     defines = {"NETCORE_PYTHON": _c_string(python), "NETCORE_PROTOCOL": str(int(protocol)),
                "NETCORE_COMMANDS": _c_string("|" + "|".join(sorted(cli["LAUNCHER_COMMANDS"])) + "|"),
                "NETCORE_NOT_SENT": _c_string("|" + "|".join(sorted(cli["NOT_AS_LINE"])) + "|"),
+               "NETCORE_CONTEXT_COMMANDS": _c_string("|" + "|".join(sorted(cli["CONTEXT_COMMANDS"])) + "|"),
                "NETCORE_STATE_DIR_DEFAULT": _c_string(cli["DEFAULT_STATE_DIR"])}
     compiler = next((c for c in (os.environ.get("CC"), "cc", "gcc") if c and shutil.which(c)), None)
     if compiler is None:

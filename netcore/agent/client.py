@@ -46,14 +46,16 @@ class AgentClient:
         self.namespace = namespace
 
     def call(self, verb: str, params: dict, out: Callable[[str], None], err: Callable[[str], None],
-             start: bool = True, debug: bool = False, argv: list[str] | None = None) -> dict:
-        """Send one request (with ``argv``: that command line instead of ``verb`` and ``params``); hand each
+             start: bool = True, debug: bool = False, argv: list[str] | None = None, cwd: str | None = None,
+             environ: dict[str, str] | None = None) -> dict:
+        """Send one request (with ``argv``: that command line instead of ``verb`` and ``params``, and for a
+        Compose command line the client's working directory ``cwd`` and environment ``environ``); hand each
         ``out`` text and ``err`` line to the callbacks as they come; return the last line (``{"exit": N,
         ...}``). ``start``: start an agent when none answers (else AgentUnavailable). NetcoreError, one line,
         when the agent cannot be started or ends before it answers."""
         sock = self.connect(start)
         try:
-            sock.sendall(Request(verb, params, self.namespace, debug, argv).encode())
+            sock.sendall(Request(verb, params, self.namespace, debug, argv, cwd, environ).encode())
             reader = LineReader(sock)
             while True:
                 line = reader.readline()

@@ -8,6 +8,11 @@ or a command line, which the agent parses itself with the same parser (netcore.c
 
     {"netcored": 2, "argv": ["run", "--name", "web"], "netns": "NAME" or null, "debug": false}
 
+with, for a Compose command (netcore.cli.CONTEXT_COMMANDS), the client's working directory and environment,
+which Compose reads its files from and interpolates with as ``docker compose`` would in the client's shell::
+
+    {"netcored": 2, "argv": ["compose", "up", "-d"], ..., "cwd": "/home/me/app", "environ": {"TAG": "1.2"}}
+
 and reads lines until the last one::
 
     {"out": "TEXT"}      text for the client's stdout (a command's output, several lines at once)
@@ -19,9 +24,11 @@ and reads lines until the last one::
 
 The command line is what the CLI sends when an agent answers (netcore.cli): parsing costs the client argparse
 and everything under it, the most of what it would import; the agent has the parser built already. A command
-line that does not parse (or asks for help), or whose command needs the client's own context (Compose's
-directory and environment, a confirmation, the client's version), gets ``"parse"`` back: the client parses
-it itself and says why in its own words, or sends the command, as it does when no agent runs.
+line that does not parse (or asks for help), or whose command needs more of the client than the line holds
+(a confirmation, the client's version, Compose's standard input for ``-f -``, a Compose command sent without
+its directory and environment), gets ``"parse"`` back: the client parses it itself and says why in its own
+words, or sends the command, as it does when no agent runs. An agent that predates ``cwd`` and ``environ``
+gives a Compose command line back the same way, so they need no new protocol version.
 
 Why JSON lines: the standard library has everything both sides need, so the thin client imports nothing
 heavy (the ``_json`` C module under ``json`` for a reply, ``json.dumps`` for a command: a few milliseconds);
@@ -58,37 +65,48 @@ class Request:
     ``params`` (the command's parsed arguments, JSON values), the gateway namespace the client means
     (``netns``, None: the host's; the agent refuses a request for another one) and ``debug`` (an unexpected
     error's traceback goes back to the client too: NETCORE_DEBUG=1); or, with ``argv`` (a list of strings),
-    the command line itself instead of ``verb`` and ``params``.
+    the command line itself instead of ``verb`` and ``params``, and for a Compose command line the client's
+    working directory ``cwd`` and its environment ``environ`` ({name: value}).
 
     A plain class, not a dataclass nor a named tuple: the client imports this module, and ``dataclasses``
     (inspect, ast, dis) or ``collections`` would cost a command more than the rest of what it imports."""
 
-    __slots__ = ("argv", "debug", "netns", "params", "verb")
+    __slots__ = ("argv", "cwd", "debug", "environ", "netns", "params", "verb")
     __hash__ = None  # params is a dict
 
     def __init__(self, verb: str, params: dict, netns: str | None = None, debug: bool = False,
-                 argv: list[str] | None = None):
+                 argv: list[str] | None = None, cwd: str | None = None, environ: dict[str, str] | None = None):
         self.verb, self.params, self.netns, self.debug, self.argv = verb, params, netns, debug, argv
+        self.cwd, self.environ = cwd, environ
+
+    _NAMES = ("verb", "params", "netns", "debug", "argv", "cwd", "environ")
 
     def _fields(self) -> tuple:
-        return self.verb, self.params, self.netns, self.debug, self.argv
+        return self.verb, self.params, self.netns, self.debug, self.argv, self.cwd, self.environ
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Request) and self._fields() == other._fields()
 
     def __repr__(self) -> str:
         return "Request({})".format(", ".join(f"{name}={value!r}" for name, value in zip(
-            ("verb", "params", "netns", "debug", "argv"), self._fields(), strict=True)))
+            self._NAMES, self._fields(), strict=True)))
 
     def encode(self) -> bytes:
         if self.argv is None:
             return encode({"netcored": PROTOCOL, "verb": self.verb, "params": self.params, "netns": self.netns,
                            "debug": self.debug})
+        context = {} if self.cwd is None else {"cwd": self.cwd, "environ": self.environ or {}}
         if _string is None:
-            return encode({"netcored": PROTOCOL, "argv": list(self.argv), "netns": self.netns, "debug": self.debug})
+            return encode({"netcored": PROTOCOL, "argv": list(self.argv), "netns": self.netns, "debug": self.debug,
+                           **context})
         netns = "null" if self.netns is None else _string(self.netns)
+        if context:
+            pairs = ",".join(f"{_string(k)}:{_string(v)}" for k, v in context["environ"].items())
+            context_text = f',"cwd":{_string(context["cwd"])},"environ":{{{pairs}}}'
+        else:
+            context_text = ""
         return (f'{{"netcored":{PROTOCOL},"argv":[{",".join(map(_string, self.argv))}],"netns":{netns},'
-                f'"debug":{"true" if self.debug else "false"}}}\n').encode()
+                f'"debug":{"true" if self.debug else "false"}{context_text}}}\n').encode()
 
 
 def encode(message: dict) -> bytes:
@@ -123,7 +141,13 @@ def decode_request(line: bytes, verbs: frozenset[str] | set[str]) -> Request:
         argv = message["argv"]
         if not isinstance(argv, list) or not all(isinstance(word, str) for word in argv):
             raise ProtocolError("malformed request: argv is not a list of strings")
-        return Request("", {}, netns, message.get("debug") is True, argv)
+        cwd, environ = message.get("cwd"), message.get("environ")
+        if cwd is not None and not isinstance(cwd, str):
+            raise ProtocolError("malformed request: cwd is not a string")
+        if environ is not None and not (isinstance(environ, dict)
+                                        and all(isinstance(value, str) for value in environ.values())):
+            raise ProtocolError("malformed request: environ is not an object of strings")
+        return Request("", {}, netns, message.get("debug") is True, argv, cwd, environ)
     verb, params = message.get("verb"), message.get("params", {})
     if not isinstance(verb, str) or not verb:
         raise ProtocolError("malformed request: no verb")

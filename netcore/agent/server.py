@@ -37,7 +37,7 @@ from netcore.agent.client import LOCK_NAME, PID_NAME, SOCKET_NAME
 from netcore.agent.dnsd import SupervisedDnsd
 from netcore.agent.processes import ProcessSupervisor
 from netcore.agent.protocol import PROTOCOL, LineReader, ProtocolError, Request, decode_request, encode
-from netcore.cli import LINE_COMMANDS, NOT_AS_LINE
+from netcore.cli import CONTEXT_COMMANDS, LINE_COMMANDS, NOT_AS_LINE
 from netcore.cli.handlers import HANDLERS, READ_ONLY
 from netcore.cli.parser import ParseFailed, build_parser, command_name, request_params
 from netcore.engine import Engine
@@ -322,7 +322,9 @@ class Agent:
     def _parse(self, request: Request) -> tuple[Request, bool] | str:
         """A command line (``request.argv``) as the command request the client would have sent, with whether it
         is ``run ... -- CMD``; or why the client must parse it itself: it does not parse or asks for help (the
-        client says why in the parser's words), or its command is not one of ``LINE_COMMANDS``."""
+        client says why in the parser's words), its command is not one of ``LINE_COMMANDS``, or it is a
+        Compose command sent without the client's directory and environment, or one that reads the client's
+        standard input (``-f -``)."""
         with self._parser_lock:  # a parser is not made for two parses at once
             if self._parser is None:
                 self._parser = build_parser(quiet=True)
@@ -331,9 +333,16 @@ class Agent:
             except ParseFailed:
                 return "the command line does not parse: the client parses it and says why"
         verb = command_name(args)
-        if verb.split()[0] not in LINE_COMMANDS or verb in NOT_AS_LINE:
+        first = verb.split()[0]
+        if first not in LINE_COMMANDS or verb in NOT_AS_LINE:
             return f"{verb} is sent as a command: the client completes it"
         params = json.loads(json.dumps(request_params(args)))  # the JSON values a command request carries
+        if first in CONTEXT_COMMANDS:
+            if request.cwd is None or request.environ is None:
+                return f"{verb} needs the client's directory and environment: the client completes it"
+            if "-" in params.get("files", ()):
+                return f"{verb} reads the client's standard input: the client completes it"
+            params.update(cwd=request.cwd, environ=request.environ)
         return (Request(verb, params, request.netns, request.debug),
                 verb == "run" and bool(getattr(args, "cmd", None)))
 

@@ -16,7 +16,8 @@ convention). ``NETCORE_DEBUG=1`` shows an unexpected error's traceback instead. 
 (``netcore ps | head``) ends the command quietly, with 141 (128 + SIGPIPE) as a program killed by it.
 
 A Compose command sends the client's working directory and environment along (the agent reads the files
-and interpolates as ``docker compose`` would in this shell), and standard input for ``-f -``.
+and interpolates as ``docker compose`` would in this shell), as a command line too, and standard input for
+``-f -`` (parsed here: the agent gives a line that reads standard input back).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ DEFAULT_STATE_DIR = "/var/lib/netcore"
 RUN_FAILED = 125  # Docker's exit status for the runtime's own failure in `run -- CMD`
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a program killed by writing to a closed pipe exits with
 USAGE_STATUS = 2  # a usage error's, and netcored's for a request it does not take (netcore.agent.protocol.USAGE)
-COMPOSE_VERBS = ("compose ", "up", "down")
+# the Compose commands, by first word: their request carries the client's working directory and environment
+CONTEXT_COMMANDS = frozenset({"compose", "up", "down"})
 # the commands the agent may parse (their command line is the request), by first word: not those the client
-# completes itself (Compose's directory and environment, a prune's question, its own version, completion, the
-# stop of an agent of an older release)
+# completes itself (a prune's question, its own version, completion, the stop of an agent of an older release)
 LINE_COMMANDS = frozenset({"network", "run", "exec", "rm", "ps", "inspect", "port", "logs", "start", "stop",
-                           "restart", "purge", "firewall-reload", "dns-options", "host-dns", "agent"})
+                           "restart", "purge", "firewall-reload", "dns-options", "host-dns", "agent", "compose", "up",
+                           "down"})
 NOT_AS_LINE = frozenset({"network prune", "agent stop"})
 # those of them the native launcher sends itself (netcore/cli/launcher.c, built by setup.py): a reply it only
 # prints; not exec (run here, in the container's namespace) nor agent (its reply printed as a status)
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     line = command_line(argv)
     if line is not None:
         state_dir, namespace, verb = line
-        code = _guarded(verb, _runs_command(argv), debug, lambda: _request_line(argv, state_dir, namespace, debug))
+        code = _guarded(verb, _runs_command(argv), debug,
+                        lambda: _request_line(argv, state_dir, namespace, verb, debug))
         if code is not None:
             return code
     from netcore.cli.parser import build_parser, command_name, command_word
@@ -106,8 +109,9 @@ def command_line(argv: list[str]) -> tuple[str, str | None, str] | None:
     return found["state_dir"], found["netns"], verb
 
 
-def _request_line(argv: list[str], state_dir: str, namespace: str | None, debug: bool) -> int | None:
-    """Send the command line to the agent; its exit status, or None for the usual way (parsed here): no
+def _request_line(argv: list[str], state_dir: str, namespace: str | None, verb: str, debug: bool) -> int | None:
+    """Send the command line (of ``verb``: a Compose command's with this directory and environment) to the
+    agent; its exit status, or None for the usual way (parsed here): no
     privilege (said once the usage is checked), no agent running (a usage error must not start one), the
     agent gave the line back (``"parse"``: a usage error, said here in the parser's words), or an agent of an
     older protocol refused it (the usual way says a usage error, or sends the command, which it refuses in its
@@ -130,8 +134,10 @@ def _request_line(argv: list[str], state_dir: str, namespace: str | None, debug:
             _print_err(line)
         told.append(True)
 
+    context = {"cwd": os.getcwd(), "environ": dict(os.environ)} if verb.split()[0] in CONTEXT_COMMANDS else {}
     try:
-        reply = AgentClient(state_dir, namespace).call("", {}, out, err, start=False, debug=debug, argv=argv)
+        reply = AgentClient(state_dir, namespace).call("", {}, out, err, start=False, debug=debug, argv=argv,
+                                                       **context)
     except AgentUnavailable:
         return None
     if "parse" in reply or (held and reply["exit"] == USAGE_STATUS):
@@ -184,7 +190,7 @@ def _request(args, verb: str, debug: bool) -> int:
         return _agent(client, verb)
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)  # an unusable state dir: one line naming it
     params = request_params(args)
-    if verb.startswith(COMPOSE_VERBS):
+    if verb.split()[0] in CONTEXT_COMMANDS:
         params.update(cwd=os.getcwd(), environ=dict(os.environ))
         if "-" in (params.get("files") or ()):
             params["stdin"] = sys.stdin.read()

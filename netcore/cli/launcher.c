@@ -8,11 +8,15 @@
  * whose reply is only printed. It sends the line to the state dir's running agent, writes each "out" text to
  * stdout and each "err" line to stderr (after "netcore: "), and exits with the "exit" status.
  *
+ * A Compose command's line goes with this process's working directory and environment ("cwd", "environ"),
+ * which Compose reads its files from and interpolates with.
+ *
  * Everything else is the Python client's, which this program becomes (execv, the same arguments) before it
  * has sent anything: another command (exec and run -- CMD act in the user's terminal, agent prints its
- * reply, Compose sends the directory and environment, ...), help, an option the line may not carry, an
- * argument that is not UTF-8, no root, no agent answering (the Python client starts one), and a line the
- * agent gives back ("parse": a usage error, said in the parser's words) or refuses as of another protocol.
+ * reply, ...), help, an option the line may not carry, an argument, directory or environment variable that
+ * is not UTF-8, no root, no agent answering (the Python client starts one), and a line the agent gives back
+ * ("parse": a usage error, said in the parser's words; Compose's -f -, which reads standard input) or
+ * refuses as of another protocol.
  * Once the agent has the request, the command is the agent's: a connection that ends before the exit line is
  * one line and status 1, never a second try; Ctrl-C is "netcore: interrupted" and status 130, as the Python
  * client says it (the agent finishes an action it began; `logs -f` stops following).
@@ -22,6 +26,7 @@
  *   NETCORE_PROTOCOL    netcored's protocol version (netcore.agent.protocol.PROTOCOL)
  *   NETCORE_COMMANDS    "|network|run|...|": the first words this program sends (netcore.cli.LAUNCHER_COMMANDS)
  *   NETCORE_NOT_SENT    "|network prune|...|": two-word commands among them it leaves to Python (NOT_AS_LINE)
+ *   NETCORE_CONTEXT_COMMANDS  "|compose|up|down|": those sent with the directory and environment (CONTEXT_COMMANDS)
  *   NETCORE_STATE_DIR_DEFAULT  the state dir without $NETCORE_STATE_DIR or --state-dir (DEFAULT_STATE_DIR)
  */
 #define _GNU_SOURCE
@@ -87,8 +92,9 @@ static int valid_utf8(const unsigned char *s) {
     return 1;
 }
 
-/* Whether this program sends the command line itself; the state dir and namespace it goes to. */
-static int sent_here(int argc, char **argv, const char **state_dir, const char **netns) {
+/* Whether this program sends the command line itself; the state dir and namespace it goes to, and where its
+ * first word is. */
+static int sent_here(int argc, char **argv, const char **state_dir, const char **netns, int *first) {
     const char *env_netns = getenv("NETCORE_NETNS"), *env_state = getenv("NETCORE_STATE_DIR");
     *netns = env_netns && *env_netns ? env_netns : NULL;
     *state_dir = env_state && *env_state ? env_state : NETCORE_STATE_DIR_DEFAULT;
@@ -109,6 +115,7 @@ static int sent_here(int argc, char **argv, const char **state_dir, const char *
         at++;
     }
     if (at == argc || !listed(NETCORE_COMMANDS, argv[at])) return 0;
+    *first = at;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 0;
         if (strcmp(argv[i], "--") == 0) return 0; /* run -- CMD: the command runs in this terminal */
@@ -179,6 +186,44 @@ static void put_string(struct buffer *b, const char *s) { /* a JSON string; s is
         }
     }
     put(b, "\"", 1);
+}
+
+extern char **environ;
+
+/* ,"cwd":"...","environ":{"NAME":"VALUE",...}: what a Compose command's line carries; 0 (nothing written) when
+ * the directory cannot be read or it or a variable is not UTF-8 (the Python client sends what Python reads) */
+static int put_context(struct buffer *b) {
+    char *cwd = getcwd(NULL, 0);
+    if (!cwd || !valid_utf8((const unsigned char *)cwd)) {
+        free(cwd);
+        return 0;
+    }
+    for (char **entry = environ; *entry; entry++)
+        if (!valid_utf8((const unsigned char *)*entry)) {
+            free(cwd);
+            return 0;
+        }
+    put(b, ",\"cwd\":", 7);
+    put_string(b, cwd);
+    free(cwd);
+    put(b, ",\"environ\":{", 12);
+    int members = 0;
+    for (char **entry = environ; *entry; entry++) {
+        char *equals = strchr(*entry, '=');
+        if (!equals || equals == *entry) continue; /* as Python's os.environ: no name, no variable */
+        if (members++) put(b, ",", 1);
+        char *name = strndup(*entry, (size_t)(equals - *entry));
+        if (!name) {
+            fputs("netcore: out of memory\n", stderr);
+            exit(1);
+        }
+        put_string(b, name);
+        free(name);
+        put(b, ":", 1);
+        put_string(b, equals + 1);
+    }
+    put(b, "}", 1);
+    return 1;
 }
 
 /* -- a reply line: {"out": TEXT} | {"err": TEXT} | {"exit": N, ...} --------------------------------------- */
@@ -339,7 +384,8 @@ static void say(const char *line) {
 int main(int argc, char **argv) {
     original_argv = argv;
     const char *state_dir, *netns;
-    if (!sent_here(argc, argv, &state_dir, &netns) || !privileged()) python_client();
+    int first = 0;
+    if (!sent_here(argc, argv, &state_dir, &netns, &first) || !privileged()) python_client();
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if ((size_t)snprintf(address.sun_path, sizeof address.sun_path, "%s/netcored.sock", state_dir)
         >= sizeof address.sun_path)
@@ -363,8 +409,10 @@ int main(int argc, char **argv) {
     if (netns) put_string(&request, netns);
     else put(&request, "null", 4);
     const char *debug = getenv("NETCORE_DEBUG");
-    put(&request, debug && strcmp(debug, "1") == 0 ? ",\"debug\":true}\n" : ",\"debug\":false}\n",
-        debug && strcmp(debug, "1") == 0 ? 15 : 16);
+    put(&request, debug && strcmp(debug, "1") == 0 ? ",\"debug\":true" : ",\"debug\":false",
+        debug && strcmp(debug, "1") == 0 ? 13 : 14);
+    if (listed(NETCORE_CONTEXT_COMMANDS, argv[first]) && !put_context(&request)) python_client();
+    put(&request, "}\n", 2);
     for (size_t sent = 0; sent < request.length;) {
         ssize_t n = send(sock, request.data + sent, request.length - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;

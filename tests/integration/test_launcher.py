@@ -108,3 +108,53 @@ def test_ctrl_c_is_the_python_clients_one_line_and_status(sandbox, launcher):
         said.append((follow.returncode, out, err))
     assert said[0] == said[1] == (130, "", "netcore: interrupted\n")
     assert sandbox.nc("ps").returncode == 0  # the agent serves on
+
+
+COMPOSE = """services:
+  web:
+    container_name: ${WEB_NAME:-web}
+    networks: [front]
+    command: ["sh", "-c", "echo up from ${WEB_NAME:-web}; exec sleep 300"]
+networks:
+  front:
+    ipam:
+      config: [{subnet: "${SUBNET}"}]
+"""
+
+
+def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the_python_client_says(
+        sandbox, launcher, tmp_path):
+    """A Compose command's line carries the client's directory (its files are found from there) and environment
+    (interpolated as in this shell); -f -, which reads standard input, is the Python client's. An attached
+    `up` is followed by the launcher itself, and Ctrl-C ends it as the Python client does."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "compose.yaml").write_text(COMPOSE)
+    env = dict(sandbox.env, WEB_NAME="front-web", SUBNET="10.62.0.0/24")
+
+    def run(command, *args, **kw):
+        return subprocess.run([*command, *args], env=kw.pop("env", env), capture_output=True, text=True, timeout=60,
+                              cwd=project, **kw)
+    python = [sys.executable, "-m", "netcore"]
+    sandbox.nc("network", "ls")  # an agent runs: the launcher sends what it can
+    for args in (["compose", "config"], ["compose", "config", "--services"], ["compose", "ps"], ["compose", "ls"],
+                 ["compose", "-f", "nosuch.yaml", "config"], ["compose", "-p", "Bad!", "config"]):
+        same(run([launcher], *args), run(python, *args))
+    same(run([launcher], "compose", "config", env=sandbox.env), run(python, "compose", "config", env=sandbox.env))
+    piped = [run(command, "compose", "-p", "shop", "-f", "-", "config", input=COMPOSE) for command in ([launcher],
+                                                                                                      python)]
+    same(*piped)
+    assert "container_name: front-web" in piped[0].stdout and "subnet: 10.62.0.0/24" in piped[0].stdout
+    attached = subprocess.Popen([launcher, "compose", "up"], env=env, cwd=project, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    lines = [attached.stdout.readline() for _ in range(4)]
+    assert lines[:3] == ["Network shop_front  Created\n", "Container front-web  Created\n",
+                         "Container front-web  Started\n"], lines
+    assert lines[3].endswith("up from front-web\n"), lines
+    assert os.readlink(f"/proc/{attached.pid}/exe") == os.path.realpath(launcher)  # not the Python client
+    attached.send_signal(2)
+    _, err = attached.communicate(timeout=60)
+    assert (attached.returncode, err.splitlines()[-1]) == (130, "netcore: interrupted"), err
+    same(run([launcher], "compose", "ps", "-a"), run(python, "compose", "ps", "-a"))
+    down = run([launcher], "compose", "down")
+    assert down.returncode == 0 and "Container front-web  Removed" in down.stdout, down.stderr

@@ -3,6 +3,7 @@ engine on the in-memory kernel: round trips, versions, bad and silent clients, o
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -38,6 +39,17 @@ def test_a_command_line_goes_through_the_wire_whole_without_json():
     assert protocol.decode_request(line, VERBS) == request
 
 
+def test_a_compose_command_line_goes_with_the_clients_directory_and_environment():
+    environ = {"TAG": "1.2", "Q": 'a"b\\c\n', "É": "wé", "RAW": "\udcff", "EMPTY": ""}
+    request = Request("", {}, "gw", False, ["compose", "up", "-d"], "/home/mé/app", environ)
+    line = request.encode()
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["cwd"] == "/home/mé/app" and json.loads(line)["environ"] == environ
+    assert protocol.decode_request(line, VERBS) == request
+    plain = Request("", {}, None, False, ["ps"]).encode()
+    assert b"cwd" not in plain and b"environ" not in plain  # only a Compose command carries them
+
+
 @pytest.mark.parametrize("reply", [b'{"out":"a\\nb \\u00e9 \\"q\\""}', b'{"err":"x"}', b' {"exit":0} ',
                                    b'{"exit":0,"agent":{"pid":1,"uptime":2.5,"netns":null,"x":[true,false]}}',
                                    b'{"exit":0,"exec":{"netns":"n","argv":["sh","-c","exit 3"]}}'])
@@ -62,6 +74,11 @@ def test_a_reply_that_is_not_one_json_object_is_one_line(reply):
     (json.dumps({"netcored": PROTOCOL, "verb": "ps", "netns": 3}).encode(), "netns is not a string"),
     (json.dumps({"netcored": PROTOCOL, "argv": "ps"}).encode(), "argv is not a list of strings"),
     (json.dumps({"netcored": PROTOCOL, "argv": ["ps", 1]}).encode(), "argv is not a list of strings"),
+    (json.dumps({"netcored": PROTOCOL, "argv": ["up"], "cwd": 1, "environ": {}}).encode(), "cwd is not a string"),
+    (json.dumps({"netcored": PROTOCOL, "argv": ["up"], "cwd": "/", "environ": []}).encode(),
+     "environ is not an object of strings"),
+    (json.dumps({"netcored": PROTOCOL, "argv": ["up"], "cwd": "/", "environ": {"A": 1}}).encode(),
+     "environ is not an object of strings"),
     (b"\xff\xfe", "malformed request"),
 ])
 def test_a_bad_request_is_one_line(line, words):
@@ -280,6 +297,28 @@ def test_a_command_line_the_client_must_parse_or_complete_comes_back_untouched(r
     assert running.kernel.calls == before  # nothing was done
 
 
+def test_a_compose_command_line_reads_the_files_of_the_clients_directory_with_its_environment(running, tmp_path):
+    """As the parsed command would: the files relative to the client's directory, interpolated with its
+    environment; -f - (the client's standard input) and a line without the client's context come back."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "compose.yaml").write_text("services:\n  web:\n    container_name: ${NAME:-dflt}\n"
+                                          "    networks: [front]\nnetworks:\n  front: {}\n")
+    lines = running.raw(Request("", {}, GATEWAY_NS, False, ["compose", "config", "--services"], str(project),
+                                {"NAME": "xy"}).encode())
+    assert "".join(line.get("out", "") for line in lines) == "web\n" and lines[-1] == {"exit": 0}, lines
+    lines = running.raw(Request("", {}, GATEWAY_NS, False, ["compose", "config"], str(project),
+                                {"NAME": "from-env"}).encode())
+    assert lines[-1] == {"exit": 0} and "container_name: from-env" in "".join(x.get("out", "") for x in lines)
+    up = running.raw(Request("", {}, GATEWAY_NS, False, ["up", "-f", "compose.yaml"], str(project), {}).encode())
+    names = "".join(x.get("out", "") for x in _line(running, "ps", "--format", "{{.Names}}"))
+    assert up[-1] == {"exit": 0} and names == "dflt\n", up
+    for argv, context in ((["compose", "-f", "-", "config"], (str(project), {})),
+                          (["compose", "config"], (None, None))):
+        lines = running.raw(Request("", {}, GATEWAY_NS, False, argv, *context).encode())
+        assert len(lines) == 1 and lines[0]["exit"] == protocol.USAGE and "the client completes it" in lines[0]["parse"]
+
+
 def test_a_command_line_of_run_with_a_command_says_so(running):
     _line(running, "network", "create", "--subnet", "10.1.0.0/24", "app")
     lines = _line(running, "run", "--name", "web", "--net", "app", "--", "true")
@@ -304,7 +343,10 @@ def test_the_cli_sends_the_command_line_and_parses_what_comes_back(running, monk
     assert capsys.readouterr().err == "netcore: unrecognized arguments: --bogus (see netcore --help)\n"
     assert cli.main([*base, "run", "--net", "nope", "--", "true"]) == cli.RUN_FAILED
     assert capsys.readouterr().err == "netcore: no such network: nope\n"
-    assert cli.main([*base, "compose", "ls"]) == 0 and sent[-1] is None  # a command: sent parsed
+    assert cli.main([*base, "compose", "ls"]) == 0 and sent[-1] == [*base, "compose", "ls"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("services:\n  web: {}\n"))
+    assert cli.main([*base, "compose", "-p", "x", "-f", "-", "config", "-q"]) == 0  # reads stdin: given back,
+    assert sent[-2:] == [[*base, "compose", "-p", "x", "-f", "-", "config", "-q"], None]  # then sent parsed
 
 
 @pytest.mark.parametrize(("argv", "found"), [
@@ -314,7 +356,8 @@ def test_the_cli_sends_the_command_line_and_parses_what_comes_back(running, monk
     (["--state-dir", "/a", "--state-dir", "/b", "run", "--name", "x"], ("/b", None, "run")),
     (["network", "prune"], None), (["network"], None), (["network", "-h"], None), (["run", "--help"], None),
     (["agent", "status"], ("/var/lib/netcore", None, "agent status")), (["agent", "stop"], None),
-    (["compose", "up"], None), (["up", "-f", "x"], None), (["version"], None), (["agent"], None),
+    (["compose", "up"], ("/var/lib/netcore", None, "compose")), (["up", "-f", "x"], ("/var/lib/netcore", None, "up")),
+    (["version"], None), (["agent"], None),
     (["--netns"], None), (["--netns", "-x", "ps"], None), (["--net", "x", "ps"], None), (["-x", "ps"], None),
     ([], None), (["bogus"], None)])
 def test_the_cli_sends_a_command_line_only_as_the_parser_would_read_it(argv, found, monkeypatch):
