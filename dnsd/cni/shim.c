@@ -6,6 +6,9 @@
  * the plugin's Python code (dnsd.cni.plugin) and answers the exit status and stdout. When no dnsd takes the
  * call (the first ADD, which starts dnsd; dnsd down or stopping), it runs the plugin in Python itself:
  * PYTHON -I -S -c FALLBACK, with stdin as it came. No exit status or output of its own: the plugin's.
+ * A dnsd that goes away while the call is written (it stops after the last DEL) is one that declined it: the
+ * write fails with EPIPE (SIGPIPE is ignored here; it killed the plugin, status -13, before) and the call is
+ * run here.
  *
  * Defined by the build (dnsd/cni/install.py writes them into a header):
  *   NETCORE_CNI_STATE_DIR_DEFAULT  the state dir when $NETCORE_CNI_STATE_DIR is not set
@@ -14,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,7 @@ extern char **environ;
 
 static void run_python(void) {
     char *argv[] = {NETCORE_CNI_PYTHON, "-I", "-S", "-c", NETCORE_CNI_FALLBACK, NULL};
+    signal(SIGPIPE, SIG_DFL); /* the plugin's process as the runtime started it */
     execv(NETCORE_CNI_PYTHON, argv);
     /* as the plugin would: the spec's error document, code 5 (I/O failure) */
     printf("{\"cniVersion\": \"1.1.0\", \"code\": 5, \"msg\": \"cannot run the plugin\", "
@@ -89,6 +94,7 @@ static ssize_t read_all(int fd, char **buffer, size_t *capacity, size_t length) 
 }
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN); /* a reader gone (dnsd stopping, the Python plugin exited) is an error returned */
     const char *state_dir = getenv("NETCORE_CNI_STATE_DIR");
     if (!state_dir || !*state_dir) state_dir = NETCORE_CNI_STATE_DIR_DEFAULT;
     struct sockaddr_un address = {.sun_family = AF_UNIX};

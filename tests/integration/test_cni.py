@@ -11,6 +11,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -339,6 +340,33 @@ def test_same_checks_against_dnsname(box, plugin):
     chain.delete(cid(1), web, name="web")
     assert dig(box, client, "10.84.0.1", "web") == []
     chain.delete(cid(2), client, name="client")
+
+
+def test_a_dnsd_that_goes_away_while_the_call_is_written_is_one_that_declined_it(box):
+    """The executable hands the call to dnsd's socket; a dnsd stopping (the last DEL) may take the connection
+    and close it before the call is written. That write then fails (EPIPE): the plugin runs the call itself,
+    it is not killed by SIGPIPE (status -13, seen once in the ADD racing the last DEL). Here a listener
+    takes the connection and shuts its reading down before the plugin has read its standard input."""
+    os.makedirs(box.state_dir, mode=0o700, exist_ok=True)  # made by the first call otherwise
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.path.join(box.state_dir, "cni.sock"))
+    listener.listen(1)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": "VERSION", "CNI_PATH": box.plugin_dir}
+    plugin = subprocess.Popen([*box.enter, os.path.join(box.plugin_dir, "netcore-dns")], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listener.settimeout(30)
+        taken, _ = listener.accept()
+        taken.shutdown(socket.SHUT_RD)  # gone, as far as the plugin's write is concerned
+        out, err = plugin.communicate('{"cniVersion": "1.0.0"}', timeout=60)
+        taken.close()
+    finally:
+        listener.close()
+        os.unlink(os.path.join(box.state_dir, "cni.sock"))
+        if plugin.poll() is None:
+            plugin.kill()
+    assert plugin.returncode == 0, (plugin.returncode, out, err)
+    assert "1.0.0" in json.loads(out)["supportedVersions"]
 
 
 def test_the_python_script_plugin():
