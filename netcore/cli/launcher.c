@@ -211,6 +211,11 @@ static int put_context(struct buffer *b) {
     for (char **entry = environ; *entry; entry++) {
         char *equals = strchr(*entry, '=');
         if (!equals || equals == *entry) continue; /* as Python's os.environ: no name, no variable */
+        size_t length = (size_t)(equals - *entry) + 1;
+        int again = 0; /* a name set twice: the first one, as os.environ and getenv(3) take it */
+        for (char **earlier = environ; earlier < entry && !again; earlier++)
+            again = strncmp(*earlier, *entry, length) == 0;
+        if (again) continue;
         if (members++) put(b, ",", 1);
         char *name = strndup(*entry, (size_t)(equals - *entry));
         if (!name) {

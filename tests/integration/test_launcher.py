@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -122,6 +123,17 @@ networks:
 """
 
 
+# runs argv[1:] with this environment and WEB_NAME twice in it (first, then second): os.execve cannot
+EXECVE_DOUBLED = """
+import ctypes, os, sys
+entries = [f"{k}={v}" for k, v in os.environ.items() if k != "WEB_NAME"] + ["WEB_NAME=first", "WEB_NAME=second"]
+envp = (ctypes.c_char_p * (len(entries) + 1))(*[e.encode() for e in entries], None)
+argv = (ctypes.c_char_p * len(sys.argv))(*[a.encode() for a in sys.argv[1:]], None)
+ctypes.CDLL(None, use_errno=True).execve(sys.argv[1].encode(), argv, envp)
+sys.exit(f"execve: {os.strerror(ctypes.get_errno())}")
+"""
+
+
 def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the_python_client_says(
         sandbox, launcher, tmp_path):
     """A Compose command's line carries the client's directory (its files are found from there) and environment
@@ -141,6 +153,10 @@ def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the
                  ["compose", "-f", "nosuch.yaml", "config"], ["compose", "-p", "Bad!", "config"]):
         same(run([launcher], *args), run(python, *args))
     same(run([launcher], "compose", "config", env=sandbox.env), run(python, "compose", "config", env=sandbox.env))
+    doubled = [run([sys.executable, "-c", EXECVE_DOUBLED, *command, "compose", "config"]) for command in ([launcher],
+                                                                                                          python)]
+    same(*doubled)  # a variable set twice is the first, as os.environ and getenv(3) take it
+    assert "container_name: first" in doubled[0].stdout, doubled[0].stderr
     piped = [run(command, "compose", "-p", "shop", "-f", "-", "config", input=COMPOSE) for command in ([launcher],
                                                                                                       python)]
     same(*piped)
@@ -155,6 +171,10 @@ def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the
     attached.send_signal(2)
     _, err = attached.communicate(timeout=60)
     assert (attached.returncode, err.splitlines()[-1]) == (130, "netcore: interrupted"), err
-    same(run([launcher], "compose", "ps", "-a"), run(python, "compose", "ps", "-a"))
+    deadline = time.monotonic() + 30  # the client gone, the agent stops the project's processes (SIGTERM)
+    while "Exited" not in run([launcher], "compose", "ps", "-a").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    listed = ("compose", "ps", "-a", "--format", "{{.Name}} {{.Service}} {{.Project}}")  # no "N seconds ago"
+    same(run([launcher], *listed), run(python, *listed))
     down = run([launcher], "compose", "down")
     assert down.returncode == 0 and "Container front-web  Removed" in down.stdout, down.stderr
