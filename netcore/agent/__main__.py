@@ -14,13 +14,19 @@ import sys
 
 from netcore.cli.parser import DEFAULT_STATE_DIR
 from netcore.errors import NetcoreError
+from netcore.system.arguments import OneLineParser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """netcored's command line; a usage error is one line and exit 2 (netcore.system.arguments)."""
+    parser = OneLineParser(prog="netcored", description="netcore's per-host agent.")
+    parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR") or DEFAULT_STATE_DIR)
+    parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netcored", description="netcore's per-host agent.", allow_abbrev=False)
-    parser.add_argument("--state-dir", default=os.environ.get("NETCORE_STATE_DIR") or DEFAULT_STATE_DIR)
-    parser.add_argument("--netns", default=os.environ.get("NETCORE_NETNS") or None)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s netcored[%(process)d] %(levelname)s %(message)s")
     from netcore.agent.server import Agent  # the engine's imports: after the usage is checked
 

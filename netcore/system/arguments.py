@@ -1,8 +1,8 @@
 """The command lines' parser: a usage error is one line on stderr and a non-zero exit, never argparse's usage
 block, and an abbreviation of a long option is never taken for the option (``--nam`` is not ``--name``).
 
-The one home of that behaviour for every command of the project: ``netcore``, ``dnsd``, ``dnsd
-cni-install`` and dnsd's ``aardvark-dns``. Imports only argparse: the thin ``netcore`` client loads it on
+The one home of that behaviour for every command of the project: ``netcore``, ``netcored``, ``dnsd``,
+``dnsd cni-install`` and dnsd's ``aardvark-dns``. Imports only argparse: the thin ``netcore`` client loads it on
 every command.
 """
 

@@ -1,5 +1,6 @@
 """netcore.system.arguments: the one home of the one-line usage error, for every command of the project (issue 25,
-item 5): ``netcore``, ``dnsd``, ``dnsd cni-install`` and dnsd's ``aardvark-dns`` each word it as before."""
+item 5): ``netcore``, ``netcored``, ``dnsd``, ``dnsd cni-install`` and dnsd's ``aardvark-dns`` each word it as
+before."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from dnsd import __main__ as dnsd_main, aardvark
 from dnsd.cni import install as cni_install
+from netcore.agent import __main__ as netcored
 from netcore.cli.parser import build_parser
 from netcore.system.arguments import OneLineParser
 
@@ -30,6 +32,10 @@ def test_each_command_words_its_usage_errors_on_one_line(capsys, tmp_path):
         2, "aardvark-dns (dnsd): argument -p/--port: invalid port (1 to 65535) value: '0'\n")
     assert usage_error(capsys, cni_install.main, ["--state-dir", "relative"]) == (
         2, "dnsd cni-install: --state-dir must be an absolute path (got 'relative')\n")
+    assert usage_error(capsys, netcored.parse_args, ["--state-dir"]) == (
+        2, "netcored: argument --state-dir: expected one argument\n")
+    assert usage_error(capsys, netcored.parse_args, ["--net", "gw"]) == (
+        2, "netcored: unrecognized arguments: --net gw\n")  # no abbreviation taken for --netns
 
 
 def test_a_subcommand_parser_follows_its_parent():
