@@ -13,6 +13,7 @@ from netcore.engine.context import Context
 from netcore.engine.follow import Follower
 from netcore.engine.lock import StateLock
 from netcore.errors import NetcoreError
+from netcore.kernel import sandbox
 from netcore.model import MODE_BRIDGE, MODE_NONE, STATE_CREATING, STATE_REMOVING, Container, Network, removal_order
 
 
@@ -78,9 +79,10 @@ class Recovery:
                      (ref in (r.name, r.id) or (hexadecimal and r.id.startswith(ref)))), None)
 
     def reconcile_kernel(self) -> list[str]:
-        """The full sweep: leftover namespaces with netcore's prefix removed; missing networks, namespaces and
-        endpoints rebuilt; leftover links of netcore's networks (which links are a network's, an endpoint's
-        or a network's ports, its driver says) deleted. Returns the notes."""
+        """The full sweep: leftover namespaces and /etc/netns entries with netcore's prefix removed (the entries
+        outlive a reboot, and a power cut can lose the rows of an action's last containers, Store.deferred_sync);
+        missing networks, namespaces and endpoints rebuilt; leftover links of netcore's networks (which links
+        are a network's, an endpoint's or a network's ports, its driver says) deleted. Returns the notes."""
         ctx, builder = self.ctx, self.builder
         store, kernel = ctx.store, ctx.kernel
         notes = []
@@ -91,6 +93,10 @@ class Recovery:
                 kernel.delete_namespace(namespace)
                 kernel.remove_etc(namespace)
                 notes.append(f"removed leftover namespace {namespace}")
+        for namespace in kernel.list_etc():  # on disk, so a reboot keeps those whose rows a power cut lost
+            if namespace.startswith(ctx.ns_prefix) and namespace not in owned:
+                kernel.remove_etc(namespace)
+                notes.append(f"removed leftover {sandbox.etc_dir(namespace)}")
         networks = {n.id: n for n in store.networks()}
         links = kernel.links()
         for network in networks.values():

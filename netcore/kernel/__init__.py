@@ -102,5 +102,8 @@ class Kernel(Protocol):
     def remove_etc(self, namespace: str) -> None:
         """Remove the namespace's /etc/netns directory, if any."""
 
+    def list_etc(self) -> list[str]:
+        """The names of /etc/netns (a namespace's files each), sorted."""
+
     def read_text(self, path: str) -> str | None:
         """The text of a file of the host (the gateway namespace's resolv.conf), None if it cannot be read."""

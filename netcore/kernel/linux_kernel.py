@@ -18,6 +18,7 @@ class LinuxKernel(netlink.Gateway):
     delete_container_link = staticmethod(netlink.delete_container_link)
     write_etc = staticmethod(sandbox.write_etc)
     remove_etc = staticmethod(sandbox.remove_etc)
+    list_etc = staticmethod(sandbox.list_etc)
     read_text = staticmethod(sandbox.read_text)
 
     def runs_in_gateway(self, pid: int) -> bool:

@@ -162,6 +162,14 @@ def remove_etc(namespace: str) -> None:
     shutil.rmtree(etc_dir(namespace), ignore_errors=True)
 
 
+def list_etc() -> list[str]:
+    """The names under /etc/netns, sorted; [] when there is no such directory."""
+    try:
+        return sorted(os.listdir(ETC_NETNS))
+    except FileNotFoundError:
+        return []
+
+
 def _enter(namespace: str | None) -> None:
     """In the child, before exec: join the network namespace and see its /etc files."""
     if namespace is None:

@@ -293,6 +293,9 @@ class FakeKernel:
         self._call("remove_etc", namespace)
         self.etc.pop(namespace, None)
 
+    def list_etc(self) -> list[str]:
+        return sorted(self.etc)
+
     def read_text(self, path: str) -> str | None:
         return self.files.get(path)
 

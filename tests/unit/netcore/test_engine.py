@@ -231,6 +231,25 @@ def test_after_a_reboot_the_next_command_rebuilds_what_the_store_holds(app):
     assert again.notes == []  # the same boot, nothing unsettled: no sweep of the kernel
 
 
+def test_after_a_reboot_etc_netns_entries_of_lost_rows_are_removed_and_no_others(app):
+    """/etc/netns is on disk: after a power cut in the middle of an action (whose commits were not flushed yet,
+    Store.deferred_sync) a container's files may outlive its row. The sweep after the reboot removes what
+    carries netcore's prefix and belongs to no container; a container's own files and others' stay."""
+    before = app.engine()
+    web = before.store.container("web")
+    lost = f"{GATEWAY_NS}-0123456789ab"  # a container's namespace name whose row the power cut took
+    app.kernel.etc[lost] = ("nameserver 10.1.0.1\n", "127.0.0.1\tlocalhost\n")
+    app.kernel.etc["someone-else"] = ("nameserver 192.0.2.1\n", "")
+    app.kernel.reboot()
+    app.clock.boot = "boot-2"
+    after = app.engine()
+    run_container(after, "db", "app")
+    assert f"removed leftover /etc/netns/{lost}" in after.notes
+    assert lost not in app.kernel.etc and "someone-else" in app.kernel.etc and web.netns in app.kernel.etc
+    del app.kernel.etc["someone-else"]
+    app.assert_consistent(after)
+
+
 def test_leftovers_are_swept_when_the_gateway_namespace_is_made_anew(app):
     engine = app.engine()
     web = engine.store.container("web")
