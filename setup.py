@@ -52,7 +52,7 @@ def _constants(path: str, names: set[str]) -> dict:
 
 
 def _c_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def build_launcher(output: str, python: str) -> bool:
@@ -60,8 +60,10 @@ def build_launcher(output: str, python: str) -> bool:
     note) without a C compiler or when it fails."""
     cli = _constants("netcore/cli/__init__.py", {"LAUNCHER_COMMANDS", "NOT_AS_LINE", "CONTEXT_COMMANDS",
                                                  "DEFAULT_STATE_DIR"})
-    protocol = _constants("netcore/agent/protocol.py", {"PROTOCOL"})["PROTOCOL"]
-    defines = {"NETCORE_PYTHON": _c_string(python), "NETCORE_PROTOCOL": str(int(protocol)),
+    wire = _constants("netcore/agent/protocol.py", {"PROTOCOL", "INTERRUPT", "GRACEFUL"})
+    defines = {"NETCORE_PYTHON": _c_string(python), "NETCORE_PROTOCOL": str(int(wire["PROTOCOL"])),
+               "NETCORE_INTERRUPT": _c_string(wire["INTERRUPT"].decode()),
+               "NETCORE_GRACEFUL": _c_string(wire["GRACEFUL"] + "\n"),
                "NETCORE_COMMANDS": _c_string("|" + "|".join(sorted(cli["LAUNCHER_COMMANDS"])) + "|"),
                "NETCORE_NOT_SENT": _c_string("|" + "|".join(sorted(cli["NOT_AS_LINE"])) + "|"),
                "NETCORE_CONTEXT_COMMANDS": _c_string("|" + "|".join(sorted(cli["CONTEXT_COMMANDS"])) + "|"),

@@ -1,4 +1,8 @@
-"""The one exception type users see: a message a person can act on."""
+"""The one exception type users see: a message a person can act on; and the exit status of a command ended by
+Ctrl-C."""
+
+
+INTERRUPTED = 130  # 128 + SIGINT: the exit status of a command ended by Ctrl-C, as a shell reports one it killed
 
 
 class NetcoreError(Exception):

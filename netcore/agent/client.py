@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from netcore.agent.protocol import LineReader, ProtocolError, Request, decode_reply
+from netcore.agent.protocol import INTERRUPT, LineReader, ProtocolError, Request, decode_reply
 from netcore.errors import NetcoreError
 
 TYPE_CHECKING = False  # typing, collections and signal cost more than this module: none is imported to run it
@@ -47,29 +47,41 @@ class AgentClient:
 
     def call(self, verb: str, params: dict, out: Callable[[str], None], err: Callable[[str], None],
              start: bool = True, debug: bool = False, argv: list[str] | None = None, cwd: str | None = None,
-             environ: dict[str, str] | None = None) -> dict:
+             environ: dict[str, str] | None = None, graceful: Callable[[], None] | None = None) -> dict:
         """Send one request (with ``argv``: that command line instead of ``verb`` and ``params``, and for a
         Compose command line the client's working directory ``cwd`` and environment ``environ``); hand each
         ``out`` text and ``err`` line to the callbacks as they come; return the last line (``{"exit": N,
         ...}``). ``start``: start an agent when none answers (else AgentUnavailable). NetcoreError, one line,
-        when the agent cannot be started or ends before it answers."""
+        when the agent cannot be started or ends before it answers. Ctrl-C (KeyboardInterrupt) once a reply
+        was marked interruptible calls ``graceful`` (when given), asks the agent for the command's graceful
+        end and reads on (netcore.agent.protocol); a second one, or one during any other reply, is raised."""
         sock = self.connect(start)
         try:
             sock.sendall(Request(verb, params, self.namespace, debug, argv, cwd, environ).encode())
             reader = LineReader(sock)
+            interruptible = interrupted = False
             while True:
-                line = reader.readline()
-                if line is None:
-                    raise NetcoreError(f"netcored ({self._pid_text()}) ended before it answered; the next "
-                                       f"command starts a new one, which repairs what it left (its log: "
-                                       f"{os.path.join(self.state_dir, LOG_NAME)})")
-                reply = decode_reply(line)
-                if "exit" in reply:
-                    return reply
-                if "out" in reply:
-                    out(reply["out"])
-                else:
-                    err(reply["err"])
+                try:
+                    line = reader.readline()
+                    if line is None:
+                        raise NetcoreError(f"netcored ({self._pid_text()}) ended before it answered; the next "
+                                           f"command starts a new one, which repairs what it left (its log: "
+                                           f"{os.path.join(self.state_dir, LOG_NAME)})")
+                    reply = decode_reply(line)
+                    if "exit" in reply:
+                        return reply
+                    if "out" in reply:
+                        interruptible = interruptible or reply.get("interruptible", False)
+                        out(reply["out"])
+                    else:
+                        err(reply["err"])
+                except KeyboardInterrupt:
+                    if not interruptible or interrupted:
+                        raise
+                    interrupted = True
+                    if graceful is not None:
+                        graceful()
+                    sock.sendall(INTERRUPT)
         except ProtocolError as error:
             raise NetcoreError(str(error)) from None
         except (ConnectionResetError, BrokenPipeError):

@@ -2,20 +2,22 @@
 
 One connection carries one request. The client writes one line, a command (its parsed arguments)::
 
-    {"netcored": 2, "verb": "run", "params": {...}, "netns": "NAME" or null, "debug": false}
+    {"netcored": 3, "verb": "run", "params": {...}, "netns": "NAME" or null, "debug": false}
 
 or a command line, which the agent parses itself with the same parser (netcore.cli.parser)::
 
-    {"netcored": 2, "argv": ["run", "--name", "web"], "netns": "NAME" or null, "debug": false}
+    {"netcored": 3, "argv": ["run", "--name", "web"], "netns": "NAME" or null, "debug": false}
 
 with, for a Compose command (netcore.cli.CONTEXT_COMMANDS), the client's working directory and environment,
 which Compose reads its files from and interpolates with as ``docker compose`` would in the client's shell::
 
-    {"netcored": 2, "argv": ["compose", "up", "-d"], ..., "cwd": "/home/me/app", "environ": {"TAG": "1.2"}}
+    {"netcored": 3, "argv": ["compose", "up", "-d"], ..., "cwd": "/home/me/app", "environ": {"TAG": "1.2"}}
 
 and reads lines until the last one::
 
-    {"out": "TEXT"}      text for the client's stdout (a command's output, several lines at once)
+    {"out": "TEXT"}      text for the client's stdout (a command's output, several lines at once); it may
+                         carry ``"interruptible": true``: from then on Ctrl-C asks for the command's graceful
+                         end (an attached ``compose up``: its services stopped), see below
     {"err": "TEXT"}      one line for the client's stderr (a note, a warning, an error), without "netcore: "
     {"exit": N, ...}     the last line: the command's exit status, and what the verb returns beside it
                          (``run`` the container's network namespace for ``-- CMD``, ``agent status`` its state;
@@ -27,8 +29,13 @@ and everything under it, the most of what it would import; the agent has the par
 line that does not parse (or asks for help), or whose command needs more of the client than the line holds
 (a confirmation, the client's version, Compose's standard input for ``-f -``, a Compose command sent without
 its directory and environment), gets ``"parse"`` back: the client parses it itself and says why in its own
-words, or sends the command, as it does when no agent runs. An agent that predates ``cwd`` and ``environ``
-gives a Compose command line back the same way, so they need no new protocol version.
+words, or sends the command, as it does when no agent runs.
+
+Ctrl-C. A client interrupted while it reads a reply that was marked interruptible writes one more line,
+``{"interrupt": true}``, and reads on: the agent ends the command as Docker Compose ends an attached ``up``
+(the services stopped, one line each, exit 130). Interrupted again, or interrupted during any other reply,
+it closes the connection and exits 130 at once; the agent then stops following and finishes an action it
+began (netcore.cli).
 
 Why JSON lines: the standard library has everything both sides need, so the thin client imports nothing
 heavy (the ``_json`` C module under ``json`` for a reply, ``json.dumps`` for a command: a few milliseconds);
@@ -37,9 +44,9 @@ a reply can stream (``logs -f``, Compose's progress lines) line by line; a perso
 framing. An RPC library would cost the client its import time and the socket a second framing.
 
 Versions: every request carries ``netcored``, the protocol version the client speaks (2 since the command
-line). An agent of another version answers one ``err`` line naming both and exits 2, serving on
-(netcore.agent.server). A request line longer than ``MAX_REQUEST`` bytes, malformed JSON, a missing field or
-an unknown verb each get one ``err`` line and exit 2 as well.
+line, 3 since interruptible replies). An agent of another version answers one ``err`` line naming both and
+exits 2, serving on (netcore.agent.server). A request line longer than ``MAX_REQUEST`` bytes, malformed JSON,
+a missing field or an unknown verb each get one ``err`` line and exit 2 as well.
 """
 
 from __future__ import annotations
@@ -49,7 +56,10 @@ try:  # the C parts of json: a reply read and a command line written without jso
 except ImportError:  # another Python than CPython
     _string = _make_scanner = None
 
-PROTOCOL = 2  # bump on any change a client of the other version would misread (2: the command line)
+PROTOCOL = 3  # bump on any change a client of the other version would misread (2: the command line; 3: an
+# interruptible reply, which a client of 2 would refuse as malformed)
+INTERRUPT = b'{"interrupt": true}\n'  # what an interrupted client writes after its request (see above)
+GRACEFUL = "Gracefully stopping... (press Ctrl+C again to force)"  # what it says then, as Docker Compose does
 ANY_VERSION = frozenset({"agent status", "agent stop"})  # served whatever version asks: an agent of another
 # release can always be stopped (netcore agent stop) and the next command starts one of the client's
 MAX_REQUEST = 1 << 20  # bytes of one request line, newline included
@@ -160,7 +170,8 @@ def decode_request(line: bytes, verbs: frozenset[str] | set[str]) -> Request:
 
 def decode_reply(line: bytes) -> dict:
     """One reply line as a dict with exactly one of ``out``, ``err`` or ``exit`` (an ``exit`` line may carry
-    more keys). ProtocolError for anything else: a client of another release reads one line, not a traceback."""
+    more keys, an ``out`` line ``interruptible``). ProtocolError for anything else: a client of another
+    release reads one line, not a traceback."""
     try:
         message = _loads(line)
     except ValueError as err:  # UnicodeDecodeError, json.JSONDecodeError
@@ -172,6 +183,8 @@ def decode_reply(line: bytes) -> dict:
             raise ProtocolError("malformed reply from netcored: exit is not a number")
         return message
     if len(message) == 1 and isinstance(message.get("out", message.get("err")), str):
+        return message
+    if len(message) == 2 and isinstance(message.get("out"), str) and message.get("interruptible") is True:
         return message
     raise ProtocolError(f"malformed reply from netcored: {sorted(message)}")
 

@@ -56,11 +56,14 @@ VERBS = frozenset(HANDLERS) | AGENT_VERBS
 
 class _Reply(io.TextIOBase):
     """A command's stdout, sent to its client as ``out`` lines as it is written; writes to a client that went
-    away are dropped (the command goes on)."""
+    away are dropped (the command goes on). ``interrupted``: the client asked for the graceful end of a reply
+    marked interruptible (netcore.agent.protocol: Ctrl-C)."""
 
     def __init__(self, conn: socket.socket):
         self._conn = conn
         self.gone = False
+        self.interrupted = False
+        self._heard = b""  # what the client wrote after its request, not yet a whole line
 
     def writable(self) -> bool:
         return True
@@ -82,17 +85,29 @@ class _Reply(io.TextIOBase):
         """One line for the client's stderr now, in order with the output (a warning of a long command)."""
         self.send({"err": text})
 
+    def interruptible(self, text: str) -> None:
+        """``text`` for the client's stdout, marking the reply interruptible: from here the client's Ctrl-C is
+        a request for the command's graceful end (``interrupted``), not the end of the connection."""
+        self.send({"out": text, "interruptible": True})
+
     def peer_closed(self) -> bool:
-        """Whether the client went away (it closed its end: ^C on ``logs -f``), without reading its data."""
-        if self.gone:
-            return True
-        try:
-            if self._conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+        """Whether the client went away (it closed its end: ^C on ``logs -f``); without waiting. What it wrote
+        since its request is read on the way: an interrupt line sets ``interrupted``, anything else is
+        dropped (at most a line's worth kept)."""
+        while not self.gone:
+            try:
+                data = self._conn.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
                 self.gone = True
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.gone = True
+                break
+            if not data:
+                self.gone = True
+                break
+            lines = (self._heard + data).split(b"\n")
+            self._heard = lines.pop()[-len(protocol.INTERRUPT):]
+            self.interrupted = self.interrupted or any(line + b"\n" == protocol.INTERRUPT for line in lines)
         return self.gone
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-from netcore.errors import NetcoreError, os_error_text
+from netcore.errors import INTERRUPTED, NetcoreError, os_error_text
 from netcore.system.privileges import missing_capabilities
 
 DEBUG_ENV = "NETCORE_DEBUG"  # "1": an unexpected error shows its traceback
@@ -137,7 +137,7 @@ def _request_line(argv: list[str], state_dir: str, namespace: str | None, verb: 
     context = {"cwd": os.getcwd(), "environ": dict(os.environ)} if verb.split()[0] in CONTEXT_COMMANDS else {}
     try:
         reply = AgentClient(state_dir, namespace).call("", {}, out, err, start=False, debug=debug, argv=argv,
-                                                       **context)
+                                                       graceful=_print_graceful, **context)
     except AgentUnavailable:
         return None
     if "parse" in reply or (held and reply["exit"] == USAGE_STATUS):
@@ -165,7 +165,7 @@ def _guarded(verb: str, command: bool, debug: bool, step) -> int | None:
         return 1
     except KeyboardInterrupt:
         print("netcore: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 def _parsed(args, verb: str, debug: bool) -> int:
@@ -199,7 +199,7 @@ def _request(args, verb: str, debug: bool) -> int:
         raise NetcoreError("network prune cancelled: nothing was removed")
     if verb == "version":
         _print_out(f"Client:\n Version:      {_version()}\n Protocol:     {_protocol()}\n")
-    reply = client.call(verb, params, _print_out, _print_err, debug=debug)
+    reply = client.call(verb, params, _print_out, _print_err, debug=debug, graceful=_print_graceful)
     return _finish(reply, verb == "run" and bool(args.cmd))
 
 
@@ -310,3 +310,11 @@ def _print_out(text: str) -> None:
 def _print_err(line: str) -> None:
     sys.stdout.flush()
     print(f"netcore: {line}", file=sys.stderr)
+
+
+def _print_graceful() -> None:
+    """What Ctrl-C during an interruptible reply says (an attached ``compose up``), as Docker Compose says it."""
+    from netcore.agent.protocol import GRACEFUL
+
+    sys.stdout.flush()
+    print(GRACEFUL, file=sys.stderr, flush=True)

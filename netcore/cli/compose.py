@@ -48,7 +48,7 @@ from netcore.compose.plan import (
 )
 from netcore.engine import Engine
 from netcore.engine.context import StopTarget
-from netcore.errors import NetcoreError
+from netcore.errors import INTERRUPTED, NetcoreError
 from netcore.model import PROCESS_RUNNING, Container, removal_order
 
 NO_FILE = "no Compose file found"  # files.resolve's refusal when none is given or found
@@ -128,8 +128,9 @@ def _line(out: TextIO, kind: str, name: str, word: str) -> None:
 def compose_up(engine: Engine, args: argparse.Namespace, out: TextIO) -> int | dict:
     """``compose up [-d] [--remove-orphans]``: the plan (plan_up) run through the engine, converging: what
     changed recreated, what did not kept (its processes running on), one progress line per object. Without
-    ``-d`` the project's main processes' output follows, prefixed by container, until they end or the
-    client goes away (Compose's attached ``up``; then they are stopped, as Compose stops them)."""
+    ``-d`` the project's main processes' output follows, prefixed by container, until they end, the client
+    asks for the end (Ctrl-C: they are stopped, a line each, exit 130, as Docker Compose's attached ``up``
+    ends) or goes away (they are stopped too)."""
     project = _read_project(args, out, engine)
     plan = plan_up(project, existing(engine), getattr(args, "remove_orphans", False))
     refuse_foreign_sharers(engine, project.name, [a.name for a in plan.teardown if a.kind == CONTAINER])
@@ -208,6 +209,7 @@ def _attach(engine: Engine, project: str) -> int | dict:
     def stream(reply) -> int:
         width = max(len(name) for name, *_ in followed)
         offsets = {path: 0 for _, path, *_ in followed}
+        reply.interruptible(f"Attaching to {', '.join(name for name, *_ in followed)}\n")
         while True:
             alive = [supervisor.alive(pid, ticks) for _, _, pid, ticks in followed]
             for name, path, *_ in followed:
@@ -216,9 +218,12 @@ def _attach(engine: Engine, project: str) -> int | dict:
                     reply.write(f"{name.ljust(width)}  | {line}\n")
             if not any(alive):
                 return 0
-            if reply.peer_closed():
+            if reply.peer_closed() or reply.interrupted:
                 supervisor.stop(targets, 10.0)  # Compose's ^C: the attached services are stopped
-                return 0
+                for (name, *_), running in zip(followed, alive, strict=True):
+                    if running:
+                        _line(reply, CONTAINER, name, "Stopped")
+                return INTERRUPTED
             time.sleep(commands.FOLLOW_POLL)
 
     return {"exit": 0, "stream": stream}

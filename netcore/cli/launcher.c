@@ -19,11 +19,15 @@
  * refuses as of another protocol.
  * Once the agent has the request, the command is the agent's: a connection that ends before the exit line is
  * one line and status 1, never a second try; Ctrl-C is "netcore: interrupted" and status 130, as the Python
- * client says it (the agent finishes an action it began; `logs -f` stops following).
+ * client says it (the agent finishes an action it began; `logs -f` stops following), except the first during
+ * a reply the agent marked interruptible (an attached compose up): it asks for the command's graceful end and
+ * reads on, as Docker Compose does (netcore.agent.protocol).
  *
  * Defined by the build (setup.py, from netcore.cli and netcore.agent; one home for each):
  *   NETCORE_PYTHON      the interpreter of the Python client (python -P -m netcore ARGS)
  *   NETCORE_PROTOCOL    netcored's protocol version (netcore.agent.protocol.PROTOCOL)
+ *   NETCORE_INTERRUPT   the line asking for the graceful end of an interruptible reply (protocol.INTERRUPT)
+ *   NETCORE_GRACEFUL    what Ctrl-C then says, as Docker Compose says it (protocol.GRACEFUL)
  *   NETCORE_COMMANDS    "|network|run|...|": the first words this program sends (netcore.cli.LAUNCHER_COMMANDS)
  *   NETCORE_NOT_SENT    "|network prune|...|": two-word commands among them it leaves to Python (NOT_AS_LINE)
  *   NETCORE_CONTEXT_COMMANDS  "|compose|up|down|": those sent with the directory and environment (CONTEXT_COMMANDS)
@@ -44,6 +48,9 @@
 #define CAP_SYS_ADMIN_BIT 21
 
 static char **original_argv;
+static int agent = -1;                         /* the connection to the agent, once made */
+static volatile sig_atomic_t interruptible;    /* the reply was marked interruptible (an attached compose up) */
+static volatile sig_atomic_t interrupt_sent;   /* Ctrl-C asked for its graceful end already */
 
 /* become the Python client, with the arguments as they came */
 static void python_client(void) {
@@ -62,9 +69,17 @@ static void python_client(void) {
     exit(1);
 }
 
-/* Ctrl-C once connected: the Python client's line and status (netcore.cli._guarded) */
+/* Ctrl-C once connected: during an interruptible reply, the first asks the agent for the command's graceful end
+ * (the reply goes on to its exit line); otherwise the Python client's line and status (netcore.cli._guarded) */
 static void interrupted(int signum) {
     (void)signum;
+    if (interruptible && !interrupt_sent) {
+        interrupt_sent = 1;
+        ssize_t said = write(STDERR_FILENO, NETCORE_GRACEFUL, sizeof NETCORE_GRACEFUL - 1);
+        ssize_t asked = send(agent, NETCORE_INTERRUPT, sizeof NETCORE_INTERRUPT - 1, MSG_NOSIGNAL);
+        (void)said, (void)asked;
+        return;
+    }
     static const char line[] = "netcore: interrupted\n";
     ssize_t written = write(STDERR_FILENO, line, sizeof line - 1);
     (void)written;
@@ -235,7 +250,7 @@ static int put_context(struct buffer *b) {
 
 struct reply {
     char *out, *err; /* decoded, malloc'ed */
-    int has_exit, exit, parse;
+    int has_exit, exit, parse, interruptible;
 };
 
 static const char *skip_space(const char *s) {
@@ -358,6 +373,7 @@ static int parse_reply(const char *line, struct reply *r) {
             r->has_exit = end > s, r->exit = (int)status, s = end;
         } else {
             r->parse |= strcmp(key, "parse") == 0;
+            r->interruptible |= strcmp(key, "interruptible") == 0 && strncmp(s, "true", 4) == 0;
             s = value_at(s);
         }
         free(key);
@@ -397,6 +413,7 @@ int main(int argc, char **argv) {
         python_client();
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0 || connect(sock, (struct sockaddr *)&address, sizeof address) != 0) python_client(); /* it starts one */
+    agent = sock;
     struct sigaction on_interrupt = {.sa_handler = interrupted};
     sigaction(SIGINT, &on_interrupt, NULL);
 
@@ -454,6 +471,7 @@ int main(int argc, char **argv) {
             return r.exit;
         }
         if (r.out) {
+            if (r.interruptible) interruptible = 1;
             write_all(1, r.out, strlen(r.out));
         } else if (lines == 1 && strncmp(r.err, "this netcore speaks protocol", 28) == 0) {
             held = r.err;

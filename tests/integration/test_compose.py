@@ -246,6 +246,8 @@ def test_up_without_detach_follows_the_output_until_the_processes_end(sandbox, t
         "  quiet: {}\n")
     proc = sandbox.nc("compose", "-f", str(tmp_path / "compose.yaml"), "up", timeout=120)
     assert "Container talk-hello-1  Started" in proc.stdout
+    assert proc.stdout.index("Container talk-quiet-1  Created\nAttaching to talk-hello-1\n") < \
+        proc.stdout.index("talk-hello-1  | hello")  # once everything is up, as Compose says it
     assert re.search(r"^talk-hello-1  \| hello from \S+$", proc.stdout, re.M)
     assert re.search(r"^talk-hello-1  \| bye$", proc.stdout, re.M)  # followed until it ended
     assert json.loads(sandbox.nc("inspect", "talk-hello-1").stdout)[0]["State"]["ExitCode"] == 0

@@ -138,7 +138,7 @@ def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the
         sandbox, launcher, tmp_path):
     """A Compose command's line carries the client's directory (its files are found from there) and environment
     (interpolated as in this shell); -f -, which reads standard input, is the Python client's. An attached
-    `up` is followed by the launcher itself, and Ctrl-C ends it as the Python client does."""
+    `up` is followed by the launcher itself."""
     project = tmp_path / "shop"
     project.mkdir()
     (project / "compose.yaml").write_text(COMPOSE)
@@ -163,18 +163,56 @@ def test_compose_commands_go_with_the_directory_and_environment_and_say_what_the
     assert "container_name: front-web" in piped[0].stdout and "subnet: 10.62.0.0/24" in piped[0].stdout
     attached = subprocess.Popen([launcher, "compose", "up"], env=env, cwd=project, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-    lines = [attached.stdout.readline() for _ in range(4)]
-    assert lines[:3] == ["Network shop_front  Created\n", "Container front-web  Created\n",
-                         "Container front-web  Started\n"], lines
-    assert lines[3].endswith("up from front-web\n"), lines
+    lines = [attached.stdout.readline() for _ in range(5)]
+    assert lines[:4] == ["Network shop_front  Created\n", "Container front-web  Created\n",
+                         "Container front-web  Started\n", "Attaching to front-web\n"], lines
+    assert lines[4].endswith("up from front-web\n"), lines
     assert os.readlink(f"/proc/{attached.pid}/exe") == os.path.realpath(launcher)  # not the Python client
     attached.send_signal(2)
-    _, err = attached.communicate(timeout=60)
-    assert (attached.returncode, err.splitlines()[-1]) == (130, "netcore: interrupted"), err
-    deadline = time.monotonic() + 30  # the client gone, the agent stops the project's processes (SIGTERM)
-    while "Exited" not in run([launcher], "compose", "ps", "-a").stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
+    attached.communicate(timeout=60)
     listed = ("compose", "ps", "-a", "--format", "{{.Name}} {{.Service}} {{.Project}}")  # no "N seconds ago"
     same(run([launcher], *listed), run(python, *listed))
     down = run([launcher], "compose", "down")
     assert down.returncode == 0 and "Container front-web  Removed" in down.stdout, down.stderr
+
+
+STUBBORN = """services:
+  web:
+    container_name: ${WEB_NAME}
+    command: ["sh", "-c", "${TRAP}echo ready; while :; do sleep 0.1; done"]
+"""
+
+
+def test_ctrl_c_on_an_attached_up_stops_its_services_first_and_again_forces_as_compose_does(sandbox, launcher,
+                                                                                           tmp_path):
+    """Docker Compose's attached `up`: the first Ctrl-C says so, stops the services (a line each) and exits 130
+    once they are stopped; a second one ends the client at once. The same through both clients."""
+    sandbox.nc("network", "ls")
+    for n, command in enumerate(([launcher], [sys.executable, "-m", "netcore"])):
+        project = tmp_path / f"p{n}"
+        project.mkdir()
+        (project / "compose.yaml").write_text(STUBBORN)
+        for trap, forced in (("", False), ("trap '' TERM; ", True)):  # the second ignores SIGTERM: 10 s to stop
+            env = dict(sandbox.env, WEB_NAME=f"web{n}", TRAP=trap)
+            up = subprocess.Popen([*command, "compose", "up"], env=env, cwd=project, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+            while not up.stdout.readline().endswith("ready\n"):
+                assert up.poll() is None, up.stderr.read()
+            up.send_signal(2)
+            if forced:
+                time.sleep(0.5)  # stopping: its SIGTERM is ignored, the agent waits out the grace period
+                assert up.poll() is None
+                up.send_signal(2)
+            started = time.monotonic()
+            out, err = up.communicate(timeout=60)
+            assert up.returncode == 130, (out, err)
+            assert "Gracefully stopping... (press Ctrl+C again to force)" in err.splitlines(), err
+            if forced:
+                assert time.monotonic() - started < 5 and err.splitlines()[-1] == "netcore: interrupted", err
+            else:
+                assert out.endswith(f"Container web{n}  Stopped\n"), out  # stopped when the client returns
+                state = subprocess.run([*command, "ps", "-a", "--format", "{{.Status}}", "--filter",
+                                        f"name=web{n}"], env=env, capture_output=True, text=True, timeout=60)
+                assert state.stdout.startswith("Exited"), state
+            assert subprocess.run([*command, "compose", "down", "-t", "0"], env=env, cwd=project,
+                                  capture_output=True, timeout=60).returncode == 0

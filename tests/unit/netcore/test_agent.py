@@ -102,7 +102,8 @@ def test_an_oversized_request_is_refused_before_it_is_parsed():
         protocol.decode_request(b"x" * (MAX_REQUEST + 1), VERBS)
 
 
-@pytest.mark.parametrize("reply", [b'{"out": 3}', b'{"exit": "0"}', b'{"what": 1}', b"{", b'{"out": "a", "err": "b"}'])
+@pytest.mark.parametrize("reply", [b'{"out": 3}', b'{"exit": "0"}', b'{"what": 1}', b"{", b'{"out": "a", "err": "b"}',
+                                   b'{"err": "a", "interruptible": true}', b'{"out": "a", "interruptible": 1}'])
 def test_a_reply_of_another_shape_is_one_line_not_a_traceback(reply):
     with pytest.raises(ProtocolError, match="malformed reply"):
         decode_reply(reply)
@@ -114,6 +115,32 @@ class _Chunks:
 
     def recv(self, size: int) -> bytes:
         return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_an_output_line_may_mark_the_reply_interruptible():
+    assert decode_reply(b'{"out": "Attaching to web\\n", "interruptible": true}') == {
+        "out": "Attaching to web\n", "interruptible": True}
+
+
+def test_the_agent_tells_an_interrupt_from_a_client_gone():
+    """A client that waits for the graceful end writes the interrupt line (here in two pieces) and reads on;
+    one that does not closes its end. The agent's reply sees which, without waiting."""
+    from netcore.agent.server import _Reply
+
+    agent_end, client_end = socket.socketpair()
+    reply = _Reply(agent_end)
+    assert not reply.peer_closed() and not reply.interrupted
+    client_end.sendall(protocol.INTERRUPT[:7])
+    assert not reply.peer_closed() and not reply.interrupted
+    client_end.sendall(protocol.INTERRUPT[7:])
+    assert not reply.peer_closed() and reply.interrupted
+    reply.write("Container web  Stopped\n")
+    reply.send({"exit": 130})
+    assert [decode_reply(line) for line in client_end.recv(4096).splitlines()] == [
+        {"out": "Container web  Stopped\n"}, {"exit": 130}]
+    client_end.close()
+    assert reply.peer_closed()
+    agent_end.close()
 
 
 def test_the_line_reader_joins_chunks_and_stops_a_long_line_at_its_limit():
@@ -377,7 +404,7 @@ def test_an_agent_of_an_older_protocol_gets_the_usual_way(tmp_path, monkeypatch,
     from netcore import cli
 
     monkeypatch.setattr(cli, "missing_capabilities", lambda: [])
-    refusal = "this netcore speaks protocol 2, netcored speaks 1: use the same release for both"
+    refusal = f"this netcore speaks protocol {PROTOCOL}, netcored speaks 1: use the same release for both"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(tmp_path / SOCKET_NAME))
     listener.listen(8)
