@@ -134,7 +134,7 @@ def _request_line(argv: list[str], state_dir: str, namespace: str | None, verb: 
             _print_err(line)
         told.append(True)
 
-    context = {"cwd": os.getcwd(), "environ": dict(os.environ)} if verb.split()[0] in CONTEXT_COMMANDS else {}
+    context = _context(verb)
     try:
         reply = AgentClient(state_dir, namespace).call("", {}, out, err, start=False, debug=debug, argv=argv,
                                                        graceful=_print_graceful, **context)
@@ -189,11 +189,9 @@ def _request(args, verb: str, debug: bool) -> int:
     if verb.startswith("agent "):
         return _agent(client, verb)
     os.makedirs(args.state_dir, mode=0o700, exist_ok=True)  # an unusable state dir: one line naming it
-    params = request_params(args)
-    if verb.split()[0] in CONTEXT_COMMANDS:
-        params.update(cwd=os.getcwd(), environ=dict(os.environ))
-        if "-" in (params.get("files") or ()):
-            params["stdin"] = sys.stdin.read()
+    params = {**request_params(args), **_context(verb)}
+    if "cwd" in params and "-" in (params.get("files") or ()):  # Compose's -f -
+        params["stdin"] = sys.stdin.read()
     if verb == "network prune" and not args.force and not _confirm(
             "WARNING! This will remove all custom networks not used by at least one container."):
         raise NetcoreError("network prune cancelled: nothing was removed")
@@ -201,6 +199,13 @@ def _request(args, verb: str, debug: bool) -> int:
         _print_out(f"Client:\n Version:      {_version()}\n Protocol:     {_protocol()}\n")
     reply = client.call(verb, params, _print_out, _print_err, debug=debug, graceful=_print_graceful)
     return _finish(reply, verb == "run" and bool(args.cmd))
+
+
+def _context(verb: str) -> dict:
+    """What a request of ``verb`` carries of this process beside its arguments: for a Compose command
+    (``CONTEXT_COMMANDS``) its working directory and environment, which Compose reads its files from and
+    interpolates with; nothing for any other."""
+    return {"cwd": os.getcwd(), "environ": dict(os.environ)} if verb.split()[0] in CONTEXT_COMMANDS else {}
 
 
 def _finish(reply: dict, command: bool) -> int:
