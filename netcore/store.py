@@ -445,16 +445,13 @@ class Store:
             self._check_version()  # a newer netcore may have upgraded the store since it was opened
             self._touched: set[str] = set()
             yield
-            if not self._touched:  # no row readers follow (meta bookkeeping at most): nothing to catch up on
-                self._db.execute("COMMIT")
-                self._unsynced = self._unsynced or self._deferred
-                return
-            generation = self.generation() + 1
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
-            self._db.executemany("INSERT INTO changes (generation, container_id) VALUES (?, ?)",
-                                 [(generation, touched) for touched in self._touched])
-            if generation % 1000 == 0:
-                self._db.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
+            if self._touched:  # else no row readers follow (meta bookkeeping at most): nothing to catch up on
+                generation = self.generation() + 1
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+                self._db.executemany("INSERT INTO changes (generation, container_id) VALUES (?, ?)",
+                                     [(generation, touched) for touched in self._touched])
+                if generation % 1000 == 0:
+                    self._db.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
             self._db.execute("COMMIT")
             self._unsynced = self._unsynced or self._deferred
         except StoreError as err:
